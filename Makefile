@@ -1,0 +1,129 @@
+# medembed build. `make` builds build/libmedembed.so, build/libmedembed.a and
+# build/medembed; `make test` runs every suite; `make help` lists the rest.
+#
+# Sources are found by folder (src/*/*.c, tools/cli/*.c, tests/unit/test_*.c),
+# so adding a file needs no edit here. Files named *_avx2.c / *_avx512.c get
+# their ISA flags; nothing else is built with -m flags, and the choice of
+# kernel happens at run time (src/kernels/dispatch.c).
+
+CC      ?= cc
+BUILD   ?= build
+SAN     ?=
+PY      ?= /usr/bin/python3
+
+PKGS      := libutf8proc jansson sqlite3
+CLI_PKGS  := libcurl libmicrohttpd
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lutf8proc -ljansson -lsqlite3)
+CLI_LIBS   := $(shell pkg-config --libs $(CLI_PKGS) 2>/dev/null || echo -lcurl -lmicrohttpd)
+
+WARN    := -Wall -Wextra -Wshadow -Wvla -Wformat=2 -Wno-unused-parameter
+OPT     ?= -O2
+CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -g $(OPT) -fPIC $(WARN) -Iinclude -Isrc $(PKG_CFLAGS) $(CFLAGS)
+ifeq ($(WERROR),1)
+CFLAGS_ALL += -Werror
+endif
+ifeq ($(SAN),asan)
+CFLAGS_ALL += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDSAN := -fsanitize=address,undefined
+endif
+ifeq ($(SAN),ubsan)
+CFLAGS_ALL += -fsanitize=undefined -fno-sanitize-recover=undefined
+LDSAN := -fsanitize=undefined
+endif
+LDLIBS_ALL := $(PKG_LIBS) -lpthread -lm $(LDSAN)
+
+ISA_AVX2   := -mavx2 -mfma -mf16c
+ISA_AVX512 := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mavx512vnni -mfma -mf16c
+
+LIB_SRC  := $(sort $(wildcard src/*.c src/*/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_SRC  := $(sort $(wildcard tools/cli/*.c tools/server/*.c))
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+
+.PHONY: all lib cli test unit cli-test py-test golden-test check asan ubsan fuzz fuzz-build \
+        bench clean help format-check
+
+all: lib cli
+
+help:
+	@echo "make            build build/libmedembed.so, build/libmedembed.a, build/medembed"
+	@echo "make test       unit + golden + CLI + Python tests (skips ../shared tests visibly if absent)"
+	@echo "make asan       the test suite under ASan+UBSan (build-asan/)"
+	@echo "make ubsan      the test suite under UBSan alone (build-ubsan/)"
+	@echo "make fuzz       build the libFuzzer targets (clang) and run each briefly"
+	@echo "make bench      run bench/ scripts (not part of the tests)"
+
+lib: $(BUILD)/libmedembed.so $(BUILD)/libmedembed.a
+cli: $(BUILD)/medembed
+
+$(BUILD)/obj/%_avx2.o: %_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(ISA_AVX2) -DMEDEMBED_BUILD -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(ISA_AVX512) -DMEDEMBED_BUILD -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/src/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -fvisibility=hidden -DMEDEMBED_BUILD -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/tools/%.o: tools/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(BUILD)/libmedembed.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libmedembed.so: $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libmedembed.so -o $@ $^ $(LDLIBS_ALL)
+
+# The CLI links the shared library, so it can reach only the public API.
+$(BUILD)/medembed: $(CLI_OBJ) $(BUILD)/libmedembed.so
+	$(CC) -o $@ $(CLI_OBJ) -L$(BUILD) -lmedembed -Wl,-rpath,'$$ORIGIN' $(CLI_LIBS) $(LDLIBS_ALL)
+
+# Unit tests link the static archive so they can test internals.
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmedembed.a tests/unit/test_util.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(BUILD)/libmedembed.a -lcmocka $(LDLIBS_ALL)
+
+unit: $(UNIT_BIN)
+	@bash tests/run_unit.sh $(BUILD) $(UNIT_BIN)
+
+cli-test: all
+	@bash tests/cli/run.sh $(BUILD)
+
+py-test: all
+	@bash tests/run_py.sh $(BUILD) $(PY)
+
+test: all unit cli-test py-test
+
+check: test
+
+asan:
+	$(MAKE) BUILD=build-asan SAN=asan OPT=-O1 test
+
+ubsan:
+	$(MAKE) BUILD=build-ubsan SAN=ubsan test
+
+fuzz-build:
+	@bash tests/fuzz/build.sh
+
+fuzz: fuzz-build
+	@bash tests/fuzz/run.sh $${FUZZ_SECONDS:-20}
+
+bench: all
+	@bash bench/run.sh
+
+format-check:
+	clang-format --dry-run --Werror $(LIB_SRC) $(CLI_SRC) include/medembed.h
+
+clean:
+	rm -rf build build-asan build-ubsan build-fuzz
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
