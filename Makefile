@@ -17,7 +17,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lutf8proc -ljansson -lsqlite3)
 CLI_LIBS   := $(shell pkg-config --libs $(CLI_PKGS) 2>/dev/null || echo -lcurl -lmicrohttpd)
 
-WARN    := -Wall -Wextra -Wshadow -Wvla -Wformat=2 -Wno-unused-parameter
+WARN    := -Wall -Wextra -Wshadow -Wvla -Wformat=2 -Wno-format-truncation -Wno-unused-parameter
 OPT     ?= -O2
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -g $(OPT) -fPIC $(WARN) -Iinclude -Isrc $(PKG_CFLAGS) $(CFLAGS)
 ifeq ($(WERROR),1)

@@ -1,0 +1,594 @@
+/*
+ * api.c - the public API: model load/free and queries, tokenize, and the
+ * embedding context (scratch + worker pool + batching).
+ *
+ * Batching: texts are tokenized, sorted by length (stable), and packed into
+ * forward passes of at most `batch_tokens` real tokens; no padding exists
+ * anywhere. Because every kernel computes each output from its own row only
+ * (kernels.h), the packing never changes a text's embedding.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+#include "util/file.h"
+#include "util/sha256.h"
+
+#define ME_DEFAULT_BATCH_TOKENS 4096
+
+struct medembed_ctx {
+    const medembed_model *m;
+    me_pool *pool;
+    me_scratch s;
+    me_ids tok;       /* reused tokenizer output */
+    int32_t *ids;     /* all ids of the current call */
+    size_t ids_cap;
+    char last_error[ME_ERR_MAX];
+};
+
+/* ------------------------------------------------------------------------ */
+/* Model                                                                     */
+/* ------------------------------------------------------------------------ */
+
+void medembed_load_opts_init(medembed_load_opts *o)
+{
+    if (o) {
+        memset(o, 0, sizeof *o);
+        o->dtype = MEDEMBED_DTYPE_F32;
+    }
+}
+
+static void set_err(char *err, size_t err_len, const me_err *e)
+{
+    if (err && err_len)
+        snprintf(err, err_len, "%s", e->msg);
+}
+
+/* sha256(config.json bytes || each shard's header) */
+static void fingerprint(medembed_model *m, const char *dir)
+{
+    me_sha256 h;
+    me_sha256_init(&h);
+    char path[4096], *buf = NULL;
+    size_t len = 0;
+    me_path_join(path, sizeof path, dir, "config.json");
+    if (me_file_read(path, (size_t)1 << 24, &buf, &len, NULL) == MEDEMBED_OK) {
+        me_sha256_update(&h, buf, len);
+        free(buf);
+    }
+    for (int32_t i = 0; i < m->n_shards; i++)
+        me_sha256_update(&h, m->shards[i].header, m->shards[i].header_len);
+    uint8_t d[32];
+    me_sha256_final(&h, d);
+    me_sha256_hex(d, m->fingerprint);
+}
+
+static int pack_weights(medembed_model *m, me_err *e)
+{
+    if (!m->kern->pack)
+        return MEDEMBED_OK;
+    for (int32_t il = 0; il < m->cfg.n_layers; il++) {
+        me_layer *L = &m->layers[il];
+        me_linear *ls[4] = {&L->qkv, &L->attn_out, &L->ffn_in, &L->ffn_out};
+        for (int i = 0; i < 4; i++)
+            RETURN_ERROR_IF(m->kern->pack(ls[i], m->dtype) != MEDEMBED_OK, e,
+                            MEDEMBED_ERR_NOMEM, "out of memory packing layer %d weights", il);
+    }
+    return MEDEMBED_OK;
+}
+
+int medembed_model_load(const char *dir, const medembed_load_opts *opts, medembed_model **out,
+                        char *err, size_t err_len)
+{
+    me_err e = {{0}};
+    if (!dir || !out) {
+        me_err_set(&e, MEDEMBED_ERR_ARG, "medembed_model_load: dir and out must not be NULL");
+        set_err(err, err_len, &e);
+        return MEDEMBED_ERR_ARG;
+    }
+    medembed_load_opts o;
+    medembed_load_opts_init(&o);
+    if (opts)
+        o = *opts;
+    int rc = MEDEMBED_OK;
+    medembed_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        me_err_set(&e, MEDEMBED_ERR_NOMEM, "out of memory");
+        set_err(err, err_len, &e);
+        return MEDEMBED_ERR_NOMEM;
+    }
+    m->dir = strdup(dir);
+    m->dtype = o.dtype;
+    m->kern = me_kern_get();
+    if (!m->dir)
+        rc = me_err_set(&e, MEDEMBED_ERR_NOMEM, "out of memory");
+    if (rc == MEDEMBED_OK && (o.dtype < 0 || o.dtype > MEDEMBED_DTYPE_INT8 || o.max_length < 0))
+        rc = me_err_set(&e, MEDEMBED_ERR_ARG, "invalid load options (dtype %d, max_length %d)",
+                        o.dtype, o.max_length);
+    if (rc == MEDEMBED_OK && o.dtype != MEDEMBED_DTYPE_F32 &&
+        (!m->kern->pack || m->kern->isa == ME_ISA_SCALAR))
+        rc = me_err_set(&e, MEDEMBED_ERR_UNSUPPORTED,
+                        "compute dtype %s needs the %s kernels, which this CPU or build lacks",
+                        o.dtype == MEDEMBED_DTYPE_BF16 ? "bf16" : "int8", "AVX-512/AVX2");
+    if (rc == MEDEMBED_OK)
+        rc = me_config_load(dir, &m->cfg, &e);
+    if (rc == MEDEMBED_OK) {
+        rc = me_tokenizer_load(dir, &m->tok, &e);
+        if (rc == MEDEMBED_OK && me_tokenizer_vocab_size(m->tok) > m->cfg.vocab_size)
+            rc = me_err_set(&e, MEDEMBED_ERR_FORMAT,
+                            "%s: the tokenizer has %d tokens but config.json vocab_size is %d",
+                            dir, me_tokenizer_vocab_size(m->tok), m->cfg.vocab_size);
+    }
+    if (rc == MEDEMBED_OK)
+        rc = me_weights_load(m, dir, &e);
+    if (rc == MEDEMBED_OK)
+        rc = pack_weights(m, &e);
+    if (rc != MEDEMBED_OK) {
+        set_err(err, err_len, &e);
+        medembed_model_free(m);
+        return rc;
+    }
+    int32_t ml = m->cfg.max_pos;
+    if (m->cfg.max_seq_length > 0 && m->cfg.max_seq_length < ml)
+        ml = m->cfg.max_seq_length;
+    if (o.max_length > 0 && o.max_length < ml)
+        ml = o.max_length;
+    if (ml < 2)
+        ml = 2;
+    m->max_length = ml;
+    fingerprint(m, dir);
+    *out = m;
+    return MEDEMBED_OK;
+}
+
+void medembed_model_free(medembed_model *m)
+{
+    if (!m)
+        return;
+    me_weights_free(m);
+    me_tokenizer_free(m->tok);
+    me_config_free(&m->cfg);
+    free(m->dir);
+    free(m);
+}
+
+int32_t medembed_model_dim(const medembed_model *m)
+{
+    return m ? m->cfg.hidden : 0;
+}
+int32_t medembed_model_max_length(const medembed_model *m)
+{
+    return m ? m->max_length : 0;
+}
+int32_t medembed_model_pooling(const medembed_model *m)
+{
+    return m ? m->cfg.pooling : -1;
+}
+int32_t medembed_model_normalize(const medembed_model *m)
+{
+    return m ? m->cfg.normalize : 0;
+}
+int32_t medembed_model_dtype(const medembed_model *m)
+{
+    return m ? m->dtype : -1;
+}
+const char *medembed_model_fingerprint(const medembed_model *m)
+{
+    return m ? m->fingerprint : "";
+}
+
+const char *medembed_model_prompt(const medembed_model *m, const char *name)
+{
+    if (!m)
+        return NULL;
+    if (!name)
+        name = m->cfg.default_prompt_name;
+    if (!name)
+        return NULL;
+    return json_string_value(json_object_get(m->cfg.prompts, name));
+}
+
+static const char *dtype_name(int32_t d)
+{
+    return d == MEDEMBED_DTYPE_BF16 ? "bf16" : d == MEDEMBED_DTYPE_INT8 ? "int8" : "f32";
+}
+
+size_t medembed_model_info_json(const medembed_model *m, char *buf, size_t buf_len)
+{
+    if (!m)
+        return 0;
+    json_t *j = json_object();
+    json_object_set_new(j, "architecture", json_string(m->cfg.architecture));
+    json_object_set_new(j, "model_type", json_string("bert"));
+    json_object_set_new(j, "path", json_string(m->dir));
+    json_object_set_new(j, "dim", json_integer(m->cfg.hidden));
+    json_object_set_new(j, "layers", json_integer(m->cfg.n_layers));
+    json_object_set_new(j, "heads", json_integer(m->cfg.n_heads));
+    json_object_set_new(j, "intermediate_size", json_integer(m->cfg.ffn));
+    json_object_set_new(j, "vocab_size", json_integer(m->cfg.vocab_size));
+    json_object_set_new(j, "max_position_embeddings", json_integer(m->cfg.max_pos));
+    json_object_set_new(j, "max_length", json_integer(m->max_length));
+    json_object_set_new(j, "pooling", json_string(me_pooling_name(m->cfg.pooling)));
+    json_object_set_new(j, "normalize", json_boolean(m->cfg.normalize));
+    json_object_set_new(j, "include_prompt", json_boolean(m->cfg.include_prompt));
+    json_object_set_new(j, "do_lower_case", json_boolean(m->cfg.do_lower_case));
+    json_object_set_new(j, "weight_dtype", json_string(me_st_dtype_name(m->weight_dtype)));
+    json_object_set_new(j, "dtype", json_string(dtype_name(m->dtype)));
+    json_object_set_new(j, "n_params", json_integer(m->n_params));
+    json_object_set_new(j, "prompts", json_deep_copy(m->cfg.prompts));
+    json_object_set_new(j, "default_prompt_name", m->cfg.default_prompt_name
+                                                      ? json_string(m->cfg.default_prompt_name)
+                                                      : json_null());
+    json_object_set_new(j, "fingerprint", json_string(m->fingerprint));
+    json_object_set_new(j, "isa", json_string(me_isa_name(m->kern->isa)));
+    char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(j);
+    if (!s)
+        return 0;
+    size_t n = strlen(s);
+    if (buf && buf_len) {
+        size_t c = n < buf_len - 1 ? n : buf_len - 1;
+        memcpy(buf, s, c);
+        buf[c] = 0;
+    }
+    free(s);
+    return n;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Tokenizer                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static uint32_t tok_flags(const medembed_model *m, uint32_t flags)
+{
+    uint32_t f = 0;
+    if (flags & MEDEMBED_F_STRICT_UTF8)
+        f |= ME_TOK_STRICT_UTF8;
+    if (m->cfg.do_lower_case && !(flags & MEDEMBED_F_RAW_TOKENIZER))
+        f |= ME_TOK_PY_LOWER;
+    return f;
+}
+
+int medembed_tokenize(const medembed_model *m, const char *text, size_t len, uint32_t flags,
+                      int32_t *ids, int32_t cap, medembed_text_info *info)
+{
+    if (!m || (!text && len) || cap < 0 || (cap > 0 && !ids))
+        return MEDEMBED_ERR_ARG;
+    if (!text)
+        text = "";
+    if (len == (size_t)-1)
+        len = strlen(text);
+    me_ids v = {0};
+    int32_t n_full = 0, n_bad = 0;
+    int32_t max = (flags & MEDEMBED_F_NO_TRUNCATE) ? 0 : m->max_length;
+    int rc = me_tokenizer_encode(m->tok, text, len, max, tok_flags(m, flags), &v, &n_full, &n_bad,
+                                 NULL);
+    if (rc == MEDEMBED_OK) {
+        int32_t c = v.n < cap ? v.n : cap;
+        if (c > 0)
+            memcpy(ids, v.ids, sizeof *ids * (size_t)c);
+        if (info) {
+            info->n_tokens = v.n;
+            info->n_untruncated = n_full;
+            info->truncated = n_full > v.n;
+            info->n_invalid_utf8 = n_bad;
+        }
+    }
+    me_ids_free(&v);
+    return rc;
+}
+
+const char *medembed_token_str(const medembed_model *m, int32_t id)
+{
+    return m ? me_tokenizer_token(m->tok, id) : NULL;
+}
+
+int32_t medembed_vocab_size(const medembed_model *m)
+{
+    return m ? me_tokenizer_vocab_size(m->tok) : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Context                                                                   */
+/* ------------------------------------------------------------------------ */
+
+int medembed_ctx_create(const medembed_model *m, int32_t n_threads, medembed_ctx **out)
+{
+    if (!m || !out || n_threads < 0)
+        return MEDEMBED_ERR_ARG;
+    medembed_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return MEDEMBED_ERR_NOMEM;
+    c->m = m;
+    c->pool = me_pool_create(n_threads);
+    if (!c->pool) {
+        free(c);
+        return MEDEMBED_ERR_NOMEM;
+    }
+    *out = c;
+    return MEDEMBED_OK;
+}
+
+void medembed_ctx_free(medembed_ctx *c)
+{
+    if (!c)
+        return;
+    me_pool_free(c->pool);
+    me_scratch_free(&c->s);
+    me_ids_free(&c->tok);
+    free(c->ids);
+    free(c);
+}
+
+const char *medembed_ctx_last_error(const medembed_ctx *c)
+{
+    return c ? c->last_error : "";
+}
+
+int32_t medembed_ctx_threads(const medembed_ctx *c)
+{
+    return c ? me_pool_threads(c->pool) : 0;
+}
+
+void medembed_embed_opts_init(medembed_embed_opts *o)
+{
+    if (o)
+        memset(o, 0, sizeof *o);
+}
+
+static int ctx_fail(medembed_ctx *c, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int ctx_fail(medembed_ctx *c, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->last_error, sizeof c->last_error, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+/* Scratch for batches of up to t_cap tokens; allocated once, grown rarely. */
+static int ensure_scratch(medembed_ctx *c, int32_t t_cap)
+{
+    int32_t nt = me_pool_threads(c->pool);
+    if (c->s.block && c->s.t_cap >= t_cap && c->s.n_threads == nt)
+        return MEDEMBED_OK;
+    me_scratch_free(&c->s);
+    if (me_scratch_init(&c->s, c->m, t_cap, nt) != MEDEMBED_OK)
+        return ctx_fail(c, MEDEMBED_ERR_NOMEM, "out of memory for forward scratch (%d tokens)", t_cap);
+    return MEDEMBED_OK;
+}
+
+typedef struct {
+    int32_t len;
+    int32_t idx;
+    size_t off; /* into c->ids */
+} seq_ref;
+
+static int cmp_seq(const void *a, const void *b)
+{
+    const seq_ref *x = a, *y = b;
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Runs the model over n sequences (ids concatenated in c->ids at refs[i].off)
+ * in token-budget batches and pools each into out[refs[i].idx]. */
+static int run_batches(medembed_ctx *c, seq_ref *refs, int32_t n, int32_t budget,
+                       uint32_t flags, const int32_t *skip, float *out)
+{
+    const medembed_model *m = c->m;
+    int32_t H = m->cfg.hidden;
+    if (budget <= 0)
+        budget = ME_DEFAULT_BATCH_TOKENS;
+    if (budget < m->max_length)
+        budget = m->max_length;
+    FORWARD_IF_ERROR(ensure_scratch(c, budget));
+    qsort(refs, (size_t)n, sizeof *refs, cmp_seq);
+    int normalize = m->cfg.normalize && !(flags & MEDEMBED_F_NO_NORMALIZE);
+    int32_t *bids = malloc(sizeof *bids * (size_t)budget);
+    int32_t *blen = malloc(sizeof *blen * (size_t)(n ? n : 1));
+    if (!bids || !blen) {
+        free(bids);
+        free(blen);
+        return ctx_fail(c, MEDEMBED_ERR_NOMEM, "out of memory for batches (%d sequences)", n);
+    }
+    int32_t i = 0;
+    while (i < n) {
+        int32_t T = 0, k = 0;
+        while (i + k < n && T + refs[i + k].len <= budget) {
+            memcpy(bids + T, c->ids + refs[i + k].off, sizeof *bids * (size_t)refs[i + k].len);
+            blen[k] = refs[i + k].len;
+            T += refs[i + k].len;
+            k++;
+        }
+        me_bert_forward(m, &c->s, c->pool, bids, blen, k);
+        int32_t t = 0;
+        for (int32_t q = 0; q < k; q++) {
+            int32_t idx = refs[i + q].idx;
+            me_pool_embed(m, c->s.x + (size_t)t * (size_t)H, blen[q], skip ? skip[idx] : 0,
+                          normalize, out + (size_t)idx * (size_t)H);
+            t += blen[q];
+        }
+        i += k;
+    }
+    free(bids);
+    free(blen);
+    return MEDEMBED_OK;
+}
+
+static int reserve_ids(medembed_ctx *c, size_t need)
+{
+    if (need <= c->ids_cap)
+        return MEDEMBED_OK;
+    size_t cap = c->ids_cap ? c->ids_cap : 4096;
+    while (cap < need)
+        cap *= 2;
+    int32_t *p = realloc(c->ids, sizeof *p * cap);
+    if (!p)
+        return ctx_fail(c, MEDEMBED_ERR_NOMEM, "out of memory for token ids (%zu ids)", need);
+    c->ids = p;
+    c->ids_cap = cap;
+    return MEDEMBED_OK;
+}
+
+int medembed_ctx_embed(medembed_ctx *c, const char *const *texts, const size_t *lens, int32_t n,
+                       const medembed_embed_opts *opts, float *out, medembed_text_info *info)
+{
+    if (!c)
+        return MEDEMBED_ERR_ARG;
+    c->last_error[0] = 0;
+    if (n < 0 || (n > 0 && (!texts || !out)))
+        return ctx_fail(c, MEDEMBED_ERR_ARG, "medembed_ctx_embed: bad arguments (n = %d)", n);
+    if (n == 0)
+        return MEDEMBED_OK;
+    medembed_embed_opts o;
+    medembed_embed_opts_init(&o);
+    if (opts)
+        o = *opts;
+    const medembed_model *m = c->m;
+    int32_t max = m->max_length;
+    if (o.max_length > 0 && o.max_length < max)
+        max = o.max_length < 2 ? 2 : o.max_length;
+    uint32_t tf = tok_flags(m, o.flags);
+    size_t plen = o.prompt ? strlen(o.prompt) : 0;
+
+    /* include_prompt = false: the prompt's tokens ([CLS] + prompt pieces)
+     * are left out of mean/max pooling, as sentence-transformers does. */
+    int32_t prompt_skip = 0;
+    if (plen && !m->cfg.include_prompt) {
+        int32_t nf = 0;
+        int rc = me_tokenizer_encode(m->tok, o.prompt, plen, 0, tf, &c->tok, &nf, NULL, NULL);
+        if (rc != MEDEMBED_OK)
+            return ctx_fail(c, rc, "prompt: cannot tokenize the prompt");
+        prompt_skip = c->tok.n - 1;
+    }
+
+    seq_ref *refs = malloc(sizeof *refs * (size_t)n);
+    int32_t *skip = prompt_skip ? malloc(sizeof *skip * (size_t)n) : NULL;
+    char *joined = NULL;
+    size_t joined_cap = 0;
+    int rc = (refs && (!prompt_skip || skip)) ? MEDEMBED_OK
+                                              : ctx_fail(c, MEDEMBED_ERR_NOMEM, "out of memory");
+    size_t total = 0;
+    for (int32_t i = 0; rc == MEDEMBED_OK && i < n; i++) {
+        const char *t = texts[i] ? texts[i] : "";
+        size_t len = lens ? lens[i] : strlen(t);
+        if (plen) {
+            if (plen + len + 1 > joined_cap) {
+                joined_cap = (plen + len + 1) * 2;
+                char *p = realloc(joined, joined_cap);
+                if (!p) {
+                    rc = ctx_fail(c, MEDEMBED_ERR_NOMEM, "out of memory");
+                    break;
+                }
+                joined = p;
+            }
+            memcpy(joined, o.prompt, plen);
+            memcpy(joined + plen, t, len);
+            t = joined;
+            len += plen;
+        }
+        int32_t nf = 0, nbad = 0;
+        me_err e;
+        rc = me_tokenizer_encode(m->tok, t, len, max, tf, &c->tok, &nf, &nbad, &e);
+        if (rc != MEDEMBED_OK) {
+            snprintf(c->last_error, sizeof c->last_error, "text %d: %s", i, e.msg);
+            break;
+        }
+        if ((o.flags & MEDEMBED_F_NO_TRUNCATE) && nf > c->tok.n) {
+            rc = MEDEMBED_ERR_TOO_LONG;
+            snprintf(c->last_error, sizeof c->last_error,
+                     "text %d: %d tokens is over the model's limit of %d", i, nf, max);
+            break;
+        }
+        if (info) {
+            info[i].n_tokens = c->tok.n;
+            info[i].n_untruncated = nf;
+            info[i].truncated = nf > c->tok.n;
+            info[i].n_invalid_utf8 = nbad;
+        }
+        rc = reserve_ids(c, total + (size_t)c->tok.n);
+        if (rc != MEDEMBED_OK)
+            break;
+        memcpy(c->ids + total, c->tok.ids, sizeof *c->ids * (size_t)c->tok.n);
+        refs[i].len = c->tok.n;
+        refs[i].idx = i;
+        refs[i].off = total;
+        if (skip)
+            skip[i] = prompt_skip;
+        total += (size_t)c->tok.n;
+    }
+    if (rc == MEDEMBED_OK)
+        rc = run_batches(c, refs, n, o.batch_tokens, o.flags, skip, out);
+    free(joined);
+    free(skip);
+    free(refs);
+    return rc;
+}
+
+int medembed_ctx_embed_ids(medembed_ctx *c, const int32_t *ids, const int32_t *n_ids, int32_t n,
+                           uint32_t flags, float *out)
+{
+    if (!c)
+        return MEDEMBED_ERR_ARG;
+    c->last_error[0] = 0;
+    if (n < 0 || (n > 0 && (!ids || !n_ids || !out)))
+        return ctx_fail(c, MEDEMBED_ERR_ARG, "medembed_ctx_embed_ids: bad arguments (n = %d)", n);
+    const medembed_model *m = c->m;
+    seq_ref *refs = malloc(sizeof *refs * (size_t)(n ? n : 1));
+    if (!refs)
+        return ctx_fail(c, MEDEMBED_ERR_NOMEM, "out of memory");
+    size_t total = 0;
+    int rc = MEDEMBED_OK;
+    for (int32_t i = 0; i < n && rc == MEDEMBED_OK; i++) {
+        if (n_ids[i] < 1 || n_ids[i] > m->max_length) {
+            rc = MEDEMBED_ERR_TOO_LONG;
+            snprintf(c->last_error, sizeof c->last_error,
+                     "sequence %d has %d tokens; allowed 1..%d", i, n_ids[i], m->max_length);
+            break;
+        }
+        for (int32_t k = 0; k < n_ids[i]; k++)
+            if (ids[total + (size_t)k] < 0 || ids[total + (size_t)k] >= m->cfg.vocab_size) {
+                rc = MEDEMBED_ERR_ARG;
+                snprintf(c->last_error, sizeof c->last_error,
+                         "sequence %d: token id %d is outside the vocabulary [0, %d)", i,
+                         ids[total + (size_t)k], m->cfg.vocab_size);
+                break;
+            }
+        refs[i].len = n_ids[i];
+        refs[i].idx = i;
+        refs[i].off = total;
+        total += (size_t)n_ids[i];
+    }
+    if (rc == MEDEMBED_OK)
+        rc = reserve_ids(c, total);
+    if (rc == MEDEMBED_OK) {
+        memcpy(c->ids, ids, sizeof *ids * total);
+        rc = run_batches(c, refs, n, 0, flags, NULL, out);
+    }
+    free(refs);
+    return rc;
+}
+
+int medembed_ctx_hidden(medembed_ctx *c, const int32_t *ids, int32_t n_ids, float *out)
+{
+    if (!c || !ids || !out)
+        return MEDEMBED_ERR_ARG;
+    const medembed_model *m = c->m;
+    if (n_ids < 1 || n_ids > m->max_length)
+        return ctx_fail(c, MEDEMBED_ERR_TOO_LONG, "sequence has %d tokens; allowed 1..%d", n_ids,
+                        m->max_length);
+    for (int32_t k = 0; k < n_ids; k++)
+        if (ids[k] < 0 || ids[k] >= m->cfg.vocab_size)
+            return ctx_fail(c, MEDEMBED_ERR_ARG, "token id %d is outside the vocabulary [0, %d)",
+                            ids[k], m->cfg.vocab_size);
+    FORWARD_IF_ERROR(ensure_scratch(c, m->max_length));
+    me_bert_forward(m, &c->s, c->pool, ids, &n_ids, 1);
+    memcpy(out, c->s.x, sizeof *out * (size_t)n_ids * (size_t)m->cfg.hidden);
+    return MEDEMBED_OK;
+}

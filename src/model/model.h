@@ -1,0 +1,80 @@
+/*
+ * model.h - the internal definition of medembed_model (opaque in the public
+ * header) and of the encoder's forward pass.
+ */
+#ifndef ME_MODEL_H
+#define ME_MODEL_H
+
+#include <stdint.h>
+
+#include "kernels/kernels.h"
+#include "model/config.h"
+#include "model/safetensors.h"
+#include "thread/pool.h"
+#include "tokenizer/tokenizer.h"
+
+typedef struct me_layer {
+    me_linear qkv;      /* (3*hidden, hidden): query rows, then key, then value */
+    me_linear attn_out; /* (hidden, hidden) */
+    const float *ln1_g; /* (hidden) attention.output.LayerNorm */
+    const float *ln1_b;
+    me_linear ffn_in;   /* (ffn, hidden) intermediate.dense */
+    me_linear ffn_out;  /* (hidden, ffn) output.dense */
+    const float *ln2_g; /* (hidden) output.LayerNorm */
+    const float *ln2_b;
+} me_layer;
+
+struct medembed_model {
+    me_config cfg;
+    me_tokenizer *tok;
+    me_st_file *shards; /* mapped weight files; fp32 tensors may point into them */
+    int32_t n_shards;
+    void **owned;       /* buffers converted or fused at load */
+    int32_t n_owned, cap_owned;
+
+    const float *word_emb;  /* (vocab, hidden) */
+    const float *pos_emb;   /* (max_pos, hidden) */
+    const float *type_emb0; /* (hidden): token type 0 row, or NULL */
+    const float *emb_ln_g;  /* (hidden) */
+    const float *emb_ln_b;
+    me_layer *layers;       /* (n_layers) */
+
+    int32_t max_length;   /* effective token cap incl. specials */
+    int32_t dtype;        /* medembed_dtype for compute */
+    int32_t weight_dtype; /* me_st_dtype of the file's matrices */
+    int64_t n_params;
+    const me_kern *kern;
+    char fingerprint[65];
+    char *dir;
+};
+
+/* Loads and validates the weights of m->cfg from dir. */
+int me_weights_load(medembed_model *m, const char *dir, me_err *e);
+void me_weights_free(medembed_model *m);
+
+/* Scratch for forward passes over up to t_cap tokens of sequences of at
+ * most s_cap tokens, sized once; owned by a ctx. */
+typedef struct me_scratch {
+    int32_t t_cap, s_cap, n_threads;
+    float *x, *h1, *att, *qkv, *ffn; /* (t_cap, hidden|3 hidden|ffn) */
+    float *rows;                     /* (n_threads, s_cap) attention row scratch */
+    void *block;
+    size_t block_len;
+} me_scratch;
+
+int me_scratch_init(me_scratch *s, const medembed_model *m, int32_t t_cap, int32_t n_threads);
+void me_scratch_free(me_scratch *s);
+
+/* Runs the encoder over n sequences packed back to back in `ids`
+ * (lengths n_ids[i], sum <= s->t_cap). On return s->x holds the last hidden
+ * state, (sum n_ids, hidden), row-major. */
+void me_bert_forward(const medembed_model *m, me_scratch *s, me_pool *pool, const int32_t *ids,
+                     const int32_t *n_ids, int32_t n);
+
+/* Pools one sequence's hidden rows h (n, hidden) into out (hidden);
+ * `skip` leading tokens are left out of mean/max pooling (include_prompt
+ * false). Normalizes when `normalize`. */
+void me_pool_embed(const medembed_model *m, const float *h, int32_t n, int32_t skip,
+                   int normalize, float *out);
+
+#endif

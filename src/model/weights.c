@@ -1,0 +1,315 @@
+/*
+ * weights.c - finds, validates and converts the encoder's tensors.
+ *
+ * Names follow transformers' BertModel, with or without the "bert." prefix
+ * (BertForMaskedLM / BertForPreTraining checkpoints), with LayerNorm
+ * "weight"/"bias" or the older "gamma"/"beta". The weights may be one
+ * model.safetensors or shards listed in model.safetensors.index.json.
+ * F32 tensors that are 4-byte aligned are used in place from the mapping;
+ * F16/BF16 are converted exactly to fp32 once at load. Q, K and V are fused
+ * into one (3*hidden, hidden) matrix so a layer reads x once for all three.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+#include "util/file.h"
+#include "util/json.h"
+
+static int own(medembed_model *m, void *p, me_err *e)
+{
+    if (m->n_owned == m->cap_owned) {
+        int32_t cap = m->cap_owned ? m->cap_owned * 2 : 64;
+        void **o = realloc(m->owned, sizeof *o * (size_t)cap);
+        if (!o) {
+            free(p);
+            return me_err_set(e, MEDEMBED_ERR_NOMEM, "out of memory holding weights");
+        }
+        m->owned = o;
+        m->cap_owned = cap;
+    }
+    m->owned[m->n_owned++] = p;
+    return MEDEMBED_OK;
+}
+
+static const me_st_tensor *find_any(const medembed_model *m, const char *name, int32_t *shard)
+{
+    char pref[512];
+    snprintf(pref, sizeof pref, "bert.%s", name);
+    for (int32_t i = 0; i < m->n_shards; i++) {
+        const me_st_tensor *t = me_st_find(&m->shards[i], name);
+        if (!t)
+            t = me_st_find(&m->shards[i], pref);
+        if (t) {
+            if (shard)
+                *shard = i;
+            return t;
+        }
+    }
+    return NULL;
+}
+
+/* Looks up `name` (trying the LayerNorm gamma/beta spelling too), checks its
+ * shape against (d0[, d1]) and returns fp32 data (in place or converted). */
+static int get_f32(medembed_model *m, const char *name, int64_t d0, int64_t d1,
+                   const float **out, me_err *e)
+{
+    const me_st_tensor *t = find_any(m, name, NULL);
+    if (!t) {
+        char alt[512];
+        const char *w = strstr(name, "LayerNorm.weight");
+        const char *b = strstr(name, "LayerNorm.bias");
+        if (w || b) {
+            size_t stem = (size_t)((w ? w : b) - name);
+            snprintf(alt, sizeof alt, "%.*sLayerNorm.%s", (int)stem, name, w ? "gamma" : "beta");
+            t = find_any(m, alt, NULL);
+        }
+    }
+    RETURN_ERROR_IF(!t, e, MEDEMBED_ERR_FORMAT,
+                    "%s: tensor \"%s\" is missing from the weights (also tried \"bert.%s\")",
+                    m->dir, name, name);
+    int ndim = d1 ? 2 : 1;
+    RETURN_ERROR_IF(t->n_dims != ndim || t->shape[0] != d0 || (d1 && t->shape[1] != d1), e,
+                    MEDEMBED_ERR_FORMAT,
+                    "%s: tensor \"%s\" has shape [%lld%s%lld%s] but the config needs [%lld%s%lld]",
+                    m->dir, t->name, (long long)(t->n_dims > 0 ? t->shape[0] : 0),
+                    t->n_dims > 1 ? ", " : "", (long long)(t->n_dims > 1 ? t->shape[1] : 0),
+                    t->n_dims > 2 ? ", ..." : "", (long long)d0, d1 ? ", " : "",
+                    (long long)d1);
+    RETURN_ERROR_IF(t->dtype != ME_ST_F32 && t->dtype != ME_ST_F16 && t->dtype != ME_ST_BF16, e,
+                    MEDEMBED_ERR_UNSUPPORTED,
+                    "%s: tensor \"%s\" has dtype %s; weights must be F32, F16 or BF16", m->dir,
+                    t->name, me_st_dtype_name(t->dtype));
+    if (t->dtype == ME_ST_F32 && ((uintptr_t)t->data & 3) == 0) {
+        *out = (const float *)(const void *)t->data;
+        return MEDEMBED_OK;
+    }
+    size_t n = (size_t)t->numel;
+    float *f = malloc(sizeof *f * (n ? n : 1));
+    RETURN_ERROR_IF(!f, e, MEDEMBED_ERR_NOMEM, "out of memory converting \"%s\"", t->name);
+    const uint8_t *p = t->data;
+    for (size_t i = 0; i < n; i++) {
+        if (t->dtype == ME_ST_F32) {
+            memcpy(&f[i], p + 4 * i, 4);
+        } else {
+            uint16_t h = (uint16_t)(p[2 * i] | p[2 * i + 1] << 8);
+            f[i] = t->dtype == ME_ST_F16 ? me_f16_to_f32(h) : me_bf16_to_f32(h);
+        }
+    }
+    FORWARD_IF_ERROR(own(m, f, e));
+    *out = f;
+    return MEDEMBED_OK;
+}
+
+static int get_linear(medembed_model *m, const char *prefix, int32_t n_out, int32_t n_in,
+                      me_linear *L, me_err *e)
+{
+    char name[512];
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    FORWARD_IF_ERROR(get_f32(m, name, n_out, n_in, &L->w, e));
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    FORWARD_IF_ERROR(get_f32(m, name, n_out, 0, &L->b, e));
+    L->n_out = n_out;
+    L->n_in = n_in;
+    return MEDEMBED_OK;
+}
+
+/* Q, K, V -> one (3H, H) matrix and (3H) bias. */
+static int get_qkv(medembed_model *m, int32_t il, me_linear *L, me_err *e)
+{
+    int32_t H = m->cfg.hidden;
+    float *w = malloc(sizeof *w * (size_t)3 * (size_t)H * (size_t)H);
+    float *b = malloc(sizeof *b * (size_t)3 * (size_t)H);
+    if (!w || !b) {
+        free(w);
+        free(b);
+        return me_err_set(e, MEDEMBED_ERR_NOMEM, "out of memory fusing Q/K/V");
+    }
+    FORWARD_IF_ERROR(own(m, w, e));
+    FORWARD_IF_ERROR(own(m, b, e));
+    static const char *parts[3] = {"query", "key", "value"};
+    for (int p = 0; p < 3; p++) {
+        char pre[256];
+        me_linear part;
+        snprintf(pre, sizeof pre, "encoder.layer.%d.attention.self.%s", il, parts[p]);
+        FORWARD_IF_ERROR(get_linear(m, pre, H, H, &part, e));
+        memcpy(w + (size_t)p * H * H, part.w, sizeof *w * (size_t)H * (size_t)H);
+        memcpy(b + (size_t)p * H, part.b, sizeof *b * (size_t)H);
+    }
+    L->w = w;
+    L->b = b;
+    L->n_out = 3 * H;
+    L->n_in = H;
+    return MEDEMBED_OK;
+}
+
+/* Opens model.safetensors, or every shard named in the index. */
+static int open_shards(medembed_model *m, const char *dir, me_err *e)
+{
+    char path[4096];
+    me_path_join(path, sizeof path, dir, "model.safetensors");
+    if (me_file_exists(path)) {
+        m->shards = calloc(1, sizeof *m->shards);
+        RETURN_ERROR_IF(!m->shards, e, MEDEMBED_ERR_NOMEM, "out of memory");
+        FORWARD_IF_ERROR(me_st_open(path, &m->shards[0], e));
+        m->n_shards = 1;
+        return MEDEMBED_OK;
+    }
+    me_path_join(path, sizeof path, dir, "model.safetensors.index.json");
+    if (!me_file_exists(path)) {
+        char bin[4096];
+        me_path_join(bin, sizeof bin, dir, "pytorch_model.bin");
+        RETURN_ERROR_IF(me_file_exists(bin), e, MEDEMBED_ERR_UNSUPPORTED,
+                        "%s/model.safetensors not found; pytorch_model.bin (pickle) is not "
+                        "supported. Convert it, or pull the safetensors revision",
+                        dir);
+        return me_err_set(e, MEDEMBED_ERR_NOT_FOUND,
+                          "%s/model.safetensors not found (nor model.safetensors.index.json)",
+                          dir);
+    }
+    json_t *j = NULL;
+    FORWARD_IF_ERROR(me_json_load_file(path, &j, e));
+    json_t *wm = json_object_get(j, "weight_map");
+    if (!json_is_object(wm)) {
+        json_decref(j);
+        return me_err_set(e, MEDEMBED_ERR_FORMAT, "%s: missing object \"weight_map\"", path);
+    }
+    /* Unique shard file names, in first-seen order. */
+    size_t n = json_object_size(wm);
+    const char **files = calloc(n ? n : 1, sizeof *files);
+    int32_t nf = 0;
+    int rc = files ? MEDEMBED_OK : me_err_set(e, MEDEMBED_ERR_NOMEM, "out of memory");
+    const char *k;
+    json_t *v;
+    json_object_foreach(wm, k, v)
+    {
+        if (rc != MEDEMBED_OK)
+            break;
+        const char *f = json_string_value(v);
+        if (!f || strchr(f, '/') || strcmp(f, "..") == 0 || !*f) {
+            rc = me_err_set(e, MEDEMBED_ERR_FORMAT,
+                            "%s: weight_map entry \"%s\" must name a file in the folder", path, k);
+            break;
+        }
+        int seen = 0;
+        for (int32_t i = 0; i < nf; i++)
+            seen |= strcmp(files[i], f) == 0;
+        if (!seen)
+            files[nf++] = f;
+    }
+    if (rc == MEDEMBED_OK && nf == 0)
+        rc = me_err_set(e, MEDEMBED_ERR_FORMAT, "%s: weight_map is empty", path);
+    if (rc == MEDEMBED_OK) {
+        m->shards = calloc((size_t)nf, sizeof *m->shards);
+        if (!m->shards)
+            rc = me_err_set(e, MEDEMBED_ERR_NOMEM, "out of memory");
+    }
+    for (int32_t i = 0; rc == MEDEMBED_OK && i < nf; i++) {
+        char sp[4096];
+        me_path_join(sp, sizeof sp, dir, files[i]);
+        rc = me_st_open(sp, &m->shards[i], e);
+        if (rc == MEDEMBED_OK)
+            m->n_shards++;
+    }
+    /* Every mapped tensor must be where the index says. */
+    json_object_foreach(wm, k, v)
+    {
+        if (rc != MEDEMBED_OK)
+            break;
+        int32_t sh = -1;
+        const me_st_tensor *t = NULL;
+        for (int32_t i = 0; i < m->n_shards && !t; i++) {
+            t = me_st_find(&m->shards[i], k);
+            sh = i;
+        }
+        if (!t || strcmp(files[sh], json_string_value(v)) != 0)
+            rc = me_err_set(e, MEDEMBED_ERR_FORMAT,
+                            "%s: tensor \"%s\" is not in shard \"%s\" as the index says", path, k,
+                            json_string_value(v));
+    }
+    free(files);
+    json_decref(j);
+    return rc;
+}
+
+int me_weights_load(medembed_model *m, const char *dir, me_err *e)
+{
+    const me_config *c = &m->cfg;
+    int32_t H = c->hidden, F = c->ffn;
+    FORWARD_IF_ERROR(open_shards(m, dir, e));
+
+    FORWARD_IF_ERROR(
+        get_f32(m, "embeddings.word_embeddings.weight", c->vocab_size, H, &m->word_emb, e));
+    FORWARD_IF_ERROR(
+        get_f32(m, "embeddings.position_embeddings.weight", c->max_pos, H, &m->pos_emb, e));
+    m->type_emb0 = NULL;
+    if (c->type_vocab > 0)
+        FORWARD_IF_ERROR(get_f32(m, "embeddings.token_type_embeddings.weight", c->type_vocab, H,
+                                 &m->type_emb0, e));
+    FORWARD_IF_ERROR(get_f32(m, "embeddings.LayerNorm.weight", H, 0, &m->emb_ln_g, e));
+    FORWARD_IF_ERROR(get_f32(m, "embeddings.LayerNorm.bias", H, 0, &m->emb_ln_b, e));
+
+    m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
+    RETURN_ERROR_IF(!m->layers, e, MEDEMBED_ERR_NOMEM, "out of memory");
+    for (int32_t il = 0; il < c->n_layers; il++) {
+        me_layer *L = &m->layers[il];
+        char pre[256], name[320];
+        FORWARD_IF_ERROR(get_qkv(m, il, &L->qkv, e));
+        snprintf(pre, sizeof pre, "encoder.layer.%d.attention.output.dense", il);
+        FORWARD_IF_ERROR(get_linear(m, pre, H, H, &L->attn_out, e));
+        snprintf(name, sizeof name, "encoder.layer.%d.attention.output.LayerNorm.weight", il);
+        FORWARD_IF_ERROR(get_f32(m, name, H, 0, &L->ln1_g, e));
+        snprintf(name, sizeof name, "encoder.layer.%d.attention.output.LayerNorm.bias", il);
+        FORWARD_IF_ERROR(get_f32(m, name, H, 0, &L->ln1_b, e));
+        snprintf(pre, sizeof pre, "encoder.layer.%d.intermediate.dense", il);
+        FORWARD_IF_ERROR(get_linear(m, pre, F, H, &L->ffn_in, e));
+        snprintf(pre, sizeof pre, "encoder.layer.%d.output.dense", il);
+        FORWARD_IF_ERROR(get_linear(m, pre, H, F, &L->ffn_out, e));
+        snprintf(name, sizeof name, "encoder.layer.%d.output.LayerNorm.weight", il);
+        FORWARD_IF_ERROR(get_f32(m, name, H, 0, &L->ln2_g, e));
+        snprintf(name, sizeof name, "encoder.layer.%d.output.LayerNorm.bias", il);
+        FORWARD_IF_ERROR(get_f32(m, name, H, 0, &L->ln2_b, e));
+    }
+    /* A layer beyond num_hidden_layers means config and weights disagree. */
+    char extra[256];
+    snprintf(extra, sizeof extra, "encoder.layer.%d.attention.self.query.weight", c->n_layers);
+    RETURN_ERROR_IF(find_any(m, extra, NULL), e, MEDEMBED_ERR_FORMAT,
+                    "%s: the weights hold more layers than num_hidden_layers = %d", dir,
+                    c->n_layers);
+
+    /* Weight dtype (of the word embeddings) and parameter count. */
+    const me_st_tensor *we = find_any(m, "embeddings.word_embeddings.weight", NULL);
+    m->weight_dtype = we->dtype;
+    m->n_params = 0;
+    for (int32_t i = 0; i < m->n_shards; i++)
+        for (int32_t t = 0; t < m->shards[i].n_tensors; t++) {
+            const me_st_tensor *tt = &m->shards[i].tensors[t];
+            if (tt->dtype == ME_ST_F32 || tt->dtype == ME_ST_F16 || tt->dtype == ME_ST_BF16)
+                m->n_params += tt->numel;
+        }
+    return MEDEMBED_OK;
+}
+
+void me_weights_free(medembed_model *m)
+{
+    if (m->layers && m->kern && m->kern->unpack)
+        for (int32_t il = 0; il < m->cfg.n_layers; il++) {
+            m->kern->unpack(&m->layers[il].qkv);
+            m->kern->unpack(&m->layers[il].attn_out);
+            m->kern->unpack(&m->layers[il].ffn_in);
+            m->kern->unpack(&m->layers[il].ffn_out);
+        }
+    free(m->layers);
+    m->layers = NULL;
+    for (int32_t i = 0; i < m->n_owned; i++)
+        free(m->owned[i]);
+    free(m->owned);
+    m->owned = NULL;
+    m->n_owned = m->cap_owned = 0;
+    for (int32_t i = 0; i < m->n_shards; i++)
+        me_st_close(&m->shards[i]);
+    free(m->shards);
+    m->shards = NULL;
+    m->n_shards = 0;
+}

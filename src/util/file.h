@@ -1,0 +1,32 @@
+/*
+ * file.h - whole-file reads with a size cap, read-only mmaps, and path joins.
+ */
+#ifndef ME_FILE_H
+#define ME_FILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+
+/* Reads path into a malloc'd NUL-terminated buffer. Files over max_bytes are
+ * MEDEMBED_ERR_FORMAT; a missing file is MEDEMBED_ERR_NOT_FOUND. */
+int me_file_read(const char *path, size_t max_bytes, char **out, size_t *len, me_err *e);
+
+/* 1 if path exists and is a regular file / a directory. */
+int me_file_exists(const char *path);
+int me_dir_exists(const char *path);
+
+/* Read-only private mapping of a whole file. */
+typedef struct me_map {
+    uint8_t *data;
+    size_t len;
+} me_map;
+
+int me_map_open(const char *path, me_map *m, me_err *e);
+void me_map_close(me_map *m);
+
+/* snprintf(out, n, "%s/%s", dir, name); returns -1 if it would not fit. */
+int me_path_join(char *out, size_t n, const char *dir, const char *name);
+
+#endif
