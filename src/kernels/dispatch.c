@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "medembed.h"
 
 static const me_kern KERN_SCALAR = {ME_ISA_SCALAR, me_linear_scalar, NULL, NULL};
 

@@ -1,0 +1,454 @@
+/*
+ * cmd_embed.c - `medembed embed`, `medembed tokenize` and `medembed info`.
+ *
+ * embed streams: it reads --batch-size records, embeds them in one call
+ * (the library sorts them by length and packs them by a token budget),
+ * writes them in input order, and repeats, so memory stays flat on a
+ * million-line input. Results do not depend on --batch-size or --threads.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void embed_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: medembed embed -m MODEL_DIR [-i FILE] [-o FILE] [options]\n"
+            "\n"
+            "Embeds one text per input line (or one JSONL record per line) and writes\n"
+            "one JSON object per input, {\"id\", \"embedding\", \"n_tokens\", \"truncated\"},\n"
+            "or a float32 (N, dim) .npy file.\n"
+            "\n"
+            "  -m, --model DIR          model folder (Hugging Face sentence-transformers layout)\n"
+            "  -i, --input FILE         input (default stdin); a .jsonl file reads JSONL\n"
+            "  -o, --output FILE        output (default stdout)\n"
+            "      --format jsonl|npy   output format (default jsonl)\n"
+            "      --input-format text|jsonl   override input detection\n"
+            "      --text-field NAME    JSONL field holding the text (default text);\n"
+            "                           _id or id is carried over; a bare JSON string works too\n"
+            "      --batch-size N       texts per call (default 32; results do not change)\n"
+            "      --threads N          worker threads (default: all CPUs)\n"
+            "      --max-length N       cap tokens per text, [CLS]/[SEP] included\n"
+            "      --prompt TEXT        prepended to every text (MedEmbed uses none)\n"
+            "      --prompt-name NAME   a prompt from config_sentence_transformers.json\n"
+            "      --no-normalize       skip the model's Normalize module\n"
+            "      --no-truncate        a text over the limit is an error instead\n"
+            "      --strict             invalid UTF-8 is an error (default: U+FFFD + warning)\n"
+            "      --dtype f32|bf16|int8  compute precision (default f32)\n");
+}
+
+enum {
+    OPT_FORMAT = 256,
+    OPT_INPUT_FORMAT,
+    OPT_TEXT_FIELD,
+    OPT_BATCH,
+    OPT_THREADS,
+    OPT_MAXLEN,
+    OPT_PROMPT,
+    OPT_PROMPT_NAME,
+    OPT_NO_NORM,
+    OPT_NO_TRUNC,
+    OPT_STRICT,
+    OPT_DTYPE,
+};
+
+typedef struct {
+    const char *model, *input, *output, *text_field, *prompt, *prompt_name;
+    int npy, input_jsonl, strict, no_norm, no_trunc, dtype;
+    long batch, threads, max_length;
+} embed_args;
+
+static int parse_args(int argc, char **argv, embed_args *a, int tokenize_mode)
+{
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},
+        {"input", required_argument, 0, 'i'},
+        {"output", required_argument, 0, 'o'},
+        {"format", required_argument, 0, OPT_FORMAT},
+        {"input-format", required_argument, 0, OPT_INPUT_FORMAT},
+        {"text-field", required_argument, 0, OPT_TEXT_FIELD},
+        {"batch-size", required_argument, 0, OPT_BATCH},
+        {"threads", required_argument, 0, OPT_THREADS},
+        {"max-length", required_argument, 0, OPT_MAXLEN},
+        {"prompt", required_argument, 0, OPT_PROMPT},
+        {"prompt-name", required_argument, 0, OPT_PROMPT_NAME},
+        {"no-normalize", no_argument, 0, OPT_NO_NORM},
+        {"no-truncate", no_argument, 0, OPT_NO_TRUNC},
+        {"strict", no_argument, 0, OPT_STRICT},
+        {"dtype", required_argument, 0, OPT_DTYPE},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    memset(a, 0, sizeof *a);
+    a->batch = 32;
+    a->input_jsonl = -1;
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":m:i:o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm':
+            a->model = optarg;
+            break;
+        case 'i':
+            a->input = optarg;
+            break;
+        case 'o':
+            a->output = optarg;
+            break;
+        case OPT_FORMAT:
+            if (strcmp(optarg, "npy") == 0) {
+                a->npy = 1;
+            } else if (strcmp(optarg, "jsonl") != 0) {
+                cli_error("--format expects jsonl or npy, got \"%s\"", optarg);
+                return 2;
+            }
+            break;
+        case OPT_INPUT_FORMAT:
+            if (strcmp(optarg, "jsonl") == 0) {
+                a->input_jsonl = 1;
+            } else if (strcmp(optarg, "text") == 0) {
+                a->input_jsonl = 0;
+            } else {
+                cli_error("--input-format expects text or jsonl, got \"%s\"", optarg);
+                return 2;
+            }
+            break;
+        case OPT_TEXT_FIELD:
+            a->text_field = optarg;
+            break;
+        case OPT_BATCH:
+            if (cli_parse_int("--batch-size", optarg, 1, 1 << 20, &a->batch))
+                return 2;
+            break;
+        case OPT_THREADS:
+            if (cli_parse_int("--threads", optarg, 1, 256, &a->threads))
+                return 2;
+            break;
+        case OPT_MAXLEN:
+            if (cli_parse_int("--max-length", optarg, 2, 1 << 20, &a->max_length))
+                return 2;
+            break;
+        case OPT_PROMPT:
+            a->prompt = optarg;
+            break;
+        case OPT_PROMPT_NAME:
+            a->prompt_name = optarg;
+            break;
+        case OPT_NO_NORM:
+            a->no_norm = 1;
+            break;
+        case OPT_NO_TRUNC:
+            a->no_trunc = 1;
+            break;
+        case OPT_STRICT:
+            a->strict = 1;
+            break;
+        case OPT_DTYPE:
+            a->dtype = cli_parse_dtype(optarg);
+            if (a->dtype < 0)
+                return 2;
+            break;
+        case 'h':
+            if (tokenize_mode)
+                fprintf(stdout,
+                        "usage: medembed tokenize -m MODEL_DIR [-i FILE] [--no-truncate]\n"
+                        "  prints {\"ids\": [...], \"tokens\": [...]} per input text, the ids\n"
+                        "  the model sees ([CLS] ... [SEP], truncated to its limit unless\n"
+                        "  --no-truncate). Input options as for `medembed embed`.\n");
+            else
+                embed_usage(stdout);
+            return -1;
+        case ':':
+            cli_error("option %s needs a value", argv[optind - 1]);
+            return 2;
+        default:
+            cli_error("unknown option \"%s\" (see --help)", argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        cli_error("unexpected argument \"%s\" (texts are read from -i FILE or stdin)",
+                  argv[optind]);
+        return 2;
+    }
+    return 0;
+}
+
+static FILE *open_output(const char *path)
+{
+    if (!path || strcmp(path, "-") == 0)
+        return stdout;
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        cli_error("%s: cannot open output: %s", path, strerror(errno));
+    return f;
+}
+
+static int close_output(FILE *f, const char *path)
+{
+    int bad = ferror(f);
+    if (f != stdout)
+        bad |= fclose(f) != 0;
+    else
+        bad |= fflush(f) != 0;
+    if (bad) {
+        cli_error("%s: write failed: %s", path ? path : "<stdout>", strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
+static void write_jsonl(FILE *out, const cli_record *recs, int32_t n, int64_t first_index,
+                        const float *emb, int32_t dim, const medembed_text_info *info)
+{
+    for (int32_t i = 0; i < n; i++) {
+        fputs("{\"id\": ", out);
+        if (recs[i].id_json)
+            fputs(recs[i].id_json, out);
+        else
+            fprintf(out, "%lld", (long long)(first_index + i));
+        fputs(", \"embedding\": [", out);
+        const float *v = emb + (size_t)i * (size_t)dim;
+        for (int32_t k = 0; k < dim; k++)
+            fprintf(out, k ? ", %.9g" : "%.9g", (double)v[k]);
+        fprintf(out, "], \"n_tokens\": %d, \"truncated\": %s}\n", info[i].n_tokens,
+                info[i].truncated ? "true" : "false");
+    }
+}
+
+int cmd_embed(int argc, char **argv)
+{
+    embed_args a;
+    int prc = parse_args(argc, argv, &a, 0);
+    if (prc)
+        return prc < 0 ? 0 : prc;
+    medembed_model *m = NULL;
+    if (cli_load_model(a.model, a.dtype, (int32_t)a.max_length, &m))
+        return 1;
+    const char *prompt = a.prompt;
+    if (a.prompt && a.prompt_name) {
+        cli_error("give --prompt or --prompt-name, not both");
+        medembed_model_free(m);
+        return 2;
+    }
+    if (a.prompt_name) {
+        prompt = medembed_model_prompt(m, a.prompt_name);
+        if (!prompt) {
+            cli_error("--prompt-name \"%s\" is not among the model's prompts", a.prompt_name);
+            medembed_model_free(m);
+            return 2;
+        }
+    } else if (!prompt) {
+        prompt = medembed_model_prompt(m, NULL); /* default_prompt_name, as ST does */
+    }
+    medembed_ctx *ctx = NULL;
+    if (medembed_ctx_create(m, (int32_t)a.threads, &ctx) != MEDEMBED_OK) {
+        cli_error("cannot create a context (out of memory?)");
+        medembed_model_free(m);
+        return 1;
+    }
+    cli_input in;
+    FILE *out = NULL;
+    int rc = 0;
+    if (cli_input_open(&in, a.input, a.input_jsonl, a.text_field, a.strict)) {
+        medembed_ctx_free(ctx);
+        medembed_model_free(m);
+        return 1;
+    }
+    out = open_output(a.output);
+    int32_t dim = medembed_model_dim(m);
+    size_t B = (size_t)a.batch;
+    cli_record *recs = calloc(B, sizeof *recs);
+    const char **texts = calloc(B, sizeof *texts);
+    size_t *lens = calloc(B, sizeof *lens);
+    float *emb = malloc(sizeof *emb * B * (size_t)dim);
+    medembed_text_info *info = calloc(B, sizeof *info);
+    cli_npy npy;
+    if (!out) {
+        rc = 1;
+    } else if (!recs || !texts || !lens || !emb || !info) {
+        cli_error("out of memory for a batch of %zu texts", B);
+        rc = 1;
+    } else if (a.npy && cli_npy_begin(&npy, out, dim) != 0) {
+        cli_error("%s: cannot write the .npy header", a.output ? a.output : "<stdout>");
+        rc = 1;
+    }
+    medembed_embed_opts eo;
+    medembed_embed_opts_init(&eo);
+    eo.prompt = prompt;
+    eo.max_length = (int32_t)a.max_length;
+    eo.flags = (a.no_norm ? MEDEMBED_F_NO_NORMALIZE : 0) | (a.no_trunc ? MEDEMBED_F_NO_TRUNCATE : 0);
+    int64_t done = 0, n_truncated = 0;
+    int eof = 0;
+    while (!rc && !eof) {
+        int32_t n = 0;
+        while ((size_t)n < B) {
+            int r = cli_input_next(&in, &recs[n]);
+            if (r < 0) {
+                rc = 1;
+                break;
+            }
+            if (r == 0) {
+                eof = 1;
+                break;
+            }
+            texts[n] = recs[n].text;
+            lens[n] = recs[n].len;
+            n++;
+        }
+        if (!rc && n > 0) {
+            int erc = medembed_ctx_embed(ctx, texts, lens, n, &eo, emb, info);
+            if (erc != MEDEMBED_OK) {
+                /* The library names the text by its index in this batch. */
+                const char *msg = medembed_ctx_last_error(ctx);
+                long idx = strncmp(msg, "text ", 5) == 0 ? strtol(msg + 5, NULL, 10) : -1;
+                if (idx >= 0 && idx < n)
+                    cli_error("%s: line %ld: %s", in.name, recs[idx].line,
+                              strchr(msg, ':') ? strchr(msg, ':') + 2 : msg);
+                else
+                    cli_error("%s", *msg ? msg : medembed_status_str(erc));
+                rc = 1;
+            } else {
+                if (a.npy) {
+                    if (cli_npy_rows(&npy, emb, n) != 0) {
+                        cli_error("write failed (out of memory or disk full)");
+                        rc = 1;
+                    }
+                } else {
+                    write_jsonl(out, recs, n, done, emb, dim, info);
+                }
+                for (int32_t i = 0; i < n; i++)
+                    n_truncated += info[i].truncated;
+                done += n;
+            }
+        }
+        for (int32_t i = 0; i < n; i++)
+            cli_record_free(&recs[i]);
+    }
+    if (!rc && a.npy && cli_npy_end(&npy) != 0) {
+        cli_error("%s: write failed", a.output ? a.output : "<stdout>");
+        rc = 1;
+    }
+    if (out && close_output(out, a.output))
+        rc = 1;
+    if (in.n_invalid_lines)
+        cli_warn("%ld input line(s) had invalid UTF-8, replaced with U+FFFD (use --strict to "
+                 "fail instead)",
+                 in.n_invalid_lines);
+    if (n_truncated && !rc)
+        cli_warn("%lld of %lld text(s) were truncated to %d tokens", (long long)n_truncated,
+                 (long long)done, a.max_length > 0 && a.max_length < medembed_model_max_length(m)
+                                      ? (int)a.max_length
+                                      : (int)medembed_model_max_length(m));
+    free(recs);
+    free(texts);
+    free(lens);
+    free(emb);
+    free(info);
+    cli_input_close(&in);
+    medembed_ctx_free(ctx);
+    medembed_model_free(m);
+    return rc;
+}
+
+int cmd_tokenize(int argc, char **argv)
+{
+    embed_args a;
+    int prc = parse_args(argc, argv, &a, 1);
+    if (prc)
+        return prc < 0 ? 0 : prc;
+    medembed_model *m = NULL;
+    if (cli_load_model(a.model, MEDEMBED_DTYPE_F32, (int32_t)a.max_length, &m))
+        return 1;
+    cli_input in;
+    if (cli_input_open(&in, a.input, a.input_jsonl, a.text_field, a.strict)) {
+        medembed_model_free(m);
+        return 1;
+    }
+    FILE *out = open_output(a.output);
+    int rc = out ? 0 : 1;
+    int32_t cap = 1024;
+    int32_t *ids = malloc(sizeof *ids * (size_t)cap);
+    uint32_t flags = a.no_trunc ? MEDEMBED_F_NO_TRUNCATE : 0;
+    cli_record r;
+    while (!rc) {
+        int got = cli_input_next(&in, &r);
+        if (got <= 0) {
+            rc = got < 0;
+            break;
+        }
+        medembed_text_info ti;
+        int trc = medembed_tokenize(m, r.text, r.len, flags, ids, cap, &ti);
+        if (trc == MEDEMBED_OK && ti.n_tokens > cap) {
+            cap = ti.n_tokens;
+            int32_t *p = realloc(ids, sizeof *ids * (size_t)cap);
+            if (p) {
+                ids = p;
+                trc = medembed_tokenize(m, r.text, r.len, flags, ids, cap, &ti);
+            } else {
+                trc = MEDEMBED_ERR_NOMEM;
+            }
+        }
+        if (trc != MEDEMBED_OK) {
+            cli_error("%s: line %ld: %s", in.name, r.line, medembed_status_str(trc));
+            rc = 1;
+        } else {
+            fputs("{\"ids\": [", out);
+            for (int32_t i = 0; i < ti.n_tokens; i++)
+                fprintf(out, i ? ", %d" : "%d", ids[i]);
+            fputs("], \"tokens\": [", out);
+            for (int32_t i = 0; i < ti.n_tokens; i++) {
+                const char *t = medembed_token_str(m, ids[i]);
+                if (i)
+                    fputs(", ", out);
+                cli_json_string(out, t ? t : "", t ? strlen(t) : 0);
+            }
+            fputs("]}\n", out);
+        }
+        cli_record_free(&r);
+    }
+    if (out && close_output(out, a.output))
+        rc = 1;
+    if (in.n_invalid_lines)
+        cli_warn("%ld input line(s) had invalid UTF-8, replaced with U+FFFD", in.n_invalid_lines);
+    free(ids);
+    cli_input_close(&in);
+    medembed_model_free(m);
+    return rc;
+}
+
+int cmd_info(int argc, char **argv)
+{
+    const char *model = NULL;
+    for (int i = 1; i < argc; i++) {
+        if ((strcmp(argv[i], "-m") == 0 || strcmp(argv[i], "--model") == 0) && i + 1 < argc) {
+            model = argv[++i];
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: medembed info -m MODEL_DIR\n"
+                   "  prints the model's architecture, dims, layers, heads, pooling,\n"
+                   "  normalize, max length, dtypes, parameter count and prompts as JSON\n");
+            return 0;
+        } else {
+            cli_error("unknown argument \"%s\" (usage: medembed info -m MODEL_DIR)", argv[i]);
+            return 2;
+        }
+    }
+    medembed_model *m = NULL;
+    if (cli_load_model(model, MEDEMBED_DTYPE_F32, 0, &m))
+        return 1;
+    size_t n = medembed_model_info_json(m, NULL, 0);
+    char *buf = malloc(n + 1);
+    if (!buf) {
+        medembed_model_free(m);
+        return 1;
+    }
+    medembed_model_info_json(m, buf, n + 1);
+    puts(buf);
+    free(buf);
+    medembed_model_free(m);
+    return 0;
+}

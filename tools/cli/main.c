@@ -1,0 +1,50 @@
+/*
+ * main.c - `medembed` entry point: dispatches to a command.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+typedef struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *summary;
+} command;
+
+static const command COMMANDS[] = {
+    {"embed", cmd_embed, "embed texts (text lines or JSONL) to JSONL or .npy"},
+    {"tokenize", cmd_tokenize, "print token ids and tokens, exactly as Hugging Face does"},
+    {"info", cmd_info, "describe a model folder as JSON"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "medembed %s - MedEmbed / BERT sentence embeddings in C\n\n", medembed_version());
+    fprintf(f, "usage: medembed COMMAND [options]   (medembed COMMAND --help for details)\n\n");
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+    fprintf(f, "\nEnvironment: MEDEMBED_ISA=scalar|avx2|avx512 forces a kernel level.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("medembed %s (kernels: %s)\n", medembed_version(), medembed_isa());
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        if (strcmp(argv[1], COMMANDS[i].name) == 0)
+            return COMMANDS[i].fn(argc - 1, argv + 1);
+    cli_error("unknown command \"%s\" (run medembed --help)", argv[1]);
+    return 2;
+}
