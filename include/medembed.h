@@ -371,6 +371,9 @@ MEDEMBED_API int medembed_index_open(const char *path, uint32_t flags, medembed_
  * matter. No other call on the handle may be running. */
 MEDEMBED_API void medembed_index_free(medembed_index *ix);
 
+/* The model a ctx was created for (for index functions that take a ctx). */
+MEDEMBED_API const medembed_model *medembed_ctx_model(const medembed_ctx *ctx);
+
 /* Checks that `model` is the one the index was built with (fingerprint,
  * dims, pooling). Returns MEDEMBED_OK or MEDEMBED_ERR_MISMATCH naming the
  * field that differs. Thread-safe. */
@@ -439,6 +442,7 @@ typedef struct medembed_search_opts {
     const char *const *filters; /* n_filters expressions, all must hold */
     int32_t n_filters;
     int32_t n_threads;          /* exact search threads; 0 = all CPUs, 1 = caller only */
+    int32_t with_metadata;      /* 1 (default) = fetch each hit's metadata */
 } medembed_search_opts;
 
 MEDEMBED_API void medembed_search_opts_init(medembed_search_opts *opts);
@@ -497,8 +501,9 @@ MEDEMBED_API void medembed_hits_free(medembed_hits *h);
  *   MRR@k    : 1 / rank of the first relevant document within k, else 0.
  *   Recall@k : relevant retrieved within k / relevant in qrels.
  *   P@k      : relevant retrieved within k / k.
- * A query with no relevant document scores 0 on every metric (MTEB drops
- * such queries before averaging; medembed eval does too and reports it).
+ * A query with no relevant document scores 0 on every metric; it still
+ * counts in an average, as in pytrec_eval / MTEB, which average over every
+ * query of the qrels.
  */
 typedef struct medembed_metrics {
     double ndcg, map, mrr, recall, precision;
