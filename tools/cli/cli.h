@@ -80,5 +80,8 @@ int cli_npy_end(cli_npy *w);
 int cmd_embed(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_index(int argc, char **argv);  /* cmd_index.c */
+int cmd_search(int argc, char **argv); /* cmd_search.c */
+int cmd_eval(int argc, char **argv);   /* cmd_eval.c */
 
 #endif

@@ -16,6 +16,9 @@ static const command COMMANDS[] = {
     {"embed", cmd_embed, "embed texts (text lines or JSONL) to JSONL or .npy"},
     {"tokenize", cmd_tokenize, "print token ids and tokens, exactly as Hugging Face does"},
     {"info", cmd_info, "describe a model folder as JSON"},
+    {"index", cmd_index, "build, extend, prune or describe a search index (SQLite file)"},
+    {"search", cmd_search, "query an index: JSONL hits with id, score, chunk span, rank"},
+    {"eval", cmd_eval, "score retrieval on a BEIR folder (nDCG@10, MAP, MRR, recall, P)"},
 };
 
 static void usage(FILE *f)
