@@ -437,7 +437,7 @@ MEDEMBED_API int medembed_index_flush(medembed_index *ix, char *err, size_t err_
 typedef struct medembed_search_opts {
     int32_t k;                  /* documents wanted; default 10, at most 10000 */
     int32_t exact;              /* 1 = exact search even when the index has HNSW */
-    int32_t ef_search;          /* HNSW beam width; 0 = max(64, 2k) */
+    int32_t ef_search;          /* HNSW beam width; 0 = max(128, 2k) */
     int32_t rescore;            /* INT8: f32-rescore rescore*k candidates; 0 = 4 */
     const char *const *filters; /* n_filters expressions, all must hold */
     int32_t n_filters;

@@ -910,7 +910,7 @@ static int search_locked(medembed_index *ix, const float *q, const medembed_sear
                    (!allowed || n_allowed * 10 >= ix->n_docs);
     if (rc == MEDEMBED_OK && n_allowed > 0) {
         if (use_hnsw) {
-            int32_t ef = o->ef_search ? o->ef_search : (2 * kc > 64 ? 2 * kc : 64);
+            int32_t ef = o->ef_search ? o->ef_search : (2 * kc > 128 ? 2 * kc : 128);
             if (ef < kc)
                 ef = kc;
             rc = hnsw_docs(ix, q, allowed, kc, ef, &cands, e);

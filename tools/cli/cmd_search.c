@@ -48,7 +48,7 @@ static void search_usage(FILE *f)
             "      --filter EXPR        metadata filter, e.g. 'year>=2015' (repeatable, ANDed);\n"
             "                           ops = != < <= > >=; applied during the search\n"
             "      --exact              exact search even if the index has HNSW\n"
-            "      --ef-search N        HNSW beam width (default max(64, 2k))\n"
+            "      --ef-search N        HNSW beam width (default max(128, 2k))\n"
             "      --rescore N          int8 index: rescore N*k candidates (default 4)\n"
             "      --metadata           add each hit's \"metadata\"\n"
             "      --prompt TEXT        query prefix (MedEmbed was trained with none)\n"
