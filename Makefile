@@ -18,6 +18,9 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lutf8proc -
 CLI_LIBS   := $(shell pkg-config --libs $(CLI_PKGS) 2>/dev/null || echo -lcurl -lmicrohttpd)
 
 WARN    := -Wall -Wextra -Wshadow -Wvla -Wformat=2 -Wno-format-truncation -Wno-unused-parameter
+ifneq (,$(findstring clang,$(CC)))
+WARN    += -Wno-unknown-warning-option
+endif
 OPT     ?= -O2
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -g $(OPT) -fPIC $(WARN) -Iinclude -Isrc $(PKG_CFLAGS) $(CFLAGS)
 ifeq ($(WERROR),1)
@@ -44,7 +47,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all lib cli test unit cli-test py-test golden-test check asan ubsan fuzz fuzz-build \
+.PHONY: all lib cli test unit cli-test py-test fuzz-replay check asan ubsan fuzz fuzz-build \
         bench clean help format-check
 
 all: lib cli
@@ -95,13 +98,24 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmedembed.a tests/unit/test_util.h
 unit: $(UNIT_BIN)
 	@bash tests/run_unit.sh $(BUILD) $(UNIT_BIN)
 
+# Fuzz targets built with a replay main(): `make test` replays every seed
+# corpus under this build (and so under ASan/UBSan in `make asan`).
+FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz-replay/%)
+$(BUILD)/fuzz-replay/%: tests/fuzz/%.c tests/fuzz/replay.c $(BUILD)/libmedembed.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< tests/fuzz/replay.c $(BUILD)/libmedembed.a $(LDLIBS_ALL)
+
+fuzz-replay: $(FUZZ_REPLAY)
+	@set -e; for b in $(FUZZ_REPLAY); do n=$${b##*/fuzz_}; \
+	    printf '%s: ' "$$b"; ./$$b tests/fuzz/corpus/$$n; done
+
 cli-test: all
 	@bash tests/cli/run.sh $(BUILD)
 
 py-test: all
 	@bash tests/run_py.sh $(BUILD) $(PY)
 
-test: all unit cli-test py-test
+test: all unit fuzz-replay cli-test py-test
 
 check: test
 
