@@ -47,7 +47,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all lib cli test unit cli-test py-test fuzz-replay check asan ubsan fuzz fuzz-build \
+.PHONY: all deps lib cli test unit cli-test py-test fuzz-replay check asan ubsan fuzz fuzz-build \
         bench clean help format-check
 
 all: lib cli
@@ -59,6 +59,9 @@ help:
 	@echo "make ubsan      the test suite under UBSan alone (build-ubsan/)"
 	@echo "make fuzz       build the libFuzzer targets (clang) and run each briefly"
 	@echo "make bench      run bench/ scripts (not part of the tests)"
+
+deps:
+	@bash scripts/deps.sh
 
 lib: $(BUILD)/libmedembed.so $(BUILD)/libmedembed.a
 cli: $(BUILD)/medembed
@@ -115,7 +118,9 @@ cli-test: all
 py-test: all
 	@bash tests/run_py.sh $(BUILD) $(PY)
 
-test: all unit fuzz-replay cli-test py-test
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) -k --no-print-directory unit fuzz-replay cli-test py-test
 
 check: test
 
