@@ -362,7 +362,7 @@ int cmd_tokenize(int argc, char **argv)
     if (prc)
         return prc < 0 ? 0 : prc;
     medembed_model *m = NULL;
-    if (cli_load_model(a.model, MEDEMBED_DTYPE_F32, (int32_t)a.max_length, &m))
+    if (cli_load_tokenizer(a.model, (int32_t)a.max_length, &m))
         return 1;
     cli_input in;
     if (cli_input_open(&in, a.input, a.input_jsonl, a.text_field, a.strict)) {
