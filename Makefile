@@ -122,7 +122,13 @@ fuzz-replay: $(FUZZ_REPLAY)
 	@set -e; for b in $(FUZZ_REPLAY); do n=$${b##*/fuzz_}; \
 	    printf '%s: ' "$$b"; ./$$b tests/fuzz/corpus/$$n; done
 
-cli-test: all
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libmedembed.so
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< -L$(BUILD) -lmedembed -Wl,-rpath,'$$ORIGIN/..' $(LDSAN)
+
+EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+
+cli-test: all $(EXAMPLES)
 	@bash tests/cli/run.sh $(BUILD)
 
 py-test: all
