@@ -150,8 +150,23 @@ def test_empty_text_is_cls_sep(cli, models):
     assert ids == [[vocab.index("[CLS]"), vocab.index("[SEP]")]]
 
 
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return set(re.findall(r"[\w.]+", f.read()))
+    except OSError:
+        return set()
+
+
+def _cpu_has_simd():
+    return bool(_cpu_flags() & {"avx2", "avx512f"})
+
+
 def test_other_compute_dtypes_run_and_stay_close(cli, models):
-    """--dtype f32 is the default; bf16/int8 are approximations but must not be garbage."""
+    """--dtype f32 is the default; bf16/int8 are approximations but must not be garbage.
+
+    They may be refused (cleanly) only where no SIMD kernel can run them: a CPU without
+    AVX2/AVX-512, or MEDEMBED_ISA=scalar."""
     d = variant(models, "cls-64-ffn256")["dir"]
     ref = models.ref(d)
     texts = TEXTS[1:6]
@@ -160,11 +175,41 @@ def test_other_compute_dtypes_run_and_stay_close(cli, models):
     base = cli.embed(d, texts)
     assert [r["embedding"] for r in cli.embed(d, texts, ["--dtype", "f32"])] == \
         [r["embedding"] for r in base]
+    may_refuse = not _cpu_has_simd() or os.environ.get("MEDEMBED_ISA") == "scalar"
+    refused = []
     for dtype, min_cos in (("bf16", 0.98), ("int8", 0.9)):
-        got = np.array([r["embedding"] for r in cli.embed(d, texts, ["--dtype", dtype])])
+        r = cli.run(["embed", "-m", d, "--input-format", "jsonl", "--dtype", dtype],
+                    cli.jsonl_input(texts))
+        if r.returncode != 0 and may_refuse:
+            assert len(stderr_lines(r)) == 1 and dtype in r.stderr.decode()
+            refused.append(stderr_lines(r)[0])
+            continue
+        assert r.returncode == 0, r.stderr.decode()
+        got = np.array([json.loads(x)["embedding"] for x in r.stdout.decode().splitlines()])
         assert got.shape == want.shape and np.all(np.isfinite(got))
         cos = np.sum(got * want, axis=1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
         assert cos.min() > min_cos, (dtype, cos)
+    if refused:
+        pytest.skip("; ".join(refused))
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
+def test_forced_isa_matches_reference(cli, models, isa):
+    """MEDEMBED_ISA forces a kernel level; every level must give the reference result."""
+    for name in ("max-ragged-40x5-ffn72-3layers", "cls-64-ffn256"):
+        d = variant(models, name)["dir"]
+        ref = models.ref(d)
+        r = cli.run(["embed", "-m", d, "--input-format", "jsonl"], cli.jsonl_input(TEXTS),
+                    env={"MEDEMBED_ISA": isa})
+        need = {"scalar": None, "avx2": "avx2", "avx512": "avx512f"}[isa]
+        if r.returncode != 0 and need is not None and need not in _cpu_flags():
+            lines = stderr_lines(r)
+            assert len(lines) == 1, lines
+            pytest.skip("this CPU lacks %s: %s" % (need, lines[0]))
+        assert r.returncode == 0, r.stderr.decode()
+        recs = [json.loads(x) for x in r.stdout.decode().splitlines()]
+        for rec, seq in zip(recs, cli.tokenize(d, TEXTS)):
+            assert_close(rec["embedding"], numpy_ref.embed(ref, seq), "%s %s" % (isa, name))
 
 
 # --------------------------------------------------------------------------- truncation
