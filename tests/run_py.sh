@@ -28,7 +28,7 @@ if [ ! -x "$bin" ]; then
     exit 1
 fi
 
-MEDEMBED_BIN="$bin" "$py" -m pytest -q -rs tests/py
+MEDEMBED_BIN="$bin" "$py" -m pytest -q -rfEs tests/py
 rc=$?
 if [ $rc -eq 5 ]; then
     echo "py-test: pytest collected no tests" >&2

@@ -45,11 +45,12 @@ class Cli:
     def __init__(self, path):
         self.path = path
 
-    def run(self, args, input=None, timeout=120):
+    def run(self, args, input=None, timeout=120, env=None):
         if isinstance(input, str):
             input = input.encode("utf-8")
         r = subprocess.run([self.path] + [str(a) for a in args], input=input,
-                           capture_output=True, timeout=timeout)
+                           capture_output=True, timeout=timeout,
+                           env=None if env is None else dict(os.environ, **env))
         # a signal (segfault, abort) shows as a negative return code: always a bug
         assert r.returncode >= 0, "medembed %s died with signal %d\nstderr: %s" % (
             " ".join(map(str, args)), -r.returncode, r.stderr.decode("utf-8", "replace"))

@@ -385,6 +385,7 @@ def make_model(out, layers=2, hidden=32, heads=4, ffn=64, dtype="f32", pooling="
         "normalize": normalize, "max_length": min(max_position_embeddings, max_seq_length),
         "n_params": n_params, "n_params_encoder": n_params_encoder,
         "prompts": dict(prompts or {}), "default_prompt_name": default_prompt_name,
+        "cased": cased,
     }
 
 

@@ -202,7 +202,8 @@ class Model:
         want = {
             "embeddings.word_embeddings.weight": (int(self.config["vocab_size"]), d),
             "embeddings.position_embeddings.weight": (self.max_position_embeddings, d),
-            "embeddings.token_type_embeddings.weight": (int(self.config.get("type_vocab_size", 2)), d),
+            "embeddings.token_type_embeddings.weight": (
+                int(self.config.get("type_vocab_size", 2)), d),
             "embeddings.LayerNorm.weight": (d,),
             "embeddings.LayerNorm.bias": (d,),
         }
@@ -223,7 +224,8 @@ class Model:
             if name not in self.w:
                 raise RefError("missing tensor %s" % name)
             if self.w[name].shape != shape:
-                raise RefError("tensor %s has shape %s, want %s" % (name, self.w[name].shape, shape))
+                raise RefError("tensor %s has shape %s, want %s"
+                               % (name, self.w[name].shape, shape))
 
 
 def load(model_dir):

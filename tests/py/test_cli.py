@@ -62,6 +62,12 @@ def variant(models, name):
     return models.get(**kw)
 
 
+def ref_ids(info, text, max_length=None):
+    """Reference ids for a gen_model folder: do_lower_case (str.lower() first) unless cased."""
+    return wordpiece_ref.encode(text, info["vocab"], lowercase=not info["cased"],
+                                max_length=max_length, st_lower=not info["cased"])
+
+
 def assert_close(got, want, what=""):
     got = np.asarray(got, dtype=np.float64)
     assert got.shape == want.shape, (what, got.shape, want.shape)
@@ -99,7 +105,7 @@ def test_tokenize_matches_wordpiece_reference(cli, models, name):
     recs = [json.loads(line) for line in r.stdout.decode().splitlines()]
     assert len(recs) == len(TEXTS)
     for text, rec in zip(TEXTS, recs):
-        want = wordpiece_ref.encode(text, vocab, lowercase=not name.endswith("cased"))
+        want = ref_ids(info, text)
         assert rec["ids"] == want, repr(text)
         assert rec["tokens"] == [vocab[i] for i in want]
 
@@ -123,18 +129,18 @@ def test_no_normalize_flag(cli, models):
 
 def test_prompt_is_prepended_verbatim(cli, models):
     info = variant(models, "mean-f32-nonorm")
-    d, vocab = info["dir"], info["vocab"]
+    d = info["dir"]
     ref = models.ref(d)
     prompt = "ab"  # "ab" + "cd" must tokenize as the one word "abcd", not "ab cd"
     texts = ["cd", "", "the heart", " spaced"]
     recs = cli.embed(d, texts, ["--prompt", prompt])
     plain = cli.tokenize(d, [prompt + t for t in texts])
     for t, rec, seq in zip(texts, recs, plain):
-        assert seq == wordpiece_ref.encode(prompt + t, vocab)
+        assert seq == ref_ids(info, prompt + t)
         assert rec["n_tokens"] == len(seq)
         assert_close(rec["embedding"], numpy_ref.embed(ref, seq), "prompt + %r" % t)
-    assert recs[0]["n_tokens"] == len(wordpiece_ref.encode("abcd", vocab))
-    assert wordpiece_ref.encode("abcd", vocab) != wordpiece_ref.encode("ab cd", vocab)
+    assert recs[0]["n_tokens"] == len(ref_ids(info, "abcd"))
+    assert ref_ids(info, "abcd") != ref_ids(info, "ab cd")
 
 
 def test_empty_text_is_cls_sep(cli, models):
@@ -150,8 +156,23 @@ def test_empty_text_is_cls_sep(cli, models):
     assert ids == [[vocab.index("[CLS]"), vocab.index("[SEP]")]]
 
 
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return set(re.findall(r"[\w.]+", f.read()))
+    except OSError:
+        return set()
+
+
+def _cpu_has_simd():
+    return bool(_cpu_flags() & {"avx2", "avx512f"})
+
+
 def test_other_compute_dtypes_run_and_stay_close(cli, models):
-    """--dtype f32 is the default; bf16/int8 are approximations but must not be garbage."""
+    """--dtype f32 is the default; bf16/int8 are approximations but must not be garbage.
+
+    They may be refused (cleanly) only where no SIMD kernel can run them: a CPU without
+    AVX2/AVX-512, or MEDEMBED_ISA=scalar."""
     d = variant(models, "cls-64-ffn256")["dir"]
     ref = models.ref(d)
     texts = TEXTS[1:6]
@@ -160,11 +181,42 @@ def test_other_compute_dtypes_run_and_stay_close(cli, models):
     base = cli.embed(d, texts)
     assert [r["embedding"] for r in cli.embed(d, texts, ["--dtype", "f32"])] == \
         [r["embedding"] for r in base]
+    may_refuse = not _cpu_has_simd() or os.environ.get("MEDEMBED_ISA") == "scalar"
+    refused = []
     for dtype, min_cos in (("bf16", 0.98), ("int8", 0.9)):
-        got = np.array([r["embedding"] for r in cli.embed(d, texts, ["--dtype", dtype])])
+        r = cli.run(["embed", "-m", d, "--input-format", "jsonl", "--dtype", dtype],
+                    cli.jsonl_input(texts))
+        if r.returncode != 0 and may_refuse:
+            assert len(stderr_lines(r)) == 1 and dtype in r.stderr.decode()
+            refused.append(stderr_lines(r)[0])
+            continue
+        assert r.returncode == 0, r.stderr.decode()
+        got = np.array([json.loads(x)["embedding"] for x in r.stdout.decode().splitlines()])
         assert got.shape == want.shape and np.all(np.isfinite(got))
-        cos = np.sum(got * want, axis=1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+        cos = np.sum(got * want, axis=1) / (np.linalg.norm(got, axis=1)
+                                            * np.linalg.norm(want, axis=1))
         assert cos.min() > min_cos, (dtype, cos)
+    if refused:
+        pytest.skip("; ".join(refused))
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
+def test_forced_isa_matches_reference(cli, models, isa):
+    """MEDEMBED_ISA forces a kernel level; every level must give the reference result."""
+    for name in ("max-ragged-40x5-ffn72-3layers", "cls-64-ffn256"):
+        d = variant(models, name)["dir"]
+        ref = models.ref(d)
+        r = cli.run(["embed", "-m", d, "--input-format", "jsonl"], cli.jsonl_input(TEXTS),
+                    env={"MEDEMBED_ISA": isa})
+        need = {"scalar": None, "avx2": "avx2", "avx512": "avx512f"}[isa]
+        if r.returncode != 0 and need is not None and need not in _cpu_flags():
+            lines = stderr_lines(r)
+            assert len(lines) == 1, lines
+            pytest.skip("this CPU lacks %s: %s" % (need, lines[0]))
+        assert r.returncode == 0, r.stderr.decode()
+        recs = [json.loads(x) for x in r.stdout.decode().splitlines()]
+        for rec, seq in zip(recs, cli.tokenize(d, TEXTS)):
+            assert_close(rec["embedding"], numpy_ref.embed(ref, seq), "%s %s" % (isa, name))
 
 
 # --------------------------------------------------------------------------- truncation
@@ -183,7 +235,7 @@ TRUNC_CASES = [
 def test_truncation(cli, models, mpe, msl, flag, limit):
     info = models.get(pooling="mean", normalize=False, max_position_embeddings=mpe,
                       max_seq_length=msl, seed=7)
-    d, vocab = info["dir"], info["vocab"]
+    d = info["dir"]
     ref = models.ref(d)
     words = gen_model.WORDS  # each is one token
     ks = sorted({max(0, limit - 3), limit - 2, limit - 1, limit + 15})
@@ -191,18 +243,16 @@ def test_truncation(cli, models, mpe, msl, flag, limit):
     args = [] if flag is None else ["--max-length", str(flag)]
     recs = cli.embed(d, texts, args)
     for k, text, rec in zip(ks, texts, recs):
-        full = wordpiece_ref.encode(text, vocab)
+        full = ref_ids(info, text)
         assert len(full) == k + 2
-        seq = wordpiece_ref.encode(text, vocab, max_length=limit)
+        seq = ref_ids(info, text, max_length=limit)
         assert rec["n_tokens"] == min(k + 2, limit) == len(seq), (k, limit)
         assert rec["truncated"] is (k + 2 > limit), (k, limit)
         assert_close(rec["embedding"], numpy_ref.embed(ref, seq), "k=%d limit=%d" % (k, limit))
     if flag is None:
         assert cli.info(d)["max_length"] == limit
-        assert cli.tokenize(d, texts) == [wordpiece_ref.encode(t, vocab, max_length=limit)
-                                          for t in texts]
-        assert cli.tokenize(d, texts, ["--no-truncate"]) == [wordpiece_ref.encode(t, vocab)
-                                                             for t in texts]
+        assert cli.tokenize(d, texts) == [ref_ids(info, t, max_length=limit) for t in texts]
+        assert cli.tokenize(d, texts, ["--no-truncate"]) == [ref_ids(info, t) for t in texts]
 
 
 # --------------------------------------------------------------------------- output formats
@@ -318,9 +368,9 @@ def test_shell_pipeline(cli, models, tmp_path):
 
 def test_jsonl_text_with_nul(cli, models):
     info = variant(models, "cls-f32")
-    d, vocab = info["dir"], info["vocab"]
+    d = info["dir"]
     ids = cli.tokenize(d, ["ab\u0000cd", "ab cd"])
-    assert ids[0] == wordpiece_ref.encode("abcd", vocab)  # clean_text drops NUL
+    assert ids[0] == ref_ids(info, "abcd")  # clean_text drops NUL
 
 
 # --------------------------------------------------------------------------- determinism
@@ -370,7 +420,7 @@ BAD_UTF8 = b"first line\nbad \xff\xfe byte\nok\nalso \xc3\x28 bad\n"
 
 def test_invalid_utf8_warns_and_replaces(cli, models):
     info = variant(models, "mean-f32-nonorm")
-    d, vocab = info["dir"], info["vocab"]
+    d = info["dir"]
     r = cli.run(["embed", "-m", d], BAD_UTF8)
     assert r.returncode == 0, r.stderr
     err = r.stderr.decode("utf-8", "replace")
@@ -381,12 +431,12 @@ def test_invalid_utf8_warns_and_replaces(cli, models):
     texts = BAD_UTF8.decode("utf-8", "replace").split("\n")[:4]
     ref = models.ref(d)
     for text, rec in zip(texts, recs):
-        seq = wordpiece_ref.encode(text, vocab)  # U+FFFD is dropped by clean_text
+        seq = ref_ids(info, text)  # U+FFFD is dropped by clean_text
         assert rec["n_tokens"] == len(seq), text
         assert_close(rec["embedding"], numpy_ref.embed(ref, seq), repr(text))
     t = cli.ok(["tokenize", "-m", d], BAD_UTF8)
     assert [json.loads(x)["ids"] for x in t.stdout.decode().splitlines()] == \
-        [wordpiece_ref.encode(x, vocab) for x in texts]
+        [ref_ids(info, x) for x in texts]
 
 
 def test_invalid_utf8_strict_names_line(cli, models):
@@ -641,17 +691,32 @@ def test_golden_folders(cli, name):
 def test_tokenize_matches_golden_tokenizer_ids(cli):
     """A sample of the Rust `tokenizers` golden ids for bert-base-uncased (no truncation).
 
-    Texts whose Python str.lower() differs from themselves are left out of the edge cases:
-    the engine applies str.lower() first (sentence-transformers do_lower_case), which the
-    golden ids, made by the tokenizer alone, do not."""
+    The engine applies Python str.lower() first (sentence-transformers do_lower_case), which
+    the golden ids, made by the tokenizer alone, do not; it matters where lower() changes the
+    text ("[SEP]" becomes "[sep]", no longer special). Such ASCII texts are checked against
+    wordpiece_ref on the lowered text instead; such non-ASCII texts are left out."""
     d = need_shared("golden", "embeddings", "tiny-cls-f32")
+    vocab = {t: i for i, t in enumerate(read_vocab(d))}
     rows = read_jsonl(need_shared("golden", "tokenizer", "pubmedqa.jsonl"))[::10]
-    for r in read_jsonl(need_shared("golden", "tokenizer", "edge_cases.jsonl")):
-        if r["text"].isascii() or r["text"].lower() == r["text"]:
-            rows.append(r)
-    got = cli.tokenize(d, [r["text"] for r in rows], ["--no-truncate"])
-    bad = [r["text"][:50] for r, g in zip(rows, got) if g != r["ids"]]
-    assert not bad, "%d of %d texts differ, e.g. %r" % (len(bad), len(rows), bad[:5])
+    rows += read_jsonl(need_shared("golden", "tokenizer", "edge_cases.jsonl"))
+    texts, want = [], []
+    for r in rows:
+        t = r["text"]
+        if t.lower() == t:
+            texts.append(t)
+            want.append(r["ids"])
+        elif t.isascii():
+            texts.append(t)
+            want.append(wordpiece_ref.encode(t.lower(), vocab))
+    assert len(texts) > 300
+    got = cli.tokenize(d, texts, ["--no-truncate"])
+    bad = [t[:50] for t, g, w in zip(texts, got, want) if g != w]
+    assert not bad, "%d of %d texts differ, e.g. %r" % (len(bad), len(texts), bad[:5])
+
+
+def read_vocab(d):
+    with open(os.path.join(d, "vocab.txt"), encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f]
 
 
 @pytest.fixture(scope="session")

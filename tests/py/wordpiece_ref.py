@@ -101,9 +101,16 @@ def _pieces_plain(text, ids, lowercase, max_chars):
     return out
 
 
-def encode(text, vocab, lowercase=True, max_length=None):
-    """[CLS] + pieces + [SEP] as ids; max_length truncates like HF (keeps [SEP])."""
+def encode(text, vocab, lowercase=True, max_length=None, st_lower=False):
+    """[CLS] + pieces + [SEP] as ids; max_length truncates like HF (keeps [SEP]).
+
+    st_lower applies Python str.lower() first, as sentence-transformers does when
+    sentence_bert_config.json says do_lower_case: then "[SEP]" in the text becomes "[sep]"
+    and is no longer a special token.
+    """
     ids = vocab if isinstance(vocab, dict) else {t: i for i, t in enumerate(vocab)}
+    if st_lower:
+        text = text.lower()
     body = [ids[p] for p in pieces(text, ids, lowercase)]
     if max_length is not None:
         body = body[:max(0, max_length - 2)]
