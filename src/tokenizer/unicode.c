@@ -230,7 +230,7 @@ int me_uc_hf_category(uint32_t c)
         return UTF8PROC_CATEGORY_MN;
     if (after_u8(c))
         return UTF8PROC_CATEGORY_CN;
-    return utf8proc_category((utf8proc_int32_t)c);
+    return (int)utf8proc_category((utf8proc_int32_t)c);
 }
 
 int me_uc_is_whitespace(uint32_t c)
