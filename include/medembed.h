@@ -378,14 +378,15 @@ MEDEMBED_API void medembed_index_free(medembed_index *ix);
 /* The model a ctx was created for (for index functions that take a ctx). */
 MEDEMBED_API const medembed_model *medembed_ctx_model(const medembed_ctx *ctx);
 
-/* Checks that `model` is the one the index was built with (fingerprint,
- * dims, pooling). Returns MEDEMBED_OK or MEDEMBED_ERR_MISMATCH naming the
+/* Checks that `model` is the one the index was built with (dims, pooling,
+ * and a weights hash: config + safetensors headers + sampled weight bytes).
+ * Returns MEDEMBED_OK or MEDEMBED_ERR_MISMATCH naming the
  * field that differs. Thread-safe. */
 MEDEMBED_API int medembed_index_check_model(const medembed_index *ix, const medembed_model *model,
                                             char *err, size_t err_len);
 
 /* JSON object describing the index: n_docs, n_chunks, model {path,
- * fingerprint, pooling, dtype, normalize}, dim, vec_dtype, chunking
+ * weights_hash, dim, pooling, dtype, normalize, max_length}, dim, vec_dtype, chunking
  * {chunk_tokens, overlap}, hnsw {m, ef_construction} or null. Returns a
  * malloc'd NUL-terminated string (free() it), or NULL when out of memory.
  * Thread-safe. */
