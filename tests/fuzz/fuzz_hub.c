@@ -3,10 +3,11 @@
  * (tools/cli/hub_parse.c): the hub's file listing JSON, our pull manifest,
  * and repo ids / revisions as typed after -m or `medembed pull`.
  *
- * Sources: tools/cli/hub_parse.c (+ jansson). Build and run:
- *   clang -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -Itools/cli \
- *     $(pkg-config --cflags jansson) tests/fuzz/fuzz_hub.c tools/cli/hub_parse.c \
- *     $(pkg-config --libs jansson) -o /tmp/fz && /tmp/fz tests/fuzz/corpus/hub -max_total_time=20
+ * hub_parse.c lives with the CLI, not in the library, so it is included
+ * here whole: `make fuzz` (tests/fuzz/build.sh) and `make fuzz-replay` build
+ * this file like the others, with no extra sources. By hand:
+ *   clang -fsanitize=fuzzer,address,undefined -Iinclude -Isrc $(pkg-config --cflags jansson) \
+ *     tests/fuzz/fuzz_hub.c $(pkg-config --libs jansson) -o /tmp/fz && /tmp/fz -max_total_time=20
  *
  * Beyond "no crash", it checks the promises the downloader relies on: every
  * accepted file is one the engine wants, has a safe relative name and a sane
@@ -16,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hub.h"
+#include "../../tools/cli/hub_parse.c"
 
 static int name_in(const hub_listing *l, const char *n)
 {

@@ -302,12 +302,17 @@ def test_repo_id_resolves_through_cache_and_second_run_is_offline(hub, cli, src)
     assert got["path"] == dest
     assert got["fingerprint"] == info(cli, src)["fingerprint"]
     assert tree(dest) == WANTED | {MANIFEST}
-    # second run: no request at all, no notice, same model
+    # second run: no request at all, no notice, same model, same embeddings as the source
     hub.clear_log()
     r2 = cli.ok(["info", "-m", "org/tiny"])
     assert hub.requests() == []
     assert r2.err == ""
     assert json.loads(r2.out) == got
+    text = b"aspirin for stroke prevention\n"
+    e1 = cli.ok(["embed", "-m", "org/tiny"], input=text)
+    assert e1.err == "" and hub.requests() == []
+    e0 = cli.ok(["embed", "-m", src], input=text)
+    assert e1.out == e0.out and len(json.loads(e1.out)["embedding"]) == 16
     # and it works with the hub gone
     dead = "http://127.0.0.1:%d" % free_port()
     r3 = cli.ok(["info", "-m", "org/tiny"], env={"HF_ENDPOINT": dead})
@@ -323,9 +328,12 @@ def test_default_model_when_m_is_absent(hub, cli, src):
     assert tree(dest) == WANTED | {MANIFEST}
     hub.clear_log()
     # every command that loads a model falls back to it, from the cache
+    text = b"william henry gates\n"
     for cmd in (["info"], ["embed"], ["tokenize"], ["embed", "--format", "npy"]):
-        r = cli.ok(cmd, input=b"")
+        r = cli.ok(cmd, input=text)
         assert r.err == "", (cmd, r.err)
+        if cmd[0] != "info":
+            assert r.stdout == cli.ok(cmd + ["-m", src], input=text).stdout, cmd
     assert hub.requests() == []
 
 
