@@ -83,9 +83,8 @@ int hub_ref_parse(const char *arg, char *repo, size_t repo_len, char *rev, size_
     const char *at = memchr(arg, '@', n);
     size_t rn = at ? (size_t)(at - arg) : n;
     if (!hub_repo_id_valid(arg, rn)) {
-        set_err(err, err_len,
-                "\"%.*s\" is not a hub repo id (expected ORG/NAME, e.g. %s)", (int)(rn > 200 ? 200 : rn),
-                arg, HUB_DEFAULT_MODEL);
+        set_err(err, err_len, "\"%.*s\" is not a hub repo id (expected ORG/NAME, e.g. %s)",
+                (int)(rn > 200 ? 200 : rn), arg, HUB_DEFAULT_MODEL);
         return -1;
     }
     if (at && !hub_revision_valid(at + 1, n - rn - 1)) {
