@@ -12,7 +12,8 @@
  *   clang -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
  *       $(pkg-config --cflags libutf8proc jansson) tests/fuzz/fuzz_tokenizer.c \
  *       src/tokenizer/\*.c src/util/\*.c $(pkg-config --libs libutf8proc jansson) -lm -o fz
- *   ./fz -max_total_time=30 tests/fuzz/corpus/tokenizer
+ *   mkdir -p /tmp/fz_new && ./fz -max_total_time=30 /tmp/fz_new tests/fuzz/corpus/tokenizer
+ *   (new units go to the first folder, so the checked-in seeds stay small)
  */
 #include <stdint.h>
 #include <stdio.h>

@@ -7,7 +7,7 @@
  *   clang -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
  *       $(pkg-config --cflags libutf8proc jansson) tests/fuzz/fuzz_tokenizer_json.c \
  *       src/tokenizer/\*.c src/util/\*.c $(pkg-config --libs libutf8proc jansson) -lm -o fzj
- *   ./fzj -max_total_time=30 tests/fuzz/corpus/tokenizer_json
+ *   mkdir -p /tmp/fzj_new && ./fzj -max_total_time=30 /tmp/fzj_new tests/fuzz/corpus/tokenizer_json
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -56,8 +56,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(rc < 0 && e.msg[0] != 0, "a failure has a status and a message");
         return 0;
     }
-    static const char *const texts[] = {"", "Hello, world! [SEP] caf\xc3\xa9 \xe4\xb8\xad\xe6\x96\x87",
-                                        "unaffable \xce\xa3\xce\x9f\xce\xa3 a\xffz [CLS][MASK]"};
+    static const char *const texts[] = {
+        "",
+        "Hello, world! [SEP] caf\xc3\xa9 \xe4\xb8\xad\xe6\x96\x87",
+        "unaffable \xce\xa3\xce\x9f\xce\xa3 a\xffz [CLS][MASK]",
+    };
     me_ids ids = {0};
     int32_t vsz = me_tokenizer_vocab_size(t);
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {

@@ -19,6 +19,7 @@ static const command COMMANDS[] = {
     {"index", cmd_index, "build, extend, prune or describe a search index (SQLite file)"},
     {"search", cmd_search, "query an index: JSONL hits with id, score, chunk span, rank"},
     {"eval", cmd_eval, "score retrieval on a BEIR folder (nDCG@10, MAP, MRR, recall, P)"},
+    {"pull", cmd_pull, "download a model from the Hugging Face hub into the cache"},
 };
 
 static void usage(FILE *f)
@@ -28,6 +29,8 @@ static void usage(FILE *f)
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
     fprintf(f, "\nEnvironment: MEDEMBED_ISA=scalar|avx2|avx512 forces a kernel level.\n");
+    fprintf(f, "-m takes a folder or a hub repo id (pulled into $MEDEMBED_HOME, default\n"
+               "~/.cache/medembed); without -m the model is abhinand/MedEmbed-base-v0.1.\n");
 }
 
 int main(int argc, char **argv)
