@@ -236,6 +236,9 @@ int me_store_filter(medembed_index *ix, const me_filter *f, int32_t n, uint8_t *
 
 /* --------------------------------------------------------------- flat.c */
 
+/* Work (chunks x dim) from which exact search uses the pool; tests lower it. */
+extern int64_t me_flat_min_parallel;
+
 /* Exact per-document top-k: a document's score is its best chunk's.
  * allowed: n_docs flags or NULL. out->id receives the best chunk index
  * (its document is ix->ch_doc[id]). */

@@ -494,6 +494,77 @@ static void index_api_int8_hnsw(void **state)
     free(x);
 }
 
+/* Several threads search one handle at once (exact with the pool, HNSW,
+ * filtered) and must get the single-threaded answers. */
+typedef struct conc_arg {
+    medembed_index *ix;
+    const float *qs;
+    char (*want)[3][16];
+    int fails;
+} conc_arg;
+
+enum { CQ = 24 };
+
+static void conc_search(medembed_index *ix, const float *q, int mode, char out[16])
+{
+    static const char *f[] = {"tags=t2"};
+    medembed_search_opts so;
+    medembed_search_opts_init(&so);
+    so.k = 3;
+    so.exact = mode == 0;
+    so.filters = mode == 2 ? f : NULL;
+    so.n_filters = mode == 2;
+    so.ef_search = 400;
+    medembed_hits *h = NULL;
+    char err[256];
+    out[0] = 0;
+    if (medembed_index_search(ix, q, &so, &h, err, sizeof err) == MEDEMBED_OK)
+        snprintf(out, 16, "%s", medembed_hits_id(h, 0));
+    medembed_hits_free(h);
+}
+
+static void *conc_main(void *p)
+{
+    conc_arg *a = p;
+    for (int rep = 0; rep < 3; rep++)
+        for (int i = 0; i < CQ; i++)
+            for (int mode = 0; mode < 3; mode++) {
+                char got[16];
+                conc_search(a->ix, a->qs + (size_t)i * AD, mode, got);
+                if (strcmp(got, a->want[i][mode]) != 0)
+                    a->fails++;
+            }
+    return NULL;
+}
+
+static void index_concurrent_search(void **state)
+{
+    (void)state;
+    float *x = malloc(sizeof *x * AN * AD);
+    float qs[CQ * AD];
+    random_unit(qs, CQ, AD, 21);
+    medembed_index *ix = make_vec_index("conc.db", MEDEMBED_VEC_F32, 8, x);
+    int64_t old_min = me_flat_min_parallel;
+    me_flat_min_parallel = 0; /* exact searches go through the shared pool */
+    char want[CQ][3][16];
+    for (int i = 0; i < CQ; i++)
+        for (int mode = 0; mode < 3; mode++)
+            conc_search(ix, qs + (size_t)i * AD, mode, want[i][mode]);
+    pthread_t th[4];
+    conc_arg args[4];
+    for (int t = 0; t < 4; t++) {
+        args[t] = (conc_arg){ix, qs, want, 0};
+        assert_int_equal(pthread_create(&th[t], NULL, conc_main, &args[t]), 0);
+    }
+    for (int t = 0; t < 4; t++) {
+        pthread_join(th[t], NULL);
+        assert_int_equal(args[t].fails, 0);
+    }
+    me_flat_min_parallel = old_min;
+    medembed_index_free(ix);
+    free(x);
+}
+
 static void index_open_errors(void **state)
 {
     (void)state;
@@ -549,6 +620,7 @@ int main(void)
         cmocka_unit_test(hnsw_recall_and_roundtrip),
         cmocka_unit_test(index_api_f32),
         cmocka_unit_test(index_api_int8_hnsw),
+        cmocka_unit_test(index_concurrent_search),
         cmocka_unit_test(index_open_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
