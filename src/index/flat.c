@@ -67,7 +67,7 @@ int me_flat_search(medembed_index *ix, const float *q, const uint8_t *allowed, i
     if (use_pool) {
         pthread_mutex_lock(&ix->pool_mu);
         if (!ix->pool)
-            ix->pool = me_pool_create(n_threads);
+            ix->pool = me_pool_create(0);
         if (!ix->pool || me_pool_threads(ix->pool) < 2) {
             pthread_mutex_unlock(&ix->pool_mu);
             use_pool = 0;

@@ -154,6 +154,16 @@ static int open_db(medembed_index *ix, int flags, me_err *e)
     return MEDEMBED_OK;
 }
 
+me_pool *me_index_pool(medembed_index *ix)
+{
+    pthread_mutex_lock(&ix->pool_mu);
+    if (!ix->pool)
+        ix->pool = me_pool_create(0);
+    me_pool *p = ix->pool;
+    pthread_mutex_unlock(&ix->pool_mu);
+    return p;
+}
+
 static int build_graph(medembed_index *ix, me_err *e)
 {
     me_hnsw_free(ix->hnsw);
@@ -161,7 +171,7 @@ static int build_graph(medembed_index *ix, me_err *e)
     me_hnsw_params p = {ix->hnsw_m, ix->hnsw_efc, 0};
     RETURN_ERROR_IF(me_hnsw_create(&p, &ix->hnsw) != MEDEMBED_OK, e, MEDEMBED_ERR_NOMEM,
                     "out of memory for the HNSW graph");
-    FORWARD_IF_ERROR(me_hnsw_add(ix->hnsw, &ix->vecs, ix->vecs.n, NULL, e));
+    FORWARD_IF_ERROR(me_hnsw_add(ix->hnsw, &ix->vecs, ix->vecs.n, me_index_pool(ix), e));
     ix->hnsw_stale = 0;
     return MEDEMBED_OK;
 }

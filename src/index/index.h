@@ -205,6 +205,10 @@ struct medembed_index {
     pthread_mutex_t pool_mu;
 };
 
+/* The handle's worker pool (all CPUs), created on first use; NULL if it
+ * cannot be created. Writers use it for HNSW builds, searches for scans. */
+me_pool *me_index_pool(medembed_index *ix);
+
 /* Schema + settings for a new file. */
 int me_store_create(medembed_index *ix, me_err *e);
 /* Reads settings, documents, chunks and the graph; validates everything. */
