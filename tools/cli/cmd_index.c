@@ -215,7 +215,7 @@ static void index_usage(FILE *f)
             "      --overlap M          tokens shared by consecutive windows (default 0)\n"
             "      --no-chunk           one vector per document, truncated (as MTEB)\n"
             "      --quantize int8      store int8 vectors, rescored with f32 at search\n"
-            "      --hnsw               build an HNSW graph (M 16, ef_construction 200)\n"
+            "      --hnsw               build an HNSW graph (M 32, ef_construction 200)\n"
             "      --hnsw-m N           HNSW links per node (implies --hnsw)\n"
             "      --ef-construction N  HNSW build beam (default 200)\n"
             "      --batch-size N       documents per transaction (default 64)\n"
@@ -297,7 +297,7 @@ static int parse_index_args(int argc, char **argv, index_args *a)
             break;
         case OPT_HNSW:
             if (!a->hnsw_m)
-                a->hnsw_m = 16;
+                a->hnsw_m = 32; /* 768-d vectors need more links than hnswlib's 16 */
             break;
         case OPT_HNSW_M:
             if (cli_parse_int("--hnsw-m", optarg, 2, 128, &a->hnsw_m))
