@@ -677,7 +677,7 @@ typedef struct wbuf {
 
 static void wb_put(wbuf *w, const void *src, size_t n)
 {
-    if (w->oom)
+    if (w->oom || n == 0) /* n == 0: src may be NULL (an empty graph) */
         return;
     if (w->n + n > w->cap) {
         size_t cap = w->cap ? w->cap : 4096;
