@@ -16,12 +16,28 @@ task per worker thread, so more would oversubscribe the cores.
 """
 import json
 import os
+import threading
 
 import numpy as np
 import pandas as pd
 
 from .model import Model, get_model
 from .quantization import PRECISIONS, quantize_embeddings
+
+
+_done_lock = threading.Lock()
+_done = 0
+
+
+def partitions_done():
+    """How many partitions this process has embedded (for monitoring, and to show reuse)."""
+    return _done
+
+
+def _count_partition():
+    global _done
+    with _done_lock:
+        _done += 1
 
 
 class ModelRef:
@@ -86,6 +102,7 @@ def embed_partition(pdf, ref, column, output_column, opts):
     emb = _encode(model, _texts(pdf, column), opts)
     out = pdf.copy()
     out[output_column] = pd.Series(list(emb), index=pdf.index, dtype=object)
+    _count_partition()
     return out
 
 
@@ -125,6 +142,7 @@ def _write_shard(pdf, index, path, ref, column, id_column, opts):
             for v in pdf[id_column].tolist():
                 f.write(json.dumps(v.item() if hasattr(v, "item") else v) + "\n")
         shard["ids"] = ids_name
+    _count_partition()
     return shard, {"fingerprint": model.fingerprint, "dim": model.dim, "path": model.path,
                    "has_normalize": model.has_normalize, "dtype": model.dtype}
 
@@ -212,7 +230,8 @@ def parquet_engine():
     return None
 
 
-def to_parquet(ddf, path, column="text", model=None, output_column="embedding", **kw):
+def to_parquet(ddf, path, column="text", model=None, output_column="embedding", compute=True,
+               **kw):
     """Embeds like embed() and writes Parquet (the vector as a list<float> column).
 
     Needs pyarrow or fastparquet; Debian 12 packages neither, so without them this raises
@@ -225,4 +244,4 @@ def to_parquet(ddf, path, column="text", model=None, output_column="embedding", 
     out = embed(ddf, column=column, model=model, output_column=output_column, **kw)
     out[output_column] = out[output_column].map(lambda v: v.tolist(), meta=(output_column,
                                                                             object))
-    return out.to_parquet(path, engine=engine)
+    return out.to_parquet(path, engine=engine, compute=compute)
