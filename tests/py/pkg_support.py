@@ -31,6 +31,12 @@ def import_medembed():
     if not os.path.isfile(LIB) or not os.access(BIN, os.X_OK):
         pytest.skip("%s or %s not built (run make, or set MEDEMBED_BIN)" % (LIB, BIN),
                     allow_module_level=True)
+    san = _sanitizer_runtime(LIB)
+    if san:
+        pytest.skip("%s is built with %s, which Python can load only when preloaded: run "
+                    "LD_PRELOAD=$(gcc -print-file-name=libasan.so):$(gcc -print-file-name="
+                    "libubsan.so) ASAN_OPTIONS=detect_leaks=0 tests/run_py.sh ..." % (LIB, san),
+                    allow_module_level=True)
     os.environ["MEDEMBED_LIB"] = LIB
     if PKG_DIR not in sys.path:
         sys.path.insert(0, PKG_DIR)
@@ -40,6 +46,18 @@ def import_medembed():
     import medembed
     assert os.path.samefile(medembed.lib_path(), LIB), medembed.lib_path()
     return medembed
+
+
+def _sanitizer_runtime(lib):
+    """"libasan" if lib needs the ASan runtime and this process has not preloaded it."""
+    try:
+        deps = subprocess.run(["ldd", lib], capture_output=True, timeout=30).stdout.decode()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if "libasan" not in deps:
+        return None
+    with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+        return None if "libasan" in f.read() else "libasan"
 
 
 def need_shared(*parts):
