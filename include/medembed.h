@@ -122,6 +122,10 @@ typedef struct medembed_model medembed_model;
 typedef struct medembed_load_opts {
     int32_t dtype;      /* medembed_dtype for compute; default F32 */
     int32_t max_length; /* cap on tokens per text incl. [CLS]/[SEP]; 0 = model's */
+    int32_t tokenizer_only; /* 1: load the tokenizer (and config if present) but no
+                               weights; only tokenize/info/token queries work, and the
+                               ctx functions return MEDEMBED_ERR_UNSUPPORTED. A folder
+                               with only tokenizer files then loads. */
 } medembed_load_opts;
 
 MEDEMBED_API void medembed_load_opts_init(medembed_load_opts *opts);

@@ -27,6 +27,8 @@ int cli_parse_dtype(const char *s);
 int cli_resolve_model(const char *arg, char *out, size_t out_len);
 /* Loads the model named by -m with the given dtype; prints errors. */
 int cli_load_model(const char *arg, int32_t dtype, int32_t max_length, medembed_model **out);
+/* Same, loading only the tokenizer (and config if present): for tokenize. */
+int cli_load_tokenizer(const char *arg, int32_t max_length, medembed_model **out);
 
 /* ---- input: plain text lines or JSONL records ---- */
 typedef struct cli_record {

@@ -67,7 +67,8 @@ int cli_resolve_model(const char *arg, char *out, size_t out_len)
     return 0;
 }
 
-int cli_load_model(const char *arg, int32_t dtype, int32_t max_length, medembed_model **out)
+static int load(const char *arg, int32_t dtype, int32_t max_length, int tok_only,
+                medembed_model **out)
 {
     char dir[4096];
     if (cli_resolve_model(arg, dir, sizeof dir) != 0)
@@ -76,6 +77,7 @@ int cli_load_model(const char *arg, int32_t dtype, int32_t max_length, medembed_
     medembed_load_opts_init(&o);
     o.dtype = dtype;
     o.max_length = max_length;
+    o.tokenizer_only = tok_only;
     char err[1024];
     int rc = medembed_model_load(dir, &o, out, err, sizeof err);
     if (rc != MEDEMBED_OK) {
@@ -83,6 +85,16 @@ int cli_load_model(const char *arg, int32_t dtype, int32_t max_length, medembed_
         return 1;
     }
     return 0;
+}
+
+int cli_load_model(const char *arg, int32_t dtype, int32_t max_length, medembed_model **out)
+{
+    return load(arg, dtype, max_length, 0, out);
+}
+
+int cli_load_tokenizer(const char *arg, int32_t max_length, medembed_model **out)
+{
+    return load(arg, MEDEMBED_DTYPE_F32, max_length, 1, out);
 }
 
 /* ---------------------------------------------------------------- input */
