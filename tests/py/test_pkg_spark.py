@@ -66,6 +66,10 @@ def test_schema_from_struct_type_and_precisions(model_dir, frame):
         fields = [Field("id", "string"), Field("text", "string"),
                   Field("meta", "map<string,array<int>>")]
 
+    _, schema = embed_partitions(model_dir, "body", keep="id string, tags array<string>, "
+                                 "m map<string, decimal(10,2)>,`year` int")
+    assert schema == ("body string, id string, tags array<string>, "
+                      "m map<string, decimal(10,2)>, year int, embedding array<float>")
     _, schema = embed_partitions(model_dir, "text", keep=Struct(), output_column="vec")
     assert schema == "id string, text string, meta map<string,array<int>>, vec array<float>"
     ref = medembed.Model(model_dir, max_length=MAXLEN).encode(frame["text"].tolist())
