@@ -622,9 +622,15 @@ def test_bad_flag_values(cli, models, args, name):
     assert r.stdout == b""
 
 
-def test_missing_model_flag_and_unknown_command(cli):
-    r = cli.run(["embed"], b"x\n")
-    assert r.returncode > 0 and re.search(r"-m\b|model", r.stderr.decode()), r.stderr
+def test_missing_model_flag_and_unknown_command(cli, tmp_path):
+    # Without -m the default model is used (docs/PULL.md). Kept off the network: with an
+    # empty cache and MEDEMBED_OFFLINE=1 that is a clear error naming the model to pull.
+    env = dict(os.environ, MEDEMBED_OFFLINE="1", MEDEMBED_HOME=str(tmp_path))
+    r = subprocess.run([cli.path, "embed"], input=b"x\n", capture_output=True, env=env,
+                       timeout=60)
+    err = r.stderr.decode()
+    assert r.returncode == 1 and "medembed pull abhinand/MedEmbed-base-v0.1" in err, err
+    assert r.stdout == b""
     r = cli.run(["frobnicate"])
     assert r.returncode > 0 and "frobnicate" in r.stderr.decode()
 

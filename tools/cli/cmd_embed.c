@@ -16,13 +16,15 @@
 static void embed_usage(FILE *f)
 {
     fprintf(f,
-            "usage: medembed embed -m MODEL_DIR [-i FILE] [-o FILE] [options]\n"
+            "usage: medembed embed [-m MODEL] [-i FILE] [-o FILE] [options]\n"
             "\n"
             "Embeds one text per input line (or one JSONL record per line) and writes\n"
             "one JSON object per input, {\"id\", \"embedding\", \"n_tokens\", \"truncated\"},\n"
             "or a float32 (N, dim) .npy file.\n"
             "\n"
-            "  -m, --model DIR          model folder (Hugging Face sentence-transformers layout)\n"
+            "  -m, --model MODEL        model folder (Hugging Face sentence-transformers layout)\n"
+            "                           or hub repo id ORG/NAME[@REV], pulled into the cache\n"
+            "                           if missing (default abhinand/MedEmbed-base-v0.1)\n"
             "  -i, --input FILE         input (default stdin); a .jsonl file reads JSONL\n"
             "      --text TEXT          embed TEXT (repeatable) instead of reading input\n"
             "  -o, --output FILE        output (default stdout)\n"
@@ -170,7 +172,7 @@ static int parse_args(int argc, char **argv, embed_args *a, int tokenize_mode)
         case 'h':
             if (tokenize_mode)
                 fprintf(stdout,
-                        "usage: medembed tokenize -m MODEL_DIR [-i FILE] [--no-truncate]\n"
+                        "usage: medembed tokenize [-m MODEL] [-i FILE] [--no-truncate]\n"
                         "  prints {\"ids\": [...], \"tokens\": [...]} per input text, the ids\n"
                         "  the model sees ([CLS] ... [SEP], truncated to its limit unless\n"
                         "  --no-truncate). Input options as for `medembed embed`.\n");
@@ -484,12 +486,12 @@ int cmd_info(int argc, char **argv)
         if ((strcmp(argv[i], "-m") == 0 || strcmp(argv[i], "--model") == 0) && i + 1 < argc) {
             model = argv[++i];
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: medembed info -m MODEL_DIR\n"
+            printf("usage: medembed info [-m MODEL]   (a folder or ORG/NAME[@REV])\n"
                    "  prints the model's architecture, dims, layers, heads, pooling,\n"
                    "  normalize, max length, dtypes, parameter count and prompts as JSON\n");
             return 0;
         } else {
-            cli_error("unknown argument \"%s\" (usage: medembed info -m MODEL_DIR)", argv[i]);
+            cli_error("unknown argument \"%s\" (usage: medembed info [-m MODEL])", argv[i]);
             return 2;
         }
     }

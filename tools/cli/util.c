@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "hub.h"
 
 void cli_error(const char *fmt, ...)
 {
@@ -59,12 +60,7 @@ int cli_parse_dtype(const char *s)
 
 int cli_resolve_model(const char *arg, char *out, size_t out_len)
 {
-    if (!arg || !*arg) {
-        cli_error("no model given: pass -m MODEL_DIR");
-        return 1;
-    }
-    snprintf(out, out_len, "%s", arg);
-    return 0;
+    return hub_resolve_model(arg, out, out_len); /* cache.c: folder, repo id or default */
 }
 
 static int load(const char *arg, int32_t dtype, int32_t max_length, int tok_only,
