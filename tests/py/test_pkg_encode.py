@@ -239,8 +239,10 @@ def test_quantize_with_calibration_and_ranges(model):
 def test_bad_paths(tmp_path, model_dirs):
     with pytest.raises(FileNotFoundError, match="no-such-model"):
         medembed.Model(str(tmp_path / "no-such-model"))
-    with pytest.raises(FileNotFoundError, match="not-downloaded-org/missing"):
+    with pytest.raises(FileNotFoundError, match="not-downloaded-org/missing.*medembed pull"):
         medembed.Model("not-downloaded-org/missing")
+    with pytest.raises(FileNotFoundError, match="no such model folder"):
+        medembed.Model("./relative/looking/path")
     f = tmp_path / "file.txt"
     f.write_text("x")
     with pytest.raises(NotADirectoryError, match="file.txt"):
@@ -259,6 +261,25 @@ def test_bad_paths(tmp_path, model_dirs):
     with pytest.raises(medembed.MedembedError, match="safetensors") as ei:
         medembed.Model(str(broken))
     assert isinstance(ei.value, medembed.FormatError) or isinstance(ei.value, medembed.IOFailure)
+
+
+def test_repo_ids_resolve_through_the_pull_cache(model_dirs, tmp_path, monkeypatch):
+    home = tmp_path / "mhome"
+    (home / "models" / "acme").mkdir(parents=True)
+    os.symlink(model_dirs["norm"], str(home / "models" / "acme" / "med-tiny"))
+    os.symlink(model_dirs["nonorm"], str(home / "models" / "acme" / "med-tiny@refs%2Fpr%2F1"))
+    monkeypatch.setenv("MEDEMBED_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "no-hub"))
+    m = medembed.Model("acme/med-tiny")
+    assert m.path.endswith(os.path.join("models", "acme", "med-tiny"))
+    # the CLI's -m resolves the same id to the same folder, offline
+    monkeypatch.setenv("MEDEMBED_OFFLINE", "1")
+    assert np.array_equal(m.encode(TEXTS[:3]),
+                          ps.cli_embed_npy("acme/med-tiny", TEXTS[:3], tmp_path))
+    pr = medembed.Model("acme/med-tiny@refs/pr/1")
+    assert not pr.has_normalize and pr.path.endswith("med-tiny@refs%2Fpr%2F1")
+    with pytest.raises(FileNotFoundError, match="medembed pull acme/other"):
+        medembed.Model("acme/other")
 
 
 def test_bad_arguments(model, model_dirs):

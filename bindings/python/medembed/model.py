@@ -46,46 +46,53 @@ def _norm_dtype(dtype):
     return _lib.DTYPES[key]
 
 
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_REPO_ID = re.compile(r"^([A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(.+))?$")
 
 
-def _cache_dirs(repo):
-    """Folders where a downloaded copy of repo ("org/name") may live, most specific first."""
+def cache_home():
+    """The model cache root shared with the CLI: $MEDEMBED_HOME, default ~/.cache/medembed."""
+    return os.environ.get("MEDEMBED_HOME") or os.path.join(os.path.expanduser("~"), ".cache",
+                                                           "medembed")
+
+
+def _cache_dirs(repo, rev):
+    """Folders where a downloaded copy of repo ("org/name", revision rev or None) may live:
+    `medembed pull`'s cache ($MEDEMBED_HOME/models/ORG/NAME[@REV], '/' and '%' in REV
+    percent-encoded, docs/PULL.md), then the Hugging Face hub cache."""
+    pinned = rev not in (None, "", "main")
+    enc = (rev or "").replace("%", "%25").replace("/", "%2F")
+    yield os.path.join(cache_home(), "models", repo + ("@" + enc if pinned else ""))
     org, name = repo.split("/", 1)
-    home = os.path.expanduser("~")
-    roots = []
-    if os.environ.get("MEDEMBED_CACHE"):
-        roots.append(os.environ["MEDEMBED_CACHE"])
-    xdg = os.environ.get("XDG_CACHE_HOME", os.path.join(home, ".cache"))
-    roots.append(os.path.join(xdg, "medembed"))
-    for r in roots:
-        yield os.path.join(r, org, name)
-        yield os.path.join(r, "models", org, name)
     hub = os.environ.get("HF_HUB_CACHE") or os.path.join(
-        os.environ.get("HF_HOME", os.path.join(xdg, "huggingface")), "hub")
+        os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache",
+                                               "huggingface")), "hub")
     snap = os.path.join(hub, "models--%s--%s" % (org, name))
-    ref = os.path.join(snap, "refs", "main")
+    ref = os.path.join(snap, "refs", rev or "main")
     if os.path.isfile(ref):
         with open(ref, encoding="utf-8") as f:
             yield os.path.join(snap, "snapshots", f.read().strip())
+    elif pinned and re.fullmatch(r"[0-9a-f]{40}", rev):
+        yield os.path.join(snap, "snapshots", rev)
 
 
 def resolve_model_path(path_or_repo):
-    """A model folder for a path or a Hugging Face repo id already downloaded to a cache."""
+    """A model folder for a path, or for a hub repo id ORG/NAME[@REV] already downloaded
+    (`medembed pull ORG/NAME` or huggingface-cli). A folder wins over a repo id of the same
+    spelling, as in the CLI. Nothing is downloaded from Python."""
     p = os.fspath(path_or_repo)
     if os.path.isdir(p):
         return os.path.abspath(p)
     if os.path.exists(p):
         raise NotADirectoryError("%s: is a file, not a model folder" % p)
-    if _REPO_ID.match(p):
-        tried = list(_cache_dirs(p))
+    m = _REPO_ID.match(p)
+    if m and not p.startswith((".", "/", "~")):
+        tried = list(_cache_dirs(m.group(1), m.group(2)))
         for d in tried:
             if os.path.isfile(os.path.join(d, "config.json")):
                 return os.path.abspath(d)
         raise FileNotFoundError(
-            "model %r: no such folder, and no downloaded copy in %s; download it first "
-            "(`medembed pull %s` or `huggingface-cli download %s`)"
-            % (p, ", ".join(tried) or "the caches", p, p))
+            "model %r: no such folder, and not in the model cache (%s); download it first "
+            "with `medembed pull %s`" % (p, tried[0], p))
     raise FileNotFoundError("%s: no such model folder" % p)
 
 
