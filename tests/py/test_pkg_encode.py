@@ -70,6 +70,8 @@ def test_batch_size_and_container_do_not_change_bits(model):
     assert isinstance(lst, list) and len(lst) == len(TEXTS)
     assert all(np.array_equal(a, b) for a, b in zip(lst, ref))
     assert model.encode([]).shape == (0, model.dim)
+    assert model.encode([], precision="int8").dtype == np.int8
+    assert model.encode([], precision="ubinary").shape == (0, (model.dim + 7) // 8)
 
 
 def test_max_length_and_truncation_equal_cli(model, model_dirs, tmp_path):

@@ -421,7 +421,9 @@ class Model:
             norms = np.linalg.norm(out, axis=1, keepdims=True)
             out = (out / np.maximum(norms, np.float32(1e-12))).astype(np.float32)
         if precision != "float32":
-            out = quantize_embeddings(out, precision)
+            # no rows: no ranges to compute, but the caller still gets the right dtype/width
+            empty_ranges = np.zeros((2, self.dim), np.float32) if not len(raw) else None
+            out = quantize_embeddings(out, precision, ranges=empty_ranges)
         if single:
             return out[0]
         return out if convert_to_numpy else list(out)
