@@ -266,6 +266,259 @@ MEDEMBED_API int32_t medembed_ctx_threads(const medembed_ctx *ctx);
  * XGETBV once, or forced with MEDEMBED_ISA=scalar|avx2|avx512). */
 MEDEMBED_API const char *medembed_isa(void);
 
+
+/* ------------------------------------------------------------------------ */
+/* Index: semantic search over a SQLite-backed vector store                  */
+/* ------------------------------------------------------------------------ */
+/*
+ * An index is one SQLite database file (WAL mode) holding documents (an
+ * external id, metadata as a JSON object), their chunks (token span and
+ * vector) and the identity of the model that embedded them (path, dims,
+ * pooling, dtype, weights fingerprint). Writes happen in transactions, so a
+ * process killed mid-write leaves the file openable with its last committed
+ * contents.
+ *
+ * Long documents are chunked token-exactly: the text is tokenized without
+ * truncation, the pieces between [CLS] and [SEP] are cut into windows of
+ * chunk_tokens with `overlap` shared tokens, and each window is embedded as
+ * [CLS] window [SEP]. A search returns the best chunk per document with its
+ * token span [start, end) counted in pieces (0 = first piece after [CLS]).
+ *
+ * Search is exact (SIMD dot products, multi-threaded top-k) or approximate
+ * (HNSW, when the index was created with hnsw_m > 0). Scores are dot
+ * products, which for normalized models is the cosine. Metadata filters
+ * ("year>=2015") restrict the candidates inside the search, so k hits come
+ * back whenever k documents match.
+ *
+ * Minimal server-side use (errors trimmed):
+ *
+ *     medembed_index *ix = NULL;
+ *     medembed_index_open("pubmed.db", MEDEMBED_INDEX_READONLY, &ix, err, sizeof err);
+ *     medembed_search_opts so;
+ *     medembed_search_opts_init(&so);
+ *     so.k = 10;
+ *     medembed_hits *h = NULL;
+ *     medembed_index_search_text(ix, ctx, "statins and myopathy", NULL, &so, &h, err, sizeof err);
+ *     for (int32_t i = 0; i < medembed_hits_count(h); i++)
+ *         printf("%s %f\n", medembed_hits_id(h, i), medembed_hits_score(h, i));
+ *     medembed_hits_free(h);
+ *     medembed_index_free(ix);
+ *
+ * Threading: every medembed_index_* function may be called from any thread
+ * on a shared handle. Searches run concurrently with each other (readers);
+ * add, delete and flush take the handle exclusively (writers) and wait for
+ * running searches. Only one process should write an index at a time (SQLite
+ * serializes them; a second writer waits up to 10 s, then fails with
+ * MEDEMBED_ERR_IO). A medembed_hits belongs to its caller.
+ *
+ * Errors: every fallible index function returns a medembed_status and, when
+ * err is non-NULL, writes a one-line message (naming the id, line, field or
+ * file) into err[0..err_len). On failure out-params are unchanged, and a
+ * failed add or delete changes nothing (the transaction is rolled back).
+ */
+
+typedef struct medembed_index medembed_index;
+typedef struct medembed_hits medembed_hits;
+
+/* How vectors are stored and searched. INT8 keeps one int8 vector + scale
+ * per chunk in memory (4x smaller) and rescores the best candidates with the
+ * f32 vectors, which stay on disk. */
+typedef enum medembed_vec_dtype {
+    MEDEMBED_VEC_F32 = 0,
+    MEDEMBED_VEC_INT8 = 1
+} medembed_vec_dtype;
+
+/* Settings fixed when an index is created. Initialise with
+ * medembed_index_config_init(). */
+typedef struct medembed_index_config {
+    int32_t dim;          /* vector size; 0 = the model's (required without a model) */
+    int32_t vec_dtype;    /* medembed_vec_dtype; default F32 */
+    int32_t chunk_tokens; /* pieces per window, [CLS]/[SEP] excluded; 0 = no chunking:
+                             texts are truncated to the model's limit, as MTEB does */
+    int32_t overlap;      /* pieces shared by consecutive windows; 0 <= overlap < chunk_tokens */
+    int32_t hnsw_m;       /* 0 = exact search only; else HNSW links per node (16 is typical) */
+    int32_t hnsw_ef_construction; /* HNSW build beam; default 200 */
+} medembed_index_config;
+
+MEDEMBED_API void medembed_index_config_init(medembed_index_config *cfg);
+
+/* Open flags. */
+#define MEDEMBED_INDEX_READONLY 0x1u /* no writes; several processes may search one file */
+
+/* Creates a new, empty index file at path (an existing file is an error:
+ * MEDEMBED_ERR_ARG).
+ *   model : the model whose identity the index records; may be NULL for an
+ *           index of caller-supplied vectors (then cfg->dim is required and
+ *           text functions fail with MEDEMBED_ERR_MISMATCH).
+ *   out   : OUT: a writable handle (medembed_index_free).
+ * Returns MEDEMBED_OK, _ERR_ARG (bad config, existing file), _ERR_IO,
+ * _ERR_NOMEM. Thread-safe. */
+MEDEMBED_API int medembed_index_create(const char *path, const medembed_model *model,
+                                       const medembed_index_config *cfg, medembed_index **out,
+                                       char *err, size_t err_len);
+
+/* Opens an existing index and loads its vectors (and HNSW graph) into
+ * memory. Every stored value is validated: a damaged or foreign file gives
+ * MEDEMBED_ERR_FORMAT, a missing one MEDEMBED_ERR_NOT_FOUND. A stale HNSW
+ * graph (from an interrupted add/delete) is rebuilt in memory.
+ *   flags : MEDEMBED_INDEX_READONLY or 0.
+ * Thread-safe. */
+MEDEMBED_API int medembed_index_open(const char *path, uint32_t flags, medembed_index **out,
+                                     char *err, size_t err_len);
+
+/* Writes pending state (the HNSW graph) and closes; NULL is accepted. Errors
+ * cannot be reported here: call medembed_index_flush() first when they
+ * matter. No other call on the handle may be running. */
+MEDEMBED_API void medembed_index_free(medembed_index *ix);
+
+/* The model a ctx was created for (for index functions that take a ctx). */
+MEDEMBED_API const medembed_model *medembed_ctx_model(const medembed_ctx *ctx);
+
+/* Checks that `model` is the one the index was built with (fingerprint,
+ * dims, pooling). Returns MEDEMBED_OK or MEDEMBED_ERR_MISMATCH naming the
+ * field that differs. Thread-safe. */
+MEDEMBED_API int medembed_index_check_model(const medembed_index *ix, const medembed_model *model,
+                                            char *err, size_t err_len);
+
+/* JSON object describing the index: n_docs, n_chunks, model {path,
+ * fingerprint, pooling, dtype, normalize}, dim, vec_dtype, chunking
+ * {chunk_tokens, overlap}, hnsw {m, ef_construction} or null. Returns a
+ * malloc'd NUL-terminated string (free() it), or NULL when out of memory.
+ * Thread-safe. */
+MEDEMBED_API char *medembed_index_info_json(const medembed_index *ix);
+
+MEDEMBED_API int64_t medembed_index_n_docs(const medembed_index *ix);
+MEDEMBED_API int64_t medembed_index_n_chunks(const medembed_index *ix);
+MEDEMBED_API int32_t medembed_index_dim(const medembed_index *ix);
+
+/* One document to add. */
+typedef struct medembed_index_doc {
+    const char *id;       /* external id, unique in the index, 1..1024 bytes of UTF-8 */
+    const char *text;     /* UTF-8 text to embed (BEIR: title + " " + text) */
+    size_t text_len;      /* bytes, or (size_t)-1 for NUL-terminated */
+    const char *metadata; /* a JSON object kept with the document and used by filters,
+                             or NULL */
+} medembed_index_doc;
+
+/* Tokenizes, chunks and embeds n documents with ctx (whose model must match
+ * the index) and stores them in one transaction: all or nothing.
+ *   eo : embedding options (prompt, flags); may be NULL. max_length and
+ *        F_NO_TRUNCATE are ignored: chunking decides the windows.
+ * Returns MEDEMBED_OK, _ERR_ARG (duplicate or empty id, metadata that is not
+ * a JSON object, read-only handle), _ERR_MISMATCH, _ERR_ENCODING, _ERR_IO,
+ * _ERR_NOMEM. Thread-safe (exclusive). */
+MEDEMBED_API int medembed_index_add_docs(medembed_index *ix, medembed_ctx *ctx,
+                                         const medembed_index_doc *docs, int32_t n,
+                                         const medembed_embed_opts *eo, char *err,
+                                         size_t err_len);
+
+/* Stores n documents of one chunk each with caller-supplied vectors
+ * (n * dim floats, row-major; text is ignored). Same contract as
+ * medembed_index_add_docs. */
+MEDEMBED_API int medembed_index_add_vectors(medembed_index *ix, const medembed_index_doc *docs,
+                                            int32_t n, const float *vecs, char *err,
+                                            size_t err_len);
+
+/* Deletes the document with external id `id` and its chunks. Returns
+ * MEDEMBED_OK, _ERR_NOT_FOUND, _ERR_ARG (read-only), _ERR_IO.
+ * Thread-safe (exclusive). */
+MEDEMBED_API int medembed_index_delete(medembed_index *ix, const char *id, char *err,
+                                       size_t err_len);
+
+/* 1 if a document with this id exists, else 0. Thread-safe. */
+MEDEMBED_API int medembed_index_contains(const medembed_index *ix, const char *id);
+
+/* Saves the HNSW graph if adds/deletes changed it (one transaction). The
+ * documents themselves are durable as soon as add/delete return.
+ * Thread-safe (exclusive). */
+MEDEMBED_API int medembed_index_flush(medembed_index *ix, char *err, size_t err_len);
+
+/* Search options; initialise with medembed_search_opts_init(). */
+typedef struct medembed_search_opts {
+    int32_t k;                  /* documents wanted; default 10, at most 10000 */
+    int32_t exact;              /* 1 = exact search even when the index has HNSW */
+    int32_t ef_search;          /* HNSW beam width; 0 = max(64, 2k) */
+    int32_t rescore;            /* INT8: f32-rescore rescore*k candidates; 0 = 4 */
+    const char *const *filters; /* n_filters expressions, all must hold */
+    int32_t n_filters;
+    int32_t n_threads;          /* exact search threads; 0 = all CPUs, 1 = caller only */
+    int32_t with_metadata;      /* 1 (default) = fetch each hit's metadata */
+} medembed_search_opts;
+
+MEDEMBED_API void medembed_search_opts_init(medembed_search_opts *opts);
+
+/* Filter expressions: FIELD OP VALUE with OP one of = != < <= > >=, e.g.
+ * "year>=2015", "journal=Lancet", "meshes=Humans". FIELD is a top-level
+ * key of the document's metadata (or "id"); a number VALUE compares
+ * numerically with numbers and numeric strings, anything else compares as a
+ * string (quotes "..." optional). An array field matches when any element
+ * does. Documents without the field never match. Bad syntax is
+ * MEDEMBED_ERR_ARG with the expression in err. */
+
+/* Searches with a query vector of medembed_index_dim() floats (normalize it
+ * as the model does).
+ *   out : OUT: the hits, best first (ties: smaller internal order first),
+ *         owned by the caller (medembed_hits_free).
+ * Returns MEDEMBED_OK, _ERR_ARG (bad k or filter), _ERR_IO, _ERR_NOMEM.
+ * Thread-safe (concurrent with other searches). */
+MEDEMBED_API int medembed_index_search(medembed_index *ix, const float *query,
+                                       const medembed_search_opts *opts, medembed_hits **out,
+                                       char *err, size_t err_len);
+
+/* Embeds `query` with ctx (model checked against the index; eo may carry a
+ * query prompt; MedEmbed was trained with none) and searches. ctx is used by
+ * this thread only for the call. Returns medembed_index_search's codes plus
+ * _ERR_MISMATCH and the embedding's codes. */
+MEDEMBED_API int medembed_index_search_text(medembed_index *ix, medembed_ctx *ctx,
+                                            const char *query, const medembed_embed_opts *eo,
+                                            const medembed_search_opts *opts,
+                                            medembed_hits **out, char *err, size_t err_len);
+
+/* Accessors; i in [0, medembed_hits_count). Strings live as long as hits. */
+MEDEMBED_API int32_t medembed_hits_count(const medembed_hits *h);
+MEDEMBED_API const char *medembed_hits_id(const medembed_hits *h, int32_t i);
+MEDEMBED_API float medembed_hits_score(const medembed_hits *h, int32_t i);
+/* The best chunk: its number within the document (0-based) and token span
+ * [start, end) in pieces after [CLS]. Returns the chunk number or -1. */
+MEDEMBED_API int32_t medembed_hits_chunk(const medembed_hits *h, int32_t i, int32_t *tok_start,
+                                         int32_t *tok_end);
+/* The document's metadata as JSON object text ("{}" when none). */
+MEDEMBED_API const char *medembed_hits_metadata(const medembed_hits *h, int32_t i);
+MEDEMBED_API void medembed_hits_free(medembed_hits *h);
+
+/* ------------------------------------------------------------------------ */
+/* Retrieval metrics (pytrec_eval / MTEB definitions)                        */
+/* ------------------------------------------------------------------------ */
+/*
+ * One query at a time: `run` is the ranked list (doc ids with scores), qrels
+ * the judged documents with graded relevance (> 0 = relevant). As
+ * trec_eval does, the run is sorted by score descending with ties broken by
+ * doc id descending (strcmp order), then cut at k.
+ *   nDCG@k   : sum_{i<k} rel_i / log2(i+2) over the ideal ordering of qrels
+ *              (linear gain, as pytrec_eval's ndcg_cut).
+ *   MAP@k    : sum over relevant retrieved at rank i<k of P@(i+1), divided
+ *              by the number of relevant documents in qrels.
+ *   MRR@k    : 1 / rank of the first relevant document within k, else 0.
+ *   Recall@k : relevant retrieved within k / relevant in qrels.
+ *   P@k      : relevant retrieved within k / k.
+ * A query with no relevant document scores 0 on every metric; it still
+ * counts in an average, as in pytrec_eval / MTEB, which average over every
+ * query of the qrels.
+ */
+typedef struct medembed_metrics {
+    double ndcg, map, mrr, recall, precision;
+} medembed_metrics;
+
+/* Computes the five metrics at cutoff k for one query.
+ *   run_ids, run_scores : n_run retrieved documents (any order).
+ *   qrel_ids, qrel_rels : n_qrels judged documents; rel <= 0 = not relevant.
+ *   out                 : OUT.
+ * Returns MEDEMBED_OK, _ERR_ARG, _ERR_NOMEM. Thread-safe. */
+MEDEMBED_API int medembed_metrics_query(const char *const *run_ids, const float *run_scores,
+                                        int32_t n_run, const char *const *qrel_ids,
+                                        const int32_t *qrel_rels, int32_t n_qrels, int32_t k,
+                                        medembed_metrics *out);
+
 #ifdef __cplusplus
 }
 #endif

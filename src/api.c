@@ -592,3 +592,8 @@ int medembed_ctx_hidden(medembed_ctx *c, const int32_t *ids, int32_t n_ids, floa
     memcpy(out, c->s.x, sizeof *out * (size_t)n_ids * (size_t)m->cfg.hidden);
     return MEDEMBED_OK;
 }
+
+const medembed_model *medembed_ctx_model(const medembed_ctx *c)
+{
+    return c ? c->m : NULL;
+}

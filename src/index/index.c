@@ -1,0 +1,1029 @@
+/*
+ * index.c - the public index API (medembed_index_*, medembed_hits_*):
+ * argument checks, locking, chunk + embed on add, and the search planner
+ * (exact or HNSW, filters, per-document dedup, int8 rescoring).
+ *
+ * Locking: a pthread rwlock per handle. Searches hold it shared, add /
+ * delete / flush hold it exclusive; SQLite calls made from searches are
+ * serialized by db_mu (one connection, prepared per call).
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "index/index.h"
+
+#define ME_DEFAULT_EFC 200
+#define ME_MAX_K 10000
+#define ME_MAX_FILTERS 64
+#define ME_BUSY_MS 10000
+
+struct medembed_hits {
+    int32_t n;
+    char **id;
+    float *score;
+    int32_t *chunk, *start, *end;
+    char **meta;
+};
+
+static void put_err(char *err, size_t err_len, const me_err *e)
+{
+    if (err && err_len)
+        snprintf(err, err_len, "%s", e->msg);
+}
+
+static int fail(char *err, size_t err_len, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(char *err, size_t err_len, int status, const char *fmt, ...)
+{
+    if (err && err_len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, err_len, fmt, ap);
+        va_end(ap);
+    }
+    return status;
+}
+
+void medembed_index_config_init(medembed_index_config *c)
+{
+    if (!c)
+        return;
+    memset(c, 0, sizeof *c);
+    c->vec_dtype = MEDEMBED_VEC_F32;
+    c->hnsw_ef_construction = ME_DEFAULT_EFC;
+}
+
+void medembed_search_opts_init(medembed_search_opts *o)
+{
+    if (!o)
+        return;
+    memset(o, 0, sizeof *o);
+    o->k = 10;
+    o->with_metadata = 1;
+}
+
+/* ------------------------------------------------------------ lifetime */
+
+static medembed_index *ix_alloc(const char *path)
+{
+    medembed_index *ix = calloc(1, sizeof *ix);
+    if (!ix)
+        return NULL;
+    ix->path = strdup(path);
+    if (!ix->path) {
+        free(ix);
+        return NULL;
+    }
+    pthread_rwlock_init(&ix->rw, NULL);
+    pthread_mutex_init(&ix->db_mu, NULL);
+    pthread_mutex_init(&ix->pool_mu, NULL);
+    return ix;
+}
+
+static void ix_destroy(medembed_index *ix)
+{
+    if (!ix)
+        return;
+    if (ix->db)
+        sqlite3_close_v2(ix->db);
+    me_hnsw_free(ix->hnsw);
+    me_pool_free(ix->pool);
+    for (int64_t d = 0; d < ix->n_docs; d++)
+        free(ix->doc_ext[d]);
+    free(ix->doc_ext);
+    free(ix->doc_rowid);
+    free(ix->doc_chunk0);
+    free(ix->doc_n_chunks);
+    free(ix->ch_rowid);
+    free(ix->ch_doc);
+    free(ix->ch_no);
+    free(ix->ch_start);
+    free(ix->ch_end);
+    me_vecs_free(&ix->vecs);
+    free(ix->model_path);
+    free(ix->path);
+    pthread_rwlock_destroy(&ix->rw);
+    pthread_mutex_destroy(&ix->db_mu);
+    pthread_mutex_destroy(&ix->pool_mu);
+    free(ix);
+}
+
+static int open_db(medembed_index *ix, int flags, me_err *e)
+{
+    int src = sqlite3_open_v2(ix->path, &ix->db, flags | SQLITE_OPEN_FULLMUTEX, NULL);
+    if (src != SQLITE_OK)
+        return me_err_set(e, src == SQLITE_CANTOPEN ? MEDEMBED_ERR_IO : MEDEMBED_ERR_FORMAT,
+                          "%s: cannot open: %s", ix->path,
+                          ix->db ? sqlite3_errmsg(ix->db) : "out of memory");
+    sqlite3_busy_timeout(ix->db, ME_BUSY_MS);
+    sqlite3_extended_result_codes(ix->db, 0);
+    return MEDEMBED_OK;
+}
+
+static int build_graph(medembed_index *ix, me_err *e)
+{
+    me_hnsw_free(ix->hnsw);
+    ix->hnsw = NULL;
+    me_hnsw_params p = {ix->hnsw_m, ix->hnsw_efc, 0};
+    RETURN_ERROR_IF(me_hnsw_create(&p, &ix->hnsw) != MEDEMBED_OK, e, MEDEMBED_ERR_NOMEM,
+                    "out of memory for the HNSW graph");
+    FORWARD_IF_ERROR(me_hnsw_add(ix->hnsw, &ix->vecs, ix->vecs.n, NULL, e));
+    ix->hnsw_stale = 0;
+    return MEDEMBED_OK;
+}
+
+int medembed_index_create(const char *path, const medembed_model *model,
+                          const medembed_index_config *cfg, medembed_index **out, char *err,
+                          size_t err_len)
+{
+    if (!path || !*path || !out)
+        return fail(err, err_len, MEDEMBED_ERR_ARG, "medembed_index_create: no path or out");
+    medembed_index_config c;
+    medembed_index_config_init(&c);
+    if (cfg)
+        c = *cfg;
+    if (c.hnsw_ef_construction == 0)
+        c.hnsw_ef_construction = ME_DEFAULT_EFC;
+    int32_t dim = model ? medembed_model_dim(model) : c.dim;
+    if (model && c.dim && c.dim != dim)
+        return fail(err, err_len, MEDEMBED_ERR_ARG, "dim %d does not match the model's %d",
+                    c.dim, dim);
+    if (dim < 1 || dim > ME_INDEX_MAX_DIM)
+        return fail(err, err_len, MEDEMBED_ERR_ARG, "dim %d: allowed 1..%d", dim,
+                    ME_INDEX_MAX_DIM);
+    if (c.vec_dtype != MEDEMBED_VEC_F32 && c.vec_dtype != MEDEMBED_VEC_INT8)
+        return fail(err, err_len, MEDEMBED_ERR_ARG, "vec_dtype %d: use F32 (0) or INT8 (1)",
+                    c.vec_dtype);
+    int32_t max_win = model ? medembed_model_max_length(model) - 2 : (1 << 20);
+    if (c.chunk_tokens < 0 || c.chunk_tokens > max_win)
+        return fail(err, err_len, MEDEMBED_ERR_ARG,
+                    "chunk_tokens %d: allowed 0..%d (the model's limit minus [CLS] and [SEP])",
+                    c.chunk_tokens, max_win);
+    if (c.overlap < 0 || (c.chunk_tokens > 0 && c.overlap >= c.chunk_tokens) ||
+        (c.chunk_tokens == 0 && c.overlap != 0))
+        return fail(err, err_len, MEDEMBED_ERR_ARG,
+                    "overlap %d: must be at least 0 and less than chunk_tokens (%d)", c.overlap,
+                    c.chunk_tokens);
+    if (c.hnsw_m != 0 && (c.hnsw_m < 2 || c.hnsw_m > 128))
+        return fail(err, err_len, MEDEMBED_ERR_ARG, "hnsw_m %d: allowed 0 (off) or 2..128",
+                    c.hnsw_m);
+    if (c.hnsw_ef_construction < 1 || c.hnsw_ef_construction > 100000)
+        return fail(err, err_len, MEDEMBED_ERR_ARG, "hnsw_ef_construction %d: allowed 1..100000",
+                    c.hnsw_ef_construction);
+    struct stat sb;
+    if (strcmp(path, ":memory:") != 0 && stat(path, &sb) == 0)
+        return fail(err, err_len, MEDEMBED_ERR_ARG,
+                    "%s already exists (use `index add` to extend it, or remove it)", path);
+    medembed_index *ix = ix_alloc(path);
+    if (!ix)
+        return fail(err, err_len, MEDEMBED_ERR_NOMEM, "out of memory");
+    me_err e = {{0}};
+    ix->dim = dim;
+    ix->vec_dtype = c.vec_dtype;
+    ix->chunk_tokens = c.chunk_tokens;
+    ix->overlap = c.overlap;
+    ix->hnsw_m = c.hnsw_m;
+    ix->hnsw_efc = c.hnsw_ef_construction;
+    ix->vecs.dim = dim;
+    ix->vecs.dtype = c.vec_dtype;
+    ix->pooling = -1;
+    ix->model_dtype = -1;
+    if (model) {
+        ix->has_model = 1;
+        ix->model_path = NULL;
+        char *info = NULL;
+        size_t n = medembed_model_info_json(model, NULL, 0);
+        info = malloc(n + 1);
+        if (info) {
+            medembed_model_info_json(model, info, n + 1);
+            json_t *j = json_loads(info, 0, NULL);
+            const char *p = json_string_value(json_object_get(j, "path"));
+            ix->model_path = strdup(p ? p : "");
+            json_decref(j);
+            free(info);
+        }
+        snprintf(ix->fingerprint, sizeof ix->fingerprint, "%s",
+                 medembed_model_fingerprint(model));
+        ix->pooling = medembed_model_pooling(model);
+        ix->model_dtype = medembed_model_dtype(model);
+        ix->normalize = medembed_model_normalize(model);
+        ix->max_length = medembed_model_max_length(model);
+    } else {
+        ix->model_path = strdup("");
+    }
+    int rc = ix->model_path ? MEDEMBED_OK : me_err_set(&e, MEDEMBED_ERR_NOMEM, "out of memory");
+    if (rc == MEDEMBED_OK)
+        rc = open_db(ix, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &e);
+    if (rc == MEDEMBED_OK) {
+        sqlite3_exec(ix->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
+        sqlite3_exec(ix->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
+        rc = me_store_create(ix, &e);
+    }
+    if (rc == MEDEMBED_OK && ix->hnsw_m > 0)
+        rc = build_graph(ix, &e);
+    if (rc != MEDEMBED_OK) {
+        put_err(err, err_len, &e);
+        ix_destroy(ix);
+        return rc;
+    }
+    ix->hnsw_dirty = ix->hnsw_m > 0;
+    *out = ix;
+    return MEDEMBED_OK;
+}
+
+int medembed_index_open(const char *path, uint32_t flags, medembed_index **out, char *err,
+                        size_t err_len)
+{
+    if (!path || !*path || !out)
+        return fail(err, err_len, MEDEMBED_ERR_ARG, "medembed_index_open: no path or out");
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return fail(err, err_len, MEDEMBED_ERR_NOT_FOUND, "%s: no such index file", path);
+    if (!S_ISREG(sb.st_mode))
+        return fail(err, err_len, MEDEMBED_ERR_ARG, "%s: not a regular file", path);
+    medembed_index *ix = ix_alloc(path);
+    if (!ix)
+        return fail(err, err_len, MEDEMBED_ERR_NOMEM, "out of memory");
+    me_err e = {{0}};
+    ix->readonly = (flags & MEDEMBED_INDEX_READONLY) != 0;
+    int rc = open_db(ix, ix->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE, &e);
+    if (rc == MEDEMBED_OK && !ix->readonly)
+        sqlite3_exec(ix->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
+    if (rc == MEDEMBED_OK)
+        rc = me_store_load(ix, &e);
+    if (rc == MEDEMBED_OK && ix->hnsw_m > 0 && (ix->hnsw_stale || !ix->hnsw)) {
+        rc = build_graph(ix, &e);
+        ix->hnsw_dirty = 1; /* saved by the next flush of a writable handle */
+    }
+    if (rc != MEDEMBED_OK) {
+        put_err(err, err_len, &e);
+        ix_destroy(ix);
+        return rc;
+    }
+    *out = ix;
+    return MEDEMBED_OK;
+}
+
+static int flush_locked(medembed_index *ix, me_err *e)
+{
+    if (ix->readonly || ix->hnsw_m == 0 || !(ix->hnsw_dirty || ix->hnsw_stale))
+        return MEDEMBED_OK;
+    RETURN_ERROR_IF(ix->broken, e, MEDEMBED_ERR_INTERNAL,
+                    "%s: the handle failed earlier; reopen the index", ix->path);
+    if (ix->hnsw_stale || !ix->hnsw)
+        FORWARD_IF_ERROR(build_graph(ix, e));
+    FORWARD_IF_ERROR(me_store_save_graph(ix, e));
+    ix->hnsw_dirty = 0;
+    return MEDEMBED_OK;
+}
+
+int medembed_index_flush(medembed_index *ix, char *err, size_t err_len)
+{
+    if (!ix)
+        return fail(err, err_len, MEDEMBED_ERR_ARG, "medembed_index_flush: NULL index");
+    me_err e = {{0}};
+    pthread_rwlock_wrlock(&ix->rw);
+    int rc = flush_locked(ix, &e);
+    pthread_rwlock_unlock(&ix->rw);
+    if (rc != MEDEMBED_OK)
+        put_err(err, err_len, &e);
+    return rc;
+}
+
+void medembed_index_free(medembed_index *ix)
+{
+    if (!ix)
+        return;
+    flush_locked(ix, NULL);
+    ix_destroy(ix);
+}
+
+/* ------------------------------------------------------------- queries */
+
+int medembed_index_check_model(const medembed_index *ix, const medembed_model *model, char *err,
+                               size_t err_len)
+{
+    if (!ix || !model)
+        return fail(err, err_len, MEDEMBED_ERR_ARG, "check_model: NULL argument");
+    if (!ix->has_model)
+        return fail(err, err_len, MEDEMBED_ERR_MISMATCH,
+                    "%s holds caller-supplied vectors, not a model's: search it with vectors",
+                    ix->path);
+    if (medembed_model_dim(model) != ix->dim)
+        return fail(err, err_len, MEDEMBED_ERR_MISMATCH,
+                    "model mismatch: the model has dim %d, the index %d (built with %s)",
+                    medembed_model_dim(model), ix->dim, ix->model_path);
+    if (medembed_model_pooling(model) != ix->pooling)
+        return fail(err, err_len, MEDEMBED_ERR_MISMATCH,
+                    "model mismatch: pooling differs from the index's (built with %s)",
+                    ix->model_path);
+    if (strcmp(medembed_model_fingerprint(model), ix->fingerprint) != 0)
+        return fail(err, err_len, MEDEMBED_ERR_MISMATCH,
+                    "model mismatch: weights fingerprint %.12s... differs from the index's "
+                    "%.12s... (built with %s)",
+                    medembed_model_fingerprint(model), ix->fingerprint, ix->model_path);
+    return MEDEMBED_OK;
+}
+
+static const char *pool_name(int32_t p)
+{
+    switch (p) {
+    case MEDEMBED_POOLING_CLS:
+        return "cls";
+    case MEDEMBED_POOLING_MEAN:
+        return "mean";
+    case MEDEMBED_POOLING_MAX:
+        return "max";
+    case MEDEMBED_POOLING_MEAN_SQRT_LEN:
+        return "mean_sqrt_len";
+    default:
+        return NULL;
+    }
+}
+
+static const char *dtype_name(int32_t d)
+{
+    switch (d) {
+    case MEDEMBED_DTYPE_F32:
+        return "f32";
+    case MEDEMBED_DTYPE_BF16:
+        return "bf16";
+    case MEDEMBED_DTYPE_INT8:
+        return "int8";
+    default:
+        return NULL;
+    }
+}
+
+char *medembed_index_info_json(const medembed_index *cix)
+{
+    if (!cix)
+        return NULL;
+    medembed_index *ix = (medembed_index *)cix;
+    pthread_rwlock_rdlock(&ix->rw);
+    json_t *j = json_object();
+    json_object_set_new(j, "path", json_string(ix->path));
+    json_object_set_new(j, "n_docs", json_integer(ix->n_docs));
+    json_object_set_new(j, "n_chunks", json_integer(ix->vecs.n));
+    json_object_set_new(j, "dim", json_integer(ix->dim));
+    json_object_set_new(j, "dtype", json_string(ix->vec_dtype == MEDEMBED_VEC_INT8 ? "int8"
+                                                                                   : "f32"));
+    if (ix->has_model) {
+        json_t *m = json_object();
+        json_object_set_new(m, "path", json_string(ix->model_path));
+        json_object_set_new(m, "fingerprint", json_string(ix->fingerprint));
+        json_object_set_new(m, "dim", json_integer(ix->dim));
+        const char *pn = pool_name(ix->pooling), *dn = dtype_name(ix->model_dtype);
+        json_object_set_new(m, "pooling", pn ? json_string(pn) : json_null());
+        json_object_set_new(m, "dtype", dn ? json_string(dn) : json_null());
+        json_object_set_new(m, "normalize", json_boolean(ix->normalize));
+        json_object_set_new(m, "max_length", json_integer(ix->max_length));
+        json_object_set_new(j, "model", m);
+    } else {
+        json_object_set_new(j, "model", json_null());
+    }
+    json_t *c = json_object();
+    json_object_set_new(c, "chunk_tokens", json_integer(ix->chunk_tokens));
+    json_object_set_new(c, "overlap", json_integer(ix->overlap));
+    json_object_set_new(j, "chunking", c);
+    if (ix->hnsw_m > 0) {
+        json_t *h = json_object();
+        json_object_set_new(h, "m", json_integer(ix->hnsw_m));
+        json_object_set_new(h, "ef_construction", json_integer(ix->hnsw_efc));
+        json_object_set_new(j, "hnsw", h);
+    } else {
+        json_object_set_new(j, "hnsw", json_null());
+    }
+    json_object_set_new(j, "generation", json_integer(ix->generation));
+    pthread_rwlock_unlock(&ix->rw);
+    char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(j);
+    return s;
+}
+
+int64_t medembed_index_n_docs(const medembed_index *ix)
+{
+    return ix ? ix->n_docs : 0;
+}
+int64_t medembed_index_n_chunks(const medembed_index *ix)
+{
+    return ix ? ix->vecs.n : 0;
+}
+int32_t medembed_index_dim(const medembed_index *ix)
+{
+    return ix ? ix->dim : 0;
+}
+
+int medembed_index_contains(const medembed_index *cix, const char *id)
+{
+    if (!cix || !id)
+        return 0;
+    medembed_index *ix = (medembed_index *)cix;
+    int found = 0;
+    pthread_rwlock_rdlock(&ix->rw);
+    pthread_mutex_lock(&ix->db_mu);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(ix->db, "SELECT 1 FROM docs WHERE ext_id = ?1", -1, &st, NULL) ==
+        SQLITE_OK) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        found = sqlite3_step(st) == SQLITE_ROW;
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&ix->db_mu);
+    pthread_rwlock_unlock(&ix->rw);
+    return found;
+}
+
+/* ---------------------------------------------------------------- add */
+
+static int cmp_str_ptr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Checks writability and the ids of a batch (non-empty, <= 1024 bytes,
+ * unique within the batch). */
+static int check_batch(const medembed_index *ix, const medembed_index_doc *docs, int32_t n,
+                       me_err *e)
+{
+    RETURN_ERROR_IF(ix->readonly, e, MEDEMBED_ERR_ARG, "%s is open read-only", ix->path);
+    RETURN_ERROR_IF(ix->broken, e, MEDEMBED_ERR_INTERNAL,
+                    "%s: the handle failed earlier; reopen the index", ix->path);
+    RETURN_ERROR_IF(n < 0 || (n > 0 && !docs), e, MEDEMBED_ERR_ARG, "bad document count %d", n);
+    const char **ids = malloc(sizeof *ids * (size_t)(n ? n : 1));
+    RETURN_ERROR_IF(!ids, e, MEDEMBED_ERR_NOMEM, "out of memory");
+    int rc = MEDEMBED_OK;
+    for (int32_t i = 0; i < n && rc == MEDEMBED_OK; i++) {
+        size_t len = docs[i].id ? strlen(docs[i].id) : 0;
+        if (len == 0 || len > ME_INDEX_MAX_ID)
+            rc = me_err_set(e, MEDEMBED_ERR_ARG, "document %d: id must be 1..%d bytes, got %zu",
+                            i, ME_INDEX_MAX_ID, len);
+        ids[i] = docs[i].id;
+    }
+    if (rc == MEDEMBED_OK) {
+        qsort(ids, (size_t)n, sizeof *ids, cmp_str_ptr);
+        for (int32_t i = 1; i < n && rc == MEDEMBED_OK; i++)
+            if (strcmp(ids[i - 1], ids[i]) == 0)
+                rc = me_err_set(e, MEDEMBED_ERR_ARG, "duplicate id \"%s\" within one batch",
+                                ids[i]);
+    }
+    free(ids);
+    return rc;
+}
+
+int medembed_index_add_vectors(medembed_index *ix, const medembed_index_doc *docs, int32_t n,
+                               const float *vecs, char *err, size_t err_len)
+{
+    if (!ix || (n > 0 && !vecs))
+        return fail(err, err_len, MEDEMBED_ERR_ARG, "add_vectors: NULL argument");
+    me_err e = {{0}};
+    pthread_rwlock_wrlock(&ix->rw);
+    int rc = check_batch(ix, docs, n, &e);
+    me_store_doc *sd = NULL;
+    static const me_span span0 = {0, 0};
+    if (rc == MEDEMBED_OK) {
+        sd = calloc((size_t)(n ? n : 1), sizeof *sd);
+        rc = sd ? MEDEMBED_OK : me_err_set(&e, MEDEMBED_ERR_NOMEM, "out of memory");
+    }
+    for (int32_t i = 0; rc == MEDEMBED_OK && i < n; i++) {
+        sd[i].id = docs[i].id;
+        sd[i].metadata = docs[i].metadata;
+        sd[i].n_chunks = 1;
+        sd[i].spans = &span0;
+        sd[i].vecs = vecs + (size_t)i * (size_t)ix->dim;
+    }
+    if (rc == MEDEMBED_OK)
+        rc = me_store_add(ix, sd, n, &e);
+    pthread_rwlock_unlock(&ix->rw);
+    free(sd);
+    if (rc != MEDEMBED_OK)
+        put_err(err, err_len, &e);
+    return rc;
+}
+
+typedef struct idbuf {
+    int32_t *p;
+    size_t n, cap;
+} idbuf;
+
+static int idbuf_put(idbuf *b, const int32_t *src, size_t n)
+{
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->n + n)
+            cap *= 2;
+        int32_t *p = realloc(b->p, sizeof *p * cap);
+        if (!p)
+            return MEDEMBED_ERR_NOMEM;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, src, sizeof *src * n);
+    b->n += n;
+    return MEDEMBED_OK;
+}
+
+/* Tokenizes doc without truncation and appends one [CLS] window [SEP]
+ * sequence per chunk to all/n_ids; spans get the windows. */
+static int chunk_doc(const medembed_index *ix, const medembed_model *m,
+                     const medembed_index_doc *doc, uint32_t tflags, idbuf *tok, idbuf *all,
+                     int32_t **n_ids, int32_t *n_seq, int32_t *seq_cap, me_span **spans,
+                     int32_t *n_chunks, me_err *e)
+{
+    medembed_text_info ti;
+    size_t len = doc->text_len == (size_t)-1 ? strlen(doc->text ? doc->text : "") : doc->text_len;
+    const char *text = doc->text ? doc->text : "";
+    if (tok->cap < 1024) {
+        int32_t *p = realloc(tok->p, sizeof *p * 1024);
+        RETURN_ERROR_IF(!p, e, MEDEMBED_ERR_NOMEM, "out of memory");
+        tok->p = p;
+        tok->cap = 1024;
+    }
+    int rc = medembed_tokenize(m, text, len, tflags | MEDEMBED_F_NO_TRUNCATE, tok->p,
+                               (int32_t)tok->cap, &ti);
+    if (rc == MEDEMBED_OK && (size_t)ti.n_tokens > tok->cap) {
+        int32_t *p = realloc(tok->p, sizeof *p * (size_t)ti.n_tokens);
+        RETURN_ERROR_IF(!p, e, MEDEMBED_ERR_NOMEM, "out of memory");
+        tok->p = p;
+        tok->cap = (size_t)ti.n_tokens;
+        rc = medembed_tokenize(m, text, len, tflags | MEDEMBED_F_NO_TRUNCATE, tok->p,
+                               (int32_t)tok->cap, &ti);
+    }
+    RETURN_ERROR_IF(rc != MEDEMBED_OK, e, rc, "document \"%s\": cannot tokenize: %s", doc->id,
+                    medembed_status_str(rc));
+    RETURN_ERROR_IF(ti.n_tokens < 2, e, MEDEMBED_ERR_INTERNAL,
+                    "document \"%s\": tokenizer gave %d ids", doc->id, ti.n_tokens);
+    int32_t cls = tok->p[0], sep = tok->p[ti.n_tokens - 1];
+    int32_t P = ti.n_tokens - 2;
+    int32_t nc = me_chunk_spans(P, ix->chunk_tokens, ix->overlap, NULL, 0);
+    me_span *sp = malloc(sizeof *sp * (size_t)nc);
+    RETURN_ERROR_IF(!sp, e, MEDEMBED_ERR_NOMEM, "out of memory");
+    me_chunk_spans(P, ix->chunk_tokens, ix->overlap, sp, nc);
+    for (int32_t c = 0; c < nc; c++) {
+        if (*n_seq == *seq_cap) {
+            int32_t cap = *seq_cap ? *seq_cap * 2 : 256;
+            int32_t *p = realloc(*n_ids, sizeof *p * (size_t)cap);
+            if (!p) {
+                free(sp);
+                return me_err_set(e, MEDEMBED_ERR_NOMEM, "out of memory");
+            }
+            *n_ids = p;
+            *seq_cap = cap;
+        }
+        int32_t w = sp[c].end - sp[c].start;
+        if (idbuf_put(all, &cls, 1) || idbuf_put(all, tok->p + 1 + sp[c].start, (size_t)w) ||
+            idbuf_put(all, &sep, 1)) {
+            free(sp);
+            return me_err_set(e, MEDEMBED_ERR_NOMEM, "out of memory");
+        }
+        (*n_ids)[(*n_seq)++] = w + 2;
+    }
+    *spans = sp;
+    *n_chunks = nc;
+    return MEDEMBED_OK;
+}
+
+int medembed_index_add_docs(medembed_index *ix, medembed_ctx *ctx, const medembed_index_doc *docs,
+                            int32_t n, const medembed_embed_opts *eo, char *err, size_t err_len)
+{
+    if (!ix || !ctx)
+        return fail(err, err_len, MEDEMBED_ERR_ARG, "add_docs: NULL index or ctx");
+    const medembed_model *m = medembed_ctx_model(ctx);
+    FORWARD_IF_ERROR(medembed_index_check_model(ix, m, err, err_len));
+    medembed_embed_opts o;
+    medembed_embed_opts_init(&o);
+    if (eo)
+        o = *eo;
+    if (o.prompt && *o.prompt && ix->chunk_tokens > 0)
+        return fail(err, err_len, MEDEMBED_ERR_UNSUPPORTED,
+                    "a document prompt cannot be combined with chunking");
+    me_err e = {{0}};
+    pthread_rwlock_wrlock(&ix->rw);
+    int rc = check_batch(ix, docs, n, &e);
+    me_store_doc *sd = NULL;
+    me_span *spans_flat = NULL;
+    float *vecs = NULL;
+    int32_t *n_ids = NULL;
+    idbuf tok = {0}, all = {0};
+    const char **texts = NULL;
+    size_t *lens = NULL;
+    medembed_text_info *info = NULL;
+    int32_t n_seq = 0, seq_cap = 0;
+    size_t d = (size_t)ix->dim;
+    if (rc == MEDEMBED_OK) {
+        sd = calloc((size_t)(n ? n : 1), sizeof *sd);
+        rc = sd ? MEDEMBED_OK : me_err_set(&e, MEDEMBED_ERR_NOMEM, "out of memory");
+    }
+    if (rc == MEDEMBED_OK && ix->chunk_tokens == 0) {
+        /* No chunking: one window per document, truncated as HF / MTEB do. */
+        texts = malloc(sizeof *texts * (size_t)(n ? n : 1));
+        lens = malloc(sizeof *lens * (size_t)(n ? n : 1));
+        info = malloc(sizeof *info * (size_t)(n ? n : 1));
+        vecs = malloc(sizeof *vecs * d * (size_t)(n ? n : 1));
+        spans_flat = malloc(sizeof *spans_flat * (size_t)(n ? n : 1));
+        rc = (texts && lens && info && vecs && spans_flat)
+                 ? MEDEMBED_OK
+                 : me_err_set(&e, MEDEMBED_ERR_NOMEM, "out of memory");
+        for (int32_t i = 0; rc == MEDEMBED_OK && i < n; i++) {
+            texts[i] = docs[i].text ? docs[i].text : "";
+            lens[i] = docs[i].text_len == (size_t)-1 ? strlen(texts[i]) : docs[i].text_len;
+        }
+        o.flags &= ~MEDEMBED_F_NO_TRUNCATE;
+        o.max_length = 0;
+        if (rc == MEDEMBED_OK && n > 0) {
+            rc = medembed_ctx_embed(ctx, texts, lens, n, &o, vecs, info);
+            if (rc != MEDEMBED_OK) {
+                const char *msg = medembed_ctx_last_error(ctx);
+                long idx = strncmp(msg, "text ", 5) == 0 ? strtol(msg + 5, NULL, 10) : -1;
+                if (idx >= 0 && idx < n && strchr(msg, ':'))
+                    me_err_set(&e, rc, "document \"%s\": %s", docs[idx].id, strchr(msg, ':') + 2);
+                else
+                    me_err_set(&e, rc, "embedding failed: %s", *msg ? msg : medembed_status_str(rc));
+            }
+        }
+        for (int32_t i = 0; rc == MEDEMBED_OK && i < n; i++) {
+            spans_flat[i].start = 0;
+            spans_flat[i].end = info[i].n_tokens - 2;
+            sd[i].n_chunks = 1;
+            sd[i].spans = &spans_flat[i];
+            sd[i].vecs = vecs + (size_t)i * d;
+        }
+    } else if (rc == MEDEMBED_OK) {
+        uint32_t tflags = o.flags & (MEDEMBED_F_STRICT_UTF8 | MEDEMBED_F_RAW_TOKENIZER);
+        me_span **sp = calloc((size_t)(n ? n : 1), sizeof *sp);
+        rc = sp ? MEDEMBED_OK : me_err_set(&e, MEDEMBED_ERR_NOMEM, "out of memory");
+        for (int32_t i = 0; rc == MEDEMBED_OK && i < n; i++) {
+            me_span *s = NULL;
+            int32_t nc = 0;
+            rc = chunk_doc(ix, m, &docs[i], tflags, &tok, &all, &n_ids, &n_seq, &seq_cap, &s, &nc,
+                           &e);
+            sp[i] = s;
+            sd[i].n_chunks = nc;
+        }
+        if (rc == MEDEMBED_OK) {
+            vecs = malloc(sizeof *vecs * d * (size_t)(n_seq ? n_seq : 1));
+            spans_flat = malloc(sizeof *spans_flat * (size_t)(n_seq ? n_seq : 1));
+            rc = (vecs && spans_flat) ? MEDEMBED_OK
+                                      : me_err_set(&e, MEDEMBED_ERR_NOMEM, "out of memory");
+        }
+        if (rc == MEDEMBED_OK && n_seq > 0) {
+            rc = medembed_ctx_embed_ids(ctx, all.p, n_ids, n_seq,
+                                        o.flags & MEDEMBED_F_NO_NORMALIZE, vecs);
+            if (rc != MEDEMBED_OK)
+                me_err_set(&e, rc, "embedding chunks failed: %s", medembed_ctx_last_error(ctx));
+        }
+        int32_t off = 0;
+        for (int32_t i = 0; rc == MEDEMBED_OK && i < n; i++) {
+            memcpy(spans_flat + off, sp[i], sizeof *spans_flat * (size_t)sd[i].n_chunks);
+            sd[i].spans = spans_flat + off;
+            sd[i].vecs = vecs + (size_t)off * d;
+            off += sd[i].n_chunks;
+        }
+        for (int32_t i = 0; sp && i < n; i++)
+            free(sp[i]);
+        free(sp);
+    }
+    for (int32_t i = 0; rc == MEDEMBED_OK && i < n; i++) {
+        sd[i].id = docs[i].id;
+        sd[i].metadata = docs[i].metadata;
+    }
+    if (rc == MEDEMBED_OK)
+        rc = me_store_add(ix, sd, n, &e);
+    pthread_rwlock_unlock(&ix->rw);
+    free(sd);
+    free(spans_flat);
+    free(vecs);
+    free(n_ids);
+    free(tok.p);
+    free(all.p);
+    free(texts);
+    free(lens);
+    free(info);
+    if (rc != MEDEMBED_OK)
+        put_err(err, err_len, &e);
+    return rc;
+}
+
+int medembed_index_delete(medembed_index *ix, const char *id, char *err, size_t err_len)
+{
+    if (!ix || !id)
+        return fail(err, err_len, MEDEMBED_ERR_ARG, "delete: NULL argument");
+    me_err e = {{0}};
+    pthread_rwlock_wrlock(&ix->rw);
+    int rc = ix->readonly ? me_err_set(&e, MEDEMBED_ERR_ARG, "%s is open read-only", ix->path)
+                          : me_store_delete(ix, id, &e);
+    pthread_rwlock_unlock(&ix->rw);
+    if (rc != MEDEMBED_OK)
+        put_err(err, err_len, &e);
+    return rc;
+}
+
+/* -------------------------------------------------------------- search */
+
+typedef struct accept_arg {
+    const medembed_index *ix;
+    const uint8_t *allowed;
+} accept_arg;
+
+static int accept_node(void *arg, int64_t node)
+{
+    accept_arg *a = arg;
+    return a->allowed[a->ix->ch_doc[node]];
+}
+
+typedef struct cand {
+    float score;
+    int64_t chunk;
+    int32_t doc;
+} cand;
+
+static int cmp_cand_doc(const void *a, const void *b)
+{
+    const cand *x = a, *y = b;
+    if (x->doc != y->doc)
+        return x->doc < y->doc ? -1 : 1;
+    if (x->score != y->score)
+        return x->score > y->score ? -1 : 1;
+    return x->chunk < y->chunk ? -1 : x->chunk > y->chunk;
+}
+
+/* HNSW: chunks -> best chunk per document, widening ef until k documents
+ * are found or the whole graph has been offered. Returns docs in out
+ * (ids = best chunk index). */
+static int hnsw_docs(medembed_index *ix, const float *q, const uint8_t *allowed, int32_t k,
+                     int32_t ef, me_topk *out, me_err *e)
+{
+    accept_arg aa = {ix, allowed};
+    int64_t n = ix->vecs.n;
+    for (;;) {
+        me_topk r;
+        int32_t kk = ef;
+        RETURN_ERROR_IF(me_topk_init(&r, kk) != MEDEMBED_OK, e, MEDEMBED_ERR_NOMEM,
+                        "out of memory");
+        int rc = me_hnsw_search(ix->hnsw, &ix->vecs, q, ef, allowed ? accept_node : NULL, &aa,
+                                &r, e);
+        if (rc != MEDEMBED_OK) {
+            me_topk_free(&r);
+            return rc;
+        }
+        cand *c = malloc(sizeof *c * (size_t)(r.n ? r.n : 1));
+        if (!c) {
+            me_topk_free(&r);
+            return me_err_set(e, MEDEMBED_ERR_NOMEM, "out of memory");
+        }
+        for (int32_t i = 0; i < r.n; i++) {
+            c[i].score = r.score[i];
+            c[i].chunk = r.id[i];
+            c[i].doc = ix->ch_doc[r.id[i]];
+        }
+        qsort(c, (size_t)r.n, sizeof *c, cmp_cand_doc);
+        out->n = 0;
+        int32_t distinct = 0;
+        for (int32_t i = 0; i < r.n; i++) {
+            if (i > 0 && c[i].doc == c[i - 1].doc)
+                continue;
+            distinct++;
+            me_topk_push(out, c[i].score, c[i].chunk);
+        }
+        free(c);
+        me_topk_free(&r);
+        if (distinct >= k || (int64_t)ef >= n)
+            return MEDEMBED_OK;
+        ef = (int64_t)ef * 2 > n ? (int32_t)n : ef * 2;
+    }
+}
+
+/* INT8: replaces each candidate document's score with its exact f32 best
+ * chunk (vectors read from disk) and keeps the best k. */
+static int rescore(medembed_index *ix, const float *q, const me_topk *cands, me_topk *out,
+                   me_err *e)
+{
+    float *buf = malloc(sizeof *buf * (size_t)ix->dim);
+    RETURN_ERROR_IF(!buf, e, MEDEMBED_ERR_NOMEM, "out of memory");
+    const me_vec_kern *k = me_vec_kern_get();
+    out->n = 0;
+    int rc = MEDEMBED_OK;
+    for (int32_t i = 0; i < cands->n && rc == MEDEMBED_OK; i++) {
+        int32_t d = ix->ch_doc[cands->id[i]];
+        int64_t c0 = ix->doc_chunk0[d], c1 = c0 + ix->doc_n_chunks[d];
+        float best = -INFINITY;
+        int64_t bc = c0;
+        for (int64_t c = c0; c < c1 && rc == MEDEMBED_OK; c++) {
+            rc = me_store_chunk_f32(ix, ix->ch_rowid[c], buf, e);
+            float s = rc == MEDEMBED_OK ? k->dot_f32(q, buf, ix->dim) : 0;
+            if (s > best) {
+                best = s;
+                bc = c;
+            }
+        }
+        me_topk_push(out, best, bc);
+    }
+    free(buf);
+    return rc;
+}
+
+static int hits_from(medembed_index *ix, const me_topk *t, int with_meta, medembed_hits **out,
+                     me_err *e)
+{
+    medembed_hits *h = calloc(1, sizeof *h);
+    RETURN_ERROR_IF(!h, e, MEDEMBED_ERR_NOMEM, "out of memory");
+    size_t n = (size_t)(t->n ? t->n : 1);
+    h->id = calloc(n, sizeof *h->id);
+    h->meta = calloc(n, sizeof *h->meta);
+    h->score = malloc(sizeof *h->score * n);
+    h->chunk = malloc(sizeof *h->chunk * n);
+    h->start = malloc(sizeof *h->start * n);
+    h->end = malloc(sizeof *h->end * n);
+    int ok = h->id && h->meta && h->score && h->chunk && h->start && h->end;
+    for (int32_t i = 0; ok && i < t->n; i++) {
+        int64_t c = t->id[i];
+        int32_t d = ix->ch_doc[c];
+        h->id[i] = strdup(ix->doc_ext[d]);
+        h->score[i] = t->score[i];
+        h->chunk[i] = ix->ch_no[c];
+        h->start[i] = ix->ch_start[c];
+        h->end[i] = ix->ch_end[c];
+        h->meta[i] = with_meta ? me_store_metadata(ix, ix->doc_rowid[d]) : NULL;
+        h->n = i + 1;
+        ok = h->id[i] && (!with_meta || h->meta[i]);
+    }
+    if (!ok) {
+        medembed_hits_free(h);
+        return me_err_set(e, MEDEMBED_ERR_NOMEM, "out of memory for hits");
+    }
+    *out = h;
+    return MEDEMBED_OK;
+}
+
+static int search_locked(medembed_index *ix, const float *q, const medembed_search_opts *o,
+                         medembed_hits **out, me_err *e)
+{
+    RETURN_ERROR_IF(o->k < 1 || o->k > ME_MAX_K, e, MEDEMBED_ERR_ARG, "k = %d: allowed 1..%d",
+                    o->k, ME_MAX_K);
+    RETURN_ERROR_IF(o->n_filters < 0 || o->n_filters > ME_MAX_FILTERS ||
+                        (o->n_filters > 0 && !o->filters),
+                    e, MEDEMBED_ERR_ARG, "%d filters: allowed 0..%d", o->n_filters,
+                    ME_MAX_FILTERS);
+    RETURN_ERROR_IF(o->ef_search < 0 || o->rescore < 0 || o->n_threads < 0, e, MEDEMBED_ERR_ARG,
+                    "negative ef_search, rescore or n_threads");
+    for (int32_t i = 0; i < ix->dim; i++)
+        RETURN_ERROR_IF(!isfinite(q[i]), e, MEDEMBED_ERR_ARG,
+                        "query vector holds NaN or infinity at %d", i);
+    uint8_t *allowed = NULL;
+    int64_t n_allowed = ix->n_docs;
+    int rc = MEDEMBED_OK;
+    if (o->n_filters > 0) {
+        me_filter *f = calloc((size_t)o->n_filters, sizeof *f);
+        allowed = malloc((size_t)(ix->n_docs ? ix->n_docs : 1));
+        rc = (f && allowed) ? MEDEMBED_OK : me_err_set(e, MEDEMBED_ERR_NOMEM, "out of memory");
+        for (int32_t i = 0; rc == MEDEMBED_OK && i < o->n_filters; i++)
+            rc = me_filter_parse(o->filters[i], &f[i], e);
+        if (rc == MEDEMBED_OK) {
+            memset(allowed, 1, (size_t)ix->n_docs);
+            rc = me_store_filter(ix, f, o->n_filters, allowed, e);
+        }
+        free(f);
+        n_allowed = 0;
+        for (int64_t d = 0; rc == MEDEMBED_OK && d < ix->n_docs; d++)
+            n_allowed += allowed[d];
+    }
+    int32_t k = o->k;
+    int int8 = ix->vec_dtype == MEDEMBED_VEC_INT8;
+    int32_t kc = k; /* candidates before rescoring */
+    if (int8) {
+        int64_t m = (int64_t)k * (o->rescore ? o->rescore : 4);
+        kc = m > ME_MAX_K * 4 ? ME_MAX_K * 4 : (int32_t)m;
+    }
+    me_topk cands = {0}, fin = {0};
+    if (rc == MEDEMBED_OK && (me_topk_init(&cands, kc) != MEDEMBED_OK ||
+                              me_topk_init(&fin, k) != MEDEMBED_OK))
+        rc = me_err_set(e, MEDEMBED_ERR_NOMEM, "out of memory");
+    /* A selective filter leaves few documents: scanning them exactly is
+     * cheaper and exact, while the graph would wander through rejected
+     * nodes. */
+    int use_hnsw = ix->hnsw && !ix->hnsw_stale && !o->exact && ix->vecs.n > 0 &&
+                   (!allowed || n_allowed * 10 >= ix->n_docs);
+    if (rc == MEDEMBED_OK && n_allowed > 0) {
+        if (use_hnsw) {
+            int32_t ef = o->ef_search ? o->ef_search : (2 * kc > 64 ? 2 * kc : 64);
+            if (ef < kc)
+                ef = kc;
+            rc = hnsw_docs(ix, q, allowed, kc, ef, &cands, e);
+        } else {
+            rc = me_flat_search(ix, q, allowed, o->n_threads, &cands, e);
+        }
+    }
+    if (rc == MEDEMBED_OK) {
+        if (int8) {
+            rc = rescore(ix, q, &cands, &fin, e);
+        } else {
+            for (int32_t i = 0; i < cands.n; i++)
+                me_topk_push(&fin, cands.score[i], cands.id[i]);
+        }
+    }
+    if (rc == MEDEMBED_OK) {
+        me_topk_sort(&fin);
+        rc = hits_from(ix, &fin, o->with_metadata, out, e);
+    }
+    me_topk_free(&cands);
+    me_topk_free(&fin);
+    free(allowed);
+    return rc;
+}
+
+int medembed_index_search(medembed_index *ix, const float *query,
+                          const medembed_search_opts *opts, medembed_hits **out, char *err,
+                          size_t err_len)
+{
+    if (!ix || !query || !out)
+        return fail(err, err_len, MEDEMBED_ERR_ARG, "search: NULL argument");
+    medembed_search_opts o;
+    medembed_search_opts_init(&o);
+    if (opts)
+        o = *opts;
+    me_err e = {{0}};
+    pthread_rwlock_rdlock(&ix->rw);
+    int rc = search_locked(ix, query, &o, out, &e);
+    pthread_rwlock_unlock(&ix->rw);
+    if (rc != MEDEMBED_OK)
+        put_err(err, err_len, &e);
+    return rc;
+}
+
+int medembed_index_search_text(medembed_index *ix, medembed_ctx *ctx, const char *query,
+                               const medembed_embed_opts *eo, const medembed_search_opts *opts,
+                               medembed_hits **out, char *err, size_t err_len)
+{
+    if (!ix || !ctx || !query || !out)
+        return fail(err, err_len, MEDEMBED_ERR_ARG, "search_text: NULL argument");
+    FORWARD_IF_ERROR(medembed_index_check_model(ix, medembed_ctx_model(ctx), err, err_len));
+    float *q = malloc(sizeof *q * (size_t)ix->dim);
+    if (!q)
+        return fail(err, err_len, MEDEMBED_ERR_NOMEM, "out of memory");
+    int rc = medembed_ctx_embed(ctx, &query, NULL, 1, eo, q, NULL);
+    if (rc != MEDEMBED_OK) {
+        fail(err, err_len, rc, "query: %s", medembed_ctx_last_error(ctx));
+    } else {
+        rc = medembed_index_search(ix, q, opts, out, err, err_len);
+    }
+    free(q);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- hits */
+
+int32_t medembed_hits_count(const medembed_hits *h)
+{
+    return h ? h->n : 0;
+}
+
+const char *medembed_hits_id(const medembed_hits *h, int32_t i)
+{
+    return (h && i >= 0 && i < h->n) ? h->id[i] : NULL;
+}
+
+float medembed_hits_score(const medembed_hits *h, int32_t i)
+{
+    return (h && i >= 0 && i < h->n) ? h->score[i] : NAN;
+}
+
+int32_t medembed_hits_chunk(const medembed_hits *h, int32_t i, int32_t *tok_start,
+                            int32_t *tok_end)
+{
+    if (!h || i < 0 || i >= h->n)
+        return -1;
+    if (tok_start)
+        *tok_start = h->start[i];
+    if (tok_end)
+        *tok_end = h->end[i];
+    return h->chunk[i];
+}
+
+const char *medembed_hits_metadata(const medembed_hits *h, int32_t i)
+{
+    if (!h || i < 0 || i >= h->n)
+        return NULL;
+    return h->meta[i] ? h->meta[i] : "{}";
+}
+
+void medembed_hits_free(medembed_hits *h)
+{
+    if (!h)
+        return;
+    for (int32_t i = 0; i < h->n; i++) {
+        free(h->id[i]);
+        free(h->meta[i]);
+    }
+    free(h->id);
+    free(h->meta);
+    free(h->score);
+    free(h->chunk);
+    free(h->start);
+    free(h->end);
+    free(h);
+}
