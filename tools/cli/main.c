@@ -16,6 +16,7 @@ static const command COMMANDS[] = {
     {"embed", cmd_embed, "embed texts (text lines or JSONL) to JSONL or .npy"},
     {"tokenize", cmd_tokenize, "print token ids and tokens, exactly as Hugging Face does"},
     {"info", cmd_info, "describe a model folder as JSON"},
+    {"serve", cmd_serve, "HTTP server: OpenAI /v1/embeddings + TEI /embed, dynamic batching"},
 };
 
 static void usage(FILE *f)
