@@ -16,7 +16,6 @@ Models come from tests/py/gen_model.py when present, else ../shared/tools/make_m
 neither, the tests skip visibly.
 """
 import base64
-import ctypes
 import http.client
 import json
 import os
@@ -959,66 +958,68 @@ def test_texts_not_logged_unless_asked(model):
 
 # --------------------------------------------------------------------------- /search
 
-class _Lib:
-    """Just enough of the C API through ctypes to build an index for /search."""
-
-    def __init__(self, path):
-        self.l = ctypes.CDLL(path)
-        self.l.medembed_ctx_create.argtypes = [ctypes.c_void_p, ctypes.c_int32,
-                                               ctypes.POINTER(ctypes.c_void_p)]
-        self.l.medembed_model_load.argtypes = [ctypes.c_char_p, ctypes.c_void_p,
-                                               ctypes.POINTER(ctypes.c_void_p),
-                                               ctypes.c_char_p, ctypes.c_size_t]
-        self.l.medembed_index_create.argtypes = [ctypes.c_char_p, ctypes.c_void_p,
-                                                 ctypes.c_void_p,
-                                                 ctypes.POINTER(ctypes.c_void_p),
-                                                 ctypes.c_char_p, ctypes.c_size_t]
-        self.l.medembed_index_add_docs.argtypes = [ctypes.c_void_p, ctypes.c_void_p,
-                                                   ctypes.c_void_p, ctypes.c_int32,
-                                                   ctypes.c_void_p, ctypes.c_char_p,
-                                                   ctypes.c_size_t]
-        self.l.medembed_index_flush.argtypes = [ctypes.c_void_p, ctypes.c_char_p,
-                                                ctypes.c_size_t]
-        for f in ("medembed_index_free", "medembed_ctx_free", "medembed_model_free"):
-            getattr(self.l, f).argtypes = [ctypes.c_void_p]
+INDEX_BUILDER = r"""
+import ctypes, json, sys
+lib_path, model, path, docs_json = sys.argv[1:5]
+docs = json.loads(docs_json)
+l = ctypes.CDLL(lib_path)
+P = ctypes.POINTER(ctypes.c_void_p)
+V, I32, SZ, S = ctypes.c_void_p, ctypes.c_int32, ctypes.c_size_t, ctypes.c_char_p
 
 
-class _Doc(ctypes.Structure):
-    _fields_ = [("id", ctypes.c_char_p), ("text", ctypes.c_char_p),
-                ("text_len", ctypes.c_size_t), ("metadata", ctypes.c_char_p)]
+class Doc(ctypes.Structure):
+    _fields_ = [("id", S), ("text", S), ("text_len", SZ), ("metadata", S)]
 
 
-class _IndexConfig(ctypes.Structure):
-    _fields_ = [("dim", ctypes.c_int32), ("vec_dtype", ctypes.c_int32),
-                ("chunk_tokens", ctypes.c_int32), ("overlap", ctypes.c_int32),
-                ("hnsw_m", ctypes.c_int32), ("hnsw_ef_construction", ctypes.c_int32)]
+class Config(ctypes.Structure):
+    _fields_ = [(n, I32) for n in ("dim", "vec_dtype", "chunk_tokens", "overlap", "hnsw_m",
+                                   "hnsw_ef_construction")]
+
+
+l.medembed_model_load.argtypes = [S, V, P, S, SZ]
+l.medembed_ctx_create.argtypes = [V, I32, P]
+l.medembed_index_create.argtypes = [S, V, V, P, S, SZ]
+l.medembed_index_add_docs.argtypes = [V, V, V, I32, V, S, SZ]
+l.medembed_index_flush.argtypes = [V, S, SZ]
+for f in ("medembed_index_free", "medembed_ctx_free", "medembed_model_free"):
+    getattr(l, f).argtypes = [V]
+err = ctypes.create_string_buffer(512)
+m, ctx, ix = V(), V(), V()
+def ok(rc):
+    if rc != 0:
+        sys.exit("index builder: %s" % err.value.decode())
+ok(l.medembed_model_load(model.encode(), None, ctypes.byref(m), err, 512))
+ok(l.medembed_ctx_create(m, 1, ctypes.byref(ctx)))
+cfg = Config()
+l.medembed_index_config_init(ctypes.byref(cfg))
+ok(l.medembed_index_create(path.encode(), m, ctypes.byref(cfg), ctypes.byref(ix), err, 512))
+arr = (Doc * len(docs))()
+keep = []
+for i, (doc_id, text, meta) in enumerate(docs):
+    keep += [doc_id.encode(), text.encode(), json.dumps(meta).encode()]
+    arr[i] = Doc(keep[-3], keep[-2], len(keep[-2]), keep[-1])
+ok(l.medembed_index_add_docs(ix, ctx, arr, len(docs), None, err, 512))
+ok(l.medembed_index_flush(ix, err, 512))
+l.medembed_index_free(ix)
+l.medembed_ctx_free(ctx)
+l.medembed_model_free(m)
+"""
 
 
 def _build_index(model, path, docs):
-    if not hasattr(ctypes.CDLL(LIB), "medembed_index_create"):
+    """Builds an index through the C API (ctypes, in a child process: a sanitizer build's
+    library needs its runtime preloaded, which this interpreter does not have)."""
+    env = dict(os.environ)
+    ldd = subprocess.run(["ldd", LIB], capture_output=True, text=True).stdout
+    m = re.search(r"(\S*libasan\.so\S*) => (\S+)", ldd)
+    if m:
+        env["LD_PRELOAD"] = m.group(2)
+        env["ASAN_OPTIONS"] = "detect_leaks=0"  # the interpreter's own allocations
+    r = subprocess.run(["/usr/bin/python3", "-c", INDEX_BUILDER, LIB, model, path,
+                        json.dumps(docs)], capture_output=True, timeout=120, env=env)
+    if b"undefined symbol: medembed_index" in r.stderr:
         pytest.skip("this build has no index API")
-    lib = _Lib(LIB)
-    err = ctypes.create_string_buffer(512)
-    m, ctx, ix = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_void_p()
-    assert lib.l.medembed_model_load(model.encode(), None, ctypes.byref(m), err, 512) == 0, \
-        err.value
-    assert lib.l.medembed_ctx_create(m, 1, ctypes.byref(ctx)) == 0
-    cfg = _IndexConfig()
-    lib.l.medembed_index_config_init(ctypes.byref(cfg))
-    assert lib.l.medembed_index_create(path.encode(), m, ctypes.byref(cfg), ctypes.byref(ix),
-                                       err, 512) == 0, err.value
-    arr = (_Doc * len(docs))()
-    keep = []
-    for i, (doc_id, text, meta) in enumerate(docs):
-        t = text.encode()
-        keep += [doc_id.encode(), t, json.dumps(meta).encode()]
-        arr[i] = _Doc(keep[-3], t, len(t), keep[-1])
-    assert lib.l.medembed_index_add_docs(ix, ctx, arr, len(docs), None, err, 512) == 0, \
-        err.value
-    assert lib.l.medembed_index_flush(ix, err, 512) == 0, err.value
-    lib.l.medembed_index_free(ix)
-    lib.l.medembed_ctx_free(ctx)
-    lib.l.medembed_model_free(m)
+    assert r.returncode == 0, r.stderr.decode("utf-8", "replace")
 
 
 def test_search(workdir, model):

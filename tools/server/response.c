@@ -69,22 +69,65 @@ void srv_buf_printf(srv_buf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
-void srv_buf_json_string(srv_buf *b, const char *s, size_t n)
+/* Length of the valid UTF-8 sequence at s[0..n), or 0 if it is not one
+ * (overlong forms, surrogates and code points above U+10FFFF are invalid). */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len;
+    unsigned cp, min;
+    if (c < 0x80)
+        return 1;
+    if ((c & 0xe0) == 0xc0) {
+        len = 2;
+        cp = c & 0x1f;
+        min = 0x80;
+    } else if ((c & 0xf0) == 0xe0) {
+        len = 3;
+        cp = c & 0x0f;
+        min = 0x800;
+    } else if ((c & 0xf8) == 0xf0) {
+        len = 4;
+        cp = c & 0x07;
+        min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    for (size_t k = 1; k < len; k++) {
+        if ((s[k] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[k] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+void srv_buf_json_string(srv_buf *b, const char *str, size_t n)
 {
     static const char hx[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)str;
     if (!reserve(b, n + 2))
         return;
     srv_buf_put(b, "\"", 1);
-    size_t run = 0; /* bytes copied verbatim in one go */
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f)
+    size_t run = 0; /* start of the bytes not yet copied */
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            i++;
             continue;
-        srv_buf_put(b, s + run, i - run);
-        run = i + 1;
-        char esc[6] = {'\\', 'u', '0', '0', hx[c >> 4], hx[c & 15]};
+        }
+        size_t len = c >= 0x80 ? utf8_seq(s + i, n - i) : 0;
+        if (len > 0) { /* valid multi-byte UTF-8: copied as is */
+            i += len;
+            continue;
+        }
+        srv_buf_put(b, str + run, i - run);
         if (c == '"' || c == '\\') {
-            esc[1] = (char)c;
+            char esc[2] = {'\\', (char)c};
             srv_buf_put(b, esc, 2);
         } else if (c == '\n') {
             srv_buf_put(b, "\\n", 2);
@@ -92,11 +135,18 @@ void srv_buf_json_string(srv_buf *b, const char *s, size_t n)
             srv_buf_put(b, "\\t", 2);
         } else if (c == '\r') {
             srv_buf_put(b, "\\r", 2);
+        } else if (c >= 0x80) {
+            /* Not UTF-8 (a message quoting raw input, or cut mid-character):
+             * U+FFFD keeps the body valid JSON. */
+            srv_buf_put(b, "\\ufffd", 6);
         } else {
+            char esc[6] = {'\\', 'u', '0', '0', hx[c >> 4], hx[c & 15]};
             srv_buf_put(b, esc, 6);
         }
+        i++;
+        run = i;
     }
-    srv_buf_put(b, s + run, n - run);
+    srv_buf_put(b, str + run, n - run);
     srv_buf_put(b, "\"", 1);
 }
 
