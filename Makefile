@@ -47,7 +47,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all deps lib cli test unit cli-test py-test fuzz-replay check asan ubsan fuzz fuzz-build \
+.PHONY: all deps run lib cli test unit cli-test py-test fuzz-replay check asan ubsan fuzz fuzz-build \
         bench clean help format-check
 
 all: lib cli
@@ -62,6 +62,16 @@ help:
 
 deps:
 	@bash scripts/deps.sh
+
+# The main job: embed the sentence from the MedEmbed model card and print the
+# start of its vector. MODEL may be a folder or a Hugging Face repo id.
+MODEL ?= abhinand/MedEmbed-base-v0.1
+CARD_TEXT := William Henry Gates III (born October 28, 1955) is an American business magnate, software developer, investor, and philanthropist.
+run: deps
+	@$(MAKE) --no-print-directory all
+	@$(BUILD)/medembed embed -m "$(MODEL)" --text "$(CARD_TEXT)" -o $(BUILD)/card.jsonl
+	@echo "embedding of the model-card sentence ($(MODEL)), first values:"
+	@cut -c1-160 $(BUILD)/card.jsonl
 
 lib: $(BUILD)/libmedembed.so $(BUILD)/libmedembed.a
 cli: $(BUILD)/medembed
@@ -112,7 +122,13 @@ fuzz-replay: $(FUZZ_REPLAY)
 	@set -e; for b in $(FUZZ_REPLAY); do n=$${b##*/fuzz_}; \
 	    printf '%s: ' "$$b"; ./$$b tests/fuzz/corpus/$$n; done
 
-cli-test: all
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libmedembed.so
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< -L$(BUILD) -lmedembed -Wl,-rpath,'$$ORIGIN/..' $(LDSAN)
+
+EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+
+cli-test: all $(EXAMPLES)
 	@bash tests/cli/run.sh $(BUILD)
 
 py-test: all

@@ -7,7 +7,7 @@ set -euo pipefail
 pkgs=(build-essential pkg-config libutf8proc-dev libjansson-dev libsqlite3-dev
       libcurl4-openssl-dev libmicrohttpd-dev libcmocka-dev
       python3 python3-numpy python3-pytest python3-pandas python3-dask python3-distributed
-      python3-setuptools python3-pip)
+      python3-setuptools python3-pip python3-venv ca-certificates)
 if [ "${1:-}" = "--ci" ]; then
     pkgs+=(clang libclang-rt-14-dev)
 fi

@@ -19,10 +19,8 @@
 
 #include "tokenizer/unicode.h"
 
-int me_tok_reserve(void **buf, size_t *cap, size_t n, size_t elem, me_err *e)
+int me_tok_grow(void **buf, size_t *cap, size_t n, size_t elem, me_err *e)
 {
-    if (n <= *cap)
-        return MEDEMBED_OK;
     size_t c = *cap ? *cap : 256;
     while (c < n)
         c *= 2;

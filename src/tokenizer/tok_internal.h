@@ -21,7 +21,7 @@
 #define ME_TOK_VOCAB_MAX (1 << 22)     /* ids, model and added */
 #define ME_TOK_ADDED_MAX 65536         /* added tokens */
 #define ME_TOK_WORD_CHARS_MAX 1000000  /* max_input_chars_per_word */
-#define ME_TOK_TEXT_MAX ((size_t)1 << 30) /* bytes of one text */
+#define ME_TOK_TEXT_MAX ((size_t)64 << 20) /* bytes of one text (scratch ~28x) */
 
 /* One added token as matched: cp is its content (raw) or its normalized
  * content (normalized set). */
@@ -83,6 +83,11 @@ int me_added_next(const me_added_set *set, const uint32_t *s, size_t n, size_t f
                   int32_t *id);
 
 /* Grows a buffer of elements of size `elem` to hold at least n. */
-int me_tok_reserve(void **buf, size_t *cap, size_t n, size_t elem, me_err *e);
+int me_tok_grow(void **buf, size_t *cap, size_t n, size_t elem, me_err *e);
+
+static inline int me_tok_reserve(void **buf, size_t *cap, size_t n, size_t elem, me_err *e)
+{
+    return n <= *cap ? MEDEMBED_OK : me_tok_grow(buf, cap, n, elem, e);
+}
 
 #endif

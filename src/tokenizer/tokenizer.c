@@ -120,7 +120,8 @@ int me_tokenizer_encode_scratch(const me_tokenizer *t, me_tok_scratch *s, const 
     RETURN_ERROR_IF(len > ME_TOK_TEXT_MAX, e, MEDEMBED_ERR_TOO_LONG,
                     "text is %zu bytes, more than the %zu-byte limit", len, ME_TOK_TEXT_MAX);
     RETURN_ERROR_IF((flags & ~(ME_TOK_STRICT_UTF8 | ME_TOK_PY_LOWER)) != 0, e, MEDEMBED_ERR_ARG,
-                    "unknown tokenizer flags 0x%X", flags & ~(ME_TOK_STRICT_UTF8 | ME_TOK_PY_LOWER));
+                    "unknown tokenizer flags 0x%X",
+                    flags & ~(ME_TOK_STRICT_UTF8 | ME_TOK_PY_LOWER));
 
     me_tok_scratch tmp;
     memset(&tmp, 0, sizeof tmp);

@@ -64,7 +64,12 @@ typedef struct me_tok_scratch {
 
 void me_tok_scratch_free(me_tok_scratch *s);
 
-/* me_tokenizer_encode with caller-held scratch (s may be NULL: temporary). */
+/* me_tokenizer_encode with caller-held scratch (s may be NULL: temporary).
+ * Both return MEDEMBED_OK, _ERR_ARG (NULL text with len > 0, max_tokens 1
+ * or negative, unknown flags), _ERR_ENCODING (ME_TOK_STRICT_UTF8; the
+ * message gives the byte offset), _ERR_TOO_LONG (text over 64 MiB) or
+ * _ERR_NOMEM. len (size_t)-1 means NUL-terminated. On failure out->n is 0
+ * and the counters are unchanged. */
 int me_tokenizer_encode_scratch(const me_tokenizer *t, me_tok_scratch *s, const char *text,
                                 size_t len, int32_t max_tokens, uint32_t flags, me_ids *out,
                                 int32_t *n_untruncated, int32_t *n_invalid_utf8, me_err *e);

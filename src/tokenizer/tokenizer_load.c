@@ -194,8 +194,8 @@ static int get_int(const char *path, const char *ctx, json_t *v, long long lo, l
     RETURN_ERROR_IF(!v || !json_is_integer(v), e, MEDEMBED_ERR_FORMAT,
                     "%s: %s must be an integer", path, ctx);
     long long x = json_integer_value(v);
-    RETURN_ERROR_IF(x < lo || x >= hi, e, MEDEMBED_ERR_FORMAT, "%s: %s = %lld is outside [%lld, %lld)",
-                    path, ctx, x, lo, hi);
+    RETURN_ERROR_IF(x < lo || x >= hi, e, MEDEMBED_ERR_FORMAT,
+                    "%s: %s = %lld is outside [%lld, %lld)", path, ctx, x, lo, hi);
     *out = x;
     return MEDEMBED_OK;
 }
@@ -391,7 +391,8 @@ static int parse_model(me_tokenizer *t, const char *path, json_t *root, const ch
         int32_t other = -1;
         int rc = me_vocab_add_model(&t->vocab, key, key_len, (int32_t)id, &other, e);
         if (rc == MEDEMBED_ERR_FORMAT && other >= 0)
-            return me_err_set(e, rc, "%s: model.vocab gives id %lld to both \"%.40s\" and \"%.40s\"",
+            return me_err_set(e, rc,
+                              "%s: model.vocab gives id %lld to both \"%.40s\" and \"%.40s\"",
                               path, id, me_vocab_str(&t->vocab, other), key);
         FORWARD_IF_ERROR(rc);
     }

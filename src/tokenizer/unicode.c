@@ -16,8 +16,9 @@
  *
  * Whitespace (Rust char::is_whitespace) and lowercase (Rust
  * char::to_lowercase) follow current Unicode in HF; they come from utf8proc
- * and a fixed White_Space list. Characters new in Unicode 16 (which Rust
- * already knows) are not covered by utf8proc 2.8.
+ * and a fixed White_Space list, plus the lowercase pairs new in Unicode
+ * 16 (lower_u16). With that, all 1,112,064 scalar values normalize and
+ * pre-tokenize exactly as HF tokenizers 0.22 does (utf8proc 2.8).
  */
 #include "tokenizer/unicode.h"
 
@@ -229,7 +230,7 @@ int me_uc_hf_category(uint32_t c)
         return UTF8PROC_CATEGORY_MN;
     if (after_u8(c))
         return UTF8PROC_CATEGORY_CN;
-    return utf8proc_category((utf8proc_int32_t)c);
+    return (int)utf8proc_category((utf8proc_int32_t)c);
 }
 
 int me_uc_is_whitespace(uint32_t c)
@@ -346,6 +347,33 @@ void me_uc_canonical_order(uint32_t *s, size_t n)
     }
 }
 
+/* Lowercase mappings new in Unicode 16.0, which Rust's std (and so HF)
+ * has and utf8proc 2.8 (Unicode 15.0) lacks; harmless with a newer
+ * utf8proc, which gives the same. */
+static uint32_t lower_u16(uint32_t c)
+{
+    if (c >= 0x10D50 && c <= 0x10D65)
+        return c + 0x20; /* Garay */
+    if (c >= 0x16EA0 && c <= 0x16EB8)
+        return c + 0x1B; /* Kirat Rai */
+    switch (c) {
+    case 0x1C89:
+        return 0x1C8A;
+    case 0xA7CB:
+        return 0x264;
+    case 0xA7CC:
+    case 0xA7CE:
+    case 0xA7D2:
+    case 0xA7D4:
+    case 0xA7DA:
+        return c + 1;
+    case 0xA7DC:
+        return 0x19B;
+    default:
+        return c;
+    }
+}
+
 int me_uc_lower_full(uint32_t c, uint32_t out[2])
 {
     if (c < 0x80) {
@@ -362,7 +390,8 @@ int me_uc_lower_full(uint32_t c, uint32_t out[2])
         out[0] = c;
         return 1;
     }
-    out[0] = (uint32_t)utf8proc_tolower((utf8proc_int32_t)c);
+    uint32_t l = (uint32_t)utf8proc_tolower((utf8proc_int32_t)c);
+    out[0] = l == c ? lower_u16(c) : l;
     return 1;
 }
 
@@ -371,15 +400,19 @@ int me_uc_lower_full(uint32_t c, uint32_t out[2])
 /* ------------------------------------------------------------------------ */
 
 /* Derived property Cased: Lu, Ll, Lt, Other_Lowercase, Other_Uppercase.
- * utf8proc lacks the Other_* lists; a character with a case mapping (Ⓐ,
- * Ⅻ) is counted as cased, which covers the Other_Uppercase ones. The
- * Other_Lowercase modifier letters (ª º ʰ ...) are missed. */
+ * utf8proc lacks the Other_* lists. A character with a case mapping (Ⓐ,
+ * Ⅻ) counts as cased; the Other_* characters that are Lm/Mn (ʰ, ͅ) are
+ * case-ignorable, which wins in the Final_Sigma scan. That leaves the ones
+ * below, found by comparing with CPython 3.11 over all code points. */
 static int uc_is_cased(uint32_t c)
 {
     if (c < 0x80)
         return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
     if (c > 0x10FFFF)
         return 0;
+    if (c == 0xAA || c == 0xBA || (c >= 0x1F130 && c <= 0x1F149) ||
+        (c >= 0x1F150 && c <= 0x1F169) || (c >= 0x1F170 && c <= 0x1F189))
+        return 1; /* ª º and the squared / circled Latin capitals */
     utf8proc_category_t cat = utf8proc_category((utf8proc_int32_t)c);
     if (cat == UTF8PROC_CATEGORY_LU || cat == UTF8PROC_CATEGORY_LL ||
         cat == UTF8PROC_CATEGORY_LT)
@@ -458,8 +491,12 @@ size_t me_uc_py_lower(const uint32_t *s, size_t n, uint32_t *out)
             out[o++] = (c >= 'A' && c <= 'Z') ? c + 32 : c;
         } else if (c == 0x3A3) {
             out[o++] = is_final_sigma(s, n, i) ? 0x3C2 : 0x3C3;
+        } else if (c == 0x130) {
+            out[o++] = 'i';
+            out[o++] = 0x307;
         } else {
-            o += (size_t)me_uc_lower_full(c, out + o);
+            /* Without lower_u16: CPython 3.12/3.13 know Unicode 15.x. */
+            out[o++] = c > 0x10FFFF ? c : (uint32_t)utf8proc_tolower((utf8proc_int32_t)c);
         }
     }
     return o;

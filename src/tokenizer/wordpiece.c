@@ -100,7 +100,7 @@ int me_vocab_init(me_vocab *v, size_t n_hint, const char *prefix, size_t prefix_
     memcpy(v->prefix, prefix, prefix_len);
     v->prefix[prefix_len] = 0;
     v->prefix_len = prefix_len;
-    size_t cap = pow2_at_least(n_hint * 2 + 2);
+    size_t cap = pow2_at_least(n_hint * 4 + 4);
     v->full = table_new(cap);
     RETURN_ERROR_IF(!v->full, e, MEDEMBED_ERR_NOMEM, "out of memory for a %zu-slot vocab", cap);
     v->full_mask = cap - 1;
@@ -219,7 +219,7 @@ int me_vocab_add_model(me_vocab *v, const char *s, size_t len, int32_t id, int32
             *other_id = id;
         return me_err_set(e, MEDEMBED_ERR_FORMAT, "id %d is given to two tokens", id);
     }
-    if ((size_t)(v->n_model + 1) * 2 > v->full_mask + 1)
+    if ((size_t)(v->n_model + 1) * 4 > v->full_mask + 1)
         FORWARD_IF_ERROR(grow_full(v, e));
     uint64_t h = fnv(s, len);
     size_t i = table_probe(v, v->full, v->full_mask, 0, s, len, h);
@@ -267,7 +267,7 @@ int me_vocab_finish(me_vocab *v, me_err *e)
     for (int32_t id = 0; id < v->n_ids; id++)
         if (v->model[id] && v->len[id] >= pl && memcmp(v->pool + v->off[id], v->prefix, pl) == 0)
             n_cont++;
-    size_t cap = pow2_at_least(n_cont * 2 + 2);
+    size_t cap = pow2_at_least(n_cont * 4 + 4);
     free(v->cont);
     v->cont = table_new(cap);
     RETURN_ERROR_IF(!v->cont, e, MEDEMBED_ERR_NOMEM, "out of memory for a %zu-slot table", cap);

@@ -3,7 +3,7 @@
  * longest-match-first, as Hugging Face `tokenizers` models/wordpiece does it.
  *
  * Strings live in one pool; token -> id is an open-addressing hash table
- * (linear probing, load <= 1/2). A second table indexes the continuation
+ * (linear probing, load <= 1/4). A second table indexes the continuation
  * tokens ("##ing") by their text after the prefix, so WordPiece looks up
  * prefix + piece without building the string. Lookups never allocate.
  */

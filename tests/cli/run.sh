@@ -68,6 +68,15 @@ if [ -d "$model" ]; then
     expect "truncated safetensors" 1 "model.safetensors" -- "$bin" info -m "$tmp/trunc"
     rm "$tmp/trunc/model.safetensors"
     expect "missing safetensors" 1 "model.safetensors not found" -- "$bin" info -m "$tmp/trunc"
+    # The example program embeds two sentences and prints a cosine in [-1, 1].
+    expect "example program" 0 "" -- "$build/examples/embed" "$model"
+    grep -Eq 'dim 64, tokens [0-9]+ and [0-9]+, cosine -?[01]\.[0-9]{4}$' "$tmp/out" || { echo "FAIL example output: $(cat "$tmp/out")"; fail=$((fail + 1)); }
+    # --text and stdin give the same vector for the same text.
+    "$bin" embed -m "$model" --text "chest pain" > "$tmp/a.jsonl"
+    echo "chest pain" | "$bin" embed -m "$model" > "$tmp/b.jsonl"
+    cmp -s "$tmp/a.jsonl" "$tmp/b.jsonl" || { echo "FAIL --text vs stdin"; fail=$((fail + 1)); }
+    pass=$((pass + 1))
+    expect "text and input" 2 "not both" -- "$bin" embed -m "$model" --text a -i "$tmp/a.jsonl"
 else
     echo "SKIP: $model not found (../shared is absent): model-backed CLI tests"
 fi

@@ -17,6 +17,7 @@ static const command COMMANDS[] = {
     {"tokenize", cmd_tokenize, "print token ids and tokens, exactly as Hugging Face does"},
     {"info", cmd_info, "describe a model folder as JSON"},
     {"serve", cmd_serve, "HTTP server: OpenAI /v1/embeddings + TEI /embed, dynamic batching"},
+    {"pull", cmd_pull, "download a model from the Hugging Face hub into the cache"},
 };
 
 static void usage(FILE *f)
@@ -26,6 +27,8 @@ static void usage(FILE *f)
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
     fprintf(f, "\nEnvironment: MEDEMBED_ISA=scalar|avx2|avx512 forces a kernel level.\n");
+    fprintf(f, "-m takes a folder or a hub repo id (pulled into $MEDEMBED_HOME, default\n"
+               "~/.cache/medembed); without -m the model is abhinand/MedEmbed-base-v0.1.\n");
 }
 
 int main(int argc, char **argv)
