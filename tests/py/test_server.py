@@ -822,6 +822,38 @@ def test_64_parallel_clients(server, model, info):
     assert 0 < batches <= good
 
 
+def test_token_budget_does_not_change_vectors(model, info):
+    """With --max-batch-tokens at its minimum (the model's limit) requests are split over
+    many forward calls and packed with other requests' sequences; vectors are unchanged."""
+    pool = TEXTS + fitting_texts(model, min(info["max_length"], 160), (0.5, 0.95))
+    want = cli_vectors(model, pool, ["--no-truncate"])
+    s = Server(model, "--max-batch-tokens", info["max_length"])
+    errors = []
+
+    def client(k):
+        try:
+            idx = [(k * 3 + j) % len(pool) for j in range(10)]
+            status, got = s.post("/embed", {"inputs": [pool[i] for i in idx]})
+            assert status == 200
+            assert_bits_equal(got, want[idx])
+        except Exception as e:
+            errors.append(repr(e))
+
+    try:
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors
+        m = s.metrics()
+        assert m["te_batch_next_tokens_sum"] / m["te_batch_next_tokens_count"] \
+            <= info["max_length"]
+        assert m["te_batch_inference_count"] > 8
+    finally:
+        assert s.close() == 0
+
+
 def test_metrics_format(server):
     server.post("/embed", {"inputs": ["one", "two"]})
     m = server.metrics()

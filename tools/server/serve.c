@@ -107,6 +107,7 @@ typedef struct req_state {
     srv_error pre;
     int too_large;
     const char *allow; /* methods of the matched route, for 405 */
+    char what[96];     /* "POST /embed", for log lines */
     char *body;
     size_t len, cap;
     double t_start;
@@ -174,7 +175,7 @@ static enum MHD_Result send_error(struct MHD_Connection *c, const req_state *st,
     else
         srv_error_json_tei(&b, err);
     srv_metrics_failure(&S.metrics, srv_fail_kind_of(err));
-    slog("%d %s", err->status, err->code ? err->code : err->type);
+    slog("%s -> %d %s", st->what, err->status, err->code ? err->code : err->type);
     const char *hn = NULL, *hv = NULL;
     if (err->status == 401) {
         hn = MHD_HTTP_HEADER_WWW_AUTHENTICATE;
@@ -492,6 +493,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         srv_metrics_gauge_add(&S.metrics, &S.metrics.in_flight, 1);
         char what[256];
         classify(st, url, method, what, sizeof what);
+        snprintf(st->what, sizeof st->what, "%.16s %.64s", method, url);
         return on_first_call(c, st, what);
     }
     if (st->rejected == 2)
@@ -956,8 +958,14 @@ int cmd_serve(int argc, char **argv)
         } else {
             quiet_since = -1;
         }
+        /* A second signal while draining means "now". */
         struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+        int sig = sigtimedwait(&set, NULL, &ts);
+        if (sig == SIGTERM || sig == SIGINT) {
+            slog("second %s: exiting without waiting for %ld request(s)",
+                 sig == SIGTERM ? "SIGTERM" : "SIGINT", atomic_load(&S.in_flight));
+            _exit(1);
+        }
     }
     if (atomic_load(&S.in_flight) > 0)
         slog("shutdown timeout: waiting for %ld request(s) still in flight",
