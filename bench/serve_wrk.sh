@@ -10,12 +10,14 @@
 # Each request embeds ONE text (the case dynamic batching exists for: many clients, one query
 # each), cycling through PubMedQA questions from ../shared (or synthetic sentences without
 # it). Offline throughput is `medembed bench` when the binary has it, else `medembed embed`
-# over the same texts (--batch-size 32), model load time subtracted.
+# over the same texts (--batch-size 32, model load time subtracted); it is measured before
+# and after the server runs, and the share uses the mean (on a shared machine the spread of
+# the two says how far to trust the shares).
 #
 # Environment: BIN (build/medembed), MODEL (a model folder; default: generated SHAPE),
 # SHAPE tiny|mini|small|base (small), N_TEXTS (256), DURATION seconds per run (20),
 # CONNS ("1 8 64"), ROUTE (/embed or /v1/embeddings), THREADS (inference threads, 0 = all),
-# SERVE_ARGS (extra `serve` flags), OUT (bench/out/serve_wrk). Needs Debian's wrk.
+# SERVE_ARGS (extra `serve` flags), OUT (bench/out/serve_wrk). Needs Debian's wrk and curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-build/medembed}
@@ -30,7 +32,9 @@ OUT=${OUT:-bench/out/serve_wrk}
 PY=${PY:-/usr/bin/python3}
 SHARED=${MEDEMBED_SHARED:-../shared}
 
-command -v wrk >/dev/null || { echo "serve_wrk: wrk not found (apt-get install wrk)" >&2; exit 1; }
+for tool in wrk curl; do
+    command -v $tool >/dev/null || { echo "serve_wrk: $tool not found (apt-get install $tool)" >&2; exit 1; }
+done
 [ -x "$BIN" ] || { echo "serve_wrk: $BIN not built (make)" >&2; exit 1; }
 mkdir -p "$OUT"
 
@@ -52,54 +56,38 @@ if [ -z "${MODEL:-}" ]; then
     fi
 fi
 
-# ---- texts: one JSON string per line, and one request body per line
-"$PY" - "$SHARED/data/pubmedqa/queries.jsonl" "$N_TEXTS" "$ROUTE" "$OUT" <<'EOF'
-import json, os, random, sys
-src, n, route, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-texts = []
-if os.path.exists(src):
-    with open(src, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                texts.append(json.loads(line)["text"])
-            if len(texts) == n:
-                break
-else:
-    rng = random.Random(0)
-    words = ("patient study treatment clinical risk blood heart acute chronic therapy dose "
-             "outcome mortality stroke diabetes insulin kidney infection trial cohort").split()
-    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(8, 30))) for _ in range(n)]
-key = "input" if "embeddings" in route else "inputs"
-with open(os.path.join(out, "texts.jsonl"), "w", encoding="utf-8") as f:
-    f.writelines(json.dumps(t) + "\n" for t in texts)
-with open(os.path.join(out, "bodies.txt"), "w", encoding="utf-8") as f:
-    f.writelines(json.dumps({key: t}) + "\n" for t in texts)
-print("serve_wrk: %d texts from %s" % (len(texts), src if os.path.exists(src) else "a generator"),
-      file=sys.stderr)
-EOF
+# ---- texts
+"$PY" bench/serve_wrk_report.py texts "$SHARED/data/pubmedqa/queries.jsonl" "$N_TEXTS" \
+    "$ROUTE" "$OUT"
 n_texts=$(wc -l < "$OUT/texts.jsonl")
 thr_flag=()
 [ "$THREADS" != 0 ] && thr_flag=(--threads "$THREADS")
 
 # ---- offline throughput (texts/s)
 now() { date +%s.%N; }
+offline_src="medembed embed --batch-size 32, load time subtracted"
 if "$BIN" bench --help >/dev/null 2>&1; then
     offline_src="medembed bench"
-    offline=$("$BIN" bench -m "$MODEL" -i "$OUT/texts.jsonl" --input-format jsonl \
-        "${thr_flag[@]}" --json 2>/dev/null | "$PY" -c \
-        'import json,sys; d=json.load(sys.stdin); print(d.get("texts_per_s") or d["texts/s"])') \
-        || offline=""
 fi
-if [ -z "${offline:-}" ]; then
-    offline_src="medembed embed (load time subtracted)"
+offline_run() {
+    if [ "$offline_src" = "medembed bench" ]; then
+        "$BIN" bench -m "$MODEL" -i "$OUT/texts.jsonl" --input-format jsonl "${thr_flag[@]}" \
+            --json 2>/dev/null |
+            "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(d.get("texts_per_s") or d["texts/s"])'
+        return
+    fi
     head -1 "$OUT/texts.jsonl" > "$OUT/one.jsonl"
-    t0=$(now); "$BIN" embed -m "$MODEL" -i "$OUT/one.jsonl" --input-format jsonl \
-        "${thr_flag[@]}" -o /dev/null; t1=$(now)
+    local t0 t1 t2
+    t0=$(now)
+    "$BIN" embed -m "$MODEL" -i "$OUT/one.jsonl" --input-format jsonl "${thr_flag[@]}" -o /dev/null
+    t1=$(now)
     "$BIN" embed -m "$MODEL" -i "$OUT/texts.jsonl" --input-format jsonl --batch-size 32 \
-        "${thr_flag[@]}" -o /dev/null 2>/dev/null; t2=$(now)
-    offline=$("$PY" -c "print($n_texts / max(1e-9, ($t2 - $t1) - ($t1 - $t0)))")
-fi
-echo "serve_wrk: offline: $offline texts/s ($offline_src)" >&2
+        "${thr_flag[@]}" -o /dev/null 2>/dev/null
+    t2=$(now)
+    "$PY" -c "print($n_texts / max(1e-9, ($t2 - $t1) - ($t1 - $t0)))"
+}
+offline_before=$(offline_run)
+echo "serve_wrk: offline: $offline_before texts/s ($offline_src)" >&2
 
 # ---- server
 log="$OUT/serve.log"
@@ -116,38 +104,23 @@ for _ in $(seq 600); do
     sleep 0.1
 done
 url="http://127.0.0.1:$port"
-# warm-up: every text once
-wrk -t1 -c8 -d2s -s bench/serve_wrk.lua "$url" -- "$OUT/bodies.txt" "$ROUTE" >/dev/null
+wrk -t1 -c8 -d2s -s bench/serve_wrk.lua "$url" -- "$OUT/bodies.txt" "$ROUTE" >/dev/null  # warm-up
 
-results="$OUT/results.json"
-echo "[" > "$results"
-first=1
-printf '\n| connections | requests/s | p50 ms | p99 ms | share of offline |\n|---|---|---|---|---|\n'
+runs=()
 for c in $CONNS; do
     raw="$OUT/wrk-c$c.txt"
     wrk -t1 -c"$c" -d"${DURATION}s" --timeout 120s --latency -s bench/serve_wrk.lua "$url" \
         -- "$OUT/bodies.txt" "$ROUTE" > "$raw"
-    row=$("$PY" - "$raw" "$c" "$offline" <<'EOF'
-import json, re, sys
-text, c, offline = open(sys.argv[1]).read(), int(sys.argv[2]), float(sys.argv[3])
-def ms(v, unit):
-    return float(v) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
-lat = {p: ms(v, u) for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M)}
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-errs = re.search(r"Socket errors: (.*)", text)
-r = {"connections": c, "requests_per_s": rps, "p50_ms": lat.get("50"), "p99_ms": lat.get("99"),
-     "share_of_offline": rps / offline, "non_2xx": int(bad.group(1)) if bad else 0,
-     "socket_errors": errs.group(1) if errs else None}
-print(json.dumps(r))
-EOF
-)
-    [ $first = 1 ] || echo "," >> "$results"
-    first=0
-    echo "$row" >> "$results"
-    "$PY" -c 'import json,sys; r=json.loads(sys.argv[1]); print("| %d | %.1f | %.2f | %.2f | %.0f%% |%s" % (r["connections"], r["requests_per_s"], r["p50_ms"], r["p99_ms"], 100*r["share_of_offline"], "" if not (r["non_2xx"] or r["socket_errors"]) else " non-2xx %d, socket errors %s" % (r["non_2xx"], r["socket_errors"])))' "$row"
+    runs+=("$c:$raw")
 done
-echo "]" >> "$results"
-printf '\noffline: %.1f texts/s (%s); model %s; %s texts; %ss per run; route %s; kernels: %s\n' \
-    "$offline" "$offline_src" "$MODEL" "$n_texts" "$DURATION" "$ROUTE" \
-    "$("$BIN" --version | sed 's/.*kernels: //; s/)//')"
+curl -s "$url/metrics" > "$OUT/metrics.txt"
+kill -TERM $srv
+wait $srv 2>/dev/null || true
+trap - EXIT
+
+offline_after=$(offline_run)
+"$PY" bench/serve_wrk_report.py report "$OUT/results.json" "$offline_before" "$offline_after" \
+    "${runs[@]}"
+echo "offline source: $offline_src"
+echo "model $MODEL; $n_texts texts; ${DURATION}s per run; route $ROUTE;" \
+    "kernels $("$BIN" --version | sed 's/.*kernels: //; s/)//'); load average $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -180,6 +180,16 @@ def assert_bits_equal(got, want):
 
 # --------------------------------------------------------------------------- server harness
 
+def _die_with_parent():
+    """preexec_fn: the server gets SIGTERM if pytest itself dies (PR_SET_PDEATHSIG), so a
+    crashed test run leaves no servers behind on a shared machine."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+    except Exception:
+        pass
+
+
 class Server:
     """A running `medembed serve`; stopped (SIGTERM) by close()."""
 
@@ -188,7 +198,7 @@ class Server:
                                                 delete=False)
         cmd = [BIN, "serve", "-m", model, "--port", "0"] + [str(a) for a in args]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=self.logf, env=env)
+                                     stderr=self.logf, env=env, preexec_fn=_die_with_parent)
         self.port = None
         deadline = time.time() + 30
         while time.time() < deadline and self.port is None:
