@@ -180,6 +180,24 @@ def assert_bits_equal(got, want):
 
 # --------------------------------------------------------------------------- server harness
 
+def _clean_env(env=None, leaks=False):
+    """The environment for a child process. tests/run_py.sh preloads the sanitizer runtime
+    into this interpreter for sanitizer builds; an uninstrumented child (node, npm) must not
+    inherit it, and the server (instrumented, and meant to free everything) gets leak
+    checking back."""
+    env = dict(os.environ if env is None else env)
+    env.pop("LD_PRELOAD", None)
+    opts = [o for o in env.get("ASAN_OPTIONS", "").split(":") if o and
+            not o.startswith("detect_leaks=")]
+    if leaks:
+        opts.append("detect_leaks=1")
+    if opts:
+        env["ASAN_OPTIONS"] = ":".join(opts)
+    else:
+        env.pop("ASAN_OPTIONS", None)
+    return env
+
+
 def _die_with_parent():
     """preexec_fn: the server gets SIGTERM if pytest itself dies (PR_SET_PDEATHSIG), so a
     crashed test run leaves no servers behind on a shared machine."""
@@ -198,7 +216,8 @@ class Server:
                                                 delete=False)
         cmd = [BIN, "serve", "-m", model, "--port", "0"] + [str(a) for a in args]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=self.logf, env=env, preexec_fn=_die_with_parent)
+                                     stderr=self.logf, env=_clean_env(env, leaks=True),
+                                     preexec_fn=_die_with_parent)
         self.port = None
         deadline = time.time() + 30
         while time.time() < deadline and self.port is None:
@@ -1051,8 +1070,8 @@ l.medembed_model_free(m)
 def _build_index(model, path, docs):
     """Builds an index through the C API (ctypes, in a child process: a sanitizer build's
     library needs its runtime preloaded, which this interpreter does not have)."""
-    env = dict(os.environ)
-    ldd = subprocess.run(["ldd", LIB], capture_output=True, text=True).stdout
+    env = _clean_env()
+    ldd = subprocess.run(["ldd", LIB], capture_output=True, text=True, env=env).stdout
     m = re.search(r"(\S*libasan\.so\S*) => (\S+)", ldd)
     if m:
         env["LD_PRELOAD"] = m.group(2)
@@ -1138,7 +1157,8 @@ def _openai_npm():
         return None
     try:
         r = subprocess.run(["npm", "install", "--prefix", peers, "--no-audit", "--no-fund",
-                            "--loglevel=error", "openai"], capture_output=True, timeout=180)
+                            "--loglevel=error", "openai"], capture_output=True, timeout=180,
+                           env=_clean_env())
     except subprocess.TimeoutExpired:
         return None
     return pkg if r.returncode == 0 and os.path.isdir(pkg) else None
@@ -1154,7 +1174,7 @@ def test_openai_npm_client(server, model):
     with open(script, "w") as f:
         f.write(NODE_SCRIPT)
     r = subprocess.run(["node", script, pkg, "http://127.0.0.1:%d/v1" % server.port,
-                        json.dumps(texts)], capture_output=True, timeout=120)
+                        json.dumps(texts)], capture_output=True, timeout=120, env=_clean_env())
     shutil.rmtree(os.path.dirname(script), ignore_errors=True)
     assert r.returncode == 0, r.stderr.decode("utf-8", "replace")
     out = json.loads(r.stdout)
