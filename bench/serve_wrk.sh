@@ -10,14 +10,17 @@
 # Each request embeds ONE text (the case dynamic batching exists for: many clients, one query
 # each), cycling through PubMedQA questions from ../shared (or synthetic sentences without
 # it). Offline throughput is `medembed bench` when the binary has it, else `medembed embed`
-# over the same texts (--batch-size 32, model load time subtracted); it is measured before
-# and after the server runs, and the share uses the mean (on a shared machine the spread of
-# the two says how far to trust the shares).
+# over the same texts (--batch-size 32, model load time subtracted). It is measured right
+# before and right after each wrk run, and each run's share uses the mean of its two: on a
+# shared machine the load drifts, and the spread of the pair says how far to trust a share.
+# (The server idles while offline runs, and offline runs while the server idles.)
 #
 # Environment: BIN (build/medembed), MODEL (a model folder; default: generated SHAPE),
 # SHAPE tiny|mini|small|base (small), N_TEXTS (256), DURATION seconds per run (20),
 # CONNS ("1 8 64"), ROUTE (/embed or /v1/embeddings), THREADS (inference threads, 0 = all),
-# SERVE_ARGS (extra `serve` flags), OUT (bench/out/serve_wrk). Needs Debian's wrk and curl.
+# SERVE_ARGS (extra `serve` flags), OFFLINE_SECONDS (about how long each offline measurement
+# runs, 10; the texts are repeated to fill it), OUT (bench/out/serve_wrk). Needs Debian's wrk
+# and curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-build/medembed}
@@ -29,6 +32,7 @@ ROUTE=${ROUTE:-/embed}
 THREADS=${THREADS:-0}
 SERVE_ARGS=${SERVE_ARGS:-}
 OUT=${OUT:-bench/out/serve_wrk}
+OFFLINE_SECONDS=${OFFLINE_SECONDS:-10}
 PY=${PY:-/usr/bin/python3}
 SHARED=${MEDEMBED_SHARED:-../shared}
 
@@ -69,9 +73,11 @@ offline_src="medembed embed --batch-size 32, load time subtracted"
 if "$BIN" bench --help >/dev/null 2>&1; then
     offline_src="medembed bench"
 fi
+offline_input="$OUT/texts.jsonl"
+n_offline=$n_texts
 offline_run() {
     if [ "$offline_src" = "medembed bench" ]; then
-        "$BIN" bench -m "$MODEL" -i "$OUT/texts.jsonl" --input-format jsonl "${thr_flag[@]}" \
+        "$BIN" bench -m "$MODEL" -i "$offline_input" --input-format jsonl "${thr_flag[@]}" \
             --json 2>/dev/null |
             "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(d.get("texts_per_s") or d["texts/s"])'
         return
@@ -81,13 +87,18 @@ offline_run() {
     t0=$(now)
     "$BIN" embed -m "$MODEL" -i "$OUT/one.jsonl" --input-format jsonl "${thr_flag[@]}" -o /dev/null
     t1=$(now)
-    "$BIN" embed -m "$MODEL" -i "$OUT/texts.jsonl" --input-format jsonl --batch-size 32 \
+    "$BIN" embed -m "$MODEL" -i "$offline_input" --input-format jsonl --batch-size 32 \
         "${thr_flag[@]}" -o /dev/null 2>/dev/null
     t2=$(now)
-    "$PY" -c "print($n_texts / max(1e-9, ($t2 - $t1) - ($t1 - $t0)))"
+    "$PY" -c "print($n_offline / max(1e-9, ($t2 - $t1) - ($t1 - $t0)))"
 }
-offline_before=$(offline_run)
-echo "serve_wrk: offline: $offline_before texts/s ($offline_src)" >&2
+# a first run warms the page cache and sizes the repeated input to about OFFLINE_SECONDS
+rate=$(offline_run)
+reps=$("$PY" -c "print(max(1, round($OFFLINE_SECONDS * $rate / $n_texts)))")
+for _ in $(seq "$reps"); do cat "$OUT/texts.jsonl"; done > "$OUT/offline.jsonl"
+offline_input="$OUT/offline.jsonl"
+n_offline=$((n_texts * reps))
+echo "serve_wrk: offline reference: $offline_src" >&2
 
 # ---- server
 log="$OUT/serve.log"
@@ -109,18 +120,19 @@ wrk -t1 -c8 -d2s -s bench/serve_wrk.lua "$url" -- "$OUT/bodies.txt" "$ROUTE" >/d
 runs=()
 for c in $CONNS; do
     raw="$OUT/wrk-c$c.txt"
+    before=$(offline_run)
     wrk -t1 -c"$c" -d"${DURATION}s" --timeout 120s --latency -s bench/serve_wrk.lua "$url" \
         -- "$OUT/bodies.txt" "$ROUTE" > "$raw"
-    runs+=("$c:$raw")
+    after=$(offline_run)
+    echo "serve_wrk: c=$c: $(grep Requests/sec "$raw"), offline $before / $after texts/s" >&2
+    runs+=("$c:$raw:$before:$after")
 done
 curl -s "$url/metrics" > "$OUT/metrics.txt"
 kill -TERM $srv
 wait $srv 2>/dev/null || true
 trap - EXIT
 
-offline_after=$(offline_run)
-"$PY" bench/serve_wrk_report.py report "$OUT/results.json" "$offline_before" "$offline_after" \
-    "${runs[@]}"
+"$PY" bench/serve_wrk_report.py report "$OUT/results.json" "${runs[@]}"
 echo "offline source: $offline_src"
 echo "model $MODEL; $n_texts texts; ${DURATION}s per run; route $ROUTE;" \
     "kernels $("$BIN" --version | sed 's/.*kernels: //; s/)//'); load average $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -4,8 +4,9 @@
     serve_wrk_report.py texts SRC N ROUTE OUTDIR
         writes OUTDIR/texts.jsonl (JSON strings) and OUTDIR/bodies.txt (one request body
         per line) from the first N PubMedQA questions in SRC, or from a generator.
-    serve_wrk_report.py report RESULTS.json OFFLINE_BEFORE OFFLINE_AFTER C:WRK_OUT ...
-        parses wrk --latency outputs, prints the markdown table, writes RESULTS.json.
+    serve_wrk_report.py report RESULTS.json C:WRK_OUT:OFFLINE_BEFORE:OFFLINE_AFTER ...
+        parses wrk --latency outputs, prints the markdown table, writes RESULTS.json; each
+        run's share of offline uses the mean of the offline runs just before and after it.
 """
 import json
 import os
@@ -43,13 +44,15 @@ def to_ms(v, unit):
     return float(v) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
 
 
-def report(out, before, after, runs):
-    offline = (before + after) / 2
+def report(out, runs):
     rows = []
-    print("\n| connections | requests/s | p50 ms | p99 ms | share of offline |")
-    print("|---|---|---|---|---|")
+    print("\n| connections | requests/s | p50 ms | p99 ms | offline texts/s (before, after) "
+          "| share of offline |")
+    print("|---|---|---|---|---|---|")
     for arg in runs:
-        c, path = arg.split(":", 1)
+        c, path, before, after = arg.rsplit(":", 3)
+        before, after = float(before), float(after)
+        offline = (before + after) / 2
         with open(path) as f:
             text = f.read()
         lat = {p: to_ms(v, u) for p, v, u in
@@ -58,26 +61,24 @@ def report(out, before, after, runs):
         bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
         errs = re.search(r"Socket errors: (.*)", text)
         r = {"connections": int(c), "requests_per_s": rps, "p50_ms": lat.get("50"),
-             "p99_ms": lat.get("99"), "share_of_offline": rps / offline,
-             "non_2xx": int(bad.group(1)) if bad else 0,
+             "p99_ms": lat.get("99"), "offline_before": before, "offline_after": after,
+             "share_of_offline": rps / offline, "non_2xx": int(bad.group(1)) if bad else 0,
              "socket_errors": errs.group(1) if errs else None}
         rows.append(r)
         note = ""
         if r["non_2xx"] or r["socket_errors"]:
             note = " non-2xx %d, socket errors %s" % (r["non_2xx"], r["socket_errors"])
-        print("| %d | %.1f | %.2f | %.2f | %.0f%% |%s" % (r["connections"], rps, r["p50_ms"],
-                                                         r["p99_ms"], 100 * rps / offline, note))
+        print("| %d | %.1f | %.1f | %.1f | %.1f (%.1f, %.1f) | %.0f%% |%s"
+              % (r["connections"], rps, r["p50_ms"], r["p99_ms"], offline, before, after,
+                 100 * rps / offline, note))
     with open(out, "w") as f:
-        json.dump({"offline_texts_per_s": offline, "offline_before": before,
-                   "offline_after": after, "runs": rows}, f, indent=1)
-    print("\noffline: %.1f texts/s (before the server runs %.1f, after %.1f)"
-          % (offline, before, after))
+        json.dump({"runs": rows}, f, indent=1)
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "texts":
         texts(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
     elif sys.argv[1] == "report":
-        report(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), sys.argv[5:])
+        report(sys.argv[2], sys.argv[3:])
     else:
         sys.exit(__doc__)
