@@ -86,6 +86,7 @@ int cmd_info(int argc, char **argv);
 int cmd_index(int argc, char **argv);  /* cmd_index.c */
 int cmd_search(int argc, char **argv); /* cmd_search.c */
 int cmd_eval(int argc, char **argv);   /* cmd_eval.c */
+int cmd_serve(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 
 #endif

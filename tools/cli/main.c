@@ -19,6 +19,7 @@ static const command COMMANDS[] = {
     {"index", cmd_index, "build, extend, prune or describe a search index (SQLite file)"},
     {"search", cmd_search, "query an index: JSONL hits with id, score, chunk span, rank"},
     {"eval", cmd_eval, "score retrieval on a BEIR folder (nDCG@10, MAP, MRR, recall, P)"},
+    {"serve", cmd_serve, "HTTP server: OpenAI /v1/embeddings + TEI /embed, dynamic batching"},
     {"pull", cmd_pull, "download a model from the Hugging Face hub into the cache"},
 };
 

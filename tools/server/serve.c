@@ -1,0 +1,983 @@
+/*
+ * serve.c - `medembed serve`: an HTTP server speaking the OpenAI embeddings
+ * API and Hugging Face text-embeddings-inference (TEI), on libmicrohttpd.
+ *
+ * Threads:
+ *   - libmicrohttpd's listener plus one thread per connection
+ *     (MHD_USE_THREAD_PER_CONNECTION). A connection thread reads the body,
+ *     parses it (request.c), tokenizes it (prepare.c) and blocks in
+ *     srv_batcher_run() until its vectors are ready. Blocking is the point:
+ *     it keeps the code straight-line and bounds work by connections, which
+ *     --max-concurrent-requests caps (429 beyond it).
+ *   - the batcher (batcher.c), which owns the one medembed_ctx.
+ *   - a loader thread, so the port answers (/health 503) while the model
+ *     loads.
+ *   - main, which waits for SIGTERM/SIGINT with sigwait(): no async-signal
+ *     handler anywhere.
+ *
+ * Shutdown (SIGTERM/SIGINT): stop accepting (MHD_quiesce_daemon), answer
+ * every request already received (responses then carry Connection: close),
+ * wait until none has been in flight for a short quiet period (bounded by
+ * --shutdown-timeout), then stop.
+ *
+ * Privacy: request texts are never logged unless --log-inputs is given;
+ * error log lines carry the status and error code, not messages (a JSON
+ * syntax error message can quote the input).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../cli/cli.h"
+#include "batcher.h"
+#include "metrics.h"
+#include "prepare.h"
+#include "request.h"
+#include "response.h"
+#include "search.h"
+
+/* ------------------------------------------------------------ state */
+
+typedef struct server {
+    /* Options. */
+    const char *model_arg;
+    const char *host;
+    long port;
+    const char *api_key;
+    size_t api_key_len;
+    long max_batch_tokens;
+    long max_client_batch;
+    long max_concurrent;
+    long payload_limit;
+    int auto_truncate;
+    const char *index_path;
+    int log_inputs;
+    long threads;
+    int dtype;
+    long shutdown_timeout;
+
+    /* Written by the loader before `ready` is set (release), read by
+     * handlers after they see it (acquire). */
+    srv_model model;
+    srv_batcher *batcher;
+    srv_search *search;
+    srv_limits limits;
+    char *info_body;
+    atomic_int ready;
+    atomic_int load_failed;
+
+    atomic_int draining;
+    atomic_long slots;     /* requests holding a concurrency slot */
+    atomic_long in_flight; /* requests between first callback and completion */
+    srv_metrics metrics;
+    pthread_t main_thread;
+} server;
+
+static server S;
+
+typedef enum kind {
+    K_NONE = 0,
+    K_INFER,    /* POST embeddings / search: take a slot */
+    K_TOKENIZE, /* POST /tokenize */
+    K_HEALTH,
+    K_INFO,
+    K_METRICS,
+    K_NOT_FOUND,
+    K_BAD_METHOD
+} kind;
+
+typedef struct req_state {
+    kind kind;
+    srv_route route;
+    int has_slot;
+    int counted; /* in_flight was incremented */
+    int rejected; /* pre-decided error in `pre` */
+    srv_error pre;
+    int too_large;
+    const char *allow; /* methods of the matched route, for 405 */
+    char what[96];     /* "POST /embed", for log lines */
+    char *body;
+    size_t len, cap;
+    double t_start;
+} req_state;
+
+static void slog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void slog(const char *fmt, ...)
+{
+    char ts[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s medembed serve: ", ts);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* ------------------------------------------------------------ responses */
+
+static enum MHD_Result send_body(struct MHD_Connection *c, unsigned status, srv_buf *b,
+                                 const char *ctype, const char *extra_name,
+                                 const char *extra_value)
+{
+    struct MHD_Response *resp;
+    if (b->oom) {
+        srv_buf_free(b);
+        static const char oom[] = "{\"error\":\"out of memory\",\"error_type\":\"Backend\"}";
+        resp = MHD_create_response_from_buffer(sizeof oom - 1, (void *)oom,
+                                               MHD_RESPMEM_PERSISTENT);
+        status = 500;
+        ctype = "application/json";
+    } else if (b->p) {
+        resp = MHD_create_response_from_buffer(b->len, b->p, MHD_RESPMEM_MUST_FREE);
+        if (resp)
+            memset(b, 0, sizeof *b); /* MHD owns the bytes now */
+    } else {
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    }
+    if (!resp) {
+        srv_buf_free(b);
+        return MHD_NO;
+    }
+    if (ctype)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    if (extra_name)
+        MHD_add_response_header(resp, extra_name, extra_value);
+    if (atomic_load(&S.draining))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ret = MHD_queue_response(c, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* Sends err in the route's shape and counts it. */
+static enum MHD_Result send_error(struct MHD_Connection *c, const req_state *st,
+                                  const srv_error *err)
+{
+    srv_buf b = {0};
+    if (st->kind == K_INFER && st->route == SRV_ROUTE_OPENAI)
+        srv_error_json_openai(&b, err);
+    else
+        srv_error_json_tei(&b, err);
+    srv_metrics_failure(&S.metrics, srv_fail_kind_of(err));
+    slog("%s -> %d %s", st->what, err->status, err->code ? err->code : err->type);
+    const char *hn = NULL, *hv = NULL;
+    if (err->status == 401) {
+        hn = MHD_HTTP_HEADER_WWW_AUTHENTICATE;
+        hv = "Bearer";
+    } else if (err->status == 429 || err->status == 503) {
+        hn = MHD_HTTP_HEADER_RETRY_AFTER;
+        hv = "1";
+    } else if (err->status == 405) {
+        hn = MHD_HTTP_HEADER_ALLOW;
+        hv = st->allow ? st->allow : "GET, HEAD, POST";
+    }
+    return send_body(c, (unsigned)err->status, &b, "application/json", hn, hv);
+}
+
+/* ------------------------------------------------------------ routing */
+
+static int is_ready(void)
+{
+    return atomic_load_explicit(&S.ready, memory_order_acquire);
+}
+
+/* Constant-time check of "Authorization: Bearer KEY": the loop length
+ * depends only on the configured key, never on where a guess differs. */
+static int auth_ok(struct MHD_Connection *c)
+{
+    if (!S.api_key)
+        return 1;
+    const char *h =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return 0;
+    const char *tok = h + 7;
+    size_t n = strlen(tok);
+    volatile unsigned diff = (unsigned)(n != S.api_key_len);
+    for (size_t i = 0; i < S.api_key_len; i++) {
+        unsigned char g = i < n ? (unsigned char)tok[i] : 0;
+        diff |= (unsigned)((unsigned char)S.api_key[i] ^ g);
+    }
+    return diff == 0;
+}
+
+static void classify(req_state *st, const char *url, const char *method,
+                     char *what, size_t what_len)
+{
+    int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    int post = strcmp(method, "POST") == 0;
+    static const struct {
+        const char *path;
+        kind get_kind, post_kind;
+        srv_route route;
+    } routes[] = {
+        {"/v1/embeddings", K_BAD_METHOD, K_INFER, SRV_ROUTE_OPENAI},
+        {"/embeddings", K_BAD_METHOD, K_INFER, SRV_ROUTE_OPENAI},
+        {"/embed", K_BAD_METHOD, K_INFER, SRV_ROUTE_EMBED},
+        {"/", K_HEALTH, K_INFER, SRV_ROUTE_EMBED},
+        {"/tokenize", K_BAD_METHOD, K_TOKENIZE, SRV_ROUTE_TOKENIZE},
+        {"/search", K_BAD_METHOD, K_INFER, SRV_ROUTE_SEARCH},
+        {"/health", K_HEALTH, K_BAD_METHOD, SRV_ROUTE_EMBED},
+        {"/info", K_INFO, K_BAD_METHOD, SRV_ROUTE_EMBED},
+        {"/metrics", K_METRICS, K_BAD_METHOD, SRV_ROUTE_EMBED},
+    };
+    st->kind = K_NOT_FOUND;
+    st->route = SRV_ROUTE_EMBED;
+    snprintf(what, what_len, "%.16s %.200s", method, url);
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (strcmp(url, routes[i].path) != 0)
+            continue;
+        st->route = routes[i].route;
+        st->kind = get ? routes[i].get_kind : post ? routes[i].post_kind : K_BAD_METHOD;
+        st->allow = routes[i].get_kind == K_BAD_METHOD    ? "POST"
+                    : routes[i].post_kind == K_BAD_METHOD ? "GET, HEAD"
+                                                          : "GET, HEAD, POST";
+        return;
+    }
+}
+
+/* ------------------------------------------------------------ handlers */
+
+static enum MHD_Result handle_health(struct MHD_Connection *c, req_state *st)
+{
+    if (!is_ready()) {
+        srv_error e;
+        srv_fail(&e, 503, "Unhealthy", NULL, "model_loading",
+                 atomic_load(&S.load_failed) ? "the model failed to load"
+                                             : "the model is loading");
+        return send_error(c, st, &e);
+    }
+    srv_buf b = {0};
+    return send_body(c, 200, &b, NULL, NULL, NULL);
+}
+
+static enum MHD_Result handle_info(struct MHD_Connection *c, req_state *st)
+{
+    srv_buf b = {0};
+    srv_buf_puts(&b, S.info_body);
+    return send_body(c, 200, &b, "application/json", NULL, NULL);
+}
+
+static enum MHD_Result handle_metrics(struct MHD_Connection *c)
+{
+    srv_buf b = {0};
+    srv_metrics_render(&S.metrics, &b, is_ready() ? S.model.id : "",
+                       medembed_version());
+    return send_body(c, 200, &b, "text/plain; version=0.0.4; charset=utf-8", NULL, NULL);
+}
+
+static int client_fd(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? (int)ci->connect_fd : -1;
+}
+
+static void log_inputs(const srv_request *r)
+{
+    for (int32_t i = 0; i < r->n; i++) {
+        if (r->inputs[i].text)
+            fprintf(stderr, "medembed serve: input %d: %.*s\n", i, (int)r->inputs[i].len,
+                    r->inputs[i].text);
+        else
+            fprintf(stderr, "medembed serve: input %d: %d token ids\n", i,
+                    r->inputs[i].n_ids);
+    }
+}
+
+/* POST /v1/embeddings, /embed, /search: parse, tokenize, batch, answer. */
+static enum MHD_Result handle_infer(struct MHD_Connection *c, req_state *st)
+{
+    srv_request r;
+    srv_error e;
+    if (srv_request_parse(st->route, st->body, st->len, &S.limits, &r, &e) != 0) {
+        srv_metrics_request(&S.metrics, (int)st->route, 0);
+        return send_error(c, st, &e);
+    }
+    srv_metrics_request(&S.metrics, (int)st->route, !r.single);
+    if (S.log_inputs)
+        log_inputs(&r);
+    if (st->route == SRV_ROUTE_SEARCH && !S.search) {
+        srv_request_free(&r);
+        srv_fail(&e, 404, "Validation", NULL, "no_index",
+                 "POST /search needs the server to be started with --index INDEX");
+        return send_error(c, st, &e);
+    }
+    if (st->route == SRV_ROUTE_SEARCH)
+        r.truncate = 1; /* a long query is cut, as a search box would */
+
+    double t0 = srv_now();
+    srv_prepared p;
+    if (srv_prepare(&S.model, &r, S.auto_truncate, &p, &e) != 0) {
+        srv_request_free(&r);
+        return send_error(c, st, &e);
+    }
+    double t_tok = srv_now() - t0;
+    srv_metrics_observe(&S.metrics, SRV_H_TOKENIZATION_DURATION, t_tok);
+    for (int32_t i = 0; i < p.n; i++)
+        srv_metrics_observe(&S.metrics, SRV_H_INPUT_LENGTH, p.lens[i]);
+
+    float *vecs = malloc(sizeof *vecs * (size_t)p.n * (size_t)S.model.dim);
+    if (!vecs) {
+        srv_prepared_free(&p);
+        srv_request_free(&r);
+        srv_fail(&e, 500, "Backend", NULL, "out_of_memory", "out of memory");
+        return send_error(c, st, &e);
+    }
+    srv_job job;
+    memset(&job, 0, sizeof job);
+    job.n = p.n;
+    job.ids = p.ids;
+    job.lens = p.lens;
+    job.texts = p.text_mode ? p.texts : NULL;
+    job.text_lens = p.text_lens;
+    job.prompt = p.prompt;
+    job.flags = p.flags;
+    job.fd = client_fd(c);
+    job.out = vecs;
+    srv_batcher_run(S.batcher, &job);
+    srv_metrics_observe(&S.metrics, SRV_H_QUEUE_DURATION, job.queue_seconds);
+    srv_metrics_observe(&S.metrics, SRV_H_INFERENCE_DURATION, job.infer_seconds);
+
+    enum MHD_Result ret;
+    if (job.status == SRV_JOB_CANCELLED) {
+        srv_metrics_failure(&S.metrics, SRV_FAIL_DISCONNECTED);
+        ret = MHD_NO; /* nobody to answer: close the connection */
+    } else if (job.status == SRV_JOB_FAILED) {
+        srv_fail(&e, 500, "Backend", NULL, "inference_failed", "%s", job.err);
+        ret = send_error(c, st, &e);
+    } else {
+        int32_t d = S.model.dim;
+        /* A search query stays exactly as the library embeds it, as the
+         * index's vectors do. */
+        if (st->route != SRV_ROUTE_SEARCH)
+            srv_postprocess(&S.model, &r, &p, vecs, p.n, &d);
+        srv_buf b = {0};
+        if (st->route == SRV_ROUTE_OPENAI) {
+            srv_openai_response(&b, vecs, p.n, d, r.base64, S.model.id, p.n_tokens);
+        } else if (st->route == SRV_ROUTE_EMBED) {
+            srv_tei_embed_response(&b, vecs, p.n, d);
+        } else if (srv_search_respond(S.search, &r, vecs, &b, &e) != 0) {
+            srv_buf_free(&b);
+            ret = send_error(c, st, &e);
+            goto done;
+        }
+        srv_metrics_success(&S.metrics, (int)st->route, !r.single, p.n, p.n_tokens);
+        srv_metrics_observe(&S.metrics, SRV_H_REQUEST_DURATION, srv_now() - st->t_start);
+        ret = send_body(c, 200, &b, "application/json", NULL, NULL);
+    }
+done:
+    free(vecs);
+    srv_prepared_free(&p);
+    srv_request_free(&r);
+    return ret;
+}
+
+static enum MHD_Result handle_tokenize(struct MHD_Connection *c, req_state *st)
+{
+    srv_request r;
+    srv_error e;
+    if (srv_request_parse(SRV_ROUTE_TOKENIZE, st->body, st->len, &S.limits, &r, &e) != 0) {
+        srv_metrics_request(&S.metrics, SRV_ROUTE_TOKENIZE, 0);
+        return send_error(c, st, &e);
+    }
+    srv_metrics_request(&S.metrics, SRV_ROUTE_TOKENIZE, !r.single);
+    if (S.log_inputs)
+        log_inputs(&r);
+    srv_buf b = {0};
+    double t0 = srv_now();
+    if (srv_tokenize_response(&S.model, &r, &b, &e) != 0) {
+        srv_buf_free(&b);
+        srv_request_free(&r);
+        return send_error(c, st, &e);
+    }
+    srv_metrics_observe(&S.metrics, SRV_H_TOKENIZATION_DURATION, srv_now() - t0);
+    srv_metrics_success(&S.metrics, SRV_ROUTE_TOKENIZE, !r.single, r.n, 0);
+    srv_request_free(&r);
+    return send_body(c, 200, &b, "application/json", NULL, NULL);
+}
+
+/* ------------------------------------------------------------ MHD callbacks */
+
+/* First call of a request: route it and decide the errors that need no
+ * body (503, 401, 413 by Content-Length, 429). */
+static enum MHD_Result on_first_call(struct MHD_Connection *c, req_state *st,
+                                     const char *what)
+{
+    srv_error *e = &st->pre;
+    if (st->kind == K_NOT_FOUND) {
+        st->rejected = 1;
+        srv_fail(e, 404, "NotFound", NULL, "not_found", "no route for %s", what);
+        return MHD_YES;
+    }
+    if (st->kind == K_BAD_METHOD) {
+        st->rejected = 1;
+        srv_fail(e, 405, "Validation", NULL, "method_not_allowed",
+                 "%s: method not allowed (allowed: %s)", what, st->allow);
+        return MHD_YES;
+    }
+    if (st->kind == K_HEALTH || st->kind == K_METRICS)
+        return MHD_YES; /* public, as in TEI */
+    if (!auth_ok(c)) {
+        st->rejected = 1;
+        srv_fail(e, 401, "Unauthorized", NULL, "invalid_api_key",
+                 "missing or wrong API key: send the header \"Authorization: Bearer KEY\"");
+        return MHD_YES;
+    }
+    if (!is_ready()) {
+        st->rejected = 1;
+        srv_fail(e, 503, "Unhealthy", NULL, "model_loading", "the model is loading");
+        return MHD_YES;
+    }
+    const char *cl =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long long v = strtoull(cl, &end, 10);
+        if (errno == 0 && end != cl && v > (unsigned long long)S.payload_limit) {
+            /* Answer now rather than read megabytes; MHD closes the
+             * connection afterwards since the body is left unread. */
+            srv_error pe;
+            srv_fail(&pe, 413, "Validation", NULL, "payload_too_large",
+                     "the request body is %llu bytes, over the payload limit of %ld bytes", v,
+                     S.payload_limit);
+            st->rejected = 2; /* already answered */
+            return send_error(c, st, &pe);
+        }
+    }
+    if (st->kind == K_INFER) {
+        long n = atomic_fetch_add(&S.slots, 1);
+        st->has_slot = 1;
+        if (n >= S.max_concurrent) {
+            st->rejected = 1;
+            srv_fail(e, 429, "Overloaded", NULL, "rate_limit_exceeded",
+                     "Model is overloaded: %ld concurrent requests is the limit "
+                     "(--max-concurrent-requests)",
+                     S.max_concurrent);
+        }
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    req_state *st = *con_cls;
+    if (!st) {
+        st = calloc(1, sizeof *st);
+        if (!st)
+            return MHD_NO;
+        *con_cls = st;
+        st->t_start = srv_now();
+        st->counted = 1;
+        atomic_fetch_add(&S.in_flight, 1);
+        srv_metrics_gauge_add(&S.metrics, &S.metrics.in_flight, 1);
+        char what[256];
+        classify(st, url, method, what, sizeof what);
+        snprintf(st->what, sizeof st->what, "%.16s %.64s", method, url);
+        return on_first_call(c, st, what);
+    }
+    if (st->rejected == 2)
+        return MHD_YES;
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (st->rejected || st->too_large)
+            return MHD_YES; /* read and drop: the answer is already decided */
+        if (st->len + n > (size_t)S.payload_limit) {
+            st->too_large = 1;
+            free(st->body);
+            st->body = NULL;
+            st->len = st->cap = 0;
+            return MHD_YES;
+        }
+        if (st->len + n > st->cap) {
+            size_t cap = st->cap ? st->cap : 4096;
+            while (cap < st->len + n)
+                cap *= 2;
+            char *p = realloc(st->body, cap);
+            if (!p)
+                return MHD_NO;
+            st->body = p;
+            st->cap = cap;
+        }
+        memcpy(st->body + st->len, upload_data, n);
+        st->len += n;
+        return MHD_YES;
+    }
+    /* The whole request is in. */
+    if (st->rejected)
+        return send_error(c, st, &st->pre);
+    if (st->too_large) {
+        srv_error e;
+        srv_fail(&e, 413, "Validation", NULL, "payload_too_large",
+                 "the request body is over the payload limit of %ld bytes", S.payload_limit);
+        return send_error(c, st, &e);
+    }
+    switch (st->kind) {
+    case K_HEALTH:
+        return handle_health(c, st);
+    case K_METRICS:
+        return handle_metrics(c);
+    case K_INFO:
+        return handle_info(c, st);
+    case K_TOKENIZE:
+        return handle_tokenize(c, st);
+    case K_INFER:
+        return handle_infer(c, st);
+    default:
+        return MHD_NO;
+    }
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    req_state *st = *con_cls;
+    if (!st)
+        return;
+    if (st->has_slot)
+        atomic_fetch_sub(&S.slots, 1);
+    if (st->counted) {
+        srv_metrics_gauge_add(&S.metrics, &S.metrics.in_flight, -1);
+        atomic_fetch_sub(&S.in_flight, 1);
+    }
+    free(st->body);
+    free(st);
+    *con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = 0;
+    slog("libmicrohttpd: %s", msg);
+}
+
+/* ------------------------------------------------------------ loading */
+
+static char *build_info(void)
+{
+    srv_buf b = {0};
+    json_t *mi = json_loads(S.model.info_json, 0, NULL);
+    const char *pool = mi ? json_string_value(json_object_get(mi, "pooling")) : NULL;
+    const char *dt = mi ? json_string_value(json_object_get(mi, "dtype")) : NULL;
+    const char *dtype = !dt                        ? "float32"
+                        : strcmp(dt, "bf16") == 0  ? "bfloat16"
+                        : strcmp(dt, "int8") == 0  ? "int8"
+                                                   : "float32";
+    srv_buf_puts(&b, "{\"model_id\":");
+    srv_buf_json_string(&b, S.model.id, strlen(S.model.id));
+    srv_buf_printf(&b, ",\"model_sha\":null,\"model_dtype\":\"%s\","
+                       "\"model_type\":{\"embedding\":{\"pooling\":",
+                   dtype);
+    srv_buf_json_string(&b, pool ? pool : "cls", strlen(pool ? pool : "cls"));
+    srv_buf_printf(&b,
+                   "}},\"max_concurrent_requests\":%ld,\"max_input_length\":%d,"
+                   "\"max_batch_tokens\":%ld,\"max_batch_requests\":null,"
+                   "\"max_client_batch_size\":%ld,\"auto_truncate\":%s,"
+                   "\"tokenization_workers\":%ld,\"version\":\"%s\",\"sha\":null,"
+                   "\"docker_label\":null,\"dim\":%d,\"index\":%s,\"medembed\":%s}",
+                   S.max_concurrent, S.model.max_length, S.max_batch_tokens, S.max_client_batch,
+                   S.auto_truncate ? "true" : "false", S.max_concurrent, medembed_version(),
+                   S.model.dim, S.search ? "true" : "false", S.model.info_json);
+    json_decref(mi);
+    if (b.oom) {
+        srv_buf_free(&b);
+        return NULL;
+    }
+    return b.p;
+}
+
+static void *loader_main(void *arg)
+{
+    medembed_model *m = NULL;
+    medembed_ctx *ctx = NULL;
+    if (cli_load_model(S.model_arg, S.dtype, 0, &m) != 0)
+        goto fail;
+    if (srv_model_init(&S.model, m, S.model_arg) != 0) {
+        cli_error("out of memory after loading the model");
+        goto fail;
+    }
+    m = NULL; /* S.model owns it */
+    if (S.max_batch_tokens < S.model.max_length) {
+        cli_error("--max-batch-tokens %ld is below the model's input limit of %d tokens; "
+                  "raise it to at least %d",
+                  S.max_batch_tokens, S.model.max_length, S.model.max_length);
+        goto fail;
+    }
+    if (medembed_ctx_create(S.model.m, (int32_t)S.threads, &ctx) != MEDEMBED_OK) {
+        cli_error("cannot create a context (out of memory?)");
+        goto fail;
+    }
+    if (S.index_path) {
+        char err[512];
+        if (srv_search_open(S.index_path, S.model.m, &S.search, err, sizeof err) != 0) {
+            cli_error("--index %s: %s", S.index_path, err);
+            goto fail;
+        }
+    }
+    S.limits.max_client_batch = (int32_t)S.max_client_batch;
+    S.limits.dim = S.model.dim;
+    S.limits.vocab_size = S.model.vocab_size;
+    S.limits.max_k = 10000;
+    S.limits.max_filters = 64;
+    S.info_body = build_info();
+    if (!S.info_body) {
+        cli_error("out of memory");
+        goto fail;
+    }
+    if (srv_batcher_create(ctx, S.model.dim, (int32_t)S.max_batch_tokens, &S.metrics,
+                           &S.batcher) != 0) {
+        cli_error("cannot start the batching thread");
+        goto fail;
+    }
+    slog("model %s loaded: dim %d, max %d tokens, %d threads, kernels %s", S.model.id,
+         S.model.dim, S.model.max_length, (int)medembed_ctx_threads(ctx), medembed_isa());
+    ctx = NULL; /* the batcher owns it */
+    atomic_store_explicit(&S.ready, 1, memory_order_release);
+    pthread_kill(S.main_thread, SIGUSR1);
+    return NULL;
+fail:
+    medembed_ctx_free(ctx);
+    medembed_model_free(m);
+    atomic_store(&S.load_failed, 1);
+    pthread_kill(S.main_thread, SIGUSR1);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ options */
+
+static void serve_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: medembed serve -m MODEL_DIR [options]\n"
+            "  HTTP server with the OpenAI embeddings API (POST /v1/embeddings) and Hugging\n"
+            "  Face text-embeddings-inference routes (POST /embed, /tokenize; GET /info,\n"
+            "  /health, /metrics), batching concurrent requests into shared forward passes.\n"
+            "  -m, --model DIR                 model folder\n"
+            "      --host ADDR                 address to bind (default 127.0.0.1)\n"
+            "      --port N                    TCP port (default 8080; 0 = any free port)\n"
+            "      --api-key KEY               require \"Authorization: Bearer KEY\" (or set\n"
+            "                                  MEDEMBED_API_KEY); /health and /metrics stay open\n"
+            "      --max-batch-tokens N        tokens per forward pass (default 16384)\n"
+            "      --max-client-batch-size N   inputs per request (default 32)\n"
+            "      --max-concurrent-requests N requests in progress before 429 (default 512)\n"
+            "      --payload-limit BYTES       request body limit (default 2000000)\n"
+            "      --auto-truncate true|false  truncate long inputs when a request does not\n"
+            "                                  say (default false: 422, as TEI)\n"
+            "      --index INDEX               serve POST /search over this index\n"
+            "      --threads N                 inference threads (default: all CPUs)\n"
+            "      --dtype f32|bf16|int8       compute precision (default f32)\n"
+            "      --shutdown-timeout S        on SIGTERM, wait at most S seconds for\n"
+            "                                  requests in flight (default 30)\n"
+            "      --log-inputs                log request texts (off: texts are patient data)\n");
+}
+
+enum {
+    O_HOST = 256,
+    O_PORT,
+    O_API_KEY,
+    O_MAX_BATCH_TOKENS,
+    O_MAX_CLIENT_BATCH,
+    O_MAX_CONCURRENT,
+    O_PAYLOAD,
+    O_AUTO_TRUNC,
+    O_INDEX,
+    O_LOG_INPUTS,
+    O_THREADS,
+    O_DTYPE,
+    O_SHUTDOWN
+};
+
+static int parse_bool(const char *flag, const char *s, int *out)
+{
+    if (strcmp(s, "true") == 0 || strcmp(s, "1") == 0) {
+        *out = 1;
+    } else if (strcmp(s, "false") == 0 || strcmp(s, "0") == 0) {
+        *out = 0;
+    } else {
+        cli_error("%s expects true or false, got \"%s\"", flag, s);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_args(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},
+        {"host", required_argument, 0, O_HOST},
+        {"port", required_argument, 0, O_PORT},
+        {"api-key", required_argument, 0, O_API_KEY},
+        {"max-batch-tokens", required_argument, 0, O_MAX_BATCH_TOKENS},
+        {"max-client-batch-size", required_argument, 0, O_MAX_CLIENT_BATCH},
+        {"max-concurrent-requests", required_argument, 0, O_MAX_CONCURRENT},
+        {"payload-limit", required_argument, 0, O_PAYLOAD},
+        {"auto-truncate", required_argument, 0, O_AUTO_TRUNC},
+        {"index", required_argument, 0, O_INDEX},
+        {"log-inputs", no_argument, 0, O_LOG_INPUTS},
+        {"threads", required_argument, 0, O_THREADS},
+        {"dtype", required_argument, 0, O_DTYPE},
+        {"shutdown-timeout", required_argument, 0, O_SHUTDOWN},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    S.host = "127.0.0.1";
+    S.port = 8080;
+    S.max_batch_tokens = 16384;
+    S.max_client_batch = 32;
+    S.max_concurrent = 512;
+    S.payload_limit = 2000000;
+    S.shutdown_timeout = 30;
+    S.api_key = getenv("MEDEMBED_API_KEY");
+    if (S.api_key && !*S.api_key)
+        S.api_key = NULL;
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":m:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm':
+            S.model_arg = optarg;
+            break;
+        case O_HOST:
+            S.host = optarg;
+            break;
+        case O_PORT:
+            if (cli_parse_int("--port", optarg, 0, 65535, &S.port))
+                return 2;
+            break;
+        case O_API_KEY:
+            S.api_key = optarg;
+            if (!*optarg) {
+                cli_error("--api-key cannot be empty");
+                return 2;
+            }
+            break;
+        case O_MAX_BATCH_TOKENS:
+            if (cli_parse_int("--max-batch-tokens", optarg, 2, 1 << 24, &S.max_batch_tokens))
+                return 2;
+            break;
+        case O_MAX_CLIENT_BATCH:
+            if (cli_parse_int("--max-client-batch-size", optarg, 1, 1 << 20,
+                              &S.max_client_batch))
+                return 2;
+            break;
+        case O_MAX_CONCURRENT:
+            if (cli_parse_int("--max-concurrent-requests", optarg, 1, 100000,
+                              &S.max_concurrent))
+                return 2;
+            break;
+        case O_PAYLOAD:
+            if (cli_parse_int("--payload-limit", optarg, 1, 1L << 31, &S.payload_limit))
+                return 2;
+            break;
+        case O_AUTO_TRUNC:
+            if (parse_bool("--auto-truncate", optarg, &S.auto_truncate))
+                return 2;
+            break;
+        case O_INDEX:
+            S.index_path = optarg;
+            break;
+        case O_LOG_INPUTS:
+            S.log_inputs = 1;
+            break;
+        case O_THREADS:
+            if (cli_parse_int("--threads", optarg, 1, 256, &S.threads))
+                return 2;
+            break;
+        case O_DTYPE:
+            S.dtype = cli_parse_dtype(optarg);
+            if (S.dtype < 0)
+                return 2;
+            break;
+        case O_SHUTDOWN:
+            if (cli_parse_int("--shutdown-timeout", optarg, 0, 86400, &S.shutdown_timeout))
+                return 2;
+            break;
+        case 'h':
+            serve_usage(stdout);
+            return -1;
+        case ':':
+            cli_error("option %s needs a value", argv[optind - 1]);
+            return 2;
+        default:
+            cli_error("unknown option \"%s\" (see medembed serve --help)", argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        cli_error("unexpected argument \"%s\" (see medembed serve --help)", argv[optind]);
+        return 2;
+    }
+    if (!S.model_arg) {
+        cli_error("no model given: pass -m MODEL_DIR");
+        return 2;
+    }
+    if (S.api_key)
+        S.api_key_len = strlen(S.api_key);
+    return 0;
+}
+
+/* Resolves --host/--port into addr; returns 0 or -1 (message printed). */
+static int resolve_bind(struct sockaddr_storage *addr, socklen_t *len, int *ipv6)
+{
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    char port[16];
+    snprintf(port, sizeof port, "%ld", S.port);
+    int rc = getaddrinfo(S.host, port, &hints, &res);
+    if (rc != 0 || !res) {
+        cli_error("--host %s: cannot resolve: %s", S.host, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(addr, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    *ipv6 = res->ai_family == AF_INET6;
+    freeaddrinfo(res);
+    return 0;
+}
+
+/* ------------------------------------------------------------ main */
+
+int cmd_serve(int argc, char **argv)
+{
+    memset(&S, 0, sizeof S);
+    int prc = parse_args(argc, argv);
+    if (prc)
+        return prc < 0 ? 0 : prc;
+    struct sockaddr_storage addr;
+    socklen_t addr_len = 0;
+    int ipv6 = 0;
+    if (resolve_bind(&addr, &addr_len, &ipv6) != 0)
+        return 2;
+
+    /* Signals are taken synchronously by main (sigwait); every thread
+     * created from here on inherits the blocked mask. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    S.main_thread = pthread_self();
+    srv_metrics_init(&S.metrics);
+
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD |
+                     MHD_USE_ITC | MHD_USE_ERROR_LOG | (ipv6 ? MHD_USE_IPv6 : 0);
+    /* Connections beyond the concurrency limit still get a 429 rather
+     * than a refused connection, up to a margin. */
+    unsigned conn_limit = (unsigned)S.max_concurrent + 64;
+    struct MHD_Daemon *d = MHD_start_daemon(
+        flags, (uint16_t)S.port, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT, conn_limit,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        (unsigned)1024, MHD_OPTION_END);
+    if (!d) {
+        cli_error("cannot listen on %s port %ld: %s", S.host, S.port,
+                  errno ? strerror(errno) : "libmicrohttpd failed to start");
+        srv_metrics_destroy(&S.metrics);
+        return 1;
+    }
+    long port = S.port;
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    if (di && di->port)
+        port = di->port;
+    slog("listening on http://%s%s%s:%ld (loading %s)", ipv6 ? "[" : "", S.host,
+         ipv6 ? "]" : "", port, S.model_arg);
+
+    pthread_t loader;
+    int have_loader = pthread_create(&loader, NULL, loader_main, NULL) == 0;
+    int rc = 0;
+    if (!have_loader) {
+        cli_error("cannot start the loader thread");
+        rc = 1;
+    }
+    while (have_loader) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGUSR1) {
+            if (atomic_load(&S.load_failed)) {
+                rc = 1;
+                break;
+            }
+            slog("ready");
+            continue;
+        }
+        slog("%s: finishing requests in flight, then exiting", sig == SIGTERM ? "SIGTERM"
+                                                                              : "SIGINT");
+        break;
+    }
+
+    /* Drain. */
+    atomic_store(&S.draining, 1);
+    MHD_socket lfd = MHD_quiesce_daemon(d);
+    if (lfd != MHD_INVALID_SOCKET)
+        close(lfd);
+    if (have_loader)
+        pthread_join(loader, NULL);
+    double t_end = srv_now() + (double)S.shutdown_timeout;
+    double quiet_since = -1;
+    while (srv_now() < t_end) {
+        /* A request whose bytes arrived just before the signal shows up a
+         * moment later, so require a short quiet period. */
+        if (atomic_load(&S.in_flight) == 0) {
+            if (quiet_since < 0)
+                quiet_since = srv_now();
+            else if (srv_now() - quiet_since > 0.2)
+                break;
+        } else {
+            quiet_since = -1;
+        }
+        /* A second signal while draining means "now". */
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        int sig = sigtimedwait(&set, NULL, &ts);
+        if (sig == SIGTERM || sig == SIGINT) {
+            slog("second %s: exiting without waiting for %ld request(s)",
+                 sig == SIGTERM ? "SIGTERM" : "SIGINT", atomic_load(&S.in_flight));
+            _exit(1);
+        }
+    }
+    if (atomic_load(&S.in_flight) > 0)
+        slog("shutdown timeout: waiting for %ld request(s) still in flight",
+             atomic_load(&S.in_flight));
+    MHD_stop_daemon(d);
+    srv_batcher_free(S.batcher);
+    srv_search_free(S.search);
+    srv_model_free(&S.model);
+    free(S.info_body);
+    srv_metrics_destroy(&S.metrics);
+    if (rc == 0)
+        slog("stopped");
+    return rc;
+}
