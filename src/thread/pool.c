@@ -98,15 +98,18 @@ me_pool *me_pool_create(int32_t n_threads)
             return NULL;
         }
         for (int32_t i = 1; i < n_threads; i++) {
+            /* Filled before the thread starts: the worker reads it at once. */
             worker_arg *wa = malloc(sizeof *wa);
+            if (wa) {
+                wa->p = p;
+                wa->index = i;
+            }
             if (!wa || pthread_create(&p->threads[i - 1], NULL, worker_main, wa) != 0) {
                 free(wa);
                 p->n_threads = i; /* only i-1 workers exist */
                 me_pool_free(p);
                 return NULL;
             }
-            wa->p = p;
-            wa->index = i;
         }
     }
     return p;
