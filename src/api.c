@@ -72,9 +72,15 @@ static int pack_weights(medembed_model *m, me_err *e)
     for (int32_t il = 0; il < m->cfg.n_layers; il++) {
         me_layer *L = &m->layers[il];
         me_linear *ls[4] = {&L->qkv, &L->attn_out, &L->ffn_in, &L->ffn_out};
-        for (int i = 0; i < 4; i++)
-            RETURN_ERROR_IF(m->kern->pack(ls[i], m->dtype) != MEDEMBED_OK, e,
-                            MEDEMBED_ERR_NOMEM, "out of memory packing layer %d weights", il);
+        for (int i = 0; i < 4; i++) {
+            int rc = m->kern->pack(ls[i], m->dtype);
+            RETURN_ERROR_IF(rc == MEDEMBED_ERR_UNSUPPORTED, e, rc,
+                            "compute dtype %s is not supported by the %s kernels",
+                            m->dtype == MEDEMBED_DTYPE_BF16 ? "bf16" : "int8",
+                            me_isa_name(m->kern->isa));
+            RETURN_ERROR_IF(rc != MEDEMBED_OK, e, rc, "out of memory packing layer %d weights",
+                            il);
+        }
     }
     return MEDEMBED_OK;
 }
@@ -107,11 +113,6 @@ int medembed_model_load(const char *dir, const medembed_load_opts *opts, medembe
     if (rc == MEDEMBED_OK && (o.dtype < 0 || o.dtype > MEDEMBED_DTYPE_INT8 || o.max_length < 0))
         rc = me_err_set(&e, MEDEMBED_ERR_ARG, "invalid load options (dtype %d, max_length %d)",
                         o.dtype, o.max_length);
-    if (rc == MEDEMBED_OK && o.dtype != MEDEMBED_DTYPE_F32 &&
-        (!m->kern->pack || m->kern->isa == ME_ISA_SCALAR))
-        rc = me_err_set(&e, MEDEMBED_ERR_UNSUPPORTED,
-                        "compute dtype %s needs the %s kernels, which this CPU or build lacks",
-                        o.dtype == MEDEMBED_DTYPE_BF16 ? "bf16" : "int8", "AVX-512/AVX2");
     if (rc == MEDEMBED_OK)
         rc = me_config_load(dir, &m->cfg, &e);
     if (rc == MEDEMBED_OK) {

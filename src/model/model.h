@@ -57,7 +57,10 @@ void me_weights_free(medembed_model *m);
 typedef struct me_scratch {
     int32_t t_cap, s_cap, n_threads;
     float *x, *h1, *att, *qkv, *ffn; /* (t_cap, hidden|3 hidden|ffn) */
-    float *rows;                     /* (n_threads, s_cap) attention row scratch */
+    void *lin_work;                  /* me_linear_work_bytes(t_cap, max(hidden, ffn)) */
+    void *attn_work;                 /* (n_threads, attn_work_stride) */
+    size_t attn_work_stride;
+    int32_t *starts;                 /* (t_cap) first token of each sequence */
     void *block;
     size_t block_len;
 } me_scratch;
