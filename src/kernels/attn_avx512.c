@@ -48,13 +48,16 @@ static void score_tile(const double *qd, const double *kt, size_t ldk, int32_t d
                        double scale, float *srow, size_t lds)
 {
     __m512d acc[QB][4];
+    _Pragma("GCC unroll 16")
     for (int r = 0; r < QB; r++)
+        _Pragma("GCC unroll 16")
         for (int v = 0; v < 4; v++)
             acc[r][v] = _mm512_setzero_pd();
     const double *kp = kt + j0;
     for (int32_t c = 0; c < d; c++, kp += ldk) {
         __m512d k0 = _mm512_load_pd(kp), k1 = _mm512_load_pd(kp + 8);
         __m512d k2 = _mm512_load_pd(kp + 16), k3 = _mm512_load_pd(kp + 24);
+        _Pragma("GCC unroll 16")
         for (int r = 0; r < QB; r++) {
             __m512d q = _mm512_set1_pd(qd[(size_t)r * (size_t)d + (size_t)c]);
             acc[r][0] = _mm512_fmadd_pd(q, k0, acc[r][0]);
@@ -64,7 +67,9 @@ static void score_tile(const double *qd, const double *kt, size_t ldk, int32_t d
         }
     }
     __m512d sc = _mm512_set1_pd(scale);
+    _Pragma("GCC unroll 16")
     for (int r = 0; r < QB; r++)
+        _Pragma("GCC unroll 16")
         for (int v = 0; v < 4; v++)
             _mm256_store_ps(srow + (size_t)r * lds + (size_t)j0 + 8 * (size_t)v,
                             _mm512_cvtpd_ps(_mm512_mul_pd(acc[r][v], sc)));
@@ -95,6 +100,7 @@ void me_attention_avx512(const me_attn_args *a)
 
     for (int32_t i0 = 0; i0 < n; i0 += QB) {
         int32_t rows = n - i0 < QB ? n - i0 : QB;
+        _Pragma("GCC unroll 16")
         for (int r = 0; r < QB; r++) {
             const float *q = a->q + (size_t)(i0 + (r < rows ? r : 0)) * (size_t)a->ld;
             for (int32_t c = 0; c < d; c++)
@@ -105,6 +111,7 @@ void me_attention_avx512(const me_attn_args *a)
 
         /* softmax numerators and sums */
         double sum[QB];
+        _Pragma("GCC unroll 16")
         for (int r = 0; r < QB; r++) {
             float *sr = s + (size_t)r * n32;
             __m512 mx = _mm512_set1_ps(-INFINITY);
@@ -126,36 +133,46 @@ void me_attention_avx512(const me_attn_args *a)
         for (size_t c0 = 0; c0 < dv; c0 += 4) {
             int32_t nv = dv - c0 < 4 ? (int32_t)(dv - c0) : 4;
             __mmask16 cm[4];
+            _Pragma("GCC unroll 16")
             for (int v = 0; v < 4; v++)
                 cm[v] = tail16(d - (int32_t)(c0 + (size_t)v) * 16);
             memset(ot, 0, (size_t)QB * 64 * sizeof *ot);
             for (int32_t j0 = 0; j0 < n; j0 += KT) {
                 int32_t j1 = j0 + KT < n ? j0 + KT : n;
                 __m512 acc[QB][4];
+                _Pragma("GCC unroll 16")
                 for (int r = 0; r < QB; r++)
+                    _Pragma("GCC unroll 16")
                     for (int v = 0; v < 4; v++)
                         acc[r][v] = _mm512_setzero_ps();
                 for (int32_t j = j0; j < j1; j++) {
                     const float *vr = a->v + (size_t)j * (size_t)a->ld + c0 * 16;
                     __m512 vv[4];
+                    _Pragma("GCC unroll 16")
                     for (int v = 0; v < 4; v++)
                         vv[v] = v < nv ? _mm512_maskz_loadu_ps(cm[v], vr + 16 * v)
                                        : _mm512_setzero_ps();
+                    _Pragma("GCC unroll 16")
                     for (int r = 0; r < QB; r++) {
                         __m512 p = _mm512_set1_ps(s[(size_t)r * n32 + (size_t)j]);
+                        _Pragma("GCC unroll 16")
                         for (int v = 0; v < 4; v++)
                             acc[r][v] = _mm512_fmadd_ps(p, vv[v], acc[r][v]);
                     }
                 }
+                _Pragma("GCC unroll 16")
                 for (int r = 0; r < QB; r++)
+                    _Pragma("GCC unroll 16")
                     for (int v = 0; v < 4; v++) {
                         float *t = ot + (size_t)r * 64 + 16 * (size_t)v;
                         _mm512_store_ps(t, _mm512_add_ps(_mm512_load_ps(t), acc[r][v]));
                     }
             }
+            _Pragma("GCC unroll 16")
             for (int r = 0; r < rows; r++) {
                 __m512 inv = _mm512_set1_ps((float)sum[r]);
                 float *o = a->o + (size_t)(i0 + r) * (size_t)a->ldo + c0 * 16;
+                _Pragma("GCC unroll 16")
                 for (int v = 0; v < nv; v++)
                     _mm512_mask_storeu_ps(
                         o + 16 * v, cm[v],

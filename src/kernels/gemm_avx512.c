@@ -164,10 +164,11 @@ static int pack512(me_linear *L, int32_t dtype)
 
 /* fp32: x rows are the caller's (unpadded) rows; the K tail is a masked
  * load, the packed W is zero beyond K. */
-static __m512 tile_f32(const float *x0, const float *x1, const float *x2, const float *x3,
+__attribute__((noinline)) static __m512 tile_f32(const float *x0, const float *x1, const float *x2, const float *x3,
                        const uint8_t *wp, int32_t K)
 {
     __m512 a[16];
+    _Pragma("GCC unroll 16")
     for (int i = 0; i < 16; i++)
         a[i] = _mm512_setzero_ps();
     int32_t kfull = K / 16, k = 0;
@@ -191,10 +192,11 @@ static __m512 tile_f32(const float *x0, const float *x1, const float *x2, const 
 }
 
 /* bf16 with AVX512_BF16: x rows are bf16 copies padded to whole blocks. */
-static __m512 tile_bf16(const uint8_t *x0, const uint8_t *x1, const uint8_t *x2,
+__attribute__((noinline)) static __m512 tile_bf16(const uint8_t *x0, const uint8_t *x1, const uint8_t *x2,
                         const uint8_t *x3, const uint8_t *wp, int32_t kblocks)
 {
     __m512 a[16];
+    _Pragma("GCC unroll 16")
     for (int i = 0; i < 16; i++)
         a[i] = _mm512_setzero_ps();
     for (int32_t kb = 0; kb < kblocks; kb++, wp += 256) {
@@ -210,16 +212,18 @@ static __m512 tile_bf16(const uint8_t *x0, const uint8_t *x1, const uint8_t *x2,
 
 /* bf16 without AVX512_BF16: the same products in fp32 FMA (bf16 -> fp32 is a
  * shift), even elements then odd elements of each block per lane. */
-static __m512 tile_bf16_emu(const uint8_t *x0, const uint8_t *x1, const uint8_t *x2,
+__attribute__((noinline)) static __m512 tile_bf16_emu(const uint8_t *x0, const uint8_t *x1, const uint8_t *x2,
                             const uint8_t *x3, const uint8_t *wp, int32_t kblocks)
 {
     __m512 a[16];
+    _Pragma("GCC unroll 16")
     for (int i = 0; i < 16; i++)
         a[i] = _mm512_setzero_ps();
     const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
     for (int32_t kb = 0; kb < kblocks; kb++, wp += 256) {
         size_t o = (size_t)kb * 64;
         __m512i w[4], v[4];
+        _Pragma("GCC unroll 16")
         for (int c = 0; c < 4; c++)
             w[c] = _mm512_load_si512(wp + 64 * c);
         v[0] = _mm512_load_si512(x0 + o);
@@ -228,6 +232,7 @@ static __m512 tile_bf16_emu(const uint8_t *x0, const uint8_t *x1, const uint8_t 
         v[3] = _mm512_load_si512(x3 + o);
         /* even elements: low halves shifted up; odd: high halves masked */
         __m512 we[4], wo[4], ve[4], vo[4];
+        _Pragma("GCC unroll 16")
         for (int c = 0; c < 4; c++) {
             we[c] = _mm512_castsi512_ps(_mm512_slli_epi32(w[c], 16));
             wo[c] = _mm512_castsi512_ps(_mm512_and_si512(w[c], hi));
@@ -241,10 +246,11 @@ static __m512 tile_bf16_emu(const uint8_t *x0, const uint8_t *x1, const uint8_t 
 }
 
 /* int8 with VNNI: x rows are u8 (q + 128); returns the raw sums. */
-static __m512i tile_i8(const uint8_t *x0, const uint8_t *x1, const uint8_t *x2,
+__attribute__((noinline)) static __m512i tile_i8(const uint8_t *x0, const uint8_t *x1, const uint8_t *x2,
                        const uint8_t *x3, const uint8_t *wp, int32_t kblocks)
 {
     __m512i a[16];
+    _Pragma("GCC unroll 16")
     for (int i = 0; i < 16; i++)
         a[i] = _mm512_setzero_si512();
     for (int32_t kb = 0; kb < kblocks; kb++, wp += 256) {
@@ -261,20 +267,24 @@ static __m512i tile_i8(const uint8_t *x0, const uint8_t *x1, const uint8_t *x2,
 /* int8 without VNNI (AVX512BW): (q_x + 128) * q_w as 16-bit products summed
  * in pairs (vpmaddwd; |255 * 127| fits), exact, so the result is the VNNI
  * tile's bit for bit and the epilogue is shared. */
-static __m512i tile_i8_emu(const uint8_t *x0, const uint8_t *x1, const uint8_t *x2,
+__attribute__((noinline)) static __m512i tile_i8_emu(const uint8_t *x0, const uint8_t *x1, const uint8_t *x2,
                            const uint8_t *x3, const uint8_t *wp, int32_t kblocks)
 {
     __m512i a[16];
+    _Pragma("GCC unroll 16")
     for (int i = 0; i < 16; i++)
         a[i] = _mm512_setzero_si512();
     for (int32_t kb = 0; kb < kblocks; kb++, wp += 256) {
         size_t o = (size_t)kb * 64;
         const uint8_t *xs[4] = {x0 + o, x1 + o, x2 + o, x3 + o};
+        _Pragma("GCC unroll 16")
         for (int h = 0; h < 2; h++) {
             __m512i w[4], v[4];
+            _Pragma("GCC unroll 16")
             for (int c = 0; c < 4; c++)
                 w[c] = _mm512_cvtepi8_epi16(_mm256_load_si256((const __m256i *)(const void *)(
                     wp + 64 * c + 32 * h)));
+            _Pragma("GCC unroll 16")
             for (int r = 0; r < 4; r++)
                 v[r] = _mm512_cvtepu8_epi16(
                     _mm256_load_si256((const __m256i *)(const void *)(xs[r] + 32 * h)));
@@ -310,7 +320,7 @@ static __m512 bcast4(const float *p, __mmask8 cm)
     return _mm512_broadcast_f32x4(_mm_maskz_loadu_ps(cm, p));
 }
 
-static void store_tile(const gjob *j, __m512 v, int32_t m0, int32_t rows, int32_t n0)
+__attribute__((noinline)) static void store_tile(const gjob *j, __m512 v, int32_t m0, int32_t rows, int32_t n0)
 {
     int32_t cols = j->N - n0 < 4 ? j->N - n0 : 4;
     __mmask8 cm = (__mmask8)((1u << cols) - 1);
