@@ -18,6 +18,9 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lutf8proc -
 CLI_LIBS   := $(shell pkg-config --libs $(CLI_PKGS) 2>/dev/null || echo -lcurl -lmicrohttpd)
 
 WARN    := -Wall -Wextra -Wshadow -Wvla -Wformat=2 -Wno-format-truncation -Wno-unused-parameter
+ifneq (,$(findstring clang,$(CC)))
+WARN    += -Wno-unknown-warning-option
+endif
 OPT     ?= -O2
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -g $(OPT) -fPIC $(WARN) -Iinclude -Isrc $(PKG_CFLAGS) $(CFLAGS)
 ifeq ($(WERROR),1)
@@ -44,7 +47,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all lib cli test unit cli-test py-test golden-test check asan ubsan fuzz fuzz-build \
+.PHONY: all deps run lib cli test unit cli-test py-test fuzz-replay check asan ubsan fuzz fuzz-build \
         bench clean help format-check
 
 all: lib cli
@@ -56,6 +59,19 @@ help:
 	@echo "make ubsan      the test suite under UBSan alone (build-ubsan/)"
 	@echo "make fuzz       build the libFuzzer targets (clang) and run each briefly"
 	@echo "make bench      run bench/ scripts (not part of the tests)"
+
+deps:
+	@bash scripts/deps.sh
+
+# The main job: embed the sentence from the MedEmbed model card and print the
+# start of its vector. MODEL may be a folder or a Hugging Face repo id.
+MODEL ?= abhinand/MedEmbed-base-v0.1
+CARD_TEXT := William Henry Gates III (born October 28, 1955) is an American business magnate, software developer, investor, and philanthropist.
+run: deps
+	@$(MAKE) --no-print-directory all
+	@$(BUILD)/medembed embed -m "$(MODEL)" --text "$(CARD_TEXT)" -o $(BUILD)/card.jsonl
+	@echo "embedding of the model-card sentence ($(MODEL)), first values:"
+	@cut -c1-160 $(BUILD)/card.jsonl
 
 lib: $(BUILD)/libmedembed.so $(BUILD)/libmedembed.a
 cli: $(BUILD)/medembed
@@ -95,13 +111,32 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmedembed.a tests/unit/test_util.h
 unit: $(UNIT_BIN)
 	@bash tests/run_unit.sh $(BUILD) $(UNIT_BIN)
 
-cli-test: all
+# Fuzz targets built with a replay main(): `make test` replays every seed
+# corpus under this build (and so under ASan/UBSan in `make asan`).
+FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz-replay/%)
+$(BUILD)/fuzz-replay/%: tests/fuzz/%.c tests/fuzz/replay.c $(BUILD)/libmedembed.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< tests/fuzz/replay.c $(BUILD)/libmedembed.a $(LDLIBS_ALL)
+
+fuzz-replay: $(FUZZ_REPLAY)
+	@set -e; for b in $(FUZZ_REPLAY); do n=$${b##*/fuzz_}; \
+	    printf '%s: ' "$$b"; ./$$b tests/fuzz/corpus/$$n; done
+
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libmedembed.so
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< -L$(BUILD) -lmedembed -Wl,-rpath,'$$ORIGIN/..' $(LDSAN)
+
+EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+
+cli-test: all $(EXAMPLES)
 	@bash tests/cli/run.sh $(BUILD)
 
 py-test: all
 	@bash tests/run_py.sh $(BUILD) $(PY)
 
-test: all unit cli-test py-test
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) -k --no-print-directory unit fuzz-replay cli-test py-test
 
 check: test
 

@@ -122,6 +122,10 @@ typedef struct medembed_model medembed_model;
 typedef struct medembed_load_opts {
     int32_t dtype;      /* medembed_dtype for compute; default F32 */
     int32_t max_length; /* cap on tokens per text incl. [CLS]/[SEP]; 0 = model's */
+    int32_t tokenizer_only; /* 1: load the tokenizer (and config if present) but no
+                               weights; only tokenize/info/token queries work, and the
+                               ctx functions return MEDEMBED_ERR_UNSUPPORTED. A folder
+                               with only tokenizer files then loads. */
 } medembed_load_opts;
 
 MEDEMBED_API void medembed_load_opts_init(medembed_load_opts *opts);
@@ -265,6 +269,20 @@ MEDEMBED_API int32_t medembed_ctx_threads(const medembed_ctx *ctx);
 /* The kernel level in use: "scalar", "avx2" or "avx512" (chosen from cpuid +
  * XGETBV once, or forced with MEDEMBED_ISA=scalar|avx2|avx512). */
 MEDEMBED_API const char *medembed_isa(void);
+
+/* ------------------------------------------------------------------------ */
+/* Utilities                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* SHA-256 of a whole file (FIPS 180-4), as 64 lowercase hex characters and a
+ * NUL in hex. `medembed pull` checks downloaded weights against the digests
+ * the Hugging Face hub publishes for LFS files with it.
+ *   path : the file; read sequentially in 1 MiB blocks.
+ *   hex  : OUT: 65 chars; unchanged on failure.
+ *   err  : OUT: a one-line message naming the path on failure; may be NULL.
+ * Returns MEDEMBED_OK, _ERR_NOT_FOUND, _ERR_IO, _ERR_NOMEM or _ERR_ARG.
+ * Thread-safe. */
+MEDEMBED_API int medembed_sha256_file(const char *path, char hex[65], char *err, size_t err_len);
 
 #ifdef __cplusplus
 }

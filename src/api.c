@@ -14,6 +14,7 @@
 
 #include "model/model.h"
 #include "util/file.h"
+#include "util/json.h"
 #include "util/sha256.h"
 
 #define ME_DEFAULT_BATCH_TOKENS 4096
@@ -65,6 +66,29 @@ static void fingerprint(medembed_model *m, const char *dir)
     me_sha256_hex(d, m->fingerprint);
 }
 
+/* Config for a folder with tokenizer files only: the limit comes from
+ * tokenizer_config.json's model_max_length (default 512). */
+static int tokenizer_only_config(const char *dir, me_config *c, me_err *e)
+{
+    memset(c, 0, sizeof *c);
+    c->prompts = json_object();
+    RETURN_ERROR_IF(!c->prompts, e, MEDEMBED_ERR_NOMEM, "out of memory");
+    RETURN_ERROR_IF(!me_dir_exists(dir), e, MEDEMBED_ERR_NOT_FOUND, "%s: folder not found", dir);
+    c->max_pos = 512;
+    c->include_prompt = 1;
+    snprintf(c->architecture, sizeof c->architecture, "%s", "tokenizer-only");
+    char path[4096];
+    me_path_join(path, sizeof path, dir, "tokenizer_config.json");
+    json_t *j = NULL;
+    if (me_file_exists(path) && me_json_load_file(path, &j, e) == MEDEMBED_OK) {
+        json_t *v = json_object_get(j, "model_max_length");
+        if (json_is_integer(v) && json_integer_value(v) >= 2 && json_integer_value(v) <= 1 << 20)
+            c->max_pos = (int32_t)json_integer_value(v);
+        json_decref(j);
+    }
+    return MEDEMBED_OK;
+}
+
 static int pack_weights(medembed_model *m, me_err *e)
 {
     if (!m->kern->pack)
@@ -113,18 +137,27 @@ int medembed_model_load(const char *dir, const medembed_load_opts *opts, medembe
     if (rc == MEDEMBED_OK && (o.dtype < 0 || o.dtype > MEDEMBED_DTYPE_INT8 || o.max_length < 0))
         rc = me_err_set(&e, MEDEMBED_ERR_ARG, "invalid load options (dtype %d, max_length %d)",
                         o.dtype, o.max_length);
-    if (rc == MEDEMBED_OK)
+    char cfg_path[4096];
+    me_path_join(cfg_path, sizeof cfg_path, dir, "config.json");
+    if (rc == MEDEMBED_OK && o.tokenizer_only && !me_file_exists(cfg_path)) {
+        /* A tokenizer-only folder: no encoder, so no position limit but the
+         * tokenizer's own model_max_length. */
+        rc = tokenizer_only_config(dir, &m->cfg, &e);
+    } else if (rc == MEDEMBED_OK) {
         rc = me_config_load(dir, &m->cfg, &e);
+    }
+    m->tokenizer_only = o.tokenizer_only;
     if (rc == MEDEMBED_OK) {
         rc = me_tokenizer_load(dir, &m->tok, &e);
-        if (rc == MEDEMBED_OK && me_tokenizer_vocab_size(m->tok) > m->cfg.vocab_size)
+        if (rc == MEDEMBED_OK && m->cfg.vocab_size &&
+            me_tokenizer_vocab_size(m->tok) > m->cfg.vocab_size)
             rc = me_err_set(&e, MEDEMBED_ERR_FORMAT,
                             "%s: the tokenizer has %d tokens but config.json vocab_size is %d",
                             dir, me_tokenizer_vocab_size(m->tok), m->cfg.vocab_size);
     }
-    if (rc == MEDEMBED_OK)
+    if (rc == MEDEMBED_OK && !o.tokenizer_only)
         rc = me_weights_load(m, dir, &e);
-    if (rc == MEDEMBED_OK)
+    if (rc == MEDEMBED_OK && !o.tokenizer_only)
         rc = pack_weights(m, &e);
     if (rc != MEDEMBED_OK) {
         set_err(err, err_len, &e);
@@ -223,6 +256,7 @@ size_t medembed_model_info_json(const medembed_model *m, char *buf, size_t buf_l
                                                       ? json_string(m->cfg.default_prompt_name)
                                                       : json_null());
     json_object_set_new(j, "fingerprint", json_string(m->fingerprint));
+    json_object_set_new(j, "tokenizer_only", json_boolean(m->tokenizer_only));
     json_object_set_new(j, "isa", json_string(me_isa_name(m->kern->isa)));
     char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(j);
@@ -299,6 +333,8 @@ int medembed_ctx_create(const medembed_model *m, int32_t n_threads, medembed_ctx
 {
     if (!m || !out || n_threads < 0)
         return MEDEMBED_ERR_ARG;
+    if (m->tokenizer_only)
+        return MEDEMBED_ERR_UNSUPPORTED;
     medembed_ctx *c = calloc(1, sizeof *c);
     if (!c)
         return MEDEMBED_ERR_NOMEM;

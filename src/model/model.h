@@ -41,6 +41,7 @@ struct medembed_model {
 
     int32_t max_length;   /* effective token cap incl. specials */
     int32_t dtype;        /* medembed_dtype for compute */
+    int32_t tokenizer_only; /* no weights loaded */
     int32_t weight_dtype; /* me_st_dtype of the file's matrices */
     int64_t n_params;
     const me_kern *kern;

@@ -293,6 +293,8 @@ int me_weights_load(medembed_model *m, const char *dir, me_err *e)
 
 void me_weights_free(medembed_model *m)
 {
+    if (!m->layers && !m->shards && !m->owned)
+        return;
     if (m->layers && m->kern && m->kern->unpack)
         for (int32_t il = 0; il < m->cfg.n_layers; il++) {
             m->kern->unpack(&m->layers[il].qkv);

@@ -45,7 +45,9 @@ int me_json_int(const json_t *obj, const char *key, int64_t lo, int64_t hi, int6
     int64_t x;
     if (json_is_integer(v)) {
         x = (int64_t)json_integer_value(v);
-    } else if (json_is_real(v) && json_real_value(v) == (double)(int64_t)json_real_value(v)) {
+    } else if (json_is_real(v) && json_real_value(v) >= -9e15 && json_real_value(v) <= 9e15 &&
+               json_real_value(v) == (double)(int64_t)json_real_value(v)) {
+        /* Range-checked before the cast: out-of-range double -> int is UB. */
         x = (int64_t)json_real_value(v);
     } else {
         return me_err_set(e, MEDEMBED_ERR_FORMAT, "%s: field \"%s\" must be an integer", what,

@@ -22,11 +22,14 @@ int cli_parse_int(const char *flag, const char *s, long lo, long hi, long *out);
 /* "f32" | "bf16" | "int8" -> medembed_dtype; -1 (after an error) otherwise. */
 int cli_parse_dtype(const char *s);
 
-/* Resolves -m (a folder, or later a repo id in the cache) to a folder path
- * in out. Returns 0 or prints an error and returns 1. */
+/* Resolves -m (a folder, or a repo id through the cache, pulled if missing;
+ * NULL = the default model) to a folder path in out. Returns 0 or prints an
+ * error and returns 1. */
 int cli_resolve_model(const char *arg, char *out, size_t out_len);
 /* Loads the model named by -m with the given dtype; prints errors. */
 int cli_load_model(const char *arg, int32_t dtype, int32_t max_length, medembed_model **out);
+/* Same, loading only the tokenizer (and config if present): for tokenize. */
+int cli_load_tokenizer(const char *arg, int32_t max_length, medembed_model **out);
 
 /* ---- input: plain text lines or JSONL records ---- */
 typedef struct cli_record {
@@ -80,5 +83,6 @@ int cli_npy_end(cli_npy *w);
 int cmd_embed(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
 
 #endif

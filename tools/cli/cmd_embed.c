@@ -16,14 +16,17 @@
 static void embed_usage(FILE *f)
 {
     fprintf(f,
-            "usage: medembed embed -m MODEL_DIR [-i FILE] [-o FILE] [options]\n"
+            "usage: medembed embed [-m MODEL] [-i FILE] [-o FILE] [options]\n"
             "\n"
             "Embeds one text per input line (or one JSONL record per line) and writes\n"
             "one JSON object per input, {\"id\", \"embedding\", \"n_tokens\", \"truncated\"},\n"
             "or a float32 (N, dim) .npy file.\n"
             "\n"
-            "  -m, --model DIR          model folder (Hugging Face sentence-transformers layout)\n"
+            "  -m, --model MODEL        model folder (Hugging Face sentence-transformers layout)\n"
+            "                           or hub repo id ORG/NAME[@REV], pulled into the cache\n"
+            "                           if missing (default abhinand/MedEmbed-base-v0.1)\n"
             "  -i, --input FILE         input (default stdin); a .jsonl file reads JSONL\n"
+            "      --text TEXT          embed TEXT (repeatable) instead of reading input\n"
             "  -o, --output FILE        output (default stdout)\n"
             "      --format jsonl|npy   output format (default jsonl)\n"
             "      --input-format text|jsonl   override input detection\n"
@@ -53,9 +56,15 @@ enum {
     OPT_NO_TRUNC,
     OPT_STRICT,
     OPT_DTYPE,
+    OPT_TEXT,
 };
 
+#define MAX_CLI_TEXTS 64
+
 typedef struct {
+    const char *texts[MAX_CLI_TEXTS]; /* --text values, in order */
+    int n_texts;
+    char *mem;                        /* --text values as JSONL, for the reader */
     const char *model, *input, *output, *text_field, *prompt, *prompt_name;
     int npy, input_jsonl, strict, no_norm, no_trunc, dtype;
     long batch, threads, max_length;
@@ -79,6 +88,7 @@ static int parse_args(int argc, char **argv, embed_args *a, int tokenize_mode)
         {"no-truncate", no_argument, 0, OPT_NO_TRUNC},
         {"strict", no_argument, 0, OPT_STRICT},
         {"dtype", required_argument, 0, OPT_DTYPE},
+        {"text", required_argument, 0, OPT_TEXT},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -152,10 +162,17 @@ static int parse_args(int argc, char **argv, embed_args *a, int tokenize_mode)
             if (a->dtype < 0)
                 return 2;
             break;
+        case OPT_TEXT:
+            if (a->n_texts == MAX_CLI_TEXTS) {
+                cli_error("at most %d --text values; use -i FILE for more", MAX_CLI_TEXTS);
+                return 2;
+            }
+            a->texts[a->n_texts++] = optarg;
+            break;
         case 'h':
             if (tokenize_mode)
                 fprintf(stdout,
-                        "usage: medembed tokenize -m MODEL_DIR [-i FILE] [--no-truncate]\n"
+                        "usage: medembed tokenize [-m MODEL] [-i FILE] [--no-truncate]\n"
                         "  prints {\"ids\": [...], \"tokens\": [...]} per input text, the ids\n"
                         "  the model sees ([CLS] ... [SEP], truncated to its limit unless\n"
                         "  --no-truncate). Input options as for `medembed embed`.\n");
@@ -175,6 +192,41 @@ static int parse_args(int argc, char **argv, embed_args *a, int tokenize_mode)
                   argv[optind]);
         return 2;
     }
+    return 0;
+}
+
+/* Opens the input: --text values (as in-memory JSONL) or -i / stdin. */
+static int open_input(cli_input *in, embed_args *a)
+{
+    if (a->n_texts == 0)
+        return cli_input_open(in, a->input, a->input_jsonl, a->text_field, a->strict);
+    if (a->input) {
+        cli_error("give --text or -i, not both");
+        return 2;
+    }
+    size_t cap = 1, len = 0;
+    for (int i = 0; i < a->n_texts; i++)
+        cap += 6 * strlen(a->texts[i]) + 4;
+    a->mem = malloc(cap);
+    if (!a->mem)
+        return 1;
+    FILE *f = fmemopen(a->mem, cap, "w");
+    if (!f)
+        return 1;
+    for (int i = 0; i < a->n_texts; i++) {
+        cli_json_string(f, a->texts[i], strlen(a->texts[i]));
+        fputc('\n', f);
+    }
+    len = (size_t)ftell(f);
+    fclose(f);
+    memset(in, 0, sizeof *in);
+    in->f = fmemopen(a->mem, len ? len : 1, "r");
+    if (!in->f)
+        return 1;
+    in->name = "--text";
+    in->jsonl = 1;
+    in->text_field = "text";
+    in->strict = a->strict;
     return 0;
 }
 
@@ -254,10 +306,12 @@ int cmd_embed(int argc, char **argv)
     cli_input in;
     FILE *out = NULL;
     int rc = 0;
-    if (cli_input_open(&in, a.input, a.input_jsonl, a.text_field, a.strict)) {
+    int orc = open_input(&in, &a);
+    if (orc) {
+        free(a.mem);
         medembed_ctx_free(ctx);
         medembed_model_free(m);
-        return 1;
+        return orc;
     }
     out = open_output(a.output);
     int32_t dim = medembed_model_dim(m);
@@ -350,6 +404,7 @@ int cmd_embed(int argc, char **argv)
     free(emb);
     free(info);
     cli_input_close(&in);
+    free(a.mem);
     medembed_ctx_free(ctx);
     medembed_model_free(m);
     return rc;
@@ -362,12 +417,14 @@ int cmd_tokenize(int argc, char **argv)
     if (prc)
         return prc < 0 ? 0 : prc;
     medembed_model *m = NULL;
-    if (cli_load_model(a.model, MEDEMBED_DTYPE_F32, (int32_t)a.max_length, &m))
+    if (cli_load_tokenizer(a.model, (int32_t)a.max_length, &m))
         return 1;
     cli_input in;
-    if (cli_input_open(&in, a.input, a.input_jsonl, a.text_field, a.strict)) {
+    int orc = open_input(&in, &a);
+    if (orc) {
+        free(a.mem);
         medembed_model_free(m);
-        return 1;
+        return orc;
     }
     FILE *out = open_output(a.output);
     int rc = out ? 0 : 1;
@@ -417,6 +474,7 @@ int cmd_tokenize(int argc, char **argv)
         cli_warn("%ld input line(s) had invalid UTF-8, replaced with U+FFFD", in.n_invalid_lines);
     free(ids);
     cli_input_close(&in);
+    free(a.mem);
     medembed_model_free(m);
     return rc;
 }
@@ -428,12 +486,12 @@ int cmd_info(int argc, char **argv)
         if ((strcmp(argv[i], "-m") == 0 || strcmp(argv[i], "--model") == 0) && i + 1 < argc) {
             model = argv[++i];
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: medembed info -m MODEL_DIR\n"
+            printf("usage: medembed info [-m MODEL]   (a folder or ORG/NAME[@REV])\n"
                    "  prints the model's architecture, dims, layers, heads, pooling,\n"
                    "  normalize, max length, dtypes, parameter count and prompts as JSON\n");
             return 0;
         } else {
-            cli_error("unknown argument \"%s\" (usage: medembed info -m MODEL_DIR)", argv[i]);
+            cli_error("unknown argument \"%s\" (usage: medembed info [-m MODEL])", argv[i]);
             return 2;
         }
     }

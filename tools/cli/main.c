@@ -16,6 +16,7 @@ static const command COMMANDS[] = {
     {"embed", cmd_embed, "embed texts (text lines or JSONL) to JSONL or .npy"},
     {"tokenize", cmd_tokenize, "print token ids and tokens, exactly as Hugging Face does"},
     {"info", cmd_info, "describe a model folder as JSON"},
+    {"pull", cmd_pull, "download a model from the Hugging Face hub into the cache"},
 };
 
 static void usage(FILE *f)
@@ -25,6 +26,8 @@ static void usage(FILE *f)
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
     fprintf(f, "\nEnvironment: MEDEMBED_ISA=scalar|avx2|avx512 forces a kernel level.\n");
+    fprintf(f, "-m takes a folder or a hub repo id (pulled into $MEDEMBED_HOME, default\n"
+               "~/.cache/medembed); without -m the model is abhinand/MedEmbed-base-v0.1.\n");
 }
 
 int main(int argc, char **argv)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "hub.h"
 
 void cli_error(const char *fmt, ...)
 {
@@ -59,15 +60,11 @@ int cli_parse_dtype(const char *s)
 
 int cli_resolve_model(const char *arg, char *out, size_t out_len)
 {
-    if (!arg || !*arg) {
-        cli_error("no model given: pass -m MODEL_DIR");
-        return 1;
-    }
-    snprintf(out, out_len, "%s", arg);
-    return 0;
+    return hub_resolve_model(arg, out, out_len); /* cache.c: folder, repo id or default */
 }
 
-int cli_load_model(const char *arg, int32_t dtype, int32_t max_length, medembed_model **out)
+static int load(const char *arg, int32_t dtype, int32_t max_length, int tok_only,
+                medembed_model **out)
 {
     char dir[4096];
     if (cli_resolve_model(arg, dir, sizeof dir) != 0)
@@ -76,6 +73,7 @@ int cli_load_model(const char *arg, int32_t dtype, int32_t max_length, medembed_
     medembed_load_opts_init(&o);
     o.dtype = dtype;
     o.max_length = max_length;
+    o.tokenizer_only = tok_only;
     char err[1024];
     int rc = medembed_model_load(dir, &o, out, err, sizeof err);
     if (rc != MEDEMBED_OK) {
@@ -83,6 +81,16 @@ int cli_load_model(const char *arg, int32_t dtype, int32_t max_length, medembed_
         return 1;
     }
     return 0;
+}
+
+int cli_load_model(const char *arg, int32_t dtype, int32_t max_length, medembed_model **out)
+{
+    return load(arg, dtype, max_length, 0, out);
+}
+
+int cli_load_tokenizer(const char *arg, int32_t max_length, medembed_model **out)
+{
+    return load(arg, MEDEMBED_DTYPE_F32, max_length, 1, out);
 }
 
 /* ---------------------------------------------------------------- input */

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages medembed builds and tests with, if any are
+# missing. `make` targets call it; it is quiet when everything is present.
+#   scripts/deps.sh          build + test dependencies
+#   scripts/deps.sh --ci     also the fuzzing toolchain (clang's libFuzzer)
+set -euo pipefail
+pkgs=(build-essential pkg-config libutf8proc-dev libjansson-dev libsqlite3-dev
+      libcurl4-openssl-dev libmicrohttpd-dev libcmocka-dev
+      python3 python3-numpy python3-pytest python3-pandas python3-dask python3-distributed
+      python3-setuptools python3-pip python3-venv ca-certificates)
+if [ "${1:-}" = "--ci" ]; then
+    pkgs+=(clang libclang-rt-14-dev)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "medembed: installing missing Debian packages: ${missing[*]}" >&2
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null; then sudo=sudo; else
+        echo "medembed: run as root: apt-get install -y ${missing[*]}" >&2; exit 1
+    fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,128 @@
+"""Shared fixtures for the Python tests.
+
+Run from the repository root:  MEDEMBED_BIN=build/medembed /usr/bin/python3 -m pytest -q tests/py
+(tests/run_py.sh does this). Tests that need ../shared (golden files, PubMedQA, the bert-base
+tokenizer) skip with a visible reason when that folder is absent, as in a user's fresh clone.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, HERE)
+
+import gen_model  # noqa: E402
+import numpy_ref  # noqa: E402
+
+_shared = os.environ.get("MEDEMBED_SHARED", os.path.join(REPO, "..", "shared"))
+SHARED = os.path.normpath(_shared) if os.path.isdir(_shared) else None
+NO_SHARED = "../shared is absent (a fresh clone): golden/reference files unavailable"
+
+
+def need_shared(*parts):
+    """Path under ../shared, or skip the test with a visible reason."""
+    if SHARED is None:
+        pytest.skip(NO_SHARED)
+    p = os.path.join(SHARED, *parts)
+    if not os.path.exists(p):
+        pytest.skip("%s is missing" % p)
+    return p
+
+
+def read_jsonl(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class Cli:
+    """Runs the medembed binary and parses its output."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def run(self, args, input=None, timeout=120, env=None):
+        if isinstance(input, str):
+            input = input.encode("utf-8")
+        r = subprocess.run([self.path] + [str(a) for a in args], input=input,
+                           capture_output=True, timeout=timeout,
+                           env=None if env is None else dict(os.environ, **env))
+        # a signal (segfault, abort) shows as a negative return code: always a bug
+        assert r.returncode >= 0, "medembed %s died with signal %d\nstderr: %s" % (
+            " ".join(map(str, args)), -r.returncode, r.stderr.decode("utf-8", "replace"))
+        return r
+
+    def ok(self, args, input=None):
+        r = self.run(args, input)
+        assert r.returncode == 0, "medembed %s failed (%d): %s" % (
+            " ".join(map(str, args)), r.returncode, r.stderr.decode("utf-8", "replace"))
+        return r
+
+    @staticmethod
+    def jsonl_input(texts):
+        return "".join(json.dumps(t) + "\n" for t in texts).encode("utf-8")
+
+    def embed(self, model, texts=None, args=(), raw=None):
+        """Embed texts (sent as JSONL strings unless raw bytes are given); parsed records."""
+        if raw is None:
+            raw = self.jsonl_input(texts)
+            args = ["--input-format", "jsonl"] + list(args)
+        r = self.ok(["embed", "-m", model] + list(args), raw)
+        return [json.loads(line) for line in r.stdout.decode("utf-8").splitlines()]
+
+    def embed_npy(self, model, texts, args, tmp_path, name="out.npy"):
+        out = os.path.join(str(tmp_path), name)
+        self.ok(["embed", "-m", model, "--input-format", "jsonl", "--format", "npy", "-o", out]
+                + list(args), self.jsonl_input(texts))
+        return np.load(out, allow_pickle=False)
+
+    def tokenize(self, model, texts, args=()):
+        r = self.ok(["tokenize", "-m", model, "--input-format", "jsonl"] + list(args),
+                    self.jsonl_input(texts))
+        recs = [json.loads(line) for line in r.stdout.decode("utf-8").splitlines()]
+        assert len(recs) == len(texts)
+        return [rec["ids"] for rec in recs]
+
+    def info(self, model):
+        r = self.ok(["info", "-m", model])
+        return json.loads(r.stdout.decode("utf-8"))
+
+
+@pytest.fixture(scope="session")
+def cli():
+    path = os.environ.get("MEDEMBED_BIN", os.path.join(REPO, "build", "medembed"))
+    if not os.path.isabs(path):
+        path = os.path.join(REPO, path)
+    if not os.access(path, os.X_OK):
+        pytest.skip("medembed binary not found at %s (build it, or set MEDEMBED_BIN)" % path)
+    return Cli(path)
+
+
+class ModelFactory:
+    """gen_model folders made once per session and keyed by their options."""
+
+    def __init__(self, root):
+        self.root = root
+        self.cache = {}
+        self.refs = {}
+
+    def get(self, **kw):
+        key = json.dumps(kw, sort_keys=True)
+        if key not in self.cache:
+            d = os.path.join(self.root, "m%d" % len(self.cache))
+            self.cache[key] = gen_model.make_model(d, **kw)
+        return self.cache[key]
+
+    def ref(self, model_dir):
+        if model_dir not in self.refs:
+            self.refs[model_dir] = numpy_ref.load(model_dir)
+        return self.refs[model_dir]
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory):
+    return ModelFactory(str(tmp_path_factory.mktemp("models")))
