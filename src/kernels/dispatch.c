@@ -17,6 +17,7 @@ static const me_kern KERN_SCALAR = {
     .attention = me_attention_scalar,
     .layernorm = me_layernorm_scalar,
     .gelu = me_gelu_scalar,
+    .peak = me_peak_scalar,
 };
 
 /* The ISA tables (gemm_avx2.c, gemm_avx512.c). They are strong references

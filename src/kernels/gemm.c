@@ -217,3 +217,21 @@ float me_bf16_to_f32(uint16_t b)
     memcpy(&f, &bits, 4);
     return f;
 }
+
+/* Eight independent multiply-add chains; the compiler keeps them in
+ * registers. Only a reference point for `medembed bench` on the scalar
+ * level. */
+double me_peak_scalar(int32_t dtype, int64_t iters)
+{
+    (void)dtype;
+    volatile float seed = 1.0f;
+    float a[8], m = seed * 0.999999f, c = seed * 1e-7f;
+    for (int i = 0; i < 8; i++)
+        a[i] = seed * (float)i;
+    for (int64_t it = 0; it < iters; it++)
+        for (int i = 0; i < 8; i++)
+            a[i] = a[i] * m + c;
+    volatile float sink = a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7];
+    (void)sink;
+    return (double)iters * 16.0;
+}

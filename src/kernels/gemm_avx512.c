@@ -522,6 +522,52 @@ static void linear512(const me_linear *L, const float *x, int32_t M, float *y,
     me_pool_run(pool, (int64_t)cdiv(pk->n_panels, ppt) * j.n_mb, gemm_task, &j);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Peak                                                                      */
+/* ------------------------------------------------------------------------ */
+
+#define PEAK_BODY(T, ZERO, OP, X, Y, FLOPS)                                                        \
+    do {                                                                                           \
+        T a0 = ZERO, a1 = ZERO, a2 = ZERO, a3 = ZERO, a4 = ZERO, a5 = ZERO;                        \
+        T a6 = ZERO, a7 = ZERO, a8 = ZERO, a9 = ZERO, a10 = ZERO, a11 = ZERO;                      \
+        for (int64_t it = 0; it < iters; it++) {                                                   \
+            a0 = OP(a0, X, Y);                                                                     \
+            a1 = OP(a1, X, Y);                                                                     \
+            a2 = OP(a2, X, Y);                                                                     \
+            a3 = OP(a3, X, Y);                                                                     \
+            a4 = OP(a4, X, Y);                                                                     \
+            a5 = OP(a5, X, Y);                                                                     \
+            a6 = OP(a6, X, Y);                                                                     \
+            a7 = OP(a7, X, Y);                                                                     \
+            a8 = OP(a8, X, Y);                                                                     \
+            a9 = OP(a9, X, Y);                                                                     \
+            a10 = OP(a10, X, Y);                                                                   \
+            a11 = OP(a11, X, Y);                                                                   \
+            __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5),      \
+                             "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));        \
+        }                                                                                          \
+        __asm__ volatile("" ::"v"(a0), "v"(a1), "v"(a2), "v"(a3), "v"(a4), "v"(a5), "v"(a6),       \
+                         "v"(a7), "v"(a8), "v"(a9), "v"(a10), "v"(a11));                           \
+        return (double)iters * 12.0 * (FLOPS);                                                     \
+    } while (0)
+
+static double peak512(int32_t dtype, int64_t iters)
+{
+    me_cpu cpu;
+    me_cpu_detect(&cpu);
+    __m512 x = _mm512_set1_ps(1e-3f);
+    __m512i xi = _mm512_set1_epi8(1);
+    if (dtype == MEDEMBED_DTYPE_BF16 && cpu.avx512_bf16)
+        PEAK_BODY(__m512, _mm512_setzero_ps(), DPBF16, xi, xi, 64.0);
+    if (dtype == MEDEMBED_DTYPE_INT8 && cpu.avx512_vnni)
+        PEAK_BODY(__m512i, _mm512_setzero_si512(), DPBUSD, xi, xi, 128.0);
+    if (dtype == MEDEMBED_DTYPE_INT8) /* vpmaddwd + vpaddd: 32 products */
+#define MADD_ADD(acc, a, b) _mm512_add_epi32(acc, _mm512_madd_epi16(a, b))
+        PEAK_BODY(__m512i, _mm512_setzero_si512(), MADD_ADD, xi, xi, 64.0);
+#undef MADD_ADD
+    PEAK_BODY(__m512, _mm512_setzero_ps(), FMA_PS, x, x, 32.0);
+}
+
 const me_kern me_kern_avx512 = {
     .isa = ME_ISA_AVX512,
     .linear = linear512,
@@ -530,4 +576,5 @@ const me_kern me_kern_avx512 = {
     .attention = me_attention_avx512,
     .layernorm = me_layernorm_avx512,
     .gelu = me_gelu_avx512,
+    .peak = peak512,
 };

@@ -105,6 +105,9 @@ typedef struct me_kern {
                       double eps);
     /* x[i] = gelu(x[i]) (exact erf form); exposed for tests. */
     void (*gelu)(float *x, int32_t n);
+    /* Runs `iters` rounds of the dtype's multiply-add loop on registers;
+     * returns the operations done (2 per multiply-add). For benchmarks. */
+    double (*peak)(int32_t dtype, int64_t iters);
 } me_kern;
 
 /* The table for the current process (chosen on first use; thread-safe). */
@@ -128,6 +131,7 @@ void me_attention_scalar(const me_attn_args *a);
 void me_layernorm_scalar(float *x, int32_t rows, int32_t n, const float *g, const float *b,
                          double eps);
 void me_gelu_scalar(float *x, int32_t n);
+double me_peak_scalar(int32_t dtype, int64_t iters);
 float me_gelu_ref(float x);
 
 /* ---- shared packing helpers (pack.c) ---- */

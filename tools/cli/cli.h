@@ -84,5 +84,6 @@ int cmd_embed(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

@@ -17,6 +17,7 @@ static const command COMMANDS[] = {
     {"tokenize", cmd_tokenize, "print token ids and tokens, exactly as Hugging Face does"},
     {"info", cmd_info, "describe a model folder as JSON"},
     {"pull", cmd_pull, "download a model from the Hugging Face hub into the cache"},
+    {"bench", cmd_bench, "throughput/latency on fixed shapes or a corpus (text or --json)"},
 };
 
 static void usage(FILE *f)
