@@ -26,7 +26,7 @@ static const me_kern KERN_SCALAR = {
  * kernels. Other architectures build without them. */
 #if defined(__x86_64__) || defined(__i386__)
 #define ME_X86 1
-extern const me_kern me_kern_avx2 __attribute__((weak));
+extern const me_kern me_kern_avx2;
 extern const me_kern me_kern_avx512;
 #endif
 
@@ -46,7 +46,7 @@ const me_kern *me_kern_for(me_isa isa)
             return &me_kern_avx512;
         return NULL;
     case ME_ISA_AVX2:
-        if (&me_kern_avx2 && c.os_avx && c.avx2 && c.fma && c.f16c)
+        if (c.os_avx && c.avx2 && c.fma && c.f16c)
             return &me_kern_avx2;
         return NULL;
 #endif
