@@ -104,6 +104,9 @@ static int pack_weights(medembed_model *m, me_err *e)
                             me_isa_name(m->kern->isa));
             RETURN_ERROR_IF(rc != MEDEMBED_OK, e, rc, "out of memory packing layer %d weights",
                             il);
+            /* the kernels now read only the packed form */
+            if (ls[i]->packed)
+                me_weights_release(m, ls[i]);
         }
     }
     return MEDEMBED_OK;

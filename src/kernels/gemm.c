@@ -58,8 +58,11 @@ int me_pack_scalar(me_linear *L, int32_t dtype)
         uint16_t *p = me_alloc_big(n * sizeof *p);
         if (!p)
             return MEDEMBED_ERR_NOMEM;
-        for (size_t i = 0; i < n; i++)
-            p[i] = me_f32_to_bf16(L->w[i]);
+        for (int32_t r = 0; r < L->n_out; r++) {
+            const float *w = me_linear_row(L, r);
+            for (int32_t k = 0; k < L->n_in; k++)
+                p[(size_t)r * (size_t)L->n_in + (size_t)k] = me_f32_to_bf16(w[k]);
+        }
         L->packed = p;
         L->packed_kind = ME_PACK_BF16;
         L->packed_dtype = dtype;
@@ -75,7 +78,7 @@ int me_pack_scalar(me_linear *L, int32_t dtype)
         p->scale = (float *)(void *)(blk + 64);
         p->q = (int8_t *)(blk + 64 + (size_t)L->n_out * sizeof(float));
         for (int32_t r = 0; r < L->n_out; r++)
-            p->scale[r] = me_quant_row_s8(L->w + (size_t)r * (size_t)L->n_in, L->n_in,
+            p->scale[r] = me_quant_row_s8(me_linear_row(L, r), L->n_in,
                                           p->q + (size_t)r * (size_t)L->n_in);
         L->packed = p;
         L->packed_kind = ME_PACK_INT8;
@@ -112,7 +115,7 @@ static void row_f32(const linear_job *j, int32_t m)
     const float *xr = j->x + (size_t)m * (size_t)L->n_in;
     float *yr = j->y + (size_t)m * (size_t)L->n_out;
     for (int32_t n = 0; n < L->n_out; n++) {
-        double acc = dot_ref(xr, L->w + (size_t)n * (size_t)L->n_in, L->n_in);
+        double acc = dot_ref(xr, me_linear_row(L, n), L->n_in);
         if (L->b)
             acc += L->b[n];
         yr[n] = epilogue(j, m, n, (float)acc);

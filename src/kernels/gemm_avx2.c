@@ -68,15 +68,16 @@ static int pack256(me_linear *L, int32_t dtype)
     pk->bbytes = bbytes;
     pk->data = blk + hdr + side;
     memset(pk->data, 0, body);
-    for (int32_t n = 0; n < N; n++) {
-        const float *w = L->w + (size_t)n * (size_t)K;
-        uint8_t *panel = pk->data + (size_t)(n / 4) * PANEL_BYTES(pk);
-        for (int32_t k = 0; k < K && dtype != MEDEMBED_DTYPE_INT8; k++) {
-            uint8_t *dst = panel + ((size_t)(k / per_block) * 4 + (size_t)(n % 4)) * (size_t)bbytes;
+    for (int32_t n = 0; n < N && dtype != MEDEMBED_DTYPE_INT8; n++) {
+        const float *w = me_linear_row(L, n);
+        uint8_t *dst = pk->data + (size_t)(n / 4) * PANEL_BYTES(pk) + (size_t)(n % 4) * bbytes;
+        for (int32_t k = 0; k < K; k += per_block, dst += 4 * bbytes) {
+            int32_t cnt = K - k < per_block ? K - k : per_block;
             if (dtype == MEDEMBED_DTYPE_F32)
-                ((float *)(void *)dst)[k % per_block] = w[k];
+                memcpy(dst, w + k, sizeof *w * (size_t)cnt);
             else
-                ((uint16_t *)(void *)dst)[k % per_block] = me_f32_to_bf16(w[k]);
+                for (int32_t i = 0; i < cnt; i++)
+                    ((uint16_t *)(void *)dst)[i] = me_f32_to_bf16(w[k + i]);
         }
     }
     if (dtype == MEDEMBED_DTYPE_F32) {
@@ -94,7 +95,7 @@ static int pack256(me_linear *L, int32_t dtype)
             return MEDEMBED_ERR_NOMEM;
         }
         for (int32_t n = 0; n < N; n++) {
-            pk->scale[n] = me_quant_row_s8(L->w + (size_t)n * (size_t)K, K, row);
+            pk->scale[n] = me_quant_row_s8(me_linear_row(L, n), K, row);
             int32_t sum = 0;
             uint8_t *panel = pk->data + (size_t)(n / 4) * PANEL_BYTES(pk);
             for (int32_t k = 0; k < K; k++) {

@@ -86,22 +86,22 @@ static int pack512(me_linear *L, int32_t dtype)
     memset(pk->data, 0, (size_t)np * (size_t)kb * 256);
     if (dtype == MEDEMBED_DTYPE_F32) {
         pk->kind = ME_PACK_F32;
-        for (int32_t n = 0; n < N; n++)
-            for (int32_t k = 0; k < K; k++) {
-                float *dst = (float *)(void *)(pk->data + (size_t)(n / 4) * PANEL_BYTES(pk) +
-                                               ((size_t)(k / 16) * 4 + (size_t)(n % 4)) * 64);
-                dst[k % 16] = L->w[(size_t)n * (size_t)K + (size_t)k];
-            }
+        for (int32_t n = 0; n < N; n++) {
+            const float *w = me_linear_row(L, n);
+            uint8_t *dst = pk->data + (size_t)(n / 4) * PANEL_BYTES(pk) + (size_t)(n % 4) * 64;
+            for (int32_t k = 0; k < K; k += 16, dst += 256)
+                memcpy(dst, w + k, sizeof *w * (size_t)(K - k < 16 ? K - k : 16));
+        }
     } else if (dtype == MEDEMBED_DTYPE_BF16) {
         pk->kind = ME_PACK_BF16;
         pk->native = cpu.avx512_bf16;
-        for (int32_t n = 0; n < N; n++)
-            for (int32_t k = 0; k < K; k++) {
-                uint16_t *dst =
-                    (uint16_t *)(void *)(pk->data + (size_t)(n / 4) * PANEL_BYTES(pk) +
-                                         ((size_t)(k / 32) * 4 + (size_t)(n % 4)) * 64);
-                dst[k % 32] = me_f32_to_bf16(L->w[(size_t)n * (size_t)K + (size_t)k]);
-            }
+        for (int32_t n = 0; n < N; n++) {
+            const float *w = me_linear_row(L, n);
+            uint8_t *dst = pk->data + (size_t)(n / 4) * PANEL_BYTES(pk) + (size_t)(n % 4) * 64;
+            for (int32_t k = 0; k < K; k += 32, dst += 256)
+                for (int32_t i = 0; i < 32 && k + i < K; i++)
+                    ((uint16_t *)(void *)dst)[i] = me_f32_to_bf16(w[k + i]);
+        }
     } else {
         pk->kind = ME_PACK_INT8;
         pk->native = cpu.avx512_vnni;
@@ -114,7 +114,7 @@ static int pack512(me_linear *L, int32_t dtype)
             return MEDEMBED_ERR_NOMEM;
         }
         for (int32_t n = 0; n < N; n++) {
-            pk->scale[n] = me_quant_row_s8(L->w + (size_t)n * (size_t)K, K, row);
+            pk->scale[n] = me_quant_row_s8(me_linear_row(L, n), K, row);
             int32_t sum = 0;
             for (int32_t k = 0; k < K; k++) {
                 int8_t *dst = (int8_t *)(pk->data + (size_t)(n / 4) * PANEL_BYTES(pk) +

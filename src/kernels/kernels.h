@@ -60,13 +60,18 @@ const char *me_isa_name(me_isa isa);
 #define ME_PACK_INT8 3 /* int8 panels + per-channel scales and sums */
 
 /* A linear layer y = x W^T + b with W of shape (n_out, n_in), PyTorch layout.
- * `w` is the fp32 reference copy (it may be released after packing, see
- * me_weights_release_fp32). `packed` is a level-specific layout built once at
- * load by me_kern.pack; its dtype is packed_dtype (medembed_dtype). */
+ * The fp32 W is `w`, or, when w is NULL, up to three blocks of part_rows
+ * rows each (the fused Q/K/V projection read in place from the weight file,
+ * without a copy); read rows with me_linear_row. `packed` is a
+ * level-specific layout built once at load by me_kern.pack; its dtype is
+ * packed_dtype (medembed_dtype). Once a layer is packed the fp32 source is
+ * no longer read and the model may release it (me_weights_release). */
 typedef struct me_linear {
     int32_t n_out, n_in;
-    const float *w;    /* (n_out, n_in) */
-    const float *b;    /* (n_out) */
+    const float *w;         /* (n_out, n_in), or NULL */
+    const float *w_part[3]; /* (part_rows, n_in) each, when w is NULL */
+    int32_t part_rows;
+    const float *b;         /* (n_out) */
     void *packed;      /* kernel-specific layout, owned by the layer; or NULL */
     int32_t packed_kind;  /* ME_PACK_* */
     int32_t packed_dtype; /* medembed_dtype the layer computes in */
@@ -84,6 +89,14 @@ typedef struct me_attn_args {
     float scale;
     void *work; /* me_attn_work_bytes(n_max, d) bytes, 64-byte aligned, per thread */
 } me_attn_args;
+
+/* Row n of W, (n_in) floats. */
+static inline const float *me_linear_row(const me_linear *L, int32_t n)
+{
+    if (L->w)
+        return L->w + (size_t)n * (size_t)L->n_in;
+    return L->w_part[n / L->part_rows] + (size_t)(n % L->part_rows) * (size_t)L->n_in;
+}
 
 /* Function table. `pool` may be NULL (single thread). */
 typedef struct me_kern {
