@@ -97,6 +97,7 @@ static int pack_weights(medembed_model *m, me_err *e)
         me_layer *L = &m->layers[il];
         me_linear *ls[4] = {&L->qkv, &L->attn_out, &L->ffn_in, &L->ffn_out};
         for (int i = 0; i < 4; i++) {
+            me_weights_prefault(m, ls[i]);
             int rc = m->kern->pack(ls[i], m->dtype);
             RETURN_ERROR_IF(rc == MEDEMBED_ERR_UNSUPPORTED, e, rc,
                             "compute dtype %s is not supported by the %s kernels",

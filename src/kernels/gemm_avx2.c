@@ -67,7 +67,12 @@ static int pack256(me_linear *L, int32_t dtype)
     pk->kblocks = kb;
     pk->bbytes = bbytes;
     pk->data = blk + hdr + side;
-    memset(pk->data, 0, body);
+    /* zero only the padding (rows past N, the last k block past K) */
+    for (int32_t n = 0; n < np * 4; n++)
+        for (int32_t b = n < N ? kb - (K % per_block != 0) : 0; b < kb; b++)
+            memset(pk->data + (size_t)(n / 4) * PANEL_BYTES(pk) +
+                       ((size_t)b * 4 + (size_t)(n % 4)) * (size_t)bbytes,
+                   0, (size_t)bbytes);
     for (int32_t n = 0; n < N && dtype != MEDEMBED_DTYPE_INT8; n++) {
         const float *w = me_linear_row(L, n);
         uint8_t *dst = pk->data + (size_t)(n / 4) * PANEL_BYTES(pk) + (size_t)(n % 4) * bbytes;

@@ -83,7 +83,13 @@ static int pack512(me_linear *L, int32_t dtype)
     pk->n_panels = np;
     pk->kblocks = kb;
     pk->data = blk + hdr + side;
-    memset(pk->data, 0, (size_t)np * (size_t)kb * 256);
+    /* zero only the padding (rows past N, the part of the last k block past
+     * K): everything else is written below, and touching 100s of MB twice
+     * shows in the load time */
+    for (int32_t n = 0; n < np * 4; n++)
+        for (int32_t b = n < N ? kb - (K % per_block != 0) : 0; b < kb; b++)
+            memset(pk->data + (size_t)(n / 4) * PANEL_BYTES(pk) + ((size_t)b * 4 + (size_t)(n % 4)) * 64,
+                   0, 64);
     if (dtype == MEDEMBED_DTYPE_F32) {
         pk->kind = ME_PACK_F32;
         for (int32_t n = 0; n < N; n++) {

@@ -51,6 +51,8 @@ struct medembed_model {
 
 /* Loads and validates the weights of m->cfg from dir. */
 int me_weights_load(medembed_model *m, const char *dir, me_err *e);
+/* Before packing L: maps its fp32 source in one go (see weights.c). */
+void me_weights_prefault(const medembed_model *m, const me_linear *L);
 /* After L is packed: frees or unmaps its fp32 source (see weights.c). */
 void me_weights_release(medembed_model *m, me_linear *L);
 void me_weights_free(medembed_model *m);
