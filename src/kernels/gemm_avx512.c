@@ -175,8 +175,9 @@ static int pack512(me_linear *L, int32_t dtype)
 
 /* fp32: x rows are the caller's (unpadded) rows; the K tail is a masked
  * load, the packed W is zero beyond K. */
-__attribute__((noinline)) static __m512 tile_f32(const float *x0, const float *x1, const float *x2, const float *x3,
-                       const uint8_t *wp, int32_t K)
+__attribute__((noinline)) static __m512 tile_f32(const float *x0, const float *x1,
+                                                 const float *x2, const float *x3,
+                                                 const uint8_t *wp, int32_t K, const uint8_t *pf)
 {
     __m512 a[16];
     _Pragma("GCC unroll 16")
@@ -185,6 +186,8 @@ __attribute__((noinline)) static __m512 tile_f32(const float *x0, const float *x
     int32_t kfull = K / 16, k = 0;
     const float *w = (const float *)(const void *)wp;
     for (int32_t kb = 0; kb < kfull; kb++, k += 16, w += 64) {
+        if (pf)
+            _mm_prefetch((const char *)pf + (size_t)kb * 256, _MM_HINT_T1);
         __m512 w0 = _mm512_load_ps(w), w1 = _mm512_load_ps(w + 16);
         __m512 w2 = _mm512_load_ps(w + 32), w3 = _mm512_load_ps(w + 48);
         __m512 v0 = _mm512_loadu_ps(x0 + k), v1 = _mm512_loadu_ps(x1 + k);
@@ -203,14 +206,18 @@ __attribute__((noinline)) static __m512 tile_f32(const float *x0, const float *x
 }
 
 /* bf16 with AVX512_BF16: x rows are bf16 copies padded to whole blocks. */
-__attribute__((noinline)) static __m512 tile_bf16(const uint8_t *x0, const uint8_t *x1, const uint8_t *x2,
-                        const uint8_t *x3, const uint8_t *wp, int32_t kblocks)
+__attribute__((noinline)) static __m512 tile_bf16(const uint8_t *x0, const uint8_t *x1,
+                                                  const uint8_t *x2, const uint8_t *x3,
+                                                  const uint8_t *wp, int32_t kblocks,
+                                                  const uint8_t *pf)
 {
     __m512 a[16];
     _Pragma("GCC unroll 16")
     for (int i = 0; i < 16; i++)
         a[i] = _mm512_setzero_ps();
     for (int32_t kb = 0; kb < kblocks; kb++, wp += 256) {
+        if (pf)
+            _mm_prefetch((const char *)pf + (size_t)kb * 256, _MM_HINT_T1);
         size_t o = (size_t)kb * 64;
         __m512i w0 = _mm512_load_si512(wp), w1 = _mm512_load_si512(wp + 64);
         __m512i w2 = _mm512_load_si512(wp + 128), w3 = _mm512_load_si512(wp + 192);
@@ -257,14 +264,18 @@ __attribute__((noinline)) static __m512 tile_bf16_emu(const uint8_t *x0, const u
 }
 
 /* int8 with VNNI: x rows are u8 (q + 128); returns the raw sums. */
-__attribute__((noinline)) static __m512i tile_i8(const uint8_t *x0, const uint8_t *x1, const uint8_t *x2,
-                       const uint8_t *x3, const uint8_t *wp, int32_t kblocks)
+__attribute__((noinline)) static __m512i tile_i8(const uint8_t *x0, const uint8_t *x1,
+                                                 const uint8_t *x2, const uint8_t *x3,
+                                                 const uint8_t *wp, int32_t kblocks,
+                                                 const uint8_t *pf)
 {
     __m512i a[16];
     _Pragma("GCC unroll 16")
     for (int i = 0; i < 16; i++)
         a[i] = _mm512_setzero_si512();
     for (int32_t kb = 0; kb < kblocks; kb++, wp += 256) {
+        if (pf)
+            _mm_prefetch((const char *)pf + (size_t)kb * 256, _MM_HINT_T1);
         size_t o = (size_t)kb * 64;
         __m512i w0 = _mm512_load_si512(wp), w1 = _mm512_load_si512(wp + 64);
         __m512i w2 = _mm512_load_si512(wp + 128), w3 = _mm512_load_si512(wp + 192);
@@ -393,7 +404,13 @@ static void gemm_task(void *arg, int64_t task, int32_t thread)
     int32_t m0 = mb * j->mb_rows, m1 = m0 + j->mb_rows < j->M ? m0 + j->mb_rows : j->M;
     for (int32_t p = p0; p < p1; p++) {
         const uint8_t *wp = pk->data + (size_t)p * PANEL_BYTES(pk);
+        /* The first 4 tiles of a panel each prefetch a quarter of the next
+         * panel into L2: at small M (latency) a panel is used by few tiles,
+         * and fetching it from DRAM would otherwise stall the first. */
+        const uint8_t *next = p + 1 < pk->n_panels ? wp + PANEL_BYTES(pk) : NULL;
         for (int32_t mt = m0; mt < m1; mt += 4) {
+            int32_t ti = (mt - m0) / 4;
+            const uint8_t *pf = next && ti < 4 ? next + 64 * ti : NULL;
             int32_t rows = m1 - mt < 4 ? m1 - mt : 4;
             int32_t r1 = rows > 1 ? mt + 1 : mt, r2 = rows > 2 ? mt + 2 : mt;
             int32_t r3 = rows > 3 ? mt + 3 : mt;
@@ -401,16 +418,16 @@ static void gemm_task(void *arg, int64_t task, int32_t thread)
             if (pk->kind == ME_PACK_F32) {
                 size_t ld = (size_t)j->K;
                 v = tile_f32(j->x + (size_t)mt * ld, j->x + (size_t)r1 * ld,
-                             j->x + (size_t)r2 * ld, j->x + (size_t)r3 * ld, wp, j->K);
+                             j->x + (size_t)r2 * ld, j->x + (size_t)r3 * ld, wp, j->K, pf);
             } else {
                 const uint8_t *q0 = j->xq + (size_t)mt * j->ldq, *q1 = j->xq + (size_t)r1 * j->ldq;
                 const uint8_t *q2 = j->xq + (size_t)r2 * j->ldq, *q3 = j->xq + (size_t)r3 * j->ldq;
                 if (pk->kind == ME_PACK_BF16)
-                    v = pk->native ? tile_bf16(q0, q1, q2, q3, wp, pk->kblocks)
+                    v = pk->native ? tile_bf16(q0, q1, q2, q3, wp, pk->kblocks, pf)
                                    : tile_bf16_emu(q0, q1, q2, q3, wp, pk->kblocks);
                 else
                     v = dequant_tile(j,
-                                     pk->native ? tile_i8(q0, q1, q2, q3, wp, pk->kblocks)
+                                     pk->native ? tile_i8(q0, q1, q2, q3, wp, pk->kblocks, pf)
                                                 : tile_i8_emu(q0, q1, q2, q3, wp, pk->kblocks),
                                      mt, rows, p * 4);
             }

@@ -50,6 +50,14 @@ typedef struct {
     int32_t layers, hidden, ffn, vocab;
 } dims;
 
+/* CPU seconds of the whole process (all threads; spinning included). */
+static double cpu_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
 static double now_s(void)
 {
     struct timespec t;
@@ -137,9 +145,12 @@ typedef struct {
 } report;
 
 static void report_row(report *r, const char *what, int32_t batch, int32_t seq, double *ms,
-                       int runs, double tokens, double seqs, double flops, json_t *extra)
+                       double *cpu_ms, int runs, double tokens, double seqs, double flops,
+                       json_t *extra)
 {
     qsort(ms, (size_t)runs, sizeof *ms, cmp_double);
+    qsort(cpu_ms, (size_t)runs, sizeof *cpu_ms, cmp_double);
+    double cpu_med = runs % 2 ? cpu_ms[runs / 2] : 0.5 * (cpu_ms[runs / 2 - 1] + cpu_ms[runs / 2]);
     double med = runs % 2 ? ms[runs / 2] : 0.5 * (ms[runs / 2 - 1] + ms[runs / 2]);
     double p90 = pct(ms, runs, 0.9);
     double tps = tokens / (med * 1e-3), sps = seqs / (med * 1e-3);
@@ -155,6 +166,7 @@ static void report_row(report *r, const char *what, int32_t batch, int32_t seq, 
         json_object_set_new(o, "ms_median", json_real(med));
         json_object_set_new(o, "ms_p90", json_real(p90));
         json_object_set_new(o, "ms_min", json_real(ms[0]));
+        json_object_set_new(o, "cpu_ms_median", json_real(cpu_med));
         json_object_set_new(o, "seqs_per_s", json_real(sps));
         json_object_set_new(o, "gflops", json_real(gf));
         json_object_set_new(o, "peak_share", json_real(share));
@@ -168,8 +180,8 @@ static void report_row(report *r, const char *what, int32_t batch, int32_t seq, 
             json_object_update(o, extra);
         json_array_append_new(r->results, o);
     } else {
-        printf("%-7s %6d %6d %10.1f %9.2f %10.2f %10.2f %9.1f %6.1f%%\n", what, batch, seq, tps,
-               sps, med, p90, gf, 100 * share);
+        printf("%-7s %6d %6d %10.1f %9.2f %10.2f %10.2f %9.1f %6.1f%% %10.2f\n", what, batch, seq,
+               tps, sps, med, p90, gf, 100 * share, cpu_med);
     }
     if (extra)
         json_decref(extra);
@@ -182,12 +194,13 @@ static int bench_shape(medembed_ctx *c, const dims *d, shape s, int warmup, int 
     int32_t *ids = malloc(sizeof *ids * n);
     int32_t *lens = malloc(sizeof *lens * (size_t)s.batch);
     float *out = malloc(sizeof *out * (size_t)s.batch * (size_t)d->hidden);
-    double *ms = malloc(sizeof *ms * (size_t)runs);
-    if (!ids || !lens || !out || !ms) {
+    double *ms = malloc(sizeof *ms * (size_t)runs), *cms = malloc(sizeof *cms * (size_t)runs);
+    if (!ids || !lens || !out || !ms || !cms) {
         free(ids);
         free(lens);
         free(out);
         free(ms);
+        free(cms);
         cli_error("out of memory for shape %dx%d", s.batch, s.seq);
         return 1;
     }
@@ -208,24 +221,26 @@ static int bench_shape(medembed_ctx *c, const dims *d, shape s, int warmup, int 
     }
     int rc = 0;
     for (int i = 0; i < warmup + runs && rc == 0; i++) {
-        double t0 = now_s();
+        double t0 = now_s(), c0 = cpu_s();
         int e = medembed_ctx_embed_ids(c, ids, lens, s.batch, 0, out);
-        double t1 = now_s();
+        double t1 = now_s(), c1 = cpu_s();
         if (e != MEDEMBED_OK) {
             cli_error("embed %dx%d: %s: %s", s.batch, s.seq, medembed_status_str(e),
                       medembed_ctx_last_error(c));
             rc = 1;
         } else if (i >= warmup) {
             ms[i - warmup] = (t1 - t0) * 1e3;
+            cms[i - warmup] = (c1 - c0) * 1e3;
         }
     }
     if (rc == 0)
-        report_row(r, "shape", s.batch, s.seq, ms, runs, (double)n, (double)s.batch,
+        report_row(r, "shape", s.batch, s.seq, ms, cms, runs, (double)n, (double)s.batch,
                    s.batch * encoder_flops(d, s.seq), NULL);
     free(ids);
     free(lens);
     free(out);
     free(ms);
+    free(cms);
     return rc;
 }
 
@@ -265,8 +280,8 @@ static int bench_corpus(medembed_ctx *c, const medembed_model *m, const dims *d,
     int rc = got < 0 ? 1 : 0;
     medembed_text_info *info = calloc((size_t)(n ? n : 1), sizeof *info);
     float *out = malloc(sizeof *out * (size_t)(n ? n : 1) * (size_t)d->hidden);
-    double *ms = malloc(sizeof *ms * (size_t)runs);
-    if (!info || !out || !ms)
+    double *ms = malloc(sizeof *ms * (size_t)runs), *cms = malloc(sizeof *cms * (size_t)runs);
+    if (!info || !out || !ms || !cms)
         rc = 1;
     if (rc == 0 && n == 0) {
         cli_error("%s holds no texts", path);
@@ -276,15 +291,16 @@ static int bench_corpus(medembed_ctx *c, const medembed_model *m, const dims *d,
     medembed_embed_opts_init(&o);
     o.batch_tokens = batch_tokens;
     for (int i = 0; i < warmup + runs && rc == 0; i++) {
-        double t0 = now_s();
+        double t0 = now_s(), c0 = cpu_s();
         int e = medembed_ctx_embed(c, (const char *const *)texts, lens, n, &o, out, info);
-        double t1 = now_s();
+        double t1 = now_s(), c1 = cpu_s();
         if (e != MEDEMBED_OK) {
             cli_error("embed %s: %s: %s", path, medembed_status_str(e),
                       medembed_ctx_last_error(c));
             rc = 1;
         } else if (i >= warmup) {
             ms[i - warmup] = (t1 - t0) * 1e3;
+            cms[i - warmup] = (c1 - c0) * 1e3;
         }
     }
     if (rc == 0) {
@@ -312,7 +328,7 @@ static int bench_corpus(medembed_ctx *c, const medembed_model *m, const dims *d,
             json_object_set_new(extra, "docs_per_s", json_real(n / (med * 1e-3)));
             free(msc);
         }
-        report_row(r, "corpus", n, (int32_t)(tokens / n + 0.5), ms, runs, tokens, n, flops,
+        report_row(r, "corpus", n, (int32_t)(tokens / n + 0.5), ms, cms, runs, tokens, n, flops,
                    extra);
         (void)longest;
         (void)m;
@@ -324,6 +340,7 @@ static int bench_corpus(medembed_ctx *c, const medembed_model *m, const dims *d,
     free(info);
     free(out);
     free(ms);
+    free(cms);
     return rc;
 }
 
@@ -457,8 +474,8 @@ int cmd_bench(int argc, char **argv)
         if (r.peak > 0)
             printf("measured peak: %.1f G%s/s (%d threads)\n", r.peak,
                    dtype == MEDEMBED_DTYPE_INT8 ? "OP" : "FLOP", r.threads);
-        printf("%-7s %6s %6s %10s %9s %10s %10s %9s %7s\n", "what", "batch", "seq", "tokens/s",
-               "seq/s", "ms median", "ms p90", "GFLOP/s", "peak");
+        printf("%-7s %6s %6s %10s %9s %10s %10s %9s %7s %10s\n", "what", "batch", "seq",
+               "tokens/s", "seq/s", "ms median", "ms p90", "GFLOP/s", "peak", "cpu ms");
     }
     int rc = 0;
     for (int i = 0; i < n_shapes && rc == 0; i++)
