@@ -523,6 +523,16 @@ MEDEMBED_API int medembed_metrics_query(const char *const *run_ids, const float 
                                         int32_t n_run, const char *const *qrel_ids,
                                         const int32_t *qrel_rels, int32_t n_qrels, int32_t k,
                                         medembed_metrics *out);
+#ifdef MEDEMBED_EXPERIMENTAL
+/* Measured arithmetic peak of the kernel level in use, for benchmarks
+ * (`medembed bench` reports each result as a share of it): n_threads
+ * threads (0 = all online CPUs) each run a register-only loop of the
+ * multiply-add instruction the `dtype` kernels are built on (fp32 FMA,
+ * vdpbf16ps, vpdpbusd; or their emulation on CPUs without them) for about
+ * `seconds`. Returns GFLOP/s summed over threads, counting a multiply-add as
+ * 2 operations (int8: GOP/s); 0 on bad arguments. Thread-safe; blocks. */
+MEDEMBED_API double medembed_peak_gflops(int32_t dtype, int32_t n_threads, double seconds);
+#endif
 
 /* ------------------------------------------------------------------------ */
 /* Utilities                                                                 */

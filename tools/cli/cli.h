@@ -88,5 +88,6 @@ int cmd_search(int argc, char **argv); /* cmd_search.c */
 int cmd_eval(int argc, char **argv);   /* cmd_eval.c */
 int cmd_serve(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

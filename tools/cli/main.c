@@ -21,6 +21,7 @@ static const command COMMANDS[] = {
     {"eval", cmd_eval, "score retrieval on a BEIR folder (nDCG@10, MAP, MRR, recall, P)"},
     {"serve", cmd_serve, "HTTP server: OpenAI /v1/embeddings + TEI /embed, dynamic batching"},
     {"pull", cmd_pull, "download a model from the Hugging Face hub into the cache"},
+    {"bench", cmd_bench, "throughput/latency on fixed shapes or a corpus (text or --json)"},
 };
 
 static void usage(FILE *f)
