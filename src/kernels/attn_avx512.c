@@ -98,8 +98,8 @@ void me_attention_avx512(const me_attn_args *a)
             row[j] = 0;
     }
 
-    for (int32_t i0 = 0; i0 < n; i0 += QB) {
-        int32_t rows = n - i0 < QB ? n - i0 : QB;
+    for (int32_t i0 = 0; i0 < a->n_q; i0 += QB) {
+        int32_t rows = a->n_q - i0 < QB ? a->n_q - i0 : QB;
         _Pragma("GCC unroll 16")
         for (int r = 0; r < QB; r++) {
             const float *q = a->q + (size_t)(i0 + (r < rows ? r : 0)) * (size_t)a->ld;
