@@ -268,6 +268,17 @@ static void test_attention(void **state)
                             fail_msg("attention %s n=%d d=%d [%d,%d]: %.9g vs %.9g",
                                      me_isa_name(ks[li]->isa), n, d, i, c, v, r);
                     }
+                /* fp32 scores (bf16 / int8 dtypes): close to the double ones */
+                me_attn_args af = a;
+                float *of = calloc((size_t)n * (size_t)ldo, sizeof *of);
+                af.o = of;
+                af.fast = 1;
+                ks[li]->attention(&af);
+                for (int32_t i = 0; i < n * ldo; i++)
+                    if (!(fabs((double)of[i] - orf[i]) <= 1e-4 * (1 + fabs(orf[i]))))
+                        fail_msg("attention (fast) %s n=%d d=%d [%d]: %.9g vs %.9g",
+                                 me_isa_name(ks[li]->isa), n, d, i, of[i], orf[i]);
+                free(of);
                 /* only the first query row: bit-identical to the full run */
                 me_attn_args a1 = a;
                 a1.n_q = 1;
