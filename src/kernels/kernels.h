@@ -89,8 +89,9 @@ typedef struct me_attn_args {
     int32_t ldo;
     int32_t n, d;
     int32_t n_q; /* 1..n */
-    int32_t fast; /* scores may be summed in fp32 (bf16 / int8 compute dtypes,
-                   * whose accuracy budget is a cosine, not 1e-5) */
+    int32_t fast; /* 0: exact (fp32 dtype); 1: scores may be fp32; 2: scores and
+                   * P v may use bf16 products with fp32 sums (bf16 / int8
+                   * dtypes, whose accuracy budget is a cosine, not 1e-5) */
     float scale;
     void *work; /* me_attn_work_bytes(n_max, d) bytes, 64-byte aligned, per thread */
 } me_attn_args;

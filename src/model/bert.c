@@ -136,7 +136,7 @@ static void attn_task(void *arg, int64_t task, int32_t thread)
         .n = j->n_ids[s],
         .d = d,
         .n_q = j->cls_q ? 1 : j->n_ids[s],
-        .fast = m->dtype != MEDEMBED_DTYPE_F32,
+        .fast = m->dtype != MEDEMBED_DTYPE_F32 ? 2 : 0,
         .scale = 1.0f / sqrtf((float)d),
         .work = (uint8_t *)j->s->attn_work + (size_t)thread * j->s->attn_work_stride,
     };

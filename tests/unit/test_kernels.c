@@ -278,6 +278,17 @@ static void test_attention(void **state)
                     if (!(fabs((double)of[i] - orf[i]) <= 1e-4 * (1 + fabs(orf[i]))))
                         fail_msg("attention (fast) %s n=%d d=%d [%d]: %.9g vs %.9g",
                                  me_isa_name(ks[li]->isa), n, d, i, of[i], orf[i]);
+                /* bf16 products (fast = 2): within bf16 rounding of the double ones */
+                af.fast = 2;
+                memset(of, 0, sizeof *of * (size_t)n * (size_t)ldo);
+                ks[li]->attention(&af);
+                for (int32_t i = 0; i < n; i++)
+                    for (int32_t c = 0; c < d; c++) {
+                        size_t e = (size_t)i * (size_t)ldo + (size_t)c;
+                        if (!(fabs((double)of[e] - orf[e]) <= 3e-2 * (1 + fabs(orf[e]))))
+                            fail_msg("attention (bf16) %s n=%d d=%d [%d,%d]: %.9g vs %.9g",
+                                     me_isa_name(ks[li]->isa), n, d, i, c, of[e], orf[e]);
+                    }
                 free(of);
                 /* only the first query row: bit-identical to the full run */
                 me_attn_args a1 = a;
