@@ -490,7 +490,8 @@ static int run_batches(medembed_ctx *c, seq_ref *refs, int32_t n, int32_t budget
             T += refs[i + k].len;
             k++;
         }
-        me_bert_forward(m, &c->s, c->pool, bids, blen, k);
+        me_bert_forward(m, &c->s, c->pool, bids, blen, k,
+                        m->cfg.pooling == MEDEMBED_POOLING_CLS);
         int32_t t = 0;
         for (int32_t q = 0; q < k; q++) {
             int32_t idx = refs[i + q].idx;
@@ -672,7 +673,7 @@ int medembed_ctx_hidden(medembed_ctx *c, const int32_t *ids, int32_t n_ids, floa
             return ctx_fail(c, MEDEMBED_ERR_ARG, "token id %d is outside the vocabulary [0, %d)",
                             ids[k], m->cfg.vocab_size);
     FORWARD_IF_ERROR(ensure_scratch(c, m->max_length));
-    me_bert_forward(m, &c->s, c->pool, ids, &n_ids, 1);
+    me_bert_forward(m, &c->s, c->pool, ids, &n_ids, 1, 0);
     memcpy(out, c->s.x, sizeof *out * (size_t)n_ids * (size_t)m->cfg.hidden);
     return MEDEMBED_OK;
 }

@@ -19,7 +19,7 @@ void me_attention_scalar(const me_attn_args *a)
     int32_t n = a->n, d = a->d;
     float *row = a->work;
     double *oacc = (double *)(void *)((char *)a->work + (((size_t)n * 4 + 63) & ~(size_t)63));
-    for (int32_t qi = 0; qi < n; qi++) {
+    for (int32_t qi = 0; qi < a->n_q; qi++) {
         const float *q = a->q + (size_t)qi * (size_t)a->ld;
         float mx = -INFINITY;
         for (int32_t ki = 0; ki < n; ki++) {

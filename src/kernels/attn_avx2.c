@@ -72,8 +72,8 @@ void me_attention_avx2(const me_attn_args *a)
         for (size_t j = (size_t)n; j < n32; j++)
             row[j] = 0;
     }
-    for (int32_t i0 = 0; i0 < n; i0 += QB) {
-        int32_t rows = n - i0 < QB ? n - i0 : QB;
+    for (int32_t i0 = 0; i0 < a->n_q; i0 += QB) {
+        int32_t rows = a->n_q - i0 < QB ? a->n_q - i0 : QB;
         for (int r = 0; r < QB; r++) {
             const float *q = a->q + (size_t)(i0 + (r < rows ? r : 0)) * (size_t)a->ld;
             for (int32_t c = 0; c < d; c++)

@@ -79,13 +79,19 @@ typedef struct me_linear {
 } me_linear;
 
 /* Attention over one sequence and one head: o = softmax(q k^T * scale) v.
- * q, k, v are the head's columns inside rows of stride `ld` floats. */
+ * q, k, v are the head's columns inside rows of stride `ld` floats. Only
+ * the first n_q query rows are computed (n_q = n for a full layer, 1 when
+ * only the [CLS] row of the last layer is needed). */
 typedef struct me_attn_args {
     const float *q, *k, *v; /* (n, d) each, row stride ld */
     int32_t ld;
-    float *o; /* (n, d), row stride ldo */
+    float *o; /* (n_q, d), row stride ldo */
     int32_t ldo;
     int32_t n, d;
+    int32_t n_q; /* 1..n */
+    int32_t fast; /* 0: exact (fp32 dtype); 1: scores may be fp32; 2: scores and
+                   * P v may use bf16 products with fp32 sums (bf16 / int8
+                   * dtypes, whose accuracy budget is a cosine, not 1e-5) */
     float scale;
     void *work; /* me_attn_work_bytes(n_max, d) bytes, 64-byte aligned, per thread */
 } me_attn_args;

@@ -81,7 +81,9 @@ typedef struct {
     int32_t n_seq;
     int32_t T;
     float *buf;            /* layernorm target */
+    int32_t ln_rows;       /* rows of buf */
     const float *g, *b;
+    int32_t cls_q;         /* attention computes the [CLS] query row only */
 } fwd_job;
 
 #define ROWS_PER_TASK 16
@@ -110,7 +112,7 @@ static void ln_task(void *arg, int64_t task, int32_t thread)
     const fwd_job *j = arg;
     int32_t H = j->m->cfg.hidden;
     int32_t t0 = (int32_t)task * ROWS_PER_TASK;
-    int32_t t1 = t0 + ROWS_PER_TASK < j->T ? t0 + ROWS_PER_TASK : j->T;
+    int32_t t1 = t0 + ROWS_PER_TASK < j->ln_rows ? t0 + ROWS_PER_TASK : j->ln_rows;
     j->m->kern->layernorm(j->buf + (size_t)t0 * (size_t)H, t1 - t0, H, j->g, j->b,
                           j->m->cfg.ln_eps);
 }
@@ -133,22 +135,61 @@ static void attn_task(void *arg, int64_t task, int32_t thread)
         .ldo = H,
         .n = j->n_ids[s],
         .d = d,
+        .n_q = j->cls_q ? 1 : j->n_ids[s],
+        .fast = m->dtype != MEDEMBED_DTYPE_F32 ? 2 : 0,
         .scale = 1.0f / sqrtf((float)d),
         .work = (uint8_t *)j->s->attn_work + (size_t)thread * j->s->attn_work_stride,
     };
     m->kern->attention(&a);
 }
 
-static void layernorm_all(fwd_job *j, me_pool *pool, float *buf, const float *g, const float *b)
+static void layernorm_all(fwd_job *j, me_pool *pool, float *buf, int32_t rows, const float *g,
+                          const float *b)
 {
     j->buf = buf;
+    j->ln_rows = rows;
     j->g = g;
     j->b = b;
-    me_pool_run(pool, (j->T + ROWS_PER_TASK - 1) / ROWS_PER_TASK, ln_task, j);
+    me_pool_run(pool, (rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK, ln_task, j);
+}
+
+/* The last layer when only each sequence's [CLS] row is wanted (CLS
+ * pooling): keys and values still need every token, but the attention
+ * queries, the output projection, both LayerNorms and the FFN run on one row
+ * per sequence, about 7% of a BERT-base forward pass saved. Every kernel
+ * computes a row from that row alone, so the [CLS] rows come out
+ * bit-identical to the full computation. The compact rows live in buffers
+ * that are free by then: attention output and residual in qkv, the rest in
+ * h1 / ffn / att; the result is scattered back to x at each sequence's
+ * start. */
+static void last_layer_cls(const medembed_model *m, me_scratch *s, me_pool *pool, fwd_job *j,
+                           const me_layer *L)
+{
+    const me_kern *k = m->kern;
+    int32_t H = m->cfg.hidden, n = j->n_seq, T = j->T;
+    k->linear(&L->qkv, s->x, T, s->qkv, NULL, 0, pool, s->lin_work);
+    j->cls_q = 1;
+    me_pool_run(pool, (int64_t)n * m->cfg.n_heads, attn_task, j);
+    j->cls_q = 0;
+    float *att_c = s->qkv, *x_c = s->qkv + (size_t)n * (size_t)H;
+    for (int32_t i = 0; i < n; i++) {
+        memcpy(att_c + (size_t)i * (size_t)H, s->att + (size_t)j->starts[i] * (size_t)H,
+               sizeof *att_c * (size_t)H);
+        memcpy(x_c + (size_t)i * (size_t)H, s->x + (size_t)j->starts[i] * (size_t)H,
+               sizeof *x_c * (size_t)H);
+    }
+    k->linear(&L->attn_out, att_c, n, s->h1, x_c, ME_EPI_RESIDUAL, pool, s->lin_work);
+    layernorm_all(j, pool, s->h1, n, L->ln1_g, L->ln1_b);
+    k->linear(&L->ffn_in, s->h1, n, s->ffn, NULL, ME_EPI_GELU, pool, s->lin_work);
+    k->linear(&L->ffn_out, s->ffn, n, s->att, s->h1, ME_EPI_RESIDUAL, pool, s->lin_work);
+    layernorm_all(j, pool, s->att, n, L->ln2_g, L->ln2_b);
+    for (int32_t i = 0; i < n; i++)
+        memcpy(s->x + (size_t)j->starts[i] * (size_t)H, s->att + (size_t)i * (size_t)H,
+               sizeof *s->x * (size_t)H);
 }
 
 void me_bert_forward(const medembed_model *m, me_scratch *s, me_pool *pool, const int32_t *ids,
-                     const int32_t *n_ids, int32_t n)
+                     const int32_t *n_ids, int32_t n, int cls_only)
 {
     int32_t *starts = s->starts; /* n <= T <= t_cap: every sequence has a token */
     int32_t T = 0;
@@ -158,17 +199,21 @@ void me_bert_forward(const medembed_model *m, me_scratch *s, me_pool *pool, cons
     }
     const me_kern *k = m->kern;
     void *w = s->lin_work;
-    fwd_job j = {m, s, ids, n_ids, starts, n, T, NULL, NULL, NULL};
+    fwd_job j = {.m = m, .s = s, .ids = ids, .n_ids = n_ids, .starts = starts, .n_seq = n, .T = T};
     me_pool_run(pool, n, embed_task, &j);
     for (int32_t il = 0; il < m->cfg.n_layers; il++) {
         const me_layer *L = &m->layers[il];
+        if (cls_only && il == m->cfg.n_layers - 1) {
+            last_layer_cls(m, s, pool, &j, L);
+            break;
+        }
         k->linear(&L->qkv, s->x, T, s->qkv, NULL, 0, pool, w);
         me_pool_run(pool, (int64_t)n * m->cfg.n_heads, attn_task, &j);
         k->linear(&L->attn_out, s->att, T, s->h1, s->x, ME_EPI_RESIDUAL, pool, w);
-        layernorm_all(&j, pool, s->h1, L->ln1_g, L->ln1_b);
+        layernorm_all(&j, pool, s->h1, T, L->ln1_g, L->ln1_b);
         k->linear(&L->ffn_in, s->h1, T, s->ffn, NULL, ME_EPI_GELU, pool, w);
         k->linear(&L->ffn_out, s->ffn, T, s->x, s->h1, ME_EPI_RESIDUAL, pool, w);
-        layernorm_all(&j, pool, s->x, L->ln2_g, L->ln2_b);
+        layernorm_all(&j, pool, s->x, T, L->ln2_g, L->ln2_b);
     }
 }
 

@@ -75,9 +75,11 @@ void me_scratch_free(me_scratch *s);
 
 /* Runs the encoder over n sequences packed back to back in `ids`
  * (lengths n_ids[i], sum <= s->t_cap). On return s->x holds the last hidden
- * state, (sum n_ids, hidden), row-major. */
+ * state, (sum n_ids, hidden), row-major; with cls_only, only each
+ * sequence's first row is valid (what CLS pooling reads; the other rows hold
+ * stale values), and the last layer skips the work for the rest. */
 void me_bert_forward(const medembed_model *m, me_scratch *s, me_pool *pool, const int32_t *ids,
-                     const int32_t *n_ids, int32_t n);
+                     const int32_t *n_ids, int32_t n, int cls_only);
 
 /* Pools one sequence's hidden rows h (n, hidden) into out (hidden);
  * `skip` leading tokens are left out of mean/max pooling (include_prompt

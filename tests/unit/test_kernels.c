@@ -254,8 +254,8 @@ static void test_attention(void **state)
                 fill(qkv, (size_t)n * (size_t)ld, 3.0f);
                 void *work = me_alloc_big(me_attn_work_bytes(n, d));
                 me_attn_args a = {.q = qkv, .k = qkv + d, .v = qkv + 2 * d, .ld = ld, .o = o,
-                                  .ldo = ldo, .n = n, .d = d, .scale = 1.0f / sqrtf((float)d),
-                                  .work = work};
+                                  .ldo = ldo, .n = n, .d = d, .n_q = n,
+                                  .scale = 1.0f / sqrtf((float)d), .work = work};
                 ks[li]->attention(&a);
                 me_attn_args ar = a;
                 ar.o = orf;
@@ -268,6 +268,34 @@ static void test_attention(void **state)
                             fail_msg("attention %s n=%d d=%d [%d,%d]: %.9g vs %.9g",
                                      me_isa_name(ks[li]->isa), n, d, i, c, v, r);
                     }
+                /* fp32 scores (bf16 / int8 dtypes): close to the double ones */
+                me_attn_args af = a;
+                float *of = calloc((size_t)n * (size_t)ldo, sizeof *of);
+                af.o = of;
+                af.fast = 1;
+                ks[li]->attention(&af);
+                for (int32_t i = 0; i < n * ldo; i++)
+                    if (!(fabs((double)of[i] - orf[i]) <= 1e-4 * (1 + fabs(orf[i]))))
+                        fail_msg("attention (fast) %s n=%d d=%d [%d]: %.9g vs %.9g",
+                                 me_isa_name(ks[li]->isa), n, d, i, of[i], orf[i]);
+                /* bf16 products (fast = 2): within bf16 rounding of the double ones */
+                af.fast = 2;
+                memset(of, 0, sizeof *of * (size_t)n * (size_t)ldo);
+                ks[li]->attention(&af);
+                for (int32_t i = 0; i < n; i++)
+                    for (int32_t c = 0; c < d; c++) {
+                        size_t e = (size_t)i * (size_t)ldo + (size_t)c;
+                        if (!(fabs((double)of[e] - orf[e]) <= 3e-2 * (1 + fabs(orf[e]))))
+                            fail_msg("attention (bf16) %s n=%d d=%d [%d,%d]: %.9g vs %.9g",
+                                     me_isa_name(ks[li]->isa), n, d, i, c, of[e], orf[e]);
+                    }
+                free(of);
+                /* only the first query row: bit-identical to the full run */
+                me_attn_args a1 = a;
+                a1.n_q = 1;
+                a1.o = o1;
+                ks[li]->attention(&a1);
+                assert_memory_equal(o1, o, sizeof *o1 * (size_t)d);
                 /* padding columns untouched */
                 for (int32_t i = 0; i < n; i++)
                     for (int32_t c = d; c < ldo; c++)

@@ -178,10 +178,57 @@ static void test_bit_identical(void **state)
     free(ref);
 }
 
+/* CLS pooling skips the last layer's work for non-[CLS] rows: the pooled
+ * vector must be bit-identical to row 0 of the full hidden state. */
+static void test_cls_shortcut(void **state)
+{
+    (void)state;
+    char dir[1024];
+    SKIP_WITHOUT_SHARED(dir, "golden/embeddings/tiny-cls-f32");
+    static seqs s;
+    assert_true(load_seqs(dir, &s) > 4);
+    for (int isa = ME_ISA_SCALAR; isa <= ME_ISA_AVX512; isa++) {
+        const me_kern *k = me_kern_for((me_isa)isa);
+        if (!k)
+            continue;
+        for (int32_t dt = MEDEMBED_DTYPE_F32; dt <= MEDEMBED_DTYPE_INT8; dt++) {
+            me_kern_force(k);
+            medembed_load_opts o;
+            medembed_load_opts_init(&o);
+            o.dtype = dt;
+            medembed_model *m = NULL;
+            char err[512];
+            assert_int_equal(medembed_model_load(dir, &o, &m, err, sizeof err), MEDEMBED_OK);
+            me_kern_force(NULL);
+            assert_int_equal(medembed_model_pooling(m), MEDEMBED_POOLING_CLS);
+            int32_t H = medembed_model_dim(m);
+            medembed_ctx *c = NULL;
+            assert_int_equal(medembed_ctx_create(m, 2, &c), MEDEMBED_OK);
+            float *pooled = malloc(sizeof *pooled * (size_t)H * (size_t)s.n);
+            float *hid = malloc(sizeof *hid * (size_t)H * 512);
+            assert_int_equal(medembed_ctx_embed_ids(c, s.ids, s.len, s.n,
+                                                    MEDEMBED_F_NO_NORMALIZE, pooled),
+                             MEDEMBED_OK);
+            for (int i = 0; i < s.n; i++) {
+                assert_int_equal(medembed_ctx_hidden(c, s.ids + s.off[i], s.len[i], hid),
+                                 MEDEMBED_OK);
+                if (memcmp(hid, pooled + (size_t)i * (size_t)H, sizeof *hid * (size_t)H) != 0)
+                    fail_msg("%s dtype %d: CLS of sequence %d differs from hidden row 0",
+                             me_isa_name(k->isa), dt, i);
+            }
+            free(pooled);
+            free(hid);
+            medembed_ctx_free(c);
+            medembed_model_free(m);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bit_identical),
+        cmocka_unit_test(test_cls_shortcut),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
