@@ -16,7 +16,9 @@
 # (The server idles while offline runs, and offline runs while the server idles.)
 #
 # Environment: BIN (build/medembed), MODEL (a model folder; default: generated SHAPE),
-# SHAPE tiny|mini|small|base (small), N_TEXTS (256), DURATION seconds per run (20),
+# SHAPE tiny|mini|small|base (small), N_TEXTS (256), DURATION seconds per run (20; a run
+# lasts at least 10 rounds of its connections, c / offline rate each, up to 600 s, since
+# wrk counts only requests completed within the run),
 # CONNS ("1 8 64"), ROUTE (/embed or /v1/embeddings), THREADS (inference threads, 0 = all),
 # SERVE_ARGS (extra `serve` flags), OFFLINE_SECONDS (about how long each offline measurement
 # runs, 10; the texts are repeated to fill it), OUT (bench/out/serve_wrk). Needs Debian's wrk
@@ -121,10 +123,11 @@ runs=()
 for c in $CONNS; do
     raw="$OUT/wrk-c$c.txt"
     before=$(offline_run)
-    wrk -t1 -c"$c" -d"${DURATION}s" --timeout 120s --latency -s bench/serve_wrk.lua "$url" \
+    dur=$("$PY" -c "import math; print(min(600, max($DURATION, math.ceil(10 * $c / $before))))")
+    wrk -t1 -c"$c" -d"${dur}s" --timeout 120s --latency -s bench/serve_wrk.lua "$url" \
         -- "$OUT/bodies.txt" "$ROUTE" > "$raw"
     after=$(offline_run)
-    echo "serve_wrk: c=$c: $(grep Requests/sec "$raw"), offline $before / $after texts/s" >&2
+    echo "serve_wrk: c=$c (${dur}s): $(grep Requests/sec "$raw"), offline $before / $after texts/s" >&2
     runs+=("$c:$raw:$before:$after")
 done
 curl -s "$url/metrics" > "$OUT/metrics.txt"
@@ -134,5 +137,5 @@ trap - EXIT
 
 "$PY" bench/serve_wrk_report.py report "$OUT/results.json" "${runs[@]}"
 echo "offline source: $offline_src"
-echo "model $MODEL; $n_texts texts; ${DURATION}s per run; route $ROUTE;" \
+echo "model $MODEL; $n_texts texts; runs of at least ${DURATION}s; route $ROUTE;" \
     "kernels $("$BIN" --version | sed 's/.*kernels: //; s/)//'); load average $(cut -d' ' -f1-3 /proc/loadavg)"
