@@ -378,14 +378,15 @@ MEDEMBED_API void medembed_index_free(medembed_index *ix);
 /* The model a ctx was created for (for index functions that take a ctx). */
 MEDEMBED_API const medembed_model *medembed_ctx_model(const medembed_ctx *ctx);
 
-/* Checks that `model` is the one the index was built with (fingerprint,
- * dims, pooling). Returns MEDEMBED_OK or MEDEMBED_ERR_MISMATCH naming the
+/* Checks that `model` is the one the index was built with (dims, pooling,
+ * and a weights hash: config + safetensors headers + sampled weight bytes).
+ * Returns MEDEMBED_OK or MEDEMBED_ERR_MISMATCH naming the
  * field that differs. Thread-safe. */
 MEDEMBED_API int medembed_index_check_model(const medembed_index *ix, const medembed_model *model,
                                             char *err, size_t err_len);
 
 /* JSON object describing the index: n_docs, n_chunks, model {path,
- * fingerprint, pooling, dtype, normalize}, dim, vec_dtype, chunking
+ * weights_hash, dim, pooling, dtype, normalize, max_length}, dim, vec_dtype, chunking
  * {chunk_tokens, overlap}, hnsw {m, ef_construction} or null. Returns a
  * malloc'd NUL-terminated string (free() it), or NULL when out of memory.
  * Thread-safe. */
@@ -441,7 +442,7 @@ MEDEMBED_API int medembed_index_flush(medembed_index *ix, char *err, size_t err_
 typedef struct medembed_search_opts {
     int32_t k;                  /* documents wanted; default 10, at most 10000 */
     int32_t exact;              /* 1 = exact search even when the index has HNSW */
-    int32_t ef_search;          /* HNSW beam width; 0 = max(64, 2k) */
+    int32_t ef_search;          /* HNSW beam width; 0 = max(128, 2k) */
     int32_t rescore;            /* INT8: f32-rescore rescore*k candidates; 0 = 4 */
     const char *const *filters; /* n_filters expressions, all must hold */
     int32_t n_filters;
@@ -522,6 +523,16 @@ MEDEMBED_API int medembed_metrics_query(const char *const *run_ids, const float 
                                         int32_t n_run, const char *const *qrel_ids,
                                         const int32_t *qrel_rels, int32_t n_qrels, int32_t k,
                                         medembed_metrics *out);
+#ifdef MEDEMBED_EXPERIMENTAL
+/* Measured arithmetic peak of the kernel level in use, for benchmarks
+ * (`medembed bench` reports each result as a share of it): n_threads
+ * threads (0 = all online CPUs) each run a register-only loop of the
+ * multiply-add instruction the `dtype` kernels are built on (fp32 FMA,
+ * vdpbf16ps, vpdpbusd; or their emulation on CPUs without them) for about
+ * `seconds`. Returns GFLOP/s summed over threads, counting a multiply-add as
+ * 2 operations (int8: GOP/s); 0 on bad arguments. Thread-safe; blocks. */
+MEDEMBED_API double medembed_peak_gflops(int32_t dtype, int32_t n_threads, double seconds);
+#endif
 
 /* ------------------------------------------------------------------------ */
 /* Utilities                                                                 */

@@ -7,6 +7,7 @@
  * anywhere. Because every kernel computes each output from its own row only
  * (kernels.h), the packing never changes a text's embedding.
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,18 +90,70 @@ static int tokenizer_only_config(const char *dir, me_config *c, me_err *e)
     return MEDEMBED_OK;
 }
 
+/* Packing runs on a temporary pool of all online CPUs, one linear layer per
+ * task: most of its time is the kernel zeroing fresh pages for the packed
+ * copies, which parallelizes. Each task then releases its layer's fp32
+ * source, under a lock (the model's list of owned buffers is shared). */
+typedef struct {
+    medembed_model *m;
+    int *rc; /* (4 n_layers) */
+    pthread_mutex_t mu;
+} pack_job;
+
+static me_linear *pack_target(medembed_model *m, int64_t t)
+{
+    me_layer *L = &m->layers[t / 4];
+    me_linear *ls[4] = {&L->qkv, &L->attn_out, &L->ffn_in, &L->ffn_out};
+    return ls[t % 4];
+}
+
+static void pack_task(void *arg, int64_t t, int32_t thread)
+{
+    (void)thread;
+    pack_job *j = arg;
+    me_linear *l = pack_target(j->m, t);
+    me_weights_prefault(j->m, l);
+    int rc = j->m->kern->pack(l, j->m->dtype);
+    j->rc[t] = rc;
+    if (rc == MEDEMBED_OK && l->packed) { /* the kernels now read only the packed form */
+        pthread_mutex_lock(&j->mu);
+        me_weights_release(j->m, l);
+        pthread_mutex_unlock(&j->mu);
+    }
+}
+
 static int pack_weights(medembed_model *m, me_err *e)
 {
     if (!m->kern->pack)
         return MEDEMBED_OK;
-    for (int32_t il = 0; il < m->cfg.n_layers; il++) {
-        me_layer *L = &m->layers[il];
-        me_linear *ls[4] = {&L->qkv, &L->attn_out, &L->ffn_in, &L->ffn_out};
-        for (int i = 0; i < 4; i++)
-            RETURN_ERROR_IF(m->kern->pack(ls[i], m->dtype) != MEDEMBED_OK, e,
-                            MEDEMBED_ERR_NOMEM, "out of memory packing layer %d weights", il);
+    int64_t n = (int64_t)m->cfg.n_layers * 4;
+    pack_job *j = calloc(1, sizeof *j);
+    int *rcs = calloc((size_t)n, sizeof *rcs);
+    if (!j || !rcs) {
+        free(j);
+        free(rcs);
+        return me_err_set(e, MEDEMBED_ERR_NOMEM, "out of memory packing weights");
     }
-    return MEDEMBED_OK;
+    j->m = m;
+    j->rc = rcs;
+    pthread_mutex_init(&j->mu, NULL);
+    me_pool *pool = me_pool_create(0); /* NULL (no threads) packs serially */
+    me_pool_run(pool, n, pack_task, j);
+    me_pool_free(pool);
+    pthread_mutex_destroy(&j->mu);
+    int rc = MEDEMBED_OK;
+    for (int64_t t = 0; t < n && rc == MEDEMBED_OK; t++) {
+        rc = j->rc[t];
+        if (rc == MEDEMBED_ERR_UNSUPPORTED)
+            me_err_set(e, rc, "compute dtype %s is not supported by the %s kernels",
+                       m->dtype == MEDEMBED_DTYPE_BF16 ? "bf16" : "int8",
+                       me_isa_name(m->kern->isa));
+        else if (rc != MEDEMBED_OK)
+            me_err_set(e, rc, "out of memory packing layer %d weights", (int)(t / 4));
+    }
+    free(rcs);
+    free(j);
+    return rc;
 }
 
 int medembed_model_load(const char *dir, const medembed_load_opts *opts, medembed_model **out,
@@ -131,11 +184,6 @@ int medembed_model_load(const char *dir, const medembed_load_opts *opts, medembe
     if (rc == MEDEMBED_OK && (o.dtype < 0 || o.dtype > MEDEMBED_DTYPE_INT8 || o.max_length < 0))
         rc = me_err_set(&e, MEDEMBED_ERR_ARG, "invalid load options (dtype %d, max_length %d)",
                         o.dtype, o.max_length);
-    if (rc == MEDEMBED_OK && o.dtype != MEDEMBED_DTYPE_F32 &&
-        (!m->kern->pack || m->kern->isa == ME_ISA_SCALAR))
-        rc = me_err_set(&e, MEDEMBED_ERR_UNSUPPORTED,
-                        "compute dtype %s needs the %s kernels, which this CPU or build lacks",
-                        o.dtype == MEDEMBED_DTYPE_BF16 ? "bf16" : "int8", "AVX-512/AVX2");
     char cfg_path[4096];
     me_path_join(cfg_path, sizeof cfg_path, dir, "config.json");
     if (rc == MEDEMBED_OK && o.tokenizer_only && !me_file_exists(cfg_path)) {

@@ -14,8 +14,8 @@
 #include "index/index.h"
 
 /* Below this many multiply-adds a single thread is faster than waking the
- * pool. */
-#define FLAT_MIN_PARALLEL_FLOPS ((int64_t)1 << 18)
+ * pool. A variable so that tests can force the threaded path on small data. */
+int64_t me_flat_min_parallel = (int64_t)1 << 18;
 #define FLAT_TASKS_PER_THREAD 4
 
 typedef struct flat_job {
@@ -63,11 +63,11 @@ int me_flat_search(medembed_index *ix, const float *q, const uint8_t *allowed, i
     flat_job j = {ix, q, allowed, me_vec_kern_get(), 0, NULL};
     out->n = 0;
     int64_t work = ix->vecs.n * (int64_t)ix->dim;
-    int use_pool = n_threads != 1 && work >= FLAT_MIN_PARALLEL_FLOPS && ix->n_docs > 1;
+    int use_pool = n_threads != 1 && work >= me_flat_min_parallel && ix->n_docs > 1;
     if (use_pool) {
         pthread_mutex_lock(&ix->pool_mu);
         if (!ix->pool)
-            ix->pool = me_pool_create(n_threads);
+            ix->pool = me_pool_create(0);
         if (!ix->pool || me_pool_threads(ix->pool) < 2) {
             pthread_mutex_unlock(&ix->pool_mu);
             use_pool = 0;

@@ -19,12 +19,16 @@
  *    the result set and its stopping bound (as hnswlib's filtered search),
  *    so filters apply during the search.
  *
- * Inserts are single-threaded (the writer holds the index exclusively);
- * searches are read-only and run concurrently, each with its own visited
- * array taken from a small free list.
+ * Builds of many nodes run on the pool: levels are drawn sequentially, then
+ * nodes are linked in parallel with striped locks around link lists (the
+ * graph then depends on thread timing, as hnswlib's does; small additions
+ * and pool-less builds are sequential and deterministic). Searches are
+ * read-only and run concurrently, each with its own visited array taken
+ * from a small free list.
  */
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +39,9 @@
 #define HNSW_MAX_NODES ((int64_t)1 << 31)
 #define HNSW_MAGIC "MEHNSW01"
 #define VIS_KEEP 16
+#define HNSW_STRIPES 1024
+/* Below this many new nodes a parallel build is not worth its locking. */
+#define HNSW_MIN_PARALLEL 2048
 
 typedef struct visited {
     uint32_t *mark;
@@ -55,6 +62,11 @@ struct me_hnsw {
     pthread_mutex_t vis_mu;
     visited *vis_free[VIS_KEEP];
     int n_vis_free;
+    /* parallel build only: link lists are read and written under striped
+     * locks, entry/max_level under top_mu */
+    int concurrent;
+    pthread_mutex_t *stripes; /* (HNSW_STRIPES) */
+    pthread_mutex_t top_mu;
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -69,6 +81,32 @@ static inline int32_t *links(const me_hnsw *g, int64_t node, int32_t l)
 static inline int32_t max_links(const me_hnsw *g, int32_t l)
 {
     return l == 0 ? g->m0 : g->m;
+}
+
+static inline void node_lock(const me_hnsw *g, int64_t node)
+{
+    if (g->concurrent)
+        pthread_mutex_lock(&g->stripes[node & (HNSW_STRIPES - 1)]);
+}
+
+static inline void node_unlock(const me_hnsw *g, int64_t node)
+{
+    if (g->concurrent)
+        pthread_mutex_unlock(&g->stripes[node & (HNSW_STRIPES - 1)]);
+}
+
+/* Copies the links of node on layer l into buf (1 + max_links ints) while
+ * a parallel build may change them; returns buf, or the list itself when
+ * no build runs concurrently. */
+static inline const int32_t *links_read(const me_hnsw *g, int64_t node, int32_t l, int32_t *buf)
+{
+    const int32_t *L = links(g, node, l);
+    if (!g->concurrent)
+        return L;
+    node_lock(g, node);
+    memcpy(buf, L, sizeof *buf * (size_t)(1 + L[0]));
+    node_unlock(g, node);
+    return buf;
 }
 
 static uint64_t rng_next(uint64_t *s)
@@ -119,6 +157,12 @@ void me_hnsw_free(me_hnsw *g)
         free(g->vis_free[i]);
     }
     pthread_mutex_destroy(&g->vis_mu);
+    if (g->stripes) {
+        for (int i = 0; i < HNSW_STRIPES; i++)
+            pthread_mutex_destroy(&g->stripes[i]);
+        free(g->stripes);
+        pthread_mutex_destroy(&g->top_mu);
+    }
     free(g);
 }
 
@@ -281,6 +325,7 @@ static int search_layer(const me_hnsw *g, const me_vecs *v, const me_vec_kern *k
 {
     cand_heap C = {0};
     int rc = MEDEMBED_OK;
+    int32_t lbuf[2 * HNSW_MAX_M + 1];
     for (int32_t i = 0; i < n_eps && rc == MEDEMBED_OK; i++) {
         int64_t e = eps[i];
         if (vis->mark[e] == vis->stamp)
@@ -297,7 +342,7 @@ static int search_layer(const me_hnsw *g, const me_vecs *v, const me_vec_kern *k
         ch_pop(&C, &cs, &c);
         if (W->n >= W->k && cs < me_topk_floor(W))
             break;
-        const int32_t *L = links(g, c, l);
+        const int32_t *L = links_read(g, c, l, lbuf);
         int32_t cnt = L[0];
         for (int32_t j = 1; j <= cnt; j++) {
             int64_t e = L[j];
@@ -320,15 +365,16 @@ static int search_layer(const me_hnsw *g, const me_vecs *v, const me_vec_kern *k
 
 /* Greedy descent from the entry point down to layer `stop` + 1. */
 static int64_t greedy(const me_hnsw *g, const me_vecs *v, const me_vec_kern *k, const float *q,
-                      int32_t stop)
+                      int64_t entry, int32_t top, int32_t stop)
 {
-    int64_t ep = g->entry;
+    int64_t ep = entry;
     float best = me_vecs_score(v, k, q, ep);
-    for (int32_t l = g->max_level; l > stop; l--) {
+    int32_t lbuf[2 * HNSW_MAX_M + 1];
+    for (int32_t l = top; l > stop; l--) {
         int changed = 1;
         while (changed) {
             changed = 0;
-            const int32_t *L = links(g, ep, l);
+            const int32_t *L = links_read(g, ep, l, lbuf);
             for (int32_t j = 1; j <= L[0]; j++) {
                 float s = me_vecs_score(v, k, q, L[j]);
                 if (s > best || (s == best && L[j] < ep)) {
@@ -375,10 +421,22 @@ static int32_t select_heuristic(const me_vecs *v, const me_vec_kern *k, const in
     return r;
 }
 
-/* Adds link node -> nb on layer l, shrinking nb's list with the heuristic
+static int add_link_locked(me_hnsw *g, const me_vecs *v, const me_vec_kern *k, int64_t from,
+                           int64_t to, int32_t l, float *tmp, float *tmp2);
+
+/* Adds link from -> to on layer l, shrinking from's list with the heuristic
  * when it is full. */
 static int add_link(me_hnsw *g, const me_vecs *v, const me_vec_kern *k, int64_t from, int64_t to,
                     int32_t l, float *tmp, float *tmp2)
+{
+    node_lock(g, from);
+    int rc = add_link_locked(g, v, k, from, to, l, tmp, tmp2);
+    node_unlock(g, from);
+    return rc;
+}
+
+static int add_link_locked(me_hnsw *g, const me_vecs *v, const me_vec_kern *k, int64_t from,
+                           int64_t to, int32_t l, float *tmp, float *tmp2)
 {
     int32_t *L = links(g, from, l);
     int32_t M = max_links(g, l);
@@ -427,8 +485,9 @@ static int add_link(me_hnsw *g, const me_vecs *v, const me_vec_kern *k, int64_t 
     return MEDEMBED_OK;
 }
 
-static int insert_one(me_hnsw *g, const me_vecs *v, const me_vec_kern *k, int64_t node, float *q,
-                      float *tmp, float *tmp2, me_err *e)
+/* Gives node its level and empty link lists (sequential: it draws from the
+ * graph's RNG, so levels do not depend on the thread count). */
+static int prepare_node(me_hnsw *g, int64_t node, me_err *e)
 {
     int32_t lvl = random_level(g);
     g->level[node] = (uint8_t)lvl;
@@ -438,21 +497,39 @@ static int insert_one(me_hnsw *g, const me_vecs *v, const me_vec_kern *k, int64_
         g->up[node] = calloc((size_t)lvl * (size_t)(1 + g->m), sizeof(int32_t));
         RETURN_ERROR_IF(!g->up[node], e, MEDEMBED_ERR_NOMEM, "out of memory for HNSW links");
     }
-    g->n = node + 1;
-    if (g->entry < 0) {
+    return MEDEMBED_OK;
+}
+
+/* Alg. 1 for a prepared node. Safe to run for different nodes at once when
+ * g->concurrent is set: link lists are only touched under their stripe
+ * lock, and a node that raises the top level holds top_mu throughout (as
+ * hnswlib does), so the entry point never moves under a running insert. */
+static int link_node(me_hnsw *g, const me_vecs *v, const me_vec_kern *k, int64_t node, float *q,
+                     float *tmp, float *tmp2, me_err *e)
+{
+    int32_t lvl = g->level[node];
+    if (g->concurrent)
+        pthread_mutex_lock(&g->top_mu);
+    int64_t entry = g->entry;
+    int32_t top = g->max_level;
+    if (entry < 0) {
         g->entry = node;
         g->max_level = lvl;
+        if (g->concurrent)
+            pthread_mutex_unlock(&g->top_mu);
         return MEDEMBED_OK;
     }
+    int hold_top = g->concurrent && lvl > top;
+    if (g->concurrent && !hold_top)
+        pthread_mutex_unlock(&g->top_mu);
     me_vecs_row(v, node, q);
-    int64_t ep = greedy(g, v, k, q, lvl);
-    me_topk W;
-    RETURN_ERROR_IF(me_topk_init(&W, g->efc) != MEDEMBED_OK, e, MEDEMBED_ERR_NOMEM,
-                    "out of memory");
+    int64_t ep = greedy(g, v, k, q, entry, top, lvl);
+    me_topk W = {0};
     visited *vis = vis_get(g, g->n);
     int32_t *sel = malloc(sizeof *sel * (size_t)(g->m0 + 1));
-    int rc = (vis && sel) ? MEDEMBED_OK : MEDEMBED_ERR_NOMEM;
-    for (int32_t l = lvl < g->max_level ? lvl : g->max_level; l >= 0 && rc == MEDEMBED_OK; l--) {
+    int rc = (vis && sel && me_topk_init(&W, g->efc) == MEDEMBED_OK) ? MEDEMBED_OK
+                                                                     : MEDEMBED_ERR_NOMEM;
+    for (int32_t l = lvl < top ? lvl : top; l >= 0 && rc == MEDEMBED_OK; l--) {
         W.n = 0;
         if (++vis->stamp == 0) {
             memset(vis->mark, 0, sizeof *vis->mark * (size_t)vis->cap);
@@ -464,9 +541,11 @@ static int insert_one(me_hnsw *g, const me_vecs *v, const me_vec_kern *k, int64_
             break;
         me_topk_sort(&W);
         int32_t r = select_heuristic(v, k, W.id, W.score, W.n, g->m, sel, tmp);
+        node_lock(g, node);
         int32_t *L = links(g, node, l);
         memcpy(L + 1, sel, sizeof *sel * (size_t)r);
         L[0] = r;
+        node_unlock(g, node);
         for (int32_t j = 0; j < r && rc == MEDEMBED_OK; j++)
             rc = add_link(g, v, k, sel[j], node, l, tmp, tmp2);
         ep = W.id[0];
@@ -474,18 +553,52 @@ static int insert_one(me_hnsw *g, const me_vecs *v, const me_vec_kern *k, int64_
     free(sel);
     vis_put(g, vis);
     me_topk_free(&W);
-    RETURN_ERROR_IF(rc != MEDEMBED_OK, e, rc, "out of memory while linking HNSW node %lld",
-                    (long long)node);
-    if (lvl > g->max_level) {
+    if (rc == MEDEMBED_OK && lvl > top) {
         g->max_level = lvl;
         g->entry = node;
     }
+    if (hold_top)
+        pthread_mutex_unlock(&g->top_mu);
+    RETURN_ERROR_IF(rc != MEDEMBED_OK, e, rc, "out of memory while linking HNSW node %lld",
+                    (long long)node);
+    return MEDEMBED_OK;
+}
+
+typedef struct build_job {
+    me_hnsw *g;
+    const me_vecs *v;
+    const me_vec_kern *k;
+    int64_t first;
+    float *scratch; /* (threads, 3 dim) */
+    atomic_int failed;
+} build_job;
+
+static void build_task(void *arg, int64_t task, int32_t thread)
+{
+    build_job *j = arg;
+    if (atomic_load_explicit(&j->failed, memory_order_relaxed))
+        return;
+    float *s = j->scratch + (size_t)thread * 3 * (size_t)j->v->dim;
+    if (link_node(j->g, j->v, j->k, j->first + task, s, s + j->v->dim, s + 2 * (size_t)j->v->dim,
+                  NULL) != MEDEMBED_OK)
+        atomic_store(&j->failed, 1);
+}
+
+static int init_stripes(me_hnsw *g)
+{
+    if (g->stripes)
+        return MEDEMBED_OK;
+    g->stripes = malloc(sizeof *g->stripes * HNSW_STRIPES);
+    if (!g->stripes)
+        return MEDEMBED_ERR_NOMEM;
+    for (int i = 0; i < HNSW_STRIPES; i++)
+        pthread_mutex_init(&g->stripes[i], NULL);
+    pthread_mutex_init(&g->top_mu, NULL);
     return MEDEMBED_OK;
 }
 
 int me_hnsw_add(me_hnsw *g, const me_vecs *v, int64_t upto, me_pool *pool, me_err *e)
 {
-    (void)pool;
     RETURN_ERROR_IF(upto > v->n || upto > HNSW_MAX_NODES, e, MEDEMBED_ERR_ARG,
                     "HNSW: %lld nodes is over the limit", (long long)upto);
     if (upto <= g->n)
@@ -493,11 +606,40 @@ int me_hnsw_add(me_hnsw *g, const me_vecs *v, int64_t upto, me_pool *pool, me_er
     RETURN_ERROR_IF(reserve(g, upto) != MEDEMBED_OK, e, MEDEMBED_ERR_NOMEM,
                     "out of memory for an HNSW graph of %lld nodes", (long long)upto);
     const me_vec_kern *k = me_vec_kern_get();
-    float *buf = malloc(sizeof *buf * (size_t)v->dim * 3);
+    int64_t first = g->n;
+    for (int64_t i = first; i < upto; i++) {
+        int rc = prepare_node(g, i, e);
+        if (rc != MEDEMBED_OK) {
+            for (int64_t j = first; j < i; j++) {
+                free(g->up[j]);
+                g->up[j] = NULL;
+            }
+            return rc;
+        }
+    }
+    int32_t nt = pool ? me_pool_threads(pool) : 1;
+    float *buf = malloc(sizeof *buf * (size_t)v->dim * 3 * (size_t)nt);
     RETURN_ERROR_IF(!buf, e, MEDEMBED_ERR_NOMEM, "out of memory");
     int rc = MEDEMBED_OK;
-    for (int64_t i = g->n; i < upto && rc == MEDEMBED_OK; i++)
-        rc = insert_one(g, v, k, i, buf, buf + v->dim, buf + 2 * (size_t)v->dim, e);
+    if (nt > 1 && upto - first >= HNSW_MIN_PARALLEL && init_stripes(g) == MEDEMBED_OK) {
+        /* Every node id below upto may be visited from now on. */
+        g->n = upto;
+        if (g->entry < 0)
+            rc = link_node(g, v, k, first++, buf, buf + v->dim, buf + 2 * (size_t)v->dim, e);
+        build_job j = {g, v, k, first, buf, 0};
+        if (rc == MEDEMBED_OK) {
+            g->concurrent = 1;
+            me_pool_run(pool, upto - first, build_task, &j);
+            g->concurrent = 0;
+            if (atomic_load(&j.failed))
+                rc = me_err_set(e, MEDEMBED_ERR_NOMEM, "out of memory building the HNSW graph");
+        }
+    } else {
+        for (int64_t i = first; i < upto && rc == MEDEMBED_OK; i++) {
+            g->n = i + 1;
+            rc = link_node(g, v, k, i, buf, buf + v->dim, buf + 2 * (size_t)v->dim, e);
+        }
+    }
     free(buf);
     return rc;
 }
@@ -509,7 +651,7 @@ int me_hnsw_search(const me_hnsw *g, const me_vecs *v, const float *q, int32_t e
     if (g->n == 0)
         return MEDEMBED_OK;
     const me_vec_kern *k = me_vec_kern_get();
-    int64_t ep = greedy(g, v, k, q, 0);
+    int64_t ep = greedy(g, v, k, q, g->entry, g->max_level, 0);
     me_topk W;
     if (ef < out->k)
         ef = out->k;
@@ -535,7 +677,7 @@ typedef struct wbuf {
 
 static void wb_put(wbuf *w, const void *src, size_t n)
 {
-    if (w->oom)
+    if (w->oom || n == 0) /* n == 0: src may be NULL (an empty graph) */
         return;
     if (w->n + n > w->cap) {
         size_t cap = w->cap ? w->cap : 4096;

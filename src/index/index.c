@@ -16,6 +16,8 @@
 #include <sys/stat.h>
 
 #include "index/index.h"
+#include "model/model.h"
+#include "util/sha256.h"
 
 #define ME_DEFAULT_EFC 200
 #define ME_MAX_K 10000
@@ -47,6 +49,33 @@ static int fail(char *err, size_t err_len, int status, const char *fmt, ...)
         va_end(ap);
     }
     return status;
+}
+
+/* The index's model identity: SHA-256 over the model's fingerprint (config
+ * + safetensors headers, which do not change when only the weights do) and
+ * 1024 evenly spaced 64-byte samples of every weight file, so two models
+ * of one shape but different weights differ, at the cost of ~64 KiB of
+ * reads per open instead of hashing gigabytes. */
+static void weights_hash(const medembed_model *m, char out[65])
+{
+    me_sha256 h;
+    me_sha256_init(&h);
+    const char *fp = medembed_model_fingerprint(m);
+    me_sha256_update(&h, fp, strlen(fp));
+    for (int32_t i = 0; i < m->n_shards; i++) {
+        const me_map *mp = &m->shards[i].map;
+        uint64_t len = mp->len;
+        me_sha256_update(&h, &len, sizeof len);
+        if (!mp->data || mp->len < 64)
+            continue;
+        for (size_t k = 0; k < 1024; k++) {
+            size_t off = (size_t)((double)(mp->len - 64) * (double)k / 1023.0);
+            me_sha256_update(&h, mp->data + off, 64);
+        }
+    }
+    uint8_t d[32];
+    me_sha256_final(&h, d);
+    me_sha256_hex(d, out);
 }
 
 void medembed_index_config_init(medembed_index_config *c)
@@ -125,6 +154,16 @@ static int open_db(medembed_index *ix, int flags, me_err *e)
     return MEDEMBED_OK;
 }
 
+me_pool *me_index_pool(medembed_index *ix)
+{
+    pthread_mutex_lock(&ix->pool_mu);
+    if (!ix->pool)
+        ix->pool = me_pool_create(0);
+    me_pool *p = ix->pool;
+    pthread_mutex_unlock(&ix->pool_mu);
+    return p;
+}
+
 static int build_graph(medembed_index *ix, me_err *e)
 {
     me_hnsw_free(ix->hnsw);
@@ -132,7 +171,7 @@ static int build_graph(medembed_index *ix, me_err *e)
     me_hnsw_params p = {ix->hnsw_m, ix->hnsw_efc, 0};
     RETURN_ERROR_IF(me_hnsw_create(&p, &ix->hnsw) != MEDEMBED_OK, e, MEDEMBED_ERR_NOMEM,
                     "out of memory for the HNSW graph");
-    FORWARD_IF_ERROR(me_hnsw_add(ix->hnsw, &ix->vecs, ix->vecs.n, NULL, e));
+    FORWARD_IF_ERROR(me_hnsw_add(ix->hnsw, &ix->vecs, ix->vecs.n, me_index_pool(ix), e));
     ix->hnsw_stale = 0;
     return MEDEMBED_OK;
 }
@@ -207,8 +246,7 @@ int medembed_index_create(const char *path, const medembed_model *model,
             json_decref(j);
             free(info);
         }
-        snprintf(ix->fingerprint, sizeof ix->fingerprint, "%s",
-                 medembed_model_fingerprint(model));
+        weights_hash(model, ix->fingerprint);
         ix->pooling = medembed_model_pooling(model);
         ix->model_dtype = medembed_model_dtype(model);
         ix->normalize = medembed_model_normalize(model);
@@ -322,11 +360,13 @@ int medembed_index_check_model(const medembed_index *ix, const medembed_model *m
         return fail(err, err_len, MEDEMBED_ERR_MISMATCH,
                     "model mismatch: pooling differs from the index's (built with %s)",
                     ix->model_path);
-    if (strcmp(medembed_model_fingerprint(model), ix->fingerprint) != 0)
+    char wh[65];
+    weights_hash(model, wh);
+    if (strcmp(wh, ix->fingerprint) != 0)
         return fail(err, err_len, MEDEMBED_ERR_MISMATCH,
-                    "model mismatch: weights fingerprint %.12s... differs from the index's "
-                    "%.12s... (built with %s)",
-                    medembed_model_fingerprint(model), ix->fingerprint, ix->model_path);
+                    "model mismatch: weights hash %.12s... differs from the index's %.12s... "
+                    "(built with %s)",
+                    wh, ix->fingerprint, ix->model_path);
     return MEDEMBED_OK;
 }
 
@@ -376,7 +416,7 @@ char *medembed_index_info_json(const medembed_index *cix)
     if (ix->has_model) {
         json_t *m = json_object();
         json_object_set_new(m, "path", json_string(ix->model_path));
-        json_object_set_new(m, "fingerprint", json_string(ix->fingerprint));
+        json_object_set_new(m, "weights_hash", json_string(ix->fingerprint));
         json_object_set_new(m, "dim", json_integer(ix->dim));
         const char *pn = pool_name(ix->pooling), *dn = dtype_name(ix->model_dtype);
         json_object_set_new(m, "pooling", pn ? json_string(pn) : json_null());
@@ -910,7 +950,7 @@ static int search_locked(medembed_index *ix, const float *q, const medembed_sear
                    (!allowed || n_allowed * 10 >= ix->n_docs);
     if (rc == MEDEMBED_OK && n_allowed > 0) {
         if (use_hnsw) {
-            int32_t ef = o->ef_search ? o->ef_search : (2 * kc > 64 ? 2 * kc : 64);
+            int32_t ef = o->ef_search ? o->ef_search : (2 * kc > 128 ? 2 * kc : 128);
             if (ef < kc)
                 ef = kc;
             rc = hnsw_docs(ix, q, allowed, kc, ef, &cands, e);

@@ -205,6 +205,10 @@ struct medembed_index {
     pthread_mutex_t pool_mu;
 };
 
+/* The handle's worker pool (all CPUs), created on first use; NULL if it
+ * cannot be created. Writers use it for HNSW builds, searches for scans. */
+me_pool *me_index_pool(medembed_index *ix);
+
 /* Schema + settings for a new file. */
 int me_store_create(medembed_index *ix, me_err *e);
 /* Reads settings, documents, chunks and the graph; validates everything. */
@@ -235,6 +239,9 @@ int me_store_filter(medembed_index *ix, const me_filter *f, int32_t n, uint8_t *
                     me_err *e);
 
 /* --------------------------------------------------------------- flat.c */
+
+/* Work (chunks x dim) from which exact search uses the pool; tests lower it. */
+extern int64_t me_flat_min_parallel;
 
 /* Exact per-document top-k: a document's score is its best chunk's.
  * allowed: n_docs flags or NULL. out->id receives the best chunk index

@@ -703,7 +703,7 @@ int me_store_add(medembed_index *ix, const me_store_doc *docs, int32_t n, me_err
     }
     if (ix->hnsw && !ix->hnsw_stale) {
         me_err ge;
-        if (me_hnsw_add(ix->hnsw, &ix->vecs, ix->vecs.n, NULL, &ge) != MEDEMBED_OK)
+        if (me_hnsw_add(ix->hnsw, &ix->vecs, ix->vecs.n, me_index_pool(ix), &ge) != MEDEMBED_OK)
             ix->hnsw_stale = 1; /* rebuilt at flush; search falls back to exact */
     }
     ix->hnsw_dirty = ix->hnsw_m > 0;

@@ -9,14 +9,29 @@
 #include "kernels/kernels.h"
 #include "medembed.h"
 
-static const me_kern KERN_SCALAR = {ME_ISA_SCALAR, me_linear_scalar, NULL, NULL};
+static const me_kern KERN_SCALAR = {
+    .isa = ME_ISA_SCALAR,
+    .linear = me_linear_scalar,
+    .pack = me_pack_scalar,
+    .unpack = me_unpack_generic,
+    .attention = me_attention_scalar,
+    .layernorm = me_layernorm_scalar,
+    .gelu = me_gelu_scalar,
+    .peak = me_peak_scalar,
+};
 
-/* Filled by the ISA files when they are linked in (weak, so a build without
- * them still links). */
-extern const me_kern me_kern_avx2 __attribute__((weak));
-extern const me_kern me_kern_avx512 __attribute__((weak));
+/* The ISA tables (gemm_avx2.c, gemm_avx512.c). They are strong references
+ * on x86: a weak undefined symbol does not pull an object out of
+ * libmedembed.a, so programs linked statically would silently lose the SIMD
+ * kernels. Other architectures build without them. */
+#if defined(__x86_64__) || defined(__i386__)
+#define ME_X86 1
+extern const me_kern me_kern_avx2;
+extern const me_kern me_kern_avx512;
+#endif
 
 static const me_kern *g_kern;
+static const me_kern *g_forced;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 const me_kern *me_kern_for(me_isa isa)
@@ -24,17 +39,19 @@ const me_kern *me_kern_for(me_isa isa)
     me_cpu c;
     me_cpu_detect(&c);
     switch (isa) {
+#ifdef ME_X86
     case ME_ISA_AVX512:
-        if (&me_kern_avx512 && c.os_avx512 && c.avx512f && c.avx512bw && c.avx512vl &&
-            c.avx512dq && c.fma && c.f16c)
+        if (c.os_avx512 && c.avx512f && c.avx512bw && c.avx512vl && c.avx512dq && c.fma &&
+            c.f16c)
             return &me_kern_avx512;
         return NULL;
     case ME_ISA_AVX2:
-        if (&me_kern_avx2 && c.os_avx && c.avx2 && c.fma && c.f16c)
+        if (c.os_avx && c.avx2 && c.fma && c.f16c)
             return &me_kern_avx2;
         return NULL;
+#endif
     default:
-        return &KERN_SCALAR;
+        return isa == ME_ISA_SCALAR ? &KERN_SCALAR : NULL;
     }
 }
 
@@ -61,7 +78,12 @@ static void choose(void)
 const me_kern *me_kern_get(void)
 {
     pthread_once(&g_once, choose);
-    return g_kern;
+    return g_forced ? g_forced : g_kern;
+}
+
+void me_kern_force(const me_kern *k)
+{
+    g_forced = k;
 }
 
 const char *medembed_isa(void)

@@ -1,14 +1,32 @@
 /*
  * kernels.h - the compute kernels of the encoder behind one dispatch table.
  *
- * gemm.c holds the portable scalar reference (always built; it is the test
- * oracle for the ISA files). dispatch.c fills `me_kern` once from cpuid +
- * XGETBV (cpu.c), or from MEDEMBED_ISA=scalar|avx2|avx512.
+ * Generic files hold the portable scalar references (always built; they are
+ * the test oracles for the ISA files): gemm.c (linear layers in every
+ * dtype), attn.c (attention, LayerNorm), pack.c (weight quantization shared
+ * by every level). gemm_avx2.c / gemm_avx512.c (+ attn_*.c) hold the SIMD
+ * versions. dispatch.c fills `me_kern` once from cpuid + XGETBV (cpu.c), or
+ * from MEDEMBED_ISA=scalar|avx2|avx512.
  *
  * Determinism contract for every implementation: each output element is
  * computed by one thread, in an order that depends only on the element's own
  * inputs (never on M, on tiling position or on the thread count). That is
  * what makes an embedding bit-identical whatever else is in the batch.
+ *
+ * Numerics of the compute dtypes (the same at every level; only the
+ * summation order differs between levels):
+ *   f32  : fp32 products; AVX levels sum each output in 16 (AVX-512) or 8
+ *          (AVX2) lanes of K/16 terms, then a fixed pairwise tree; the scalar
+ *          reference sums in double.
+ *   bf16 : weights and the GEMM input rows rounded to bf16 (round to
+ *          nearest even), exact products, fp32 sums (vdpbf16ps semantics).
+ *          CPUs without AVX512_BF16 compute the same products in fp32 FMA.
+ *   int8 : weights per output channel: s_w = max|W[n,:]| / 127,
+ *          q_w = round(W / s_w) in [-127, 127]; input rows per row (dynamic):
+ *          s_x = max|x[m,:]| / 127, q_x = round(x / s_x) in [-127, 127];
+ *          y = s_x s_w (sum q_x q_w) + b with an exact int32 sum
+ *          (vpdpbusd on q_x + 128 with the 128 * sum(q_w) correction).
+ *   Attention, LayerNorm, softmax and GELU are fp32 in every dtype.
  */
 #ifndef ME_KERNELS_H
 #define ME_KERNELS_H
@@ -35,36 +53,110 @@ const char *me_isa_name(me_isa isa);
 #define ME_EPI_GELU 0x1u     /* exact erf GELU */
 #define ME_EPI_RESIDUAL 0x2u /* + residual (same shape as y) */
 
+/* Packed weight formats (me_linear.packed_kind). */
+#define ME_PACK_NONE 0
+#define ME_PACK_F32 1  /* fp32 panels */
+#define ME_PACK_BF16 2 /* bf16 panels */
+#define ME_PACK_INT8 3 /* int8 panels + per-channel scales and sums */
+
 /* A linear layer y = x W^T + b with W of shape (n_out, n_in), PyTorch layout.
- * `w` is always the fp32 reference copy; ISA kernels may add a packed form. */
+ * The fp32 W is `w`, or, when w is NULL, up to three blocks of part_rows
+ * rows each (the fused Q/K/V projection read in place from the weight file,
+ * without a copy); read rows with me_linear_row. `packed` is a
+ * level-specific layout built once at load by me_kern.pack; its dtype is
+ * packed_dtype (medembed_dtype). Once a layer is packed the fp32 source is
+ * no longer read and the model may release it (me_weights_release). */
 typedef struct me_linear {
     int32_t n_out, n_in;
-    const float *w;    /* (n_out, n_in) */
-    const float *b;    /* (n_out) */
-    void *packed;      /* kernel-specific layout, owned by the model; or NULL */
-    int32_t packed_kind;
+    const float *w;         /* (n_out, n_in), or NULL */
+    const float *w_part[3]; /* (part_rows, n_in) each, when w is NULL */
+    int32_t part_rows;
+    const float *b;         /* (n_out) */
+    void *packed;      /* kernel-specific layout, owned by the layer; or NULL */
+    int32_t packed_kind;  /* ME_PACK_* */
+    int32_t packed_dtype; /* medembed_dtype the layer computes in */
+    size_t packed_bytes;
 } me_linear;
+
+/* Attention over one sequence and one head: o = softmax(q k^T * scale) v.
+ * q, k, v are the head's columns inside rows of stride `ld` floats. */
+typedef struct me_attn_args {
+    const float *q, *k, *v; /* (n, d) each, row stride ld */
+    int32_t ld;
+    float *o; /* (n, d), row stride ldo */
+    int32_t ldo;
+    int32_t n, d;
+    float scale;
+    void *work; /* me_attn_work_bytes(n_max, d) bytes, 64-byte aligned, per thread */
+} me_attn_args;
+
+/* Row n of W, (n_in) floats. */
+static inline const float *me_linear_row(const me_linear *L, int32_t n)
+{
+    if (L->w)
+        return L->w + (size_t)n * (size_t)L->n_in;
+    return L->w_part[n / L->part_rows] + (size_t)(n % L->part_rows) * (size_t)L->n_in;
+}
 
 /* Function table. `pool` may be NULL (single thread). */
 typedef struct me_kern {
     me_isa isa;
-    /* y[M, n_out] = epi(x[M, n_in] W^T + b); residual may be NULL unless flagged. */
+    /* y[M, n_out] = epi(x[M, n_in] W^T + b); residual may be NULL unless
+     * flagged. `work` holds at least me_linear_work_bytes(M, n_in) bytes
+     * (64-byte aligned) for quantized copies of x. Computes in
+     * L->packed_dtype (f32 when nothing is packed). */
     void (*linear)(const me_linear *L, const float *x, int32_t M, float *y,
-                   const float *residual, uint32_t epi, me_pool *pool);
-    /* Optional: build L->packed (called once at model load); NULL if unused. */
+                   const float *residual, uint32_t epi, me_pool *pool, void *work);
+    /* Build L->packed for compute dtype `dtype` (called once at load).
+     * Returns MEDEMBED_OK, _ERR_NOMEM or _ERR_UNSUPPORTED. */
     int (*pack)(me_linear *L, int32_t dtype);
     void (*unpack)(me_linear *L);
+    /* One (sequence, head) of attention. */
+    void (*attention)(const me_attn_args *a);
+    /* LayerNorm of n-wide rows in place: x = (x - mean) / sqrt(var + eps) g + b. */
+    void (*layernorm)(float *x, int32_t rows, int32_t n, const float *g, const float *b,
+                      double eps);
+    /* x[i] = gelu(x[i]) (exact erf form); exposed for tests. */
+    void (*gelu)(float *x, int32_t n);
+    /* Runs `iters` rounds of the dtype's multiply-add loop on registers;
+     * returns the operations done (2 per multiply-add). For benchmarks. */
+    double (*peak)(int32_t dtype, int64_t iters);
 } me_kern;
 
 /* The table for the current process (chosen on first use; thread-safe). */
 const me_kern *me_kern_get(void);
 /* A specific level, or NULL if this CPU/build cannot run it. */
 const me_kern *me_kern_for(me_isa isa);
+/* Overrides the choice for the rest of the process (tests); NULL restores
+ * the automatic one. Not thread-safe against concurrent loads. */
+void me_kern_force(const me_kern *k);
 
-/* Scalar reference entry points (gemm.c). */
+/* Work bytes a linear over M rows of n_in inputs may need. */
+size_t me_linear_work_bytes(int32_t M, int32_t n_in);
+/* Per-thread attention work bytes for sequences of up to n tokens. */
+size_t me_attn_work_bytes(int32_t n, int32_t d);
+
+/* ---- scalar references (gemm.c, attn.c) ---- */
 void me_linear_scalar(const me_linear *L, const float *x, int32_t M, float *y,
-                      const float *residual, uint32_t epi, me_pool *pool);
+                      const float *residual, uint32_t epi, me_pool *pool, void *work);
+int me_pack_scalar(me_linear *L, int32_t dtype);
+void me_attention_scalar(const me_attn_args *a);
+void me_layernorm_scalar(float *x, int32_t rows, int32_t n, const float *g, const float *b,
+                         double eps);
+void me_gelu_scalar(float *x, int32_t n);
+double me_peak_scalar(int32_t dtype, int64_t iters);
 float me_gelu_ref(float x);
+
+/* ---- shared packing helpers (pack.c) ---- */
+/* 64-byte aligned; 2 MiB aligned and MADV_HUGEPAGE when large. */
+void *me_alloc_big(size_t bytes);
+void me_free_big(void *p);
+void me_unpack_generic(me_linear *L);
+/* fp32 -> bf16, round to nearest even (NaN kept quiet). */
+uint16_t me_f32_to_bf16(float f);
+/* Per-channel symmetric int8 quantization of row w[0..n) (see the header
+ * comment); writes q and returns the scale (0 for an all-zero row). */
+float me_quant_row_s8(const float *w, int32_t n, int8_t *q);
 
 /* fp16 / bf16 -> fp32 conversion (exact). */
 float me_f16_to_f32(uint16_t h);

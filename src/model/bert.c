@@ -19,7 +19,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "model/model.h"
 
@@ -31,61 +30,46 @@ int me_scratch_init(me_scratch *s, const medembed_model *m, int32_t t_cap, int32
     s->s_cap = m->max_length;
     s->n_threads = n_threads;
     size_t T = (size_t)t_cap;
-    size_t n_fl = T * (size_t)H * 3 + T * 3 * (size_t)H + T * (size_t)F +
-                  (size_t)n_threads * (size_t)s->s_cap + 16 * 6;
-    size_t bytes = n_fl * sizeof(float);
-    /* One 2 MiB-aligned block, advised to use huge pages: a first touch of
-     * a fresh 4 KiB page is expensive, and the block is reused for every
-     * batch. */
-    void *p = NULL;
-    if (posix_memalign(&p, (size_t)2 << 20, bytes) != 0)
+    size_t kmax = (size_t)(H > F ? H : F);
+    size_t lin = me_linear_work_bytes(t_cap, (int32_t)kmax);
+    s->attn_work_stride =
+        (me_attn_work_bytes(s->s_cap, H / m->cfg.n_heads) + 4095) & ~(size_t)4095;
+#define ALIGN64(v) (((v) + 63) & ~(size_t)63)
+    size_t bytes = ALIGN64(T * (size_t)H * 4) * 3 + ALIGN64(T * 3 * (size_t)H * 4) +
+                   ALIGN64(T * (size_t)F * 4) + ALIGN64(lin) +
+                   s->attn_work_stride * (size_t)n_threads + ALIGN64(T * 4);
+    /* One block, 2 MiB aligned and advised to use huge pages (me_alloc_big):
+     * a first touch of a fresh 4 KiB page is expensive, and the block is
+     * reused for every batch. */
+    uint8_t *p = me_alloc_big(bytes);
+    if (!p)
         return MEDEMBED_ERR_NOMEM;
-#ifdef MADV_HUGEPAGE
-    madvise(p, bytes, MADV_HUGEPAGE);
-#endif
     s->block = p;
     s->block_len = bytes;
-    float *f = p;
-#define TAKE(dst, count)                                                                           \
+#define TAKE(dst, nbytes)                                                                          \
     do {                                                                                           \
-        (dst) = f;                                                                                 \
-        f += ((count) + 15) & ~(size_t)15;                                                         \
+        (dst) = (void *)p;                                                                         \
+        p += ALIGN64(nbytes);                                                                      \
     } while (0)
-    TAKE(s->x, T * (size_t)H);
-    TAKE(s->h1, T * (size_t)H);
-    TAKE(s->att, T * (size_t)H);
-    TAKE(s->qkv, T * 3 * (size_t)H);
-    TAKE(s->ffn, T * (size_t)F);
-    TAKE(s->rows, (size_t)n_threads * (size_t)s->s_cap);
+    TAKE(s->x, T * (size_t)H * 4);
+    TAKE(s->h1, T * (size_t)H * 4);
+    TAKE(s->att, T * (size_t)H * 4);
+    TAKE(s->qkv, T * 3 * (size_t)H * 4);
+    TAKE(s->ffn, T * (size_t)F * 4);
+    TAKE(s->lin_work, lin);
+    TAKE(s->attn_work, s->attn_work_stride * (size_t)n_threads);
+    TAKE(s->starts, T * 4);
 #undef TAKE
+#undef ALIGN64
     return MEDEMBED_OK;
 }
 
 void me_scratch_free(me_scratch *s)
 {
     if (s) {
-        free(s->block);
+        me_free_big(s->block);
         memset(s, 0, sizeof *s);
     }
-}
-
-/* LayerNorm of one row in place. Statistics in double: the reference is
- * PyTorch, and double makes our row sums order-insensitive to ~1e-16. */
-static void layernorm_row(float *x, const float *g, const float *b, int32_t n, double eps)
-{
-    double mean = 0, var = 0;
-    for (int32_t i = 0; i < n; i++)
-        mean += x[i];
-    mean /= n;
-    for (int32_t i = 0; i < n; i++) {
-        double d = x[i] - mean;
-        var += d * d;
-    }
-    var /= n;
-    float inv = (float)(1.0 / sqrt(var + eps));
-    float mu = (float)mean;
-    for (int32_t i = 0; i < n; i++)
-        x[i] = (x[i] - mu) * inv * g[i] + b[i];
 }
 
 typedef struct {
@@ -101,7 +85,6 @@ typedef struct {
 } fwd_job;
 
 #define ROWS_PER_TASK 16
-#define ME_MAX_HEAD_DIM 1024
 
 static void embed_task(void *arg, int64_t task, int32_t thread)
 {
@@ -117,7 +100,7 @@ static void embed_task(void *arg, int64_t task, int32_t thread)
         const float *pe = m->pos_emb + (size_t)p * (size_t)H;
         for (int32_t i = 0; i < H; i++)
             x[i] = we[i] + (m->type_emb0 ? m->type_emb0[i] : 0.0f) + pe[i];
-        layernorm_row(x, m->emb_ln_g, m->emb_ln_b, H, m->cfg.ln_eps);
+        m->kern->layernorm(x, 1, H, m->emb_ln_g, m->emb_ln_b, m->cfg.ln_eps);
     }
 }
 
@@ -128,53 +111,32 @@ static void ln_task(void *arg, int64_t task, int32_t thread)
     int32_t H = j->m->cfg.hidden;
     int32_t t0 = (int32_t)task * ROWS_PER_TASK;
     int32_t t1 = t0 + ROWS_PER_TASK < j->T ? t0 + ROWS_PER_TASK : j->T;
-    for (int32_t t = t0; t < t1; t++)
-        layernorm_row(j->buf + (size_t)t * (size_t)H, j->g, j->b, H, j->m->cfg.ln_eps);
+    j->m->kern->layernorm(j->buf + (size_t)t0 * (size_t)H, t1 - t0, H, j->g, j->b,
+                          j->m->cfg.ln_eps);
 }
 
-/* One (sequence, head): for each query row, scores over the sequence's keys,
- * a max-subtracted softmax, then the weighted sum of values. */
+/* One (sequence, head). */
 static void attn_task(void *arg, int64_t task, int32_t thread)
 {
     const fwd_job *j = arg;
     const medembed_model *m = j->m;
     int32_t H = m->cfg.hidden, nh = m->cfg.n_heads, d = H / nh;
     int32_t s = (int32_t)(task / nh), h = (int32_t)(task % nh);
-    int32_t n = j->n_ids[s];
     size_t ld = (size_t)3 * (size_t)H;
-    const float *base = j->s->qkv + (size_t)j->starts[s] * ld;
-    float *row = j->s->rows + (size_t)thread * (size_t)j->s->s_cap;
-    float scale = 1.0f / sqrtf((float)d);
-    for (int32_t qi = 0; qi < n; qi++) {
-        const float *q = base + (size_t)qi * ld + (size_t)h * (size_t)d;
-        float mx = -INFINITY;
-        for (int32_t ki = 0; ki < n; ki++) {
-            const float *k = base + (size_t)ki * ld + (size_t)H + (size_t)h * (size_t)d;
-            double acc = 0;
-            for (int32_t c = 0; c < d; c++)
-                acc += (double)q[c] * k[c];
-            row[ki] = (float)(acc * scale);
-            if (row[ki] > mx)
-                mx = row[ki];
-        }
-        double sum = 0;
-        for (int32_t ki = 0; ki < n; ki++) {
-            row[ki] = expf(row[ki] - mx);
-            sum += row[ki];
-        }
-        double oacc[ME_MAX_HEAD_DIM];
-        for (int32_t c = 0; c < d; c++)
-            oacc[c] = 0;
-        for (int32_t ki = 0; ki < n; ki++) {
-            const float *v = base + (size_t)ki * ld + 2 * (size_t)H + (size_t)h * (size_t)d;
-            double p = row[ki];
-            for (int32_t c = 0; c < d; c++)
-                oacc[c] += p * v[c];
-        }
-        float *o = j->s->att + (size_t)(j->starts[s] + qi) * (size_t)H + (size_t)h * (size_t)d;
-        for (int32_t c = 0; c < d; c++)
-            o[c] = (float)(oacc[c] / sum);
-    }
+    const float *base = j->s->qkv + (size_t)j->starts[s] * ld + (size_t)h * (size_t)d;
+    me_attn_args a = {
+        .q = base,
+        .k = base + H,
+        .v = base + 2 * (size_t)H,
+        .ld = (int32_t)ld,
+        .o = j->s->att + (size_t)j->starts[s] * (size_t)H + (size_t)h * (size_t)d,
+        .ldo = H,
+        .n = j->n_ids[s],
+        .d = d,
+        .scale = 1.0f / sqrtf((float)d),
+        .work = (uint8_t *)j->s->attn_work + (size_t)thread * j->s->attn_work_stride,
+    };
+    m->kern->attention(&a);
 }
 
 static void layernorm_all(fwd_job *j, me_pool *pool, float *buf, const float *g, const float *b)
@@ -188,28 +150,26 @@ static void layernorm_all(fwd_job *j, me_pool *pool, float *buf, const float *g,
 void me_bert_forward(const medembed_model *m, me_scratch *s, me_pool *pool, const int32_t *ids,
                      const int32_t *n_ids, int32_t n)
 {
-    int32_t starts_small[64];
-    int32_t *starts = n <= 64 ? starts_small : malloc(sizeof *starts * (size_t)n);
+    int32_t *starts = s->starts; /* n <= T <= t_cap: every sequence has a token */
     int32_t T = 0;
     for (int32_t i = 0; i < n; i++) {
         starts[i] = T;
         T += n_ids[i];
     }
     const me_kern *k = m->kern;
+    void *w = s->lin_work;
     fwd_job j = {m, s, ids, n_ids, starts, n, T, NULL, NULL, NULL};
     me_pool_run(pool, n, embed_task, &j);
     for (int32_t il = 0; il < m->cfg.n_layers; il++) {
         const me_layer *L = &m->layers[il];
-        k->linear(&L->qkv, s->x, T, s->qkv, NULL, 0, pool);
+        k->linear(&L->qkv, s->x, T, s->qkv, NULL, 0, pool, w);
         me_pool_run(pool, (int64_t)n * m->cfg.n_heads, attn_task, &j);
-        k->linear(&L->attn_out, s->att, T, s->h1, s->x, ME_EPI_RESIDUAL, pool);
+        k->linear(&L->attn_out, s->att, T, s->h1, s->x, ME_EPI_RESIDUAL, pool, w);
         layernorm_all(&j, pool, s->h1, L->ln1_g, L->ln1_b);
-        k->linear(&L->ffn_in, s->h1, T, s->ffn, NULL, ME_EPI_GELU, pool);
-        k->linear(&L->ffn_out, s->ffn, T, s->x, s->h1, ME_EPI_RESIDUAL, pool);
+        k->linear(&L->ffn_in, s->h1, T, s->ffn, NULL, ME_EPI_GELU, pool, w);
+        k->linear(&L->ffn_out, s->ffn, T, s->x, s->h1, ME_EPI_RESIDUAL, pool, w);
         layernorm_all(&j, pool, s->x, L->ln2_g, L->ln2_b);
     }
-    if (starts != starts_small)
-        free(starts);
 }
 
 void me_pool_embed(const medembed_model *m, const float *h, int32_t n, int32_t skip,

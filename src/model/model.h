@@ -51,6 +51,10 @@ struct medembed_model {
 
 /* Loads and validates the weights of m->cfg from dir. */
 int me_weights_load(medembed_model *m, const char *dir, me_err *e);
+/* Before packing L: maps its fp32 source in one go (see weights.c). */
+void me_weights_prefault(const medembed_model *m, const me_linear *L);
+/* After L is packed: frees or unmaps its fp32 source (see weights.c). */
+void me_weights_release(medembed_model *m, me_linear *L);
 void me_weights_free(medembed_model *m);
 
 /* Scratch for forward passes over up to t_cap tokens of sequences of at
@@ -58,7 +62,10 @@ void me_weights_free(medembed_model *m);
 typedef struct me_scratch {
     int32_t t_cap, s_cap, n_threads;
     float *x, *h1, *att, *qkv, *ffn; /* (t_cap, hidden|3 hidden|ffn) */
-    float *rows;                     /* (n_threads, s_cap) attention row scratch */
+    void *lin_work;                  /* me_linear_work_bytes(t_cap, max(hidden, ffn)) */
+    void *attn_work;                 /* (n_threads, attn_work_stride) */
+    size_t attn_work_stride;
+    int32_t *starts;                 /* (t_cap) first token of each sequence */
     void *block;
     size_t block_len;
 } me_scratch;

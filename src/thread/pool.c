@@ -98,6 +98,7 @@ me_pool *me_pool_create(int32_t n_threads)
             return NULL;
         }
         for (int32_t i = 1; i < n_threads; i++) {
+            /* Filled before the thread starts: the worker reads it at once. */
             worker_arg *wa = malloc(sizeof *wa);
             if (wa) {
                 wa->p = p;

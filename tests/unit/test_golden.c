@@ -4,12 +4,15 @@
  * reference outputs from an independent float64 PyTorch implementation.
  * Pooled vectors, raw CLS states and whole hidden states must match to 1e-5
  * absolute; ids come from the golden file, so this isolates the encoder.
+ * Runs under every kernel level this CPU has (scalar, avx2, avx512), since
+ * the fp32 path of each must meet the tolerance.
  */
 #include "test_util.h"
 
 #include <jansson.h>
 #include <math.h>
 
+#include "kernels/kernels.h"
 #include "medembed.h"
 
 #define TOL 1e-5
@@ -29,7 +32,7 @@ static double max_abs_diff(const float *a, const json_t *ref, size_t n)
     return m;
 }
 
-static void check_model(const char *name)
+static void check_model_level(const char *name, const me_kern *k)
 {
     char dir[1024], path[1200];
     char rel[256];
@@ -40,7 +43,9 @@ static void check_model(const char *name)
     }
     char err[512];
     medembed_model *m = NULL;
+    me_kern_force(k);
     int rc = medembed_model_load(dir, NULL, &m, err, sizeof err);
+    me_kern_force(NULL);
     if (rc != MEDEMBED_OK)
         fail_msg("load %s: %s", dir, err);
     medembed_ctx *c = NULL;
@@ -88,8 +93,8 @@ static void check_model(const char *name)
     }
     fclose(f);
     free(line);
-    fprintf(stderr, "%s: %d lines, max |diff| embedding %.2e, cls %.2e, hidden %.2e\n", name,
-            lines, worst_emb, worst_cls, worst_hid);
+    fprintf(stderr, "%s [%s]: %d lines, max |diff| embedding %.2e, cls %.2e, hidden %.2e\n",
+            name, me_isa_name(k->isa), lines, worst_emb, worst_cls, worst_hid);
     assert_true(lines > 10);
     assert_true(worst_emb <= TOL);
     assert_true(worst_cls <= TOL);
@@ -98,6 +103,18 @@ static void check_model(const char *name)
     free(hid);
     medembed_ctx_free(c);
     medembed_model_free(m);
+}
+
+static void check_model(const char *name)
+{
+    for (int isa = ME_ISA_SCALAR; isa <= ME_ISA_AVX512; isa++) {
+        const me_kern *k = me_kern_for((me_isa)isa);
+        if (k)
+            check_model_level(name, k);
+        else
+            fprintf(stderr, "SKIP: %s under %s: not available on this CPU\n", name,
+                    me_isa_name((me_isa)isa));
+    }
 }
 
 static void test_tiny_cls_f32(void **state)

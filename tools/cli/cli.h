@@ -83,7 +83,11 @@ int cli_npy_end(cli_npy *w);
 int cmd_embed(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_index(int argc, char **argv);  /* cmd_index.c */
+int cmd_search(int argc, char **argv); /* cmd_search.c */
+int cmd_eval(int argc, char **argv);   /* cmd_eval.c */
 int cmd_serve(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

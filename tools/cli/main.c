@@ -16,8 +16,12 @@ static const command COMMANDS[] = {
     {"embed", cmd_embed, "embed texts (text lines or JSONL) to JSONL or .npy"},
     {"tokenize", cmd_tokenize, "print token ids and tokens, exactly as Hugging Face does"},
     {"info", cmd_info, "describe a model folder as JSON"},
+    {"index", cmd_index, "build, extend, prune or describe a search index (SQLite file)"},
+    {"search", cmd_search, "query an index: JSONL hits with id, score, chunk span, rank"},
+    {"eval", cmd_eval, "score retrieval on a BEIR folder (nDCG@10, MAP, MRR, recall, P)"},
     {"serve", cmd_serve, "HTTP server: OpenAI /v1/embeddings + TEI /embed, dynamic batching"},
     {"pull", cmd_pull, "download a model from the Hugging Face hub into the cache"},
+    {"bench", cmd_bench, "throughput/latency on fixed shapes or a corpus (text or --json)"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,608 @@
+/*
+ * gemm_avx512.c - AVX-512 linear layers (fp32, bf16, int8) and the
+ * AVX-512 kernel table.
+ *
+ * Formulation: a "dot-product" GEMM. W is packed in panels of 4 output
+ * rows; inside a panel, for each k block, the 4 rows' 64 bytes follow each
+ * other ([panel][k block][4][64 B]), so a panel streams as one sequence.
+ * A 4x4 tile of outputs keeps 16 vector accumulators, one per output, each
+ * lane summing every 16th product (fp32), pair (bf16, vdpbf16ps) or quad
+ * (int8, vpdpbusd); one fixed pairwise tree (me_hsum16x16) then reduces
+ * the 16 accumulators into one vector holding the 4x4 tile, which gets the
+ * epilogue (bias, GELU, residual) at full width.
+ *
+ * Why pack fp32 at all (a copy that costs load time: fresh pages fault in
+ * at ~11 us per 4 KiB in our VMs): reading W in place from the weight file
+ * (4 row streams, unaligned, 4 KiB pages) measured 79 vs 92 GFLOP/s per core
+ * at K = 3072 and 64 vs 108 at M = 16, the latency case.
+ *
+ * Why not the usual broadcast (outer-product) kernel: its outputs are
+ * serial fp32 sums of K terms. Summing in 16 lanes of K/16 terms and a
+ * pairwise tree is several times more accurate (the golden test allows 1e-5
+ * against float64 on 512-token hidden states, and serial fp32 sums miss it),
+ * it needs no activation packing in fp32, and bf16/int8 dot instructions
+ * are dot products already. The load/FMA ratio is the same (8 loads per 16
+ * FMAs).
+ *
+ * Determinism: an output's arithmetic depends only on its row of x and its
+ * row of W (fixed lanes, fixed tree), never on M, the tile position, the
+ * task split or the thread; tail rows reuse a valid row pointer and are
+ * simply not stored.
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "kernels/simd_avx512.h"
+#include "medembed.h"
+
+void me_attention_avx512(const me_attn_args *a);
+void me_layernorm_avx512(float *x, int32_t rows, int32_t n, const float *g, const float *b,
+                         double eps);
+void me_gelu_avx512(float *x, int32_t n);
+
+/* Packed layer: this header, then (64-byte aligned) int8 scales and sums,
+ * then the panels. */
+typedef struct {
+    int32_t kind;     /* ME_PACK_* */
+    int32_t n_panels; /* ceil(n_out / 4) */
+    int32_t kblocks;  /* 64-byte k blocks per row: K/16 (f32), K/32 (bf16), K/64 (int8) */
+    int32_t native;   /* bf16: AVX512_BF16 present; int8: AVX512_VNNI present */
+    float *scale;     /* int8: (n_panels * 4) per-channel scales */
+    int32_t *wsum128; /* int8: 128 * sum_k q_w, the u8 offset correction */
+    uint8_t *data;    /* panels */
+} pk512;
+
+#define PANEL_BYTES(pk) ((size_t)(pk)->kblocks * 256)
+
+static int32_t cdiv(int32_t a, int32_t b)
+{
+    return (a + b - 1) / b;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Packing                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static int pack512(me_linear *L, int32_t dtype)
+{
+    me_cpu cpu;
+    me_cpu_detect(&cpu);
+    int32_t N = L->n_out, K = L->n_in;
+    int32_t per_block = dtype == MEDEMBED_DTYPE_F32    ? 16
+                        : dtype == MEDEMBED_DTYPE_BF16 ? 32
+                        : dtype == MEDEMBED_DTYPE_INT8 ? 64
+                                                       : 0;
+    if (per_block == 0)
+        return MEDEMBED_ERR_UNSUPPORTED;
+    int32_t np = cdiv(N, 4), kb = cdiv(K, per_block);
+    size_t side = dtype == MEDEMBED_DTYPE_INT8 ? (size_t)np * 4 * 8 : 0;
+    size_t hdr = (sizeof(pk512) + 63) & ~(size_t)63;
+    side = (side + 63) & ~(size_t)63;
+    size_t bytes = hdr + side + (size_t)np * (size_t)kb * 256;
+    uint8_t *blk = me_alloc_big(bytes);
+    if (!blk)
+        return MEDEMBED_ERR_NOMEM;
+    pk512 *pk = (pk512 *)(void *)blk;
+    memset(pk, 0, sizeof *pk);
+    pk->n_panels = np;
+    pk->kblocks = kb;
+    pk->data = blk + hdr + side;
+    /* zero only the padding (rows past N, the part of the last k block past
+     * K): everything else is written below, and touching 100s of MB twice
+     * shows in the load time */
+    for (int32_t n = 0; n < np * 4; n++)
+        for (int32_t b = n < N ? kb - (K % per_block != 0) : 0; b < kb; b++)
+            memset(pk->data + (size_t)(n / 4) * PANEL_BYTES(pk) + ((size_t)b * 4 + (size_t)(n % 4)) * 64,
+                   0, 64);
+    if (dtype == MEDEMBED_DTYPE_F32) {
+        pk->kind = ME_PACK_F32;
+        for (int32_t n = 0; n < N; n++) {
+            const float *w = me_linear_row(L, n);
+            uint8_t *dst = pk->data + (size_t)(n / 4) * PANEL_BYTES(pk) + (size_t)(n % 4) * 64;
+            for (int32_t k = 0; k < K; k += 16, dst += 256)
+                memcpy(dst, w + k, sizeof *w * (size_t)(K - k < 16 ? K - k : 16));
+        }
+    } else if (dtype == MEDEMBED_DTYPE_BF16) {
+        pk->kind = ME_PACK_BF16;
+        pk->native = cpu.avx512_bf16;
+        for (int32_t n = 0; n < N; n++) {
+            const float *w = me_linear_row(L, n);
+            uint8_t *dst = pk->data + (size_t)(n / 4) * PANEL_BYTES(pk) + (size_t)(n % 4) * 64;
+            for (int32_t k = 0; k < K; k += 32, dst += 256)
+                for (int32_t i = 0; i < 32 && k + i < K; i++)
+                    ((uint16_t *)(void *)dst)[i] = me_f32_to_bf16(w[k + i]);
+        }
+    } else {
+        pk->kind = ME_PACK_INT8;
+        pk->native = cpu.avx512_vnni;
+        pk->scale = (float *)(void *)(blk + hdr);
+        pk->wsum128 = (int32_t *)(void *)(blk + hdr + (size_t)np * 4 * 4);
+        memset(pk->scale, 0, (size_t)np * 4 * 8);
+        int8_t *row = me_alloc_big((size_t)K);
+        if (!row) {
+            me_free_big(blk);
+            return MEDEMBED_ERR_NOMEM;
+        }
+        for (int32_t n = 0; n < N; n++) {
+            pk->scale[n] = me_quant_row_s8(me_linear_row(L, n), K, row);
+            int32_t sum = 0;
+            for (int32_t k = 0; k < K; k++) {
+                int8_t *dst = (int8_t *)(pk->data + (size_t)(n / 4) * PANEL_BYTES(pk) +
+                                         ((size_t)(k / 64) * 4 + (size_t)(n % 4)) * 64);
+                dst[k % 64] = row[k];
+                sum += row[k];
+            }
+            pk->wsum128[n] = 128 * sum;
+        }
+        me_free_big(row);
+    }
+    L->packed = pk;
+    L->packed_kind = pk->kind;
+    L->packed_dtype = dtype;
+    L->packed_bytes = bytes;
+    return MEDEMBED_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* 4x4 tiles                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* a[4c + r] += x_r * w_c for one k block. */
+#define TILE_STEP(OP, X0, X1, X2, X3, W0, W1, W2, W3)                                              \
+    do {                                                                                           \
+        a[0] = OP(a[0], X0, W0);                                                                   \
+        a[1] = OP(a[1], X1, W0);                                                                   \
+        a[2] = OP(a[2], X2, W0);                                                                   \
+        a[3] = OP(a[3], X3, W0);                                                                   \
+        a[4] = OP(a[4], X0, W1);                                                                   \
+        a[5] = OP(a[5], X1, W1);                                                                   \
+        a[6] = OP(a[6], X2, W1);                                                                   \
+        a[7] = OP(a[7], X3, W1);                                                                   \
+        a[8] = OP(a[8], X0, W2);                                                                   \
+        a[9] = OP(a[9], X1, W2);                                                                   \
+        a[10] = OP(a[10], X2, W2);                                                                 \
+        a[11] = OP(a[11], X3, W2);                                                                 \
+        a[12] = OP(a[12], X0, W3);                                                                 \
+        a[13] = OP(a[13], X1, W3);                                                                 \
+        a[14] = OP(a[14], X2, W3);                                                                 \
+        a[15] = OP(a[15], X3, W3);                                                                 \
+    } while (0)
+
+#define FMA_PS(acc, x, w) _mm512_fmadd_ps(x, w, acc)
+#define DPBF16(acc, x, w) _mm512_dpbf16_ps(acc, (__m512bh)(x), (__m512bh)(w))
+#define DPBUSD(acc, x, w) _mm512_dpbusd_epi32(acc, x, w)
+
+/* fp32: x rows are the caller's (unpadded) rows; the K tail is a masked
+ * load, the packed W is zero beyond K. */
+__attribute__((noinline)) static __m512 tile_f32(const float *x0, const float *x1,
+                                                 const float *x2, const float *x3,
+                                                 const uint8_t *wp, int32_t K, const uint8_t *pf)
+{
+    __m512 a[16];
+    _Pragma("GCC unroll 16")
+    for (int i = 0; i < 16; i++)
+        a[i] = _mm512_setzero_ps();
+    int32_t kfull = K / 16, k = 0;
+    const float *w = (const float *)(const void *)wp;
+    for (int32_t kb = 0; kb < kfull; kb++, k += 16, w += 64) {
+        if (pf)
+            _mm_prefetch((const char *)pf + (size_t)kb * 256, _MM_HINT_T1);
+        __m512 w0 = _mm512_load_ps(w), w1 = _mm512_load_ps(w + 16);
+        __m512 w2 = _mm512_load_ps(w + 32), w3 = _mm512_load_ps(w + 48);
+        __m512 v0 = _mm512_loadu_ps(x0 + k), v1 = _mm512_loadu_ps(x1 + k);
+        __m512 v2 = _mm512_loadu_ps(x2 + k), v3 = _mm512_loadu_ps(x3 + k);
+        TILE_STEP(FMA_PS, v0, v1, v2, v3, w0, w1, w2, w3);
+    }
+    if (k < K) {
+        __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
+        __m512 w0 = _mm512_load_ps(w), w1 = _mm512_load_ps(w + 16);
+        __m512 w2 = _mm512_load_ps(w + 32), w3 = _mm512_load_ps(w + 48);
+        __m512 v0 = _mm512_maskz_loadu_ps(m, x0 + k), v1 = _mm512_maskz_loadu_ps(m, x1 + k);
+        __m512 v2 = _mm512_maskz_loadu_ps(m, x2 + k), v3 = _mm512_maskz_loadu_ps(m, x3 + k);
+        TILE_STEP(FMA_PS, v0, v1, v2, v3, w0, w1, w2, w3);
+    }
+    return me_hsum16x16(a);
+}
+
+/* bf16 with AVX512_BF16: x rows are bf16 copies padded to whole blocks. */
+__attribute__((noinline)) static __m512 tile_bf16(const uint8_t *x0, const uint8_t *x1,
+                                                  const uint8_t *x2, const uint8_t *x3,
+                                                  const uint8_t *wp, int32_t kblocks,
+                                                  const uint8_t *pf)
+{
+    __m512 a[16];
+    _Pragma("GCC unroll 16")
+    for (int i = 0; i < 16; i++)
+        a[i] = _mm512_setzero_ps();
+    for (int32_t kb = 0; kb < kblocks; kb++, wp += 256) {
+        if (pf)
+            _mm_prefetch((const char *)pf + (size_t)kb * 256, _MM_HINT_T1);
+        size_t o = (size_t)kb * 64;
+        __m512i w0 = _mm512_load_si512(wp), w1 = _mm512_load_si512(wp + 64);
+        __m512i w2 = _mm512_load_si512(wp + 128), w3 = _mm512_load_si512(wp + 192);
+        __m512i v0 = _mm512_load_si512(x0 + o), v1 = _mm512_load_si512(x1 + o);
+        __m512i v2 = _mm512_load_si512(x2 + o), v3 = _mm512_load_si512(x3 + o);
+        TILE_STEP(DPBF16, v0, v1, v2, v3, w0, w1, w2, w3);
+    }
+    return me_hsum16x16(a);
+}
+
+/* bf16 without AVX512_BF16: the same products in fp32 FMA (bf16 -> fp32 is a
+ * shift), even elements then odd elements of each block per lane. */
+__attribute__((noinline)) static __m512 tile_bf16_emu(const uint8_t *x0, const uint8_t *x1, const uint8_t *x2,
+                            const uint8_t *x3, const uint8_t *wp, int32_t kblocks)
+{
+    __m512 a[16];
+    _Pragma("GCC unroll 16")
+    for (int i = 0; i < 16; i++)
+        a[i] = _mm512_setzero_ps();
+    const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
+    for (int32_t kb = 0; kb < kblocks; kb++, wp += 256) {
+        size_t o = (size_t)kb * 64;
+        __m512i w[4], v[4];
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < 4; c++)
+            w[c] = _mm512_load_si512(wp + 64 * c);
+        v[0] = _mm512_load_si512(x0 + o);
+        v[1] = _mm512_load_si512(x1 + o);
+        v[2] = _mm512_load_si512(x2 + o);
+        v[3] = _mm512_load_si512(x3 + o);
+        /* even elements: low halves shifted up; odd: high halves masked */
+        __m512 we[4], wo[4], ve[4], vo[4];
+        _Pragma("GCC unroll 16")
+        for (int c = 0; c < 4; c++) {
+            we[c] = _mm512_castsi512_ps(_mm512_slli_epi32(w[c], 16));
+            wo[c] = _mm512_castsi512_ps(_mm512_and_si512(w[c], hi));
+            ve[c] = _mm512_castsi512_ps(_mm512_slli_epi32(v[c], 16));
+            vo[c] = _mm512_castsi512_ps(_mm512_and_si512(v[c], hi));
+        }
+        TILE_STEP(FMA_PS, ve[0], ve[1], ve[2], ve[3], we[0], we[1], we[2], we[3]);
+        TILE_STEP(FMA_PS, vo[0], vo[1], vo[2], vo[3], wo[0], wo[1], wo[2], wo[3]);
+    }
+    return me_hsum16x16(a);
+}
+
+/* int8 with VNNI: x rows are u8 (q + 128); returns the raw sums. */
+__attribute__((noinline)) static __m512i tile_i8(const uint8_t *x0, const uint8_t *x1,
+                                                 const uint8_t *x2, const uint8_t *x3,
+                                                 const uint8_t *wp, int32_t kblocks,
+                                                 const uint8_t *pf)
+{
+    __m512i a[16];
+    _Pragma("GCC unroll 16")
+    for (int i = 0; i < 16; i++)
+        a[i] = _mm512_setzero_si512();
+    for (int32_t kb = 0; kb < kblocks; kb++, wp += 256) {
+        if (pf)
+            _mm_prefetch((const char *)pf + (size_t)kb * 256, _MM_HINT_T1);
+        size_t o = (size_t)kb * 64;
+        __m512i w0 = _mm512_load_si512(wp), w1 = _mm512_load_si512(wp + 64);
+        __m512i w2 = _mm512_load_si512(wp + 128), w3 = _mm512_load_si512(wp + 192);
+        __m512i v0 = _mm512_load_si512(x0 + o), v1 = _mm512_load_si512(x1 + o);
+        __m512i v2 = _mm512_load_si512(x2 + o), v3 = _mm512_load_si512(x3 + o);
+        TILE_STEP(DPBUSD, v0, v1, v2, v3, w0, w1, w2, w3);
+    }
+    return me_hsum16x16_i32(a);
+}
+
+/* int8 without VNNI (AVX512BW): (q_x + 128) * q_w as 16-bit products summed
+ * in pairs (vpmaddwd; |255 * 127| fits), exact, so the result is the VNNI
+ * tile's bit for bit and the epilogue is shared. */
+__attribute__((noinline)) static __m512i tile_i8_emu(const uint8_t *x0, const uint8_t *x1, const uint8_t *x2,
+                           const uint8_t *x3, const uint8_t *wp, int32_t kblocks)
+{
+    __m512i a[16];
+    _Pragma("GCC unroll 16")
+    for (int i = 0; i < 16; i++)
+        a[i] = _mm512_setzero_si512();
+    for (int32_t kb = 0; kb < kblocks; kb++, wp += 256) {
+        size_t o = (size_t)kb * 64;
+        const uint8_t *xs[4] = {x0 + o, x1 + o, x2 + o, x3 + o};
+        _Pragma("GCC unroll 16")
+        for (int h = 0; h < 2; h++) {
+            __m512i w[4], v[4];
+            _Pragma("GCC unroll 16")
+            for (int c = 0; c < 4; c++)
+                w[c] = _mm512_cvtepi8_epi16(_mm256_load_si256((const __m256i *)(const void *)(
+                    wp + 64 * c + 32 * h)));
+            _Pragma("GCC unroll 16")
+            for (int r = 0; r < 4; r++)
+                v[r] = _mm512_cvtepu8_epi16(
+                    _mm256_load_si256((const __m256i *)(const void *)(xs[r] + 32 * h)));
+#define MADD(acc, x, w) _mm512_add_epi32(acc, _mm512_madd_epi16(x, w))
+            TILE_STEP(MADD, v[0], v[1], v[2], v[3], w[0], w[1], w[2], w[3]);
+#undef MADD
+        }
+    }
+    return me_hsum16x16_i32(a);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Epilogue                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    const me_linear *L;
+    const pk512 *pk;
+    const float *x;      /* fp32 input */
+    const uint8_t *xq;   /* bf16 / u8 copy of x, row stride ldq */
+    size_t ldq;
+    const float *xscale; /* int8: per-row scales */
+    int32_t M, N, K;
+    float *y;
+    const float *res;
+    uint32_t epi;
+    int32_t mb_rows, n_mb, ppt;
+} gjob;
+
+/* Broadcasts 4 floats (masked to `cols`) to all four 128-bit lanes. */
+static __m512 bcast4(const float *p, __mmask8 cm)
+{
+    return _mm512_broadcast_f32x4(_mm_maskz_loadu_ps(cm, p));
+}
+
+__attribute__((noinline)) static void store_tile(const gjob *j, __m512 v, int32_t m0, int32_t rows, int32_t n0)
+{
+    int32_t cols = j->N - n0 < 4 ? j->N - n0 : 4;
+    __mmask8 cm = (__mmask8)((1u << cols) - 1);
+    if (j->L->b)
+        v = _mm512_add_ps(v, bcast4(j->L->b + n0, cm));
+    if (j->epi & ME_EPI_GELU)
+        v = me_gelu512(v);
+    float *y0 = j->y + (size_t)m0 * (size_t)j->N + (size_t)n0;
+    size_t ld = (size_t)j->N;
+    if (j->epi & ME_EPI_RESIDUAL) {
+        const float *r0 = j->res + (size_t)m0 * (size_t)j->N + (size_t)n0;
+        __m512 rv = _mm512_castps128_ps512(_mm_maskz_loadu_ps(cm, r0));
+        if (rows > 1)
+            rv = _mm512_insertf32x4(rv, _mm_maskz_loadu_ps(cm, r0 + ld), 1);
+        if (rows > 2)
+            rv = _mm512_insertf32x4(rv, _mm_maskz_loadu_ps(cm, r0 + 2 * ld), 2);
+        if (rows > 3)
+            rv = _mm512_insertf32x4(rv, _mm_maskz_loadu_ps(cm, r0 + 3 * ld), 3);
+        v = _mm512_add_ps(v, rv);
+    }
+    _mm_mask_storeu_ps(y0, cm, _mm512_castps512_ps128(v));
+    if (rows > 1)
+        _mm_mask_storeu_ps(y0 + ld, cm, _mm512_extractf32x4_ps(v, 1));
+    if (rows > 2)
+        _mm_mask_storeu_ps(y0 + 2 * ld, cm, _mm512_extractf32x4_ps(v, 2));
+    if (rows > 3)
+        _mm_mask_storeu_ps(y0 + 3 * ld, cm, _mm512_extractf32x4_ps(v, 3));
+}
+
+/* int8: y = (float)(sum - 128 sum q_w) * (s_x s_w); bias etc. follow. */
+static __m512 dequant_tile(const gjob *j, __m512i acc, int32_t m0, int32_t rows, int32_t n0)
+{
+    int32_t cols = j->N - n0 < 4 ? j->N - n0 : 4;
+    __mmask8 cm = (__mmask8)((1u << cols) - 1);
+    __m512i corr = _mm512_broadcast_i32x4(_mm_maskz_loadu_epi32(cm, j->pk->wsum128 + n0));
+    acc = _mm512_sub_epi32(acc, corr);
+    __m512 sw = bcast4(j->pk->scale + n0, cm);
+    __m512 sx = _mm512_set1_ps(j->xscale[m0]);
+    if (rows > 1)
+        sx = _mm512_mask_mov_ps(sx, 0x00f0, _mm512_set1_ps(j->xscale[m0 + 1]));
+    if (rows > 2)
+        sx = _mm512_mask_mov_ps(sx, 0x0f00, _mm512_set1_ps(j->xscale[m0 + 2]));
+    if (rows > 3)
+        sx = _mm512_mask_mov_ps(sx, 0xf000, _mm512_set1_ps(j->xscale[m0 + 3]));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(sx, sw));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Tasks                                                                     */
+/* ------------------------------------------------------------------------ */
+
+static void gemm_task(void *arg, int64_t task, int32_t thread)
+{
+    (void)thread;
+    const gjob *j = arg;
+    const pk512 *pk = j->pk;
+    int32_t nc = (int32_t)(task / j->n_mb), mb = (int32_t)(task % j->n_mb);
+    int32_t p0 = nc * j->ppt, p1 = p0 + j->ppt < pk->n_panels ? p0 + j->ppt : pk->n_panels;
+    int32_t m0 = mb * j->mb_rows, m1 = m0 + j->mb_rows < j->M ? m0 + j->mb_rows : j->M;
+    for (int32_t p = p0; p < p1; p++) {
+        const uint8_t *wp = pk->data + (size_t)p * PANEL_BYTES(pk);
+        /* The first 4 tiles of a panel each prefetch a quarter of the next
+         * panel into L2: at small M (latency) a panel is used by few tiles,
+         * and fetching it from DRAM would otherwise stall the first. */
+        const uint8_t *next = p + 1 < pk->n_panels ? wp + PANEL_BYTES(pk) : NULL;
+        for (int32_t mt = m0; mt < m1; mt += 4) {
+            int32_t ti = (mt - m0) / 4;
+            const uint8_t *pf = next && ti < 4 ? next + 64 * ti : NULL;
+            int32_t rows = m1 - mt < 4 ? m1 - mt : 4;
+            int32_t r1 = rows > 1 ? mt + 1 : mt, r2 = rows > 2 ? mt + 2 : mt;
+            int32_t r3 = rows > 3 ? mt + 3 : mt;
+            __m512 v;
+            if (pk->kind == ME_PACK_F32) {
+                size_t ld = (size_t)j->K;
+                v = tile_f32(j->x + (size_t)mt * ld, j->x + (size_t)r1 * ld,
+                             j->x + (size_t)r2 * ld, j->x + (size_t)r3 * ld, wp, j->K, pf);
+            } else {
+                const uint8_t *q0 = j->xq + (size_t)mt * j->ldq, *q1 = j->xq + (size_t)r1 * j->ldq;
+                const uint8_t *q2 = j->xq + (size_t)r2 * j->ldq, *q3 = j->xq + (size_t)r3 * j->ldq;
+                if (pk->kind == ME_PACK_BF16)
+                    v = pk->native ? tile_bf16(q0, q1, q2, q3, wp, pk->kblocks, pf)
+                                   : tile_bf16_emu(q0, q1, q2, q3, wp, pk->kblocks);
+                else
+                    v = dequant_tile(j,
+                                     pk->native ? tile_i8(q0, q1, q2, q3, wp, pk->kblocks, pf)
+                                                : tile_i8_emu(q0, q1, q2, q3, wp, pk->kblocks),
+                                     mt, rows, p * 4);
+            }
+            store_tile(j, v, mt, rows, p * 4);
+        }
+    }
+}
+
+/* bf16 copy of rows (round to nearest even, as me_f32_to_bf16), zero
+ * padded to whole 32-element blocks. */
+static void quant_bf16_task(void *arg, int64_t task, int32_t thread)
+{
+    (void)thread;
+    const gjob *j = arg;
+    int32_t m0 = (int32_t)task * 16, m1 = m0 + 16 < j->M ? m0 + 16 : j->M;
+    int32_t kpad = j->pk->kblocks * 32;
+    for (int32_t m = m0; m < m1; m++) {
+        const float *x = j->x + (size_t)m * (size_t)j->K;
+        uint16_t *q = (uint16_t *)(void *)(j->xq + (size_t)m * j->ldq);
+        for (int32_t k = 0; k < kpad; k += 16) {
+            int32_t left = j->K - k;
+            __mmask16 mk = left >= 16 ? 0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+            __m512i u = _mm512_castps_si512(_mm512_maskz_loadu_ps(mk, x + k));
+            __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+            u = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
+            _mm256_store_si256((__m256i *)(void *)(q + k),
+                               _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
+        }
+    }
+}
+
+/* u8 copy of rows: q + 128 with q = round(x * 127 / max|x|) (as
+ * me_quant_row_s8), padded with 128 (q = 0); the row scale follows. */
+static void quant_i8_task(void *arg, int64_t task, int32_t thread)
+{
+    (void)thread;
+    gjob *j = arg;
+    int32_t m0 = (int32_t)task * 16, m1 = m0 + 16 < j->M ? m0 + 16 : j->M;
+    int32_t kpad = j->pk->kblocks * 64;
+    float *xscale = (float *)(uintptr_t)j->xscale;
+    for (int32_t m = m0; m < m1; m++) {
+        const float *x = j->x + (size_t)m * (size_t)j->K;
+        uint8_t *q = (uint8_t *)(uintptr_t)(j->xq + (size_t)m * j->ldq);
+        __m512 mx = _mm512_setzero_ps();
+        for (int32_t k = 0; k < j->K; k += 16) {
+            int32_t left = j->K - k;
+            __mmask16 mk = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+            mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps(mk, x + k)));
+        }
+        float amax = _mm512_reduce_max_ps(mx);
+        float inv = 0.0f;
+        if (amax > 0.0f && amax <= 3.0e38f) {
+            inv = 127.0f / amax;
+            xscale[m] = amax / 127.0f;
+        } else {
+            xscale[m] = 0.0f;
+        }
+        __m512 vinv = _mm512_set1_ps(inv);
+        for (int32_t k = 0; k < kpad; k += 16) {
+            int32_t left = j->K - k;
+            __mmask16 mk = left >= 16 ? 0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+            __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + k), vinv);
+            __m512i iv = _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            iv = _mm512_max_epi32(_mm512_min_epi32(iv, _mm512_set1_epi32(127)),
+                                  _mm512_set1_epi32(-127));
+            iv = _mm512_add_epi32(iv, _mm512_set1_epi32(128));
+            _mm_store_si128((__m128i *)(void *)(q + k), _mm512_cvtepi32_epi8(iv));
+        }
+    }
+}
+
+static void linear512(const me_linear *L, const float *x, int32_t M, float *y,
+                      const float *residual, uint32_t epi, me_pool *pool, void *work)
+{
+    if (M <= 0)
+        return;
+    const pk512 *pk = L->packed;
+    if (!pk) {
+        me_linear_scalar(L, x, M, y, residual, epi, pool, work);
+        return;
+    }
+    gjob j;
+    memset(&j, 0, sizeof j);
+    j.L = L;
+    j.pk = pk;
+    j.x = x;
+    j.M = M;
+    j.N = L->n_out;
+    j.K = L->n_in;
+    j.y = y;
+    j.res = residual;
+    j.epi = epi;
+    size_t row_bytes = (size_t)j.K * 4;
+    if (pk->kind != ME_PACK_F32) {
+        /* quantized copy of x: rows of kblocks * 64 bytes, then scales */
+        j.ldq = (size_t)pk->kblocks * 64;
+        j.xq = work;
+        j.xscale = (const float *)(const void *)((uint8_t *)work + j.ldq * (size_t)M);
+        row_bytes = j.ldq;
+        me_pool_run(pool, cdiv(M, 16), pk->kind == ME_PACK_BF16 ? quant_bf16_task : quant_i8_task,
+                    &j);
+    }
+    /* Rows per block: the block of x stays in L2 (~256 KiB) while the
+     * task's panels stream past it; panels per task: enough tasks for the
+     * pool to balance. Neither changes any output's arithmetic. */
+    int32_t mb = (int32_t)((256u << 10) / row_bytes) & ~3;
+    if (mb < 4)
+        mb = 4;
+    if (mb > 256)
+        mb = 256;
+    if (mb >= M)
+        mb = M;
+    j.mb_rows = mb;
+    j.n_mb = cdiv(M, mb);
+    int32_t nt = me_pool_threads(pool);
+    int32_t ppt = 16;
+    while (ppt > 1 && (int64_t)cdiv(pk->n_panels, ppt) * j.n_mb < 8 * (int64_t)nt)
+        ppt /= 2;
+    j.ppt = ppt;
+    me_pool_run(pool, (int64_t)cdiv(pk->n_panels, ppt) * j.n_mb, gemm_task, &j);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Peak                                                                      */
+/* ------------------------------------------------------------------------ */
+
+#define PEAK_BODY(T, ZERO, OP, X, Y, FLOPS)                                                        \
+    do {                                                                                           \
+        T a0 = ZERO, a1 = ZERO, a2 = ZERO, a3 = ZERO, a4 = ZERO, a5 = ZERO;                        \
+        T a6 = ZERO, a7 = ZERO, a8 = ZERO, a9 = ZERO, a10 = ZERO, a11 = ZERO;                      \
+        for (int64_t it = 0; it < iters; it++) {                                                   \
+            a0 = OP(a0, X, Y);                                                                     \
+            a1 = OP(a1, X, Y);                                                                     \
+            a2 = OP(a2, X, Y);                                                                     \
+            a3 = OP(a3, X, Y);                                                                     \
+            a4 = OP(a4, X, Y);                                                                     \
+            a5 = OP(a5, X, Y);                                                                     \
+            a6 = OP(a6, X, Y);                                                                     \
+            a7 = OP(a7, X, Y);                                                                     \
+            a8 = OP(a8, X, Y);                                                                     \
+            a9 = OP(a9, X, Y);                                                                     \
+            a10 = OP(a10, X, Y);                                                                   \
+            a11 = OP(a11, X, Y);                                                                   \
+            __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5),      \
+                             "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));        \
+        }                                                                                          \
+        __asm__ volatile("" ::"v"(a0), "v"(a1), "v"(a2), "v"(a3), "v"(a4), "v"(a5), "v"(a6),       \
+                         "v"(a7), "v"(a8), "v"(a9), "v"(a10), "v"(a11));                           \
+        return (double)iters * 12.0 * (FLOPS);                                                     \
+    } while (0)
+
+static double peak512(int32_t dtype, int64_t iters)
+{
+    me_cpu cpu;
+    me_cpu_detect(&cpu);
+    __m512 x = _mm512_set1_ps(1e-3f);
+    __m512i xi = _mm512_set1_epi8(1);
+    if (dtype == MEDEMBED_DTYPE_BF16 && cpu.avx512_bf16)
+        PEAK_BODY(__m512, _mm512_setzero_ps(), DPBF16, xi, xi, 64.0);
+    if (dtype == MEDEMBED_DTYPE_INT8 && cpu.avx512_vnni)
+        PEAK_BODY(__m512i, _mm512_setzero_si512(), DPBUSD, xi, xi, 128.0);
+    if (dtype == MEDEMBED_DTYPE_INT8) /* vpmaddwd + vpaddd: 32 products */
+#define MADD_ADD(acc, a, b) _mm512_add_epi32(acc, _mm512_madd_epi16(a, b))
+        PEAK_BODY(__m512i, _mm512_setzero_si512(), MADD_ADD, xi, xi, 64.0);
+#undef MADD_ADD
+    PEAK_BODY(__m512, _mm512_setzero_ps(), FMA_PS, x, x, 32.0);
+}
+
+const me_kern me_kern_avx512 = {
+    .isa = ME_ISA_AVX512,
+    .linear = linear512,
+    .pack = pack512,
+    .unpack = me_unpack_generic,
+    .attention = me_attention_avx512,
+    .layernorm = me_layernorm_avx512,
+    .gelu = me_gelu_avx512,
+    .peak = peak512,
+};

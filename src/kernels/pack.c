@@ -1,0 +1,95 @@
+/*
+ * pack.c - helpers shared by every kernel level: big aligned allocations
+ * for packed weights and scratch, the bf16 and int8 rounding rules of
+ * kernels.h, and the work-buffer sizes the forward pass reserves.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "kernels/kernels.h"
+
+#define ME_HUGE_MIN ((size_t)1 << 20)
+#define ME_HUGE_ALIGN ((size_t)2 << 20)
+
+void *me_alloc_big(size_t bytes)
+{
+    void *p = NULL;
+    if (bytes == 0)
+        bytes = 64;
+    /* Large blocks are 2 MiB aligned and advised for transparent huge pages:
+     * a first touch of a fresh 4 KiB page costs ~11 us in our VMs, and
+     * packed weights are streamed once per forward pass, so TLB reach
+     * matters too. */
+    size_t align = bytes >= ME_HUGE_MIN ? ME_HUGE_ALIGN : 64;
+    if (posix_memalign(&p, align, bytes) != 0)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    if (bytes >= ME_HUGE_MIN)
+        madvise(p, (bytes + ME_HUGE_ALIGN - 1) & ~(ME_HUGE_ALIGN - 1), MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+void me_free_big(void *p)
+{
+    free(p);
+}
+
+void me_unpack_generic(me_linear *L)
+{
+    if (!L)
+        return;
+    me_free_big(L->packed);
+    L->packed = NULL;
+    L->packed_kind = ME_PACK_NONE;
+    L->packed_bytes = 0;
+}
+
+uint16_t me_f32_to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);          /* round to nearest even */
+    return (uint16_t)(u >> 16);
+}
+
+float me_quant_row_s8(const float *w, int32_t n, int8_t *q)
+{
+    float amax = 0.0f;
+    for (int32_t i = 0; i < n; i++) {
+        float a = fabsf(w[i]);
+        if (a > amax)
+            amax = a;
+    }
+    if (!(amax > 0.0f) || !isfinite(amax)) {
+        memset(q, 0, (size_t)n);
+        return 0.0f;
+    }
+    float inv = 127.0f / amax;
+    for (int32_t i = 0; i < n; i++) {
+        long v = lrintf(w[i] * inv);
+        q[i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+    }
+    return amax / 127.0f;
+}
+
+size_t me_linear_work_bytes(int32_t M, int32_t n_in)
+{
+    /* bf16 copy of x (K rounded up to 64) or int8 copy + per-row scale and
+     * sum, whichever is larger, plus alignment slack. */
+    size_t k64 = ((size_t)n_in + 63) & ~(size_t)63;
+    return (size_t)M * (k64 * 2 + 64) + 4096;
+}
+
+size_t me_attn_work_bytes(int32_t n, int32_t d)
+{
+    size_t nn = ((size_t)n + 15) & ~(size_t)15;
+    size_t dd = ((size_t)d + 15) & ~(size_t)15;
+    /* transposed keys in double, a 64-row block of scores, a 64-row block of
+     * queries in double and of output sums */
+    return nn * dd * 8 + 64 * nn * 4 + 64 * dd * 8 * 2 + 4096;
+}

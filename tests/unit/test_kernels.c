@@ -1,0 +1,292 @@
+/*
+ * test_kernels.c - every kernel level this CPU can run against the scalar
+ * oracle (gemm.c, attn.c) on ragged shapes, in every compute dtype and with
+ * every epilogue; plus the determinism contract of kernels.h: a row's result
+ * is bit-identical whatever the other rows, M and the thread count.
+ * No timing here: speed lives in `medembed bench` and bench/.
+ */
+#include "test_util.h"
+
+#include <math.h>
+
+#include "kernels/kernels.h"
+#include "medembed.h"
+#include "thread/pool.h"
+
+static uint32_t rng_state = 12345;
+
+static float frand(void)
+{
+    rng_state = rng_state * 1664525u + 1013904223u;
+    return (float)((rng_state >> 8) & 0xffffff) / (float)0x1000000 * 2.0f - 1.0f;
+}
+
+static void fill(float *p, size_t n, float scale)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = frand() * scale;
+}
+
+/* The levels to test: scalar is the oracle; the others if this CPU runs them. */
+static int levels(const me_kern **out)
+{
+    int n = 0;
+    for (int i = ME_ISA_AVX2; i <= ME_ISA_AVX512; i++) {
+        const me_kern *k = me_kern_for((me_isa)i);
+        if (k)
+            out[n++] = k;
+        else
+            fprintf(stderr, "SKIP: level %s not available on this CPU\n", me_isa_name((me_isa)i));
+    }
+    return n;
+}
+
+static const int32_t MS[] = {1, 3, 17, 100};
+static const int32_t NK[][2] = {{5, 7}, {33, 70}, {64, 256}, {100, 131}, {19, 16}};
+static const uint32_t EPIS[] = {0, ME_EPI_GELU, ME_EPI_RESIDUAL, ME_EPI_GELU | ME_EPI_RESIDUAL};
+
+static void run_linear(const me_kern *k, const me_linear *L, const float *x, int32_t M, float *y,
+                       const float *res, uint32_t epi, me_pool *pool)
+{
+    void *work = me_alloc_big(me_linear_work_bytes(M, L->n_in));
+    assert_non_null(work);
+    k->linear(L, x, M, y, res, epi, pool, work);
+    me_free_big(work);
+}
+
+/* |y - ref| <= tol * (sum_k |x_k w_k| + |b| + |res| + 1e-3) per element */
+static void check_linear_level(const me_kern *k, int32_t dtype, double tol, int exact_no_gelu)
+{
+    me_pool *pool = me_pool_create(3);
+    assert_non_null(pool);
+    const me_kern *ref = me_kern_for(ME_ISA_SCALAR);
+    for (size_t s = 0; s < sizeof NK / sizeof NK[0]; s++) {
+        int32_t N = NK[s][0], K = NK[s][1];
+        float *w = malloc(sizeof *w * (size_t)N * (size_t)K);
+        float *b = malloc(sizeof *b * (size_t)N);
+        fill(w, (size_t)N * (size_t)K, 0.5f);
+        fill(b, (size_t)N, 0.5f);
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            me_linear La = {.n_out = N, .n_in = K, .w = w, .b = with_bias ? b : NULL};
+            me_linear Lr = La;
+            assert_int_equal(k->pack(&La, dtype), MEDEMBED_OK);
+            assert_int_equal(ref->pack(&Lr, dtype), MEDEMBED_OK);
+            for (size_t mi = 0; mi < sizeof MS / sizeof MS[0]; mi++) {
+                int32_t M = MS[mi];
+                float *x = malloc(sizeof *x * (size_t)M * (size_t)K);
+                float *res = malloc(sizeof *res * (size_t)M * (size_t)N);
+                float *y = malloc(sizeof *y * (size_t)M * (size_t)N);
+                float *yr = malloc(sizeof *yr * (size_t)M * (size_t)N);
+                float *y1 = malloc(sizeof *y1 * (size_t)N);
+                fill(x, (size_t)M * (size_t)K, 2.0f);
+                fill(res, (size_t)M * (size_t)N, 1.0f);
+                for (size_t ei = 0; ei < sizeof EPIS / sizeof EPIS[0]; ei++) {
+                    uint32_t epi = EPIS[ei];
+                    run_linear(k, &La, x, M, y, res, epi, pool);
+                    run_linear(ref, &Lr, x, M, yr, res, epi, NULL);
+                    for (int32_t m = 0; m < M; m++)
+                        for (int32_t n = 0; n < N; n++) {
+                            double mag = 1e-3 + (with_bias ? fabs(b[n]) : 0) +
+                                         ((epi & ME_EPI_RESIDUAL)
+                                              ? fabs(res[(size_t)m * (size_t)N + (size_t)n])
+                                              : 0);
+                            for (int32_t kk = 0; kk < K; kk++)
+                                mag += fabs((double)x[(size_t)m * (size_t)K + (size_t)kk] *
+                                            w[(size_t)n * (size_t)K + (size_t)kk]);
+                            size_t i = (size_t)m * (size_t)N + (size_t)n;
+                            double d = fabs((double)y[i] - yr[i]);
+                            if (exact_no_gelu && !(epi & ME_EPI_GELU) && y[i] != yr[i])
+                                fail_msg("%s dtype %d M=%d N=%d K=%d epi=%u: [%d,%d] %.9g != %.9g "
+                                         "(must be exact)",
+                                         me_isa_name(k->isa), dtype, M, N, K, epi, m, n, y[i], yr[i]);
+                            if (!(d <= tol * mag))
+                                fail_msg("%s dtype %d M=%d N=%d K=%d epi=%u bias=%d: [%d,%d] %.9g "
+                                         "vs %.9g (|d| %.3g > %.3g)",
+                                         me_isa_name(k->isa), dtype, M, N, K, epi, with_bias, m, n,
+                                         y[i], yr[i], d, tol * mag);
+                        }
+                    /* determinism: every row alone, on one thread, is bit-identical */
+                    for (int32_t m = 0; m < M; m++) {
+                        run_linear(k, &La, x + (size_t)m * (size_t)K, 1, y1,
+                                   res + (size_t)m * (size_t)N, epi, NULL);
+                        assert_memory_equal(y1, y + (size_t)m * (size_t)N, sizeof *y1 * (size_t)N);
+                    }
+                }
+                free(x);
+                free(res);
+                free(y);
+                free(yr);
+                free(y1);
+            }
+            k->unpack(&La);
+            ref->unpack(&Lr);
+        }
+        free(w);
+        free(b);
+    }
+    me_pool_free(pool);
+}
+
+static void test_linear_f32(void **state)
+{
+    (void)state;
+    const me_kern *ks[4];
+    int n = levels(ks);
+    for (int i = 0; i < n; i++)
+        check_linear_level(ks[i], MEDEMBED_DTYPE_F32, 2e-6, 0);
+}
+
+static void test_linear_bf16(void **state)
+{
+    (void)state;
+    const me_kern *ks[4];
+    int n = levels(ks);
+    for (int i = 0; i < n; i++)
+        check_linear_level(ks[i], MEDEMBED_DTYPE_BF16, 2e-6, 0);
+}
+
+static void test_linear_int8(void **state)
+{
+    (void)state;
+    const me_kern *ks[4];
+    int n = levels(ks);
+    for (int i = 0; i < n; i++)
+        check_linear_level(ks[i], MEDEMBED_DTYPE_INT8, 2e-6, 1);
+}
+
+/* The scalar oracle itself: bf16 and int8 must follow the rules of
+ * kernels.h (here against a direct transcription of them). */
+static void test_scalar_rules(void **state)
+{
+    (void)state;
+    assert_int_equal(me_f32_to_bf16(1.0f), 0x3f80);
+    assert_int_equal(me_f32_to_bf16(1.00390625f), 0x3f80);  /* tie to even */
+    assert_int_equal(me_f32_to_bf16(1.01171875f), 0x3f82);  /* tie to even, up */
+    assert_int_equal(me_f32_to_bf16(-2.0f), 0xc000);
+    float w[5] = {0.5f, -1.0f, 0.25f, 0.0f, 0.999f};
+    int8_t q[5];
+    float s = me_quant_row_s8(w, 5, q);
+    assert_true(fabsf(s - 1.0f / 127.0f) < 1e-9f);
+    assert_int_equal(q[0], 64); /* 63.5 rounds to even */
+    assert_int_equal(q[1], -127);
+    assert_int_equal(q[2], 32);
+    assert_int_equal(q[3], 0);
+    assert_int_equal(q[4], 127);
+    float z[3] = {0, 0, 0};
+    assert_true(me_quant_row_s8(z, 3, q) == 0.0f);
+}
+
+static void test_gelu(void **state)
+{
+    (void)state;
+    const me_kern *ks[4];
+    int nl = levels(ks);
+    int32_t n = 200001;
+    float *x = malloc(sizeof *x * (size_t)n), *x0 = malloc(sizeof *x0 * (size_t)n);
+    for (int32_t i = 0; i < n; i++)
+        x0[i] = -10.0f + 20.0f * (float)i / (float)(n - 1);
+    for (int li = 0; li < nl; li++) {
+        memcpy(x, x0, sizeof *x * (size_t)n);
+        ks[li]->gelu(x, n);
+        double worst_abs = 0, worst_rel = 0;
+        for (int32_t i = 0; i < n; i++) {
+            double xi = x0[i];
+            double r = 0.5 * xi * erfc(-xi / sqrt(2.0));
+            double d = fabs(x[i] - r);
+            if (d > worst_abs)
+                worst_abs = d;
+            if (xi > -5 && fabs(r) > 1e-30 && d / fabs(r) > worst_rel)
+                worst_rel = d / fabs(r);
+        }
+        fprintf(stderr, "gelu %s: max abs %.3g, max rel (x > -5) %.3g\n",
+                me_isa_name(ks[li]->isa), worst_abs, worst_rel);
+        assert_true(worst_abs < 6e-7);
+        assert_true(worst_rel < 1e-5);
+    }
+    free(x);
+    free(x0);
+}
+
+static void test_layernorm(void **state)
+{
+    (void)state;
+    const me_kern *ks[4];
+    int nl = levels(ks);
+    const int32_t widths[] = {1, 7, 16, 64, 100, 768};
+    for (int li = 0; li < nl; li++)
+        for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++) {
+            int32_t n = widths[wi], rows = 5;
+            float *x = malloc(sizeof *x * (size_t)n * (size_t)rows);
+            float *xr = malloc(sizeof *xr * (size_t)n * (size_t)rows);
+            float *g = malloc(sizeof *g * (size_t)n), *b = malloc(sizeof *b * (size_t)n);
+            fill(x, (size_t)n * (size_t)rows, 30.0f);
+            for (int32_t i = 0; i < n; i++)
+                x[i] += 1000.0f; /* a large mean */
+            fill(g, (size_t)n, 1.0f);
+            fill(b, (size_t)n, 1.0f);
+            memcpy(xr, x, sizeof *x * (size_t)n * (size_t)rows);
+            ks[li]->layernorm(x, rows, n, g, b, 1e-12);
+            me_layernorm_scalar(xr, rows, n, g, b, 1e-12);
+            for (int32_t i = 0; i < n * rows; i++)
+                assert_true(fabs((double)x[i] - xr[i]) <= 1e-6 * (1 + fabs(xr[i])));
+            free(x);
+            free(xr);
+            free(g);
+            free(b);
+        }
+}
+
+static void test_attention(void **state)
+{
+    (void)state;
+    const me_kern *ks[4];
+    int nl = levels(ks);
+    const int32_t ns[] = {1, 3, 17, 100};
+    const int32_t ds[] = {16, 24, 64};
+    for (int li = 0; li < nl; li++)
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+            for (size_t di = 0; di < sizeof ds / sizeof ds[0]; di++) {
+                int32_t n = ns[ni], d = ds[di], ld = 3 * d + 5, ldo = d + 3;
+                float *qkv = malloc(sizeof *qkv * (size_t)n * (size_t)ld);
+                float *o = calloc((size_t)n * (size_t)ldo, sizeof *o);
+                float *orf = calloc((size_t)n * (size_t)ldo, sizeof *orf);
+                float *o1 = calloc((size_t)ldo, sizeof *o1);
+                fill(qkv, (size_t)n * (size_t)ld, 3.0f);
+                void *work = me_alloc_big(me_attn_work_bytes(n, d));
+                me_attn_args a = {.q = qkv, .k = qkv + d, .v = qkv + 2 * d, .ld = ld, .o = o,
+                                  .ldo = ldo, .n = n, .d = d, .scale = 1.0f / sqrtf((float)d),
+                                  .work = work};
+                ks[li]->attention(&a);
+                me_attn_args ar = a;
+                ar.o = orf;
+                me_attention_scalar(&ar);
+                for (int32_t i = 0; i < n; i++)
+                    for (int32_t c = 0; c < d; c++) {
+                        double r = orf[(size_t)i * (size_t)ldo + (size_t)c];
+                        double v = o[(size_t)i * (size_t)ldo + (size_t)c];
+                        if (!(fabs(v - r) <= 2e-6 * (1 + fabs(r))))
+                            fail_msg("attention %s n=%d d=%d [%d,%d]: %.9g vs %.9g",
+                                     me_isa_name(ks[li]->isa), n, d, i, c, v, r);
+                    }
+                /* padding columns untouched */
+                for (int32_t i = 0; i < n; i++)
+                    for (int32_t c = d; c < ldo; c++)
+                        assert_true(o[(size_t)i * (size_t)ldo + (size_t)c] == 0.0f);
+                free(qkv);
+                free(o);
+                free(orf);
+                free(o1);
+                me_free_big(work);
+            }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_scalar_rules), cmocka_unit_test(test_linear_f32),
+        cmocka_unit_test(test_linear_bf16),  cmocka_unit_test(test_linear_int8),
+        cmocka_unit_test(test_gelu),         cmocka_unit_test(test_layernorm),
+        cmocka_unit_test(test_attention),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,187 @@
+/*
+ * test_levels.c - the public promise of medembed.h: a text's embedding
+ * is bit-identical whatever the thread count, the other texts of the call,
+ * the batch composition and the input order (for a given model, dtype and
+ * kernel level). Every available level and every dtype, through
+ * medembed_ctx_embed_ids on the golden tiny models; plus bf16 / int8
+ * accuracy against f32 (cosine). Needs ../shared; skips visibly without it.
+ */
+#include "test_util.h"
+
+#include <jansson.h>
+#include <math.h>
+
+#include "kernels/kernels.h"
+#include "medembed.h"
+
+#define MAX_SEQ 12
+
+typedef struct {
+    int32_t ids[MAX_SEQ * 512];
+    int32_t len[MAX_SEQ];
+    size_t off[MAX_SEQ];
+    int32_t n;
+} seqs;
+
+static int load_seqs(const char *dir, seqs *s)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/golden.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char *line = NULL;
+    size_t cap = 0;
+    size_t total = 0;
+    s->n = 0;
+    while (s->n < MAX_SEQ && getline(&line, &cap, f) > 0) {
+        json_t *j = json_loads(line, 0, NULL);
+        assert_non_null(j);
+        json_t *jids = json_object_get(j, "ids");
+        int32_t n = (int32_t)json_array_size(jids);
+        s->off[s->n] = total;
+        s->len[s->n] = n;
+        for (int32_t i = 0; i < n; i++)
+            s->ids[total + (size_t)i] = (int32_t)json_integer_value(json_array_get(jids, (size_t)i));
+        total += (size_t)n;
+        s->n++;
+        json_decref(j);
+    }
+    free(line);
+    fclose(f);
+    return s->n;
+}
+
+/* Embeds the sequences listed in order[0..k) in one call. */
+static void embed_some(medembed_ctx *c, const seqs *s, const int *order, int k, float *out)
+{
+    int32_t *ids = malloc(sizeof *ids * (size_t)MAX_SEQ * 512);
+    int32_t lens[MAX_SEQ];
+    size_t t = 0;
+    for (int i = 0; i < k; i++) {
+        memcpy(ids + t, s->ids + s->off[order[i]], sizeof *ids * (size_t)s->len[order[i]]);
+        lens[i] = s->len[order[i]];
+        t += (size_t)lens[i];
+    }
+    assert_int_equal(medembed_ctx_embed_ids(c, ids, lens, k, 0, out), MEDEMBED_OK);
+    free(ids);
+}
+
+static void check_level_dtype(const char *dir, const seqs *s, const me_kern *k, int32_t dtype,
+                              float *ref_f32)
+{
+    me_kern_force(k);
+    medembed_load_opts o;
+    medembed_load_opts_init(&o);
+    o.dtype = dtype;
+    medembed_model *m = NULL;
+    char err[512];
+    int rc = medembed_model_load(dir, &o, &m, err, sizeof err);
+    if (rc != MEDEMBED_OK)
+        fail_msg("load %s (%s, dtype %d): %s", dir, me_isa_name(k->isa), dtype, err);
+    int32_t H = medembed_model_dim(m);
+    int n = s->n;
+    float *all = malloc(sizeof *all * (size_t)H * (size_t)n);
+    float *alt = malloc(sizeof *alt * (size_t)H * (size_t)n);
+    int order[MAX_SEQ];
+    for (int i = 0; i < n; i++)
+        order[i] = i;
+
+    /* reference: everything in one call on 2 threads */
+    medembed_ctx *c2 = NULL;
+    assert_int_equal(medembed_ctx_create(m, 2, &c2), MEDEMBED_OK);
+    embed_some(c2, s, order, n, all);
+
+    /* each alone on 1 thread */
+    medembed_ctx *c1 = NULL;
+    assert_int_equal(medembed_ctx_create(m, 1, &c1), MEDEMBED_OK);
+    for (int i = 0; i < n; i++) {
+        embed_some(c1, s, &i, 1, alt);
+        if (memcmp(alt, all + (size_t)i * (size_t)H, sizeof *alt * (size_t)H) != 0)
+            fail_msg("%s dtype %d: sequence %d alone differs from the batched result",
+                     me_isa_name(k->isa), dtype, i);
+    }
+    /* reversed order, 3 threads */
+    medembed_ctx *c3 = NULL;
+    assert_int_equal(medembed_ctx_create(m, 3, &c3), MEDEMBED_OK);
+    int rev[MAX_SEQ];
+    for (int i = 0; i < n; i++)
+        rev[i] = n - 1 - i;
+    embed_some(c3, s, rev, n, alt);
+    for (int i = 0; i < n; i++)
+        if (memcmp(alt + (size_t)i * (size_t)H, all + (size_t)(n - 1 - i) * (size_t)H,
+                   sizeof *alt * (size_t)H) != 0)
+            fail_msg("%s dtype %d: reversed input order changes sequence %d",
+                     me_isa_name(k->isa), dtype, n - 1 - i);
+    /* a different composition: odd ones only, 3 threads */
+    int odd[MAX_SEQ], no = 0;
+    for (int i = 1; i < n; i += 2)
+        odd[no++] = i;
+    embed_some(c3, s, odd, no, alt);
+    for (int i = 0; i < no; i++)
+        assert_memory_equal(alt + (size_t)i * (size_t)H, all + (size_t)odd[i] * (size_t)H,
+                            sizeof *alt * (size_t)H);
+
+    if (dtype == MEDEMBED_DTYPE_F32) {
+        if (ref_f32)
+            memcpy(ref_f32, all, sizeof *all * (size_t)H * (size_t)n);
+    } else if (ref_f32) {
+        double sum = 0, worst = 1;
+        for (int i = 0; i < n; i++) {
+            double dot = 0, na = 0, nb = 0;
+            for (int32_t h = 0; h < H; h++) {
+                double a = all[(size_t)i * (size_t)H + (size_t)h];
+                double b = ref_f32[(size_t)i * (size_t)H + (size_t)h];
+                dot += a * b;
+                na += a * a;
+                nb += b * b;
+            }
+            double cs = dot / sqrt(na * nb);
+            sum += cs;
+            if (cs < worst)
+                worst = cs;
+        }
+        fprintf(stderr, "%s %s vs f32 (%s): mean cosine %.6f, min %.6f over %d texts\n",
+                me_isa_name(k->isa), dtype == MEDEMBED_DTYPE_BF16 ? "bf16" : "int8", dir,
+                sum / n, worst, n);
+        /* random N(0, 0.3) weights are far harsher than trained ones (see
+         * bench/ for PubMedQA on a base-shaped model); these bounds catch
+         * broken kernels, not small accuracy drifts */
+        assert_true(sum / n >= (dtype == MEDEMBED_DTYPE_BF16 ? 0.999 : 0.99));
+    }
+    medembed_ctx_free(c1);
+    medembed_ctx_free(c2);
+    medembed_ctx_free(c3);
+    medembed_model_free(m);
+    me_kern_force(NULL);
+    free(all);
+    free(alt);
+}
+
+static void test_bit_identical(void **state)
+{
+    (void)state;
+    char dir[1024];
+    SKIP_WITHOUT_SHARED(dir, "golden/embeddings/tiny-mean-128");
+    static seqs s;
+    assert_true(load_seqs(dir, &s) > 4);
+    float *ref = malloc(sizeof *ref * 64 * MAX_SEQ);
+    for (int isa = ME_ISA_SCALAR; isa <= ME_ISA_AVX512; isa++) {
+        const me_kern *k = me_kern_for((me_isa)isa);
+        if (!k) {
+            fprintf(stderr, "SKIP: level %s not available on this CPU\n", me_isa_name((me_isa)isa));
+            continue;
+        }
+        for (int32_t dt = MEDEMBED_DTYPE_F32; dt <= MEDEMBED_DTYPE_INT8; dt++)
+            check_level_dtype(dir, &s, k, dt, ref);
+    }
+    free(ref);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bit_identical),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,421 @@
+/*
+ * cmd_eval.c - `medembed eval`: retrieval evaluation on a BEIR-layout
+ * folder, the way MTEB scores retrieval tasks.
+ *
+ * The corpus is embedded into an in-memory index (no chunking unless asked:
+ * documents are truncated to the model's limit, as MTEB does), every query
+ * of the qrels split is embedded (with the query prompt, if any) and
+ * searched exactly for the top -k documents, and the metrics are those of
+ * pytrec_eval (medembed_metrics_query) averaged over the queries of the
+ * qrels that appear in queries.jsonl; a query without relevant documents
+ * counts as 0, as in pytrec_eval / MTEB.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "corpus.h"
+
+enum {
+    OPT_BEIR = 256,
+    OPT_SPLIT,
+    OPT_JSON,
+    OPT_RUN,
+    OPT_PROMPT,
+    OPT_PROMPT_NAME,
+    OPT_CHUNK,
+    OPT_OVERLAP,
+    OPT_QUANT,
+    OPT_HNSW_M,
+    OPT_EF,
+    OPT_BATCH,
+    OPT_THREADS,
+    OPT_DTYPE,
+    OPT_SKIP_BAD,
+};
+
+static void eval_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: medembed eval -m MODEL --beir DIR [--split test] [-k 100] [options]\n"
+            "\n"
+            "Embeds DIR/corpus.jsonl and DIR/queries.jsonl, searches the top k documents per\n"
+            "query of DIR/qrels/SPLIT.tsv and prints nDCG@10, MAP@10, MRR@10, Recall@10,\n"
+            "Recall@100 and P@10 with pytrec_eval's definitions (as MTEB reports them).\n"
+            "\n"
+            "  -m, --model DIR          model folder\n"
+            "      --beir DIR           BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv\n"
+            "      --split NAME         qrels split (default test)\n"
+            "  -k N                     documents retrieved per query (default 100)\n"
+            "      --json               print {\"ndcg_at_10\", \"map_at_10\", \"mrr_at_10\",\n"
+            "                           \"recall_at_10\", \"recall_at_100\", \"precision_at_10\",\n"
+            "                           \"n_queries\"} instead of a table\n"
+            "      --run FILE           write the ranking as a TREC run file\n"
+            "      --prompt TEXT        query instruction prefix (MedEmbed: none)\n"
+            "      --prompt-name NAME   a prompt from config_sentence_transformers.json\n"
+            "      --chunk-tokens N     chunk documents (default: truncate, as MTEB)\n"
+            "      --overlap M          chunk overlap\n"
+            "      --quantize int8      int8 vectors with f32 rescoring\n"
+            "      --hnsw-m N           approximate search with HNSW (default exact)\n"
+            "      --ef-search N        HNSW beam width\n"
+            "      --batch-size N       documents per batch (default 64)\n"
+            "      --threads N          threads (default: all CPUs)\n"
+            "      --dtype f32|bf16|int8  encoder compute precision\n"
+            "      --skip-bad           skip malformed corpus/query lines, and count them\n");
+}
+
+typedef struct eval_args {
+    const char *model, *beir, *split, *run, *prompt, *prompt_name;
+    long k, chunk, overlap, hnsw_m, ef, batch, threads;
+    int json, int8, dtype, skip_bad;
+} eval_args;
+
+static int parse(int argc, char **argv, eval_args *a)
+{
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},
+        {"beir", required_argument, 0, OPT_BEIR},
+        {"split", required_argument, 0, OPT_SPLIT},
+        {"json", no_argument, 0, OPT_JSON},
+        {"run", required_argument, 0, OPT_RUN},
+        {"prompt", required_argument, 0, OPT_PROMPT},
+        {"prompt-name", required_argument, 0, OPT_PROMPT_NAME},
+        {"chunk-tokens", required_argument, 0, OPT_CHUNK},
+        {"overlap", required_argument, 0, OPT_OVERLAP},
+        {"quantize", required_argument, 0, OPT_QUANT},
+        {"hnsw-m", required_argument, 0, OPT_HNSW_M},
+        {"ef-search", required_argument, 0, OPT_EF},
+        {"batch-size", required_argument, 0, OPT_BATCH},
+        {"threads", required_argument, 0, OPT_THREADS},
+        {"dtype", required_argument, 0, OPT_DTYPE},
+        {"skip-bad", no_argument, 0, OPT_SKIP_BAD},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    memset(a, 0, sizeof *a);
+    a->split = "test";
+    a->k = 100;
+    a->batch = 64;
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":m:k:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm':
+            a->model = optarg;
+            break;
+        case OPT_BEIR:
+            a->beir = optarg;
+            break;
+        case OPT_SPLIT:
+            a->split = optarg;
+            break;
+        case 'k':
+            if (cli_parse_int("-k", optarg, 1, 10000, &a->k))
+                return 2;
+            break;
+        case OPT_JSON:
+            a->json = 1;
+            break;
+        case OPT_RUN:
+            a->run = optarg;
+            break;
+        case OPT_PROMPT:
+            a->prompt = optarg;
+            break;
+        case OPT_PROMPT_NAME:
+            a->prompt_name = optarg;
+            break;
+        case OPT_CHUNK:
+            if (cli_parse_int("--chunk-tokens", optarg, 1, 1 << 20, &a->chunk))
+                return 2;
+            break;
+        case OPT_OVERLAP:
+            if (cli_parse_int("--overlap", optarg, 0, 1 << 20, &a->overlap))
+                return 2;
+            break;
+        case OPT_QUANT:
+            if (strcmp(optarg, "int8") == 0) {
+                a->int8 = 1;
+            } else if (strcmp(optarg, "none") != 0) {
+                cli_error("--quantize expects int8 or none, got \"%s\"", optarg);
+                return 2;
+            }
+            break;
+        case OPT_HNSW_M:
+            if (cli_parse_int("--hnsw-m", optarg, 2, 128, &a->hnsw_m))
+                return 2;
+            break;
+        case OPT_EF:
+            if (cli_parse_int("--ef-search", optarg, 1, 1 << 20, &a->ef))
+                return 2;
+            break;
+        case OPT_BATCH:
+            if (cli_parse_int("--batch-size", optarg, 1, 1 << 16, &a->batch))
+                return 2;
+            break;
+        case OPT_THREADS:
+            if (cli_parse_int("--threads", optarg, 1, 256, &a->threads))
+                return 2;
+            break;
+        case OPT_DTYPE:
+            a->dtype = cli_parse_dtype(optarg);
+            if (a->dtype < 0)
+                return 2;
+            break;
+        case OPT_SKIP_BAD:
+            a->skip_bad = 1;
+            break;
+        case 'h':
+            eval_usage(stdout);
+            return -1;
+        case ':':
+            cli_error("option %s needs a value", argv[optind - 1]);
+            return 2;
+        default:
+            cli_error("unknown option \"%s\" (see medembed eval --help)", argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        cli_error("unexpected argument \"%s\"", argv[optind]);
+        return 2;
+    }
+    if (!a->beir) {
+        cli_error("no dataset given: pass --beir DIR");
+        return 2;
+    }
+    if (!a->model) {
+        cli_error("no model given: pass -m MODEL_DIR");
+        return 2;
+    }
+    if (a->overlap && !a->chunk) {
+        cli_error("--overlap needs --chunk-tokens");
+        return 2;
+    }
+    if (a->prompt && a->prompt_name) {
+        cli_error("give --prompt or --prompt-name, not both");
+        return 2;
+    }
+    return 0;
+}
+
+static int need_file(const char *path, const char *what)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+        cli_error("%s: missing %s", path, what);
+        return 1;
+    }
+    return 0;
+}
+
+typedef struct totals {
+    double ndcg10, map10, mrr10, r10, r100, p10;
+    long n;
+} totals;
+
+/* Scores one query's hits against its judgments and writes its run lines. */
+static int score_query(const medembed_hits *h, const struct qrels_query *qq, totals *t, FILE *run)
+{
+    int32_t n = medembed_hits_count(h);
+    const char **ids = malloc(sizeof *ids * (size_t)(n ? n : 1));
+    float *sc = malloc(sizeof *sc * (size_t)(n ? n : 1));
+    if (!ids || !sc) {
+        free(ids);
+        free(sc);
+        return 1;
+    }
+    for (int32_t i = 0; i < n; i++) {
+        ids[i] = medembed_hits_id(h, i);
+        sc[i] = medembed_hits_score(h, i);
+        if (run)
+            fprintf(run, "%s Q0 %s %d %.7g medembed\n", qq->qid, ids[i], i + 1, (double)sc[i]);
+    }
+    medembed_metrics m10, m100;
+    int rc = medembed_metrics_query(ids, sc, n, (const char *const *)qq->doc, qq->rel, qq->n, 10,
+                                    &m10) != MEDEMBED_OK ||
+             medembed_metrics_query(ids, sc, n, (const char *const *)qq->doc, qq->rel, qq->n, 100,
+                                    &m100) != MEDEMBED_OK;
+    if (!rc) {
+        t->ndcg10 += m10.ndcg;
+        t->map10 += m10.map;
+        t->mrr10 += m10.mrr;
+        t->r10 += m10.recall;
+        t->p10 += m10.precision;
+        t->r100 += m100.recall;
+        t->n++;
+    }
+    free(ids);
+    free(sc);
+    return rc;
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    eval_args a;
+    int prc = parse(argc, argv, &a);
+    if (prc)
+        return prc < 0 ? 0 : prc;
+    char corpus_p[4096], queries_p[4096], qrels_p[4096];
+    snprintf(corpus_p, sizeof corpus_p, "%s/corpus.jsonl", a.beir);
+    snprintf(queries_p, sizeof queries_p, "%s/queries.jsonl", a.beir);
+    snprintf(qrels_p, sizeof qrels_p, "%s/qrels/%s.tsv", a.beir, a.split);
+    if (need_file(corpus_p, "corpus file (BEIR layout: corpus.jsonl)") ||
+        need_file(queries_p, "queries file (BEIR layout: queries.jsonl)") ||
+        need_file(qrels_p, "qrels file (BEIR layout: qrels/SPLIT.tsv; see --split)"))
+        return 1;
+    qrels qr;
+    if (qrels_load(qrels_p, &qr))
+        return 1;
+    medembed_model *m = NULL;
+    medembed_ctx *ctx = NULL;
+    medembed_index *ix = NULL;
+    FILE *run = NULL;
+    int rc = 0;
+    char err[1024];
+    if (cli_load_model(a.model, a.dtype, 0, &m)) {
+        qrels_free(&qr);
+        return 1;
+    }
+    medembed_embed_opts qeo;
+    medembed_embed_opts_init(&qeo);
+    qeo.prompt = a.prompt;
+    if (a.prompt_name) {
+        qeo.prompt = medembed_model_prompt(m, a.prompt_name);
+        if (!qeo.prompt) {
+            cli_error("--prompt-name \"%s\" is not among the model's prompts", a.prompt_name);
+            rc = 2;
+            goto out;
+        }
+    }
+    if (medembed_ctx_create(m, (int32_t)a.threads, &ctx) != MEDEMBED_OK) {
+        cli_error("cannot create a context (out of memory?)");
+        rc = 1;
+        goto out;
+    }
+    medembed_index_config cfg;
+    medembed_index_config_init(&cfg);
+    cfg.vec_dtype = a.int8 ? MEDEMBED_VEC_INT8 : MEDEMBED_VEC_F32;
+    cfg.chunk_tokens = (int32_t)a.chunk;
+    cfg.overlap = (int32_t)a.overlap;
+    cfg.hnsw_m = (int32_t)a.hnsw_m;
+    if (medembed_index_create(":memory:", m, &cfg, &ix, err, sizeof err) != MEDEMBED_OK) {
+        cli_error("%s", err);
+        rc = 1;
+        goto out;
+    }
+    if (a.run) {
+        run = fopen(a.run, "w");
+        if (!run) {
+            cli_error("%s: cannot open the run file: %s", a.run, strerror(errno));
+            rc = 1;
+            goto out;
+        }
+    }
+    corpus_reader cr;
+    if (corpus_open(&cr, corpus_p, NULL, a.skip_bad)) {
+        rc = 1;
+        goto out;
+    }
+    medembed_embed_opts deo;
+    medembed_embed_opts_init(&deo);
+    ingest_opts io = {(int32_t)a.batch, a.skip_bad, &deo};
+    int64_t added = 0, skipped = 0;
+    rc = ingest_corpus(ix, ctx, &cr, &io, &added, &skipped);
+    corpus_close(&cr);
+    if (rc)
+        goto out;
+    /* Queries: embed each one in the qrels (with the prompt) and search. */
+    corpus_reader qrd;
+    if (corpus_open(&qrd, queries_p, "text", a.skip_bad)) {
+        rc = 1;
+        goto out;
+    }
+    medembed_search_opts so;
+    medembed_search_opts_init(&so);
+    so.k = (int32_t)a.k;
+    so.ef_search = (int32_t)a.ef;
+    so.with_metadata = 0;
+    so.n_threads = (int32_t)a.threads;
+    float *q = malloc(sizeof *q * (size_t)medembed_index_dim(ix));
+    uint8_t *done = calloc((size_t)qr.n_q, 1);
+    totals t = {0};
+    corpus_doc d;
+    while (!rc && q && done) {
+        int got = corpus_next(&qrd, &d);
+        if (got <= 0) {
+            rc = got < 0;
+            break;
+        }
+        int64_t *qi = strmap_get(&qr.by_query, d.id);
+        if (qi && !done[*qi]) {
+            done[*qi] = 1;
+            const char *text = d.text;
+            medembed_hits *h = NULL;
+            if (medembed_ctx_embed(ctx, &text, &d.len, 1, &qeo, q, NULL) != MEDEMBED_OK) {
+                cli_error("%s: line %ld: %s", queries_p, d.line, medembed_ctx_last_error(ctx));
+                rc = 1;
+            } else if (medembed_index_search(ix, q, &so, &h, err, sizeof err) != MEDEMBED_OK) {
+                cli_error("%s", err);
+                rc = 1;
+            } else if (score_query(h, &qr.q[*qi], &t, run)) {
+                cli_error("out of memory scoring query \"%s\"", d.id);
+                rc = 1;
+            }
+            medembed_hits_free(h);
+        }
+        corpus_doc_free(&d);
+    }
+    long missing = 0;
+    for (int64_t i = 0; done && i < qr.n_q; i++)
+        missing += !done[i];
+    free(q);
+    free(done);
+    corpus_close(&qrd);
+    if (rc)
+        goto out;
+    if (missing)
+        cli_warn("%ld query id(s) of %s are not in %s; they are not scored", missing, qrels_p,
+                 queries_p);
+    if (t.n == 0) {
+        cli_error("no query of %s was found in %s", qrels_p, queries_p);
+        rc = 1;
+        goto out;
+    }
+    double n = (double)t.n;
+    if (a.json) {
+        printf("{\"ndcg_at_10\": %.5f, \"map_at_10\": %.5f, \"mrr_at_10\": %.5f, "
+               "\"recall_at_10\": %.5f, \"recall_at_100\": %.5f, \"precision_at_10\": %.5f, "
+               "\"n_queries\": %ld}\n",
+               t.ndcg10 / n, t.map10 / n, t.mrr10 / n, t.r10 / n, t.r100 / n, t.p10 / n, t.n);
+    } else {
+        printf("%-14s %s\n", "metric", "value");
+        printf("%-14s %.5f\n", "nDCG@10", t.ndcg10 / n);
+        printf("%-14s %.5f\n", "MAP@10", t.map10 / n);
+        printf("%-14s %.5f\n", "MRR@10", t.mrr10 / n);
+        printf("%-14s %.5f\n", "Recall@10", t.r10 / n);
+        printf("%-14s %.5f\n", "Recall@100", t.r100 / n);
+        printf("%-14s %.5f\n", "P@10", t.p10 / n);
+        printf("%-14s %ld\n", "queries", t.n);
+        printf("%-14s %lld (%lld chunks)\n", "documents", (long long)medembed_index_n_docs(ix),
+               (long long)medembed_index_n_chunks(ix));
+    }
+    if (a.k < 100)
+        cli_warn("-k %ld < 100: Recall@100 is computed over %ld retrieved documents", a.k, a.k);
+    if (skipped)
+        cli_warn("%lld corpus line(s) skipped (--skip-bad)", (long long)skipped);
+out:
+    if (run && fclose(run) != 0) {
+        cli_error("%s: write failed", a.run);
+        rc = 1;
+    }
+    medembed_index_free(ix);
+    medembed_ctx_free(ctx);
+    medembed_model_free(m);
+    qrels_free(&qr);
+    return rc;
+}

@@ -1,0 +1,551 @@
+/*
+ * cmd_index.c - `medembed index build|add|delete|info`.
+ *
+ * build/add stream the corpus in batches of --batch-size documents; each
+ * batch is embedded and committed in one SQLite transaction, so a killed
+ * run leaves every finished batch in the index and nothing half-written.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "corpus.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ------------------------------------------------------------ ingest */
+
+static int flush_batch(medembed_index *ix, medembed_ctx *ctx, medembed_index_doc *docs,
+                       corpus_doc *cd, int32_t n, const ingest_opts *o, const char *name,
+                       int64_t *n_added)
+{
+    if (n == 0)
+        return 0;
+    char err[1024];
+    int rc = medembed_index_add_docs(ix, ctx, docs, n, o->eo, err, sizeof err);
+    if (rc != MEDEMBED_OK) {
+        cli_error("%s: lines %ld-%ld: %s", name, cd[0].line, cd[n - 1].line, err);
+        return 1;
+    }
+    *n_added += n;
+    return 0;
+}
+
+int ingest_corpus(medembed_index *ix, medembed_ctx *ctx, corpus_reader *r, const ingest_opts *o,
+                  int64_t *n_added, int64_t *n_skipped)
+{
+    int32_t B = o->batch > 0 ? o->batch : 64;
+    corpus_doc *cd = calloc((size_t)B, sizeof *cd);
+    medembed_index_doc *docs = calloc((size_t)B, sizeof *docs);
+    strmap seen = {0};
+    int rc = 0;
+    int32_t n = 0;
+    *n_added = 0;
+    *n_skipped = 0;
+    if (!cd || !docs) {
+        cli_error("out of memory for a batch of %d documents", B);
+        rc = 1;
+    }
+    while (!rc) {
+        int got = corpus_next(r, &cd[n]);
+        if (got < 0) {
+            rc = 1;
+            break;
+        }
+        if (got == 0)
+            break;
+        int64_t first = 0;
+        int put = strmap_put(&seen, cd[n].id, cd[n].line, &first);
+        const char *dup = NULL;
+        char why[64];
+        if (put < 0) {
+            cli_error("out of memory");
+            rc = 1;
+            corpus_doc_free(&cd[n]);
+            break;
+        }
+        if (put == 0) {
+            snprintf(why, sizeof why, "first seen on line %lld", (long long)first);
+            dup = why;
+        } else if (medembed_index_contains(ix, cd[n].id)) {
+            dup = "already in the index";
+        }
+        if (dup) {
+            if (!o->skip_bad) {
+                cli_error("%s: line %ld: duplicate id \"%s\" (%s)", r->name, cd[n].line,
+                          cd[n].id, dup);
+                rc = 1;
+                corpus_doc_free(&cd[n]);
+                break;
+            }
+            cli_warn("%s: line %ld: duplicate id \"%s\" (%s); skipped", r->name, cd[n].line,
+                     cd[n].id, dup);
+            (*n_skipped)++;
+            corpus_doc_free(&cd[n]);
+            continue;
+        }
+        docs[n].id = cd[n].id;
+        docs[n].text = cd[n].text;
+        docs[n].text_len = cd[n].len;
+        docs[n].metadata = cd[n].metadata;
+        n++;
+        if (n == B) {
+            rc = flush_batch(ix, ctx, docs, cd, n, o, r->name, n_added);
+            for (int32_t i = 0; i < n; i++)
+                corpus_doc_free(&cd[i]);
+            n = 0;
+        }
+    }
+    if (!rc)
+        rc = flush_batch(ix, ctx, docs, cd, n, o, r->name, n_added);
+    for (int32_t i = 0; i < n; i++)
+        corpus_doc_free(&cd[i]);
+    *n_skipped += r->n_bad;
+    strmap_free(&seen);
+    free(cd);
+    free(docs);
+    return rc;
+}
+
+/* Adds the rows of a .npy file as single-chunk documents; ids and metadata
+ * come from the JSONL records of r when r is non-NULL, else row numbers. */
+static int ingest_vectors(medembed_index *ix, const npy_matrix *m, corpus_reader *r, int32_t B,
+                          int64_t *n_added)
+{
+    medembed_index_doc *docs = calloc((size_t)B, sizeof *docs);
+    corpus_doc *cd = calloc((size_t)B, sizeof *cd);
+    char(*num)[24] = calloc((size_t)B, sizeof *num);
+    int rc = (docs && cd && num) ? 0 : 1;
+    *n_added = 0;
+    for (int64_t row = 0; !rc && row < m->rows; row += B) {
+        int32_t n = (int32_t)(m->rows - row < B ? m->rows - row : B);
+        for (int32_t i = 0; i < n && !rc; i++) {
+            if (r) {
+                int got = corpus_next(r, &cd[i]);
+                if (got <= 0) {
+                    if (got == 0)
+                        cli_error("%s has fewer records than the %lld vectors", r->name,
+                                  (long long)m->rows);
+                    rc = 1;
+                    n = i;
+                    break;
+                }
+                docs[i].id = cd[i].id;
+                docs[i].metadata = cd[i].metadata;
+            } else {
+                snprintf(num[i], sizeof num[i], "%lld", (long long)(row + i));
+                docs[i].id = num[i];
+                docs[i].metadata = NULL;
+            }
+        }
+        if (!rc) {
+            char err[1024];
+            int arc = medembed_index_add_vectors(ix, docs, n, m->data + (size_t)row * (size_t)m->cols,
+                                                 err, sizeof err);
+            if (arc != MEDEMBED_OK) {
+                cli_error("vectors %lld-%lld: %s", (long long)row, (long long)(row + n - 1), err);
+                rc = 1;
+            } else {
+                *n_added += n;
+            }
+        }
+        for (int32_t i = 0; i < n; i++)
+            corpus_doc_free(&cd[i]);
+    }
+    free(docs);
+    free(cd);
+    free(num);
+    return rc;
+}
+
+/* ------------------------------------------------------------- options */
+
+enum {
+    OPT_TEXT_FIELD = 256,
+    OPT_CHUNK,
+    OPT_OVERLAP,
+    OPT_NO_CHUNK,
+    OPT_QUANT,
+    OPT_HNSW,
+    OPT_HNSW_M,
+    OPT_EFC,
+    OPT_BATCH,
+    OPT_THREADS,
+    OPT_DTYPE,
+    OPT_SKIP_BAD,
+    OPT_VECTORS,
+    OPT_INDEX,
+    OPT_ID,
+};
+
+typedef struct index_args {
+    const char *model, *input, *output, *index, *text_field, *vectors;
+    long chunk, overlap, hnsw_m, efc, batch, threads;
+    int no_chunk, int8, dtype, skip_bad, chunk_set;
+    const char **ids;
+    int n_ids;
+} index_args;
+
+static void index_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: medembed index build -m MODEL -i corpus.jsonl -o INDEX [options]\n"
+            "       medembed index add   -m MODEL -i more.jsonl --index INDEX [options]\n"
+            "       medembed index delete --index INDEX --id ID [--id ID ...]\n"
+            "       medembed index info  --index INDEX\n"
+            "\n"
+            "Input is BEIR JSONL ({\"_id\", \"title\", \"text\", ...}: the text is title + \" \" +\n"
+            "text, other fields are kept as metadata for --filter) or any JSONL with\n"
+            "--text-field NAME and an \"_id\" or \"id\".\n"
+            "\n"
+            "  -m, --model DIR          model folder\n"
+            "  -i, --input FILE         JSONL documents (default stdin)\n"
+            "  -o, --output INDEX       index file to create (build)\n"
+            "      --index INDEX        existing index (add, delete, info)\n"
+            "      --text-field NAME    JSONL field with the text (default: BEIR title + text)\n"
+            "      --chunk-tokens N     tokens per chunk window (default: the model's limit - 2)\n"
+            "      --overlap M          tokens shared by consecutive windows (default 0)\n"
+            "      --no-chunk           one vector per document, truncated (as MTEB)\n"
+            "      --quantize int8      store int8 vectors, rescored with f32 at search\n"
+            "      --hnsw               build an HNSW graph (M 32, ef_construction 200)\n"
+            "      --hnsw-m N           HNSW links per node (implies --hnsw)\n"
+            "      --ef-construction N  HNSW build beam (default 200)\n"
+            "      --batch-size N       documents per transaction (default 64)\n"
+            "      --threads N          embedding threads (default: all CPUs)\n"
+            "      --dtype f32|bf16|int8  encoder compute precision (default f32)\n"
+            "      --skip-bad           skip malformed lines and duplicate ids, and count them\n"
+            "      --vectors FILE.npy   index precomputed float32 (N, D) vectors instead of\n"
+            "                           text (no model; ids from -i, else row numbers)\n"
+            "      --id ID              document to delete (repeatable)\n");
+}
+
+static int parse_index_args(int argc, char **argv, index_args *a)
+{
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},
+        {"input", required_argument, 0, 'i'},
+        {"output", required_argument, 0, 'o'},
+        {"index", required_argument, 0, OPT_INDEX},
+        {"text-field", required_argument, 0, OPT_TEXT_FIELD},
+        {"chunk-tokens", required_argument, 0, OPT_CHUNK},
+        {"overlap", required_argument, 0, OPT_OVERLAP},
+        {"no-chunk", no_argument, 0, OPT_NO_CHUNK},
+        {"quantize", required_argument, 0, OPT_QUANT},
+        {"hnsw", no_argument, 0, OPT_HNSW},
+        {"hnsw-m", required_argument, 0, OPT_HNSW_M},
+        {"ef-construction", required_argument, 0, OPT_EFC},
+        {"batch-size", required_argument, 0, OPT_BATCH},
+        {"threads", required_argument, 0, OPT_THREADS},
+        {"dtype", required_argument, 0, OPT_DTYPE},
+        {"skip-bad", no_argument, 0, OPT_SKIP_BAD},
+        {"vectors", required_argument, 0, OPT_VECTORS},
+        {"id", required_argument, 0, OPT_ID},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    memset(a, 0, sizeof *a);
+    a->batch = 64;
+    a->efc = 200;
+    a->ids = calloc((size_t)argc, sizeof *a->ids);
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":m:i:o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm':
+            a->model = optarg;
+            break;
+        case 'i':
+            a->input = optarg;
+            break;
+        case 'o':
+            a->output = optarg;
+            break;
+        case OPT_INDEX:
+            a->index = optarg;
+            break;
+        case OPT_TEXT_FIELD:
+            a->text_field = optarg;
+            break;
+        case OPT_CHUNK:
+            if (cli_parse_int("--chunk-tokens", optarg, 1, 1 << 20, &a->chunk))
+                return 2;
+            a->chunk_set = 1;
+            break;
+        case OPT_OVERLAP:
+            if (cli_parse_int("--overlap", optarg, 0, 1 << 20, &a->overlap))
+                return 2;
+            break;
+        case OPT_NO_CHUNK:
+            a->no_chunk = 1;
+            break;
+        case OPT_QUANT:
+            if (strcmp(optarg, "int8") == 0) {
+                a->int8 = 1;
+            } else if (strcmp(optarg, "none") != 0 && strcmp(optarg, "f32") != 0) {
+                cli_error("--quantize expects int8 or none, got \"%s\"", optarg);
+                return 2;
+            }
+            break;
+        case OPT_HNSW:
+            if (!a->hnsw_m)
+                a->hnsw_m = 32; /* 768-d vectors need more links than hnswlib's 16 */
+            break;
+        case OPT_HNSW_M:
+            if (cli_parse_int("--hnsw-m", optarg, 2, 128, &a->hnsw_m))
+                return 2;
+            break;
+        case OPT_EFC:
+            if (cli_parse_int("--ef-construction", optarg, 1, 100000, &a->efc))
+                return 2;
+            break;
+        case OPT_BATCH:
+            if (cli_parse_int("--batch-size", optarg, 1, 1 << 16, &a->batch))
+                return 2;
+            break;
+        case OPT_THREADS:
+            if (cli_parse_int("--threads", optarg, 1, 256, &a->threads))
+                return 2;
+            break;
+        case OPT_DTYPE:
+            a->dtype = cli_parse_dtype(optarg);
+            if (a->dtype < 0)
+                return 2;
+            break;
+        case OPT_SKIP_BAD:
+            a->skip_bad = 1;
+            break;
+        case OPT_VECTORS:
+            a->vectors = optarg;
+            break;
+        case OPT_ID:
+            a->ids[a->n_ids++] = optarg;
+            break;
+        case 'h':
+            index_usage(stdout);
+            return -1;
+        case ':':
+            cli_error("option %s needs a value", argv[optind - 1]);
+            return 2;
+        default:
+            cli_error("unknown option \"%s\" (see medembed index --help)", argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        cli_error("unexpected argument \"%s\"", argv[optind]);
+        return 2;
+    }
+    if (a->no_chunk && (a->chunk_set || a->overlap)) {
+        cli_error("--no-chunk cannot be combined with --chunk-tokens or --overlap");
+        return 2;
+    }
+    return 0;
+}
+
+static int open_ctx(const index_args *a, medembed_model **m, medembed_ctx **ctx)
+{
+    if (cli_load_model(a->model, a->dtype, 0, m))
+        return 1;
+    if (medembed_ctx_create(*m, (int32_t)a->threads, ctx) != MEDEMBED_OK) {
+        cli_error("cannot create a context (out of memory?)");
+        medembed_model_free(*m);
+        *m = NULL;
+        return 1;
+    }
+    return 0;
+}
+
+static int finish(medembed_index *ix, const char *path, int rc, int64_t added, int64_t skipped,
+                  double t0)
+{
+    char err[1024];
+    if (medembed_index_flush(ix, err, sizeof err) != MEDEMBED_OK) {
+        cli_error("%s", err);
+        rc = 1;
+    }
+    fprintf(stderr, "medembed: %s: %lld document(s) added%s, %lld skipped; now %lld documents, "
+            "%lld chunks (%.1f s)\n",
+            path, (long long)added, rc ? " before the error" : "", (long long)skipped,
+            (long long)medembed_index_n_docs(ix), (long long)medembed_index_n_chunks(ix),
+            now_s() - t0);
+    medembed_index_free(ix);
+    return rc;
+}
+
+/* build and add share everything but create vs open. */
+static int cmd_build_add(int build, index_args *a)
+{
+    const char *path = build ? a->output : a->index;
+    if (!path) {
+        cli_error(build ? "index build needs -o INDEX" : "index add needs --index INDEX");
+        return 2;
+    }
+    if (!a->vectors && !a->model) {
+        cli_error("no model given: pass -m MODEL_DIR (or --vectors FILE.npy)");
+        return 2;
+    }
+    if (!build && (a->chunk_set || a->overlap || a->no_chunk || a->hnsw_m || a->int8)) {
+        cli_error("chunking, --quantize and --hnsw are fixed when the index is built");
+        return 2;
+    }
+    double t0 = now_s();
+    medembed_model *m = NULL;
+    medembed_ctx *ctx = NULL;
+    npy_matrix vm = {0};
+    if (a->vectors) {
+        if (npy_read(a->vectors, &vm))
+            return 1;
+    } else if (open_ctx(a, &m, &ctx)) {
+        return 1;
+    }
+    char err[1024];
+    medembed_index *ix = NULL;
+    int rc;
+    if (build) {
+        medembed_index_config cfg;
+        medembed_index_config_init(&cfg);
+        cfg.dim = m ? 0 : vm.cols;
+        cfg.vec_dtype = a->int8 ? MEDEMBED_VEC_INT8 : MEDEMBED_VEC_F32;
+        if (m && !a->no_chunk && !a->vectors) {
+            cfg.chunk_tokens =
+                a->chunk_set ? (int32_t)a->chunk : medembed_model_max_length(m) - 2;
+            cfg.overlap = (int32_t)a->overlap;
+        }
+        cfg.hnsw_m = (int32_t)a->hnsw_m;
+        cfg.hnsw_ef_construction = (int32_t)a->efc;
+        rc = medembed_index_create(path, m, &cfg, &ix, err, sizeof err);
+    } else {
+        rc = medembed_index_open(path, 0, &ix, err, sizeof err);
+        if (rc == MEDEMBED_OK && m)
+            rc = medembed_index_check_model(ix, m, err, sizeof err);
+        if (rc == MEDEMBED_OK && !m && medembed_index_dim(ix) != vm.cols) {
+            rc = MEDEMBED_ERR_MISMATCH;
+            snprintf(err, sizeof err, "%s: vectors have %d columns, the index dim is %d",
+                     a->vectors, vm.cols, medembed_index_dim(ix));
+        }
+    }
+    if (rc != MEDEMBED_OK) {
+        cli_error("%s", err);
+        medembed_index_free(ix);
+        npy_free(&vm);
+        medembed_ctx_free(ctx);
+        medembed_model_free(m);
+        return rc == MEDEMBED_ERR_ARG && build ? 2 : 1;
+    }
+    int64_t added = 0, skipped = 0;
+    corpus_reader r;
+    int have_r = 0;
+    if (!a->vectors || a->input) {
+        if (corpus_open(&r, a->input, a->text_field, a->skip_bad)) {
+            rc = 1;
+        } else {
+            have_r = 1;
+        }
+    }
+    if (!rc) {
+        if (a->vectors) {
+            rc = ingest_vectors(ix, &vm, have_r ? &r : NULL, (int32_t)a->batch, &added);
+        } else {
+            medembed_embed_opts eo;
+            medembed_embed_opts_init(&eo);
+            ingest_opts io = {(int32_t)a->batch, a->skip_bad, &eo};
+            rc = ingest_corpus(ix, ctx, &r, &io, &added, &skipped);
+        }
+    }
+    if (have_r)
+        corpus_close(&r);
+    rc = finish(ix, path, rc, added, skipped, t0);
+    npy_free(&vm);
+    medembed_ctx_free(ctx);
+    medembed_model_free(m);
+    return rc;
+}
+
+static int cmd_delete(index_args *a)
+{
+    if (!a->index || a->n_ids == 0) {
+        cli_error("usage: medembed index delete --index INDEX --id ID [--id ID ...]");
+        return 2;
+    }
+    char err[1024];
+    medembed_index *ix = NULL;
+    if (medembed_index_open(a->index, 0, &ix, err, sizeof err) != MEDEMBED_OK) {
+        cli_error("%s", err);
+        return 1;
+    }
+    int rc = 0, deleted = 0;
+    for (int i = 0; i < a->n_ids; i++) {
+        if (medembed_index_delete(ix, a->ids[i], err, sizeof err) != MEDEMBED_OK) {
+            cli_error("%s: %s", a->index, err);
+            rc = 1;
+            continue;
+        }
+        deleted++;
+    }
+    if (medembed_index_flush(ix, err, sizeof err) != MEDEMBED_OK) {
+        cli_error("%s", err);
+        rc = 1;
+    }
+    printf("{\"deleted\": %d, \"n_docs\": %lld, \"n_chunks\": %lld}\n", deleted,
+           (long long)medembed_index_n_docs(ix), (long long)medembed_index_n_chunks(ix));
+    medembed_index_free(ix);
+    return rc;
+}
+
+static int cmd_info_index(index_args *a)
+{
+    const char *path = a->index ? a->index : a->output;
+    if (!path) {
+        cli_error("usage: medembed index info --index INDEX");
+        return 2;
+    }
+    char err[1024];
+    medembed_index *ix = NULL;
+    if (medembed_index_open(path, MEDEMBED_INDEX_READONLY, &ix, err, sizeof err) != MEDEMBED_OK) {
+        cli_error("%s", err);
+        return 1;
+    }
+    char *s = medembed_index_info_json(ix);
+    if (s)
+        puts(s);
+    free(s);
+    medembed_index_free(ix);
+    return s ? 0 : 1;
+}
+
+int cmd_index(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        index_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *sub = argv[1];
+    index_args a;
+    int prc = parse_index_args(argc - 1, argv + 1, &a);
+    int rc;
+    if (prc) {
+        rc = prc < 0 ? 0 : prc;
+    } else if (strcmp(sub, "build") == 0) {
+        rc = cmd_build_add(1, &a);
+    } else if (strcmp(sub, "add") == 0) {
+        rc = cmd_build_add(0, &a);
+    } else if (strcmp(sub, "delete") == 0) {
+        rc = cmd_delete(&a);
+    } else if (strcmp(sub, "info") == 0) {
+        rc = cmd_info_index(&a);
+    } else {
+        cli_error("unknown index command \"%s\" (build, add, delete or info)", sub);
+        rc = 2;
+    }
+    free(a.ids);
+    return rc;
+}
