@@ -71,17 +71,20 @@ thr_flag=()
 
 # ---- offline throughput (texts/s)
 now() { date +%s.%N; }
+use_bench=0
 offline_src="medembed embed --batch-size 32, load time subtracted"
 if "$BIN" bench --help >/dev/null 2>&1; then
-    offline_src="medembed bench"
+    use_bench=1
+    offline_src="medembed bench -i (corpus workload: tokenization included, median of runs)"
 fi
 offline_input="$OUT/texts.jsonl"
 n_offline=$n_texts
+bench_runs=3
 offline_run() {
-    if [ "$offline_src" = "medembed bench" ]; then
-        "$BIN" bench -m "$MODEL" -i "$offline_input" --input-format jsonl "${thr_flag[@]}" \
-            --json 2>/dev/null |
-            "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(d.get("texts_per_s") or d["texts/s"])'
+    if [ "$use_bench" = 1 ]; then
+        "$BIN" bench -m "$MODEL" -i "$OUT/corpus.jsonl" --runs "$bench_runs" --warmup 1 \
+            --peak-seconds 0 "${thr_flag[@]}" --json |
+            "$PY" -c 'import json,sys; print(json.load(sys.stdin)["results"][0]["docs_per_s"])'
         return
     fi
     head -1 "$OUT/texts.jsonl" > "$OUT/one.jsonl"
@@ -94,12 +97,16 @@ offline_run() {
     t2=$(now)
     "$PY" -c "print($n_offline / max(1e-9, ($t2 - $t1) - ($t1 - $t0)))"
 }
-# a first run warms the page cache and sizes the repeated input to about OFFLINE_SECONDS
+# a first run warms the page cache and sizes each measurement to about OFFLINE_SECONDS
 rate=$(offline_run)
 reps=$("$PY" -c "print(max(1, round($OFFLINE_SECONDS * $rate / $n_texts)))")
-for _ in $(seq "$reps"); do cat "$OUT/texts.jsonl"; done > "$OUT/offline.jsonl"
-offline_input="$OUT/offline.jsonl"
-n_offline=$((n_texts * reps))
+if [ "$use_bench" = 1 ]; then
+    bench_runs=$(( reps > 3 ? reps : 3 ))
+else
+    for _ in $(seq "$reps"); do cat "$OUT/texts.jsonl"; done > "$OUT/offline.jsonl"
+    offline_input="$OUT/offline.jsonl"
+    n_offline=$((n_texts * reps))
+fi
 echo "serve_wrk: offline reference: $offline_src" >&2
 
 # ---- server
