@@ -16,7 +16,9 @@
 # (The server idles while offline runs, and offline runs while the server idles.)
 #
 # Environment: BIN (build/medembed), MODEL (a model folder; default: generated SHAPE),
-# SHAPE tiny|mini|small|base (small), N_TEXTS (256), DURATION seconds per run (20),
+# SHAPE tiny|mini|small|base (small), N_TEXTS (256), DURATION seconds per run (20; a run
+# lasts at least 10 rounds of its connections, c / offline rate each, up to 600 s, since
+# wrk counts only requests completed within the run),
 # CONNS ("1 8 64"), ROUTE (/embed or /v1/embeddings), THREADS (inference threads, 0 = all),
 # SERVE_ARGS (extra `serve` flags), OFFLINE_SECONDS (about how long each offline measurement
 # runs, 10; the texts are repeated to fill it), OUT (bench/out/serve_wrk). Needs Debian's wrk
@@ -69,17 +71,20 @@ thr_flag=()
 
 # ---- offline throughput (texts/s)
 now() { date +%s.%N; }
+use_bench=0
 offline_src="medembed embed --batch-size 32, load time subtracted"
 if "$BIN" bench --help >/dev/null 2>&1; then
-    offline_src="medembed bench"
+    use_bench=1
+    offline_src="medembed bench -i (corpus workload: tokenization included, median of runs)"
 fi
 offline_input="$OUT/texts.jsonl"
 n_offline=$n_texts
+bench_runs=3
 offline_run() {
-    if [ "$offline_src" = "medembed bench" ]; then
-        "$BIN" bench -m "$MODEL" -i "$offline_input" --input-format jsonl "${thr_flag[@]}" \
-            --json 2>/dev/null |
-            "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(d.get("texts_per_s") or d["texts/s"])'
+    if [ "$use_bench" = 1 ]; then
+        "$BIN" bench -m "$MODEL" -i "$OUT/corpus.jsonl" --runs "$bench_runs" --warmup 1 \
+            --peak-seconds 0 "${thr_flag[@]}" --json |
+            "$PY" -c 'import json,sys; print(json.load(sys.stdin)["results"][0]["docs_per_s"])'
         return
     fi
     head -1 "$OUT/texts.jsonl" > "$OUT/one.jsonl"
@@ -92,12 +97,16 @@ offline_run() {
     t2=$(now)
     "$PY" -c "print($n_offline / max(1e-9, ($t2 - $t1) - ($t1 - $t0)))"
 }
-# a first run warms the page cache and sizes the repeated input to about OFFLINE_SECONDS
+# a first run warms the page cache and sizes each measurement to about OFFLINE_SECONDS
 rate=$(offline_run)
 reps=$("$PY" -c "print(max(1, round($OFFLINE_SECONDS * $rate / $n_texts)))")
-for _ in $(seq "$reps"); do cat "$OUT/texts.jsonl"; done > "$OUT/offline.jsonl"
-offline_input="$OUT/offline.jsonl"
-n_offline=$((n_texts * reps))
+if [ "$use_bench" = 1 ]; then
+    bench_runs=$(( reps > 3 ? reps : 3 ))
+else
+    for _ in $(seq "$reps"); do cat "$OUT/texts.jsonl"; done > "$OUT/offline.jsonl"
+    offline_input="$OUT/offline.jsonl"
+    n_offline=$((n_texts * reps))
+fi
 echo "serve_wrk: offline reference: $offline_src" >&2
 
 # ---- server
@@ -121,10 +130,11 @@ runs=()
 for c in $CONNS; do
     raw="$OUT/wrk-c$c.txt"
     before=$(offline_run)
-    wrk -t1 -c"$c" -d"${DURATION}s" --timeout 120s --latency -s bench/serve_wrk.lua "$url" \
+    dur=$("$PY" -c "import math; print(min(600, max($DURATION, math.ceil(10 * $c / $before))))")
+    wrk -t1 -c"$c" -d"${dur}s" --timeout 120s --latency -s bench/serve_wrk.lua "$url" \
         -- "$OUT/bodies.txt" "$ROUTE" > "$raw"
     after=$(offline_run)
-    echo "serve_wrk: c=$c: $(grep Requests/sec "$raw"), offline $before / $after texts/s" >&2
+    echo "serve_wrk: c=$c (${dur}s): $(grep Requests/sec "$raw"), offline $before / $after texts/s" >&2
     runs+=("$c:$raw:$before:$after")
 done
 curl -s "$url/metrics" > "$OUT/metrics.txt"
@@ -134,5 +144,5 @@ trap - EXIT
 
 "$PY" bench/serve_wrk_report.py report "$OUT/results.json" "${runs[@]}"
 echo "offline source: $offline_src"
-echo "model $MODEL; $n_texts texts; ${DURATION}s per run; route $ROUTE;" \
+echo "model $MODEL; $n_texts texts; runs of at least ${DURATION}s; route $ROUTE;" \
     "kernels $("$BIN" --version | sed 's/.*kernels: //; s/)//'); load average $(cut -d' ' -f1-3 /proc/loadavg)"

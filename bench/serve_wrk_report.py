@@ -2,8 +2,9 @@
 """serve_wrk_report.py - helpers of bench/serve_wrk.sh (standard library only).
 
     serve_wrk_report.py texts SRC N ROUTE OUTDIR
-        writes OUTDIR/texts.jsonl (JSON strings) and OUTDIR/bodies.txt (one request body
-        per line) from the first N PubMedQA questions in SRC, or from a generator.
+        writes OUTDIR/texts.jsonl (JSON strings), OUTDIR/corpus.jsonl ({"text"} records) and
+        OUTDIR/bodies.txt (one request body per line) from the first N PubMedQA questions in
+        SRC, or from a generator.
     serve_wrk_report.py report RESULTS.json C:WRK_OUT:OFFLINE_BEFORE:OFFLINE_AFTER ...
         parses wrk --latency outputs, prints the markdown table, writes RESULTS.json; each
         run's share of offline uses the mean of the offline runs just before and after it.
@@ -36,6 +37,8 @@ def texts(src, n, route, out):
         f.writelines(json.dumps(t) + "\n" for t in items)
     with open(os.path.join(out, "bodies.txt"), "w", encoding="utf-8") as f:
         f.writelines(json.dumps({key: t}) + "\n" for t in items)
+    with open(os.path.join(out, "corpus.jsonl"), "w", encoding="utf-8") as f:  # medembed bench -i
+        f.writelines(json.dumps({"text": t}) + "\n" for t in items)
     print("serve_wrk: %d texts from %s" % (len(items), src if os.path.exists(src)
                                             else "a generator"), file=sys.stderr)
 

@@ -912,8 +912,12 @@ int cmd_serve(int argc, char **argv)
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     if (di && di->port)
         port = di->port;
-    slog("listening on http://%s%s%s:%ld (loading %s)", ipv6 ? "[" : "", S.host,
-         ipv6 ? "]" : "", port, S.model_arg);
+    char shown[NI_MAXHOST];
+    if (getnameinfo((struct sockaddr *)&addr, addr_len, shown, sizeof shown, NULL, 0,
+                    NI_NUMERICHOST) != 0)
+        snprintf(shown, sizeof shown, "%s", S.host);
+    slog("listening on http://%s%s%s:%ld (loading %s)", ipv6 ? "[" : "", shown, ipv6 ? "]" : "",
+         port, S.model_arg);
 
     pthread_t loader;
     int have_loader = pthread_create(&loader, NULL, loader_main, NULL) == 0;
