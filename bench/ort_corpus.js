@@ -2,8 +2,8 @@
 // ONNX Runtime on a real corpus: the ids `medembed tokenize` prints (one
 // {"ids": [...]} per line), sorted by length and run in padded batches, which
 // is how a serving stack feeds ORT. Reports the wall time of a whole pass
-// (median over --runs) as docs/s and real tokens/s; padding is not counted
-// as tokens.
+// (median over --runs) as docs/s and real tokens/s (padding is not counted
+// as tokens), and the process CPU time of a pass.
 //
 //   node ort_corpus.js --model model.onnx --ids ids.jsonl [--batch 32]
 //        [--threads 2] [--runs 3] [--warmup 1] [--json out.json]
@@ -73,15 +73,18 @@ async function main() {
   // warmup: the first (longest) batches, which size ORT's arenas
   for (let r = 0; r < a.warmup; r++)
     for (const f of batches.slice(0, 2)) await session.run(f);
-  const times = [];
+  const times = [], cpu = [];
   for (let r = 0; r < a.runs; r++) {
-    const t0 = process.hrtime.bigint();
+    const t0 = process.hrtime.bigint(), c0 = process.cpuUsage();
     for (const f of batches) await session.run(f);
     times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    const c = process.cpuUsage(c0);
+    cpu.push((c.user + c.system) / 1e3);
   }
   const med = median(times);
   const res = { engine: 'onnxruntime-node', workload: 'corpus', docs: seqs.length, tokens, padded_tokens: padded,
                 batch: a.batch, threads: a.threads, runs: times.length, ms_median: med, ms_all: times,
+                cpu_ms_median: median(cpu),
                 docs_per_s: seqs.length / (med / 1e3), tokens_per_s: tokens / (med / 1e3) };
   console.log(JSON.stringify(res));
   if (a.json) fs.writeFileSync(a.json, JSON.stringify(res));

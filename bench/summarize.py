@@ -84,10 +84,10 @@ corpus_rounds = sorted(int(re.search(r"_(\d+)\.json$", p).group(1))
                        for p in glob.glob(os.path.join(out, "ort_corpus_*.json")))
 if corpus_rounds:
     print()
-    print("| corpus | dtype | medembed docs/s | medembed tok/s | ORT fp32 docs/s | ratio |")
-    print("|---|---|---|---|---|---|")
+    print("| corpus | dtype | medembed docs/s | medembed tok/s | ORT fp32 docs/s | ratio | CPU-time ratio |")
+    print("|---|---|---|---|---|---|---|")
     for dt in ["f32", "bf16", "int8"]:
-        dps, tps, odps, ratio = [], [], [], []
+        dps, tps, odps, ratio, cratio = [], [], [], [], []
         for r in corpus_rounds:
             p = os.path.join(out, f"me_corpus_{dt}_{r}.json")
             if not os.path.exists(p):
@@ -98,13 +98,16 @@ if corpus_rounds:
             tps.append(m["tokens_per_s"])
             odps.append(o["docs_per_s"])
             ratio.append(m["docs_per_s"] / o["docs_per_s"])
+            if "cpu_ms_median" in o and m.get("cpu_ms_median"):
+                cratio.append(o["cpu_ms_median"] / m["cpu_ms_median"])
         if not dps:
             continue
         summary["corpus"].append({"dtype": dt, "docs_per_s": med(dps), "tokens_per_s": med(tps),
                                   "ort_docs_per_s": med(odps), "ratio_vs_ort": med(ratio),
-                                  "ratios": ratio})
+                                  "ratios": ratio, "cpu_time_ratio_vs_ort": med(cratio)})
+        cr = f"{med(cratio):.2f}x" if cratio else "n/a"
         print(f"| PubMedQA {m['docs']} docs, {m['mean_tokens']:.0f} tok mean | {dt} | {med(dps):.2f} | "
-              f"{med(tps):.0f} | {med(odps):.2f} | {med(ratio):.2f}x |")
+              f"{med(tps):.0f} | {med(odps):.2f} | {med(ratio):.2f}x | {cr} |")
     cli = os.path.join(out, "me_embed_cli.json")
     if os.path.exists(cli):
         summary["embed_cli_s"] = load(cli)["embed_cli_s"]

@@ -29,14 +29,17 @@ static void score_tile(const double *qd, const double *kt, size_t ldk, int32_t d
                        double scale, float *s, size_t lds)
 {
     __m256d acc[QB][4];
-    _Pragma("GCC unroll 8") for (int r = 0; r < QB; r++)
-        _Pragma("GCC unroll 4") for (int v = 0; v < 4; v++) acc[r][v] = _mm256_setzero_pd();
+#pragma GCC unroll 8
+    for (int r = 0; r < QB; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++)
+            acc[r][v] = _mm256_setzero_pd();
     const double *kp = kt + j0;
     for (int32_t c = 0; c < d; c++, kp += ldk) {
         __m256d k0 = _mm256_load_pd(kp), k1 = _mm256_load_pd(kp + 4);
         __m256d k2 = _mm256_load_pd(kp + 8), k3 = _mm256_load_pd(kp + 12);
-        _Pragma("GCC unroll 8") for (int r = 0; r < QB; r++)
-        {
+#pragma GCC unroll 8
+        for (int r = 0; r < QB; r++) {
             __m256d q = _mm256_broadcast_sd(qd + (size_t)r * (size_t)d + (size_t)c);
             acc[r][0] = _mm256_fmadd_pd(q, k0, acc[r][0]);
             acc[r][1] = _mm256_fmadd_pd(q, k1, acc[r][1]);
@@ -45,8 +48,10 @@ static void score_tile(const double *qd, const double *kt, size_t ldk, int32_t d
         }
     }
     __m256d sc = _mm256_set1_pd(scale);
-    _Pragma("GCC unroll 8") for (int r = 0; r < QB; r++)
-        _Pragma("GCC unroll 4") for (int v = 0; v < 4; v++)
+#pragma GCC unroll 8
+    for (int r = 0; r < QB; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++)
             _mm_store_ps(s + (size_t)r * lds + j0 + 4 * (size_t)v,
                          _mm256_cvtpd_ps(_mm256_mul_pd(acc[r][v], sc)));
 }
@@ -111,27 +116,33 @@ void me_attention_avx2(const me_attn_args *a)
             for (int32_t j0 = 0; j0 < n; j0 += KB) {
                 int32_t j1 = j0 + KB < n ? j0 + KB : n;
                 __m256 acc[QB][4];
-                _Pragma("GCC unroll 8") for (int r = 0; r < QB; r++)
-                    _Pragma("GCC unroll 4") for (int v = 0; v < 4; v++) acc[r][v] =
-                        _mm256_setzero_ps();
+#pragma GCC unroll 8
+                for (int r = 0; r < QB; r++)
+#pragma GCC unroll 4
+                    for (int v = 0; v < 4; v++)
+                        acc[r][v] = _mm256_setzero_ps();
                 for (int32_t j = j0; j < j1; j++) {
                     const float *vr = a->v + (size_t)j * (size_t)a->ld + c0 * 8;
                     __m256 vv[4];
-                    _Pragma("GCC unroll 4") for (int v = 0; v < 4; v++) vv[v] =
-                        v < nv ? _mm256_maskload_ps(vr + 8 * v, cm[v]) : _mm256_setzero_ps();
-                    _Pragma("GCC unroll 8") for (int r = 0; r < QB; r++)
-                    {
+#pragma GCC unroll 4
+                    for (int v = 0; v < 4; v++)
+                        vv[v] =
+                            v < nv ? _mm256_maskload_ps(vr + 8 * v, cm[v]) : _mm256_setzero_ps();
+#pragma GCC unroll 8
+                    for (int r = 0; r < QB; r++) {
                         __m256 p = _mm256_broadcast_ss(s + (size_t)r * n32 + (size_t)j);
-                        _Pragma("GCC unroll 4") for (int v = 0; v < 4; v++) acc[r][v] =
-                            _mm256_fmadd_ps(p, vv[v], acc[r][v]);
+#pragma GCC unroll 4
+                        for (int v = 0; v < 4; v++)
+                            acc[r][v] = _mm256_fmadd_ps(p, vv[v], acc[r][v]);
                     }
                 }
-                _Pragma("GCC unroll 8") for (int r = 0; r < QB; r++)
-                    _Pragma("GCC unroll 4") for (int v = 0; v < 4; v++)
-                {
-                    float *t = ot + (size_t)r * 32 + 8 * (size_t)v;
-                    _mm256_store_ps(t, _mm256_add_ps(_mm256_load_ps(t), acc[r][v]));
-                }
+#pragma GCC unroll 8
+                for (int r = 0; r < QB; r++)
+#pragma GCC unroll 4
+                    for (int v = 0; v < 4; v++) {
+                        float *t = ot + (size_t)r * 32 + 8 * (size_t)v;
+                        _mm256_store_ps(t, _mm256_add_ps(_mm256_load_ps(t), acc[r][v]));
+                    }
             }
             for (int r = 0; r < rows; r++) {
                 __m256 den = _mm256_set1_ps((float)sum[r]);
@@ -184,8 +195,9 @@ void me_layernorm_avx2(float *x, int32_t rows, int32_t n, const float *g, const 
         float inv = (float)(1.0 / sqrt(var + eps)), mu = (float)mean;
         __m256 vinv = _mm256_set1_ps(inv), vmu = _mm256_set1_ps(mu);
         for (i = 0; i + 8 <= n; i += 8) {
-            __m256 v = _mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmu), vinv),
-                                     _mm256_loadu_ps(g + i));
+            __m256 v =
+                _mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmu), vinv),
+                              _mm256_loadu_ps(g + i));
             _mm256_storeu_ps(x + i, _mm256_add_ps(v, _mm256_loadu_ps(b + i)));
         }
         for (; i < n; i++)

@@ -52,16 +52,16 @@ static void score_tile(const double *qd, const double *kt, size_t ldk, int32_t d
                        double scale, float *srow, size_t lds)
 {
     __m512d acc[QB][4];
-    _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
     for (int r = 0; r < QB; r++)
-        _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
         for (int v = 0; v < 4; v++)
             acc[r][v] = _mm512_setzero_pd();
     const double *kp = kt + j0;
     for (int32_t c = 0; c < d; c++, kp += ldk) {
         __m512d k0 = _mm512_load_pd(kp), k1 = _mm512_load_pd(kp + 8);
         __m512d k2 = _mm512_load_pd(kp + 16), k3 = _mm512_load_pd(kp + 24);
-        _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
         for (int r = 0; r < QB; r++) {
             __m512d q = _mm512_set1_pd(qd[(size_t)r * (size_t)d + (size_t)c]);
             acc[r][0] = _mm512_fmadd_pd(q, k0, acc[r][0]);
@@ -71,9 +71,9 @@ static void score_tile(const double *qd, const double *kt, size_t ldk, int32_t d
         }
     }
     __m512d sc = _mm512_set1_pd(scale);
-    _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
     for (int r = 0; r < QB; r++)
-        _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
         for (int v = 0; v < 4; v++)
             _mm256_store_ps(srow + (size_t)r * lds + (size_t)j0 + 8 * (size_t)v,
                             _mm512_cvtpd_ps(_mm512_mul_pd(acc[r][v], sc)));
@@ -84,24 +84,24 @@ static void score_tile_f32(const float *q, size_t ldq, const float *kt, size_t l
                            int32_t j0, float scale, float *srow, size_t lds)
 {
     __m512 acc[QB][2];
-    _Pragma("GCC unroll 8") for (int r = 0; r < QB; r++)
-    {
+#pragma GCC unroll 8
+    for (int r = 0; r < QB; r++) {
         acc[r][0] = _mm512_setzero_ps();
         acc[r][1] = _mm512_setzero_ps();
     }
     const float *kp = kt + j0;
     for (int32_t c = 0; c < d; c++, kp += ldk) {
         __m512 k0 = _mm512_load_ps(kp), k1 = _mm512_load_ps(kp + 16);
-        _Pragma("GCC unroll 8") for (int r = 0; r < QB; r++)
-        {
+#pragma GCC unroll 8
+        for (int r = 0; r < QB; r++) {
             __m512 qv = _mm512_set1_ps(q[(size_t)r * ldq + (size_t)c]);
             acc[r][0] = _mm512_fmadd_ps(qv, k0, acc[r][0]);
             acc[r][1] = _mm512_fmadd_ps(qv, k1, acc[r][1]);
         }
     }
     __m512 sc = _mm512_set1_ps(scale);
-    _Pragma("GCC unroll 8") for (int r = 0; r < QB; r++)
-    {
+#pragma GCC unroll 8
+    for (int r = 0; r < QB; r++) {
         _mm512_store_ps(srow + (size_t)r * lds + (size_t)j0, _mm512_mul_ps(acc[r][0], sc));
         _mm512_store_ps(srow + (size_t)r * lds + (size_t)j0 + 16, _mm512_mul_ps(acc[r][1], sc));
     }
@@ -125,8 +125,10 @@ static inline __m512i bf16_pairs(__m512 lo, __m512 hi)
 /* a row of n floats as n/2 bf16 pairs (n even), 16 pairs at a time */
 static void row_pairs(const float *x, int32_t n, uint32_t *out)
 {
-    const __m512i idx_even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i idx_odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const __m512i idx_even =
+        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i idx_odd =
+        _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     for (int32_t i = 0; i < n; i += 32) {
         __mmask16 m0 = tail16(n - i), m1 = tail16(n - i - 16);
         __m512 a = _mm512_maskz_loadu_ps(m0, x + i), b = _mm512_maskz_loadu_ps(m1, x + i + 16);
@@ -182,8 +184,8 @@ static void attention_bf16(const me_attn_args *a)
         __m512 sc = _mm512_set1_ps(a->scale);
         for (size_t j0 = 0; j0 < n32; j0 += KT) {
             __m512 acc[QB][2];
-            _Pragma("GCC unroll 8") for (int r = 0; r < QB; r++)
-            {
+#pragma GCC unroll 8
+            for (int r = 0; r < QB; r++) {
                 acc[r][0] = _mm512_setzero_ps();
                 acc[r][1] = _mm512_setzero_ps();
             }
@@ -191,15 +193,16 @@ static void attention_bf16(const me_attn_args *a)
             for (int32_t c = 0; c < d2; c++, kp += n32) {
                 __m512bh k0 = (__m512bh)_mm512_load_si512(kp);
                 __m512bh k1 = (__m512bh)_mm512_load_si512(kp + 16);
-                _Pragma("GCC unroll 8") for (int r = 0; r < QB; r++)
-                {
-                    __m512bh qv = (__m512bh)_mm512_set1_epi32((int)q2[(size_t)r * (size_t)d2 + (size_t)c]);
+#pragma GCC unroll 8
+                for (int r = 0; r < QB; r++) {
+                    __m512bh qv =
+                        (__m512bh)_mm512_set1_epi32((int)q2[(size_t)r * (size_t)d2 + (size_t)c]);
                     acc[r][0] = _mm512_dpbf16_ps(acc[r][0], qv, k0);
                     acc[r][1] = _mm512_dpbf16_ps(acc[r][1], qv, k1);
                 }
             }
-            _Pragma("GCC unroll 8") for (int r = 0; r < QB; r++)
-            {
+#pragma GCC unroll 8
+            for (int r = 0; r < QB; r++) {
                 _mm512_store_ps(s + (size_t)r * n32 + j0, _mm512_mul_ps(acc[r][0], sc));
                 _mm512_store_ps(s + (size_t)r * n32 + j0 + 16, _mm512_mul_ps(acc[r][1], sc));
             }
@@ -233,35 +236,42 @@ static void attention_bf16(const me_attn_args *a)
             for (int32_t j0 = 0; j0 < n; j0 += KT) {
                 int32_t j1 = j0 + KT < n ? j0 + KT : n;
                 __m512 acc[QB][4];
-                _Pragma("GCC unroll 8") for (int r = 0; r < QB; r++)
-                    _Pragma("GCC unroll 4") for (int v = 0; v < 4; v++) acc[r][v] =
-                        _mm512_setzero_ps();
+#pragma GCC unroll 8
+                for (int r = 0; r < QB; r++)
+#pragma GCC unroll 4
+                    for (int v = 0; v < 4; v++)
+                        acc[r][v] = _mm512_setzero_ps();
                 for (int32_t j2 = j0 / 2; j2 < (j1 + 1) / 2; j2++) {
                     const uint32_t *vr = v2 + (size_t)j2 * d16 + c0;
                     __m512bh vv[4];
-                    _Pragma("GCC unroll 4") for (int v = 0; v < 4; v++) vv[v] =
-                        (__m512bh)(v < nv ? _mm512_load_si512(vr + 16 * v) : _mm512_setzero_si512());
-                    _Pragma("GCC unroll 8") for (int r = 0; r < QB; r++)
-                    {
-                        __m512bh pv = (__m512bh)_mm512_set1_epi32(
-                            (int)p2[(size_t)r * n32 / 2 + (size_t)j2]);
-                        _Pragma("GCC unroll 4") for (int v = 0; v < 4; v++) acc[r][v] =
-                            _mm512_dpbf16_ps(acc[r][v], pv, vv[v]);
+#pragma GCC unroll 4
+                    for (int v = 0; v < 4; v++)
+                        vv[v] = (__m512bh)(v < nv ? _mm512_load_si512(vr + 16 * v)
+                                                  : _mm512_setzero_si512());
+#pragma GCC unroll 8
+                    for (int r = 0; r < QB; r++) {
+                        __m512bh pv =
+                            (__m512bh)_mm512_set1_epi32((int)p2[(size_t)r * n32 / 2 + (size_t)j2]);
+#pragma GCC unroll 4
+                        for (int v = 0; v < 4; v++)
+                            acc[r][v] = _mm512_dpbf16_ps(acc[r][v], pv, vv[v]);
                     }
                 }
-                _Pragma("GCC unroll 8") for (int r = 0; r < QB; r++)
-                    _Pragma("GCC unroll 4") for (int v = 0; v < 4; v++)
-                {
-                    float *t = ot + (size_t)r * 64 + 16 * (size_t)v;
-                    _mm512_store_ps(t, _mm512_add_ps(_mm512_load_ps(t), acc[r][v]));
-                }
+#pragma GCC unroll 8
+                for (int r = 0; r < QB; r++)
+#pragma GCC unroll 4
+                    for (int v = 0; v < 4; v++) {
+                        float *t = ot + (size_t)r * 64 + 16 * (size_t)v;
+                        _mm512_store_ps(t, _mm512_add_ps(_mm512_load_ps(t), acc[r][v]));
+                    }
             }
             for (int r = 0; r < rows; r++) {
                 __m512 den = _mm512_set1_ps((float)sum[r]);
                 float *o = a->o + (size_t)(i0 + r) * (size_t)a->ldo + c0;
                 for (int v = 0; v < nv; v++)
-                    _mm512_mask_storeu_ps(o + 16 * v, tail16(d - (int32_t)c0 - 16 * v),
-                                          _mm512_div_ps(_mm512_load_ps(ot + (size_t)r * 64 + 16 * (size_t)v), den));
+                    _mm512_mask_storeu_ps(
+                        o + 16 * v, tail16(d - (int32_t)c0 - 16 * v),
+                        _mm512_div_ps(_mm512_load_ps(ot + (size_t)r * 64 + 16 * (size_t)v), den));
             }
         }
     }
@@ -342,7 +352,7 @@ void me_attention_avx512(const me_attn_args *a)
 
         /* softmax numerators and sums */
         double sum[QB];
-        _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
         for (int r = 0; r < QB; r++) {
             float *sr = s + (size_t)r * n32;
             __m512 mx = _mm512_set1_ps(-INFINITY);
@@ -364,46 +374,46 @@ void me_attention_avx512(const me_attn_args *a)
         for (size_t c0 = 0; c0 < dv; c0 += 4) {
             int32_t nv = dv - c0 < 4 ? (int32_t)(dv - c0) : 4;
             __mmask16 cm[4];
-            _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
             for (int v = 0; v < 4; v++)
                 cm[v] = tail16(d - (int32_t)(c0 + (size_t)v) * 16);
             memset(ot, 0, (size_t)QB * 64 * sizeof *ot);
             for (int32_t j0 = 0; j0 < n; j0 += KT) {
                 int32_t j1 = j0 + KT < n ? j0 + KT : n;
                 __m512 acc[QB][4];
-                _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
                 for (int r = 0; r < QB; r++)
-                    _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
                     for (int v = 0; v < 4; v++)
                         acc[r][v] = _mm512_setzero_ps();
                 for (int32_t j = j0; j < j1; j++) {
                     const float *vr = a->v + (size_t)j * (size_t)a->ld + c0 * 16;
                     __m512 vv[4];
-                    _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
                     for (int v = 0; v < 4; v++)
                         vv[v] = v < nv ? _mm512_maskz_loadu_ps(cm[v], vr + 16 * v)
                                        : _mm512_setzero_ps();
-                    _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
                     for (int r = 0; r < QB; r++) {
                         __m512 p = _mm512_set1_ps(s[(size_t)r * n32 + (size_t)j]);
-                        _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
                         for (int v = 0; v < 4; v++)
                             acc[r][v] = _mm512_fmadd_ps(p, vv[v], acc[r][v]);
                     }
                 }
-                _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
                 for (int r = 0; r < QB; r++)
-                    _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
                     for (int v = 0; v < 4; v++) {
                         float *t = ot + (size_t)r * 64 + 16 * (size_t)v;
                         _mm512_store_ps(t, _mm512_add_ps(_mm512_load_ps(t), acc[r][v]));
                     }
             }
-            _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
             for (int r = 0; r < rows; r++) {
                 __m512 inv = _mm512_set1_ps((float)sum[r]);
                 float *o = a->o + (size_t)(i0 + r) * (size_t)a->ldo + c0 * 16;
-                _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
                 for (int v = 0; v < nv; v++)
                     _mm512_mask_storeu_ps(
                         o + 16 * v, cm[v],
@@ -432,8 +442,8 @@ void me_layernorm_avx512(float *x, int32_t rows, int32_t n, const float *g, cons
         for (int32_t i = 0; i < n; i += 16) {
             __mmask16 m = tail16(n - i);
             __m512 v = _mm512_maskz_loadu_ps(m, x + i);
-            __m512d d0 = _mm512_maskz_sub_pd((__mmask8)m, _mm512_cvtps_pd(_mm512_castps512_ps256(v)),
-                                             vm);
+            __m512d d0 =
+                _mm512_maskz_sub_pd((__mmask8)m, _mm512_cvtps_pd(_mm512_castps512_ps256(v)), vm);
             __m512d d1 = _mm512_maskz_sub_pd((__mmask8)(m >> 8),
                                              _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)), vm);
             s0 = _mm512_fmadd_pd(d0, d0, s0);

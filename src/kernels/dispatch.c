@@ -41,8 +41,7 @@ const me_kern *me_kern_for(me_isa isa)
     switch (isa) {
 #ifdef ME_X86
     case ME_ISA_AVX512:
-        if (c.os_avx512 && c.avx512f && c.avx512bw && c.avx512vl && c.avx512dq && c.fma &&
-            c.f16c)
+        if (c.os_avx512 && c.avx512f && c.avx512bw && c.avx512vl && c.avx512dq && c.fma && c.f16c)
             return &me_kern_avx512;
         return NULL;
     case ME_ISA_AVX2:

@@ -78,8 +78,8 @@ int me_pack_scalar(me_linear *L, int32_t dtype)
         p->scale = (float *)(void *)(blk + 64);
         p->q = (int8_t *)(blk + 64 + (size_t)L->n_out * sizeof(float));
         for (int32_t r = 0; r < L->n_out; r++)
-            p->scale[r] = me_quant_row_s8(me_linear_row(L, r), L->n_in,
-                                          p->q + (size_t)r * (size_t)L->n_in);
+            p->scale[r] =
+                me_quant_row_s8(me_linear_row(L, r), L->n_in, p->q + (size_t)r * (size_t)L->n_in);
         L->packed = p;
         L->packed_kind = ME_PACK_INT8;
         L->packed_dtype = dtype;

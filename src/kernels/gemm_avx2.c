@@ -139,35 +139,38 @@ __attribute__((noinline)) static __m256 tile_f32(const float *x0, const float *x
                                                  const uint8_t *wp, int32_t K)
 {
     __m256 a[8];
-    _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++)
+        a[i] = _mm256_setzero_ps();
     const float *w = (const float *)(const void *)wp;
     int32_t kfull = K / 8, k = 0;
     for (int32_t kb = 0; kb < kfull; kb++, k += 8, w += 32) {
         __m256 v0 = _mm256_loadu_ps(x0 + k), v1 = _mm256_loadu_ps(x1 + k);
-        TILE_STEP(FMA_PS, v0, v1, _mm256_load_ps(w), _mm256_load_ps(w + 8),
-                  _mm256_load_ps(w + 16), _mm256_load_ps(w + 24));
+        TILE_STEP(FMA_PS, v0, v1, _mm256_load_ps(w), _mm256_load_ps(w + 8), _mm256_load_ps(w + 16),
+                  _mm256_load_ps(w + 24));
     }
     if (k < K) {
         __m256i m = me_mask8(K - k);
         __m256 v0 = _mm256_maskload_ps(x0 + k, m), v1 = _mm256_maskload_ps(x1 + k, m);
-        TILE_STEP(FMA_PS, v0, v1, _mm256_load_ps(w), _mm256_load_ps(w + 8),
-                  _mm256_load_ps(w + 16), _mm256_load_ps(w + 24));
+        TILE_STEP(FMA_PS, v0, v1, _mm256_load_ps(w), _mm256_load_ps(w + 8), _mm256_load_ps(w + 16),
+                  _mm256_load_ps(w + 24));
     }
     return me_hsum8x8(a);
 }
 
 static inline __m256 bf16x8(const uint8_t *p)
 {
-    return _mm256_castsi256_ps(
-        _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)p)),
-                          16));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(
+        _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)p)), 16));
 }
 
 __attribute__((noinline)) static __m256 tile_bf16(const uint8_t *x0, const uint8_t *x1,
                                                   const uint8_t *wp, int32_t kblocks)
 {
     __m256 a[8];
-    _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++)
+        a[i] = _mm256_setzero_ps();
     for (int32_t kb = 0; kb < kblocks; kb++, wp += 64) {
         size_t o = (size_t)kb * 16;
         __m256 v0 = bf16x8(x0 + o), v1 = bf16x8(x1 + o);
@@ -190,7 +193,9 @@ __attribute__((noinline)) static __m256i tile_i8(const uint8_t *x0, const uint8_
                                                  const uint8_t *wp, int32_t kblocks)
 {
     __m256i a[8];
-    _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++)
+        a[i] = _mm256_setzero_si256();
     for (int32_t kb = 0; kb < kblocks; kb++, wp += 64) {
         size_t o = (size_t)kb * 16;
         __m256i v0 = u8x16(x0 + o), v1 = u8x16(x1 + o);
@@ -218,8 +223,8 @@ static __m128i mask4(int32_t cols)
     return _mm_cmpgt_epi32(_mm_set1_epi32(cols), _mm_setr_epi32(0, 1, 2, 3));
 }
 
-__attribute__((noinline)) static void store_tile(const gjob *j, __m256 v, int32_t m0,
-                                                 int32_t rows, int32_t n0)
+__attribute__((noinline)) static void store_tile(const gjob *j, __m256 v, int32_t m0, int32_t rows,
+                                                 int32_t n0)
 {
     int32_t cols = j->N - n0 < 4 ? j->N - n0 : 4;
     __m128i cm = mask4(cols);
@@ -270,8 +275,8 @@ static void gemm_task(void *arg, int64_t task, int32_t thread)
             int32_t r1 = rows > 1 ? mt + 1 : mt;
             __m256 v;
             if (pk->kind == ME_PACK_F32) {
-                v = tile_f32(j->x + (size_t)mt * (size_t)j->K, j->x + (size_t)r1 * (size_t)j->K,
-                             wp, j->K);
+                v = tile_f32(j->x + (size_t)mt * (size_t)j->K, j->x + (size_t)r1 * (size_t)j->K, wp,
+                             j->K);
             } else {
                 const uint8_t *q0 = j->xq + (size_t)mt * j->ldq, *q1 = j->xq + (size_t)r1 * j->ldq;
                 if (pk->kind == ME_PACK_BF16)
@@ -366,21 +371,31 @@ static double peak256(int32_t dtype, int64_t iters)
     __m256 x = _mm256_set1_ps(1e-3f);
     if (dtype == MEDEMBED_DTYPE_INT8) {
         __m256i b[12], xi = _mm256_set1_epi16(1);
-        _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++) b[i] = _mm256_setzero_si256();
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++)
+            b[i] = _mm256_setzero_si256();
         for (int64_t it = 0; it < iters; it++) {
-            _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++) b[i] = MADD_I16(b[i], xi, xi);
-            __asm__ volatile("" : "+x"(b[0]), "+x"(b[1]), "+x"(b[2]), "+x"(b[3]), "+x"(b[4]),
-                             "+x"(b[5]), "+x"(b[6]), "+x"(b[7]), "+x"(b[8]), "+x"(b[9]),
-                             "+x"(b[10]), "+x"(b[11]));
+#pragma GCC unroll 12
+            for (int i = 0; i < 12; i++)
+                b[i] = MADD_I16(b[i], xi, xi);
+            __asm__ volatile(""
+                             : "+x"(b[0]), "+x"(b[1]), "+x"(b[2]), "+x"(b[3]), "+x"(b[4]),
+                               "+x"(b[5]), "+x"(b[6]), "+x"(b[7]), "+x"(b[8]), "+x"(b[9]),
+                               "+x"(b[10]), "+x"(b[11]));
         }
         return (double)iters * 12 * 32;
     }
-    _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++) a[i] = _mm256_setzero_ps();
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; i++)
+        a[i] = _mm256_setzero_ps();
     for (int64_t it = 0; it < iters; it++) {
-        _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++) a[i] = FMA_PS(a[i], x, x);
-        __asm__ volatile("" : "+x"(a[0]), "+x"(a[1]), "+x"(a[2]), "+x"(a[3]), "+x"(a[4]),
-                         "+x"(a[5]), "+x"(a[6]), "+x"(a[7]), "+x"(a[8]), "+x"(a[9]), "+x"(a[10]),
-                         "+x"(a[11]));
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++)
+            a[i] = FMA_PS(a[i], x, x);
+        __asm__ volatile(""
+                         : "+x"(a[0]), "+x"(a[1]), "+x"(a[2]), "+x"(a[3]), "+x"(a[4]), "+x"(a[5]),
+                           "+x"(a[6]), "+x"(a[7]), "+x"(a[8]), "+x"(a[9]), "+x"(a[10]),
+                           "+x"(a[11]));
     }
     return (double)iters * 12 * 16;
 }

@@ -95,7 +95,8 @@ static int pack512(me_linear *L, int32_t dtype)
      * shows in the load time */
     for (int32_t n = 0; n < np * 4; n++)
         for (int32_t b = n < N ? kb - (K % per_block != 0) : 0; b < kb; b++)
-            memset(pk->data + (size_t)(n / 4) * PANEL_BYTES(pk) + ((size_t)b * 4 + (size_t)(n % 4)) * 64,
+            memset(pk->data + (size_t)(n / 4) * PANEL_BYTES(pk) +
+                       ((size_t)b * 4 + (size_t)(n % 4)) * 64,
                    0, 64);
     if (dtype == MEDEMBED_DTYPE_F32) {
         pk->kind = ME_PACK_F32;
@@ -177,12 +178,12 @@ static int pack512(me_linear *L, int32_t dtype)
 
 /* fp32: x rows are the caller's (unpadded) rows; the K tail is a masked
  * load, the packed W is zero beyond K. */
-__attribute__((noinline)) static __m512 tile_f32(const float *x0, const float *x1,
-                                                 const float *x2, const float *x3,
-                                                 const uint8_t *wp, int32_t K, const uint8_t *pf)
+__attribute__((noinline)) static __m512 tile_f32(const float *x0, const float *x1, const float *x2,
+                                                 const float *x3, const uint8_t *wp, int32_t K,
+                                                 const uint8_t *pf)
 {
     __m512 a[16];
-    _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
     for (int i = 0; i < 16; i++)
         a[i] = _mm512_setzero_ps();
     int32_t kfull = K / 16, k = 0;
@@ -214,7 +215,7 @@ __attribute__((noinline)) static __m512 tile_bf16(const uint8_t *x0, const uint8
                                                   const uint8_t *pf)
 {
     __m512 a[16];
-    _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
     for (int i = 0; i < 16; i++)
         a[i] = _mm512_setzero_ps();
     for (int32_t kb = 0; kb < kblocks; kb++, wp += 256) {
@@ -232,18 +233,19 @@ __attribute__((noinline)) static __m512 tile_bf16(const uint8_t *x0, const uint8
 
 /* bf16 without AVX512_BF16: the same products in fp32 FMA (bf16 -> fp32 is a
  * shift), even elements then odd elements of each block per lane. */
-__attribute__((noinline)) static __m512 tile_bf16_emu(const uint8_t *x0, const uint8_t *x1, const uint8_t *x2,
-                            const uint8_t *x3, const uint8_t *wp, int32_t kblocks)
+__attribute__((noinline)) static __m512 tile_bf16_emu(const uint8_t *x0, const uint8_t *x1,
+                                                      const uint8_t *x2, const uint8_t *x3,
+                                                      const uint8_t *wp, int32_t kblocks)
 {
     __m512 a[16];
-    _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
     for (int i = 0; i < 16; i++)
         a[i] = _mm512_setzero_ps();
     const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
     for (int32_t kb = 0; kb < kblocks; kb++, wp += 256) {
         size_t o = (size_t)kb * 64;
         __m512i w[4], v[4];
-        _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
         for (int c = 0; c < 4; c++)
             w[c] = _mm512_load_si512(wp + 64 * c);
         v[0] = _mm512_load_si512(x0 + o);
@@ -252,7 +254,7 @@ __attribute__((noinline)) static __m512 tile_bf16_emu(const uint8_t *x0, const u
         v[3] = _mm512_load_si512(x3 + o);
         /* even elements: low halves shifted up; odd: high halves masked */
         __m512 we[4], wo[4], ve[4], vo[4];
-        _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
         for (int c = 0; c < 4; c++) {
             we[c] = _mm512_castsi512_ps(_mm512_slli_epi32(w[c], 16));
             wo[c] = _mm512_castsi512_ps(_mm512_and_si512(w[c], hi));
@@ -272,7 +274,7 @@ __attribute__((noinline)) static __m512i tile_i8(const uint8_t *x0, const uint8_
                                                  const uint8_t *pf)
 {
     __m512i a[16];
-    _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
     for (int i = 0; i < 16; i++)
         a[i] = _mm512_setzero_si512();
     for (int32_t kb = 0; kb < kblocks; kb++, wp += 256) {
@@ -291,24 +293,25 @@ __attribute__((noinline)) static __m512i tile_i8(const uint8_t *x0, const uint8_
 /* int8 without VNNI (AVX512BW): (q_x + 128) * q_w as 16-bit products summed
  * in pairs (vpmaddwd; |255 * 127| fits), exact, so the result is the VNNI
  * tile's bit for bit and the epilogue is shared. */
-__attribute__((noinline)) static __m512i tile_i8_emu(const uint8_t *x0, const uint8_t *x1, const uint8_t *x2,
-                           const uint8_t *x3, const uint8_t *wp, int32_t kblocks)
+__attribute__((noinline)) static __m512i tile_i8_emu(const uint8_t *x0, const uint8_t *x1,
+                                                     const uint8_t *x2, const uint8_t *x3,
+                                                     const uint8_t *wp, int32_t kblocks)
 {
     __m512i a[16];
-    _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
     for (int i = 0; i < 16; i++)
         a[i] = _mm512_setzero_si512();
     for (int32_t kb = 0; kb < kblocks; kb++, wp += 256) {
         size_t o = (size_t)kb * 64;
         const uint8_t *xs[4] = {x0 + o, x1 + o, x2 + o, x3 + o};
-        _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
         for (int h = 0; h < 2; h++) {
             __m512i w[4], v[4];
-            _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
             for (int c = 0; c < 4; c++)
-                w[c] = _mm512_cvtepi8_epi16(_mm256_load_si256((const __m256i *)(const void *)(
-                    wp + 64 * c + 32 * h)));
-            _Pragma("GCC unroll 16")
+                w[c] = _mm512_cvtepi8_epi16(
+                    _mm256_load_si256((const __m256i *)(const void *)(wp + 64 * c + 32 * h)));
+#pragma GCC unroll 16
             for (int r = 0; r < 4; r++)
                 v[r] = _mm512_cvtepu8_epi16(
                     _mm256_load_si256((const __m256i *)(const void *)(xs[r] + 32 * h)));
@@ -327,10 +330,10 @@ __attribute__((noinline)) static __m512i tile_i8_emu(const uint8_t *x0, const ui
 typedef struct {
     const me_linear *L;
     const pk512 *pk;
-    const float *x;      /* fp32 input */
-    const uint8_t *xq;   /* bf16 / u8 copy of x, row stride ldq */
+    const float *x;    /* fp32 input */
+    const uint8_t *xq; /* bf16 / u8 copy of x, row stride ldq */
     size_t ldq;
-    const float *xscale; /* int8: per-row scales */
+    const float *xscale;  /* int8: per-row scales */
     atomic_int *mb_state; /* per m-block: quantized copy 0 missing, 1 in progress, 2 done */
     int32_t M, N, K;
     float *y;
@@ -345,7 +348,8 @@ static __m512 bcast4(const float *p, __mmask8 cm)
     return _mm512_broadcast_f32x4(_mm_maskz_loadu_ps(cm, p));
 }
 
-__attribute__((noinline)) static void store_tile(const gjob *j, __m512 v, int32_t m0, int32_t rows, int32_t n0)
+__attribute__((noinline)) static void store_tile(const gjob *j, __m512 v, int32_t m0, int32_t rows,
+                                                 int32_t n0)
 {
     int32_t cols = j->N - n0 < 4 ? j->N - n0 : 4;
     __mmask8 cm = (__mmask8)((1u << cols) - 1);
@@ -524,8 +528,8 @@ static void gemm_task(void *arg, int64_t task, int32_t thread)
             __m512 v;
             if (pk->kind == ME_PACK_F32) {
                 size_t ld = (size_t)j->K;
-                v = tile_f32(j->x + (size_t)mt * ld, j->x + (size_t)r1 * ld,
-                             j->x + (size_t)r2 * ld, j->x + (size_t)r3 * ld, wp, j->K, pf);
+                v = tile_f32(j->x + (size_t)mt * ld, j->x + (size_t)r1 * ld, j->x + (size_t)r2 * ld,
+                             j->x + (size_t)r3 * ld, wp, j->K, pf);
             } else {
                 const uint8_t *q0 = j->xq + (size_t)mt * j->ldq, *q1 = j->xq + (size_t)r1 * j->ldq;
                 const uint8_t *q2 = j->xq + (size_t)r2 * j->ldq, *q3 = j->xq + (size_t)r3 * j->ldq;
@@ -622,8 +626,9 @@ static void linear512(const me_linear *L, const float *x, int32_t M, float *y,
             a9 = OP(a9, X, Y);                                                                     \
             a10 = OP(a10, X, Y);                                                                   \
             a11 = OP(a11, X, Y);                                                                   \
-            __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5),      \
-                             "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));        \
+            __asm__ volatile(""                                                                    \
+                             : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5),         \
+                               "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));      \
         }                                                                                          \
         __asm__ volatile("" ::"v"(a0), "v"(a1), "v"(a2), "v"(a3), "v"(a4), "v"(a5), "v"(a6),       \
                          "v"(a7), "v"(a8), "v"(a9), "v"(a10), "v"(a11));                           \

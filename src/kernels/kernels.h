@@ -71,8 +71,8 @@ typedef struct me_linear {
     const float *w;         /* (n_out, n_in), or NULL */
     const float *w_part[3]; /* (part_rows, n_in) each, when w is NULL */
     int32_t part_rows;
-    const float *b;         /* (n_out) */
-    void *packed;      /* kernel-specific layout, owned by the layer; or NULL */
+    const float *b;       /* (n_out) */
+    void *packed;         /* kernel-specific layout, owned by the layer; or NULL */
     int32_t packed_kind;  /* ME_PACK_* */
     int32_t packed_dtype; /* medembed_dtype the layer computes in */
     size_t packed_bytes;
@@ -88,7 +88,7 @@ typedef struct me_attn_args {
     float *o; /* (n_q, d), row stride ldo */
     int32_t ldo;
     int32_t n, d;
-    int32_t n_q; /* 1..n */
+    int32_t n_q;  /* 1..n */
     int32_t fast; /* 0: exact (fp32 dtype); 1: scores may be fp32; 2: scores and
                    * P v may use bf16 products with fp32 sums (bf16 / int8
                    * dtypes, whose accuracy budget is a cosine, not 1e-5) */
@@ -111,8 +111,8 @@ typedef struct me_kern {
      * flagged. `work` holds at least me_linear_work_bytes(M, n_in) bytes
      * (64-byte aligned) for quantized copies of x. Computes in
      * L->packed_dtype (f32 when nothing is packed). */
-    void (*linear)(const me_linear *L, const float *x, int32_t M, float *y,
-                   const float *residual, uint32_t epi, me_pool *pool, void *work);
+    void (*linear)(const me_linear *L, const float *x, int32_t M, float *y, const float *residual,
+                   uint32_t epi, me_pool *pool, void *work);
     /* Build L->packed for compute dtype `dtype` (called once at load).
      * Returns MEDEMBED_OK, _ERR_NOMEM or _ERR_UNSUPPORTED. */
     int (*pack)(me_linear *L, int32_t dtype);

@@ -29,8 +29,8 @@ ME_INLINE __m256 me_exp256(__m256 x)
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
     p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
     p = _mm256_add_ps(p, _mm256_set1_ps(1.0f));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)),
-                                  23);
+    __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
     return _mm256_blendv_ps(y, _mm256_setzero_ps(), _mm256_cmp_ps(x, lo, _CMP_LT_OQ));
 }
@@ -71,12 +71,14 @@ ME_INLINE __m256 me_hsum8x8_(__m256 p0, __m256 p1, __m256 p2, __m256 p3, __m256 
 {
     __m256 a[8] = {p0, p1, p2, p3, p4, p5, p6, p7};
     __m256 t[4], u[2];
-    _Pragma("GCC unroll 8") for (int i = 0; i < 4; i++) t[i] =
-        _mm256_add_ps(_mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x20),
-                      _mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x31));
-    _Pragma("GCC unroll 8") for (int i = 0; i < 2; i++) u[i] =
-        _mm256_add_ps(_mm256_shuffle_ps(t[2 * i], t[2 * i + 1], 0x44),
-                      _mm256_shuffle_ps(t[2 * i], t[2 * i + 1], 0xee));
+#pragma GCC unroll 8
+    for (int i = 0; i < 4; i++)
+        t[i] = _mm256_add_ps(_mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x20),
+                             _mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x31));
+#pragma GCC unroll 8
+    for (int i = 0; i < 2; i++)
+        u[i] = _mm256_add_ps(_mm256_shuffle_ps(t[2 * i], t[2 * i + 1], 0x44),
+                             _mm256_shuffle_ps(t[2 * i], t[2 * i + 1], 0xee));
     return _mm256_add_ps(_mm256_shuffle_ps(u[0], u[1], 0x88), _mm256_shuffle_ps(u[0], u[1], 0xdd));
 }
 
@@ -85,11 +87,12 @@ ME_INLINE __m256i me_hsum8x8_i32_(__m256i p0, __m256i p1, __m256i p2, __m256i p3
 {
     __m256i a[8] = {p0, p1, p2, p3, p4, p5, p6, p7};
     __m256i t[4], u[2];
-    _Pragma("GCC unroll 8") for (int i = 0; i < 4; i++) t[i] =
-        _mm256_add_epi32(_mm256_permute2x128_si256(a[2 * i], a[2 * i + 1], 0x20),
-                         _mm256_permute2x128_si256(a[2 * i], a[2 * i + 1], 0x31));
-    _Pragma("GCC unroll 8") for (int i = 0; i < 2; i++)
-    {
+#pragma GCC unroll 8
+    for (int i = 0; i < 4; i++)
+        t[i] = _mm256_add_epi32(_mm256_permute2x128_si256(a[2 * i], a[2 * i + 1], 0x20),
+                                _mm256_permute2x128_si256(a[2 * i], a[2 * i + 1], 0x31));
+#pragma GCC unroll 8
+    for (int i = 0; i < 2; i++) {
         __m256 x = _mm256_castsi256_ps(t[2 * i]), y = _mm256_castsi256_ps(t[2 * i + 1]);
         u[i] = _mm256_add_epi32(_mm256_castps_si256(_mm256_shuffle_ps(x, y, 0x44)),
                                 _mm256_castps_si256(_mm256_shuffle_ps(x, y, 0xee)));

@@ -74,22 +74,21 @@ ME_INLINE __m512 me_gelu512(__m512 x)
 /* Reduces 16 vectors to one: r[4q + e] = sum of the lanes of a[4e + q],
  * each summed by the same tree (lanes l and l+8, then l+4, l+2, l+1). Feed
  * a[4c + r] = acc(row r, column c) to get r[4 row + col]. */
-ME_INLINE __m512 me_hsum16x16_(__m512 p0, __m512 p1, __m512 p2, __m512 p3, __m512 p4,
-                               __m512 p5, __m512 p6, __m512 p7, __m512 p8, __m512 p9,
-                               __m512 p10, __m512 p11, __m512 p12, __m512 p13, __m512 p14,
-                               __m512 p15)
+ME_INLINE __m512 me_hsum16x16_(__m512 p0, __m512 p1, __m512 p2, __m512 p3, __m512 p4, __m512 p5,
+                               __m512 p6, __m512 p7, __m512 p8, __m512 p9, __m512 p10, __m512 p11,
+                               __m512 p12, __m512 p13, __m512 p14, __m512 p15)
 {
     __m512 a[16] = {p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15};
     __m512 t[8], u[4], v[2];
-    _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
     for (int i = 0; i < 8; i++)
         t[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44),
                              _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xee));
-    _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
     for (int i = 0; i < 4; i++)
         u[i] = _mm512_add_ps(_mm512_shuffle_f32x4(t[2 * i], t[2 * i + 1], 0x88),
                              _mm512_shuffle_f32x4(t[2 * i], t[2 * i + 1], 0xdd));
-    _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
     for (int i = 0; i < 2; i++)
         v[i] = _mm512_add_ps(_mm512_shuffle_ps(u[2 * i], u[2 * i + 1], 0x44),
                              _mm512_shuffle_ps(u[2 * i], u[2 * i + 1], 0xee));
@@ -97,22 +96,22 @@ ME_INLINE __m512 me_hsum16x16_(__m512 p0, __m512 p1, __m512 p2, __m512 p3, __m51
 }
 
 /* The same tree on int32 lanes (exact, so only the layout matters). */
-ME_INLINE __m512i me_hsum16x16_i32_(__m512i p0, __m512i p1, __m512i p2, __m512i p3,
-                                    __m512i p4, __m512i p5, __m512i p6, __m512i p7,
-                                    __m512i p8, __m512i p9, __m512i p10, __m512i p11,
-                                    __m512i p12, __m512i p13, __m512i p14, __m512i p15)
+ME_INLINE __m512i me_hsum16x16_i32_(__m512i p0, __m512i p1, __m512i p2, __m512i p3, __m512i p4,
+                                    __m512i p5, __m512i p6, __m512i p7, __m512i p8, __m512i p9,
+                                    __m512i p10, __m512i p11, __m512i p12, __m512i p13, __m512i p14,
+                                    __m512i p15)
 {
     __m512i a[16] = {p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15};
     __m512i t[8], u[4], v[2];
-    _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
     for (int i = 0; i < 8; i++)
         t[i] = _mm512_add_epi32(_mm512_shuffle_i32x4(a[2 * i], a[2 * i + 1], 0x44),
                                 _mm512_shuffle_i32x4(a[2 * i], a[2 * i + 1], 0xee));
-    _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
     for (int i = 0; i < 4; i++)
         u[i] = _mm512_add_epi32(_mm512_shuffle_i32x4(t[2 * i], t[2 * i + 1], 0x88),
                                 _mm512_shuffle_i32x4(t[2 * i], t[2 * i + 1], 0xdd));
-    _Pragma("GCC unroll 16")
+#pragma GCC unroll 16
     for (int i = 0; i < 2; i++) {
         __m512 a0 = _mm512_castsi512_ps(u[2 * i]), a1 = _mm512_castsi512_ps(u[2 * i + 1]);
         v[i] = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(a0, a1, 0x44)),

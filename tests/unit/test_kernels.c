@@ -98,7 +98,8 @@ static void check_linear_level(const me_kern *k, int32_t dtype, double tol, int 
                             if (exact_no_gelu && !(epi & ME_EPI_GELU) && y[i] != yr[i])
                                 fail_msg("%s dtype %d M=%d N=%d K=%d epi=%u: [%d,%d] %.9g != %.9g "
                                          "(must be exact)",
-                                         me_isa_name(k->isa), dtype, M, N, K, epi, m, n, y[i], yr[i]);
+                                         me_isa_name(k->isa), dtype, M, N, K, epi, m, n, y[i],
+                                         yr[i]);
                             if (!(d <= tol * mag))
                                 fail_msg("%s dtype %d M=%d N=%d K=%d epi=%u bias=%d: [%d,%d] %.9g "
                                          "vs %.9g (|d| %.3g > %.3g)",
@@ -160,8 +161,8 @@ static void test_scalar_rules(void **state)
 {
     (void)state;
     assert_int_equal(me_f32_to_bf16(1.0f), 0x3f80);
-    assert_int_equal(me_f32_to_bf16(1.00390625f), 0x3f80);  /* tie to even */
-    assert_int_equal(me_f32_to_bf16(1.01171875f), 0x3f82);  /* tie to even, up */
+    assert_int_equal(me_f32_to_bf16(1.00390625f), 0x3f80); /* tie to even */
+    assert_int_equal(me_f32_to_bf16(1.01171875f), 0x3f82); /* tie to even, up */
     assert_int_equal(me_f32_to_bf16(-2.0f), 0xc000);
     float w[5] = {0.5f, -1.0f, 0.25f, 0.0f, 0.999f};
     int8_t q[5];
@@ -198,8 +199,8 @@ static void test_gelu(void **state)
             if (xi > -5 && fabs(r) > 1e-30 && d / fabs(r) > worst_rel)
                 worst_rel = d / fabs(r);
         }
-        fprintf(stderr, "gelu %s: max abs %.3g, max rel (x > -5) %.3g\n",
-                me_isa_name(ks[li]->isa), worst_abs, worst_rel);
+        fprintf(stderr, "gelu %s: max abs %.3g, max rel (x > -5) %.3g\n", me_isa_name(ks[li]->isa),
+                worst_abs, worst_rel);
         assert_true(worst_abs < 6e-7);
         assert_true(worst_rel < 1e-5);
     }
@@ -253,9 +254,17 @@ static void test_attention(void **state)
                 float *o1 = calloc((size_t)ldo, sizeof *o1);
                 fill(qkv, (size_t)n * (size_t)ld, 3.0f);
                 void *work = me_alloc_big(me_attn_work_bytes(n, d));
-                me_attn_args a = {.q = qkv, .k = qkv + d, .v = qkv + 2 * d, .ld = ld, .o = o,
-                                  .ldo = ldo, .n = n, .d = d, .n_q = n,
-                                  .scale = 1.0f / sqrtf((float)d), .work = work};
+                me_attn_args a = {.q = qkv,
+                                  .k = qkv + d,
+                                  .v = qkv + 2 * d,
+                                  .ld = ld,
+                                  .o = o,
+                                  .ldo = ldo,
+                                  .n = n,
+                                  .d = d,
+                                  .n_q = n,
+                                  .scale = 1.0f / sqrtf((float)d),
+                                  .work = work};
                 ks[li]->attention(&a);
                 me_attn_args ar = a;
                 ar.o = orf;

@@ -42,7 +42,8 @@ static int load_seqs(const char *dir, seqs *s)
         s->off[s->n] = total;
         s->len[s->n] = n;
         for (int32_t i = 0; i < n; i++)
-            s->ids[total + (size_t)i] = (int32_t)json_integer_value(json_array_get(jids, (size_t)i));
+            s->ids[total + (size_t)i] =
+                (int32_t)json_integer_value(json_array_get(jids, (size_t)i));
         total += (size_t)n;
         s->n++;
         json_decref(j);
@@ -111,8 +112,8 @@ static void check_level_dtype(const char *dir, const seqs *s, const me_kern *k, 
     for (int i = 0; i < n; i++)
         if (memcmp(alt + (size_t)i * (size_t)H, all + (size_t)(n - 1 - i) * (size_t)H,
                    sizeof *alt * (size_t)H) != 0)
-            fail_msg("%s dtype %d: reversed input order changes sequence %d",
-                     me_isa_name(k->isa), dtype, n - 1 - i);
+            fail_msg("%s dtype %d: reversed input order changes sequence %d", me_isa_name(k->isa),
+                     dtype, n - 1 - i);
     /* a different composition: odd ones only, 3 threads */
     int odd[MAX_SEQ], no = 0;
     for (int i = 1; i < n; i += 2)
@@ -142,8 +143,8 @@ static void check_level_dtype(const char *dir, const seqs *s, const me_kern *k, 
                 worst = cs;
         }
         fprintf(stderr, "%s %s vs f32 (%s): mean cosine %.6f, min %.6f over %d texts\n",
-                me_isa_name(k->isa), dtype == MEDEMBED_DTYPE_BF16 ? "bf16" : "int8", dir,
-                sum / n, worst, n);
+                me_isa_name(k->isa), dtype == MEDEMBED_DTYPE_BF16 ? "bf16" : "int8", dir, sum / n,
+                worst, n);
         /* random N(0, 0.3) weights are far harsher than trained ones (see
          * bench/ for PubMedQA on a base-shaped model); these bounds catch
          * broken kernels, not small accuracy drifts */
@@ -206,9 +207,9 @@ static void test_cls_shortcut(void **state)
             assert_int_equal(medembed_ctx_create(m, 2, &c), MEDEMBED_OK);
             float *pooled = malloc(sizeof *pooled * (size_t)H * (size_t)s.n);
             float *hid = malloc(sizeof *hid * (size_t)H * 512);
-            assert_int_equal(medembed_ctx_embed_ids(c, s.ids, s.len, s.n,
-                                                    MEDEMBED_F_NO_NORMALIZE, pooled),
-                             MEDEMBED_OK);
+            assert_int_equal(
+                medembed_ctx_embed_ids(c, s.ids, s.len, s.n, MEDEMBED_F_NO_NORMALIZE, pooled),
+                MEDEMBED_OK);
             for (int i = 0; i < s.n; i++) {
                 assert_int_equal(medembed_ctx_hidden(c, s.ids + s.off[i], s.len[i], hid),
                                  MEDEMBED_OK);

@@ -22,24 +22,23 @@
 
 static void bench_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: medembed bench -m MODEL [options]\n"
-            "\n"
-            "Measures encoder throughput and latency on random token ids of fixed\n"
-            "shapes, or on a corpus (-i) with tokenization included.\n"
-            "\n"
-            "  -m, --model DIR          model folder (or ORG/NAME[@REV] in the cache)\n"
-            "      --shapes LIST        BATCHxSEQ,... (default 1x16,32x128,8x512)\n"
-            "      --dtype f32|bf16|int8  compute precision (default f32)\n"
-            "      --threads N          worker threads (default: all CPUs)\n"
-            "      --runs N             timed calls per shape (default 7)\n"
-            "      --warmup N           untimed calls first (default 2)\n"
-            "  -i, --input FILE         corpus workload: JSONL with a \"text\" field (or\n"
-            "                           text lines); every text is tokenized and embedded\n"
-            "      --text-field NAME    JSONL field holding the text (default text)\n"
-            "      --batch-tokens N     token budget per forward pass (default: library's)\n"
-            "      --peak-seconds S     time spent measuring the peak (default 0.5; 0 = skip)\n"
-            "      --json               print {\"results\": [...]} JSON instead of a table\n");
+    fprintf(f, "usage: medembed bench -m MODEL [options]\n"
+               "\n"
+               "Measures encoder throughput and latency on random token ids of fixed\n"
+               "shapes, or on a corpus (-i) with tokenization included.\n"
+               "\n"
+               "  -m, --model DIR          model folder (or ORG/NAME[@REV] in the cache)\n"
+               "      --shapes LIST        BATCHxSEQ,... (default 1x16,32x128,8x512)\n"
+               "      --dtype f32|bf16|int8  compute precision (default f32)\n"
+               "      --threads N          worker threads (default: all CPUs)\n"
+               "      --runs N             timed calls per shape (default 7)\n"
+               "      --warmup N           untimed calls first (default 2)\n"
+               "  -i, --input FILE         corpus workload: JSONL with a \"text\" field (or\n"
+               "                           text lines); every text is tokenized and embedded\n"
+               "      --text-field NAME    JSONL field holding the text (default text)\n"
+               "      --batch-tokens N     token budget per forward pass (default: library's)\n"
+               "      --peak-seconds S     time spent measuring the peak (default 0.5; 0 = skip)\n"
+               "      --json               print {\"results\": [...]} JSON instead of a table\n");
 }
 
 typedef struct {
@@ -187,8 +186,7 @@ static void report_row(report *r, const char *what, int32_t batch, int32_t seq, 
         json_decref(extra);
 }
 
-static int bench_shape(medembed_ctx *c, const dims *d, shape s, int warmup, int runs,
-                       report *r)
+static int bench_shape(medembed_ctx *c, const dims *d, shape s, int warmup, int runs, report *r)
 {
     size_t n = (size_t)s.batch * (size_t)s.seq;
     int32_t *ids = malloc(sizeof *ids * n);
@@ -244,9 +242,8 @@ static int bench_shape(medembed_ctx *c, const dims *d, shape s, int warmup, int 
     return rc;
 }
 
-static int bench_corpus(medembed_ctx *c, const medembed_model *m, const dims *d,
-                        const char *path, const char *field, int32_t batch_tokens, int warmup,
-                        int runs, report *r)
+static int bench_corpus(medembed_ctx *c, const medembed_model *m, const dims *d, const char *path,
+                        const char *field, int32_t batch_tokens, int warmup, int runs, report *r)
 {
     cli_input in;
     if (cli_input_open(&in, path, -1, field ? field : "text", 0) != 0)
@@ -295,8 +292,7 @@ static int bench_corpus(medembed_ctx *c, const medembed_model *m, const dims *d,
         int e = medembed_ctx_embed(c, (const char *const *)texts, lens, n, &o, out, info);
         double t1 = now_s(), c1 = cpu_s();
         if (e != MEDEMBED_OK) {
-            cli_error("embed %s: %s: %s", path, medembed_status_str(e),
-                      medembed_ctx_last_error(c));
+            cli_error("embed %s: %s: %s", path, medembed_status_str(e), medembed_ctx_last_error(c));
             rc = 1;
         } else if (i >= warmup) {
             ms[i - warmup] = (t1 - t0) * 1e3;
@@ -323,8 +319,7 @@ static int bench_corpus(medembed_ctx *c, const medembed_model *m, const dims *d,
         if (msc) {
             memcpy(msc, ms, sizeof *ms * (size_t)runs);
             qsort(msc, (size_t)runs, sizeof *msc, cmp_double);
-            double med =
-                runs % 2 ? msc[runs / 2] : 0.5 * (msc[runs / 2 - 1] + msc[runs / 2]);
+            double med = runs % 2 ? msc[runs / 2] : 0.5 * (msc[runs / 2 - 1] + msc[runs / 2]);
             json_object_set_new(extra, "docs_per_s", json_real(n / (med * 1e-3)));
             free(msc);
         }
@@ -344,8 +339,17 @@ static int bench_corpus(medembed_ctx *c, const medembed_model *m, const dims *d,
     return rc;
 }
 
-enum { OPT_SHAPES = 256, OPT_DTYPE, OPT_THREADS, OPT_RUNS, OPT_WARMUP, OPT_JSON, OPT_PEAK,
-       OPT_FIELD, OPT_BTOK };
+enum {
+    OPT_SHAPES = 256,
+    OPT_DTYPE,
+    OPT_THREADS,
+    OPT_RUNS,
+    OPT_WARMUP,
+    OPT_JSON,
+    OPT_PEAK,
+    OPT_FIELD,
+    OPT_BTOK
+};
 
 int cmd_bench(int argc, char **argv)
 {
@@ -474,8 +478,8 @@ int cmd_bench(int argc, char **argv)
         if (r.peak > 0)
             printf("measured peak: %.1f G%s/s (%d threads)\n", r.peak,
                    dtype == MEDEMBED_DTYPE_INT8 ? "OP" : "FLOP", r.threads);
-        printf("%-7s %6s %6s %10s %9s %10s %10s %9s %7s %10s\n", "what", "batch", "seq",
-               "tokens/s", "seq/s", "ms median", "ms p90", "GFLOP/s", "peak", "cpu ms");
+        printf("%-7s %6s %6s %10s %9s %10s %10s %9s %7s %10s\n", "what", "batch", "seq", "tokens/s",
+               "seq/s", "ms median", "ms p90", "GFLOP/s", "peak", "cpu ms");
     }
     int rc = 0;
     for (int i = 0; i < n_shapes && rc == 0; i++)
