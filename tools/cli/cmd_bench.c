@@ -12,11 +12,14 @@
  * text of the file" through medembed_ctx_embed.
  */
 #define MEDEMBED_EXPERIMENTAL
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -25,7 +28,8 @@ static void bench_usage(FILE *f)
     fprintf(f, "usage: medembed bench -m MODEL [options]\n"
                "\n"
                "Measures encoder throughput and latency on random token ids of fixed\n"
-               "shapes, or on a corpus (-i) with tokenization included.\n"
+               "shapes, or on a corpus (-i) with tokenization included. Also reports\n"
+               "the model load time and the process's peak RSS (load_s, rss_peak_mb).\n"
                "\n"
                "  -m, --model DIR          model folder (or ORG/NAME[@REV] in the cache)\n"
                "      --shapes LIST        BATCHxSEQ,... (default 1x16,32x128,8x512)\n"
@@ -134,6 +138,16 @@ static int get_dims(const medembed_model *m, dims *d)
     return d->layers > 0 && d->hidden > 0 && d->ffn > 0 && d->vocab > 0 ? 0 : -1;
 }
 
+/* Peak resident set of the process so far, in MiB (Linux: ru_maxrss is
+ * in KiB): weights + activations + everything else, as `time -v` reports. */
+static double rss_peak_mb(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
 typedef struct {
     json_t *results;
     int json;
@@ -175,6 +189,7 @@ static void report_row(report *r, const char *what, int32_t batch, int32_t seq, 
         json_object_set_new(o, "isa", json_string(medembed_isa()));
         json_object_set_new(o, "peak_gflops", json_real(r->peak));
         json_object_set_new(o, "load_s", json_real(r->load_s));
+        json_object_set_new(o, "rss_peak_mb", json_real(rss_peak_mb()));
         if (extra)
             json_object_update(o, extra);
         json_array_append_new(r->results, o);
@@ -443,6 +458,11 @@ int cmd_bench(int argc, char **argv)
             return 2;
         }
     }
+    /* a missing corpus is reported before the (possibly slow) model load */
+    if (input && strcmp(input, "-") != 0 && access(input, R_OK) != 0) {
+        cli_error("%s: cannot open input: %s", input, strerror(errno));
+        return 1;
+    }
     double t0 = now_s();
     medembed_model *m = NULL;
     if (cli_load_model(model, dtype, 0, &m))
@@ -486,6 +506,8 @@ int cmd_bench(int argc, char **argv)
         rc = bench_shape(c, &d, shapes[i], (int)warmup, (int)runs, &r);
     if (input && rc == 0)
         rc = bench_corpus(c, m, &d, input, field, (int32_t)btok, (int)warmup, (int)runs, &r);
+    if (!json && rc == 0)
+        printf("peak RSS %.0f MiB (weights + activations + runtime)\n", rss_peak_mb());
     if (json && rc == 0) {
         json_t *o = json_object();
         json_object_set_new(o, "results", r.results);
