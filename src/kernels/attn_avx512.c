@@ -47,6 +47,26 @@ static __mmask16 tail16(int32_t left)
     return left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
 }
 
+/* Softmax numerators of one score row in place: exp(s - max) for the n scores, zeros up to
+ * n32 (a multiple of 32); returns their sum, accumulated in double in index order. Shared by
+ * the fp32 and bf16 paths. */
+static double softmax_row(float *sr, int32_t n, size_t n32)
+{
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    for (int32_t j = 0; j < n; j += 16)
+        mx = _mm512_mask_max_ps(mx, tail16(n - j), mx, _mm512_load_ps(sr + j));
+    __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+    __m512d acc = _mm512_setzero_pd();
+    for (int32_t j = 0; j < (int32_t)n32; j += 16) {
+        __m512 p = me_exp512(_mm512_sub_ps(_mm512_load_ps(sr + j), vmax));
+        p = _mm512_maskz_mov_ps(tail16(n - j), p);
+        _mm512_store_ps(sr + j, p);
+        acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(p)));
+        acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_extractf32x8_ps(p, 1)));
+    }
+    return _mm512_reduce_add_pd(acc);
+}
+
 /* scores of QB query rows (qd: QB x d doubles) against keys [j0, j0+32) */
 static void score_tile(const double *qd, const double *kt, size_t ldk, int32_t d, int32_t j0,
                        double scale, float *srow, size_t lds)
@@ -254,24 +274,7 @@ static void attention_bf16(const me_attn_args *a)
         double sum[QB];
         for (int r = 0; r < QB; r++) {
             float *sr = s + (size_t)r * n32;
-            __m512 mx = _mm512_set1_ps(-INFINITY);
-            for (int32_t j = 0; j < n; j += 16)
-                mx = _mm512_mask_max_ps(mx, tail16(n - j), mx, _mm512_load_ps(sr + j));
-            __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
-            __m512d acc = _mm512_setzero_pd();
-            for (int32_t j = 0; j < (int32_t)n32; j += 32) {
-                __m512 pa = me_exp512(_mm512_sub_ps(_mm512_load_ps(sr + j), vmax));
-                __m512 pb = me_exp512(_mm512_sub_ps(_mm512_load_ps(sr + j + 16), vmax));
-                pa = _mm512_maskz_mov_ps(tail16(n - j), pa);
-                pb = _mm512_maskz_mov_ps(tail16(n - j - 16), pb);
-                acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(pa)));
-                acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_extractf32x8_ps(pa, 1)));
-                acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(pb)));
-                acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_extractf32x8_ps(pb, 1)));
-                _mm512_store_ps(sr + j, pa);
-                _mm512_store_ps(sr + j + 16, pb);
-            }
-            sum[r] = _mm512_reduce_add_pd(acc);
+            sum[r] = softmax_row(sr, n, n32);
             row_pairs(sr, (int32_t)n32, p2 + (size_t)r * n32 / 2);
         }
         for (size_t c0 = 0; c0 < d16; c0 += 64) {
@@ -279,16 +282,16 @@ static void attention_bf16(const me_attn_args *a)
             memset(ot, 0, (size_t)QB * 64 * sizeof *ot);
             for (int32_t j0 = 0; j0 < n; j0 += KT) {
                 int32_t j1 = j0 + KT < n ? j0 + KT : n;
+                if (nv == 4) {
+                    pv_block_bf16(v2 + c0, d16, p2, n32 / 2, j0 / 2, (j1 + 1) / 2, ot);
+                    continue;
+                }
                 __m512 acc[QB][4];
 #pragma GCC unroll 8
                 for (int r = 0; r < QB; r++)
 #pragma GCC unroll 4
                     for (int v = 0; v < 4; v++)
                         acc[r][v] = _mm512_setzero_ps();
-                if (nv == 4) {
-                    pv_block_bf16(v2 + c0, d16, p2, n32 / 2, j0 / 2, (j1 + 1) / 2, ot);
-                    continue;
-                }
                 for (int32_t j2 = j0 / 2; j2 < (j1 + 1) / 2; j2++) {
                     const uint32_t *vr = v2 + (size_t)j2 * d16 + c0;
                     __m512bh vv[4];
@@ -400,23 +403,8 @@ void me_attention_avx512(const me_attn_args *a)
 
         /* softmax numerators and sums */
         double sum[QB];
-#pragma GCC unroll 16
-        for (int r = 0; r < QB; r++) {
-            float *sr = s + (size_t)r * n32;
-            __m512 mx = _mm512_set1_ps(-INFINITY);
-            for (int32_t j = 0; j < n; j += 16)
-                mx = _mm512_mask_max_ps(mx, tail16(n - j), mx, _mm512_load_ps(sr + j));
-            __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
-            __m512d acc = _mm512_setzero_pd();
-            for (int32_t j = 0; j < (int32_t)n32; j += 16) {
-                __m512 p = me_exp512(_mm512_sub_ps(_mm512_load_ps(sr + j), vmax));
-                p = _mm512_maskz_mov_ps(tail16(n - j), p);
-                _mm512_store_ps(sr + j, p);
-                acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(p)));
-                acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_extractf32x8_ps(p, 1)));
-            }
-            sum[r] = _mm512_reduce_add_pd(acc);
-        }
+        for (int r = 0; r < QB; r++)
+            sum[r] = softmax_row(s + (size_t)r * n32, n, n32);
 
         /* o = P v, keys in blocks of KT */
         for (size_t c0 = 0; c0 < dv; c0 += 4) {
