@@ -169,8 +169,9 @@ int me_store_create(medembed_index *ix, me_err *e)
 
 /* ---------------------------------------------------------------- load */
 
-static int get_int(medembed_index *ix, sqlite3_stmt *st, const char *key, int64_t lo, int64_t hi,
-                   int64_t *out, me_err *e)
+/* Steps the settings query to `key`'s row and checks its value's SQLite type. */
+static int find_setting(medembed_index *ix, sqlite3_stmt *st, const char *key, int type,
+                        const char *type_name, me_err *e)
 {
     sqlite3_reset(st);
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
@@ -181,9 +182,16 @@ static int get_int(medembed_index *ix, sqlite3_stmt *st, const char *key, int64_
                               key);
         return sql_fail(ix, src, e, "reading settings");
     }
-    if (sqlite3_column_type(st, 0) != SQLITE_INTEGER)
-        return me_err_set(e, MEDEMBED_ERR_FORMAT, "%s: setting \"%s\" is not an integer",
-                          ix->path, key);
+    if (sqlite3_column_type(st, 0) != type)
+        return me_err_set(e, MEDEMBED_ERR_FORMAT, "%s: setting \"%s\" is not %s", ix->path, key,
+                          type_name);
+    return MEDEMBED_OK;
+}
+
+static int get_int(medembed_index *ix, sqlite3_stmt *st, const char *key, int64_t lo, int64_t hi,
+                   int64_t *out, me_err *e)
+{
+    FORWARD_IF_ERROR(find_setting(ix, st, key, SQLITE_INTEGER, "an integer", e));
     int64_t v = sqlite3_column_int64(st, 0);
     if (v < lo || v > hi)
         return me_err_set(e, MEDEMBED_ERR_FORMAT, "%s: setting \"%s\" = %lld, allowed %lld..%lld",
@@ -194,18 +202,7 @@ static int get_int(medembed_index *ix, sqlite3_stmt *st, const char *key, int64_
 
 static int get_text(medembed_index *ix, sqlite3_stmt *st, const char *key, char **out, me_err *e)
 {
-    sqlite3_reset(st);
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    int src = sqlite3_step(st);
-    if (src != SQLITE_ROW) {
-        if (src == SQLITE_DONE)
-            return me_err_set(e, MEDEMBED_ERR_FORMAT, "%s: setting \"%s\" is missing", ix->path,
-                              key);
-        return sql_fail(ix, src, e, "reading settings");
-    }
-    if (sqlite3_column_type(st, 0) != SQLITE_TEXT)
-        return me_err_set(e, MEDEMBED_ERR_FORMAT, "%s: setting \"%s\" is not text", ix->path,
-                          key);
+    FORWARD_IF_ERROR(find_setting(ix, st, key, SQLITE_TEXT, "text", e));
     const unsigned char *t = sqlite3_column_text(st, 0);
     int n = sqlite3_column_bytes(st, 0);
     char *s = malloc((size_t)n + 1);
