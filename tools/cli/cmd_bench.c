@@ -12,14 +12,12 @@
  * text of the file" through medembed_ctx_embed.
  */
 #define MEDEMBED_EXPERIMENTAL
-#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "cli.h"
 
@@ -257,18 +255,16 @@ static int bench_shape(medembed_ctx *c, const dims *d, shape s, int warmup, int 
     return rc;
 }
 
-static int bench_corpus(medembed_ctx *c, const medembed_model *m, const dims *d, const char *path,
-                        const char *field, int32_t batch_tokens, int warmup, int runs, report *r)
+/* `in` is the opened corpus (read to the end here; the caller closes it), `path` its name. */
+static int bench_corpus(medembed_ctx *c, const medembed_model *m, const dims *d, cli_input *in,
+                        const char *path, int32_t batch_tokens, int warmup, int runs, report *r)
 {
-    cli_input in;
-    if (cli_input_open(&in, path, -1, field ? field : "text", 0) != 0)
-        return 1;
     char **texts = NULL;
     size_t *lens = NULL;
     int32_t n = 0, cap = 0;
     cli_record rec;
     int got;
-    while ((got = cli_input_next(&in, &rec)) == 1) {
+    while ((got = cli_input_next(in, &rec)) == 1) {
         if (n == cap) {
             cap = cap ? cap * 2 : 1024;
             char **t2 = realloc(texts, sizeof *t2 * (size_t)cap);
@@ -288,7 +284,6 @@ static int bench_corpus(medembed_ctx *c, const medembed_model *m, const dims *d,
         cli_record_free(&rec);
         n++;
     }
-    cli_input_close(&in);
     int rc = got < 0 ? 1 : 0;
     medembed_text_info *info = calloc((size_t)(n ? n : 1), sizeof *info);
     float *out = malloc(sizeof *out * (size_t)(n ? n : 1) * (size_t)d->hidden);
@@ -458,35 +453,37 @@ int cmd_bench(int argc, char **argv)
             return 2;
         }
     }
-    /* a missing corpus is reported before the (possibly slow) model load */
-    if (input && strcmp(input, "-") != 0 && access(input, R_OK) != 0) {
-        cli_error("%s: cannot open input: %s", input, strerror(errno));
+    /* the corpus is opened before the (possibly slow) model load, so a bad path fails fast */
+    cli_input in;
+    if (input && cli_input_open(&in, input, -1, field ? field : "text", 0) != 0)
         return 1;
-    }
+    int rc = 0;
+    medembed_ctx *c = NULL;
     double t0 = now_s();
     medembed_model *m = NULL;
-    if (cli_load_model(model, dtype, 0, &m))
-        return 1;
+    if (cli_load_model(model, dtype, 0, &m)) {
+        rc = 1;
+        goto out;
+    }
     double load_s = now_s() - t0;
     dims d;
     if (get_dims(m, &d) != 0) {
         cli_error("cannot read the model's dimensions");
-        medembed_model_free(m);
-        return 1;
+        rc = 1;
+        goto out;
     }
     for (int i = 0; i < n_shapes; i++)
         if (shapes[i].seq > medembed_model_max_length(m)) {
             cli_error("shape %dx%d: sequence longer than the model's %d tokens", shapes[i].batch,
                       shapes[i].seq, medembed_model_max_length(m));
-            medembed_model_free(m);
-            return 2;
+            rc = 2;
+            goto out;
         }
-    medembed_ctx *c = NULL;
     int e = medembed_ctx_create(m, (int32_t)threads, &c);
     if (e != MEDEMBED_OK) {
         cli_error("cannot create a context: %s", medembed_status_str(e));
-        medembed_model_free(m);
-        return 1;
+        rc = 1;
+        goto out;
     }
     static const char *DT[] = {"f32", "bf16", "int8"};
     report r = {json_array(), json, DT[dtype], medembed_ctx_threads(c), 0, load_s};
@@ -501,11 +498,10 @@ int cmd_bench(int argc, char **argv)
         printf("%-7s %6s %6s %10s %9s %10s %10s %9s %7s %10s\n", "what", "batch", "seq", "tokens/s",
                "seq/s", "ms median", "ms p90", "GFLOP/s", "peak", "cpu ms");
     }
-    int rc = 0;
     for (int i = 0; i < n_shapes && rc == 0; i++)
         rc = bench_shape(c, &d, shapes[i], (int)warmup, (int)runs, &r);
     if (input && rc == 0)
-        rc = bench_corpus(c, m, &d, input, field, (int32_t)btok, (int)warmup, (int)runs, &r);
+        rc = bench_corpus(c, m, &d, &in, input, (int32_t)btok, (int)warmup, (int)runs, &r);
     if (!json && rc == 0)
         printf("peak RSS %.0f MiB (weights + activations + runtime)\n", rss_peak_mb());
     if (json && rc == 0) {
@@ -519,7 +515,10 @@ int cmd_bench(int argc, char **argv)
         json_decref(o);
     }
     json_decref(r.results);
+out:
     medembed_ctx_free(c);
     medembed_model_free(m);
+    if (input)
+        cli_input_close(&in);
     return rc;
 }
