@@ -1,9 +1,24 @@
 /* cpu.c - CPU feature detection: cpuid for what the chip has, XGETBV for
  * what the OS saves on context switch (a chip with AVX-512 under an OS that
  * does not enable the ZMM state must not use it). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
+
+/* MEDEMBED_CPU_DISABLE=avx512_bf16,avx512_vnni hides those features, so the
+ * fallback kernels (bf16 in fp32 FMA, int8 in vpmaddwd) can be run and
+ * tested on a CPU that has them. */
+static void apply_disable(me_cpu *c)
+{
+    const char *env = getenv("MEDEMBED_CPU_DISABLE");
+    if (!env)
+        return;
+    if (strstr(env, "avx512_bf16"))
+        c->avx512_bf16 = 0;
+    if (strstr(env, "avx512_vnni"))
+        c->avx512_vnni = 0;
+}
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -41,6 +56,7 @@ void me_cpu_detect(me_cpu *c)
         __cpuid_count(7, 1, a, b, cx, d);
         c->avx512_bf16 = (a >> 5) & 1;
     }
+    apply_disable(c);
 }
 #else
 void me_cpu_detect(me_cpu *c)

@@ -50,10 +50,23 @@ typedef struct {
     int32_t n_panels; /* ceil(n_out / 4) */
     int32_t kblocks;  /* 64-byte k blocks per row: K/16 (f32), K/32 (bf16), K/64 (int8) */
     int32_t native;   /* bf16: AVX512_BF16 present; int8: AVX512_VNNI present */
-    float *scale;     /* int8: (n_panels * 4) per-channel scales */
+    int32_t n_cb;     /* int8 with VNNI: ceil(n_out / 16) column blocks, else 0 */
+    float *scale;     /* int8: per-channel scales, one per (padded) output */
     int32_t *wsum128; /* int8: 128 * sum_k q_w, the u8 offset correction */
-    uint8_t *data;    /* panels */
+    uint8_t *data;    /* panels (or column blocks) */
 } pk512;
+
+/* int8 with VNNI uses a second layout, "column blocks": integer sums are
+ * exact, so the order of the products does not matter and the usual
+ * broadcast (outer-product) kernel gives the same bits as the dot-product
+ * one without its 16-to-1 reduction per 4x4 tile, which at K = 768 costs
+ * about a quarter of the tile. A block holds 16 output rows of W; for each
+ * quad of k, their 16 x 4 bytes follow each other ([block][k/4][16][4 B]).
+ * x is quantized into groups of 16 rows laid out the same way
+ * ([group][k/4][16][4 B]), so a 16x16 tile does, per quad, one W load, 16
+ * 4-byte broadcasts of x and 16 vpdpbusd, and its 16 accumulators are the
+ * 16 rows of the output tile. */
+#define CB_BYTES(pk) ((size_t)(pk)->kblocks * 1024)
 
 #define PANEL_BYTES(pk) ((size_t)(pk)->kblocks * 256)
 
@@ -66,6 +79,56 @@ static int32_t cdiv(int32_t a, int32_t b)
 /* Packing                                                                   */
 /* ------------------------------------------------------------------------ */
 
+/* int8 column blocks (see CB_BYTES): 16 rows are quantized into a zeroed
+ * scratch (so k past K and rows past N are 0), then written out in order. */
+static int pack512_i8cb(me_linear *L)
+{
+    int32_t N = L->n_out, K = L->n_in;
+    int32_t ncb = cdiv(N, 16), kb = cdiv(K, 64), kpad = kb * 64;
+    size_t hdr = (sizeof(pk512) + 63) & ~(size_t)63;
+    size_t side = ((size_t)ncb * 16 * 8 + 63) & ~(size_t)63;
+    size_t bytes = hdr + side + (size_t)ncb * (size_t)kb * 1024;
+    uint8_t *blk = me_alloc_big(bytes);
+    int8_t *rows = me_alloc_big((size_t)16 * (size_t)kpad);
+    if (!blk || !rows) {
+        me_free_big(blk);
+        me_free_big(rows);
+        return MEDEMBED_ERR_NOMEM;
+    }
+    pk512 *pk = (pk512 *)(void *)blk;
+    memset(pk, 0, sizeof *pk);
+    pk->kind = ME_PACK_INT8;
+    pk->native = 1;
+    pk->kblocks = kb;
+    pk->n_cb = ncb;
+    pk->scale = (float *)(void *)(blk + hdr);
+    pk->wsum128 = (int32_t *)(void *)(blk + hdr + (size_t)ncb * 16 * 4);
+    pk->data = blk + hdr + side;
+    memset(pk->scale, 0, (size_t)ncb * 16 * 8);
+    for (int32_t cb = 0; cb < ncb; cb++) {
+        memset(rows, 0, (size_t)16 * (size_t)kpad);
+        for (int32_t c = 0; c < 16 && cb * 16 + c < N; c++) {
+            int32_t n = cb * 16 + c;
+            int8_t *q = rows + (size_t)c * (size_t)kpad;
+            pk->scale[n] = me_quant_row_s8(me_linear_row(L, n), K, q);
+            int32_t sum = 0;
+            for (int32_t k = 0; k < K; k++)
+                sum += q[k];
+            pk->wsum128[n] = 128 * sum;
+        }
+        uint8_t *dst = pk->data + (size_t)cb * CB_BYTES(pk);
+        for (int32_t q = 0; q < kpad / 4; q++)
+            for (int32_t c = 0; c < 16; c++, dst += 4)
+                memcpy(dst, rows + (size_t)c * (size_t)kpad + (size_t)q * 4, 4);
+    }
+    me_free_big(rows);
+    L->packed = pk;
+    L->packed_kind = pk->kind;
+    L->packed_dtype = MEDEMBED_DTYPE_INT8;
+    L->packed_bytes = bytes;
+    return MEDEMBED_OK;
+}
+
 static int pack512(me_linear *L, int32_t dtype)
 {
     me_cpu cpu;
@@ -77,6 +140,8 @@ static int pack512(me_linear *L, int32_t dtype)
                                                        : 0;
     if (per_block == 0)
         return MEDEMBED_ERR_UNSUPPORTED;
+    if (dtype == MEDEMBED_DTYPE_INT8 && cpu.avx512_vnni)
+        return pack512_i8cb(L);
     int32_t np = cdiv(N, 4), kb = cdiv(K, per_block);
     size_t side = dtype == MEDEMBED_DTYPE_INT8 ? (size_t)np * 4 * 8 : 0;
     size_t hdr = (sizeof(pk512) + 63) & ~(size_t)63;
@@ -323,6 +388,48 @@ __attribute__((noinline)) static __m512i tile_i8_emu(const uint8_t *x0, const ui
     return me_hsum16x16_i32(a);
 }
 
+/* int8 column blocks, VNNI: R rows (4, 8, 12 or 16) of a 16-row x group
+ * against one 16-output block; a[r] holds row r's 16 raw sums. pf, when
+ * set, is the next block, prefetched a line per quad. */
+static inline __attribute__((always_inline)) void
+tile_i8cb_body(const uint8_t *xp, const uint8_t *wp, int32_t nq, const uint8_t *pf, __m512i *out,
+               const int R)
+{
+    __m512i a[16];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++)
+        a[r] = _mm512_setzero_si512();
+    for (int32_t q = 0; q < nq; q++, xp += 64, wp += 64) {
+        if (pf)
+            _mm_prefetch((const char *)pf + (size_t)q * 64, _MM_HINT_T1);
+        __m512i w = _mm512_load_si512(wp);
+#pragma GCC unroll 16
+        for (int r = 0; r < R; r++) {
+            int32_t xv;
+            memcpy(&xv, xp + 4 * r, 4);
+            a[r] = _mm512_dpbusd_epi32(a[r], _mm512_set1_epi32(xv), w);
+        }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++)
+        out[r] = a[r];
+}
+
+#define TILE_I8CB(R)                                                                               \
+    __attribute__((noinline)) static void tile_i8cb_##R(const uint8_t *xp, const uint8_t *wp,      \
+                                                        int32_t nq, const uint8_t *pf,             \
+                                                        __m512i *out)                              \
+    {                                                                                              \
+        tile_i8cb_body(xp, wp, nq, pf, out, R);                                                    \
+    }
+TILE_I8CB(1)
+TILE_I8CB(2)
+TILE_I8CB(4)
+TILE_I8CB(8)
+TILE_I8CB(12)
+TILE_I8CB(16)
+#undef TILE_I8CB
+
 /* ------------------------------------------------------------------------ */
 /* Epilogue                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -394,6 +501,31 @@ static __m512 dequant_tile(const gjob *j, __m512i acc, int32_t m0, int32_t rows,
     if (rows > 3)
         sx = _mm512_mask_mov_ps(sx, 0xf000, _mm512_set1_ps(j->xscale[m0 + 3]));
     return _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(sx, sw));
+}
+
+/* int8 column blocks: rows mt..mt+rows-1, outputs n0..n0+15, with the
+ * operations of dequant_tile + store_tile in the same order (bit-identical):
+ * (float)(sum - 128 sum q_w) * (s_x s_w), + bias, + residual. */
+static void store_i8cb(const gjob *j, const __m512i *acc, int32_t mt, int32_t rows, int32_t n0)
+{
+    int32_t cols = j->N - n0 < 16 ? j->N - n0 : 16;
+    __mmask16 cm = (__mmask16)((1u << cols) - 1);
+    __m512i corr = _mm512_maskz_loadu_epi32(cm, j->pk->wsum128 + n0);
+    __m512 sw = _mm512_maskz_loadu_ps(cm, j->pk->scale + n0);
+    const float *b = j->L->b;
+    __m512 bias = b ? _mm512_maskz_loadu_ps(cm, b + n0) : _mm512_setzero_ps();
+    int resid = (j->epi & ME_EPI_RESIDUAL) && !(j->epi & ME_EPI_GELU);
+    size_t ld = (size_t)j->N;
+    for (int32_t r = 0; r < rows; r++) {
+        size_t o = (size_t)(mt + r) * ld + (size_t)n0;
+        __m512 s = _mm512_mul_ps(_mm512_set1_ps(j->xscale[mt + r]), sw);
+        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r], corr)), s);
+        if (b)
+            v = _mm512_add_ps(v, bias);
+        if (resid)
+            v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(cm, j->res + o));
+        _mm512_mask_storeu_ps(j->y + o, cm, v);
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -477,6 +609,57 @@ static void quant_i8_rows(const gjob *j, int32_t m0, int32_t m1)
     }
 }
 
+/* int8 column blocks: the same u8 values as quant_i8_rows, laid out in
+ * groups of 16 rows ([group][k/4][16][4 B], see CB_BYTES). Rows past M in
+ * the last group are filled with 128 (q = 0): they are computed, never
+ * stored. */
+static void quant_i8cb_rows(const gjob *j, int32_t m0, int32_t m1)
+{
+    int32_t kpad = j->pk->kblocks * 64;
+    size_t gbytes = (size_t)16 * j->ldq;
+    float *xscale = (float *)(uintptr_t)j->xscale;
+    for (int32_t m = m0; m < m1; m++) {
+        const float *x = j->x + (size_t)m * (size_t)j->K;
+        uint8_t *q = (uint8_t *)(uintptr_t)(j->xq + (size_t)(m / 16) * gbytes) + 4 * (m % 16);
+        __m512 mx = _mm512_setzero_ps();
+        for (int32_t k = 0; k < j->K; k += 16) {
+            int32_t left = j->K - k;
+            __mmask16 mk = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+            mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps(mk, x + k)));
+        }
+        float amax = _mm512_reduce_max_ps(mx);
+        float inv = 0.0f;
+        if (amax > 0.0f && amax <= 3.0e38f) {
+            inv = 127.0f / amax;
+            xscale[m] = amax / 127.0f;
+        } else {
+            xscale[m] = 0.0f;
+        }
+        __m512 vinv = _mm512_set1_ps(inv);
+        for (int32_t k = 0; k < kpad; k += 16, q += 256) {
+            int32_t left = j->K - k;
+            __mmask16 mk = left >= 16 ? 0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+            __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + k), vinv);
+            __m512i iv = _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            iv = _mm512_max_epi32(_mm512_min_epi32(iv, _mm512_set1_epi32(127)),
+                                  _mm512_set1_epi32(-127));
+            iv = _mm512_add_epi32(iv, _mm512_set1_epi32(128));
+            __m128i b16 = _mm512_cvtepi32_epi8(iv);
+            /* 4 quads of this row: one dword each, 64 bytes apart */
+            _mm_storeu_si32(q, b16);
+            _mm_storeu_si32(q + 64, _mm_srli_si128(b16, 4));
+            _mm_storeu_si32(q + 128, _mm_srli_si128(b16, 8));
+            _mm_storeu_si32(q + 192, _mm_srli_si128(b16, 12));
+        }
+    }
+    if (m1 == j->M && j->M % 16 != 0) {
+        uint8_t *g = (uint8_t *)(uintptr_t)(j->xq + (size_t)(j->M / 16) * gbytes);
+        for (int32_t qd = 0; qd < kpad / 4; qd++)
+            for (int32_t r = j->M % 16; r < 16; r++)
+                memset(g + (size_t)qd * 64 + 4 * (size_t)r, 128, 4);
+    }
+}
+
 /* The quantized copy of an m-block is made by the first task that needs it
  * (state 0 -> 1 -> 2), saving a pool run (~10-20 us) per bf16/int8 GEMM;
  * the others wait for it. Every row is quantized from its own values only,
@@ -490,6 +673,8 @@ static void ensure_rows(const gjob *j, int32_t mb, int32_t m0, int32_t m1)
     if (atomic_compare_exchange_strong(st, &expect, 1)) {
         if (j->pk->kind == ME_PACK_BF16)
             quant_bf16_rows(j, m0, m1);
+        else if (j->pk->n_cb)
+            quant_i8cb_rows(j, m0, m1);
         else
             quant_i8_rows(j, m0, m1);
         atomic_store_explicit(st, 2, memory_order_release);
@@ -503,11 +688,65 @@ static void ensure_rows(const gjob *j, int32_t mb, int32_t m0, int32_t m1)
     }
 }
 
+#ifndef PF_START_BYTES
+#define PF_START_BYTES 4096
+#endif
+
+/* int8 column blocks: task = (a range of ppt blocks, an m-block). */
+static void gemm_task_i8cb(const gjob *j, int64_t task)
+{
+    const pk512 *pk = j->pk;
+    int32_t nc = (int32_t)(task / j->n_mb), mb = (int32_t)(task % j->n_mb);
+    int32_t c0 = nc * j->ppt, c1 = c0 + j->ppt < pk->n_cb ? c0 + j->ppt : pk->n_cb;
+    int32_t m0 = mb * j->mb_rows, m1 = m0 + j->mb_rows < j->M ? m0 + j->mb_rows : j->M;
+    int32_t nq = pk->kblocks * 16;
+    size_t gbytes = (size_t)16 * j->ldq;
+    /* Start the first block on its way from DRAM before waiting for (or
+     * making) the quantized x: at small M nothing else hides that. */
+    const uint8_t *w0 = pk->data + (size_t)c0 * CB_BYTES(pk);
+    for (size_t o = 0; o < CB_BYTES(pk) && o < PF_START_BYTES; o += 64)
+        _mm_prefetch((const char *)w0 + o, _MM_HINT_T1);
+    ensure_rows(j, mb, m0, m1);
+    __m512i acc[16];
+    for (int32_t cb = c0; cb < c1; cb++) {
+        const uint8_t *wp = pk->data + (size_t)cb * CB_BYTES(pk);
+        const uint8_t *next = cb + 1 < pk->n_cb ? wp + CB_BYTES(pk) : NULL;
+        for (int32_t mt = m0; mt < m1; mt += 16) {
+            /* the first row tile pulls the next block into L2: at small M
+             * (latency) it is the only one */
+            const uint8_t *pf = mt == m0 ? next : NULL;
+            const uint8_t *xp = j->xq + (size_t)(mt / 16) * gbytes;
+            int32_t rows = m1 - mt < 16 ? m1 - mt : 16;
+            /* the narrowest tile that covers the rows (M = 1: the CLS-only
+             * last layer) */
+            if (rows == 1)
+                tile_i8cb_1(xp, wp, nq, pf, acc);
+            else if (rows == 2)
+                tile_i8cb_2(xp, wp, nq, pf, acc);
+            else if (rows <= 4)
+                tile_i8cb_4(xp, wp, nq, pf, acc);
+            else if (rows <= 8)
+                tile_i8cb_8(xp, wp, nq, pf, acc);
+            else if (rows <= 12)
+                tile_i8cb_12(xp, wp, nq, pf, acc);
+            else
+                tile_i8cb_16(xp, wp, nq, pf, acc);
+            store_i8cb(j, acc, mt, rows, cb * 16);
+        }
+    }
+    if (j->epi & ME_EPI_GELU)
+        gelu_block(j, m0, m1, c0 * 16, c1 * 16 < j->N ? c1 * 16 : j->N);
+}
+
 static void gemm_task(void *arg, int64_t task, int32_t thread)
 {
     (void)thread;
     const gjob *j = arg;
     const pk512 *pk = j->pk;
+    if (pk->n_cb) {
+        gemm_task_i8cb(j, task);
+        return;
+    }
     int32_t nc = (int32_t)(task / j->n_mb), mb = (int32_t)(task % j->n_mb);
     int32_t p0 = nc * j->ppt, p1 = p0 + j->ppt < pk->n_panels ? p0 + j->ppt : pk->n_panels;
     int32_t m0 = mb * j->mb_rows, m1 = m0 + j->mb_rows < j->M ? m0 + j->mb_rows : j->M;
@@ -575,15 +814,19 @@ static void linear512(const me_linear *L, const float *x, int32_t M, float *y,
         /* quantized copy of x: rows of kblocks * 64 bytes, then scales */
         j.ldq = (size_t)pk->kblocks * 64;
         j.xq = work;
-        j.xscale = (const float *)(const void *)((uint8_t *)work + j.ldq * (size_t)M);
         row_bytes = j.ldq;
     }
+    /* rows of the quantized copy: column blocks round M up to whole groups */
+    size_t mq = pk->n_cb ? ((size_t)M + 15) & ~(size_t)15 : (size_t)M;
+    if (pk->kind != ME_PACK_F32)
+        j.xscale = (const float *)(const void *)((uint8_t *)work + j.ldq * mq);
     /* Rows per block: the block of x stays in L2 (~256 KiB) while the
      * task's panels stream past it; panels per task: enough tasks for the
      * pool to balance. Neither changes any output's arithmetic. */
-    int32_t mb = (int32_t)((256u << 10) / row_bytes) & ~3;
-    if (mb < 4)
-        mb = 4;
+    int32_t step = pk->n_cb ? 16 : 4; /* rows per tile */
+    int32_t mb = (int32_t)((256u << 10) / row_bytes) & ~(step - 1);
+    if (mb < step)
+        mb = step;
     if (mb > 256)
         mb = 256;
     if (mb >= M)
@@ -592,17 +835,19 @@ static void linear512(const me_linear *L, const float *x, int32_t M, float *y,
     j.n_mb = cdiv(M, mb);
     if (pk->kind != ME_PACK_F32) {
         /* after the scales: M floats, rounded up to 64 bytes */
-        j.mb_state = (atomic_int *)(void *)((uint8_t *)work + j.ldq * (size_t)M +
+        j.mb_state = (atomic_int *)(void *)((uint8_t *)work + j.ldq * mq +
                                             (((size_t)M * 4 + 63) & ~(size_t)63));
         for (int32_t i = 0; i < j.n_mb; i++)
             atomic_init(&j.mb_state[i], 0);
     }
     int32_t nt = me_pool_threads(pool);
-    int32_t ppt = 16;
-    while (ppt > 1 && (int64_t)cdiv(pk->n_panels, ppt) * j.n_mb < 8 * (int64_t)nt)
+    /* units: 4-row panels, or 16-row column blocks (64 outputs either way) */
+    int32_t units = pk->n_cb ? pk->n_cb : pk->n_panels;
+    int32_t ppt = pk->n_cb ? 4 : 16;
+    while (ppt > 1 && (int64_t)cdiv(units, ppt) * j.n_mb < 8 * (int64_t)nt)
         ppt /= 2;
     j.ppt = ppt;
-    me_pool_run(pool, (int64_t)cdiv(pk->n_panels, ppt) * j.n_mb, gemm_task, &j);
+    me_pool_run(pool, (int64_t)cdiv(units, ppt) * j.n_mb, gemm_task, &j);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -80,9 +80,10 @@ float me_quant_row_s8(const float *w, int32_t n, int8_t *q)
 size_t me_linear_work_bytes(int32_t M, int32_t n_in)
 {
     /* bf16 copy of x (K rounded up to 64) or int8 copy + per-row scale and
-     * sum, whichever is larger, plus alignment slack. */
+     * sum, whichever is larger, plus alignment slack; 15 rows more for the
+     * int8 copy's rounding up to groups of 16 rows. */
     size_t k64 = ((size_t)n_in + 63) & ~(size_t)63;
-    return (size_t)M * (k64 * 2 + 64) + 4096;
+    return ((size_t)M + 15) * (k64 * 2 + 64) + 4096;
 }
 
 size_t me_attn_work_bytes(int32_t n, int32_t d)

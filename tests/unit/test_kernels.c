@@ -41,7 +41,9 @@ static int levels(const me_kern **out)
     return n;
 }
 
-static const int32_t MS[] = {1, 3, 17, 100};
+/* Row counts: every int8 column-block tile height (1, 2, 4, 8, 12, 16 rows: 1, 2, 3,
+ * 24 = 16 + 8, 42 = 32 + 10, 100 = 96 + 4) and, at 300, several m-blocks. */
+static const int32_t MS[] = {1, 2, 3, 17, 24, 42, 100, 300};
 /* {9, 2100}: a long K (as the FFN's 3072) with a ragged tail in every dtype's k blocks
  * (2100 % 16, % 32 and % 64 are all non-zero). */
 static const int32_t NK[][2] = {{5, 7}, {33, 70}, {64, 256}, {100, 131}, {19, 16}, {9, 2100}};
@@ -155,6 +157,37 @@ static void test_linear_int8(void **state)
     int n = levels(ks);
     for (int i = 0; i < n; i++)
         check_linear_level(ks[i], MEDEMBED_DTYPE_INT8, 2e-6, 1);
+}
+
+/* The AVX-512 fallbacks for CPUs without AVX512_BF16 or AVX512_VNNI (bf16
+ * products in fp32 FMA; int8 in vpmaddwd, in 4-row panels instead of
+ * column blocks) run on this CPU by hiding the features: pack reads
+ * MEDEMBED_CPU_DISABLE. */
+static void test_linear_fallbacks(void **state)
+{
+    (void)state;
+    const me_kern *k = me_kern_for(ME_ISA_AVX512);
+    me_cpu cpu;
+    me_cpu_detect(&cpu);
+    if (!k || !cpu.avx512_vnni) {
+        fprintf(stderr, "SKIP: no AVX-512 VNNI here; the fallbacks are the normal path\n");
+        skip();
+    }
+    /* the switch is real: the int8 layout (and so its size) changes */
+    float w[5 * 70];
+    fill(w, 5 * 70, 0.5f);
+    me_linear a = {.n_out = 5, .n_in = 70, .w = w}, b = a;
+    assert_int_equal(k->pack(&a, MEDEMBED_DTYPE_INT8), MEDEMBED_OK);
+    setenv("MEDEMBED_CPU_DISABLE", "avx512_bf16,avx512_vnni", 1);
+    me_cpu_detect(&cpu);
+    assert_false(cpu.avx512_vnni || cpu.avx512_bf16);
+    assert_int_equal(k->pack(&b, MEDEMBED_DTYPE_INT8), MEDEMBED_OK);
+    assert_true(a.packed_bytes != b.packed_bytes);
+    k->unpack(&a);
+    k->unpack(&b);
+    check_linear_level(k, MEDEMBED_DTYPE_BF16, 2e-6, 0);
+    check_linear_level(k, MEDEMBED_DTYPE_INT8, 2e-6, 1);
+    unsetenv("MEDEMBED_CPU_DISABLE");
 }
 
 /* The scalar oracle itself: bf16 and int8 must follow the rules of
@@ -324,6 +357,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scalar_rules), cmocka_unit_test(test_linear_f32),
         cmocka_unit_test(test_linear_bf16),  cmocka_unit_test(test_linear_int8),
+        cmocka_unit_test(test_linear_fallbacks),
         cmocka_unit_test(test_gelu),         cmocka_unit_test(test_layernorm),
         cmocka_unit_test(test_attention),
     };
