@@ -56,17 +56,24 @@ typedef struct {
     uint8_t *data;    /* panels (or column blocks) */
 } pk512;
 
-/* int8 with VNNI uses a second layout, "column blocks": integer sums are
- * exact, so the order of the products does not matter and the usual
- * broadcast (outer-product) kernel gives the same bits as the dot-product
- * one without its 16-to-1 reduction per 4x4 tile, which at K = 768 costs
- * about a quarter of the tile. A block holds 16 output rows of W; for each
- * quad of k, their 16 x 4 bytes follow each other ([block][k/4][16][4 B]).
- * x is quantized into groups of 16 rows laid out the same way
- * ([group][k/4][16][4 B]), so a 16x16 tile does, per quad, one W load, 16
- * 4-byte broadcasts of x and 16 vpdpbusd, and its 16 accumulators are the
- * 16 rows of the output tile. */
+/* int8 with VNNI and bf16 with AVX512_BF16 use a second layout, "column
+ * blocks", for the usual broadcast (outer-product) kernel, which has no
+ * 16-to-1 reduction per 4x4 tile (at K = 768 that reduction costs about a
+ * quarter of an int8 tile and a ninth of a bf16 one). A block holds 16
+ * output rows of W; for each 4-byte step of k (4 int8 or 2 bf16 values),
+ * their 16 x 4 bytes follow each other ([block][step][16][4 B]). x is
+ * quantized into groups of 16 rows laid out the same way, so a 16x16 tile
+ * does, per step, one W load, 16 4-byte broadcasts of x and 16 vpdpbusd or
+ * vdpbf16ps, and its 16 accumulators are the 16 rows of the output tile.
+ *
+ * int8 sums are exact integers: the result is the dot-product tile's, bit
+ * for bit. bf16 products are summed in fp32 along k within chunks of
+ * CB_CHUNK steps, and the chunk sums added in order: an output still
+ * depends only on its own row of x and of W (determinism holds), and the
+ * rounding error stays within that of ~CB_CHUNK + K / (2 CB_CHUNK) serial
+ * additions, which the kernel tests bound against the double oracle. */
 #define CB_BYTES(pk) ((size_t)(pk)->kblocks * 1024)
+#define CB_CHUNK 64
 
 #define PANEL_BYTES(pk) ((size_t)(pk)->kblocks * 256)
 
@@ -79,17 +86,18 @@ static int32_t cdiv(int32_t a, int32_t b)
 /* Packing                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* int8 column blocks (see CB_BYTES): 16 rows are quantized into a zeroed
+/* Column blocks (see CB_BYTES): 16 rows are converted into a zeroed
  * scratch (so k past K and rows past N are 0), then written out in order. */
-static int pack512_i8cb(me_linear *L)
+static int pack512_cb(me_linear *L, int32_t dtype)
 {
     int32_t N = L->n_out, K = L->n_in;
-    int32_t ncb = cdiv(N, 16), kb = cdiv(K, 64), kpad = kb * 64;
+    int i8 = dtype == MEDEMBED_DTYPE_INT8;
+    int32_t ncb = cdiv(N, 16), kb = cdiv(K, i8 ? 64 : 32), kpad = kb * 64; /* bytes */
     size_t hdr = (sizeof(pk512) + 63) & ~(size_t)63;
     size_t side = ((size_t)ncb * 16 * 8 + 63) & ~(size_t)63;
     size_t bytes = hdr + side + (size_t)ncb * (size_t)kb * 1024;
     uint8_t *blk = me_alloc_big(bytes);
-    int8_t *rows = me_alloc_big((size_t)16 * (size_t)kpad);
+    uint8_t *rows = me_alloc_big((size_t)16 * (size_t)kpad);
     if (!blk || !rows) {
         me_free_big(blk);
         me_free_big(rows);
@@ -97,7 +105,7 @@ static int pack512_i8cb(me_linear *L)
     }
     pk512 *pk = (pk512 *)(void *)blk;
     memset(pk, 0, sizeof *pk);
-    pk->kind = ME_PACK_INT8;
+    pk->kind = i8 ? ME_PACK_INT8 : ME_PACK_BF16;
     pk->native = 1;
     pk->kblocks = kb;
     pk->n_cb = ncb;
@@ -109,8 +117,15 @@ static int pack512_i8cb(me_linear *L)
         memset(rows, 0, (size_t)16 * (size_t)kpad);
         for (int32_t c = 0; c < 16 && cb * 16 + c < N; c++) {
             int32_t n = cb * 16 + c;
-            int8_t *q = rows + (size_t)c * (size_t)kpad;
-            pk->scale[n] = me_quant_row_s8(me_linear_row(L, n), K, q);
+            const float *w = me_linear_row(L, n);
+            if (!i8) {
+                uint16_t *h = (uint16_t *)(void *)(rows + (size_t)c * (size_t)kpad);
+                for (int32_t k = 0; k < K; k++)
+                    h[k] = me_f32_to_bf16(w[k]);
+                continue;
+            }
+            int8_t *q = (int8_t *)(rows + (size_t)c * (size_t)kpad);
+            pk->scale[n] = me_quant_row_s8(w, K, q);
             int32_t sum = 0;
             for (int32_t k = 0; k < K; k++)
                 sum += q[k];
@@ -124,7 +139,7 @@ static int pack512_i8cb(me_linear *L)
     me_free_big(rows);
     L->packed = pk;
     L->packed_kind = pk->kind;
-    L->packed_dtype = MEDEMBED_DTYPE_INT8;
+    L->packed_dtype = dtype;
     L->packed_bytes = bytes;
     return MEDEMBED_OK;
 }
@@ -140,8 +155,9 @@ static int pack512(me_linear *L, int32_t dtype)
                                                        : 0;
     if (per_block == 0)
         return MEDEMBED_ERR_UNSUPPORTED;
-    if (dtype == MEDEMBED_DTYPE_INT8 && cpu.avx512_vnni)
-        return pack512_i8cb(L);
+    if ((dtype == MEDEMBED_DTYPE_INT8 && cpu.avx512_vnni) ||
+        (dtype == MEDEMBED_DTYPE_BF16 && cpu.avx512_bf16))
+        return pack512_cb(L, dtype);
     int32_t np = cdiv(N, 4), kb = cdiv(K, per_block);
     size_t side = dtype == MEDEMBED_DTYPE_INT8 ? (size_t)np * 4 * 8 : 0;
     size_t hdr = (sizeof(pk512) + 63) & ~(size_t)63;
@@ -388,9 +404,9 @@ __attribute__((noinline)) static __m512i tile_i8_emu(const uint8_t *x0, const ui
     return me_hsum16x16_i32(a);
 }
 
-/* int8 column blocks, VNNI: R rows (4, 8, 12 or 16) of a 16-row x group
- * against one 16-output block; a[r] holds row r's 16 raw sums. pf, when
- * set, is the next block, prefetched a line per quad. */
+/* Column blocks: R rows (1, 2, 4, 8, 12 or 16) of a 16-row x group against
+ * one 16-output block; out[r] gets row r's 16 sums. pf, when set, is the
+ * next block, prefetched a line per step. */
 static inline __attribute__((always_inline)) void
 tile_i8cb_body(const uint8_t *xp, const uint8_t *wp, int32_t nq, const uint8_t *pf, __m512i *out,
                const int R)
@@ -415,20 +431,63 @@ tile_i8cb_body(const uint8_t *xp, const uint8_t *wp, int32_t nq, const uint8_t *
         out[r] = a[r];
 }
 
-#define TILE_I8CB(R)                                                                               \
-    __attribute__((noinline)) static void tile_i8cb_##R(const uint8_t *xp, const uint8_t *wp,      \
-                                                        int32_t nq, const uint8_t *pf,             \
-                                                        __m512i *out)                              \
-    {                                                                                              \
-        tile_i8cb_body(xp, wp, nq, pf, out, R);                                                    \
+/* bf16: chunks of CB_CHUNK steps summed in a[], then added to out[] in order */
+static inline __attribute__((always_inline)) void
+tile_bf16cb_body(const uint8_t *xp, const uint8_t *wp, int32_t nq, const uint8_t *pf, __m512 *out,
+                 const int R)
+{
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++)
+        out[r] = _mm512_setzero_ps();
+    for (int32_t q0 = 0; q0 < nq; q0 += CB_CHUNK) {
+        int32_t q1 = q0 + CB_CHUNK < nq ? q0 + CB_CHUNK : nq;
+        __m512 a[16];
+#pragma GCC unroll 16
+        for (int r = 0; r < R; r++)
+            a[r] = _mm512_setzero_ps();
+        for (int32_t q = q0; q < q1; q++) {
+            if (pf)
+                _mm_prefetch((const char *)pf + (size_t)q * 64, _MM_HINT_T1);
+            __m512bh w = (__m512bh)_mm512_load_si512(wp + (size_t)q * 64);
+#pragma GCC unroll 16
+            for (int r = 0; r < R; r++) {
+                int32_t xv;
+                memcpy(&xv, xp + (size_t)q * 64 + 4 * (size_t)r, 4);
+                a[r] = _mm512_dpbf16_ps(a[r], (__m512bh)_mm512_set1_epi32(xv), w);
+            }
+        }
+#pragma GCC unroll 16
+        for (int r = 0; r < R; r++)
+            out[r] = _mm512_add_ps(out[r], a[r]);
     }
-TILE_I8CB(1)
-TILE_I8CB(2)
-TILE_I8CB(4)
-TILE_I8CB(8)
-TILE_I8CB(12)
-TILE_I8CB(16)
-#undef TILE_I8CB
+}
+
+#define TILE_CB(R)                                                                                 \
+    __attribute__((noinline)) static void tile_i8cb_##R(const uint8_t *xp, const uint8_t *wp,      \
+                                                        int32_t nq, const uint8_t *pf, void *out)  \
+    {                                                                                              \
+        tile_i8cb_body(xp, wp, nq, pf, (__m512i *)out, R);                                         \
+    }                                                                                              \
+    __attribute__((noinline)) static void tile_bf16cb_##R(const uint8_t *xp, const uint8_t *wp,    \
+                                                          int32_t nq, const uint8_t *pf,           \
+                                                          void *out)                               \
+    {                                                                                              \
+        tile_bf16cb_body(xp, wp, nq, pf, (__m512 *)out, R);                                        \
+    }
+TILE_CB(1)
+TILE_CB(2)
+TILE_CB(4)
+TILE_CB(8)
+TILE_CB(12)
+TILE_CB(16)
+#undef TILE_CB
+
+/* by tile height: 1, 2, 4, 8, 12, 16 rows */
+typedef void (*tile_cb_fn)(const uint8_t *, const uint8_t *, int32_t, const uint8_t *, void *);
+static const tile_cb_fn TILES_I8CB[6] = {tile_i8cb_1, tile_i8cb_2,  tile_i8cb_4,
+                                         tile_i8cb_8, tile_i8cb_12, tile_i8cb_16};
+static const tile_cb_fn TILES_BF16CB[6] = {tile_bf16cb_1, tile_bf16cb_2,  tile_bf16cb_4,
+                                           tile_bf16cb_8, tile_bf16cb_12, tile_bf16cb_16};
 
 /* ------------------------------------------------------------------------ */
 /* Epilogue                                                                  */
@@ -503,23 +562,34 @@ static __m512 dequant_tile(const gjob *j, __m512i acc, int32_t m0, int32_t rows,
     return _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(sx, sw));
 }
 
-/* int8 column blocks: rows mt..mt+rows-1, outputs n0..n0+15, with the
- * operations of dequant_tile + store_tile in the same order (bit-identical):
- * (float)(sum - 128 sum q_w) * (s_x s_w), + bias, + residual. */
-static void store_i8cb(const gjob *j, const __m512i *acc, int32_t mt, int32_t rows, int32_t n0)
+/* Column blocks: rows mt..mt+rows-1, outputs n0..n0+15, with the
+ * operations of dequant_tile + store_tile in the same order (bit-identical
+ * for int8): (float)(sum - 128 sum q_w) * (s_x s_w), + bias, + residual. */
+static void store_cb(const gjob *j, const void *acc, int32_t mt, int32_t rows, int32_t n0)
 {
     int32_t cols = j->N - n0 < 16 ? j->N - n0 : 16;
     __mmask16 cm = (__mmask16)((1u << cols) - 1);
-    __m512i corr = _mm512_maskz_loadu_epi32(cm, j->pk->wsum128 + n0);
-    __m512 sw = _mm512_maskz_loadu_ps(cm, j->pk->scale + n0);
+    int i8 = j->pk->kind == ME_PACK_INT8;
+    __m512i corr = _mm512_setzero_si512();
+    __m512 sw = _mm512_setzero_ps();
+    if (i8) {
+        corr = _mm512_maskz_loadu_epi32(cm, j->pk->wsum128 + n0);
+        sw = _mm512_maskz_loadu_ps(cm, j->pk->scale + n0);
+    }
     const float *b = j->L->b;
     __m512 bias = b ? _mm512_maskz_loadu_ps(cm, b + n0) : _mm512_setzero_ps();
     int resid = (j->epi & ME_EPI_RESIDUAL) && !(j->epi & ME_EPI_GELU);
     size_t ld = (size_t)j->N;
     for (int32_t r = 0; r < rows; r++) {
         size_t o = (size_t)(mt + r) * ld + (size_t)n0;
-        __m512 s = _mm512_mul_ps(_mm512_set1_ps(j->xscale[mt + r]), sw);
-        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r], corr)), s);
+        __m512 v;
+        if (i8) {
+            __m512 s = _mm512_mul_ps(_mm512_set1_ps(j->xscale[mt + r]), sw);
+            v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(((const __m512i *)acc)[r], corr)),
+                              s);
+        } else {
+            v = ((const __m512 *)acc)[r];
+        }
         if (b)
             v = _mm512_add_ps(v, bias);
         if (resid)
@@ -660,6 +730,43 @@ static void quant_i8cb_rows(const gjob *j, int32_t m0, int32_t m1)
     }
 }
 
+/* bf16 column blocks: the same values as quant_bf16_rows, laid out in
+ * groups of 16 rows (pairs of k 64 bytes apart); rows past M in the last
+ * group are zero. */
+static void quant_bf16cb_rows(const gjob *j, int32_t m0, int32_t m1)
+{
+    int32_t kpad = j->pk->kblocks * 32;
+    size_t gbytes = (size_t)16 * j->ldq;
+    for (int32_t m = m0; m < m1; m++) {
+        const float *x = j->x + (size_t)m * (size_t)j->K;
+        uint8_t *q = (uint8_t *)(uintptr_t)(j->xq + (size_t)(m / 16) * gbytes) + 4 * (m % 16);
+        for (int32_t k = 0; k < kpad; k += 16, q += 512) {
+            int32_t left = j->K - k;
+            __mmask16 mk = left >= 16 ? 0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+            __m512i u = _mm512_castps_si512(_mm512_maskz_loadu_ps(mk, x + k));
+            __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+            u = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
+            __m256i h = _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16));
+            /* 8 pairs of this row: one dword each, 64 bytes apart (plain
+             * stores: vpscatterdd is slower on Zen 4) */
+            __m128i lo = _mm256_castsi256_si128(h), hi = _mm256_extracti128_si256(h, 1);
+            _mm_storeu_si32(q, lo);
+            _mm_storeu_si32(q + 64, _mm_srli_si128(lo, 4));
+            _mm_storeu_si32(q + 128, _mm_srli_si128(lo, 8));
+            _mm_storeu_si32(q + 192, _mm_srli_si128(lo, 12));
+            _mm_storeu_si32(q + 256, hi);
+            _mm_storeu_si32(q + 320, _mm_srli_si128(hi, 4));
+            _mm_storeu_si32(q + 384, _mm_srli_si128(hi, 8));
+            _mm_storeu_si32(q + 448, _mm_srli_si128(hi, 12));
+        }
+    }
+    if (m1 == j->M && j->M % 16 != 0) {
+        uint8_t *g = (uint8_t *)(uintptr_t)(j->xq + (size_t)(j->M / 16) * gbytes);
+        for (int32_t qd = 0; qd < kpad / 2; qd++)
+            memset(g + (size_t)qd * 64 + 4 * (size_t)(j->M % 16), 0, 4 * (size_t)(16 - j->M % 16));
+    }
+}
+
 /* The quantized copy of an m-block is made by the first task that needs it
  * (state 0 -> 1 -> 2), saving a pool run (~10-20 us) per bf16/int8 GEMM;
  * the others wait for it. Every row is quantized from its own values only,
@@ -672,7 +779,7 @@ static void ensure_rows(const gjob *j, int32_t mb, int32_t m0, int32_t m1)
         return;
     if (atomic_compare_exchange_strong(st, &expect, 1)) {
         if (j->pk->kind == ME_PACK_BF16)
-            quant_bf16_rows(j, m0, m1);
+            j->pk->n_cb ? quant_bf16cb_rows(j, m0, m1) : quant_bf16_rows(j, m0, m1);
         else if (j->pk->n_cb)
             quant_i8cb_rows(j, m0, m1);
         else
@@ -692,8 +799,8 @@ static void ensure_rows(const gjob *j, int32_t mb, int32_t m0, int32_t m1)
 #define PF_START_BYTES 4096
 #endif
 
-/* int8 column blocks: task = (a range of ppt blocks, an m-block). */
-static void gemm_task_i8cb(const gjob *j, int64_t task)
+/* Column blocks: task = (a range of ppt blocks, an m-block). */
+static void gemm_task_cb(const gjob *j, int64_t task)
 {
     const pk512 *pk = j->pk;
     int32_t nc = (int32_t)(task / j->n_mb), mb = (int32_t)(task % j->n_mb);
@@ -707,6 +814,7 @@ static void gemm_task_i8cb(const gjob *j, int64_t task)
     for (size_t o = 0; o < CB_BYTES(pk) && o < PF_START_BYTES; o += 64)
         _mm_prefetch((const char *)w0 + o, _MM_HINT_T1);
     ensure_rows(j, mb, m0, m1);
+    const tile_cb_fn *tiles = pk->kind == ME_PACK_INT8 ? TILES_I8CB : TILES_BF16CB;
     __m512i acc[16];
     for (int32_t cb = c0; cb < c1; cb++) {
         const uint8_t *wp = pk->data + (size_t)cb * CB_BYTES(pk);
@@ -719,19 +827,9 @@ static void gemm_task_i8cb(const gjob *j, int64_t task)
             int32_t rows = m1 - mt < 16 ? m1 - mt : 16;
             /* the narrowest tile that covers the rows (M = 1: the CLS-only
              * last layer) */
-            if (rows == 1)
-                tile_i8cb_1(xp, wp, nq, pf, acc);
-            else if (rows == 2)
-                tile_i8cb_2(xp, wp, nq, pf, acc);
-            else if (rows <= 4)
-                tile_i8cb_4(xp, wp, nq, pf, acc);
-            else if (rows <= 8)
-                tile_i8cb_8(xp, wp, nq, pf, acc);
-            else if (rows <= 12)
-                tile_i8cb_12(xp, wp, nq, pf, acc);
-            else
-                tile_i8cb_16(xp, wp, nq, pf, acc);
-            store_i8cb(j, acc, mt, rows, cb * 16);
+            int h = rows <= 2 ? rows - 1 : 1 + (rows + 3) / 4;
+            tiles[h](xp, wp, nq, pf, acc);
+            store_cb(j, acc, mt, rows, cb * 16);
         }
     }
     if (j->epi & ME_EPI_GELU)
@@ -744,7 +842,7 @@ static void gemm_task(void *arg, int64_t task, int32_t thread)
     const gjob *j = arg;
     const pk512 *pk = j->pk;
     if (pk->n_cb) {
-        gemm_task_i8cb(j, task);
+        gemm_task_cb(j, task);
         return;
     }
     int32_t nc = (int32_t)(task / j->n_mb), mb = (int32_t)(task % j->n_mb);
