@@ -24,6 +24,11 @@
  * are dot products already. The load/FMA ratio is the same (8 loads per 16
  * FMAs).
  *
+ * That holds for fp32 and for the fallbacks. int8 with VNNI and bf16 with
+ * AVX512_BF16 use the broadcast kernel over "column blocks" instead (see
+ * CB_BYTES below): int8 sums are exact in any order, and bf16's budget is a
+ * cosine against fp32, which chunked fp32 sums keep.
+ *
  * Determinism: an output's arithmetic depends only on its row of x and its
  * row of W (fixed lanes, fixed tree), never on M, the tile position, the
  * task split or the thread; tail rows reuse a valid row pointer and are
