@@ -31,8 +31,11 @@
  *
  * Determinism: an output's arithmetic depends only on its row of x and its
  * row of W (fixed lanes, fixed tree), never on M, the tile position, the
- * task split or the thread; tail rows reuse a valid row pointer and are
- * simply not stored.
+ * task split or the thread; tail rows reuse a valid row pointer (panels) or
+ * are padding rows of the last 16-row group (column blocks), and are simply
+ * not stored. int8's bit-exactness with the scalar oracle also relies on the
+ * epilogue's multiply and add not being contracted into an FMA: -std=c11
+ * (the Makefile's) implies -ffp-contract=off in GCC.
  */
 #include <immintrin.h>
 #include <sched.h>
@@ -55,7 +58,7 @@ typedef struct {
     int32_t n_panels; /* ceil(n_out / 4) */
     int32_t kblocks;  /* 64-byte k blocks per row: K/16 (f32), K/32 (bf16), K/64 (int8) */
     int32_t native;   /* bf16: AVX512_BF16 present; int8: AVX512_VNNI present */
-    int32_t n_cb;     /* int8 with VNNI: ceil(n_out / 16) column blocks, else 0 */
+    int32_t n_cb;     /* column blocks (int8 with VNNI, bf16 with AVX512_BF16): ceil(n_out / 16); else 0 */
     float *scale;     /* int8: per-channel scales, one per (padded) output */
     int32_t *wsum128; /* int8: 128 * sum_k q_w, the u8 offset correction */
     uint8_t *data;    /* panels (or column blocks) */
@@ -99,7 +102,7 @@ static int pack512_cb(me_linear *L, int32_t dtype)
     int i8 = dtype == MEDEMBED_DTYPE_INT8;
     int32_t ncb = cdiv(N, 16), kb = cdiv(K, i8 ? 64 : 32), kpad = kb * 64; /* bytes */
     size_t hdr = (sizeof(pk512) + 63) & ~(size_t)63;
-    size_t side = ((size_t)ncb * 16 * 8 + 63) & ~(size_t)63;
+    size_t side = i8 ? ((size_t)ncb * 16 * 8 + 63) & ~(size_t)63 : 0; /* scales, sums */
     size_t bytes = hdr + side + (size_t)ncb * (size_t)kb * 1024;
     uint8_t *blk = me_alloc_big(bytes);
     uint8_t *rows = me_alloc_big((size_t)16 * (size_t)kpad);
@@ -114,10 +117,12 @@ static int pack512_cb(me_linear *L, int32_t dtype)
     pk->native = 1;
     pk->kblocks = kb;
     pk->n_cb = ncb;
-    pk->scale = (float *)(void *)(blk + hdr);
-    pk->wsum128 = (int32_t *)(void *)(blk + hdr + (size_t)ncb * 16 * 4);
     pk->data = blk + hdr + side;
-    memset(pk->scale, 0, (size_t)ncb * 16 * 8);
+    if (i8) {
+        pk->scale = (float *)(void *)(blk + hdr);
+        pk->wsum128 = (int32_t *)(void *)(blk + hdr + (size_t)ncb * 16 * 4);
+        memset(pk->scale, 0, (size_t)ncb * 16 * 8);
+    }
     for (int32_t cb = 0; cb < ncb; cb++) {
         memset(rows, 0, (size_t)16 * (size_t)kpad);
         for (int32_t c = 0; c < 16 && cb * 16 + c < N; c++) {

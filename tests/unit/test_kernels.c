@@ -187,7 +187,14 @@ static void test_linear_fallbacks(void **state)
     k->unpack(&b);
     check_linear_level(k, MEDEMBED_DTYPE_BF16, 2e-6, 0);
     check_linear_level(k, MEDEMBED_DTYPE_INT8, 2e-6, 1);
+}
+
+/* also when an assertion above ends the test early */
+static int unset_cpu_disable(void **state)
+{
+    (void)state;
     unsetenv("MEDEMBED_CPU_DISABLE");
+    return 0;
 }
 
 /* The scalar oracle itself: bf16 and int8 must follow the rules of
@@ -357,7 +364,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scalar_rules), cmocka_unit_test(test_linear_f32),
         cmocka_unit_test(test_linear_bf16),  cmocka_unit_test(test_linear_int8),
-        cmocka_unit_test(test_linear_fallbacks),
+        cmocka_unit_test_teardown(test_linear_fallbacks, unset_cpu_disable),
         cmocka_unit_test(test_gelu),         cmocka_unit_test(test_layernorm),
         cmocka_unit_test(test_attention),
     };
