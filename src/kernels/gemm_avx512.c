@@ -632,24 +632,72 @@ static void gelu_block(const gjob *j, int32_t m0, int32_t m1, int32_t n0, int32_
     }
 }
 
+/* The quantized copy of x. Panels: row m at xq + m * ldq, contiguous.
+ * Column blocks: groups of 16 rows ([group][4-byte k step][16][4 B], see
+ * CB_BYTES), row m's steps 64 bytes apart; rows past M in the last group
+ * are padding (q = 0), computed but never stored. */
+
+static __mmask16 mask16(int32_t left)
+{
+    return left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+}
+
+/* Where row m's copy starts, and how far its next 16 values are. */
+static uint8_t *xq_row(const gjob *j, int32_t m, size_t bytes16, size_t *step)
+{
+    if (j->pk->n_cb) {
+        *step = bytes16 * 16; /* 16 values = bytes16 / 4 steps of 64 bytes */
+        return (uint8_t *)(uintptr_t)(j->xq + (size_t)(m / 16) * 16 * j->ldq) + 4 * (m % 16);
+    }
+    *step = bytes16;
+    return (uint8_t *)(uintptr_t)(j->xq + (size_t)m * j->ldq);
+}
+
+/* Stores 16 bytes at q, or as 4 dwords 64 bytes apart (column blocks). */
+static void store16(uint8_t *q, __m128i v, int cb)
+{
+    if (!cb) {
+        _mm_storeu_si128((__m128i *)(void *)q, v);
+        return;
+    }
+    _mm_storeu_si32(q, v);
+    _mm_storeu_si32(q + 64, _mm_srli_si128(v, 4));
+    _mm_storeu_si32(q + 128, _mm_srli_si128(v, 8));
+    _mm_storeu_si32(q + 192, _mm_srli_si128(v, 12));
+}
+
+/* Column blocks: fills the last group's rows past M with `byte` (q = 0). */
+static void pad_group(const gjob *j, int32_t m1, int byte)
+{
+    int32_t r0 = j->M % 16;
+    if (!j->pk->n_cb || m1 != j->M || r0 == 0)
+        return;
+    uint8_t *g = (uint8_t *)(uintptr_t)(j->xq + (size_t)(j->M / 16) * 16 * j->ldq);
+    for (int32_t qd = 0; qd < j->pk->kblocks * 16; qd++)
+        memset(g + (size_t)qd * 64 + 4 * (size_t)r0, byte, 4 * (size_t)(16 - r0));
+}
+
 /* bf16 copy of rows (round to nearest even, as me_f32_to_bf16), zero
  * padded to whole 32-element blocks. */
 static void quant_bf16_rows(const gjob *j, int32_t m0, int32_t m1)
 {
     int32_t kpad = j->pk->kblocks * 32;
+    int cb = j->pk->n_cb != 0;
     for (int32_t m = m0; m < m1; m++) {
         const float *x = j->x + (size_t)m * (size_t)j->K;
-        uint16_t *q = (uint16_t *)(void *)(j->xq + (size_t)m * j->ldq);
-        for (int32_t k = 0; k < kpad; k += 16) {
-            int32_t left = j->K - k;
-            __mmask16 mk = left >= 16 ? 0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
-            __m512i u = _mm512_castps_si512(_mm512_maskz_loadu_ps(mk, x + k));
+        size_t step;
+        uint8_t *q = xq_row(j, m, 32, &step);
+        for (int32_t k = 0; k < kpad; k += 16, q += step) {
+            __m512i u = _mm512_castps_si512(_mm512_maskz_loadu_ps(mask16(j->K - k), x + k));
             __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
             u = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
-            _mm256_store_si256((__m256i *)(void *)(q + k),
-                               _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
+            __m256i h = _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16));
+            /* plain stores: vpscatterdd is slower on Zen 4 */
+            store16(q, _mm256_castsi256_si128(h), cb);
+            store16(q + (cb ? 256 : 16), _mm256_extracti128_si256(h, 1), cb);
         }
     }
+    pad_group(j, m1, 0);
 }
 
 /* u8 copy of rows: q + 128 with q = round(x * 127 / max|x|) (as
@@ -657,16 +705,15 @@ static void quant_bf16_rows(const gjob *j, int32_t m0, int32_t m1)
 static void quant_i8_rows(const gjob *j, int32_t m0, int32_t m1)
 {
     int32_t kpad = j->pk->kblocks * 64;
+    int cb = j->pk->n_cb != 0;
     float *xscale = (float *)(uintptr_t)j->xscale;
     for (int32_t m = m0; m < m1; m++) {
         const float *x = j->x + (size_t)m * (size_t)j->K;
-        uint8_t *q = (uint8_t *)(uintptr_t)(j->xq + (size_t)m * j->ldq);
+        size_t step;
+        uint8_t *q = xq_row(j, m, 16, &step);
         __m512 mx = _mm512_setzero_ps();
-        for (int32_t k = 0; k < j->K; k += 16) {
-            int32_t left = j->K - k;
-            __mmask16 mk = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-            mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps(mk, x + k)));
-        }
+        for (int32_t k = 0; k < j->K; k += 16)
+            mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps(mask16(j->K - k), x + k)));
         float amax = _mm512_reduce_max_ps(mx);
         float inv = 0.0f;
         if (amax > 0.0f && amax <= 3.0e38f) {
@@ -676,105 +723,16 @@ static void quant_i8_rows(const gjob *j, int32_t m0, int32_t m1)
             xscale[m] = 0.0f;
         }
         __m512 vinv = _mm512_set1_ps(inv);
-        for (int32_t k = 0; k < kpad; k += 16) {
-            int32_t left = j->K - k;
-            __mmask16 mk = left >= 16 ? 0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
-            __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + k), vinv);
+        for (int32_t k = 0; k < kpad; k += 16, q += step) {
+            __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask16(j->K - k), x + k), vinv);
             __m512i iv = _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
             iv = _mm512_max_epi32(_mm512_min_epi32(iv, _mm512_set1_epi32(127)),
                                   _mm512_set1_epi32(-127));
             iv = _mm512_add_epi32(iv, _mm512_set1_epi32(128));
-            _mm_store_si128((__m128i *)(void *)(q + k), _mm512_cvtepi32_epi8(iv));
+            store16(q, _mm512_cvtepi32_epi8(iv), cb);
         }
     }
-}
-
-/* int8 column blocks: the same u8 values as quant_i8_rows, laid out in
- * groups of 16 rows ([group][k/4][16][4 B], see CB_BYTES). Rows past M in
- * the last group are filled with 128 (q = 0): they are computed, never
- * stored. */
-static void quant_i8cb_rows(const gjob *j, int32_t m0, int32_t m1)
-{
-    int32_t kpad = j->pk->kblocks * 64;
-    size_t gbytes = (size_t)16 * j->ldq;
-    float *xscale = (float *)(uintptr_t)j->xscale;
-    for (int32_t m = m0; m < m1; m++) {
-        const float *x = j->x + (size_t)m * (size_t)j->K;
-        uint8_t *q = (uint8_t *)(uintptr_t)(j->xq + (size_t)(m / 16) * gbytes) + 4 * (m % 16);
-        __m512 mx = _mm512_setzero_ps();
-        for (int32_t k = 0; k < j->K; k += 16) {
-            int32_t left = j->K - k;
-            __mmask16 mk = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-            mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps(mk, x + k)));
-        }
-        float amax = _mm512_reduce_max_ps(mx);
-        float inv = 0.0f;
-        if (amax > 0.0f && amax <= 3.0e38f) {
-            inv = 127.0f / amax;
-            xscale[m] = amax / 127.0f;
-        } else {
-            xscale[m] = 0.0f;
-        }
-        __m512 vinv = _mm512_set1_ps(inv);
-        for (int32_t k = 0; k < kpad; k += 16, q += 256) {
-            int32_t left = j->K - k;
-            __mmask16 mk = left >= 16 ? 0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
-            __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + k), vinv);
-            __m512i iv = _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            iv = _mm512_max_epi32(_mm512_min_epi32(iv, _mm512_set1_epi32(127)),
-                                  _mm512_set1_epi32(-127));
-            iv = _mm512_add_epi32(iv, _mm512_set1_epi32(128));
-            __m128i b16 = _mm512_cvtepi32_epi8(iv);
-            /* 4 quads of this row: one dword each, 64 bytes apart */
-            _mm_storeu_si32(q, b16);
-            _mm_storeu_si32(q + 64, _mm_srli_si128(b16, 4));
-            _mm_storeu_si32(q + 128, _mm_srli_si128(b16, 8));
-            _mm_storeu_si32(q + 192, _mm_srli_si128(b16, 12));
-        }
-    }
-    if (m1 == j->M && j->M % 16 != 0) {
-        uint8_t *g = (uint8_t *)(uintptr_t)(j->xq + (size_t)(j->M / 16) * gbytes);
-        for (int32_t qd = 0; qd < kpad / 4; qd++)
-            for (int32_t r = j->M % 16; r < 16; r++)
-                memset(g + (size_t)qd * 64 + 4 * (size_t)r, 128, 4);
-    }
-}
-
-/* bf16 column blocks: the same values as quant_bf16_rows, laid out in
- * groups of 16 rows (pairs of k 64 bytes apart); rows past M in the last
- * group are zero. */
-static void quant_bf16cb_rows(const gjob *j, int32_t m0, int32_t m1)
-{
-    int32_t kpad = j->pk->kblocks * 32;
-    size_t gbytes = (size_t)16 * j->ldq;
-    for (int32_t m = m0; m < m1; m++) {
-        const float *x = j->x + (size_t)m * (size_t)j->K;
-        uint8_t *q = (uint8_t *)(uintptr_t)(j->xq + (size_t)(m / 16) * gbytes) + 4 * (m % 16);
-        for (int32_t k = 0; k < kpad; k += 16, q += 512) {
-            int32_t left = j->K - k;
-            __mmask16 mk = left >= 16 ? 0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
-            __m512i u = _mm512_castps_si512(_mm512_maskz_loadu_ps(mk, x + k));
-            __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-            u = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
-            __m256i h = _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16));
-            /* 8 pairs of this row: one dword each, 64 bytes apart (plain
-             * stores: vpscatterdd is slower on Zen 4) */
-            __m128i lo = _mm256_castsi256_si128(h), hi = _mm256_extracti128_si256(h, 1);
-            _mm_storeu_si32(q, lo);
-            _mm_storeu_si32(q + 64, _mm_srli_si128(lo, 4));
-            _mm_storeu_si32(q + 128, _mm_srli_si128(lo, 8));
-            _mm_storeu_si32(q + 192, _mm_srli_si128(lo, 12));
-            _mm_storeu_si32(q + 256, hi);
-            _mm_storeu_si32(q + 320, _mm_srli_si128(hi, 4));
-            _mm_storeu_si32(q + 384, _mm_srli_si128(hi, 8));
-            _mm_storeu_si32(q + 448, _mm_srli_si128(hi, 12));
-        }
-    }
-    if (m1 == j->M && j->M % 16 != 0) {
-        uint8_t *g = (uint8_t *)(uintptr_t)(j->xq + (size_t)(j->M / 16) * gbytes);
-        for (int32_t qd = 0; qd < kpad / 2; qd++)
-            memset(g + (size_t)qd * 64 + 4 * (size_t)(j->M % 16), 0, 4 * (size_t)(16 - j->M % 16));
-    }
+    pad_group(j, m1, 128);
 }
 
 /* The quantized copy of an m-block is made by the first task that needs it
@@ -789,9 +747,7 @@ static void ensure_rows(const gjob *j, int32_t mb, int32_t m0, int32_t m1)
         return;
     if (atomic_compare_exchange_strong(st, &expect, 1)) {
         if (j->pk->kind == ME_PACK_BF16)
-            j->pk->n_cb ? quant_bf16cb_rows(j, m0, m1) : quant_bf16_rows(j, m0, m1);
-        else if (j->pk->n_cb)
-            quant_i8cb_rows(j, m0, m1);
+            quant_bf16_rows(j, m0, m1);
         else
             quant_i8_rows(j, m0, m1);
         atomic_store_explicit(st, 2, memory_order_release);
