@@ -267,7 +267,9 @@ MEDEMBED_API int32_t medembed_ctx_threads(const medembed_ctx *ctx);
 /* ------------------------------------------------------------------------ */
 
 /* The kernel level in use: "scalar", "avx2" or "avx512" (chosen from cpuid +
- * XGETBV once, or forced with MEDEMBED_ISA=scalar|avx2|avx512). */
+ * XGETBV once, or forced with MEDEMBED_ISA=scalar|avx2|avx512).
+ * MEDEMBED_CPU_DISABLE=avx512_bf16,avx512_vnni hides those features when
+ * weights are packed, so the bf16 / int8 fallback kernels run instead. */
 MEDEMBED_API const char *medembed_isa(void);
 
 

@@ -30,7 +30,9 @@ static void usage(FILE *f)
     fprintf(f, "usage: medembed COMMAND [options]   (medembed COMMAND --help for details)\n\n");
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
-    fprintf(f, "\nEnvironment: MEDEMBED_ISA=scalar|avx2|avx512 forces a kernel level.\n");
+    fprintf(f, "\nEnvironment: MEDEMBED_ISA=scalar|avx2|avx512 forces a kernel level;\n"
+               "MEDEMBED_CPU_DISABLE=avx512_bf16,avx512_vnni hides those CPU features (their\n"
+               "fallback kernels run instead).\n");
     fprintf(f, "-m takes a folder or a hub repo id (pulled into $MEDEMBED_HOME, default\n"
                "~/.cache/medembed); without -m the model is abhinand/MedEmbed-base-v0.1.\n");
 }
