@@ -58,55 +58,49 @@ typedef struct {
     int32_t n_panels; /* ceil(n_out / 4) */
     int32_t kblocks;  /* 64-byte k blocks per row: K/16 (f32), K/32 (bf16), K/64 (int8) */
     int32_t native;   /* bf16: AVX512_BF16 present; int8: AVX512_VNNI present */
-    int32_t n_cb;     /* column blocks (int8 with VNNI, bf16 with AVX512_BF16): ceil(n_out / 16); else 0 */
-    int32_t n_fb;     /* fp32 column blocks: ceil(n_out / FB_COLS); else 0 */
+    int32_t n_wb;     /* wide column blocks (fp32; bf16 with AVX512_BF16; int8 with
+                       * VNNI): ceil(n_out / WB_COLS); 0 for the panel layout */
+    int32_t steps;    /* wide blocks: 4-byte k steps (K fp32, kblocks * 16 bf16/int8) */
     float *scale;     /* int8: per-channel scales, one per (padded) output */
     int32_t *wsum128; /* int8: 128 * sum_k q_w, the u8 offset correction */
     uint8_t *data;    /* panels (or column blocks) */
 } pk512;
 
-/* int8 with VNNI and bf16 with AVX512_BF16 use a second layout, "column
- * blocks", for the usual broadcast (outer-product) kernel, which has no
- * 16-to-1 reduction per 4x4 tile (at K = 768 that reduction costs about a
- * quarter of an int8 tile and a ninth of a bf16 one). A block holds 16
- * output rows of W; for each 4-byte step of k (4 int8 or 2 bf16 values),
- * their 16 x 4 bytes follow each other ([block][step][16][4 B]). x is
- * quantized into groups of 16 rows laid out the same way, so a 16x16 tile
- * does, per step, one W load, 16 4-byte broadcasts of x and 16 vpdpbusd or
- * vdpbf16ps, and its 16 accumulators are the 16 rows of the output tile.
- *
- * int8 sums are exact integers: the result is the dot-product tile's, bit
- * for bit. bf16 products are summed in fp32 along k within chunks of
- * CB_CHUNK steps, and the chunk sums added in order: an output still
- * depends only on its own row of x and of W (determinism holds), and the
- * rounding error stays within that of ~CB_CHUNK + K / (2 CB_CHUNK) serial
- * additions, which the kernel tests bound against the double oracle. */
-#define CB_BYTES(pk) ((size_t)(pk)->kblocks * 1024)
-#define CB_CHUNK 64
-
 #define PANEL_BYTES(pk) ((size_t)(pk)->kblocks * 256)
 
-/* fp32 uses column blocks too, of FB_COLS = 48 outputs (three vectors):
- * [block][k][48 floats], k unpadded, outputs past N zero. A tile of up to
- * FB_ROWS = 8 rows of x keeps 8 x 3 accumulators: per k, 3 W loads, 8
- * broadcasts of x, 24 FMAs, and the W block is reused by every row tile of
- * the task's m-block. The dot-product panels above read 0.5 byte of x from
- * L2 per flop, which held Zen 5's two 512-bit FMA pipes to ~63% of peak
- * in the full forward pass; this reads a quarter of that and runs at ~93%
- * of peak per core (a microbenchmark at K = 768 and 3072).
+/* Wide column blocks: the layout of every dtype whose CPU has the dot
+ * instruction (fp32 FMA; bf16 with AVX512_BF16; int8 with VNNI), for the
+ * usual broadcast (outer-product) kernel. A block holds WB_COLS = 48 output
+ * rows of W (three vectors); for each 4-byte step of k (1 fp32, 2 bf16 or
+ * 4 int8 values), their 48 x 4 bytes follow each other ([block][step][48][4
+ * B]); outputs past N and k past K are zero. x (fp32, or its bf16 / u8
+ * copy) stays row-major. A tile of up to WB_ROWS = 8 rows keeps 8 x 3
+ * accumulators: per step 3 W loads, 8 4-byte broadcasts of x and 24 FMA /
+ * vdpbf16ps / vpdpbusd, and the block is reused by every row tile of the
+ * task's m-block. No 16-to-1 reduction per output, and only 0.25 byte of
+ * W per flop crosses from L2 (fp32).
  *
- * Accuracy: a plain broadcast kernel sums each output serially over K,
- * which misses the golden test's 1e-5 (see the top of the file). Here each
- * output is summed serially in fp32 within chunks of FB_CHUNK consecutive
- * k, starting from 0, and the chunk sums are added in order: the rounding
- * error grows like FB_CHUNK + K / FB_CHUNK additions (64 at K = 768, 128 at
- * 3072), no worse than the 16 lanes + tree of the panels. The arithmetic of
- * an output depends only on its row of x and of W: the chunks start at
- * k = 0 whatever the tile, task or thread. */
-#define FB_COLS 48
-#define FB_ROWS 8
-#define FB_CHUNK 16
-#define FB_BYTES(K) ((size_t)(K) * FB_COLS * 4)
+ * Measured on Zen 5 (two 512-bit FMA pipes; one core, a microbenchmark at
+ * K = 768 and 3072): ~93-100% of peak in every dtype, against ~63% for the
+ * fp32 dot-product panels below in the full forward pass (their x rows
+ * cross from L2 at 0.5 byte per flop and each 4x4 tile ends in a reduction
+ * tree) and ~80-90% for the 16 x 16 bf16/int8 tiles this layout replaces.
+ *
+ * Accuracy. int8 sums are exact integers: the result equals the panels'
+ * and the scalar oracle's bit for bit. A plain broadcast kernel would sum
+ * each fp32 output serially over K, which misses the golden test's 1e-5
+ * (see the top of the file); here each output is summed serially within
+ * chunks of consecutive steps, from 0, and the chunk sums are added in
+ * order: WB_CHUNK_F32 = 16 steps for fp32 (golden max |diff| 7.0e-6, as
+ * the panels' lanes + tree; chunks of 32 gave 1.2e-5 at the tiny models'
+ * K = 64-256), WB_CHUNK_BF16 = 64 steps for bf16 (a cosine budget). The
+ * chunks start at k = 0 whatever the tile, task or thread, so an output
+ * still depends only on its own row of x and of W. */
+#define WB_COLS 48
+#define WB_ROWS 8
+#define WB_CHUNK_F32 16
+#define WB_CHUNK_BF16 64
+#define WB_BYTES(pk) ((size_t)(pk)->steps * WB_COLS * 4)
 
 static int32_t cdiv(int32_t a, int32_t b)
 {
@@ -117,104 +111,86 @@ static int32_t cdiv(int32_t a, int32_t b)
 /* Packing                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* Column blocks (see CB_BYTES): 16 rows are converted into a zeroed
- * scratch (so k past K and rows past N are 0), then written out in order. */
-static int pack512_cb(me_linear *L, int32_t dtype)
+/* Wide column blocks (see WB_COLS). Each output row is first brought to
+ * its 4-byte step form (fp32 as is; bf16 / int8 converted into a zeroed
+ * scratch row), then 16 x 16 steps are transposed at a time, so the row
+ * reads and the block writes both stay sequential. */
+static int pack512_wb(me_linear *L, int32_t dtype)
 {
     int32_t N = L->n_out, K = L->n_in;
-    int i8 = dtype == MEDEMBED_DTYPE_INT8;
-    int32_t ncb = cdiv(N, 16), kb = cdiv(K, i8 ? 64 : 32), kpad = kb * 64; /* bytes */
+    int f32 = dtype == MEDEMBED_DTYPE_F32, i8 = dtype == MEDEMBED_DTYPE_INT8;
+    int32_t nwb = cdiv(N, WB_COLS);
+    int32_t kb = f32 ? cdiv(K, 16) : cdiv(K, i8 ? 64 : 32);
+    int32_t steps = f32 ? K : kb * 16;
     size_t hdr = (sizeof(pk512) + 63) & ~(size_t)63;
-    size_t side = i8 ? ((size_t)ncb * 16 * 8 + 63) & ~(size_t)63 : 0; /* scales, sums */
-    size_t bytes = hdr + side + (size_t)ncb * (size_t)kb * 1024;
+    size_t side = i8 ? ((size_t)nwb * WB_COLS * 8 + 63) & ~(size_t)63 : 0; /* scales, sums */
+    size_t bytes = hdr + side + (size_t)nwb * (size_t)steps * WB_COLS * 4;
     uint8_t *blk = me_alloc_big(bytes);
-    uint8_t *rows = me_alloc_big((size_t)16 * (size_t)kpad);
-    if (!blk || !rows) {
+    /* converted rows (bf16 / int8): 16 at a time, each padded to whole steps */
+    uint32_t *conv = f32 ? NULL : me_alloc_big((size_t)16 * (size_t)steps * 4);
+    if (!blk || (!f32 && !conv)) {
         me_free_big(blk);
-        me_free_big(rows);
+        me_free_big(conv);
         return MEDEMBED_ERR_NOMEM;
     }
     pk512 *pk = (pk512 *)(void *)blk;
     memset(pk, 0, sizeof *pk);
-    pk->kind = i8 ? ME_PACK_INT8 : ME_PACK_BF16;
+    pk->kind = f32 ? ME_PACK_F32 : i8 ? ME_PACK_INT8 : ME_PACK_BF16;
     pk->native = 1;
     pk->kblocks = kb;
-    pk->n_cb = ncb;
+    pk->n_wb = nwb;
+    pk->steps = steps;
     pk->data = blk + hdr + side;
     if (i8) {
         pk->scale = (float *)(void *)(blk + hdr);
-        pk->wsum128 = (int32_t *)(void *)(blk + hdr + (size_t)ncb * 16 * 4);
-        memset(pk->scale, 0, (size_t)ncb * 16 * 8);
+        pk->wsum128 = (int32_t *)(void *)(blk + hdr + (size_t)nwb * WB_COLS * 4);
+        memset(pk->scale, 0, (size_t)nwb * WB_COLS * 8);
     }
-    for (int32_t cb = 0; cb < ncb; cb++) {
-        memset(rows, 0, (size_t)16 * (size_t)kpad);
-        for (int32_t c = 0; c < 16 && cb * 16 + c < N; c++) {
-            int32_t n = cb * 16 + c;
-            const float *w = me_linear_row(L, n);
-            if (!i8) {
-                uint16_t *h = (uint16_t *)(void *)(rows + (size_t)c * (size_t)kpad);
+    for (int32_t wb = 0; wb < nwb; wb++) {
+        uint32_t *dst = (uint32_t *)(void *)(pk->data + (size_t)wb * WB_BYTES(pk));
+        for (int32_t c0 = 0; c0 < WB_COLS; c0 += 16) {
+            const uint32_t *src[16];
+            for (int32_t c = 0; c < 16; c++) {
+                int32_t n = wb * WB_COLS + c0 + c;
+                src[c] = NULL;
+                if (n >= N)
+                    continue;
+                const float *w = me_linear_row(L, n);
+                if (f32) {
+                    src[c] = (const uint32_t *)(const void *)w;
+                    continue;
+                }
+                uint32_t *row = conv + (size_t)c * (size_t)steps;
+                memset(row, 0, (size_t)steps * 4);
+                src[c] = row;
+                if (!i8) {
+                    uint16_t *h = (uint16_t *)(void *)row;
+                    for (int32_t k = 0; k < K; k++)
+                        h[k] = me_f32_to_bf16(w[k]);
+                    continue;
+                }
+                int8_t *q = (int8_t *)(void *)row;
+                pk->scale[n] = me_quant_row_s8(w, K, q);
+                int32_t sum = 0;
                 for (int32_t k = 0; k < K; k++)
-                    h[k] = me_f32_to_bf16(w[k]);
-                continue;
+                    sum += q[k];
+                pk->wsum128[n] = 128 * sum;
             }
-            int8_t *q = (int8_t *)(rows + (size_t)c * (size_t)kpad);
-            pk->scale[n] = me_quant_row_s8(w, K, q);
-            int32_t sum = 0;
-            for (int32_t k = 0; k < K; k++)
-                sum += q[k];
-            pk->wsum128[n] = 128 * sum;
+            for (int32_t q0 = 0; q0 < steps; q0 += 16) {
+                int32_t qn = steps - q0 < 16 ? steps - q0 : 16;
+                uint32_t t[16][16];
+                for (int32_t c = 0; c < 16; c++)
+                    for (int32_t q = 0; q < qn; q++)
+                        t[q][c] = src[c] ? src[c][q0 + q] : 0u;
+                for (int32_t q = 0; q < qn; q++)
+                    memcpy(dst + (size_t)(q0 + q) * WB_COLS + c0, t[q], sizeof t[q]);
+            }
         }
-        uint8_t *dst = pk->data + (size_t)cb * CB_BYTES(pk);
-        for (int32_t q = 0; q < kpad / 4; q++)
-            for (int32_t c = 0; c < 16; c++, dst += 4)
-                memcpy(dst, rows + (size_t)c * (size_t)kpad + (size_t)q * 4, 4);
     }
-    me_free_big(rows);
+    me_free_big(conv);
     L->packed = pk;
     L->packed_kind = pk->kind;
     L->packed_dtype = dtype;
-    L->packed_bytes = bytes;
-    return MEDEMBED_OK;
-}
-
-/* fp32 column blocks (see FB_COLS): a 16 x 16 transpose at a time, so
- * both the row reads and the block writes stay sequential. */
-static int pack512_fb(me_linear *L)
-{
-    int32_t N = L->n_out, K = L->n_in;
-    int32_t nfb = cdiv(N, FB_COLS);
-    size_t hdr = (sizeof(pk512) + 63) & ~(size_t)63;
-    size_t bytes = hdr + (size_t)nfb * FB_BYTES(K);
-    uint8_t *blk = me_alloc_big(bytes);
-    if (!blk)
-        return MEDEMBED_ERR_NOMEM;
-    pk512 *pk = (pk512 *)(void *)blk;
-    memset(pk, 0, sizeof *pk);
-    pk->kind = ME_PACK_F32;
-    pk->n_fb = nfb;
-    pk->data = blk + hdr;
-    for (int32_t fb = 0; fb < nfb; fb++) {
-        float *dst = (float *)(void *)(pk->data + (size_t)fb * FB_BYTES(K));
-        for (int32_t c0 = 0; c0 < FB_COLS; c0 += 16) {
-            const float *src[16];
-            for (int32_t c = 0; c < 16; c++) {
-                int32_t n = fb * FB_COLS + c0 + c;
-                src[c] = n < N ? me_linear_row(L, n) : NULL;
-            }
-            for (int32_t k0 = 0; k0 < K; k0 += 16) {
-                int32_t kn = K - k0 < 16 ? K - k0 : 16;
-                float t[16][16];
-                for (int32_t c = 0; c < 16; c++)
-                    for (int32_t k = 0; k < kn; k++)
-                        t[k][c] = src[c] ? src[c][k0 + k] : 0.0f;
-                for (int32_t k = 0; k < kn; k++)
-                    memcpy(dst + (size_t)(k0 + k) * FB_COLS + c0, t[k], sizeof t[k]);
-            }
-        }
-    }
-    L->packed = pk;
-    L->packed_kind = pk->kind;
-    L->packed_dtype = MEDEMBED_DTYPE_F32;
     L->packed_bytes = bytes;
     return MEDEMBED_OK;
 }
@@ -230,11 +206,9 @@ static int pack512(me_linear *L, int32_t dtype)
                                                        : 0;
     if (per_block == 0)
         return MEDEMBED_ERR_UNSUPPORTED;
-    if ((dtype == MEDEMBED_DTYPE_INT8 && cpu.avx512_vnni) ||
+    if (dtype == MEDEMBED_DTYPE_F32 || (dtype == MEDEMBED_DTYPE_INT8 && cpu.avx512_vnni) ||
         (dtype == MEDEMBED_DTYPE_BF16 && cpu.avx512_bf16))
-        return pack512_cb(L, dtype);
-    if (dtype == MEDEMBED_DTYPE_F32)
-        return pack512_fb(L);
+        return pack512_wb(L, dtype);
     int32_t np = cdiv(N, 4), kb = cdiv(K, per_block);
     size_t side = dtype == MEDEMBED_DTYPE_INT8 ? (size_t)np * 4 * 8 : 0;
     size_t hdr = (sizeof(pk512) + 63) & ~(size_t)63;
@@ -481,158 +455,137 @@ __attribute__((noinline)) static __m512i tile_i8_emu(const uint8_t *x0, const ui
     return me_hsum16x16_i32(a);
 }
 
-/* Column blocks: R rows (1, 2, 4, 8, 12 or 16) of a 16-row x group against
- * one 16-output block; out[r] gets row r's 16 sums. pf, when set, is the
- * next block, prefetched a line per step. */
+/* Wide column blocks: R rows of x (row r at x + r * ldx bytes, step q at
+ * byte 4 q) against one block of nq steps; out[3 r + c] gets row r's sums
+ * for outputs 16 c .. 16 c + 15. fp32 and bf16 sum in chunks of `chunk`
+ * steps (see WB_CHUNK_*). pf, when set, is the next block,
+ * prefetched 3 lines a step (all of it). */
+#define WB_BODY(T, ZERO, ADD, OP, BCAST)                                                           \
+    do {                                                                                           \
+        for (int32_t q0 = 0; q0 < nq; q0 += chunk) {                                               \
+            int32_t q1 = q0 + chunk < nq ? q0 + chunk : nq;                                        \
+            T a[3 * WB_ROWS];                                                                      \
+            _Pragma("GCC unroll 24") for (int i = 0; i < 3 * R; i++) a[i] = ZERO;                  \
+            const uint8_t *w = wp + (size_t)q0 * (WB_COLS * 4);                                    \
+            for (int32_t q = q0; q < q1; q++, w += WB_COLS * 4) {                                  \
+                if (pf) {                                                                          \
+                    const char *p = (const char *)pf + (size_t)q * (WB_COLS * 4);                  \
+                    _mm_prefetch(p, _MM_HINT_T1);                                                  \
+                    _mm_prefetch(p + 64, _MM_HINT_T1);                                             \
+                    _mm_prefetch(p + 128, _MM_HINT_T1);                                            \
+                }                                                                                  \
+                T w0 = (T)_mm512_load_si512(w), w1 = (T)_mm512_load_si512(w + 64);                 \
+                T w2 = (T)_mm512_load_si512(w + 128);                                              \
+                _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                                \
+                {                                                                                  \
+                    int32_t xv;                                                                    \
+                    memcpy(&xv, x + (size_t)r * ldx + 4 * (size_t)q, 4);                           \
+                    T xb = BCAST(xv);                                                              \
+                    a[3 * r] = OP(a[3 * r], xb, w0);                                               \
+                    a[3 * r + 1] = OP(a[3 * r + 1], xb, w1);                                       \
+                    a[3 * r + 2] = OP(a[3 * r + 2], xb, w2);                                       \
+                }                                                                                  \
+            }                                                                                      \
+            if (q0 == 0) {                                                                         \
+                _Pragma("GCC unroll 24") for (int i = 0; i < 3 * R; i++) out[i] = a[i];            \
+            } else {                                                                               \
+                _Pragma("GCC unroll 24") for (int i = 0; i < 3 * R; i++) out[i] =                  \
+                    ADD(out[i], a[i]);                                                             \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+#define BCAST_PS(v) _mm512_castsi512_ps(_mm512_set1_epi32(v))
+#define BCAST_EPI(v) _mm512_set1_epi32(v)
+
 static inline __attribute__((always_inline)) void
-tile_i8cb_body(const uint8_t *xp, const uint8_t *wp, int32_t nq, const uint8_t *pf, __m512i *out,
-               const int R)
+tile_wb_f32_body(const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, const uint8_t *pf,
+                 __m512 *out, const int R)
 {
-    __m512i a[16];
-#pragma GCC unroll 16
-    for (int r = 0; r < R; r++)
-        a[r] = _mm512_setzero_si512();
-    for (int32_t q = 0; q < nq; q++, xp += 64, wp += 64) {
-        if (pf)
-            _mm_prefetch((const char *)pf + (size_t)q * 64, _MM_HINT_T1);
-        __m512i w = _mm512_load_si512(wp);
-#pragma GCC unroll 16
+    const int32_t chunk = WB_CHUNK_F32;
+    WB_BODY(__m512, _mm512_setzero_ps(), _mm512_add_ps, FMA_PS, BCAST_PS);
+}
+
+static inline __attribute__((always_inline)) void
+tile_wb_bf16_body(const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, const uint8_t *pf,
+                  __m512 *out, const int R)
+{
+    const int32_t chunk = WB_CHUNK_BF16;
+    WB_BODY(__m512, _mm512_setzero_ps(), _mm512_add_ps, DPBF16, BCAST_PS);
+}
+
+/* int8: one exact integer sum, no chunks (a single-chunk WB_BODY made GCC
+ * keep copies of the accumulators on the stack) */
+static inline __attribute__((always_inline)) void
+tile_wb_i8_body(const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, const uint8_t *pf,
+                __m512i *out, const int R)
+{
+    __m512i a[3 * WB_ROWS];
+#pragma GCC unroll 24
+    for (int i = 0; i < 3 * R; i++)
+        a[i] = _mm512_setzero_si512();
+    for (int32_t q = 0; q < nq; q++, wp += WB_COLS * 4) {
+        if (pf) {
+            const char *p = (const char *)pf + (size_t)q * (WB_COLS * 4);
+            _mm_prefetch(p, _MM_HINT_T1);
+            _mm_prefetch(p + 64, _MM_HINT_T1);
+            _mm_prefetch(p + 128, _MM_HINT_T1);
+        }
+        __m512i w0 = _mm512_load_si512(wp), w1 = _mm512_load_si512(wp + 64);
+        __m512i w2 = _mm512_load_si512(wp + 128);
+#pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
             int32_t xv;
-            memcpy(&xv, xp + 4 * r, 4);
-            a[r] = _mm512_dpbusd_epi32(a[r], _mm512_set1_epi32(xv), w);
+            memcpy(&xv, x + (size_t)r * ldx + 4 * (size_t)q, 4);
+            __m512i xb = _mm512_set1_epi32(xv);
+            a[3 * r] = _mm512_dpbusd_epi32(a[3 * r], xb, w0);
+            a[3 * r + 1] = _mm512_dpbusd_epi32(a[3 * r + 1], xb, w1);
+            a[3 * r + 2] = _mm512_dpbusd_epi32(a[3 * r + 2], xb, w2);
         }
     }
-#pragma GCC unroll 16
-    for (int r = 0; r < R; r++)
-        out[r] = a[r];
+#pragma GCC unroll 24
+    for (int i = 0; i < 3 * R; i++)
+        out[i] = a[i];
 }
 
-/* bf16: chunks of CB_CHUNK steps summed in a[], then added to out[] in order */
-static inline __attribute__((always_inline)) void
-tile_bf16cb_body(const uint8_t *xp, const uint8_t *wp, int32_t nq, const uint8_t *pf, __m512 *out,
-                 const int R)
-{
-#pragma GCC unroll 16
-    for (int r = 0; r < R; r++)
-        out[r] = _mm512_setzero_ps();
-    for (int32_t q0 = 0; q0 < nq; q0 += CB_CHUNK) {
-        int32_t q1 = q0 + CB_CHUNK < nq ? q0 + CB_CHUNK : nq;
-        __m512 a[16];
-#pragma GCC unroll 16
-        for (int r = 0; r < R; r++)
-            a[r] = _mm512_setzero_ps();
-        for (int32_t q = q0; q < q1; q++) {
-            if (pf)
-                _mm_prefetch((const char *)pf + (size_t)q * 64, _MM_HINT_T1);
-            __m512bh w = (__m512bh)_mm512_load_si512(wp + (size_t)q * 64);
-#pragma GCC unroll 16
-            for (int r = 0; r < R; r++) {
-                int32_t xv;
-                memcpy(&xv, xp + (size_t)q * 64 + 4 * (size_t)r, 4);
-                a[r] = _mm512_dpbf16_ps(a[r], (__m512bh)_mm512_set1_epi32(xv), w);
-            }
-        }
-#pragma GCC unroll 16
-        for (int r = 0; r < R; r++)
-            out[r] = _mm512_add_ps(out[r], a[r]);
-    }
-}
-
-#define TILE_CB(R)                                                                                 \
-    __attribute__((noinline)) static void tile_i8cb_##R(const uint8_t *xp, const uint8_t *wp,      \
-                                                        int32_t nq, const uint8_t *pf, void *out)  \
+typedef void (*tile_wb_fn)(const uint8_t *, size_t, const uint8_t *, int32_t, const uint8_t *,
+                           void *);
+#define TILE_WB(R)                                                                                 \
+    __attribute__((noinline)) static void tile_wb_f32_##R(                                         \
+        const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, const uint8_t *pf, void *o)   \
     {                                                                                              \
-        tile_i8cb_body(xp, wp, nq, pf, (__m512i *)out, R);                                         \
+        tile_wb_f32_body(x, ldx, wp, nq, pf, (__m512 *)o, R);                                      \
     }                                                                                              \
-    __attribute__((noinline)) static void tile_bf16cb_##R(const uint8_t *xp, const uint8_t *wp,    \
-                                                          int32_t nq, const uint8_t *pf,           \
-                                                          void *out)                               \
+    __attribute__((noinline)) static void tile_wb_bf16_##R(                                        \
+        const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, const uint8_t *pf, void *o)   \
     {                                                                                              \
-        tile_bf16cb_body(xp, wp, nq, pf, (__m512 *)out, R);                                        \
-    }
-TILE_CB(1)
-TILE_CB(2)
-TILE_CB(4)
-TILE_CB(8)
-TILE_CB(12)
-TILE_CB(16)
-#undef TILE_CB
-
-/* fp32 column blocks: R rows of x (row stride ldx) against one FB_COLS
- * block; out[3 r + c] gets row r's sums for outputs 16 c .. 16 c + 15. pf,
- * when set, is the next block, prefetched 3 lines per k (all of it). */
-static inline __attribute__((always_inline)) void tile_f32fb_body(const float *x, size_t ldx,
-                                                                  const float *wp, int32_t K,
-                                                                  const uint8_t *pf, __m512 *out,
-                                                                  const int R)
-{
-    for (int32_t k0 = 0; k0 < K; k0 += FB_CHUNK) {
-        int32_t k1 = k0 + FB_CHUNK < K ? k0 + FB_CHUNK : K;
-        __m512 a[3 * FB_ROWS];
-#pragma GCC unroll 24
-        for (int i = 0; i < 3 * R; i++)
-            a[i] = _mm512_setzero_ps();
-        const float *w = wp + (size_t)k0 * FB_COLS;
-        for (int32_t k = k0; k < k1; k++, w += FB_COLS) {
-            if (pf) {
-                const char *p = (const char *)pf + (size_t)k * (FB_COLS * 4);
-                _mm_prefetch(p, _MM_HINT_T1);
-                _mm_prefetch(p + 64, _MM_HINT_T1);
-                _mm_prefetch(p + 128, _MM_HINT_T1);
-            }
-            __m512 w0 = _mm512_load_ps(w), w1 = _mm512_load_ps(w + 16);
-            __m512 w2 = _mm512_load_ps(w + 32);
-#pragma GCC unroll 8
-            for (int r = 0; r < R; r++) {
-                __m512 xb = _mm512_set1_ps(x[(size_t)r * ldx + (size_t)k]);
-                a[3 * r] = _mm512_fmadd_ps(xb, w0, a[3 * r]);
-                a[3 * r + 1] = _mm512_fmadd_ps(xb, w1, a[3 * r + 1]);
-                a[3 * r + 2] = _mm512_fmadd_ps(xb, w2, a[3 * r + 2]);
-            }
-        }
-        if (k0 == 0) {
-#pragma GCC unroll 24
-            for (int i = 0; i < 3 * R; i++)
-                out[i] = a[i];
-        } else {
-#pragma GCC unroll 24
-            for (int i = 0; i < 3 * R; i++)
-                out[i] = _mm512_add_ps(out[i], a[i]);
-        }
-    }
-}
-
-#define TILE_FB(R)                                                                                 \
-    __attribute__((noinline)) static void tile_f32fb_##R(const float *x, size_t ldx,               \
-                                                         const float *wp, int32_t K,               \
-                                                         const uint8_t *pf, __m512 *out)           \
+        tile_wb_bf16_body(x, ldx, wp, nq, pf, (__m512 *)o, R);                                     \
+    }                                                                                              \
+    __attribute__((noinline)) static void tile_wb_i8_##R(                                          \
+        const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, const uint8_t *pf, void *o)   \
     {                                                                                              \
-        tile_f32fb_body(x, ldx, wp, K, pf, out, R);                                                \
+        tile_wb_i8_body(x, ldx, wp, nq, pf, (__m512i *)o, R);                                      \
     }
-TILE_FB(1)
-TILE_FB(2)
-TILE_FB(3)
-TILE_FB(4)
-TILE_FB(5)
-TILE_FB(6)
-TILE_FB(7)
-TILE_FB(8)
-#undef TILE_FB
+TILE_WB(1)
+TILE_WB(2)
+TILE_WB(3)
+TILE_WB(4)
+TILE_WB(5)
+TILE_WB(6)
+TILE_WB(7)
+TILE_WB(8)
+#undef TILE_WB
 
-/* by tile height: 1 .. FB_ROWS rows */
-typedef void (*tile_fb_fn)(const float *, size_t, const float *, int32_t, const uint8_t *,
-                           __m512 *);
-static const tile_fb_fn TILES_F32FB[FB_ROWS] = {tile_f32fb_1, tile_f32fb_2, tile_f32fb_3,
-                                                tile_f32fb_4, tile_f32fb_5, tile_f32fb_6,
-                                                tile_f32fb_7, tile_f32fb_8};
-
-/* by tile height: 1, 2, 4, 8, 12, 16 rows */
-typedef void (*tile_cb_fn)(const uint8_t *, const uint8_t *, int32_t, const uint8_t *, void *);
-static const tile_cb_fn TILES_I8CB[6] = {tile_i8cb_1, tile_i8cb_2,  tile_i8cb_4,
-                                         tile_i8cb_8, tile_i8cb_12, tile_i8cb_16};
-static const tile_cb_fn TILES_BF16CB[6] = {tile_bf16cb_1, tile_bf16cb_2,  tile_bf16cb_4,
-                                           tile_bf16cb_8, tile_bf16cb_12, tile_bf16cb_16};
+/* by tile height: 1 .. WB_ROWS rows */
+static const tile_wb_fn TILES_WB_F32[WB_ROWS] = {tile_wb_f32_1, tile_wb_f32_2, tile_wb_f32_3,
+                                                 tile_wb_f32_4, tile_wb_f32_5, tile_wb_f32_6,
+                                                 tile_wb_f32_7, tile_wb_f32_8};
+static const tile_wb_fn TILES_WB_BF16[WB_ROWS] = {tile_wb_bf16_1, tile_wb_bf16_2, tile_wb_bf16_3,
+                                                  tile_wb_bf16_4, tile_wb_bf16_5, tile_wb_bf16_6,
+                                                  tile_wb_bf16_7, tile_wb_bf16_8};
+static const tile_wb_fn TILES_WB_I8[WB_ROWS] = {tile_wb_i8_1, tile_wb_i8_2, tile_wb_i8_3,
+                                                tile_wb_i8_4, tile_wb_i8_5, tile_wb_i8_6,
+                                                tile_wb_i8_7, tile_wb_i8_8};
 
 /* ------------------------------------------------------------------------ */
 /* Epilogue                                                                  */
@@ -712,47 +665,13 @@ static __m512 dequant_tile(const gjob *j, __m512i acc, int32_t m0, int32_t rows,
     return _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(sx, sw));
 }
 
-/* Column blocks: rows mt..mt+rows-1, outputs n0..n0+15, with the
+/* Wide column blocks: rows mt..mt+rows-1, outputs n0..n0+47, with the
  * operations of dequant_tile + store_tile in the same order (bit-identical
- * for int8): (float)(sum - 128 sum q_w) * (s_x s_w), + bias, + residual. */
-static void store_cb(const gjob *j, const void *acc, int32_t mt, int32_t rows, int32_t n0)
+ * for int8): (float)(sum - 128 sum q_w) * (s_x s_w), + bias, + residual
+ * (without GELU; gelu_block adds it after the GELU). */
+static void store_wb(const gjob *j, const void *acc, int32_t mt, int32_t rows, int32_t n0)
 {
-    int32_t cols = j->N - n0 < 16 ? j->N - n0 : 16;
-    __mmask16 cm = (__mmask16)((1u << cols) - 1);
     int i8 = j->pk->kind == ME_PACK_INT8;
-    __m512i corr = _mm512_setzero_si512();
-    __m512 sw = _mm512_setzero_ps();
-    if (i8) {
-        corr = _mm512_maskz_loadu_epi32(cm, j->pk->wsum128 + n0);
-        sw = _mm512_maskz_loadu_ps(cm, j->pk->scale + n0);
-    }
-    const float *b = j->L->b;
-    __m512 bias = b ? _mm512_maskz_loadu_ps(cm, b + n0) : _mm512_setzero_ps();
-    int resid = (j->epi & ME_EPI_RESIDUAL) && !(j->epi & ME_EPI_GELU);
-    size_t ld = (size_t)j->N;
-    for (int32_t r = 0; r < rows; r++) {
-        size_t o = (size_t)(mt + r) * ld + (size_t)n0;
-        __m512 v;
-        if (i8) {
-            __m512 s = _mm512_mul_ps(_mm512_set1_ps(j->xscale[mt + r]), sw);
-            v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(((const __m512i *)acc)[r], corr)),
-                              s);
-        } else {
-            v = ((const __m512 *)acc)[r];
-        }
-        if (b)
-            v = _mm512_add_ps(v, bias);
-        if (resid)
-            v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(cm, j->res + o));
-        _mm512_mask_storeu_ps(j->y + o, cm, v);
-    }
-}
-
-/* fp32 column blocks: rows mt..mt+rows-1, outputs n0..n0+47: + bias, +
- * residual (without GELU; gelu_block adds it after), in store_tile's
- * order. */
-static void store_fb(const gjob *j, const __m512 *acc, int32_t mt, int32_t rows, int32_t n0)
-{
     const float *b = j->L->b;
     int resid = (j->epi & ME_EPI_RESIDUAL) && !(j->epi & ME_EPI_GELU);
     size_t ld = (size_t)j->N;
@@ -761,10 +680,23 @@ static void store_fb(const gjob *j, const __m512 *acc, int32_t mt, int32_t rows,
         if (nc >= j->N)
             break;
         __mmask16 cm = mask16(j->N - nc);
+        __m512i corr = _mm512_setzero_si512();
+        __m512 sw = _mm512_setzero_ps();
+        if (i8) {
+            corr = _mm512_maskz_loadu_epi32(cm, j->pk->wsum128 + nc);
+            sw = _mm512_maskz_loadu_ps(cm, j->pk->scale + nc);
+        }
         __m512 bias = b ? _mm512_maskz_loadu_ps(cm, b + nc) : _mm512_setzero_ps();
         for (int32_t r = 0; r < rows; r++) {
             size_t o = (size_t)(mt + r) * ld + (size_t)nc;
-            __m512 v = acc[3 * r + c];
+            __m512 v;
+            if (i8) {
+                __m512 s = _mm512_mul_ps(_mm512_set1_ps(j->xscale[mt + r]), sw);
+                __m512i a = ((const __m512i *)acc)[3 * r + c];
+                v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a, corr)), s);
+            } else {
+                v = ((const __m512 *)acc)[3 * r + c];
+            }
             if (b)
                 v = _mm512_add_ps(v, bias);
             if (resid)
@@ -798,67 +730,25 @@ static void gelu_block(const gjob *j, int32_t m0, int32_t m1, int32_t n0, int32_
     }
 }
 
-/* The quantized copy of x. Panels: row m at xq + m * ldq, contiguous.
- * Column blocks: groups of 16 rows ([group][4-byte k step][16][4 B], see
- * CB_BYTES), row m's steps 64 bytes apart; rows past M in the last group
- * are padding (q = 0), computed but never stored. */
-
-/* Where row m's copy starts, and how far its next 16 values are. */
-static uint8_t *xq_row(const gjob *j, int32_t m, size_t bytes16, size_t *step)
-{
-    if (j->pk->n_cb) {
-        *step = bytes16 * 16; /* 16 values = bytes16 / 4 steps of 64 bytes */
-        return (uint8_t *)(uintptr_t)(j->xq + (size_t)(m / 16) * 16 * j->ldq) + 4 * (m % 16);
-    }
-    *step = bytes16;
-    return (uint8_t *)(uintptr_t)(j->xq + (size_t)m * j->ldq);
-}
-
-/* Stores 16 bytes at q, or as 4 dwords 64 bytes apart (column blocks). */
-static void store16(uint8_t *q, __m128i v, int cb)
-{
-    if (!cb) {
-        _mm_storeu_si128((__m128i *)(void *)q, v);
-        return;
-    }
-    _mm_storeu_si32(q, v);
-    _mm_storeu_si32(q + 64, _mm_srli_si128(v, 4));
-    _mm_storeu_si32(q + 128, _mm_srli_si128(v, 8));
-    _mm_storeu_si32(q + 192, _mm_srli_si128(v, 12));
-}
-
-/* Column blocks: fills the last group's rows past M with `byte` (q = 0). */
-static void pad_group(const gjob *j, int32_t m1, int byte)
-{
-    int32_t r0 = j->M % 16;
-    if (!j->pk->n_cb || m1 != j->M || r0 == 0)
-        return;
-    uint8_t *g = (uint8_t *)(uintptr_t)(j->xq + (size_t)(j->M / 16) * 16 * j->ldq);
-    for (int32_t qd = 0; qd < j->pk->kblocks * 16; qd++)
-        memset(g + (size_t)qd * 64 + 4 * (size_t)r0, byte, 4 * (size_t)(16 - r0));
-}
+/* The quantized copy of x: row m at xq + m * ldq, contiguous, for both
+ * layouts. */
 
 /* bf16 copy of rows (round to nearest even, as me_f32_to_bf16), zero
  * padded to whole 32-element blocks. */
 static void quant_bf16_rows(const gjob *j, int32_t m0, int32_t m1)
 {
     int32_t kpad = j->pk->kblocks * 32;
-    int cb = j->pk->n_cb != 0;
     for (int32_t m = m0; m < m1; m++) {
         const float *x = j->x + (size_t)m * (size_t)j->K;
-        size_t step;
-        uint8_t *q = xq_row(j, m, 32, &step);
-        for (int32_t k = 0; k < kpad; k += 16, q += step) {
+        uint8_t *q = (uint8_t *)(uintptr_t)(j->xq + (size_t)m * j->ldq);
+        for (int32_t k = 0; k < kpad; k += 16, q += 32) {
             __m512i u = _mm512_castps_si512(_mm512_maskz_loadu_ps(mask16(j->K - k), x + k));
             __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
             u = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
             __m256i h = _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16));
-            /* plain stores: vpscatterdd is slower on Zen 4 */
-            store16(q, _mm256_castsi256_si128(h), cb);
-            store16(q + (cb ? 256 : 16), _mm256_extracti128_si256(h, 1), cb);
+            _mm256_storeu_si256((__m256i *)(void *)q, h);
         }
     }
-    pad_group(j, m1, 0);
 }
 
 /* u8 copy of rows: q + 128 with q = round(x * 127 / max|x|) (as
@@ -866,12 +756,10 @@ static void quant_bf16_rows(const gjob *j, int32_t m0, int32_t m1)
 static void quant_i8_rows(const gjob *j, int32_t m0, int32_t m1)
 {
     int32_t kpad = j->pk->kblocks * 64;
-    int cb = j->pk->n_cb != 0;
     float *xscale = (float *)(uintptr_t)j->xscale;
     for (int32_t m = m0; m < m1; m++) {
         const float *x = j->x + (size_t)m * (size_t)j->K;
-        size_t step;
-        uint8_t *q = xq_row(j, m, 16, &step);
+        uint8_t *q = (uint8_t *)(uintptr_t)(j->xq + (size_t)m * j->ldq);
         __m512 mx = _mm512_setzero_ps();
         for (int32_t k = 0; k < j->K; k += 16)
             mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps(mask16(j->K - k), x + k)));
@@ -884,16 +772,15 @@ static void quant_i8_rows(const gjob *j, int32_t m0, int32_t m1)
             xscale[m] = 0.0f;
         }
         __m512 vinv = _mm512_set1_ps(inv);
-        for (int32_t k = 0; k < kpad; k += 16, q += step) {
+        for (int32_t k = 0; k < kpad; k += 16, q += 16) {
             __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask16(j->K - k), x + k), vinv);
             __m512i iv = _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
             iv = _mm512_max_epi32(_mm512_min_epi32(iv, _mm512_set1_epi32(127)),
                                   _mm512_set1_epi32(-127));
             iv = _mm512_add_epi32(iv, _mm512_set1_epi32(128));
-            store16(q, _mm512_cvtepi32_epi8(iv), cb);
+            _mm_storeu_si128((__m128i *)(void *)q, _mm512_cvtepi32_epi8(iv));
         }
     }
-    pad_group(j, m1, 128);
 }
 
 /* The quantized copy of an m-block is made by the first task that needs it
@@ -926,66 +813,41 @@ static void ensure_rows(const gjob *j, int32_t mb, int32_t m0, int32_t m1)
 #define PF_START_BYTES 4096
 #endif
 
-/* Column blocks: task = (a range of ppt blocks, an m-block). */
-static void gemm_task_cb(const gjob *j, int64_t task)
+/* Wide column blocks: task = (a range of ppt blocks, an m-block). */
+static void gemm_task_wb(const gjob *j, int64_t task)
 {
     const pk512 *pk = j->pk;
     int32_t nc = (int32_t)(task / j->n_mb), mb = (int32_t)(task % j->n_mb);
-    int32_t c0 = nc * j->ppt, c1 = c0 + j->ppt < pk->n_cb ? c0 + j->ppt : pk->n_cb;
+    int32_t c0 = nc * j->ppt, c1 = c0 + j->ppt < pk->n_wb ? c0 + j->ppt : pk->n_wb;
     int32_t m0 = mb * j->mb_rows, m1 = m0 + j->mb_rows < j->M ? m0 + j->mb_rows : j->M;
-    int32_t nq = pk->kblocks * 16;
-    size_t gbytes = (size_t)16 * j->ldq;
     /* Start the first block on its way from DRAM before waiting for (or
      * making) the quantized x: at small M nothing else hides that. */
-    const uint8_t *w0 = pk->data + (size_t)c0 * CB_BYTES(pk);
-    for (size_t o = 0; o < CB_BYTES(pk) && o < PF_START_BYTES; o += 64)
+    const uint8_t *w0 = pk->data + (size_t)c0 * WB_BYTES(pk);
+    for (size_t o = 0; o < WB_BYTES(pk) && o < PF_START_BYTES; o += 64)
         _mm_prefetch((const char *)w0 + o, _MM_HINT_T1);
-    ensure_rows(j, mb, m0, m1);
-    const tile_cb_fn *tiles = pk->kind == ME_PACK_INT8 ? TILES_I8CB : TILES_BF16CB;
-    __m512i acc[16];
-    for (int32_t cb = c0; cb < c1; cb++) {
-        const uint8_t *wp = pk->data + (size_t)cb * CB_BYTES(pk);
-        const uint8_t *next = cb + 1 < pk->n_cb ? wp + CB_BYTES(pk) : NULL;
-        for (int32_t mt = m0; mt < m1; mt += 16) {
-            /* the first row tile pulls the next block into L2: at small M
-             * (latency) it is the only one */
-            const uint8_t *pf = mt == m0 ? next : NULL;
-            const uint8_t *xp = j->xq + (size_t)(mt / 16) * gbytes;
-            int32_t rows = m1 - mt < 16 ? m1 - mt : 16;
-            /* the narrowest tile that covers the rows (M = 1: the CLS-only
-             * last layer) */
-            int h = rows <= 2 ? rows - 1 : 1 + (rows + 3) / 4;
-            tiles[h](xp, wp, nq, pf, acc);
-            store_cb(j, acc, mt, rows, cb * 16);
-        }
+    const uint8_t *x = (const uint8_t *)(const void *)j->x;
+    size_t ldx = (size_t)j->K * 4;
+    const tile_wb_fn *tiles = TILES_WB_F32;
+    if (pk->kind != ME_PACK_F32) {
+        ensure_rows(j, mb, m0, m1);
+        x = j->xq;
+        ldx = j->ldq;
+        tiles = pk->kind == ME_PACK_INT8 ? TILES_WB_I8 : TILES_WB_BF16;
     }
-    if (j->epi & ME_EPI_GELU)
-        gelu_block(j, m0, m1, c0 * 16, c1 * 16 < j->N ? c1 * 16 : j->N);
-}
-
-/* fp32 column blocks: task = (a range of ppt blocks, an m-block). */
-static void gemm_task_fb(const gjob *j, int64_t task)
-{
-    const pk512 *pk = j->pk;
-    int32_t nc = (int32_t)(task / j->n_mb), mb = (int32_t)(task % j->n_mb);
-    int32_t c0 = nc * j->ppt, c1 = c0 + j->ppt < pk->n_fb ? c0 + j->ppt : pk->n_fb;
-    int32_t m0 = mb * j->mb_rows, m1 = m0 + j->mb_rows < j->M ? m0 + j->mb_rows : j->M;
-    size_t ld = (size_t)j->K;
-    __m512 acc[3 * FB_ROWS];
+    __m512i acc[3 * WB_ROWS];
     for (int32_t cb = c0; cb < c1; cb++) {
-        const float *wp = (const float *)(const void *)(pk->data + (size_t)cb * FB_BYTES(j->K));
-        const uint8_t *next = cb + 1 < pk->n_fb ? (const uint8_t *)wp + FB_BYTES(j->K) : NULL;
-        for (int32_t mt = m0; mt < m1; mt += FB_ROWS) {
+        const uint8_t *wp = pk->data + (size_t)cb * WB_BYTES(pk);
+        const uint8_t *next = cb + 1 < pk->n_wb ? wp + WB_BYTES(pk) : NULL;
+        for (int32_t mt = m0; mt < m1; mt += WB_ROWS) {
             /* the first row tile pulls the next block into L2: at small M
              * (latency) it is the only one reading it from DRAM */
-            int32_t rows = m1 - mt < FB_ROWS ? m1 - mt : FB_ROWS;
-            TILES_F32FB[rows - 1](j->x + (size_t)mt * ld, ld, wp, j->K, mt == m0 ? next : NULL,
-                                  acc);
-            store_fb(j, acc, mt, rows, cb * FB_COLS);
+            int32_t rows = m1 - mt < WB_ROWS ? m1 - mt : WB_ROWS;
+            tiles[rows - 1](x + (size_t)mt * ldx, ldx, wp, pk->steps, mt == m0 ? next : NULL, acc);
+            store_wb(j, acc, mt, rows, cb * WB_COLS);
         }
     }
     if (j->epi & ME_EPI_GELU)
-        gelu_block(j, m0, m1, c0 * FB_COLS, c1 * FB_COLS < j->N ? c1 * FB_COLS : j->N);
+        gelu_block(j, m0, m1, c0 * WB_COLS, c1 * WB_COLS < j->N ? c1 * WB_COLS : j->N);
 }
 
 static void gemm_task(void *arg, int64_t task, int32_t thread)
@@ -993,12 +855,8 @@ static void gemm_task(void *arg, int64_t task, int32_t thread)
     (void)thread;
     const gjob *j = arg;
     const pk512 *pk = j->pk;
-    if (pk->n_fb) {
-        gemm_task_fb(j, task);
-        return;
-    }
-    if (pk->n_cb) {
-        gemm_task_cb(j, task);
+    if (pk->n_wb) {
+        gemm_task_wb(j, task);
         return;
     }
     int32_t nc = (int32_t)(task / j->n_mb), mb = (int32_t)(task % j->n_mb);
@@ -1070,14 +928,13 @@ static void linear512(const me_linear *L, const float *x, int32_t M, float *y,
         j.xq = work;
         row_bytes = j.ldq;
     }
-    /* rows of the quantized copy: column blocks round M up to whole groups */
-    size_t mq = pk->n_cb ? ((size_t)M + 15) & ~(size_t)15 : (size_t)M;
+    size_t mq = (size_t)M;
     if (pk->kind != ME_PACK_F32)
         j.xscale = (const float *)(const void *)((uint8_t *)work + j.ldq * mq);
     /* Rows per block: the block of x stays in L2 (~256 KiB) while the
      * task's panels stream past it; panels per task: enough tasks for the
      * pool to balance. Neither changes any output's arithmetic. */
-    int32_t step = pk->n_cb ? 16 : pk->n_fb ? 16 : 4; /* rows per tile (two fp32 tiles) */
+    int32_t step = pk->n_wb ? 2 * WB_ROWS : 4; /* two wide tiles, or one 4-row panel tile */
     int32_t mb = (int32_t)((256u << 10) / row_bytes) & ~(step - 1);
     if (mb < step)
         mb = step;
@@ -1095,10 +952,9 @@ static void linear512(const me_linear *L, const float *x, int32_t M, float *y,
             atomic_init(&j.mb_state[i], 0);
     }
     int32_t nt = me_pool_threads(pool);
-    /* units: 4-row panels, or 16-row column blocks (64 outputs either way),
-     * or 48-output fp32 blocks */
-    int32_t units = pk->n_fb ? pk->n_fb : pk->n_cb ? pk->n_cb : pk->n_panels;
-    int32_t ppt = pk->n_fb ? 2 : pk->n_cb ? 4 : 16;
+    /* units: 48-output wide blocks, or 4-output panels */
+    int32_t units = pk->n_wb ? pk->n_wb : pk->n_panels;
+    int32_t ppt = pk->n_wb ? 2 : 16;
     while (ppt > 1 && (int64_t)cdiv(units, ppt) * j.n_mb < 8 * (int64_t)nt)
         ppt /= 2;
     j.ppt = ppt;
