@@ -837,7 +837,7 @@ static void gemm_task_wb(const gjob *j, int64_t task)
     __m512i acc[3 * WB_ROWS];
     for (int32_t cb = c0; cb < c1; cb++) {
         const uint8_t *wp = pk->data + (size_t)cb * WB_BYTES(pk);
-        const uint8_t *next = cb + 1 < pk->n_wb ? wp + WB_BYTES(pk) : NULL;
+        const uint8_t *next = cb + 1 < c1 ? wp + WB_BYTES(pk) : NULL;
         for (int32_t mt = m0; mt < m1; mt += WB_ROWS) {
             /* the first row tile pulls the next block into L2: at small M
              * (latency) it is the only one reading it from DRAM */
@@ -957,6 +957,14 @@ static void linear512(const me_linear *L, const float *x, int32_t M, float *y,
     int32_t ppt = pk->n_wb ? 2 : 16;
     while (ppt > 1 && (int64_t)cdiv(units, ppt) * j.n_mb < 8 * (int64_t)nt)
         ppt /= 2;
+    /* One m-block (small M: latency): each thread gets one contiguous range
+     * of blocks, so every block but its first was prefetched while the one
+     * before it was computed (the next block is the same thread's). Shared
+     * out in small tasks, half the blocks started cold from DRAM. Measured
+     * at 1x16: bf16 8.7 -> 6.9 ms, int8 4.8-5.3 -> 3.8-3.9 ms, f32 16.5-17.6
+     * -> 13.5 ms; also 2-11% at 1x64 and 1x128. */
+    if (pk->n_wb && j.n_mb == 1)
+        ppt = cdiv(units, nt);
     j.ppt = ppt;
     me_pool_run(pool, (int64_t)cdiv(units, ppt) * j.n_mb, gemm_task, &j);
 }
