@@ -460,6 +460,19 @@ __attribute__((noinline)) static __m512i tile_i8_emu(const uint8_t *x0, const ui
  * for outputs 16 c .. 16 c + 15. fp32 and bf16 sum in chunks of `chunk`
  * steps (see WB_CHUNK_*). pf, when set, is the next block,
  * prefetched 3 lines a step (all of it). */
+/* Prefetch into L2 for step q of a tile: the pfs bytes (64, 96 or 192) at
+ * pf + q pfs, so that the tiles of a row block share the next block out. */
+static inline __attribute__((always_inline)) void prefetch_step(const uint8_t *pf, int32_t q,
+                                                                int32_t pfs)
+{
+    const char *p = (const char *)pf + (size_t)q * (size_t)pfs;
+    _mm_prefetch(p, _MM_HINT_T1);
+    if (pfs > 64)
+        _mm_prefetch(p + 64, _MM_HINT_T1);
+    if (pfs > 128)
+        _mm_prefetch(p + 128, _MM_HINT_T1);
+}
+
 #define WB_BODY(T, ZERO, ADD, OP, BCAST)                                                           \
     do {                                                                                           \
         for (int32_t q0 = 0; q0 < nq; q0 += chunk) {                                               \
@@ -468,12 +481,8 @@ __attribute__((noinline)) static __m512i tile_i8_emu(const uint8_t *x0, const ui
             _Pragma("GCC unroll 24") for (int i = 0; i < 3 * R; i++) a[i] = ZERO;                  \
             const uint8_t *w = wp + (size_t)q0 * (WB_COLS * 4);                                    \
             for (int32_t q = q0; q < q1; q++, w += WB_COLS * 4) {                                  \
-                if (pf) {                                                                          \
-                    const char *p = (const char *)pf + (size_t)q * (WB_COLS * 4);                  \
-                    _mm_prefetch(p, _MM_HINT_T1);                                                  \
-                    _mm_prefetch(p + 64, _MM_HINT_T1);                                             \
-                    _mm_prefetch(p + 128, _MM_HINT_T1);                                            \
-                }                                                                                  \
+                if (pf)                                                                            \
+                    prefetch_step(pf, q, pfs);                                                     \
                 T w0 = (T)_mm512_load_si512(w), w1 = (T)_mm512_load_si512(w + 64);                 \
                 T w2 = (T)_mm512_load_si512(w + 128);                                              \
                 _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                                \
@@ -500,7 +509,7 @@ __attribute__((noinline)) static __m512i tile_i8_emu(const uint8_t *x0, const ui
 
 static inline __attribute__((always_inline)) void
 tile_wb_f32_body(const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, const uint8_t *pf,
-                 __m512 *out, const int R)
+                 int32_t pfs, __m512 *out, const int R)
 {
     const int32_t chunk = WB_CHUNK_F32;
     WB_BODY(__m512, _mm512_setzero_ps(), _mm512_add_ps, FMA_PS, BCAST_PS);
@@ -508,7 +517,7 @@ tile_wb_f32_body(const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, co
 
 static inline __attribute__((always_inline)) void
 tile_wb_bf16_body(const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, const uint8_t *pf,
-                  __m512 *out, const int R)
+                  int32_t pfs, __m512 *out, const int R)
 {
     const int32_t chunk = WB_CHUNK_BF16;
     WB_BODY(__m512, _mm512_setzero_ps(), _mm512_add_ps, DPBF16, BCAST_PS);
@@ -518,19 +527,15 @@ tile_wb_bf16_body(const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, c
  * keep copies of the accumulators on the stack) */
 static inline __attribute__((always_inline)) void
 tile_wb_i8_body(const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, const uint8_t *pf,
-                __m512i *out, const int R)
+                int32_t pfs, __m512i *out, const int R)
 {
     __m512i a[3 * WB_ROWS];
 #pragma GCC unroll 24
     for (int i = 0; i < 3 * R; i++)
         a[i] = _mm512_setzero_si512();
     for (int32_t q = 0; q < nq; q++, wp += WB_COLS * 4) {
-        if (pf) {
-            const char *p = (const char *)pf + (size_t)q * (WB_COLS * 4);
-            _mm_prefetch(p, _MM_HINT_T1);
-            _mm_prefetch(p + 64, _MM_HINT_T1);
-            _mm_prefetch(p + 128, _MM_HINT_T1);
-        }
+        if (pf)
+            prefetch_step(pf, q, pfs);
         __m512i w0 = _mm512_load_si512(wp), w1 = _mm512_load_si512(wp + 64);
         __m512i w2 = _mm512_load_si512(wp + 128);
 #pragma GCC unroll 8
@@ -549,22 +554,25 @@ tile_wb_i8_body(const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, con
 }
 
 typedef void (*tile_wb_fn)(const uint8_t *, size_t, const uint8_t *, int32_t, const uint8_t *,
-                           void *);
+                           int32_t, void *);
 #define TILE_WB(R)                                                                                 \
     __attribute__((noinline)) static void tile_wb_f32_##R(                                         \
-        const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, const uint8_t *pf, void *o)   \
+        const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, const uint8_t *pf, int32_t pfs, \
+        void *o)                                                                                   \
     {                                                                                              \
-        tile_wb_f32_body(x, ldx, wp, nq, pf, (__m512 *)o, R);                                      \
+        tile_wb_f32_body(x, ldx, wp, nq, pf, pfs, (__m512 *)o, R);                                      \
     }                                                                                              \
     __attribute__((noinline)) static void tile_wb_bf16_##R(                                        \
-        const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, const uint8_t *pf, void *o)   \
+        const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, const uint8_t *pf, int32_t pfs, \
+        void *o)                                                                                   \
     {                                                                                              \
-        tile_wb_bf16_body(x, ldx, wp, nq, pf, (__m512 *)o, R);                                     \
+        tile_wb_bf16_body(x, ldx, wp, nq, pf, pfs, (__m512 *)o, R);                                     \
     }                                                                                              \
     __attribute__((noinline)) static void tile_wb_i8_##R(                                          \
-        const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, const uint8_t *pf, void *o)   \
+        const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, const uint8_t *pf, int32_t pfs, \
+        void *o)                                                                                   \
     {                                                                                              \
-        tile_wb_i8_body(x, ldx, wp, nq, pf, (__m512i *)o, R);                                      \
+        tile_wb_i8_body(x, ldx, wp, nq, pf, pfs, (__m512i *)o, R);                                      \
     }
 TILE_WB(1)
 TILE_WB(2)
@@ -835,14 +843,19 @@ static void gemm_task_wb(const gjob *j, int64_t task)
         tiles = pk->kind == ME_PACK_INT8 ? TILES_WB_I8 : TILES_WB_BF16;
     }
     __m512i acc[3 * WB_ROWS];
+    /* The first row tiles (up to 3) pull the next block into L2, each its
+     * share of it: at small M (latency) they are the only ones, and the
+     * block is the next thing read from DRAM. */
+    int32_t share = cdiv(m1 - m0, WB_ROWS) < 3 ? cdiv(m1 - m0, WB_ROWS) : 3;
+    int32_t pfs = WB_COLS * 4 / share;
     for (int32_t cb = c0; cb < c1; cb++) {
         const uint8_t *wp = pk->data + (size_t)cb * WB_BYTES(pk);
         const uint8_t *next = cb + 1 < c1 ? wp + WB_BYTES(pk) : NULL;
         for (int32_t mt = m0; mt < m1; mt += WB_ROWS) {
-            /* the first row tile pulls the next block into L2: at small M
-             * (latency) it is the only one reading it from DRAM */
             int32_t rows = m1 - mt < WB_ROWS ? m1 - mt : WB_ROWS;
-            tiles[rows - 1](x + (size_t)mt * ldx, ldx, wp, pk->steps, mt == m0 ? next : NULL, acc);
+            int32_t ti = (mt - m0) / WB_ROWS;
+            const uint8_t *pf = next && ti < share ? next + (size_t)ti * pk->steps * pfs : NULL;
+            tiles[rows - 1](x + (size_t)mt * ldx, ldx, wp, pk->steps, pf, pfs, acc);
             store_wb(j, acc, mt, rows, cb * WB_COLS);
         }
     }
