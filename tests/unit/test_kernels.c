@@ -41,9 +41,10 @@ static int levels(const me_kern **out)
     return n;
 }
 
-/* Row counts: every int8 column-block tile height (1, 2, 4, 8, 12, 16 rows: 1, 2, 3,
- * 24 = 16 + 8, 42 = 32 + 10, 100 = 96 + 4) and, at 300, several m-blocks. */
-static const int32_t MS[] = {1, 2, 3, 17, 24, 42, 100, 300};
+/* Row counts: every AVX-512 wide-block tile height, 1 to 8 rows (1, 2, 3, 7, 13 = 8 + 5,
+ * 30 = 24 + 6, 100 = 96 + 4, 24 = 3 x 8), a last tile of 1 after full ones (17), the
+ * 4-row panels' tails, and, at 300, several m-blocks. */
+static const int32_t MS[] = {1, 2, 3, 7, 13, 17, 24, 30, 42, 100, 300};
 /* {9, 2100}: a long K (as the FFN's 3072) with a ragged tail in every dtype's k blocks
  * (2100 % 16, % 32 and % 64 are all non-zero). */
 static const int32_t NK[][2] = {{5, 7}, {33, 70}, {64, 256}, {100, 131}, {19, 16}, {9, 2100}};
