@@ -31,12 +31,6 @@
 
 #define QB 4  /* query rows per block */
 #define KT 32 /* keys per score tile and per P v summation block */
-/* Query rows per super-block: its QB-row blocks take turns on each key
- * tile (scores) and each block of v (P v) while it is in L1, instead of
- * each block streaming every key and value of the head from L2 (1 byte
- * per flop for double scores at QB = 4). Each row's arithmetic is the
- * same whatever the grouping. me_attn_work_bytes has room for 64. */
-#define QS 32
 
 void me_attention_avx512(const me_attn_args *a);
 void me_layernorm_avx512(float *x, int32_t rows, int32_t n, const float *g, const float *b,
@@ -218,13 +212,13 @@ static void attention_bf16(const me_attn_args *a)
     w += align64((size_t)d2 * n32 * 4);
     uint32_t *v2 = (uint32_t *)(void *)w; /* (n32 / 2, d16) */
     w += align64(n32 / 2 * d16 * 4);
-    uint32_t *q2 = (uint32_t *)(void *)w; /* (QS, d2) */
-    w += align64((size_t)QS * (size_t)d2 * 4);
-    float *s = (float *)(void *)w; /* (QS, n32) */
-    w += align64((size_t)QS * n32 * 4);
-    uint32_t *p2 = (uint32_t *)(void *)w; /* (QS, n32 / 2) */
-    w += align64((size_t)QS * n32 / 2 * 4);
-    float *ot = (float *)(void *)w; /* (QS, 64) running totals */
+    uint32_t *q2 = (uint32_t *)(void *)w; /* (QB, d2) */
+    w += align64((size_t)QB * (size_t)d2 * 4);
+    float *s = (float *)(void *)w; /* (QB, n32) */
+    w += align64((size_t)QB * n32 * 4);
+    uint32_t *p2 = (uint32_t *)(void *)w; /* (QB, n32 / 2) */
+    w += align64((size_t)QB * n32 / 2 * 4);
+    float *ot = (float *)(void *)w; /* (QB, 64) running totals */
 
     if (d2 <= 64) {
         /* 16 keys at a time: their pairs row-major in t16, then one
@@ -267,100 +261,85 @@ static void attention_bf16(const me_attn_args *a)
         }
     }
 
-    __m512 sc = _mm512_set1_ps(a->scale);
-    for (int32_t i0s = 0; i0s < a->n_q; i0s += QS) {
-        /* QB-row blocks of the super-block (see QS); a partial last block
-         * repeats its first row (computed, not stored) */
-        int32_t nrow = a->n_q - i0s < QS ? a->n_q - i0s : QS;
-        int32_t nblk = (nrow + QB - 1) / QB;
-        for (int32_t b = 0; b < nblk; b++) {
-            int32_t i0 = i0s + b * QB;
-            int32_t rows = a->n_q - i0 < QB ? a->n_q - i0 : QB;
-            for (int r = 0; r < QB; r++)
-                row_pairs(a->q + (size_t)(i0 + (r < rows ? r : 0)) * (size_t)a->ld, d,
-                          q2 + ((size_t)b * QB + (size_t)r) * (size_t)d2);
-        }
+    for (int32_t i0 = 0; i0 < a->n_q; i0 += QB) {
+        int32_t rows = a->n_q - i0 < QB ? a->n_q - i0 : QB;
+        for (int r = 0; r < QB; r++)
+            row_pairs(a->q + (size_t)(i0 + (r < rows ? r : 0)) * (size_t)a->ld, d,
+                      q2 + (size_t)r * (size_t)d2);
+        __m512 sc = _mm512_set1_ps(a->scale);
         for (size_t j0 = 0; j0 < n32; j0 += KT) {
-            for (int32_t b = 0; b < nblk; b++) {
-                const uint32_t *qb = q2 + (size_t)b * QB * (size_t)d2;
-                float *sb = s + (size_t)b * QB * n32;
-                __m512 acc[QB][2];
+            __m512 acc[QB][2];
+#pragma GCC unroll 8
+            for (int r = 0; r < QB; r++) {
+                acc[r][0] = _mm512_setzero_ps();
+                acc[r][1] = _mm512_setzero_ps();
+            }
+            const uint32_t *kp = kt2 + j0;
+            for (int32_t c = 0; c < d2; c++, kp += n32) {
+                __m512bh k0 = (__m512bh)_mm512_load_si512(kp);
+                __m512bh k1 = (__m512bh)_mm512_load_si512(kp + 16);
 #pragma GCC unroll 8
                 for (int r = 0; r < QB; r++) {
-                    acc[r][0] = _mm512_setzero_ps();
-                    acc[r][1] = _mm512_setzero_ps();
-                }
-                const uint32_t *kp = kt2 + j0;
-                for (int32_t c = 0; c < d2; c++, kp += n32) {
-                    __m512bh k0 = (__m512bh)_mm512_load_si512(kp);
-                    __m512bh k1 = (__m512bh)_mm512_load_si512(kp + 16);
-#pragma GCC unroll 8
-                    for (int r = 0; r < QB; r++) {
-                        __m512bh qv = (__m512bh)_mm512_set1_epi32(
-                            (int)qb[(size_t)r * (size_t)d2 + (size_t)c]);
-                        acc[r][0] = _mm512_dpbf16_ps(acc[r][0], qv, k0);
-                        acc[r][1] = _mm512_dpbf16_ps(acc[r][1], qv, k1);
-                    }
-                }
-#pragma GCC unroll 8
-                for (int r = 0; r < QB; r++) {
-                    _mm512_store_ps(sb + (size_t)r * n32 + j0, _mm512_mul_ps(acc[r][0], sc));
-                    _mm512_store_ps(sb + (size_t)r * n32 + j0 + 16, _mm512_mul_ps(acc[r][1], sc));
+                    __m512bh qv =
+                        (__m512bh)_mm512_set1_epi32((int)q2[(size_t)r * (size_t)d2 + (size_t)c]);
+                    acc[r][0] = _mm512_dpbf16_ps(acc[r][0], qv, k0);
+                    acc[r][1] = _mm512_dpbf16_ps(acc[r][1], qv, k1);
                 }
             }
+#pragma GCC unroll 8
+            for (int r = 0; r < QB; r++) {
+                _mm512_store_ps(s + (size_t)r * n32 + j0, _mm512_mul_ps(acc[r][0], sc));
+                _mm512_store_ps(s + (size_t)r * n32 + j0 + 16, _mm512_mul_ps(acc[r][1], sc));
+            }
         }
-        double sum[QS];
-        for (int32_t r = 0; r < nblk * QB; r++) {
+        double sum[QB];
+        for (int r = 0; r < QB; r++) {
             float *sr = s + (size_t)r * n32;
             sum[r] = softmax_row(sr, n, n32);
             row_pairs(sr, (int32_t)n32, p2 + (size_t)r * n32 / 2);
         }
         for (size_t c0 = 0; c0 < d16; c0 += 64) {
             int32_t nv = d16 - c0 < 64 ? (int32_t)((d16 - c0) / 16) : 4;
-            memset(ot, 0, (size_t)nblk * QB * 64 * sizeof *ot);
+            memset(ot, 0, (size_t)QB * 64 * sizeof *ot);
             for (int32_t j0 = 0; j0 < n; j0 += KT) {
                 int32_t j1 = j0 + KT < n ? j0 + KT : n;
-                for (int32_t b = 0; b < nblk; b++) {
-                    const uint32_t *pb = p2 + (size_t)b * QB * n32 / 2;
-                    float *ob = ot + (size_t)b * QB * 64;
-                    if (nv == 4) {
-                        pv_block_bf16(v2 + c0, d16, pb, n32 / 2, j0 / 2, (j1 + 1) / 2, ob);
-                        continue;
-                    }
-                    __m512 acc[QB][4];
-#pragma GCC unroll 8
-                    for (int r = 0; r < QB; r++)
-#pragma GCC unroll 4
-                        for (int v = 0; v < 4; v++)
-                            acc[r][v] = _mm512_setzero_ps();
-                    for (int32_t j2 = j0 / 2; j2 < (j1 + 1) / 2; j2++) {
-                        const uint32_t *vr = v2 + (size_t)j2 * d16 + c0;
-                        __m512bh vv[4];
-#pragma GCC unroll 4
-                        for (int v = 0; v < 4; v++)
-                            vv[v] = (__m512bh)(v < nv ? _mm512_load_si512(vr + 16 * v)
-                                                      : _mm512_setzero_si512());
-#pragma GCC unroll 8
-                        for (int r = 0; r < QB; r++) {
-                            __m512bh pv = (__m512bh)_mm512_set1_epi32(
-                                (int)pb[(size_t)r * n32 / 2 + (size_t)j2]);
-#pragma GCC unroll 4
-                            for (int v = 0; v < 4; v++)
-                                acc[r][v] = _mm512_dpbf16_ps(acc[r][v], pv, vv[v]);
-                        }
-                    }
-#pragma GCC unroll 8
-                    for (int r = 0; r < QB; r++)
-#pragma GCC unroll 4
-                        for (int v = 0; v < 4; v++) {
-                            float *t = ob + (size_t)r * 64 + 16 * (size_t)v;
-                            _mm512_store_ps(t, _mm512_add_ps(_mm512_load_ps(t), acc[r][v]));
-                        }
+                if (nv == 4) {
+                    pv_block_bf16(v2 + c0, d16, p2, n32 / 2, j0 / 2, (j1 + 1) / 2, ot);
+                    continue;
                 }
+                __m512 acc[QB][4];
+#pragma GCC unroll 8
+                for (int r = 0; r < QB; r++)
+#pragma GCC unroll 4
+                    for (int v = 0; v < 4; v++)
+                        acc[r][v] = _mm512_setzero_ps();
+                for (int32_t j2 = j0 / 2; j2 < (j1 + 1) / 2; j2++) {
+                    const uint32_t *vr = v2 + (size_t)j2 * d16 + c0;
+                    __m512bh vv[4];
+#pragma GCC unroll 4
+                    for (int v = 0; v < 4; v++)
+                        vv[v] = (__m512bh)(v < nv ? _mm512_load_si512(vr + 16 * v)
+                                                  : _mm512_setzero_si512());
+#pragma GCC unroll 8
+                    for (int r = 0; r < QB; r++) {
+                        __m512bh pv =
+                            (__m512bh)_mm512_set1_epi32((int)p2[(size_t)r * n32 / 2 + (size_t)j2]);
+#pragma GCC unroll 4
+                        for (int v = 0; v < 4; v++)
+                            acc[r][v] = _mm512_dpbf16_ps(acc[r][v], pv, vv[v]);
+                    }
+                }
+#pragma GCC unroll 8
+                for (int r = 0; r < QB; r++)
+#pragma GCC unroll 4
+                    for (int v = 0; v < 4; v++) {
+                        float *t = ot + (size_t)r * 64 + 16 * (size_t)v;
+                        _mm512_store_ps(t, _mm512_add_ps(_mm512_load_ps(t), acc[r][v]));
+                    }
             }
-            for (int32_t r = 0; r < nrow; r++) {
+            for (int r = 0; r < rows; r++) {
                 __m512 den = _mm512_set1_ps((float)sum[r]);
-                float *o = a->o + (size_t)(i0s + r) * (size_t)a->ldo + c0;
+                float *o = a->o + (size_t)(i0 + r) * (size_t)a->ldo + c0;
                 for (int v = 0; v < nv; v++)
                     _mm512_mask_storeu_ps(
                         o + 16 * v, tail16(d - (int32_t)c0 - 16 * v),
@@ -395,11 +374,11 @@ void me_attention_avx512(const me_attn_args *a)
     uint8_t *w = a->work;
     double *kt = (double *)(void *)w; /* (d, n32) */
     w += align64((size_t)d * n32 * 8);
-    double *qd = (double *)(void *)w; /* (QS, d) */
-    w += align64((size_t)QS * (size_t)d * 8);
-    float *s = (float *)(void *)w; /* (QS, n32) */
-    w += align64((size_t)QS * n32 * 4);
-    float *ot = (float *)(void *)w; /* (QS, 64) running totals */
+    double *qd = (double *)(void *)w; /* (QB, d) */
+    w += align64((size_t)QB * (size_t)d * 8);
+    float *s = (float *)(void *)w; /* (QB, n32) */
+    w += align64((size_t)QB * n32 * 4);
+    float *ot = (float *)(void *)w; /* (QB, dv * 16) running totals */
 
     /* keys, transposed (widened unless fast); zero beyond n */
     float *ktf = (float *)(void *)kt;
@@ -419,90 +398,78 @@ void me_attention_avx512(const me_attn_args *a)
             row[j] = 0;
     }
 
-    for (int32_t i0s = 0; i0s < a->n_q; i0s += QS) {
-        /* QB-row blocks of this super-block; a partial last block repeats
-         * its first row (computed, not stored) */
-        int32_t nrow = a->n_q - i0s < QS ? a->n_q - i0s : QS;
-        int32_t nblk = (nrow + QB - 1) / QB;
-        for (int32_t b = 0; b < nblk; b++) {
-            int32_t i0 = i0s + b * QB;
-            int32_t rows = a->n_q - i0 < QB ? a->n_q - i0 : QB;
+    for (int32_t i0 = 0; i0 < a->n_q; i0 += QB) {
+        int32_t rows = a->n_q - i0 < QB ? a->n_q - i0 : QB;
+        if (a->fast && rows == QB) {
+            for (size_t j0 = 0; j0 < n32; j0 += KT)
+                score_tile_f32(a->q + (size_t)i0 * (size_t)a->ld, (size_t)a->ld, ktf, n32, d,
+                               (int32_t)j0, a->scale, s, n32);
+        } else if (a->fast) {
+            float *qf = (float *)(void *)qd;
+            for (int r = 0; r < QB; r++)
+                memcpy(qf + (size_t)r * (size_t)d,
+                       a->q + (size_t)(i0 + (r < rows ? r : 0)) * (size_t)a->ld,
+                       sizeof *qf * (size_t)d);
+            for (size_t j0 = 0; j0 < n32; j0 += KT)
+                score_tile_f32(qf, (size_t)d, ktf, n32, d, (int32_t)j0, a->scale, s, n32);
+        } else {
             for (int r = 0; r < QB; r++) {
                 const float *q = a->q + (size_t)(i0 + (r < rows ? r : 0)) * (size_t)a->ld;
-                if (a->fast) {
-                    memcpy((float *)(void *)qd + ((size_t)b * QB + (size_t)r) * (size_t)d, q,
-                           sizeof *q * (size_t)d);
-                    continue;
-                }
-                double *qr = qd + ((size_t)b * QB + (size_t)r) * (size_t)d;
                 for (int32_t c = 0; c < d; c++)
-                    qr[c] = q[c];
+                    qd[(size_t)r * (size_t)d + (size_t)c] = q[c];
             }
+            for (size_t j0 = 0; j0 < n32; j0 += KT)
+                score_tile(qd, kt, n32, d, (int32_t)j0, (double)a->scale, s, n32);
         }
-        /* scores: each key tile serves every block while it is in L1 */
-        for (size_t j0 = 0; j0 < n32; j0 += KT)
-            for (int32_t b = 0; b < nblk; b++) {
-                float *sb = s + (size_t)b * QB * n32;
-                if (a->fast)
-                    score_tile_f32((const float *)(const void *)qd + (size_t)b * QB * (size_t)d,
-                                   (size_t)d, ktf, n32, d, (int32_t)j0, a->scale, sb, n32);
-                else
-                    score_tile(qd + (size_t)b * QB * (size_t)d, kt, n32, d, (int32_t)j0,
-                               (double)a->scale, sb, n32);
-            }
 
         /* softmax numerators and sums */
-        double sum[QS];
-        for (int32_t r = 0; r < nblk * QB; r++)
+        double sum[QB];
+        for (int r = 0; r < QB; r++)
             sum[r] = softmax_row(s + (size_t)r * n32, n, n32);
 
-        /* o = P v, keys in blocks of KT; each block of v serves every
-         * query block while it is in L1 */
+        /* o = P v, keys in blocks of KT */
         for (size_t c0 = 0; c0 < dv; c0 += 4) {
             int32_t nv = dv - c0 < 4 ? (int32_t)(dv - c0) : 4;
             __mmask16 cm[4];
 #pragma GCC unroll 16
             for (int v = 0; v < 4; v++)
                 cm[v] = tail16(d - (int32_t)(c0 + (size_t)v) * 16);
-            memset(ot, 0, (size_t)nblk * QB * 64 * sizeof *ot);
+            memset(ot, 0, (size_t)QB * 64 * sizeof *ot);
             for (int32_t j0 = 0; j0 < n; j0 += KT) {
                 int32_t j1 = j0 + KT < n ? j0 + KT : n;
-                for (int32_t b = 0; b < nblk; b++) {
-                    const float *sb = s + (size_t)b * QB * n32;
-                    float *ob = ot + (size_t)b * QB * 64;
-                    __m512 acc[QB][4];
+                __m512 acc[QB][4];
 #pragma GCC unroll 16
-                    for (int r = 0; r < QB; r++)
+                for (int r = 0; r < QB; r++)
+#pragma GCC unroll 16
+                    for (int v = 0; v < 4; v++)
+                        acc[r][v] = _mm512_setzero_ps();
+                for (int32_t j = j0; j < j1; j++) {
+                    const float *vr = a->v + (size_t)j * (size_t)a->ld + c0 * 16;
+                    __m512 vv[4];
+#pragma GCC unroll 16
+                    for (int v = 0; v < 4; v++)
+                        vv[v] = v < nv ? _mm512_maskz_loadu_ps(cm[v], vr + 16 * v)
+                                       : _mm512_setzero_ps();
+#pragma GCC unroll 16
+                    for (int r = 0; r < QB; r++) {
+                        __m512 p = _mm512_set1_ps(s[(size_t)r * n32 + (size_t)j]);
 #pragma GCC unroll 16
                         for (int v = 0; v < 4; v++)
-                            acc[r][v] = _mm512_setzero_ps();
-                    for (int32_t jj = j0; jj < j1; jj++) {
-                        const float *vr = a->v + (size_t)jj * (size_t)a->ld + c0 * 16;
-                        __m512 vv[4];
-#pragma GCC unroll 16
-                        for (int v = 0; v < 4; v++)
-                            vv[v] = v < nv ? _mm512_maskz_loadu_ps(cm[v], vr + 16 * v)
-                                           : _mm512_setzero_ps();
-#pragma GCC unroll 16
-                        for (int r = 0; r < QB; r++) {
-                            __m512 p = _mm512_set1_ps(sb[(size_t)r * n32 + (size_t)jj]);
-#pragma GCC unroll 16
-                            for (int v = 0; v < 4; v++)
-                                acc[r][v] = _mm512_fmadd_ps(p, vv[v], acc[r][v]);
-                        }
+                            acc[r][v] = _mm512_fmadd_ps(p, vv[v], acc[r][v]);
                     }
-#pragma GCC unroll 16
-                    for (int r = 0; r < QB; r++)
-#pragma GCC unroll 16
-                        for (int v = 0; v < 4; v++) {
-                            float *t = ob + (size_t)r * 64 + 16 * (size_t)v;
-                            _mm512_store_ps(t, _mm512_add_ps(_mm512_load_ps(t), acc[r][v]));
-                        }
                 }
+#pragma GCC unroll 16
+                for (int r = 0; r < QB; r++)
+#pragma GCC unroll 16
+                    for (int v = 0; v < 4; v++) {
+                        float *t = ot + (size_t)r * 64 + 16 * (size_t)v;
+                        _mm512_store_ps(t, _mm512_add_ps(_mm512_load_ps(t), acc[r][v]));
+                    }
             }
-            for (int32_t r = 0; r < nrow; r++) {
+#pragma GCC unroll 16
+            for (int r = 0; r < rows; r++) {
                 __m512 inv = _mm512_set1_ps((float)sum[r]);
-                float *o = a->o + (size_t)(i0s + r) * (size_t)a->ldo + c0 * 16;
+                float *o = a->o + (size_t)(i0 + r) * (size_t)a->ldo + c0 * 16;
 #pragma GCC unroll 16
                 for (int v = 0; v < nv; v++)
                     _mm512_mask_storeu_ps(

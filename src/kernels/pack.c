@@ -91,7 +91,6 @@ size_t me_attn_work_bytes(int32_t n, int32_t d)
     size_t nn = ((size_t)n + 15) & ~(size_t)15;
     size_t dd = ((size_t)d + 15) & ~(size_t)15;
     /* transposed keys in double, a 64-row block of scores, a 64-row block of
-     * queries in double and of output sums, and 64 rows of 64 output totals
-     * (the AVX-512 super-blocks, whatever d) */
-    return nn * dd * 8 + 64 * nn * 4 + 64 * dd * 8 * 2 + 64 * 64 * 4 + 4096;
+     * queries in double and of output sums */
+    return nn * dd * 8 + 64 * nn * 4 + 64 * dd * 8 * 2 + 4096;
 }
