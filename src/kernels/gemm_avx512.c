@@ -46,6 +46,7 @@
 #include "kernels/simd_avx512.h"
 #include "medembed.h"
 
+
 void me_attention_avx512(const me_attn_args *a);
 void me_layernorm_avx512(float *x, int32_t rows, int32_t n, const float *g, const float *b,
                          double eps);
@@ -674,14 +675,18 @@ static __m512 dequant_tile(const gjob *j, __m512i acc, int32_t m0, int32_t rows,
 }
 
 /* Wide column blocks: rows mt..mt+rows-1, outputs n0..n0+47, with the
- * operations of dequant_tile + store_tile in the same order (bit-identical
- * for int8): (float)(sum - 128 sum q_w) * (s_x s_w), + bias, + residual
- * (without GELU; gelu_block adds it after the GELU). */
+ * operations of dequant_tile + store_tile + gelu_block in the same order
+ * (bit-identical): (float)(sum - 128 sum q_w) * (s_x s_w) for int8, +
+ * bias, GELU, + residual. The GELU is applied here rather than by a pass
+ * over the finished block as for the panels: a tile gives it 24
+ * independent vectors to overlap, and the pass's reload of y is saved
+ * (in-process interleaved A/B: 32x128 f32 +4%, bf16 +3%; 1x16 bf16 +3%). */
 static void store_wb(const gjob *j, const void *acc, int32_t mt, int32_t rows, int32_t n0)
 {
     int i8 = j->pk->kind == ME_PACK_INT8;
     const float *b = j->L->b;
-    int resid = (j->epi & ME_EPI_RESIDUAL) && !(j->epi & ME_EPI_GELU);
+    int gelu = (j->epi & ME_EPI_GELU) != 0;
+    int resid = (j->epi & ME_EPI_RESIDUAL) != 0;
     size_t ld = (size_t)j->N;
     for (int c = 0; c < 3; c++) {
         int32_t nc = n0 + 16 * c;
@@ -707,6 +712,8 @@ static void store_wb(const gjob *j, const void *acc, int32_t mt, int32_t rows, i
             }
             if (b)
                 v = _mm512_add_ps(v, bias);
+            if (gelu)
+                v = me_gelu512(v);
             if (resid)
                 v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(cm, j->res + o));
             _mm512_mask_storeu_ps(j->y + o, cm, v);
@@ -821,7 +828,6 @@ static void ensure_rows(const gjob *j, int32_t mb, int32_t m0, int32_t m1)
 #define PF_START_BYTES 4096
 #endif
 
-int me_ab_flag;
 /* Wide column blocks: task = (a range of ppt blocks, an m-block). */
 static void gemm_task_wb(const gjob *j, int64_t task)
 {
@@ -860,8 +866,6 @@ static void gemm_task_wb(const gjob *j, int64_t task)
             store_wb(j, acc, mt, rows, cb * WB_COLS);
         }
     }
-    if (j->epi & ME_EPI_GELU)
-        gelu_block(j, m0, m1, c0 * WB_COLS, c1 * WB_COLS < j->N ? c1 * WB_COLS : j->N);
 }
 
 static void gemm_task(void *arg, int64_t task, int32_t thread)
