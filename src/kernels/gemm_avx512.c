@@ -46,7 +46,6 @@
 #include "kernels/simd_avx512.h"
 #include "medembed.h"
 
-
 void me_attention_avx512(const me_attn_args *a);
 void me_layernorm_avx512(float *x, int32_t rows, int32_t n, const float *g, const float *b,
                          double eps);
@@ -833,6 +832,15 @@ static void gemm_task_wb(const gjob *j, int64_t task)
 {
     const pk512 *pk = j->pk;
     int32_t nc = (int32_t)(task / j->n_mb), mb = (int32_t)(task % j->n_mb);
+    if (pk->kind == ME_PACK_F32) {
+        /* fp32: consecutive tasks share the m-block (x stays in L2 while
+         * the blocks stream past; interleaved A/B on 4096-row GEMMs: +3 to
+         * +7%). The quantized dtypes keep block-range order: there the
+         * tasks of a new m-block would all wait for its quantized copy. */
+        int32_t nct = cdiv(pk->n_wb, j->ppt);
+        mb = (int32_t)(task / nct);
+        nc = (int32_t)(task % nct);
+    }
     int32_t c0 = nc * j->ppt, c1 = c0 + j->ppt < pk->n_wb ? c0 + j->ppt : pk->n_wb;
     int32_t m0 = mb * j->mb_rows, m1 = m0 + j->mb_rows < j->M ? m0 + j->mb_rows : j->M;
     /* Start the first block on its way from DRAM before waiting for (or
