@@ -2,40 +2,39 @@
  * gemm_avx512.c - AVX-512 linear layers (fp32, bf16, int8) and the
  * AVX-512 kernel table.
  *
- * Formulation: a "dot-product" GEMM. W is packed in panels of 4 output
+ * Two formulations. The main one, "wide column blocks" (WB_COLS below),
+ * serves every dtype whose dot instruction the CPU has: fp32 (FMA), bf16
+ * with AVX512_BF16 (vdpbf16ps) and int8 with VNNI (vpdpbusd). It is the
+ * usual broadcast (outer-product) kernel over blocks of 48 outputs, with
+ * tiles of up to 8 rows x 48 outputs, and fp32 sums taken in chunks of 16 k
+ * so that they stay as accurate as the dot-product tree (see WB_COLS).
+ *
+ * The second, a "dot-product" GEMM, is the fallback for bf16 without
+ * AVX512_BF16 and int8 without VNNI (MEDEMBED_CPU_DISABLE selects it on
+ * any CPU, and the kernel tests run it). W is packed in panels of 4 output
  * rows; inside a panel, for each k block, the 4 rows' 64 bytes follow each
  * other ([panel][k block][4][64 B]), so a panel streams as one sequence.
  * A 4x4 tile of outputs keeps 16 vector accumulators, one per output, each
- * lane summing every 16th product (fp32), pair (bf16, vdpbf16ps) or quad
- * (int8, vpdpbusd); one fixed pairwise tree (me_hsum16x16) then reduces
- * the 16 accumulators into one vector holding the 4x4 tile, which gets the
- * epilogue (bias, GELU, residual) at full width.
+ * lane summing every 16th pair (bf16, emulated in fp32) or quad (int8,
+ * vpmaddwd); one fixed pairwise tree (me_hsum16x16) then reduces the 16
+ * accumulators into one vector holding the 4x4 tile, which gets the
+ * epilogue (bias, GELU, residual) at full width. fp32 used it too until
+ * Zen 5, where its x reads from L2 (0.5 byte per flop) and per-tile trees
+ * held the full forward pass to ~63% of peak.
  *
  * Why pack fp32 at all (a copy that costs load time: fresh pages fault in
  * at ~11 us per 4 KiB in our VMs): reading W in place from the weight file
  * (4 row streams, unaligned, 4 KiB pages) measured 79 vs 92 GFLOP/s per core
- * at K = 3072 and 64 vs 108 at M = 16, the latency case.
- *
- * Why not the usual broadcast (outer-product) kernel: its outputs are
- * serial fp32 sums of K terms. Summing in 16 lanes of K/16 terms and a
- * pairwise tree is several times more accurate (the golden test allows 1e-5
- * against float64 on 512-token hidden states, and serial fp32 sums miss it),
- * it needs no activation packing in fp32, and bf16/int8 dot instructions
- * are dot products already. The load/FMA ratio is the same (8 loads per 16
- * FMAs).
- *
- * That holds for fp32 and for the fallbacks. int8 with VNNI and bf16 with
- * AVX512_BF16 use the broadcast kernel over "column blocks" instead (see
- * CB_BYTES below): int8 sums are exact in any order, and bf16's budget is a
- * cosine against fp32, which chunked fp32 sums keep.
+ * at K = 3072 and 64 vs 108 at M = 16, the latency case (Zen 4, panels).
  *
  * Determinism: an output's arithmetic depends only on its row of x and its
- * row of W (fixed lanes, fixed tree), never on M, the tile position, the
- * task split or the thread; tail rows reuse a valid row pointer (panels) or
- * are padding rows of the last 16-row group (column blocks), and are simply
- * not stored. int8's bit-exactness with the scalar oracle also relies on the
- * epilogue's multiply and add not being contracted into an FMA: -std=c11
- * (the Makefile's) implies -ffp-contract=off in GCC.
+ * row of W (fixed chunks or lanes, fixed tree), never on M, the tile
+ * position, the task split or the thread; tail rows reuse a valid row
+ * pointer (panels) or are simply not computed (wide blocks: tiles of 1 to 8
+ * rows), and outputs past N are not stored. int8's bit-exactness with the
+ * scalar oracle also relies on the epilogue's multiply and add not being
+ * contracted into an FMA: -std=c11 (the Makefile's) implies
+ * -ffp-contract=off in GCC.
  */
 #include <immintrin.h>
 #include <sched.h>
@@ -57,7 +56,6 @@ typedef struct {
     int32_t kind;     /* ME_PACK_* */
     int32_t n_panels; /* ceil(n_out / 4) */
     int32_t kblocks;  /* 64-byte k blocks per row: K/16 (f32), K/32 (bf16), K/64 (int8) */
-    int32_t native;   /* bf16: AVX512_BF16 present; int8: AVX512_VNNI present */
     int32_t n_wb;     /* wide column blocks (fp32; bf16 with AVX512_BF16; int8 with
                        * VNNI): ceil(n_out / WB_COLS); 0 for the panel layout */
     int32_t steps;    /* wide blocks: 4-byte k steps (K fp32, kblocks * 16 bf16/int8) */
@@ -136,7 +134,6 @@ static int pack512_wb(me_linear *L, int32_t dtype)
     pk512 *pk = (pk512 *)(void *)blk;
     memset(pk, 0, sizeof *pk);
     pk->kind = f32 ? ME_PACK_F32 : i8 ? ME_PACK_INT8 : ME_PACK_BF16;
-    pk->native = 1;
     pk->kblocks = kb;
     pk->n_wb = nwb;
     pk->steps = steps;
@@ -230,17 +227,8 @@ static int pack512(me_linear *L, int32_t dtype)
             memset(pk->data + (size_t)(n / 4) * PANEL_BYTES(pk) +
                        ((size_t)b * 4 + (size_t)(n % 4)) * 64,
                    0, 64);
-    if (dtype == MEDEMBED_DTYPE_F32) {
-        pk->kind = ME_PACK_F32;
-        for (int32_t n = 0; n < N; n++) {
-            const float *w = me_linear_row(L, n);
-            uint8_t *dst = pk->data + (size_t)(n / 4) * PANEL_BYTES(pk) + (size_t)(n % 4) * 64;
-            for (int32_t k = 0; k < K; k += 16, dst += 256)
-                memcpy(dst, w + k, sizeof *w * (size_t)(K - k < 16 ? K - k : 16));
-        }
-    } else if (dtype == MEDEMBED_DTYPE_BF16) {
+    if (dtype == MEDEMBED_DTYPE_BF16) {
         pk->kind = ME_PACK_BF16;
-        pk->native = cpu.avx512_bf16;
         for (int32_t n = 0; n < N; n++) {
             const float *w = me_linear_row(L, n);
             uint8_t *dst = pk->data + (size_t)(n / 4) * PANEL_BYTES(pk) + (size_t)(n % 4) * 64;
@@ -250,7 +238,6 @@ static int pack512(me_linear *L, int32_t dtype)
         }
     } else {
         pk->kind = ME_PACK_INT8;
-        pk->native = cpu.avx512_vnni;
         pk->scale = (float *)(void *)(blk + hdr);
         pk->wsum128 = (int32_t *)(void *)(blk + hdr + (size_t)np * 4 * 4);
         memset(pk->scale, 0, (size_t)np * 4 * 8);
@@ -308,61 +295,6 @@ static int pack512(me_linear *L, int32_t dtype)
 #define DPBF16(acc, x, w) _mm512_dpbf16_ps(acc, (__m512bh)(x), (__m512bh)(w))
 #define DPBUSD(acc, x, w) _mm512_dpbusd_epi32(acc, x, w)
 
-/* fp32: x rows are the caller's (unpadded) rows; the K tail is a masked
- * load, the packed W is zero beyond K. */
-__attribute__((noinline)) static __m512 tile_f32(const float *x0, const float *x1, const float *x2,
-                                                 const float *x3, const uint8_t *wp, int32_t K,
-                                                 const uint8_t *pf)
-{
-    __m512 a[16];
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; i++)
-        a[i] = _mm512_setzero_ps();
-    int32_t kfull = K / 16, k = 0;
-    const float *w = (const float *)(const void *)wp;
-    for (int32_t kb = 0; kb < kfull; kb++, k += 16, w += 64) {
-        if (pf)
-            _mm_prefetch((const char *)pf + (size_t)kb * 256, _MM_HINT_T1);
-        __m512 w0 = _mm512_load_ps(w), w1 = _mm512_load_ps(w + 16);
-        __m512 w2 = _mm512_load_ps(w + 32), w3 = _mm512_load_ps(w + 48);
-        __m512 v0 = _mm512_loadu_ps(x0 + k), v1 = _mm512_loadu_ps(x1 + k);
-        __m512 v2 = _mm512_loadu_ps(x2 + k), v3 = _mm512_loadu_ps(x3 + k);
-        TILE_STEP(FMA_PS, v0, v1, v2, v3, w0, w1, w2, w3);
-    }
-    if (k < K) {
-        __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
-        __m512 w0 = _mm512_load_ps(w), w1 = _mm512_load_ps(w + 16);
-        __m512 w2 = _mm512_load_ps(w + 32), w3 = _mm512_load_ps(w + 48);
-        __m512 v0 = _mm512_maskz_loadu_ps(m, x0 + k), v1 = _mm512_maskz_loadu_ps(m, x1 + k);
-        __m512 v2 = _mm512_maskz_loadu_ps(m, x2 + k), v3 = _mm512_maskz_loadu_ps(m, x3 + k);
-        TILE_STEP(FMA_PS, v0, v1, v2, v3, w0, w1, w2, w3);
-    }
-    return me_hsum16x16(a);
-}
-
-/* bf16 with AVX512_BF16: x rows are bf16 copies padded to whole blocks. */
-__attribute__((noinline)) static __m512 tile_bf16(const uint8_t *x0, const uint8_t *x1,
-                                                  const uint8_t *x2, const uint8_t *x3,
-                                                  const uint8_t *wp, int32_t kblocks,
-                                                  const uint8_t *pf)
-{
-    __m512 a[16];
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; i++)
-        a[i] = _mm512_setzero_ps();
-    for (int32_t kb = 0; kb < kblocks; kb++, wp += 256) {
-        if (pf)
-            _mm_prefetch((const char *)pf + (size_t)kb * 256, _MM_HINT_T1);
-        size_t o = (size_t)kb * 64;
-        __m512i w0 = _mm512_load_si512(wp), w1 = _mm512_load_si512(wp + 64);
-        __m512i w2 = _mm512_load_si512(wp + 128), w3 = _mm512_load_si512(wp + 192);
-        __m512i v0 = _mm512_load_si512(x0 + o), v1 = _mm512_load_si512(x1 + o);
-        __m512i v2 = _mm512_load_si512(x2 + o), v3 = _mm512_load_si512(x3 + o);
-        TILE_STEP(DPBF16, v0, v1, v2, v3, w0, w1, w2, w3);
-    }
-    return me_hsum16x16(a);
-}
-
 /* bf16 without AVX512_BF16: the same products in fp32 FMA (bf16 -> fp32 is a
  * shift), even elements then odd elements of each block per lane. */
 __attribute__((noinline)) static __m512 tile_bf16_emu(const uint8_t *x0, const uint8_t *x1,
@@ -397,29 +329,6 @@ __attribute__((noinline)) static __m512 tile_bf16_emu(const uint8_t *x0, const u
         TILE_STEP(FMA_PS, vo[0], vo[1], vo[2], vo[3], wo[0], wo[1], wo[2], wo[3]);
     }
     return me_hsum16x16(a);
-}
-
-/* int8 with VNNI: x rows are u8 (q + 128); returns the raw sums. */
-__attribute__((noinline)) static __m512i tile_i8(const uint8_t *x0, const uint8_t *x1,
-                                                 const uint8_t *x2, const uint8_t *x3,
-                                                 const uint8_t *wp, int32_t kblocks,
-                                                 const uint8_t *pf)
-{
-    __m512i a[16];
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; i++)
-        a[i] = _mm512_setzero_si512();
-    for (int32_t kb = 0; kb < kblocks; kb++, wp += 256) {
-        if (pf)
-            _mm_prefetch((const char *)pf + (size_t)kb * 256, _MM_HINT_T1);
-        size_t o = (size_t)kb * 64;
-        __m512i w0 = _mm512_load_si512(wp), w1 = _mm512_load_si512(wp + 64);
-        __m512i w2 = _mm512_load_si512(wp + 128), w3 = _mm512_load_si512(wp + 192);
-        __m512i v0 = _mm512_load_si512(x0 + o), v1 = _mm512_load_si512(x1 + o);
-        __m512i v2 = _mm512_load_si512(x2 + o), v3 = _mm512_load_si512(x3 + o);
-        TILE_STEP(DPBUSD, v0, v1, v2, v3, w0, w1, w2, w3);
-    }
-    return me_hsum16x16_i32(a);
 }
 
 /* int8 without VNNI (AVX512BW): (q_x + 128) * q_w as 16-bit products summed
@@ -555,25 +464,18 @@ tile_wb_i8_body(const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, con
 
 typedef void (*tile_wb_fn)(const uint8_t *, size_t, const uint8_t *, int32_t, const uint8_t *,
                            int32_t, void *);
-#define TILE_WB(R)                                                                                 \
-    __attribute__((noinline)) static void tile_wb_f32_##R(                                         \
-        const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, const uint8_t *pf, int32_t pfs, \
-        void *o)                                                                                   \
+#define TILE_WB_ONE(NAME, T, R)                                                                    \
+    __attribute__((noinline)) static void tile_wb_##NAME##_##R(const uint8_t *x, size_t ldx,       \
+                                                               const uint8_t *wp, int32_t nq,      \
+                                                               const uint8_t *pf, int32_t pfs,     \
+                                                               void *o)                            \
     {                                                                                              \
-        tile_wb_f32_body(x, ldx, wp, nq, pf, pfs, (__m512 *)o, R);                                      \
-    }                                                                                              \
-    __attribute__((noinline)) static void tile_wb_bf16_##R(                                        \
-        const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, const uint8_t *pf, int32_t pfs, \
-        void *o)                                                                                   \
-    {                                                                                              \
-        tile_wb_bf16_body(x, ldx, wp, nq, pf, pfs, (__m512 *)o, R);                                     \
-    }                                                                                              \
-    __attribute__((noinline)) static void tile_wb_i8_##R(                                          \
-        const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, const uint8_t *pf, int32_t pfs, \
-        void *o)                                                                                   \
-    {                                                                                              \
-        tile_wb_i8_body(x, ldx, wp, nq, pf, pfs, (__m512i *)o, R);                                      \
+        tile_wb_##NAME##_body(x, ldx, wp, nq, pf, pfs, (T *)o, R);                                 \
     }
+#define TILE_WB(R)                                                                                 \
+    TILE_WB_ONE(f32, __m512, R)                                                                    \
+    TILE_WB_ONE(bf16, __m512, R)                                                                   \
+    TILE_WB_ONE(i8, __m512i, R)
 TILE_WB(1)
 TILE_WB(2)
 TILE_WB(3)
@@ -583,6 +485,7 @@ TILE_WB(6)
 TILE_WB(7)
 TILE_WB(8)
 #undef TILE_WB
+#undef TILE_WB_ONE
 
 /* by tile height: 1 .. WB_ROWS rows */
 static const tile_wb_fn TILES_WB_F32[WB_ROWS] = {tile_wb_f32_1, tile_wb_f32_2, tile_wb_f32_3,
@@ -892,33 +795,16 @@ static void gemm_task(void *arg, int64_t task, int32_t thread)
         ensure_rows(j, mb, m0, m1);
     for (int32_t p = p0; p < p1; p++) {
         const uint8_t *wp = pk->data + (size_t)p * PANEL_BYTES(pk);
-        /* The first 4 tiles of a panel each prefetch a quarter of the next
-         * panel into L2: at small M (latency) a panel is used by few tiles,
-         * and fetching it from DRAM would otherwise stall the first. */
-        const uint8_t *next = p + 1 < pk->n_panels ? wp + PANEL_BYTES(pk) : NULL;
         for (int32_t mt = m0; mt < m1; mt += 4) {
-            int32_t ti = (mt - m0) / 4;
-            const uint8_t *pf = next && ti < 4 ? next + 64 * ti : NULL;
             int32_t rows = m1 - mt < 4 ? m1 - mt : 4;
             int32_t r1 = rows > 1 ? mt + 1 : mt, r2 = rows > 2 ? mt + 2 : mt;
             int32_t r3 = rows > 3 ? mt + 3 : mt;
-            __m512 v;
-            if (pk->kind == ME_PACK_F32) {
-                size_t ld = (size_t)j->K;
-                v = tile_f32(j->x + (size_t)mt * ld, j->x + (size_t)r1 * ld, j->x + (size_t)r2 * ld,
-                             j->x + (size_t)r3 * ld, wp, j->K, pf);
-            } else {
-                const uint8_t *q0 = j->xq + (size_t)mt * j->ldq, *q1 = j->xq + (size_t)r1 * j->ldq;
-                const uint8_t *q2 = j->xq + (size_t)r2 * j->ldq, *q3 = j->xq + (size_t)r3 * j->ldq;
-                if (pk->kind == ME_PACK_BF16)
-                    v = pk->native ? tile_bf16(q0, q1, q2, q3, wp, pk->kblocks, pf)
-                                   : tile_bf16_emu(q0, q1, q2, q3, wp, pk->kblocks);
-                else
-                    v = dequant_tile(j,
-                                     pk->native ? tile_i8(q0, q1, q2, q3, wp, pk->kblocks, pf)
-                                                : tile_i8_emu(q0, q1, q2, q3, wp, pk->kblocks),
-                                     mt, rows, p * 4);
-            }
+            const uint8_t *q0 = j->xq + (size_t)mt * j->ldq, *q1 = j->xq + (size_t)r1 * j->ldq;
+            const uint8_t *q2 = j->xq + (size_t)r2 * j->ldq, *q3 = j->xq + (size_t)r3 * j->ldq;
+            __m512 v = pk->kind == ME_PACK_BF16
+                           ? tile_bf16_emu(q0, q1, q2, q3, wp, pk->kblocks)
+                           : dequant_tile(j, tile_i8_emu(q0, q1, q2, q3, wp, pk->kblocks), mt,
+                                          rows, p * 4);
             store_tile(j, v, mt, rows, p * 4);
         }
     }
@@ -963,7 +849,8 @@ static void linear512(const me_linear *L, const float *x, int32_t M, float *y,
      * per task: enough tasks for the pool to balance. Neither changes any
      * output's arithmetic. */
     int32_t step = pk->n_wb ? 2 * WB_ROWS : 4; /* two wide tiles, or one 4-row panel tile */
-    int32_t mb = (int32_t)(((pk->kind == ME_PACK_F32 ? 512u : 256u) << 10) / row_bytes) & ~(step - 1);
+    uint32_t x_bytes = (pk->kind == ME_PACK_F32 ? 512u : 256u) << 10;
+    int32_t mb = (int32_t)(x_bytes / row_bytes) & ~(step - 1);
     if (mb < step)
         mb = step;
     if (mb > 256)

@@ -15,9 +15,10 @@
  *
  * Numerics of the compute dtypes (the same at every level; only the
  * summation order differs between levels):
- *   f32  : fp32 products; AVX levels sum each output in 16 (AVX-512) or 8
- *          (AVX2) lanes of K/16 terms, then a fixed pairwise tree; the scalar
- *          reference sums in double.
+ *   f32  : fp32 products; AVX-512 sums each output serially in chunks of 16
+ *          consecutive k (from k = 0) and adds the chunk sums in order; AVX2
+ *          sums in 8 lanes of K/8 terms, then a fixed pairwise tree; the
+ *          scalar reference sums in double.
  *   bf16 : weights and the GEMM input rows rounded to bf16 (round to
  *          nearest even), exact products, fp32 sums (vdpbf16ps semantics).
  *          CPUs without AVX512_BF16 compute the same products in fp32 FMA.
