@@ -61,7 +61,7 @@ typedef struct {
     int32_t steps;    /* wide blocks: 4-byte k steps (K fp32, kblocks * 16 bf16/int8) */
     float *scale;     /* int8: per-channel scales, one per (padded) output */
     int32_t *wsum128; /* int8: 128 * sum_k q_w, the u8 offset correction */
-    uint8_t *data;    /* panels (or column blocks) */
+    uint8_t *data;    /* panels or wide column blocks */
 } pk512;
 
 #define PANEL_BYTES(pk) ((size_t)(pk)->kblocks * 256)
@@ -80,16 +80,16 @@ typedef struct {
  *
  * Measured on Zen 5 (two 512-bit FMA pipes; one core, a microbenchmark at
  * K = 768 and 3072): ~93-100% of peak in every dtype, against ~63% for the
- * fp32 dot-product panels below in the full forward pass (their x rows
- * cross from L2 at 0.5 byte per flop and each 4x4 tile ends in a reduction
- * tree) and ~80-90% for the 16 x 16 bf16/int8 tiles this layout replaces.
+ * fp32 dot-product panels it replaced, in the full forward pass (their x
+ * rows cross from L2 at 0.5 byte per flop and each 4x4 tile ends in a
+ * reduction tree), and ~80-90% for the earlier 16 x 16 bf16/int8 tiles.
  *
  * Accuracy. int8 sums are exact integers: the result equals the panels'
  * and the scalar oracle's bit for bit. A plain broadcast kernel would sum
  * each fp32 output serially over K, which misses the golden test's 1e-5
- * (see the top of the file); here each output is summed serially within
- * chunks of consecutive steps, from 0, and the chunk sums are added in
- * order: WB_CHUNK_F32 = 16 steps for fp32 (golden max |diff| 7.0e-6, as
+ * (docs/PERFORMANCE.md, "GEMM formulation"); here each output is summed
+ * serially within chunks of consecutive steps, from 0, and the chunk sums
+ * are added in order: WB_CHUNK_F32 = 16 steps for fp32 (golden max |diff| 7.0e-6, as
  * the panels' lanes + tree; chunks of 32 gave 1.2e-5 at the tiny models'
  * K = 64-256), WB_CHUNK_BF16 = 64 steps for bf16 (a cosine budget). The
  * chunks start at k = 0 whatever the tile, task or thread, so an output
@@ -367,10 +367,11 @@ __attribute__((noinline)) static __m512i tile_i8_emu(const uint8_t *x0, const ui
 /* Wide column blocks: R rows of x (row r at x + r * ldx bytes, step q at
  * byte 4 q) against one block of nq steps; out[3 r + c] gets row r's sums
  * for outputs 16 c .. 16 c + 15. fp32 and bf16 sum in chunks of `chunk`
- * steps (see WB_CHUNK_*). pf, when set, is the next block,
- * prefetched 3 lines a step (all of it). */
+ * steps (see WB_CHUNK_*). pf, when set, is this tile's share of the next
+ * block: pfs bytes of it per step (prefetch_step). */
+
 /* Prefetch into L2 for step q of a tile: the pfs bytes (64, 96 or 192) at
- * pf + q pfs, so that the tiles of a row block share the next block out. */
+ * pf + q pfs, so that the first row tiles share the next block out. */
 static inline __attribute__((always_inline)) void prefetch_step(const uint8_t *pf, int32_t q,
                                                                 int32_t pfs)
 {
