@@ -42,11 +42,6 @@ static size_t align64(size_t v)
     return (v + 63) & ~(size_t)63;
 }
 
-static __mmask16 tail16(int32_t left)
-{
-    return left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
-}
-
 /* Softmax numerators of one score row in place: exp(s - max) for the n scores, zeros up to
  * n32 (a multiple of 32); returns their sum, accumulated in double in index order. Shared by
  * the fp32 and bf16 paths. */
@@ -54,12 +49,12 @@ static double softmax_row(float *sr, int32_t n, size_t n32)
 {
     __m512 mx = _mm512_set1_ps(-INFINITY);
     for (int32_t j = 0; j < n; j += 16)
-        mx = _mm512_mask_max_ps(mx, tail16(n - j), mx, _mm512_load_ps(sr + j));
+        mx = _mm512_mask_max_ps(mx, me_tail16(n - j), mx, _mm512_load_ps(sr + j));
     __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
     __m512d acc = _mm512_setzero_pd();
     for (int32_t j = 0; j < (int32_t)n32; j += 16) {
         __m512 p = me_exp512(_mm512_sub_ps(_mm512_load_ps(sr + j), vmax));
-        p = _mm512_maskz_mov_ps(tail16(n - j), p);
+        p = _mm512_maskz_mov_ps(me_tail16(n - j), p);
         _mm512_store_ps(sr + j, p);
         acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(p)));
         acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_extractf32x8_ps(p, 1)));
@@ -150,11 +145,11 @@ static void row_pairs(const float *x, int32_t n, uint32_t *out)
     const __m512i idx_odd =
         _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     for (int32_t i = 0; i < n; i += 32) {
-        __mmask16 m0 = tail16(n - i), m1 = tail16(n - i - 16);
+        __mmask16 m0 = me_tail16(n - i), m1 = me_tail16(n - i - 16);
         __m512 a = _mm512_maskz_loadu_ps(m0, x + i), b = _mm512_maskz_loadu_ps(m1, x + i + 16);
         __m512 ev = _mm512_permutex2var_ps(a, idx_even, b);
         __m512 od = _mm512_permutex2var_ps(a, idx_odd, b);
-        _mm512_mask_storeu_epi32(out + i / 2, tail16((n - i) / 2), bf16_pairs(ev, od));
+        _mm512_mask_storeu_epi32(out + i / 2, me_tail16((n - i) / 2), bf16_pairs(ev, od));
     }
 }
 
@@ -232,7 +227,7 @@ static void attention_bf16(const me_attn_args *a)
             for (int32_t i = 0; i < 16; i++)
                 if (j0 + i < n)
                     row_pairs(a->k + (size_t)(j0 + i) * (size_t)a->ld, d, t16 + i * d2);
-            __mmask16 km = tail16(n - j0);
+            __mmask16 km = me_tail16(n - j0);
             for (int32_t c = 0; c < d2; c++)
                 _mm512_store_si512(kt2 + (size_t)c * n32 + (size_t)j0,
                                    km ? _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), km,
@@ -251,7 +246,7 @@ static void attention_bf16(const me_attn_args *a)
     for (int32_t j2 = 0; j2 < (int32_t)n32 / 2; j2++) {
         int32_t j = 2 * j2;
         for (size_t c0 = 0; c0 < d16; c0 += 16) {
-            __mmask16 cm = tail16(d - (int32_t)c0);
+            __mmask16 cm = me_tail16(d - (int32_t)c0);
             __m512 lo = j < n ? _mm512_maskz_loadu_ps(cm, a->v + (size_t)j * (size_t)a->ld + c0)
                               : _mm512_setzero_ps();
             __m512 hi = j + 1 < n
@@ -342,7 +337,7 @@ static void attention_bf16(const me_attn_args *a)
                 float *o = a->o + (size_t)(i0 + r) * (size_t)a->ldo + c0;
                 for (int v = 0; v < nv; v++)
                     _mm512_mask_storeu_ps(
-                        o + 16 * v, tail16(d - (int32_t)c0 - 16 * v),
+                        o + 16 * v, me_tail16(d - (int32_t)c0 - 16 * v),
                         _mm512_div_ps(_mm512_load_ps(ot + (size_t)r * 64 + 16 * (size_t)v), den));
             }
         }
@@ -433,7 +428,7 @@ void me_attention_avx512(const me_attn_args *a)
             __mmask16 cm[4];
 #pragma GCC unroll 16
             for (int v = 0; v < 4; v++)
-                cm[v] = tail16(d - (int32_t)(c0 + (size_t)v) * 16);
+                cm[v] = me_tail16(d - (int32_t)(c0 + (size_t)v) * 16);
             memset(ot, 0, (size_t)QB * 64 * sizeof *ot);
             for (int32_t j0 = 0; j0 < n; j0 += KT) {
                 int32_t j1 = j0 + KT < n ? j0 + KT : n;
@@ -488,7 +483,7 @@ void me_layernorm_avx512(float *x, int32_t rows, int32_t n, const float *g, cons
     for (int32_t r = 0; r < rows; r++, x += n) {
         __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
         for (int32_t i = 0; i < n; i += 16) {
-            __m512 v = _mm512_maskz_loadu_ps(tail16(n - i), x + i);
+            __m512 v = _mm512_maskz_loadu_ps(me_tail16(n - i), x + i);
             s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
             s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)));
         }
@@ -497,7 +492,7 @@ void me_layernorm_avx512(float *x, int32_t rows, int32_t n, const float *g, cons
         s0 = _mm512_setzero_pd();
         s1 = _mm512_setzero_pd();
         for (int32_t i = 0; i < n; i += 16) {
-            __mmask16 m = tail16(n - i);
+            __mmask16 m = me_tail16(n - i);
             __m512 v = _mm512_maskz_loadu_ps(m, x + i);
             __m512d d0 =
                 _mm512_maskz_sub_pd((__mmask8)m, _mm512_cvtps_pd(_mm512_castps512_ps256(v)), vm);
@@ -510,7 +505,7 @@ void me_layernorm_avx512(float *x, int32_t rows, int32_t n, const float *g, cons
         __m512 inv = _mm512_set1_ps((float)(1.0 / sqrt(var + eps)));
         __m512 mu = _mm512_set1_ps((float)mean);
         for (int32_t i = 0; i < n; i += 16) {
-            __mmask16 m = tail16(n - i);
+            __mmask16 m = me_tail16(n - i);
             __m512 v = _mm512_maskz_loadu_ps(m, x + i);
             v = _mm512_mul_ps(_mm512_mul_ps(_mm512_sub_ps(v, mu), inv),
                               _mm512_maskz_loadu_ps(m, g + i));
@@ -523,7 +518,7 @@ void me_layernorm_avx512(float *x, int32_t rows, int32_t n, const float *g, cons
 void me_gelu_avx512(float *x, int32_t n)
 {
     for (int32_t i = 0; i < n; i += 16) {
-        __mmask16 m = tail16(n - i);
+        __mmask16 m = me_tail16(n - i);
         _mm512_mask_storeu_ps(x + i, m, me_gelu512(_mm512_maskz_loadu_ps(m, x + i)));
     }
 }

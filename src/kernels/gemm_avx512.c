@@ -197,15 +197,14 @@ static int pack512(me_linear *L, int32_t dtype)
     me_cpu cpu;
     me_cpu_detect(&cpu);
     int32_t N = L->n_out, K = L->n_in;
-    int32_t per_block = dtype == MEDEMBED_DTYPE_F32    ? 16
-                        : dtype == MEDEMBED_DTYPE_BF16 ? 32
-                        : dtype == MEDEMBED_DTYPE_INT8 ? 64
-                                                       : 0;
-    if (per_block == 0)
+    if (dtype != MEDEMBED_DTYPE_F32 && dtype != MEDEMBED_DTYPE_BF16 &&
+        dtype != MEDEMBED_DTYPE_INT8)
         return MEDEMBED_ERR_UNSUPPORTED;
     if (dtype == MEDEMBED_DTYPE_F32 || (dtype == MEDEMBED_DTYPE_INT8 && cpu.avx512_vnni) ||
         (dtype == MEDEMBED_DTYPE_BF16 && cpu.avx512_bf16))
         return pack512_wb(L, dtype);
+    /* the panels: bf16 without AVX512_BF16, int8 without VNNI */
+    int32_t per_block = dtype == MEDEMBED_DTYPE_BF16 ? 32 : 64;
     int32_t np = cdiv(N, 4), kb = cdiv(K, per_block);
     size_t side = dtype == MEDEMBED_DTYPE_INT8 ? (size_t)np * 4 * 8 : 0;
     size_t hdr = (sizeof(pk512) + 63) & ~(size_t)63;
@@ -518,11 +517,6 @@ typedef struct {
     int32_t mb_rows, n_mb, ppt;
 } gjob;
 
-static __mmask16 mask16(int32_t left)
-{
-    return left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
-}
-
 /* Broadcasts 4 floats (masked to `cols`) to all four 128-bit lanes. */
 static __m512 bcast4(const float *p, __mmask8 cm)
 {
@@ -595,7 +589,7 @@ static void store_wb(const gjob *j, const void *acc, int32_t mt, int32_t rows, i
         int32_t nc = n0 + 16 * c;
         if (nc >= j->N)
             break;
-        __mmask16 cm = mask16(j->N - nc);
+        __mmask16 cm = me_tail16(j->N - nc);
         __m512i corr = _mm512_setzero_si512();
         __m512 sw = _mm512_setzero_ps();
         if (i8) {
@@ -649,9 +643,7 @@ static void gelu_block(const gjob *j, int32_t m0, int32_t m1, int32_t n0, int32_
 }
 
 /* The quantized copy of x: row m at xq + m * ldq, contiguous, for both
- * layouts. */
-
-/* bf16 copy of rows (round to nearest even, as me_f32_to_bf16), zero
+ * layouts. bf16 copy of rows (round to nearest even, as me_f32_to_bf16), zero
  * padded to whole 32-element blocks. */
 static void quant_bf16_rows(const gjob *j, int32_t m0, int32_t m1)
 {
@@ -660,7 +652,7 @@ static void quant_bf16_rows(const gjob *j, int32_t m0, int32_t m1)
         const float *x = j->x + (size_t)m * (size_t)j->K;
         uint8_t *q = (uint8_t *)(uintptr_t)(j->xq + (size_t)m * j->ldq);
         for (int32_t k = 0; k < kpad; k += 16, q += 32) {
-            __m512i u = _mm512_castps_si512(_mm512_maskz_loadu_ps(mask16(j->K - k), x + k));
+            __m512i u = _mm512_castps_si512(_mm512_maskz_loadu_ps(me_tail16(j->K - k), x + k));
             __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
             u = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
             __m256i h = _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16));
@@ -680,7 +672,7 @@ static void quant_i8_rows(const gjob *j, int32_t m0, int32_t m1)
         uint8_t *q = (uint8_t *)(uintptr_t)(j->xq + (size_t)m * j->ldq);
         __m512 mx = _mm512_setzero_ps();
         for (int32_t k = 0; k < j->K; k += 16)
-            mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps(mask16(j->K - k), x + k)));
+            mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps(me_tail16(j->K - k), x + k)));
         float amax = _mm512_reduce_max_ps(mx);
         float inv = 0.0f;
         if (amax > 0.0f && amax <= 3.0e38f) {
@@ -691,7 +683,7 @@ static void quant_i8_rows(const gjob *j, int32_t m0, int32_t m1)
         }
         __m512 vinv = _mm512_set1_ps(inv);
         for (int32_t k = 0; k < kpad; k += 16, q += 16) {
-            __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask16(j->K - k), x + k), vinv);
+            __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(me_tail16(j->K - k), x + k), vinv);
             __m512i iv = _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
             iv = _mm512_max_epi32(_mm512_min_epi32(iv, _mm512_set1_epi32(127)),
                                   _mm512_set1_epi32(-127));
@@ -765,7 +757,7 @@ static void gemm_task_wb(const gjob *j, int64_t task)
     /* The first row tiles (up to 3) pull the next block into L2, each its
      * share of it: at small M (latency) they are the only ones, and the
      * block is the next thing read from DRAM. */
-    int32_t share = cdiv(m1 - m0, WB_ROWS) < 3 ? cdiv(m1 - m0, WB_ROWS) : 3;
+    int32_t ntile = cdiv(m1 - m0, WB_ROWS), share = ntile < 3 ? ntile : 3;
     int32_t pfs = WB_COLS * 4 / share;
     for (int32_t cb = c0; cb < c1; cb++) {
         const uint8_t *wp = pk->data + (size_t)cb * WB_BYTES(pk);
@@ -841,9 +833,8 @@ static void linear512(const me_linear *L, const float *x, int32_t M, float *y,
         j.xq = work;
         row_bytes = j.ldq;
     }
-    size_t mq = (size_t)M;
     if (pk->kind != ME_PACK_F32)
-        j.xscale = (const float *)(const void *)((uint8_t *)work + j.ldq * mq);
+        j.xscale = (const float *)(const void *)((uint8_t *)work + j.ldq * (size_t)M);
     /* Rows per block: the block of x stays in L2 (~256 KiB; 512 KiB of
      * fp32 rows, 1-3% faster at 32x128 and 8x512 on Zen 5, where bf16 and
      * int8 lost 2% with it) while the task's blocks stream past it; blocks
@@ -862,7 +853,7 @@ static void linear512(const me_linear *L, const float *x, int32_t M, float *y,
     j.n_mb = cdiv(M, mb);
     if (pk->kind != ME_PACK_F32) {
         /* after the scales: M floats, rounded up to 64 bytes */
-        j.mb_state = (atomic_int *)(void *)((uint8_t *)work + j.ldq * mq +
+        j.mb_state = (atomic_int *)(void *)((uint8_t *)work + j.ldq * (size_t)M +
                                             (((size_t)M * 4 + 63) & ~(size_t)63));
         for (int32_t i = 0; i < j.n_mb; i++)
             atomic_init(&j.mb_state[i], 0);

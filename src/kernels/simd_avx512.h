@@ -7,8 +7,16 @@
 #define ME_SIMD_AVX512_H
 
 #include <immintrin.h>
+#include <stdint.h>
 
 #define ME_INLINE static inline __attribute__((always_inline))
+
+/* Mask of the first `left` of 16 lanes (all for left >= 16, none for
+ * left <= 0): the tail of a row processed 16 floats at a time. */
+ME_INLINE __mmask16 me_tail16(int32_t left)
+{
+    return left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+}
 
 /* exp(x) for x <= 0 (softmax arguments; larger inputs work up to 88):
  * 2^n * p(r) with n = round(x / ln 2), r = x - n ln 2 in two parts
