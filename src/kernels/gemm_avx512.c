@@ -799,6 +799,22 @@ static void gemm_task_wb(const gjob *j, int64_t task)
             int32_t rows = m1 - mt < WB_ROWS ? m1 - mt : WB_ROWS;
             int32_t ti = (mt - m0) / WB_ROWS;
             const uint8_t *pf = next && ti < share ? next + (size_t)ti * pk->steps * pfs : NULL;
+            /* Large M: this tile's output and residual lines were last
+             * touched a layer ago (out of L2); ask for them now so that the
+             * store does not wait on DRAM after the tile (A/B in one
+             * process: 32x128 f32 +3.5%, bf16 +2.7%, int8 +5.6%; 8x512
+             * +1.5-2%). At small M they are hot and the prefetches only
+             * compete with the weight stream (1x16: 2-5% slower). */
+            if (j->n_mb > 1) {
+                for (int32_t r = 0; r < rows; r++) {
+                    size_t o = (size_t)(mt + r) * (size_t)j->N + (size_t)cb * WB_COLS;
+                    for (int32_t c = 0; c < 3 && cb * WB_COLS + 16 * c < j->N; c++) {
+                        if (j->res)
+                            _mm_prefetch((const char *)(j->res + o + 16 * c), _MM_HINT_T0);
+                        _m_prefetchw(j->y + o + 16 * c);
+                    }
+                }
+            }
             tiles[rows - 1](x + (size_t)mt * ldx, ldx, wp, pk->steps, pf, pfs, acc);
             store_wb(j, acc, mt, rows, cb * WB_COLS);
         }
