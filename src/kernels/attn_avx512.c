@@ -42,6 +42,17 @@ static size_t align64(size_t v)
     return (v + 63) & ~(size_t)63;
 }
 
+/* The next query block's rows of q (usually not yet in cache: the QKV
+ * GEMM wrote them long ago), asked for while this block is computed:
+ * 32x128 and 8x512 f32 +0.6-0.7% (in-process A/B). */
+static void prefetch_q(const me_attn_args *a, int32_t i0)
+{
+    for (int32_t i = i0; i < i0 + QB && i < a->n_q; i++)
+        for (int32_t c = 0; c < a->d; c += 16)
+            _mm_prefetch((const char *)(a->q + (size_t)i * (size_t)a->ld + (size_t)c),
+                         _MM_HINT_T0);
+}
+
 /* Softmax numerators of one score row in place: exp(s - max) for the n scores, zeros up to
  * n32 (a multiple of 32); returns their sum, accumulated in double in index order. Shared by
  * the fp32 and bf16 paths. */
@@ -131,26 +142,27 @@ static void score_tile_f32(const float *q, size_t ldq, const float *kt, size_t l
  *   v2  (n32/2, d16) pairs (v[2j][c], v[2j+1][c]) per dimension c. */
 static inline __m512i bf16_pairs(__m512 lo, __m512 hi)
 {
-    /* lo[i] -> low half, hi[i] -> high half of 32-bit lane i */
-    __m512i a = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(lo));
-    __m512i b = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(hi));
-    return _mm512_or_si512(a, _mm512_slli_epi32(b, 16));
+    /* lo[i] -> low half, hi[i] -> high half of 32-bit lane i: convert both
+     * (words lo0..lo15 then hi0..hi15), then interleave the words */
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
+                                         24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1,
+                                         16, 0);
+    return _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
 }
 
-/* a row of n floats as n/2 bf16 pairs (n even), 16 pairs at a time */
+/* a row of n floats as n/2 bf16 pairs (n even), 16 pairs at a time: pair i
+ * is (x[2i], x[2i+1]), i.e. the row converted to bf16 in order */
+static inline __m512i pairs32(const float *x, int32_t left)
+{
+    __m512 a = _mm512_maskz_loadu_ps(me_tail16(left), x);
+    __m512 b = _mm512_maskz_loadu_ps(me_tail16(left - 16), x + 16);
+    return (__m512i)_mm512_cvtne2ps_pbh(b, a);
+}
+
 static void row_pairs(const float *x, int32_t n, uint32_t *out)
 {
-    const __m512i idx_even =
-        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i idx_odd =
-        _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    for (int32_t i = 0; i < n; i += 32) {
-        __mmask16 m0 = me_tail16(n - i), m1 = me_tail16(n - i - 16);
-        __m512 a = _mm512_maskz_loadu_ps(m0, x + i), b = _mm512_maskz_loadu_ps(m1, x + i + 16);
-        __m512 ev = _mm512_permutex2var_ps(a, idx_even, b);
-        __m512 od = _mm512_permutex2var_ps(a, idx_odd, b);
-        _mm512_mask_storeu_epi32(out + i / 2, me_tail16((n - i) / 2), bf16_pairs(ev, od));
-    }
+    for (int32_t i = 0; i < n; i += 32)
+        _mm512_mask_storeu_epi32(out + i / 2, me_tail16((n - i) / 2), pairs32(x + i, n - i));
 }
 
 /* ot[r][0..64) += sum over key pairs j2 in [j2a, j2b) of p2[r][j2] . v2[j2][0..64), for the
@@ -197,6 +209,42 @@ static inline void pv_block_bf16(const uint32_t *v2, size_t d16, const uint32_t 
 #undef PV_OUT
 }
 
+/* bf16 scores of the QB query rows (q2: QB x d2 pairs) against keys
+ * [j0, j0 + 16 nv): nv = 4 (64 keys, 16 accumulators: enough independent
+ * chains to keep both vdpbf16ps pipes busy; 32 keys left them half idle)
+ * or 2 for the last 32 keys. Each score is the same chain of pair dot
+ * products over c in order whatever the tile width. */
+static inline __attribute__((always_inline)) void
+score_tile_bf16(const uint32_t *q2, int32_t d2, const uint32_t *kt2, size_t n32, size_t j0,
+                __m512 sc, float *s, const int nv)
+{
+    __m512 acc[QB][4];
+#pragma GCC unroll 8
+    for (int r = 0; r < QB; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++)
+            acc[r][v] = _mm512_setzero_ps();
+    const uint32_t *kp = kt2 + j0;
+    for (int32_t c = 0; c < d2; c++, kp += n32) {
+        __m512bh k[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++)
+            k[v] = (__m512bh)_mm512_load_si512(kp + 16 * v);
+#pragma GCC unroll 8
+        for (int r = 0; r < QB; r++) {
+            __m512bh qv = (__m512bh)_mm512_set1_epi32((int)q2[(size_t)r * (size_t)d2 + (size_t)c]);
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++)
+                acc[r][v] = _mm512_dpbf16_ps(acc[r][v], qv, k[v]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < QB; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++)
+            _mm512_store_ps(s + (size_t)r * n32 + j0 + 16 * (size_t)v, _mm512_mul_ps(acc[r][v], sc));
+}
+
 static void attention_bf16(const me_attn_args *a)
 {
     int32_t n = a->n, d = a->d, d2 = d / 2;
@@ -215,32 +263,20 @@ static void attention_bf16(const me_attn_args *a)
     w += align64((size_t)QB * n32 / 2 * 4);
     float *ot = (float *)(void *)w; /* (QB, 64) running totals */
 
-    if (d2 <= 64) {
-        /* 16 keys at a time: their pairs row-major in t16, then one
-         * 16-lane gather per dimension pair (the scalar transposing stores
-         * were about half of the attention time at 16 tokens) */
-        uint32_t t16[16 * 64];
-        const __m512i idx = _mm512_mullo_epi32(
-            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-            _mm512_set1_epi32(d2));
-        for (int32_t j0 = 0; j0 < (int32_t)n32; j0 += 16) {
+    /* keys as bf16 pairs of dimensions, transposed 16 keys x 16 pairs at a
+     * time in registers (gathers from a row-major copy before: 183 us per
+     * forward at 1x16, and most of the key preparation at 512 tokens) */
+    for (int32_t j0 = 0; j0 < (int32_t)n32; j0 += 16) {
+        for (int32_t c0 = 0; c0 < d2; c0 += 16) {
+            __m512i r[16];
             for (int32_t i = 0; i < 16; i++)
-                if (j0 + i < n)
-                    row_pairs(a->k + (size_t)(j0 + i) * (size_t)a->ld, d, t16 + i * d2);
-            __mmask16 km = me_tail16(n - j0);
-            for (int32_t c = 0; c < d2; c++)
-                _mm512_store_si512(kt2 + (size_t)c * n32 + (size_t)j0,
-                                   km ? _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), km,
-                                                                    idx, t16 + c, 4)
-                                      : _mm512_setzero_si512());
-        }
-    } else {
-        uint32_t tmp[512];
-        for (int32_t j = 0; j < (int32_t)n32; j++) {
-            if (j < n)
-                row_pairs(a->k + (size_t)j * (size_t)a->ld, d, tmp);
-            for (int32_t c = 0; c < d2; c++)
-                kt2[(size_t)c * n32 + (size_t)j] = j < n ? tmp[c] : 0;
+                r[i] = j0 + i < n ? pairs32(a->k + (size_t)(j0 + i) * (size_t)a->ld + 2 * c0,
+                                            d - 2 * c0)
+                                  : _mm512_setzero_si512();
+            me_transpose16x16(r);
+            int32_t cn = d2 - c0 < 16 ? d2 - c0 : 16;
+            for (int32_t c = 0; c < cn; c++)
+                _mm512_store_si512(kt2 + (size_t)(c0 + c) * n32 + (size_t)j0, r[c]);
         }
     }
     for (int32_t j2 = 0; j2 < (int32_t)n32 / 2; j2++) {
@@ -258,35 +294,16 @@ static void attention_bf16(const me_attn_args *a)
 
     for (int32_t i0 = 0; i0 < a->n_q; i0 += QB) {
         int32_t rows = a->n_q - i0 < QB ? a->n_q - i0 : QB;
+        prefetch_q(a, i0 + QB);
         for (int r = 0; r < QB; r++)
             row_pairs(a->q + (size_t)(i0 + (r < rows ? r : 0)) * (size_t)a->ld, d,
                       q2 + (size_t)r * (size_t)d2);
         __m512 sc = _mm512_set1_ps(a->scale);
-        for (size_t j0 = 0; j0 < n32; j0 += KT) {
-            __m512 acc[QB][2];
-#pragma GCC unroll 8
-            for (int r = 0; r < QB; r++) {
-                acc[r][0] = _mm512_setzero_ps();
-                acc[r][1] = _mm512_setzero_ps();
-            }
-            const uint32_t *kp = kt2 + j0;
-            for (int32_t c = 0; c < d2; c++, kp += n32) {
-                __m512bh k0 = (__m512bh)_mm512_load_si512(kp);
-                __m512bh k1 = (__m512bh)_mm512_load_si512(kp + 16);
-#pragma GCC unroll 8
-                for (int r = 0; r < QB; r++) {
-                    __m512bh qv =
-                        (__m512bh)_mm512_set1_epi32((int)q2[(size_t)r * (size_t)d2 + (size_t)c]);
-                    acc[r][0] = _mm512_dpbf16_ps(acc[r][0], qv, k0);
-                    acc[r][1] = _mm512_dpbf16_ps(acc[r][1], qv, k1);
-                }
-            }
-#pragma GCC unroll 8
-            for (int r = 0; r < QB; r++) {
-                _mm512_store_ps(s + (size_t)r * n32 + j0, _mm512_mul_ps(acc[r][0], sc));
-                _mm512_store_ps(s + (size_t)r * n32 + j0 + 16, _mm512_mul_ps(acc[r][1], sc));
-            }
-        }
+        size_t js = 0;
+        for (; js + 2 * KT <= n32; js += 2 * KT)
+            score_tile_bf16(q2, d2, kt2, n32, js, sc, s, 4);
+        if (js < n32)
+            score_tile_bf16(q2, d2, kt2, n32, js, sc, s, 2);
         double sum[QB];
         for (int r = 0; r < QB; r++) {
             float *sr = s + (size_t)r * n32;
@@ -375,26 +392,38 @@ void me_attention_avx512(const me_attn_args *a)
     w += align64((size_t)QB * n32 * 4);
     float *ot = (float *)(void *)w; /* (QB, dv * 16) running totals */
 
-    /* keys, transposed (widened unless fast); zero beyond n */
+    /* keys, transposed 16 x 16 at a time in registers (widened to double
+     * unless fast); zero beyond n. The 16 rows' loads go out together: the
+     * head's k, q and v are usually first touched here (DRAM), and the
+     * scalar transposition spent ~13% of the attention on those misses. */
     float *ktf = (float *)(void *)kt;
-    for (int32_t c = 0; c < d; c++) {
-        if (a->fast) {
-            float *row = ktf + (size_t)c * n32;
-            for (int32_t j = 0; j < n; j++)
-                row[j] = a->k[(size_t)j * (size_t)a->ld + (size_t)c];
-            for (size_t j = (size_t)n; j < n32; j++)
-                row[j] = 0;
-            continue;
+    for (int32_t j0 = 0; j0 < (int32_t)n32; j0 += 16) {
+        for (int32_t c0 = 0; c0 < d; c0 += 16) {
+            __mmask16 cm = me_tail16(d - c0);
+            __m512i r[16];
+            for (int32_t i = 0; i < 16; i++)
+                r[i] = j0 + i < n ? _mm512_maskz_loadu_epi32(
+                                        cm, a->k + (size_t)(j0 + i) * (size_t)a->ld + (size_t)c0)
+                                  : _mm512_setzero_si512();
+
+            me_transpose16x16(r);
+            int32_t cn = d - c0 < 16 ? d - c0 : 16;
+            for (int32_t c = 0; c < cn; c++) {
+                __m512 v = _mm512_castsi512_ps(r[c]);
+                size_t o = (size_t)(c0 + c) * n32 + (size_t)j0;
+                if (a->fast) {
+                    _mm512_store_ps(ktf + o, v);
+                    continue;
+                }
+                _mm512_store_pd(kt + o, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+                _mm512_store_pd(kt + o + 8, _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)));
+            }
         }
-        double *row = kt + (size_t)c * n32;
-        for (int32_t j = 0; j < n; j++)
-            row[j] = a->k[(size_t)j * (size_t)a->ld + (size_t)c];
-        for (size_t j = (size_t)n; j < n32; j++)
-            row[j] = 0;
     }
 
     for (int32_t i0 = 0; i0 < a->n_q; i0 += QB) {
         int32_t rows = a->n_q - i0 < QB ? a->n_q - i0 : QB;
+        prefetch_q(a, i0 + QB);
         if (a->fast && rows == QB) {
             for (size_t j0 = 0; j0 < n32; j0 += KT)
                 score_tile_f32(a->q + (size_t)i0 * (size_t)a->ld, (size_t)a->ld, ktf, n32, d,
@@ -410,8 +439,15 @@ void me_attention_avx512(const me_attn_args *a)
         } else {
             for (int r = 0; r < QB; r++) {
                 const float *q = a->q + (size_t)(i0 + (r < rows ? r : 0)) * (size_t)a->ld;
-                for (int32_t c = 0; c < d; c++)
-                    qd[(size_t)r * (size_t)d + (size_t)c] = q[c];
+                double *qr = qd + (size_t)r * (size_t)d;
+                for (int32_t c = 0; c < d; c += 16) {
+                    __mmask16 cm = me_tail16(d - c);
+                    __m512 v = _mm512_maskz_loadu_ps(cm, q + c);
+                    _mm512_mask_storeu_pd(qr + c, (__mmask8)cm,
+                                          _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+                    _mm512_mask_storeu_pd(qr + c + 8, (__mmask8)(cm >> 8),
+                                          _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)));
+                }
             }
             for (size_t j0 = 0; j0 < n32; j0 += KT)
                 score_tile(qd, kt, n32, d, (int32_t)j0, (double)a->scale, s, n32);

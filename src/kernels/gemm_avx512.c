@@ -113,38 +113,6 @@ static int32_t cdiv(int32_t a, int32_t b)
  * its 4-byte step form (fp32 as is; bf16 / int8 converted into a zeroed
  * scratch row), then 16 x 16 steps are transposed at a time, so the row
  * reads and the block writes both stay sequential. */
-/* In-register transposition of a 16 x 16 block of 32-bit words: on return
- * r[j] holds what was column j (word j of every r[i], i = 0..15). Four
- * rounds: 32-bit and 64-bit interleaves inside 128-bit lanes, then two
- * rounds of 128-bit lane selection. This is the packing's inner loop (load
- * time), where the scalar version cost ~27% of a base model's load. */
-static void transpose16x16(__m512i r[16])
-{
-    __m512i t[16], u[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    /* u[4g + j] holds rows 4g..4g+3 of columns j, j+4, j+8, j+12 (lanes) */
-    for (int g = 0; g < 16; g += 4) {
-        u[g] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
-        u[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
-        u[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
-        u[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
-    }
-    for (int j = 0; j < 4; j++) {
-        /* lanes: v0 = (c j, c j+8) of rows 0-3 then rows 4-7; v1 = (c j+4, c j+12) */
-        __m512i v0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x88);
-        __m512i v1 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xDD);
-        __m512i w0 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x88);
-        __m512i w1 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xDD);
-        r[j] = _mm512_shuffle_i32x4(v0, w0, 0x88);
-        r[j + 8] = _mm512_shuffle_i32x4(v0, w0, 0xDD);
-        r[j + 4] = _mm512_shuffle_i32x4(v1, w1, 0x88);
-        r[j + 12] = _mm512_shuffle_i32x4(v1, w1, 0xDD);
-    }
-}
-
 static int pack512_wb(me_linear *L, int32_t dtype)
 {
     int32_t N = L->n_out, K = L->n_in;
@@ -211,7 +179,7 @@ static int pack512_wb(me_linear *L, int32_t dtype)
                 __mmask16 m = me_tail16(qn);
                 for (int32_t c = 0; c < 16; c++)
                     r[c] = src[c] ? _mm512_maskz_loadu_epi32(m, src[c] + q0) : _mm512_setzero_si512();
-                transpose16x16(r);
+                me_transpose16x16(r);
                 for (int32_t q = 0; q < qn; q++)
                     _mm512_storeu_si512(dst + (size_t)(q0 + q) * WB_COLS + c0, r[q]);
             }
@@ -408,11 +376,11 @@ static inline __attribute__((always_inline)) void prefetch_step(const uint8_t *p
                                                                 int32_t pfs)
 {
     const char *p = (const char *)pf + (size_t)q * (size_t)pfs;
-    _mm_prefetch(p, _MM_HINT_T1);
+    _mm_prefetch(p, _MM_HINT_T0);
     if (pfs > 64)
-        _mm_prefetch(p + 64, _MM_HINT_T1);
+        _mm_prefetch(p + 64, _MM_HINT_T0);
     if (pfs > 128)
-        _mm_prefetch(p + 128, _MM_HINT_T1);
+        _mm_prefetch(p + 128, _MM_HINT_T0);
 }
 
 #define WB_BODY(T, ZERO, ADD, OP, BCAST)                                                           \

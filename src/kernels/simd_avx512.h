@@ -18,6 +18,38 @@ ME_INLINE __mmask16 me_tail16(int32_t left)
     return left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
 }
 
+/* In-register transposition of a 16 x 16 block of 32-bit words: on return
+ * r[j] holds what was column j (word j of every r[i], i = 0..15). Four
+ * rounds: 32-bit and 64-bit interleaves inside 128-bit lanes, then two
+ * rounds of 128-bit lane selection. Used by the weight packing (load time)
+ * and by attention to transpose keys. */
+ME_INLINE void me_transpose16x16(__m512i r[16])
+{
+    __m512i t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    /* u[4g + j] holds rows 4g..4g+3 of columns j, j+4, j+8, j+12 (lanes) */
+    for (int g = 0; g < 16; g += 4) {
+        u[g] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
+        u[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
+        u[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
+        u[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
+    }
+    for (int j = 0; j < 4; j++) {
+        /* lanes: v0 = (c j, c j+8) of rows 0-3 then rows 4-7; v1 = (c j+4, c j+12) */
+        __m512i v0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x88);
+        __m512i v1 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xDD);
+        __m512i w0 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x88);
+        __m512i w1 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xDD);
+        r[j] = _mm512_shuffle_i32x4(v0, w0, 0x88);
+        r[j + 8] = _mm512_shuffle_i32x4(v0, w0, 0xDD);
+        r[j + 4] = _mm512_shuffle_i32x4(v1, w1, 0x88);
+        r[j + 12] = _mm512_shuffle_i32x4(v1, w1, 0xDD);
+    }
+}
+
 /* exp(x) for x <= 0 (softmax arguments; larger inputs work up to 88):
  * 2^n * p(r) with n = round(x / ln 2), r = x - n ln 2 in two parts
  * (Cody-Waite) and a degree-6 polynomial for e^r on |r| <= ln2/2. Max error
