@@ -370,8 +370,10 @@ __attribute__((noinline)) static __m512i tile_i8_emu(const uint8_t *x0, const ui
  * steps (see WB_CHUNK_*). pf, when set, is this tile's share of the next
  * block: pfs bytes of it per step (prefetch_step). */
 
-/* Prefetch into L2 for step q of a tile: the pfs bytes (64, 96 or 192) at
- * pf + q pfs, so that the first row tiles share the next block out. */
+/* Prefetch for step q of a tile: the pfs bytes (64, 96 or 192) at pf + q
+ * pfs, so that the first row tiles share the next block out. T0 (L1 and
+ * L2) rather than T1: 1x16 f32 +0-6%, bf16 +1-2% (in-process A/B), and
+ * neutral at 32x128. Without these prefetches 1x16 f32 is 18% slower. */
 static inline __attribute__((always_inline)) void prefetch_step(const uint8_t *pf, int32_t q,
                                                                 int32_t pfs)
 {
