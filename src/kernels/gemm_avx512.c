@@ -113,6 +113,25 @@ static int32_t cdiv(int32_t a, int32_t b)
  * its 4-byte step form (fp32 as is; bf16 / int8 converted into a zeroed
  * scratch row), then 16 x 16 steps are transposed at a time, so the row
  * reads and the block writes both stay sequential. */
+/* w[0..K) to bf16 exactly as me_f32_to_bf16 does (round to nearest even,
+ * NaN kept and quieted), 16 at a time: the scalar loop was most of a bf16
+ * load's packing time. */
+static void row_to_bf16(const float *w, int32_t K, uint16_t *h)
+{
+    const __m512i one = _mm512_set1_epi32(1), half = _mm512_set1_epi32(0x7fff);
+    const __m512i abs = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+    for (int32_t k = 0; k < K; k += 16) {
+        __mmask16 m = me_tail16(K - k);
+        __m512i u = _mm512_maskz_loadu_epi32(m, w + k);
+        __m512i hi = _mm512_srli_epi32(u, 16);
+        __m512i r = _mm512_srli_epi32(
+            _mm512_add_epi32(u, _mm512_add_epi32(half, _mm512_and_si512(hi, one))), 16);
+        __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs), inf);
+        r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
+        _mm256_mask_storeu_epi16(h + k, m, _mm512_cvtepi32_epi16(r));
+    }
+}
+
 static int pack512_wb(me_linear *L, int32_t dtype)
 {
     int32_t N = L->n_out, K = L->n_in;
@@ -161,9 +180,7 @@ static int pack512_wb(me_linear *L, int32_t dtype)
                 memset(row, 0, (size_t)steps * 4);
                 src[c] = row;
                 if (!i8) {
-                    uint16_t *h = (uint16_t *)(void *)row;
-                    for (int32_t k = 0; k < K; k++)
-                        h[k] = me_f32_to_bf16(w[k]);
+                    row_to_bf16(w, K, (uint16_t *)(void *)row);
                     continue;
                 }
                 int8_t *q = (int8_t *)(void *)row;
