@@ -285,8 +285,8 @@ static void test_attention(void **state)
     (void)state;
     const me_kern *ks[4];
     int nl = levels(ks);
-    const int32_t ns[] = {1, 3, 17, 100};
-    const int32_t ds[] = {16, 24, 64};
+    const int32_t ns[] = {1, 3, 17, 70, 100}; /* 70: a 64-key bf16 score tile and a 32-key one */
+    const int32_t ds[] = {16, 24, 64, 80}; /* 80: keys transposed in 16-pair chunks with a tail */
     for (int li = 0; li < nl; li++)
         for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
             for (size_t di = 0; di < sizeof ds / sizeof ds[0]; di++) {
