@@ -535,6 +535,7 @@ typedef struct {
     const float *res;
     uint32_t epi;
     int32_t mb_rows, n_mb, ppt;
+    size_t ldy_b; /* ME_EPI_OUT_BF16: bytes per row of y */
 } gjob;
 
 /* Broadcasts 4 floats (masked to `cols`) to all four 128-bit lanes. */
@@ -591,6 +592,17 @@ static __m512 dequant_tile(const gjob *j, __m512i acc, int32_t m0, int32_t rows,
     return _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(sx, sw));
 }
 
+/* 16 floats rounded to bf16, nearest even (as me_f32_to_bf16, without its
+ * NaN case): the rounding of every bf16 copy of x, whether made here or by
+ * the epilogue of the layer before (ME_EPI_OUT_BF16). */
+static inline __m256i round_bf16x16(__m512 v)
+{
+    __m512i u = _mm512_castps_si512(v);
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    u = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
+    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16));
+}
+
 /* Wide column blocks: rows mt..mt+rows-1, outputs n0..n0+47, with the
  * operations of dequant_tile + store_tile + gelu_block in the same order
  * (bit-identical): (float)(sum - 128 sum q_w) * (s_x s_w) for int8, +
@@ -633,9 +645,21 @@ static void store_wb(const gjob *j, const void *acc, int32_t mt, int32_t rows, i
                 v = me_gelu512(v);
             if (resid)
                 v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(cm, j->res + o));
+            if (j->epi & ME_EPI_OUT_BF16) {
+                uint8_t *yb = (uint8_t *)(void *)j->y + (size_t)(mt + r) * j->ldy_b;
+                _mm256_mask_storeu_epi16(yb + 2 * (size_t)nc, cm, round_bf16x16(v));
+                continue;
+            }
             _mm512_mask_storeu_ps(j->y + o, cm, v);
         }
     }
+    /* bf16 rows: the padding after the last output is zero (the next layer
+     * multiplies it by its zero-padded weights, and 0 x NaN is not 0) */
+    if ((j->epi & ME_EPI_OUT_BF16) && n0 + WB_COLS >= j->N)
+        for (int32_t r = 0; r < rows; r++) {
+            uint8_t *yb = (uint8_t *)(void *)j->y + (size_t)(mt + r) * j->ldy_b;
+            memset(yb + 2 * (size_t)j->N, 0, j->ldy_b - 2 * (size_t)j->N);
+        }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -671,13 +695,9 @@ static void quant_bf16_rows(const gjob *j, int32_t m0, int32_t m1)
     for (int32_t m = m0; m < m1; m++) {
         const float *x = j->x + (size_t)m * (size_t)j->K;
         uint8_t *q = (uint8_t *)(uintptr_t)(j->xq + (size_t)m * j->ldq);
-        for (int32_t k = 0; k < kpad; k += 16, q += 32) {
-            __m512i u = _mm512_castps_si512(_mm512_maskz_loadu_ps(me_tail16(j->K - k), x + k));
-            __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-            u = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
-            __m256i h = _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16));
-            _mm256_storeu_si256((__m256i *)(void *)q, h);
-        }
+        for (int32_t k = 0; k < kpad; k += 16, q += 32)
+            _mm256_storeu_si256((__m256i *)(void *)q,
+                                round_bf16x16(_mm512_maskz_loadu_ps(me_tail16(j->K - k), x + k)));
     }
 }
 
@@ -768,7 +788,8 @@ static void gemm_task_wb(const gjob *j, int64_t task)
     size_t ldx = (size_t)j->K * 4;
     const tile_wb_fn *tiles = TILES_WB_F32;
     if (pk->kind != ME_PACK_F32) {
-        ensure_rows(j, mb, m0, m1);
+        if (!(j->epi & ME_IN_BF16))
+            ensure_rows(j, mb, m0, m1);
         x = j->xq;
         ldx = j->ldq;
         tiles = pk->kind == ME_PACK_INT8 ? TILES_WB_I8 : TILES_WB_BF16;
@@ -792,7 +813,7 @@ static void gemm_task_wb(const gjob *j, int64_t task)
              * process: 32x128 f32 +3.5%, bf16 +2.7%, int8 +5.6%; 8x512
              * +1.5-2%). At small M they are hot and the prefetches only
              * compete with the weight stream (1x16: 2-5% slower). */
-            if (j->n_mb > 1) {
+            if (j->n_mb > 1 && !(j->epi & ME_EPI_OUT_BF16)) {
                 for (int32_t r = 0; r < rows; r++) {
                     size_t o = (size_t)(mt + r) * (size_t)j->N + (size_t)cb * WB_COLS;
                     for (int32_t c = 0; c < 3 && cb * WB_COLS + 16 * c < j->N; c++) {
@@ -871,6 +892,11 @@ static void linear512(const me_linear *L, const float *x, int32_t M, float *y,
     }
     if (pk->kind != ME_PACK_F32)
         j.xscale = (const float *)(const void *)((uint8_t *)work + j.ldq * (size_t)M);
+    /* bf16 hand-off (the caller checked bf16_io512): x is the copy already */
+    if (epi & ME_IN_BF16)
+        j.xq = (const uint8_t *)(const void *)x;
+    if (epi & ME_EPI_OUT_BF16)
+        j.ldy_b = me_bf16_row_bytes(j.N);
     /* Rows per block: the block of x stays in L2 (~256 KiB; 512 KiB of
      * fp32 rows, 1-3% faster at 32x128 and 8x512 on Zen 5, where bf16 and
      * int8 lost 2% with it) while the task's blocks stream past it; blocks
@@ -959,6 +985,14 @@ static double peak512(int32_t dtype, int64_t iters)
     PEAK_BODY(__m512, _mm512_setzero_ps(), FMA_PS, x, x, 32.0);
 }
 
+/* The bf16 hand-off needs the wide-block tiles (their epilogue writes bf16
+ * rows; the panels' does not). */
+static int bf16_io512(const me_linear *L)
+{
+    const pk512 *pk = L->packed;
+    return pk && pk->kind == ME_PACK_BF16 && pk->n_wb > 0;
+}
+
 const me_kern me_kern_avx512 = {
     .isa = ME_ISA_AVX512,
     .linear = linear512,
@@ -967,5 +1001,6 @@ const me_kern me_kern_avx512 = {
     .attention = me_attention_avx512,
     .layernorm = me_layernorm_avx512,
     .gelu = me_gelu_avx512,
+    .bf16_io = bf16_io512,
     .peak = peak512,
 };

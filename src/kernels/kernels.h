@@ -53,6 +53,21 @@ const char *me_isa_name(me_isa isa);
 /* Epilogue applied to y = x W^T + b, in this order. */
 #define ME_EPI_GELU 0x1u     /* exact erf GELU */
 #define ME_EPI_RESIDUAL 0x2u /* + residual (same shape as y) */
+/* bf16 hand-off between two bf16 layers, where me_kern.bf16_io says the
+ * layers allow it. ME_EPI_OUT_BF16: y receives, instead of floats, each
+ * row rounded to bf16 (nearest even) in the layout in which a bf16 layer
+ * copies its input, rows of me_bf16_row_bytes(n_out) bytes, zero-padded.
+ * ME_IN_BF16: x is already such rows (of n_in values). The next layer then
+ * reads the rounded values it would have made itself: outputs are
+ * bit-identical, without the fp32 copy written, read back and converted. */
+#define ME_EPI_OUT_BF16 0x4u
+#define ME_IN_BF16 0x8u
+
+/* Bytes of one bf16 row of n values in that layout (32 values a block). */
+static inline size_t me_bf16_row_bytes(int32_t n)
+{
+    return (size_t)((n + 31) / 32) * 64;
+}
 
 /* Packed weight formats (me_linear.packed_kind). */
 #define ME_PACK_NONE 0
@@ -125,6 +140,9 @@ typedef struct me_kern {
                       double eps);
     /* x[i] = gelu(x[i]) (exact erf form); exposed for tests. */
     void (*gelu)(float *x, int32_t n);
+    /* Non-zero if `linear` takes ME_EPI_OUT_BF16 / ME_IN_BF16 for this
+     * packed layer (NULL: never). */
+    int (*bf16_io)(const me_linear *L);
     /* Runs `iters` rounds of the dtype's multiply-add loop on registers;
      * returns the operations done (2 per multiply-add). For benchmarks. */
     double (*peak)(int32_t dtype, int64_t iters);

@@ -162,6 +162,15 @@ static void layernorm_all(fwd_job *j, me_pool *pool, float *buf, int32_t rows, c
  * that are free by then: attention output and residual in qkv, the rest in
  * h1 / ffn / att; the result is scattered back to x at each sequence's
  * start. */
+/* ME_EPI_OUT_BF16 when the FFN's two bf16 layers can hand the GELU output
+ * over as bf16 rows (the only reader of s->ffn is the second layer, which
+ * would round it to bf16 itself): 0 otherwise. */
+static uint32_t ffn_bf16_io(const me_kern *k, const me_layer *L)
+{
+    return k->bf16_io && k->bf16_io(&L->ffn_in) && k->bf16_io(&L->ffn_out) ? ME_EPI_OUT_BF16
+                                                                           : 0;
+}
+
 static void last_layer_cls(const medembed_model *m, me_scratch *s, me_pool *pool, fwd_job *j,
                            const me_layer *L)
 {
@@ -180,8 +189,9 @@ static void last_layer_cls(const medembed_model *m, me_scratch *s, me_pool *pool
     }
     k->linear(&L->attn_out, att_c, n, s->h1, x_c, ME_EPI_RESIDUAL, pool, s->lin_work);
     layernorm_all(j, pool, s->h1, n, L->ln1_g, L->ln1_b);
-    k->linear(&L->ffn_in, s->h1, n, s->ffn, NULL, ME_EPI_GELU, pool, s->lin_work);
-    k->linear(&L->ffn_out, s->ffn, n, s->att, s->h1, ME_EPI_RESIDUAL, pool, s->lin_work);
+    uint32_t fo = ffn_bf16_io(k, L), fi = fo ? ME_IN_BF16 : 0;
+    k->linear(&L->ffn_in, s->h1, n, s->ffn, NULL, ME_EPI_GELU | fo, pool, s->lin_work);
+    k->linear(&L->ffn_out, s->ffn, n, s->att, s->h1, ME_EPI_RESIDUAL | fi, pool, s->lin_work);
     layernorm_all(j, pool, s->att, n, L->ln2_g, L->ln2_b);
     for (int32_t i = 0; i < n; i++)
         memcpy(s->x + (size_t)j->starts[i] * (size_t)H, s->att + (size_t)i * (size_t)H,
@@ -211,8 +221,9 @@ void me_bert_forward(const medembed_model *m, me_scratch *s, me_pool *pool, cons
         me_pool_run(pool, (int64_t)n * m->cfg.n_heads, attn_task, &j);
         k->linear(&L->attn_out, s->att, T, s->h1, s->x, ME_EPI_RESIDUAL, pool, w);
         layernorm_all(&j, pool, s->h1, T, L->ln1_g, L->ln1_b);
-        k->linear(&L->ffn_in, s->h1, T, s->ffn, NULL, ME_EPI_GELU, pool, w);
-        k->linear(&L->ffn_out, s->ffn, T, s->x, s->h1, ME_EPI_RESIDUAL, pool, w);
+        uint32_t fo = ffn_bf16_io(k, L), fi = fo ? ME_IN_BF16 : 0;
+        k->linear(&L->ffn_in, s->h1, T, s->ffn, NULL, ME_EPI_GELU | fo, pool, w);
+        k->linear(&L->ffn_out, s->ffn, T, s->x, s->h1, ME_EPI_RESIDUAL | fi, pool, w);
         layernorm_all(&j, pool, s->x, T, L->ln2_g, L->ln2_b);
     }
 }

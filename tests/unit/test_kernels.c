@@ -151,6 +151,90 @@ static void test_linear_bf16(void **state)
         check_linear_level(ks[i], MEDEMBED_DTYPE_BF16, 2e-6, 0);
 }
 
+/* bf16 hand-off (ME_EPI_OUT_BF16 then ME_IN_BF16, as the FFN's two layers
+ * use it): bit-identical to the fp32 output read back by the next layer, on
+ * every level whose bf16_io accepts the layers; the bf16 rows hold
+ * me_f32_to_bf16 of the fp32 outputs and zeros up to the row's end (the
+ * buffer starts as NaN bytes, which the zero-padded weights would not
+ * cancel). N1 = 70 and 96: a padded and an unpadded row. */
+static void test_bf16_handoff(void **state)
+{
+    (void)state;
+    const me_kern *ks[4];
+    int nl = levels(ks), tested = 0;
+    me_pool *pool = me_pool_create(3);
+    assert_non_null(pool);
+    const int32_t n1s[] = {70, 96};
+    for (int li = 0; li < nl; li++)
+        for (size_t ni = 0; ni < sizeof n1s / sizeof n1s[0]; ni++) {
+            const me_kern *k = ks[li];
+            int32_t K1 = 131, N1 = n1s[ni], N2 = 33;
+            float *w1 = malloc(sizeof *w1 * (size_t)N1 * (size_t)K1);
+            float *w2 = malloc(sizeof *w2 * (size_t)N2 * (size_t)N1);
+            float *b1 = malloc(sizeof *b1 * (size_t)N1);
+            fill(w1, (size_t)N1 * (size_t)K1, 0.5f);
+            fill(w2, (size_t)N2 * (size_t)N1, 0.5f);
+            fill(b1, (size_t)N1, 0.5f);
+            me_linear L1 = {.n_out = N1, .n_in = K1, .w = w1, .b = b1};
+            me_linear L2 = {.n_out = N2, .n_in = N1, .w = w2};
+            assert_int_equal(k->pack(&L1, MEDEMBED_DTYPE_BF16), MEDEMBED_OK);
+            assert_int_equal(k->pack(&L2, MEDEMBED_DTYPE_BF16), MEDEMBED_OK);
+            if (!k->bf16_io || !k->bf16_io(&L1) || !k->bf16_io(&L2)) {
+                k->unpack(&L1);
+                k->unpack(&L2);
+                free(w1);
+                free(w2);
+                free(b1);
+                continue;
+            }
+            tested++;
+            size_t rb = me_bf16_row_bytes(N1);
+            for (size_t mi = 0; mi < sizeof MS / sizeof MS[0]; mi++) {
+                int32_t M = MS[mi];
+                float *x = malloc(sizeof *x * (size_t)M * (size_t)K1);
+                float *res = malloc(sizeof *res * (size_t)M * (size_t)N2);
+                float *h = malloc(sizeof *h * (size_t)M * (size_t)N1);
+                float *y = malloc(sizeof *y * (size_t)M * (size_t)N2);
+                float *yf = malloc(sizeof *yf * (size_t)M * (size_t)N2);
+                uint8_t *hb = malloc(rb * (size_t)M);
+                fill(x, (size_t)M * (size_t)K1, 2.0f);
+                fill(res, (size_t)M * (size_t)N2, 1.0f);
+                memset(hb, 0xff, rb * (size_t)M);
+                run_linear(k, &L1, x, M, h, NULL, ME_EPI_GELU, pool);
+                run_linear(k, &L2, h, M, y, res, ME_EPI_RESIDUAL, pool);
+                run_linear(k, &L1, x, M, (float *)(void *)hb, NULL, ME_EPI_GELU | ME_EPI_OUT_BF16,
+                           pool);
+                for (int32_t m = 0; m < M; m++) {
+                    const uint16_t *row = (const uint16_t *)(const void *)(hb + (size_t)m * rb);
+                    for (int32_t n = 0; n < (int32_t)(rb / 2); n++) {
+                        uint16_t want =
+                            n < N1 ? me_f32_to_bf16(h[(size_t)m * (size_t)N1 + (size_t)n]) : 0;
+                        if (row[n] != want)
+                            fail_msg("%s bf16 out M=%d N=%d [%d,%d]: %04x != %04x",
+                                     me_isa_name(k->isa), M, N1, m, n, row[n], want);
+                    }
+                }
+                run_linear(k, &L2, (const float *)(const void *)hb, M, yf, res,
+                           ME_EPI_RESIDUAL | ME_IN_BF16, pool);
+                assert_memory_equal(yf, y, sizeof *y * (size_t)M * (size_t)N2);
+                free(x);
+                free(res);
+                free(h);
+                free(y);
+                free(yf);
+                free(hb);
+            }
+            k->unpack(&L1);
+            k->unpack(&L2);
+            free(w1);
+            free(w2);
+            free(b1);
+        }
+    if (!tested)
+        fprintf(stderr, "SKIP: no level takes the bf16 hand-off on this CPU\n");
+    me_pool_free(pool);
+}
+
 static void test_linear_int8(void **state)
 {
     (void)state;
@@ -364,7 +448,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scalar_rules), cmocka_unit_test(test_linear_f32),
-        cmocka_unit_test(test_linear_bf16),  cmocka_unit_test(test_linear_int8),
+        cmocka_unit_test(test_linear_bf16),  cmocka_unit_test(test_bf16_handoff),
+        cmocka_unit_test(test_linear_int8),
         cmocka_unit_test_teardown(test_linear_fallbacks, unset_cpu_disable),
         cmocka_unit_test(test_gelu),         cmocka_unit_test(test_layernorm),
         cmocka_unit_test(test_attention),
