@@ -109,10 +109,6 @@ static int32_t cdiv(int32_t a, int32_t b)
 /* Packing                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* Wide column blocks (see WB_COLS). Each output row is first brought to
- * its 4-byte step form (fp32 as is; bf16 / int8 converted into a zeroed
- * scratch row), then 16 x 16 steps are transposed at a time, so the row
- * reads and the block writes both stay sequential. */
 /* w[0..K) to bf16 exactly as me_f32_to_bf16 does (round to nearest even,
  * NaN kept and quieted), 16 at a time: the scalar loop was most of a bf16
  * load's packing time. */
@@ -132,6 +128,10 @@ static void row_to_bf16(const float *w, int32_t K, uint16_t *h)
     }
 }
 
+/* Wide column blocks (see WB_COLS). Each output row is first brought to
+ * its 4-byte step form (fp32 as is; bf16 / int8 converted into a zeroed
+ * scratch row), then 16 x 16 steps are transposed at a time, so the row
+ * reads and the block writes both stay sequential. */
 static int pack512_wb(me_linear *L, int32_t dtype)
 {
     int32_t N = L->n_out, K = L->n_in;

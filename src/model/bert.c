@@ -153,15 +153,6 @@ static void layernorm_all(fwd_job *j, me_pool *pool, float *buf, int32_t rows, c
     me_pool_run(pool, (rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK, ln_task, j);
 }
 
-/* The last layer when only each sequence's [CLS] row is wanted (CLS
- * pooling): keys and values still need every token, but the attention
- * queries, the output projection, both LayerNorms and the FFN run on one row
- * per sequence, about 7% of a BERT-base forward pass saved. Every kernel
- * computes a row from that row alone, so the [CLS] rows come out
- * bit-identical to the full computation. The compact rows live in buffers
- * that are free by then: attention output and residual in qkv, the rest in
- * h1 / ffn / att; the result is scattered back to x at each sequence's
- * start. */
 /* ME_EPI_OUT_BF16 when the FFN's two bf16 layers can hand the GELU output
  * over as bf16 rows (the only reader of s->ffn is the second layer, which
  * would round it to bf16 itself): 0 otherwise. */
@@ -171,6 +162,15 @@ static uint32_t ffn_bf16_io(const me_kern *k, const me_layer *L)
                                                                            : 0;
 }
 
+/* The last layer when only each sequence's [CLS] row is wanted (CLS
+ * pooling): keys and values still need every token, but the attention
+ * queries, the output projection, both LayerNorms and the FFN run on one row
+ * per sequence, about 7% of a BERT-base forward pass saved. Every kernel
+ * computes a row from that row alone, so the [CLS] rows come out
+ * bit-identical to the full computation. The compact rows live in buffers
+ * that are free by then: attention output and residual in qkv, the rest in
+ * h1 / ffn / att; the result is scattered back to x at each sequence's
+ * start. */
 static void last_layer_cls(const medembed_model *m, me_scratch *s, me_pool *pool, fwd_job *j,
                            const me_layer *L)
 {
