@@ -819,7 +819,7 @@ static void gemm_task_wb(const gjob *j, int64_t task)
                     for (int32_t c = 0; c < 3 && cb * WB_COLS + 16 * c < j->N; c++) {
                         if (j->res)
                             _mm_prefetch((const char *)(j->res + o + 16 * c), _MM_HINT_T0);
-                        _m_prefetchw(j->y + o + 16 * c);
+                        __builtin_prefetch(j->y + o + 16 * c, 1, 3); /* prefetchw */
                     }
                 }
             }
