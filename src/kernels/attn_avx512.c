@@ -53,46 +53,47 @@ static void prefetch_q(const me_attn_args *a, int32_t i0)
                          _MM_HINT_T0);
 }
 
-/* Softmax numerators of one score row in place: exp(s - max) for the n scores, zeros up to
- * n32 (a multiple of 32); returns their sum, accumulated in double in index order. The bf16
- * path uses its twin softmax_row_pairs. */
-static double softmax_row(float *sr, int32_t n, size_t n32)
+/* The softmax of one score row (n scores, zero-padded up to n32, a multiple
+ * of 32), in two parts shared by the fp32 and bf16 paths: the row maximum,
+ * broadcast; then, 16 scores at a time, the numerators exp(s - max) (zero
+ * beyond n), whose sum is accumulated in double in index order. */
+static inline __m512 row_max(const float *sr, int32_t n)
 {
     __m512 mx = _mm512_set1_ps(-INFINITY);
     for (int32_t j = 0; j < n; j += 16)
         mx = _mm512_mask_max_ps(mx, me_tail16(n - j), mx, _mm512_load_ps(sr + j));
-    __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+    return _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+}
+
+static inline __m512 softmax16(const float *sr, int32_t j, int32_t n, __m512 vmax, __m512d *acc)
+{
+    __m512 p = me_exp512(_mm512_sub_ps(_mm512_load_ps(sr + j), vmax));
+    p = _mm512_maskz_mov_ps(me_tail16(n - j), p);
+    *acc = _mm512_add_pd(*acc, _mm512_cvtps_pd(_mm512_castps512_ps256(p)));
+    *acc = _mm512_add_pd(*acc, _mm512_cvtps_pd(_mm512_extractf32x8_ps(p, 1)));
+    return p;
+}
+
+/* fp32 path: the numerators back into the score row; returns their sum */
+static double softmax_row(float *sr, int32_t n, size_t n32)
+{
+    __m512 vmax = row_max(sr, n);
     __m512d acc = _mm512_setzero_pd();
-    for (int32_t j = 0; j < (int32_t)n32; j += 16) {
-        __m512 p = me_exp512(_mm512_sub_ps(_mm512_load_ps(sr + j), vmax));
-        p = _mm512_maskz_mov_ps(me_tail16(n - j), p);
-        _mm512_store_ps(sr + j, p);
-        acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(p)));
-        acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_extractf32x8_ps(p, 1)));
-    }
+    for (int32_t j = 0; j < (int32_t)n32; j += 16)
+        _mm512_store_ps(sr + j, softmax16(sr, j, n, vmax, &acc));
     return _mm512_reduce_add_pd(acc);
 }
 
-/* softmax_row for the bf16 path: the same numerators and the same sum (in
- * the same order), written straight out as bf16 pairs (p2: n32 / 2) instead
- * of back into the score row. */
+/* bf16 path: the same numerators and sum, written straight out as bf16
+ * pairs (p2: n32 / 2) */
 static double softmax_row_pairs(const float *sr, int32_t n, size_t n32, uint32_t *p2)
 {
-    __m512 mx = _mm512_set1_ps(-INFINITY);
-    for (int32_t j = 0; j < n; j += 16)
-        mx = _mm512_mask_max_ps(mx, me_tail16(n - j), mx, _mm512_load_ps(sr + j));
-    __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+    __m512 vmax = row_max(sr, n);
     __m512d acc = _mm512_setzero_pd();
     for (int32_t j = 0; j < (int32_t)n32; j += 32) {
-        __m512 p[2];
-        for (int h = 0; h < 2; h++) {
-            int32_t jh = j + 16 * h;
-            p[h] = me_exp512(_mm512_sub_ps(_mm512_load_ps(sr + jh), vmax));
-            p[h] = _mm512_maskz_mov_ps(me_tail16(n - jh), p[h]);
-            acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(p[h])));
-            acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_extractf32x8_ps(p[h], 1)));
-        }
-        _mm512_store_si512(p2 + j / 2, (__m512i)_mm512_cvtne2ps_pbh(p[1], p[0]));
+        __m512 p0 = softmax16(sr, j, n, vmax, &acc);
+        __m512 p1 = softmax16(sr, j + 16, n, vmax, &acc);
+        _mm512_store_si512(p2 + j / 2, (__m512i)_mm512_cvtne2ps_pbh(p1, p0));
     }
     return _mm512_reduce_add_pd(acc);
 }

@@ -114,17 +114,15 @@ static int32_t cdiv(int32_t a, int32_t b)
  * load's packing time. */
 static void row_to_bf16(const float *w, int32_t K, uint16_t *h)
 {
-    const __m512i one = _mm512_set1_epi32(1), half = _mm512_set1_epi32(0x7fff);
     const __m512i abs = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
     for (int32_t k = 0; k < K; k += 16) {
         __mmask16 m = me_tail16(K - k);
         __m512i u = _mm512_maskz_loadu_epi32(m, w + k);
-        __m512i hi = _mm512_srli_epi32(u, 16);
-        __m512i r = _mm512_srli_epi32(
-            _mm512_add_epi32(u, _mm512_add_epi32(half, _mm512_and_si512(hi, one))), 16);
+        __m256i r = me_round_bf16x16(_mm512_castsi512_ps(u));
         __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs), inf);
-        r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
-        _mm256_mask_storeu_epi16(h + k, m, _mm512_cvtepi32_epi16(r));
+        __m256i qnan = _mm512_cvtepi32_epi16(
+            _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40)));
+        _mm256_mask_storeu_epi16(h + k, m, _mm256_mask_mov_epi16(r, nan, qnan));
     }
 }
 
@@ -592,17 +590,6 @@ static __m512 dequant_tile(const gjob *j, __m512i acc, int32_t m0, int32_t rows,
     return _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(sx, sw));
 }
 
-/* 16 floats rounded to bf16, nearest even (as me_f32_to_bf16, without its
- * NaN case): the rounding of every bf16 copy of x, whether made here or by
- * the epilogue of the layer before (ME_EPI_OUT_BF16). */
-static inline __m256i round_bf16x16(__m512 v)
-{
-    __m512i u = _mm512_castps_si512(v);
-    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-    u = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
-    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16));
-}
-
 /* Wide column blocks: rows mt..mt+rows-1, outputs n0..n0+47, with the
  * operations of dequant_tile + store_tile + gelu_block in the same order
  * (bit-identical): (float)(sum - 128 sum q_w) * (s_x s_w) for int8, +
@@ -647,7 +634,7 @@ static void store_wb(const gjob *j, const void *acc, int32_t mt, int32_t rows, i
                 v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(cm, j->res + o));
             if (j->epi & ME_EPI_OUT_BF16) {
                 uint8_t *yb = (uint8_t *)(void *)j->y + (size_t)(mt + r) * j->ldy_b;
-                _mm256_mask_storeu_epi16(yb + 2 * (size_t)nc, cm, round_bf16x16(v));
+                _mm256_mask_storeu_epi16(yb + 2 * (size_t)nc, cm, me_round_bf16x16(v));
                 continue;
             }
             _mm512_mask_storeu_ps(j->y + o, cm, v);
@@ -697,7 +684,7 @@ static void quant_bf16_rows(const gjob *j, int32_t m0, int32_t m1)
         uint8_t *q = (uint8_t *)(uintptr_t)(j->xq + (size_t)m * j->ldq);
         for (int32_t k = 0; k < kpad; k += 16, q += 32)
             _mm256_storeu_si256((__m256i *)(void *)q,
-                                round_bf16x16(_mm512_maskz_loadu_ps(me_tail16(j->K - k), x + k)));
+                                me_round_bf16x16(_mm512_maskz_loadu_ps(me_tail16(j->K - k), x + k)));
     }
 }
 

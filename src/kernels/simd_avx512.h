@@ -18,6 +18,18 @@ ME_INLINE __mmask16 me_tail16(int32_t left)
     return left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
 }
 
+/* 16 floats rounded to bf16, nearest even, by integer arithmetic (as
+ * me_f32_to_bf16, without its NaN case): the rounding of every bf16 copy of
+ * x, whether made by the layer itself or by the epilogue of the layer
+ * before (ME_EPI_OUT_BF16), and of the weights at packing. */
+ME_INLINE __m256i me_round_bf16x16(__m512 v)
+{
+    __m512i u = _mm512_castps_si512(v);
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    u = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
+    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16));
+}
+
 /* In-register transposition of a 16 x 16 block of 32-bit words: on return
  * r[j] holds what was column j (word j of every r[i], i = 0..15). Four
  * rounds: 32-bit and 64-bit interleaves inside 128-bit lanes, then two

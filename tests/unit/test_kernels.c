@@ -179,17 +179,10 @@ static void test_bf16_handoff(void **state)
             me_linear L2 = {.n_out = N2, .n_in = N1, .w = w2};
             assert_int_equal(k->pack(&L1, MEDEMBED_DTYPE_BF16), MEDEMBED_OK);
             assert_int_equal(k->pack(&L2, MEDEMBED_DTYPE_BF16), MEDEMBED_OK);
-            if (!k->bf16_io || !k->bf16_io(&L1) || !k->bf16_io(&L2)) {
-                k->unpack(&L1);
-                k->unpack(&L2);
-                free(w1);
-                free(w2);
-                free(b1);
-                continue;
-            }
-            tested++;
+            int takes = k->bf16_io && k->bf16_io(&L1) && k->bf16_io(&L2);
+            tested += takes;
             size_t rb = me_bf16_row_bytes(N1);
-            for (size_t mi = 0; mi < sizeof MS / sizeof MS[0]; mi++) {
+            for (size_t mi = 0; takes && mi < sizeof MS / sizeof MS[0]; mi++) {
                 int32_t M = MS[mi];
                 float *x = malloc(sizeof *x * (size_t)M * (size_t)K1);
                 float *res = malloc(sizeof *res * (size_t)M * (size_t)N2);
