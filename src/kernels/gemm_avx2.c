@@ -2,11 +2,19 @@
  * gemm_avx2.c - AVX2 + FMA linear layers (fp32, bf16, int8) and the AVX2
  * kernel table.
  *
- * The same dot-product formulation as gemm_avx512.c (read that header
- * first), at 8 lanes and with 16 registers: W in panels of 4 output rows,
- * [panel][k block][4][32 B], and a 2x4 tile of outputs in 8 accumulators
- * reduced by one fixed tree (me_hsum8x8).
- *   f32  : 8 floats per block; lanes sum every 8th product.
+ * Read gemm_avx512.c's header first: both formulations are here, at 8
+ * lanes and with 16 registers.
+ *   f32  : wide column blocks (WB2_COLS below): blocks of 24 outputs,
+ *          [block][k][24 floats], and broadcast tiles of up to 4 rows x 24
+ *          outputs (12 accumulators, 3 W vectors and 1 broadcast: all 16
+ *          registers), summed in chunks of 16 k exactly as gemm_avx512.c's
+ *          fp32 blocks, so the two levels' GEMMs give the same bits.
+ * The dot-product formulation serves bf16 and int8: W in panels of 4 output
+ * rows, [panel][k block][4][32 B], and a 2x4 tile of outputs in 8
+ * accumulators reduced by one fixed tree (me_hsum8x8). (fp32 used it too
+ * until 2026-12-06; on a Zen 4, whose two 256-bit FMA pipes give AVX2 the
+ * same peak as AVX-512, it reached ~95-100 GFLOP/s of ~205 on two threads:
+ * 6 loads per 8 FMAs and 8 accumulators, no latency slack.)
  *   bf16 : 8 bf16 per block, widened to fp32 by a shift (AVX2 has no bf16
  *          dot product): the products of kernels.h's bf16 rule in fp32 FMA.
  *   int8 : 16 bytes per block, widened to int16 and summed in pairs by
@@ -27,6 +35,7 @@ void me_gelu_avx2(float *x, int32_t n);
 
 typedef struct {
     int32_t kind;
+    int32_t n_wb; /* fp32 wide column blocks: ceil(n_out / WB2_COLS); 0 for panels */
     int32_t n_panels;
     int32_t kblocks;  /* k blocks: K/8 (f32, bf16), K/16 (int8) */
     int32_t bbytes;   /* bytes per row per block: 32 (f32), 16 (bf16, int8) */
@@ -42,16 +51,65 @@ static int32_t cdiv(int32_t a, int32_t b)
     return (a + b - 1) / b;
 }
 
-static int pack256(me_linear *L, int32_t dtype)
+/* fp32 wide column blocks, as gemm_avx512.c's (see its WB_COLS) at half the
+ * width: a block holds WB2_COLS = 24 outputs; for each k their 24 weights
+ * follow each other ([block][k][24]); outputs past N are zero. A tile of
+ * up to WB2_ROWS = 4 rows keeps 4 x 3 accumulators: per k 3 W loads, 4
+ * broadcasts of x and 12 FMAs. Each output is summed serially within
+ * chunks of WB2_CHUNK = 16 consecutive k, from 0, and the chunk sums are
+ * added in order: the arithmetic of gemm_avx512.c's WB_CHUNK_F32, so an
+ * fp32 GEMM gives the same bits on both levels (test_kernels checks it). */
+#define WB2_COLS 24
+#define WB2_ROWS 4
+#define WB2_CHUNK 16
+#define WB2_BYTES(K) ((size_t)(K) * WB2_COLS * 4)
+
+static int pack256_wb(me_linear *L)
 {
     int32_t N = L->n_out, K = L->n_in;
-    int32_t per_block = dtype == MEDEMBED_DTYPE_F32    ? 8
-                        : dtype == MEDEMBED_DTYPE_BF16 ? 8
+    int32_t nwb = cdiv(N, WB2_COLS);
+    size_t hdr = (sizeof(pk256) + 63) & ~(size_t)63;
+    size_t bytes = hdr + (size_t)nwb * WB2_BYTES(K);
+    uint8_t *blk = me_alloc_big(bytes);
+    if (!blk)
+        return MEDEMBED_ERR_NOMEM;
+    pk256 *pk = (pk256 *)(void *)blk;
+    memset(pk, 0, sizeof *pk);
+    pk->kind = ME_PACK_F32;
+    pk->n_wb = nwb;
+    pk->data = blk + hdr;
+    /* 64 k at a time: the 6 KiB of the block being written stay in L1
+     * while the 24 rows are read along k */
+    for (int32_t wb = 0; wb < nwb; wb++) {
+        float *dst = (float *)(void *)(pk->data + (size_t)wb * WB2_BYTES(K));
+        const float *rows[WB2_COLS];
+        for (int32_t c = 0; c < WB2_COLS; c++)
+            rows[c] = wb * WB2_COLS + c < N ? me_linear_row(L, wb * WB2_COLS + c) : NULL;
+        for (int32_t k0 = 0; k0 < K; k0 += 64) {
+            int32_t k1 = k0 + 64 < K ? k0 + 64 : K;
+            for (int32_t c = 0; c < WB2_COLS; c++)
+                for (int32_t k = k0; k < k1; k++)
+                    dst[(size_t)k * WB2_COLS + (size_t)c] = rows[c] ? rows[c][k] : 0.0f;
+        }
+    }
+    L->packed = pk;
+    L->packed_kind = pk->kind;
+    L->packed_dtype = MEDEMBED_DTYPE_F32;
+    L->packed_bytes = bytes;
+    return MEDEMBED_OK;
+}
+
+static int pack256(me_linear *L, int32_t dtype)
+{
+    if (dtype == MEDEMBED_DTYPE_F32)
+        return pack256_wb(L);
+    int32_t N = L->n_out, K = L->n_in;
+    int32_t per_block = dtype == MEDEMBED_DTYPE_BF16   ? 8
                         : dtype == MEDEMBED_DTYPE_INT8 ? 16
                                                        : 0;
     if (per_block == 0)
         return MEDEMBED_ERR_UNSUPPORTED;
-    int32_t bbytes = dtype == MEDEMBED_DTYPE_F32 ? 32 : 16;
+    int32_t bbytes = 16;
     int32_t np = cdiv(N, 4), kb = cdiv(K, per_block);
     size_t side = dtype == MEDEMBED_DTYPE_INT8 ? (size_t)np * 4 * 8 : 0;
     size_t hdr = (sizeof(pk256) + 63) & ~(size_t)63;
@@ -78,16 +136,11 @@ static int pack256(me_linear *L, int32_t dtype)
         uint8_t *dst = pk->data + (size_t)(n / 4) * PANEL_BYTES(pk) + (size_t)(n % 4) * bbytes;
         for (int32_t k = 0; k < K; k += per_block, dst += 4 * bbytes) {
             int32_t cnt = K - k < per_block ? K - k : per_block;
-            if (dtype == MEDEMBED_DTYPE_F32)
-                memcpy(dst, w + k, sizeof *w * (size_t)cnt);
-            else
-                for (int32_t i = 0; i < cnt; i++)
-                    ((uint16_t *)(void *)dst)[i] = me_f32_to_bf16(w[k + i]);
+            for (int32_t i = 0; i < cnt; i++)
+                ((uint16_t *)(void *)dst)[i] = me_f32_to_bf16(w[k + i]);
         }
     }
-    if (dtype == MEDEMBED_DTYPE_F32) {
-        pk->kind = ME_PACK_F32;
-    } else if (dtype == MEDEMBED_DTYPE_BF16) {
+    if (dtype == MEDEMBED_DTYPE_BF16) {
         pk->kind = ME_PACK_BF16;
     } else {
         pk->kind = ME_PACK_INT8;
@@ -134,29 +187,6 @@ static int pack256(me_linear *L, int32_t dtype)
 
 #define FMA_PS(acc, x, w) _mm256_fmadd_ps(x, w, acc)
 #define MADD_I16(acc, x, w) _mm256_add_epi32(acc, _mm256_madd_epi16(x, w))
-
-__attribute__((noinline)) static __m256 tile_f32(const float *x0, const float *x1,
-                                                 const uint8_t *wp, int32_t K)
-{
-    __m256 a[8];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i++)
-        a[i] = _mm256_setzero_ps();
-    const float *w = (const float *)(const void *)wp;
-    int32_t kfull = K / 8, k = 0;
-    for (int32_t kb = 0; kb < kfull; kb++, k += 8, w += 32) {
-        __m256 v0 = _mm256_loadu_ps(x0 + k), v1 = _mm256_loadu_ps(x1 + k);
-        TILE_STEP(FMA_PS, v0, v1, _mm256_load_ps(w), _mm256_load_ps(w + 8), _mm256_load_ps(w + 16),
-                  _mm256_load_ps(w + 24));
-    }
-    if (k < K) {
-        __m256i m = me_mask8(K - k);
-        __m256 v0 = _mm256_maskload_ps(x0 + k, m), v1 = _mm256_maskload_ps(x1 + k, m);
-        TILE_STEP(FMA_PS, v0, v1, _mm256_load_ps(w), _mm256_load_ps(w + 8), _mm256_load_ps(w + 16),
-                  _mm256_load_ps(w + 24));
-    }
-    return me_hsum8x8(a);
-}
 
 static inline __m256 bf16x8(const uint8_t *p)
 {
@@ -260,11 +290,139 @@ static __m256 dequant_tile(const gjob *j, __m256i acc, int32_t m0, int32_t rows,
     return _mm256_mul_ps(_mm256_cvtepi32_ps(acc), _mm256_mul_ps(_mm256_set_m128(sx1, sx0), sw));
 }
 
+
+/* ------------------------------------------------------------------------ */
+/* fp32 wide column blocks (see WB2_COLS)                                    */
+/* ------------------------------------------------------------------------ */
+
+/* R rows of x (row r at x + r * ldx) against one block of K steps; out[3 r
+ * + c] gets row r's sums for outputs 8 c .. 8 c + 7. pf, when set, is the
+ * next block, pulled in over this tile's steps (96 bytes a step). */
+static inline __attribute__((always_inline)) void tile_wb2_body(const float *x, size_t ldx,
+                                                                const float *wp, int32_t K,
+                                                                const char *pf, __m256 *out,
+                                                                const int R)
+{
+    for (int32_t q0 = 0; q0 < K; q0 += WB2_CHUNK) {
+        int32_t q1 = q0 + WB2_CHUNK < K ? q0 + WB2_CHUNK : K;
+        __m256 a[3 * WB2_ROWS];
+#pragma GCC unroll 12
+        for (int i = 0; i < 3 * R; i++)
+            a[i] = _mm256_setzero_ps();
+        const float *w = wp + (size_t)q0 * WB2_COLS;
+        for (int32_t q = q0; q < q1; q++, w += WB2_COLS) {
+            if (pf && !(q & 1)) { /* two steps' 192 bytes: three lines */
+                const char *p = pf + (size_t)q * (WB2_COLS * 4);
+                _mm_prefetch(p, _MM_HINT_T0);
+                _mm_prefetch(p + 64, _MM_HINT_T0);
+                _mm_prefetch(p + 128, _MM_HINT_T0);
+            }
+            __m256 w0 = _mm256_load_ps(w), w1 = _mm256_load_ps(w + 8);
+            __m256 w2 = _mm256_load_ps(w + 16);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                __m256 xb = _mm256_broadcast_ss(x + (size_t)r * ldx + (size_t)q);
+                a[3 * r] = FMA_PS(a[3 * r], xb, w0);
+                a[3 * r + 1] = FMA_PS(a[3 * r + 1], xb, w1);
+                a[3 * r + 2] = FMA_PS(a[3 * r + 2], xb, w2);
+            }
+        }
+        if (q0 == 0) {
+#pragma GCC unroll 12
+            for (int i = 0; i < 3 * R; i++)
+                out[i] = a[i];
+        } else {
+#pragma GCC unroll 12
+            for (int i = 0; i < 3 * R; i++)
+                out[i] = _mm256_add_ps(out[i], a[i]);
+        }
+    }
+}
+
+typedef void (*tile_wb2_fn)(const float *, size_t, const float *, int32_t, const char *, __m256 *);
+#define TILE_WB2(R)                                                                                \
+    __attribute__((noinline)) static void tile_wb2_##R(const float *x, size_t ldx,                 \
+                                                       const float *wp, int32_t K, const char *pf, \
+                                                       __m256 *out)                                \
+    {                                                                                              \
+        tile_wb2_body(x, ldx, wp, K, pf, out, R);                                                  \
+    }
+TILE_WB2(1)
+TILE_WB2(2)
+TILE_WB2(3)
+TILE_WB2(4)
+#undef TILE_WB2
+static const tile_wb2_fn TILES_WB2[WB2_ROWS] = {tile_wb2_1, tile_wb2_2, tile_wb2_3, tile_wb2_4};
+
+/* rows mt..mt+rows-1, outputs n0..n0+23: + bias, GELU, + residual, in the
+ * order of gemm_avx512.c's store_wb */
+static void store_wb2(const gjob *j, const __m256 *acc, int32_t mt, int32_t rows, int32_t n0)
+{
+    const float *b = j->L->b;
+    int gelu = (j->epi & ME_EPI_GELU) != 0;
+    int resid = (j->epi & ME_EPI_RESIDUAL) != 0;
+    size_t ld = (size_t)j->N;
+    for (int c = 0; c < 3; c++) {
+        int32_t nc = n0 + 8 * c;
+        if (nc >= j->N)
+            break;
+        int full = j->N - nc >= 8;
+        __m256i cm = me_mask8(j->N - nc);
+        __m256 bias = !b ? _mm256_setzero_ps()
+                      : full ? _mm256_loadu_ps(b + nc)
+                             : _mm256_maskload_ps(b + nc, cm);
+        for (int32_t r = 0; r < rows; r++) {
+            size_t o = (size_t)(mt + r) * ld + (size_t)nc;
+            __m256 v = acc[3 * r + c];
+            if (b)
+                v = _mm256_add_ps(v, bias);
+            if (gelu)
+                v = me_gelu256(v);
+            if (resid)
+                v = _mm256_add_ps(v, full ? _mm256_loadu_ps(j->res + o)
+                                          : _mm256_maskload_ps(j->res + o, cm));
+            if (full)
+                _mm256_storeu_ps(j->y + o, v);
+            else
+                _mm256_maskstore_ps(j->y + o, cm, v);
+        }
+    }
+}
+
+/* task = (an m-block, a range of ppt blocks), m-block major: consecutive
+ * tasks share the rows of x while the blocks stream past. The first row
+ * tile of each block pulls the next block in (at small M, the latency
+ * case, nothing else hides its trip from DRAM). */
+static void gemm_task_wb2(const gjob *j, int64_t task)
+{
+    const pk256 *pk = j->pk;
+    int32_t nct = cdiv(pk->n_wb, j->ppt);
+    int32_t mb = (int32_t)(task / nct), nc = (int32_t)(task % nct);
+    int32_t c0 = nc * j->ppt, c1 = c0 + j->ppt < pk->n_wb ? c0 + j->ppt : pk->n_wb;
+    int32_t m0 = mb * j->mb_rows, m1 = m0 + j->mb_rows < j->M ? m0 + j->mb_rows : j->M;
+    size_t ldx = (size_t)j->K;
+    __m256 acc[3 * WB2_ROWS];
+    for (int32_t cb = c0; cb < c1; cb++) {
+        const float *wp = (const float *)(const void *)(pk->data + (size_t)cb * WB2_BYTES(j->K));
+        const char *next = cb + 1 < c1 ? (const char *)wp + WB2_BYTES(j->K) : NULL;
+        for (int32_t mt = m0; mt < m1; mt += WB2_ROWS) {
+            int32_t rows = m1 - mt < WB2_ROWS ? m1 - mt : WB2_ROWS;
+            TILES_WB2[rows - 1](j->x + (size_t)mt * ldx, ldx, wp, j->K, mt == m0 ? next : NULL,
+                                acc);
+            store_wb2(j, acc, mt, rows, cb * WB2_COLS);
+        }
+    }
+}
+
 static void gemm_task(void *arg, int64_t task, int32_t thread)
 {
     (void)thread;
     const gjob *j = arg;
     const pk256 *pk = j->pk;
+    if (pk->n_wb) {
+        gemm_task_wb2(j, task);
+        return;
+    }
     int32_t nc = (int32_t)(task / j->n_mb), mb = (int32_t)(task % j->n_mb);
     int32_t p0 = nc * j->ppt, p1 = p0 + j->ppt < pk->n_panels ? p0 + j->ppt : pk->n_panels;
     int32_t m0 = mb * j->mb_rows, m1 = m0 + j->mb_rows < j->M ? m0 + j->mb_rows : j->M;
@@ -273,17 +431,10 @@ static void gemm_task(void *arg, int64_t task, int32_t thread)
         for (int32_t mt = m0; mt < m1; mt += 2) {
             int32_t rows = m1 - mt < 2 ? m1 - mt : 2;
             int32_t r1 = rows > 1 ? mt + 1 : mt;
-            __m256 v;
-            if (pk->kind == ME_PACK_F32) {
-                v = tile_f32(j->x + (size_t)mt * (size_t)j->K, j->x + (size_t)r1 * (size_t)j->K, wp,
-                             j->K);
-            } else {
-                const uint8_t *q0 = j->xq + (size_t)mt * j->ldq, *q1 = j->xq + (size_t)r1 * j->ldq;
-                if (pk->kind == ME_PACK_BF16)
-                    v = tile_bf16(q0, q1, wp, pk->kblocks);
-                else
-                    v = dequant_tile(j, tile_i8(q0, q1, wp, pk->kblocks), mt, rows, p * 4);
-            }
+            const uint8_t *q0 = j->xq + (size_t)mt * j->ldq, *q1 = j->xq + (size_t)r1 * j->ldq;
+            __m256 v = pk->kind == ME_PACK_BF16
+                           ? tile_bf16(q0, q1, wp, pk->kblocks)
+                           : dequant_tile(j, tile_i8(q0, q1, wp, pk->kblocks), mt, rows, p * 4);
             store_tile(j, v, mt, rows, p * 4);
         }
     }
@@ -324,7 +475,7 @@ static void linear256(const me_linear *L, const float *x, int32_t M, float *y,
     if (M <= 0)
         return;
     const pk256 *pk = L->packed;
-    if (!pk) {
+    if (!pk || L->n_in <= 0) {
         me_linear_scalar(L, x, M, y, residual, epi, pool, work);
         return;
     }
@@ -339,6 +490,26 @@ static void linear256(const me_linear *L, const float *x, int32_t M, float *y,
     j.y = y;
     j.res = residual;
     j.epi = epi;
+    int32_t nt = me_pool_threads(pool);
+    if (pk->n_wb) {
+        /* fp32 wide blocks: rows of x per m-block as for the panels (~256
+         * KiB), in whole tiles; blocks per task: enough tasks to balance,
+         * or at one m-block (small M) one contiguous range per thread, so
+         * that each block but a thread's first was prefetched by the tile
+         * before it (as linear512). */
+        int32_t mbw = (int32_t)((256u << 10) / ((size_t)j.K * 4)) & ~(WB2_ROWS - 1);
+        mbw = mbw < WB2_ROWS ? WB2_ROWS : mbw > 256 ? 256 : mbw;
+        j.mb_rows = mbw >= M ? M : mbw;
+        j.n_mb = cdiv(M, j.mb_rows);
+        int32_t ppt = 2;
+        while (ppt > 1 && (int64_t)cdiv(pk->n_wb, ppt) * j.n_mb < 8 * (int64_t)nt)
+            ppt /= 2;
+        if (j.n_mb == 1)
+            ppt = cdiv(pk->n_wb, nt);
+        j.ppt = ppt;
+        me_pool_run(pool, (int64_t)cdiv(pk->n_wb, ppt) * j.n_mb, gemm_task, &j);
+        return;
+    }
     size_t row_bytes = (size_t)j.K * 4;
     if (pk->kind != ME_PACK_F32) {
         j.ldq = ((size_t)pk->kblocks * (size_t)pk->bbytes + 63) & ~(size_t)63;
@@ -357,7 +528,6 @@ static void linear256(const me_linear *L, const float *x, int32_t M, float *y,
         mb = M;
     j.mb_rows = mb;
     j.n_mb = cdiv(M, mb);
-    int32_t nt = me_pool_threads(pool);
     int32_t ppt = 16;
     while (ppt > 1 && (int64_t)cdiv(pk->n_panels, ppt) * j.n_mb < 8 * (int64_t)nt)
         ppt /= 2;

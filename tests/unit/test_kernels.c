@@ -142,6 +142,59 @@ static void test_linear_f32(void **state)
         check_linear_level(ks[i], MEDEMBED_DTYPE_F32, 2e-6, 0);
 }
 
+/* The AVX2 and AVX-512 fp32 GEMMs sum every output in the same chunks of 16
+ * k (wide column blocks of 24 and 48 outputs), so their outputs are the same
+ * bits, bias and residual included, whatever the tile heights and block
+ * widths; GELU is left out (each level has its own exp). An independent
+ * check of the chunking: the scalar oracle sums in double. */
+static void test_linear_f32_levels_agree(void **state)
+{
+    (void)state;
+    const me_kern *k2 = me_kern_for(ME_ISA_AVX2), *k5 = me_kern_for(ME_ISA_AVX512);
+    if (!k2 || !k5) {
+        fprintf(stderr, "SKIP: needs both the AVX2 and the AVX-512 level on this CPU\n");
+        skip();
+    }
+    me_pool *pool = me_pool_create(3);
+    assert_non_null(pool);
+    for (size_t s = 0; s < sizeof NK / sizeof NK[0]; s++) {
+        int32_t N = NK[s][0], K = NK[s][1];
+        float *w = malloc(sizeof *w * (size_t)N * (size_t)K);
+        float *b = malloc(sizeof *b * (size_t)N);
+        fill(w, (size_t)N * (size_t)K, 0.5f);
+        fill(b, (size_t)N, 0.5f);
+        me_linear L2 = {.n_out = N, .n_in = K, .w = w, .b = b}, L5 = L2;
+        assert_int_equal(k2->pack(&L2, MEDEMBED_DTYPE_F32), MEDEMBED_OK);
+        assert_int_equal(k5->pack(&L5, MEDEMBED_DTYPE_F32), MEDEMBED_OK);
+        for (size_t mi = 0; mi < sizeof MS / sizeof MS[0]; mi++) {
+            int32_t M = MS[mi];
+            size_t ny = (size_t)M * (size_t)N;
+            float *x = malloc(sizeof *x * (size_t)M * (size_t)K);
+            float *res = malloc(sizeof *res * ny);
+            float *y2 = malloc(sizeof *y2 * ny), *y5 = malloc(sizeof *y5 * ny);
+            fill(x, (size_t)M * (size_t)K, 2.0f);
+            fill(res, ny, 1.0f);
+            for (uint32_t epi = 0; epi <= ME_EPI_RESIDUAL; epi += ME_EPI_RESIDUAL) {
+                run_linear(k2, &L2, x, M, y2, res, epi, pool);
+                run_linear(k5, &L5, x, M, y5, res, epi, pool);
+                for (size_t i = 0; i < ny; i++)
+                    if (memcmp(&y2[i], &y5[i], sizeof y2[i]) != 0)
+                        fail_msg("f32 M=%d N=%d K=%d epi=%u: [%zu] avx2 %.9g != avx512 %.9g", M,
+                                 N, K, epi, i, y2[i], y5[i]);
+            }
+            free(x);
+            free(res);
+            free(y2);
+            free(y5);
+        }
+        k2->unpack(&L2);
+        k5->unpack(&L5);
+        free(w);
+        free(b);
+    }
+    me_pool_free(pool);
+}
+
 static void test_linear_bf16(void **state)
 {
     (void)state;
@@ -441,6 +494,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scalar_rules), cmocka_unit_test(test_linear_f32),
+        cmocka_unit_test(test_linear_f32_levels_agree),
         cmocka_unit_test(test_linear_bf16),  cmocka_unit_test(test_bf16_handoff),
         cmocka_unit_test(test_linear_int8),
         cmocka_unit_test_teardown(test_linear_fallbacks, unset_cpu_disable),
