@@ -51,9 +51,13 @@ static int32_t cdiv(int32_t a, int32_t b)
     return (a + b - 1) / b;
 }
 
-/* fp32 wide column blocks, as gemm_avx512.c's (see its WB_COLS) at half the
- * width: a block holds WB2_COLS = 24 outputs; for each k their 24 weights
- * follow each other ([block][k][24]); outputs past N are zero. A tile of
+/* fp32 and bf16 wide column blocks, as gemm_avx512.c's (see its WB_COLS)
+ * at half the width: a block holds WB2_COLS = 24 outputs; for each k their
+ * 24 weights follow each other ([block][k][24], fp32 or bf16); outputs past
+ * N are zero. bf16 weights are widened to fp32 as they are loaded (a zero
+ * extension and a shift: AVX2 has no bf16 dot product) and multiply a
+ * bf16-rounded fp32 copy of x, so a bf16 GEMM is the fp32 one on rounded
+ * operands, in the same chunks: the products are exact, the sums fp32. A tile of
  * up to WB2_ROWS = 4 rows keeps 4 x 3 accumulators: per k 3 W loads, 4
  * broadcasts of x and 12 FMAs. Each output is summed serially within
  * chunks of WB2_CHUNK = 16 consecutive k, from 0, and the chunk sums are
@@ -62,47 +66,56 @@ static int32_t cdiv(int32_t a, int32_t b)
 #define WB2_COLS 24
 #define WB2_ROWS 4
 #define WB2_CHUNK 16
-#define WB2_BYTES(K) ((size_t)(K) * WB2_COLS * 4)
+#define WB2_BYTES(K, bf16) ((size_t)(K) * WB2_COLS * ((bf16) ? 2 : 4))
 
-static int pack256_wb(me_linear *L)
+static int pack256_wb(me_linear *L, int32_t dtype)
 {
     int32_t N = L->n_out, K = L->n_in;
     int32_t nwb = cdiv(N, WB2_COLS);
+    int bf16 = dtype == MEDEMBED_DTYPE_BF16;
     size_t hdr = (sizeof(pk256) + 63) & ~(size_t)63;
-    size_t bytes = hdr + (size_t)nwb * WB2_BYTES(K);
+    size_t bytes = hdr + (size_t)nwb * WB2_BYTES(K, bf16);
     uint8_t *blk = me_alloc_big(bytes);
     if (!blk)
         return MEDEMBED_ERR_NOMEM;
     pk256 *pk = (pk256 *)(void *)blk;
     memset(pk, 0, sizeof *pk);
-    pk->kind = ME_PACK_F32;
+    pk->kind = bf16 ? ME_PACK_BF16 : ME_PACK_F32;
     pk->n_wb = nwb;
     pk->data = blk + hdr;
-    /* 64 k at a time: the 6 KiB of the block being written stay in L1
-     * while the 24 rows are read along k */
+    /* 64 k at a time: the (3 or 6 KiB) of the block being written stay in
+     * L1 while the 24 rows are read along k */
     for (int32_t wb = 0; wb < nwb; wb++) {
-        float *dst = (float *)(void *)(pk->data + (size_t)wb * WB2_BYTES(K));
+        uint8_t *blkp = pk->data + (size_t)wb * WB2_BYTES(K, bf16);
+        float *dst = (float *)(void *)blkp;
+        uint16_t *dsth = (uint16_t *)(void *)blkp;
         const float *rows[WB2_COLS];
         for (int32_t c = 0; c < WB2_COLS; c++)
             rows[c] = wb * WB2_COLS + c < N ? me_linear_row(L, wb * WB2_COLS + c) : NULL;
         for (int32_t k0 = 0; k0 < K; k0 += 64) {
             int32_t k1 = k0 + 64 < K ? k0 + 64 : K;
             for (int32_t c = 0; c < WB2_COLS; c++)
-                for (int32_t k = k0; k < k1; k++)
-                    dst[(size_t)k * WB2_COLS + (size_t)c] = rows[c] ? rows[c][k] : 0.0f;
+                for (int32_t k = k0; k < k1; k++) {
+                    size_t o = (size_t)k * WB2_COLS + (size_t)c;
+                    float v = rows[c] ? rows[c][k] : 0.0f;
+                    if (bf16)
+                        dsth[o] = me_f32_to_bf16(v);
+                    else
+                        dst[o] = v;
+                }
         }
     }
     L->packed = pk;
     L->packed_kind = pk->kind;
-    L->packed_dtype = MEDEMBED_DTYPE_F32;
+    L->packed_dtype = dtype;
     L->packed_bytes = bytes;
     return MEDEMBED_OK;
 }
 
 static int pack256(me_linear *L, int32_t dtype)
 {
-    if (dtype == MEDEMBED_DTYPE_F32)
-        return pack256_wb(L);
+    if (dtype == MEDEMBED_DTYPE_F32 || dtype == MEDEMBED_DTYPE_BF16)
+        return pack256_wb(L, dtype);
     int32_t N = L->n_out, K = L->n_in;
     int32_t per_block = dtype == MEDEMBED_DTYPE_BF16   ? 8
                         : dtype == MEDEMBED_DTYPE_INT8 ? 16
@@ -298,27 +311,36 @@ static __m256 dequant_tile(const gjob *j, __m256i acc, int32_t m0, int32_t rows,
 /* R rows of x (row r at x + r * ldx) against one block of K steps; out[3 r
  * + c] gets row r's sums for outputs 8 c .. 8 c + 7. pf, when set, is the
  * next block, pulled in over this tile's steps (96 bytes a step). */
-static inline __attribute__((always_inline)) void tile_wb2_body(const float *x, size_t ldx,
-                                                                const float *wp, int32_t K,
-                                                                const char *pf, __m256 *out,
-                                                                const int R)
+static inline __attribute__((always_inline)) __m256 wb2_w(const uint8_t *w, int c, const int bf16)
 {
+    if (bf16)
+        return _mm256_castsi256_ps(_mm256_slli_epi32(
+            _mm256_cvtepu16_epi32(_mm_load_si128((const __m128i *)(const void *)(w + 16 * c))),
+            16));
+    return _mm256_load_ps((const float *)(const void *)(w + 32 * c));
+}
+
+static inline __attribute__((always_inline)) void tile_wb2_body(const float *x, size_t ldx,
+                                                                const uint8_t *wp, int32_t K,
+                                                                const char *pf, __m256 *out,
+                                                                const int R, const int bf16)
+{
+    const size_t wstep = (size_t)WB2_COLS * (bf16 ? 2 : 4);
     for (int32_t q0 = 0; q0 < K; q0 += WB2_CHUNK) {
         int32_t q1 = q0 + WB2_CHUNK < K ? q0 + WB2_CHUNK : K;
         __m256 a[3 * WB2_ROWS];
 #pragma GCC unroll 12
         for (int i = 0; i < 3 * R; i++)
             a[i] = _mm256_setzero_ps();
-        const float *w = wp + (size_t)q0 * WB2_COLS;
-        for (int32_t q = q0; q < q1; q++, w += WB2_COLS) {
-            if (pf && !(q & 1)) { /* two steps' 192 bytes: three lines */
-                const char *p = pf + (size_t)q * (WB2_COLS * 4);
+        const uint8_t *w = wp + (size_t)q0 * wstep;
+        for (int32_t q = q0; q < q1; q++, w += wstep) {
+            if (pf && !(q & (bf16 ? 3 : 1))) { /* 2 (fp32) or 4 (bf16) steps: 3 lines */
+                const char *p = pf + (size_t)q * wstep;
                 _mm_prefetch(p, _MM_HINT_T0);
                 _mm_prefetch(p + 64, _MM_HINT_T0);
                 _mm_prefetch(p + 128, _MM_HINT_T0);
             }
-            __m256 w0 = _mm256_load_ps(w), w1 = _mm256_load_ps(w + 8);
-            __m256 w2 = _mm256_load_ps(w + 16);
+            __m256 w0 = wb2_w(w, 0, bf16), w1 = wb2_w(w, 1, bf16), w2 = wb2_w(w, 2, bf16);
 #pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
                 __m256 xb = _mm256_broadcast_ss(x + (size_t)r * ldx + (size_t)q);
@@ -339,20 +361,25 @@ static inline __attribute__((always_inline)) void tile_wb2_body(const float *x, 
     }
 }
 
-typedef void (*tile_wb2_fn)(const float *, size_t, const float *, int32_t, const char *, __m256 *);
-#define TILE_WB2(R)                                                                                \
-    __attribute__((noinline)) static void tile_wb2_##R(const float *x, size_t ldx,                 \
-                                                       const float *wp, int32_t K, const char *pf, \
-                                                       __m256 *out)                                \
+typedef void (*tile_wb2_fn)(const float *, size_t, const uint8_t *, int32_t, const char *,
+                            __m256 *);
+#define TILE_WB2_ONE(NAME, R, BF16)                                                                \
+    __attribute__((noinline)) static void tile_wb2_##NAME##_##R(                                   \
+        const float *x, size_t ldx, const uint8_t *wp, int32_t K, const char *pf, __m256 *out)     \
     {                                                                                              \
-        tile_wb2_body(x, ldx, wp, K, pf, out, R);                                                  \
+        tile_wb2_body(x, ldx, wp, K, pf, out, R, BF16);                                            \
     }
+#define TILE_WB2(R) TILE_WB2_ONE(f32, R, 0) TILE_WB2_ONE(bf16, R, 1)
 TILE_WB2(1)
 TILE_WB2(2)
 TILE_WB2(3)
 TILE_WB2(4)
 #undef TILE_WB2
-static const tile_wb2_fn TILES_WB2[WB2_ROWS] = {tile_wb2_1, tile_wb2_2, tile_wb2_3, tile_wb2_4};
+#undef TILE_WB2_ONE
+static const tile_wb2_fn TILES_WB2_F32[WB2_ROWS] = {tile_wb2_f32_1, tile_wb2_f32_2,
+                                                    tile_wb2_f32_3, tile_wb2_f32_4};
+static const tile_wb2_fn TILES_WB2_BF16[WB2_ROWS] = {tile_wb2_bf16_1, tile_wb2_bf16_2,
+                                                     tile_wb2_bf16_3, tile_wb2_bf16_4};
 
 /* rows mt..mt+rows-1, outputs n0..n0+23: + bias, GELU, + residual, in the
  * order of gemm_avx512.c's store_wb */
@@ -400,15 +427,18 @@ static void gemm_task_wb2(const gjob *j, int64_t task)
     int32_t mb = (int32_t)(task / nct), nc = (int32_t)(task % nct);
     int32_t c0 = nc * j->ppt, c1 = c0 + j->ppt < pk->n_wb ? c0 + j->ppt : pk->n_wb;
     int32_t m0 = mb * j->mb_rows, m1 = m0 + j->mb_rows < j->M ? m0 + j->mb_rows : j->M;
-    size_t ldx = (size_t)j->K;
+    int bf16 = pk->kind == ME_PACK_BF16;
+    /* bf16: the rounded fp32 copy of x, made before the tasks */
+    const float *x = bf16 ? (const float *)(const void *)j->xq : j->x;
+    size_t ldx = (size_t)j->K, bb = WB2_BYTES(j->K, bf16);
+    const tile_wb2_fn *tiles = bf16 ? TILES_WB2_BF16 : TILES_WB2_F32;
     __m256 acc[3 * WB2_ROWS];
     for (int32_t cb = c0; cb < c1; cb++) {
-        const float *wp = (const float *)(const void *)(pk->data + (size_t)cb * WB2_BYTES(j->K));
-        const char *next = cb + 1 < c1 ? (const char *)wp + WB2_BYTES(j->K) : NULL;
+        const uint8_t *wp = pk->data + (size_t)cb * bb;
+        const char *next = cb + 1 < c1 ? (const char *)wp + bb : NULL;
         for (int32_t mt = m0; mt < m1; mt += WB2_ROWS) {
             int32_t rows = m1 - mt < WB2_ROWS ? m1 - mt : WB2_ROWS;
-            TILES_WB2[rows - 1](j->x + (size_t)mt * ldx, ldx, wp, j->K, mt == m0 ? next : NULL,
-                                acc);
+            tiles[rows - 1](x + (size_t)mt * ldx, ldx, wp, j->K, mt == m0 ? next : NULL, acc);
             store_wb2(j, acc, mt, rows, cb * WB2_COLS);
         }
     }
@@ -437,6 +467,21 @@ static void gemm_task(void *arg, int64_t task, int32_t thread)
                            : dequant_tile(j, tile_i8(q0, q1, wp, pk->kblocks), mt, rows, p * 4);
             store_tile(j, v, mt, rows, p * 4);
         }
+    }
+}
+
+/* bf16 wide blocks: x rounded to bf16 (me_f32_to_bf16) and kept as fp32 */
+static void round_bf16_task(void *arg, int64_t task, int32_t thread)
+{
+    (void)thread;
+    const gjob *j = arg;
+    int32_t m0 = (int32_t)task * 16, m1 = m0 + 16 < j->M ? m0 + 16 : j->M;
+    size_t n = (size_t)(m1 - m0) * (size_t)j->K;
+    const float *x = j->x + (size_t)m0 * (size_t)j->K;
+    float *q = (float *)(uintptr_t)j->xq + (size_t)m0 * (size_t)j->K;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)me_f32_to_bf16(x[i]) << 16;
+        memcpy(&q[i], &u, 4);
     }
 }
 
@@ -507,6 +552,10 @@ static void linear256(const me_linear *L, const float *x, int32_t M, float *y,
         if (j.n_mb == 1)
             ppt = cdiv(pk->n_wb, nt);
         j.ppt = ppt;
+        if (pk->kind == ME_PACK_BF16) {
+            j.xq = work;
+            me_pool_run(pool, cdiv(M, 16), round_bf16_task, &j);
+        }
         me_pool_run(pool, (int64_t)cdiv(pk->n_wb, ppt) * j.n_mb, gemm_task, &j);
         return;
     }

@@ -79,11 +79,13 @@ float me_quant_row_s8(const float *w, int32_t n, int8_t *q)
 
 size_t me_linear_work_bytes(int32_t M, int32_t n_in)
 {
-    /* bf16 copy of x (K rounded up to 64) or int8 copy + per-row scale and
-     * sum, whichever is larger, plus alignment slack; 15 rows more for the
-     * int8 copy's rounding up to groups of 16 rows. */
+    /* the largest copy of x a level makes: AVX2 bf16 keeps its bf16-rounded
+     * x as fp32 (4 bytes a value; the other copies, bf16 rows with K rounded
+     * up to 64 and int8 rows with a per-row scale and sum, take less), plus
+     * alignment slack; 15 rows more for the int8 copy's rounding up to
+     * groups of 16 rows. Pages a level does not write are never touched. */
     size_t k64 = ((size_t)n_in + 63) & ~(size_t)63;
-    return ((size_t)M + 15) * (k64 * 2 + 64) + 4096;
+    return ((size_t)M + 15) * (k64 * 4 + 64) + 4096;
 }
 
 size_t me_attn_work_bytes(int32_t n, int32_t d)
