@@ -364,8 +364,11 @@ static void gemm_task(void *arg, int64_t task, int32_t thread)
         const char *next = cb + 1 < c1 ? (const char *)wp + bb : NULL;
         for (int32_t mt = m0; mt < m1; mt += th) {
             int32_t rows = m1 - mt < th ? m1 - mt : th;
-            tiles[rows - 1](x + (size_t)mt * ldx, ldx, wp, pk->steps, mt == m0 ? next : NULL,
-                            acc);
+            if (pk->steps > 0)
+                tiles[rows - 1](x + (size_t)mt * ldx, ldx, wp, pk->steps, mt == m0 ? next : NULL,
+                                acc);
+            else /* K = 0: empty sums */
+                memset(acc, 0, sizeof acc);
             store_wb2(j, acc, mt, rows, cb * WB2_COLS);
         }
     }
@@ -414,7 +417,7 @@ static void linear256(const me_linear *L, const float *x, int32_t M, float *y,
     if (M <= 0)
         return;
     const pk256 *pk = L->packed;
-    if (!pk || L->n_in <= 0) {
+    if (!pk) {
         me_linear_scalar(L, x, M, y, residual, epi, pool, work);
         return;
     }
@@ -455,7 +458,7 @@ static void linear256(const me_linear *L, const float *x, int32_t M, float *y,
         ppt /= 2;
     if (j.n_mb == 1)
         ppt = cdiv(pk->n_wb, nt);
-    j.ppt = ppt;
+    j.ppt = ppt > 0 ? ppt : 1; /* N = 0: no blocks, no tasks */
     me_pool_run(pool, (int64_t)cdiv(pk->n_wb, ppt) * j.n_mb, gemm_task, &j);
 }
 

@@ -921,7 +921,7 @@ static void linear512(const me_linear *L, const float *x, int32_t M, float *y,
      * -> 13.5 ms; also 2-11% at 1x64 and 1x128. */
     if (pk->n_wb && j.n_mb == 1)
         ppt = cdiv(units, nt);
-    j.ppt = ppt;
+    j.ppt = ppt > 0 ? ppt : 1; /* N = 0: no blocks, no tasks */
     me_pool_run(pool, (int64_t)cdiv(units, ppt) * j.n_mb, gemm_task, &j);
 }
 

@@ -15,18 +15,20 @@
  *
  * Numerics of the compute dtypes (the same at every level; only the
  * summation order differs between levels):
- *   f32  : fp32 products; AVX-512 sums each output serially in chunks of 16
- *          consecutive k (from k = 0) and adds the chunk sums in order; AVX2
- *          sums in 8 lanes of K/8 terms, then a fixed pairwise tree; the
- *          scalar reference sums in double.
+ *   f32  : fp32 products; AVX-512 and AVX2 sum each output serially in
+ *          chunks of 16 consecutive k (from k = 0) and add the chunk sums
+ *          in order (the same bits on both levels); the scalar reference
+ *          sums in double.
  *   bf16 : weights and the GEMM input rows rounded to bf16 (round to
  *          nearest even), exact products, fp32 sums (vdpbf16ps semantics).
- *          CPUs without AVX512_BF16 compute the same products in fp32 FMA.
+ *          CPUs without AVX512_BF16, and AVX2, compute the same products in
+ *          fp32 FMA.
  *   int8 : weights per output channel: s_w = max|W[n,:]| / 127,
  *          q_w = round(W / s_w) in [-127, 127]; input rows per row (dynamic):
  *          s_x = max|x[m,:]| / 127, q_x = round(x / s_x) in [-127, 127];
  *          y = s_x s_w (sum q_x q_w) + b with an exact int32 sum
- *          (vpdpbusd on q_x + 128 with the 128 * sum(q_w) correction).
+ *          (vpdpbusd on q_x + 128 with the 128 * sum(q_w) correction;
+ *          vpmaddwd on int16 pairs of q_x and q_w on AVX2).
  *   Attention, LayerNorm, softmax and GELU are fp32 in every dtype.
  */
 #ifndef ME_KERNELS_H
