@@ -456,9 +456,9 @@ static void linear256(const me_linear *L, const float *x, int32_t M, float *y,
     int32_t ppt = 2;
     while (ppt > 1 && (int64_t)cdiv(pk->n_wb, ppt) * j.n_mb < 8 * (int64_t)nt)
         ppt /= 2;
-    if (j.n_mb == 1)
+    if (j.n_mb == 1 && pk->n_wb > 0) /* N = 0: no blocks, no tasks, ppt stays 1 */
         ppt = cdiv(pk->n_wb, nt);
-    j.ppt = ppt > 0 ? ppt : 1; /* N = 0: no blocks, no tasks */
+    j.ppt = ppt;
     me_pool_run(pool, (int64_t)cdiv(pk->n_wb, ppt) * j.n_mb, gemm_task, &j);
 }
 

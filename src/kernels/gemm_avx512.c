@@ -919,9 +919,9 @@ static void linear512(const me_linear *L, const float *x, int32_t M, float *y,
      * out in small tasks, half the blocks started cold from DRAM. Measured
      * at 1x16: bf16 8.7 -> 6.9 ms, int8 4.8-5.3 -> 3.8-3.9 ms, f32 16.5-17.6
      * -> 13.5 ms; also 2-11% at 1x64 and 1x128. */
-    if (pk->n_wb && j.n_mb == 1)
+    if (pk->n_wb && j.n_mb == 1) /* n_wb > 0: ppt >= 1 */
         ppt = cdiv(units, nt);
-    j.ppt = ppt > 0 ? ppt : 1; /* N = 0: no blocks, no tasks */
+    j.ppt = ppt;
     me_pool_run(pool, (int64_t)cdiv(units, ppt) * j.n_mb, gemm_task, &j);
 }
 

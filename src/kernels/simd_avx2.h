@@ -63,49 +63,6 @@ ME_INLINE __m256 me_gelu256(__m256 x)
     return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), e);
 }
 
-/* Reduces 8 vectors to one: r[4h + e] = sum of the lanes of a[2e + h], each
- * by the same tree (lanes l and l+4, then l+2, l+1). Feed a[2c + r] =
- * acc(row r, column c) for r[4 row + col]. */
-ME_INLINE __m256 me_hsum8x8_(__m256 p0, __m256 p1, __m256 p2, __m256 p3, __m256 p4, __m256 p5,
-                             __m256 p6, __m256 p7)
-{
-    __m256 a[8] = {p0, p1, p2, p3, p4, p5, p6, p7};
-    __m256 t[4], u[2];
-#pragma GCC unroll 8
-    for (int i = 0; i < 4; i++)
-        t[i] = _mm256_add_ps(_mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x20),
-                             _mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x31));
-#pragma GCC unroll 8
-    for (int i = 0; i < 2; i++)
-        u[i] = _mm256_add_ps(_mm256_shuffle_ps(t[2 * i], t[2 * i + 1], 0x44),
-                             _mm256_shuffle_ps(t[2 * i], t[2 * i + 1], 0xee));
-    return _mm256_add_ps(_mm256_shuffle_ps(u[0], u[1], 0x88), _mm256_shuffle_ps(u[0], u[1], 0xdd));
-}
-
-ME_INLINE __m256i me_hsum8x8_i32_(__m256i p0, __m256i p1, __m256i p2, __m256i p3, __m256i p4,
-                                  __m256i p5, __m256i p6, __m256i p7)
-{
-    __m256i a[8] = {p0, p1, p2, p3, p4, p5, p6, p7};
-    __m256i t[4], u[2];
-#pragma GCC unroll 8
-    for (int i = 0; i < 4; i++)
-        t[i] = _mm256_add_epi32(_mm256_permute2x128_si256(a[2 * i], a[2 * i + 1], 0x20),
-                                _mm256_permute2x128_si256(a[2 * i], a[2 * i + 1], 0x31));
-#pragma GCC unroll 8
-    for (int i = 0; i < 2; i++) {
-        __m256 x = _mm256_castsi256_ps(t[2 * i]), y = _mm256_castsi256_ps(t[2 * i + 1]);
-        u[i] = _mm256_add_epi32(_mm256_castps_si256(_mm256_shuffle_ps(x, y, 0x44)),
-                                _mm256_castps_si256(_mm256_shuffle_ps(x, y, 0xee)));
-    }
-    __m256 x = _mm256_castsi256_ps(u[0]), y = _mm256_castsi256_ps(u[1]);
-    return _mm256_add_epi32(_mm256_castps_si256(_mm256_shuffle_ps(x, y, 0x88)),
-                            _mm256_castps_si256(_mm256_shuffle_ps(x, y, 0xdd)));
-}
-
-#define ME_HSUM8_ARGS(a) a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]
-#define me_hsum8x8(a) me_hsum8x8_(ME_HSUM8_ARGS(a))
-#define me_hsum8x8_i32(a) me_hsum8x8_i32_(ME_HSUM8_ARGS(a))
-
 /* Mask of the first `left` (clamped to 0..8) 32-bit lanes, for maskload. */
 ME_INLINE __m256i me_mask8(int left)
 {
