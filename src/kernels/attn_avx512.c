@@ -1,9 +1,11 @@
 /*
  * attn_avx512.c - AVX-512 attention, LayerNorm and GELU.
  *
- * Attention runs per (sequence, head) on blocks of 4 query rows:
- *   1. scores S = q k^T * scale as small GEMMs (4 queries x 32 keys per
- *      tile) in double: keys are transposed and widened once per head;
+ * Attention runs per (sequence, head) on blocks of QF = 6 query rows (fp32;
+ * QB = 4 in the bf16 path):
+ *   1. scores S = q k^T * scale as small GEMMs (6 queries x 32 keys per
+ *      tile, 24 accumulators) in double: keys are transposed and widened
+ *      once per head, into rows padded by one cache line;
  *   2. softmax: row max, exp(s - max) in fp32, row sum in double;
  *   3. o = (P v) / sum in fp32, summing keys in blocks of 32 that are added
  *      to a running total (blocked summation).
@@ -29,7 +31,8 @@
 #include "kernels/kernels.h"
 #include "kernels/simd_avx512.h"
 
-#define QB 4  /* query rows per block */
+#define QB 4  /* query rows per block (bf16 path) */
+#define QF 6  /* query rows per block (fp32 path: 24 of the 32 zmm registers accumulate) */
 #define KT 32 /* keys per score tile and per P v summation block */
 
 void me_attention_avx512(const me_attn_args *a);
@@ -45,9 +48,9 @@ static size_t align64(size_t v)
 /* The next query block's rows of q (usually not yet in cache: the QKV
  * GEMM wrote them long ago), asked for while this block is computed:
  * 32x128 and 8x512 f32 +0.6-0.7% (in-process A/B). */
-static void prefetch_q(const me_attn_args *a, int32_t i0)
+static void prefetch_q(const me_attn_args *a, int32_t i0, int32_t nq)
 {
-    for (int32_t i = i0; i < i0 + QB && i < a->n_q; i++)
+    for (int32_t i = i0; i < i0 + nq && i < a->n_q; i++)
         for (int32_t c = 0; c < a->d; c += 16)
             _mm_prefetch((const char *)(a->q + (size_t)i * (size_t)a->ld + (size_t)c),
                          _MM_HINT_T0);
@@ -98,13 +101,13 @@ static double softmax_row_pairs(const float *sr, int32_t n, size_t n32, uint32_t
     return _mm512_reduce_add_pd(acc);
 }
 
-/* scores of QB query rows (qd: QB x d doubles) against keys [j0, j0+32) */
+/* scores of QF query rows (qd: QF x d doubles) against keys [j0, j0+32) */
 static void score_tile(const double *qd, const double *kt, size_t ldk, int32_t d, int32_t j0,
                        double scale, float *srow, size_t lds)
 {
-    __m512d acc[QB][4];
+    __m512d acc[QF][4];
 #pragma GCC unroll 16
-    for (int r = 0; r < QB; r++)
+    for (int r = 0; r < QF; r++)
 #pragma GCC unroll 16
         for (int v = 0; v < 4; v++)
             acc[r][v] = _mm512_setzero_pd();
@@ -113,7 +116,7 @@ static void score_tile(const double *qd, const double *kt, size_t ldk, int32_t d
         __m512d k0 = _mm512_load_pd(kp), k1 = _mm512_load_pd(kp + 8);
         __m512d k2 = _mm512_load_pd(kp + 16), k3 = _mm512_load_pd(kp + 24);
 #pragma GCC unroll 16
-        for (int r = 0; r < QB; r++) {
+        for (int r = 0; r < QF; r++) {
             __m512d q = _mm512_set1_pd(qd[(size_t)r * (size_t)d + (size_t)c]);
             acc[r][0] = _mm512_fmadd_pd(q, k0, acc[r][0]);
             acc[r][1] = _mm512_fmadd_pd(q, k1, acc[r][1]);
@@ -123,7 +126,7 @@ static void score_tile(const double *qd, const double *kt, size_t ldk, int32_t d
     }
     __m512d sc = _mm512_set1_pd(scale);
 #pragma GCC unroll 16
-    for (int r = 0; r < QB; r++)
+    for (int r = 0; r < QF; r++)
 #pragma GCC unroll 16
         for (int v = 0; v < 4; v++)
             _mm256_store_ps(srow + (size_t)r * lds + (size_t)j0 + 8 * (size_t)v,
@@ -134,9 +137,9 @@ static void score_tile(const double *qd, const double *kt, size_t ldk, int32_t d
 static void score_tile_f32(const float *q, size_t ldq, const float *kt, size_t ldk, int32_t d,
                            int32_t j0, float scale, float *srow, size_t lds)
 {
-    __m512 acc[QB][2];
+    __m512 acc[QF][2];
 #pragma GCC unroll 8
-    for (int r = 0; r < QB; r++) {
+    for (int r = 0; r < QF; r++) {
         acc[r][0] = _mm512_setzero_ps();
         acc[r][1] = _mm512_setzero_ps();
     }
@@ -144,7 +147,7 @@ static void score_tile_f32(const float *q, size_t ldq, const float *kt, size_t l
     for (int32_t c = 0; c < d; c++, kp += ldk) {
         __m512 k0 = _mm512_load_ps(kp), k1 = _mm512_load_ps(kp + 16);
 #pragma GCC unroll 8
-        for (int r = 0; r < QB; r++) {
+        for (int r = 0; r < QF; r++) {
             __m512 qv = _mm512_set1_ps(q[(size_t)r * ldq + (size_t)c]);
             acc[r][0] = _mm512_fmadd_ps(qv, k0, acc[r][0]);
             acc[r][1] = _mm512_fmadd_ps(qv, k1, acc[r][1]);
@@ -152,7 +155,7 @@ static void score_tile_f32(const float *q, size_t ldq, const float *kt, size_t l
     }
     __m512 sc = _mm512_set1_ps(scale);
 #pragma GCC unroll 8
-    for (int r = 0; r < QB; r++) {
+    for (int r = 0; r < QF; r++) {
         _mm512_store_ps(srow + (size_t)r * lds + (size_t)j0, _mm512_mul_ps(acc[r][0], sc));
         _mm512_store_ps(srow + (size_t)r * lds + (size_t)j0 + 16, _mm512_mul_ps(acc[r][1], sc));
     }
@@ -231,6 +234,54 @@ static inline void pv_block_bf16(const uint32_t *v2, size_t d16, const uint32_t 
     PV_OUT(1, 0, a10); PV_OUT(1, 1, a11); PV_OUT(1, 2, a12); PV_OUT(1, 3, a13);
     PV_OUT(2, 0, a20); PV_OUT(2, 1, a21); PV_OUT(2, 2, a22); PV_OUT(2, 3, a23);
     PV_OUT(3, 0, a30); PV_OUT(3, 1, a31); PV_OUT(3, 2, a32); PV_OUT(3, 3, a33);
+#undef PV_OUT
+}
+
+/* ot[r][0..64) += sum over keys j in [j0, j1) of s[r][j] v[j][0..64), for the QF = 6 query
+ * rows: the full-width case of the fp32 P v loop with 24 named accumulators. The generic loop
+ * tested its vector count inside the key loop (GCC did not hoist `v < nv`: ~12% of the fp32
+ * attention samples on those compares). Same products, order and lanes as the generic loop,
+ * so the results are bit-identical. */
+static inline void pv_block_f32(const float *v, size_t ldv, const float *s, size_t lds,
+                                int32_t j0, int32_t j1, float *ot)
+{
+    __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
+    __m512 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+    __m512 a20 = a00, a21 = a00, a22 = a00, a23 = a00;
+    __m512 a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+    __m512 a40 = a00, a41 = a00, a42 = a00, a43 = a00;
+    __m512 a50 = a00, a51 = a00, a52 = a00, a53 = a00;
+    for (int32_t j = j0; j < j1; j++) {
+        const float *vr = v + (size_t)j * ldv;
+        __m512 v0 = _mm512_loadu_ps(vr), v1 = _mm512_loadu_ps(vr + 16);
+        __m512 v2 = _mm512_loadu_ps(vr + 32), v3 = _mm512_loadu_ps(vr + 48);
+#define PV_ROW(r, x0, x1, x2, x3)                                                                  \
+    do {                                                                                           \
+        __m512 p = _mm512_set1_ps(s[(size_t)(r) * lds + (size_t)j]);                               \
+        x0 = _mm512_fmadd_ps(p, v0, x0);                                                           \
+        x1 = _mm512_fmadd_ps(p, v1, x1);                                                           \
+        x2 = _mm512_fmadd_ps(p, v2, x2);                                                           \
+        x3 = _mm512_fmadd_ps(p, v3, x3);                                                           \
+    } while (0)
+        PV_ROW(0, a00, a01, a02, a03);
+        PV_ROW(1, a10, a11, a12, a13);
+        PV_ROW(2, a20, a21, a22, a23);
+        PV_ROW(3, a30, a31, a32, a33);
+        PV_ROW(4, a40, a41, a42, a43);
+        PV_ROW(5, a50, a51, a52, a53);
+#undef PV_ROW
+    }
+#define PV_OUT(r, c, x)                                                                            \
+    do {                                                                                           \
+        float *t = ot + (size_t)(r) * 64 + 16 * (c);                                               \
+        _mm512_store_ps(t, _mm512_add_ps(_mm512_load_ps(t), x));                                   \
+    } while (0)
+    PV_OUT(0, 0, a00); PV_OUT(0, 1, a01); PV_OUT(0, 2, a02); PV_OUT(0, 3, a03);
+    PV_OUT(1, 0, a10); PV_OUT(1, 1, a11); PV_OUT(1, 2, a12); PV_OUT(1, 3, a13);
+    PV_OUT(2, 0, a20); PV_OUT(2, 1, a21); PV_OUT(2, 2, a22); PV_OUT(2, 3, a23);
+    PV_OUT(3, 0, a30); PV_OUT(3, 1, a31); PV_OUT(3, 2, a32); PV_OUT(3, 3, a33);
+    PV_OUT(4, 0, a40); PV_OUT(4, 1, a41); PV_OUT(4, 2, a42); PV_OUT(4, 3, a43);
+    PV_OUT(5, 0, a50); PV_OUT(5, 1, a51); PV_OUT(5, 2, a52); PV_OUT(5, 3, a53);
 #undef PV_OUT
 }
 
@@ -319,7 +370,7 @@ static void attention_bf16(const me_attn_args *a)
 
     for (int32_t i0 = 0; i0 < a->n_q; i0 += QB) {
         int32_t rows = a->n_q - i0 < QB ? a->n_q - i0 : QB;
-        prefetch_q(a, i0 + QB);
+        prefetch_q(a, i0 + QB, QB);
         for (int r = 0; r < QB; r++)
             row_pairs(a->q + (size_t)(i0 + (r < rows ? r : 0)) * (size_t)a->ld, d,
                       q2 + (size_t)r * (size_t)d2);
@@ -408,13 +459,17 @@ void me_attention_avx512(const me_attn_args *a)
     size_t n32 = ((size_t)n + KT - 1) / KT * KT;
     size_t dv = ((size_t)d + 15) / 16; /* 16-float vectors per row of v / o */
     uint8_t *w = a->work;
-    double *kt = (double *)(void *)w; /* (d, n32) */
-    w += align64((size_t)d * n32 * 8);
-    double *qd = (double *)(void *)w; /* (QB, d) */
-    w += align64((size_t)QB * (size_t)d * 8);
-    float *s = (float *)(void *)w; /* (QB, n32) */
-    w += align64((size_t)QB * n32 * 4);
-    float *ot = (float *)(void *)w; /* (QB, dv * 16) running totals */
+    /* Row stride of the transposed keys: n32 plus one cache line, so that
+     * a score tile's 64-ish rows do not all fall in the same L1 sets (a
+     * stride of n32 = 512 doubles is 4 KiB). */
+    size_t ldk = n32 + 8, ldkf = n32 + 16; /* doubles; floats (fast) */
+    double *kt = (double *)(void *)w; /* (d, ldk) */
+    w += align64((size_t)d * ldk * 8);
+    double *qd = (double *)(void *)w; /* (QF, d) */
+    w += align64((size_t)QF * (size_t)d * 8);
+    float *s = (float *)(void *)w; /* (QF, n32) */
+    w += align64((size_t)QF * n32 * 4);
+    float *ot = (float *)(void *)w; /* (QF, dv * 16) running totals */
 
     /* keys, transposed 16 x 16 at a time in registers (widened to double
      * unless fast); zero beyond n. The 16 rows' loads go out together: the
@@ -434,34 +489,34 @@ void me_attention_avx512(const me_attn_args *a)
             int32_t cn = d - c0 < 16 ? d - c0 : 16;
             for (int32_t c = 0; c < cn; c++) {
                 __m512 v = _mm512_castsi512_ps(r[c]);
-                size_t o = (size_t)(c0 + c) * n32 + (size_t)j0;
                 if (a->fast) {
-                    _mm512_store_ps(ktf + o, v);
+                    _mm512_store_ps(ktf + (size_t)(c0 + c) * ldkf + (size_t)j0, v);
                     continue;
                 }
+                size_t o = (size_t)(c0 + c) * ldk + (size_t)j0;
                 _mm512_store_pd(kt + o, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
                 _mm512_store_pd(kt + o + 8, _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)));
             }
         }
     }
 
-    for (int32_t i0 = 0; i0 < a->n_q; i0 += QB) {
-        int32_t rows = a->n_q - i0 < QB ? a->n_q - i0 : QB;
-        prefetch_q(a, i0 + QB);
-        if (a->fast && rows == QB) {
+    for (int32_t i0 = 0; i0 < a->n_q; i0 += QF) {
+        int32_t rows = a->n_q - i0 < QF ? a->n_q - i0 : QF;
+        prefetch_q(a, i0 + QF, QF);
+        if (a->fast && rows == QF) {
             for (size_t j0 = 0; j0 < n32; j0 += KT)
-                score_tile_f32(a->q + (size_t)i0 * (size_t)a->ld, (size_t)a->ld, ktf, n32, d,
+                score_tile_f32(a->q + (size_t)i0 * (size_t)a->ld, (size_t)a->ld, ktf, ldkf, d,
                                (int32_t)j0, a->scale, s, n32);
         } else if (a->fast) {
             float *qf = (float *)(void *)qd;
-            for (int r = 0; r < QB; r++)
+            for (int r = 0; r < QF; r++)
                 memcpy(qf + (size_t)r * (size_t)d,
                        a->q + (size_t)(i0 + (r < rows ? r : 0)) * (size_t)a->ld,
                        sizeof *qf * (size_t)d);
             for (size_t j0 = 0; j0 < n32; j0 += KT)
-                score_tile_f32(qf, (size_t)d, ktf, n32, d, (int32_t)j0, a->scale, s, n32);
+                score_tile_f32(qf, (size_t)d, ktf, ldkf, d, (int32_t)j0, a->scale, s, n32);
         } else {
-            for (int r = 0; r < QB; r++) {
+            for (int r = 0; r < QF; r++) {
                 const float *q = a->q + (size_t)(i0 + (r < rows ? r : 0)) * (size_t)a->ld;
                 double *qr = qd + (size_t)r * (size_t)d;
                 for (int32_t c = 0; c < d; c += 16) {
@@ -474,12 +529,12 @@ void me_attention_avx512(const me_attn_args *a)
                 }
             }
             for (size_t j0 = 0; j0 < n32; j0 += KT)
-                score_tile(qd, kt, n32, d, (int32_t)j0, (double)a->scale, s, n32);
+                score_tile(qd, kt, ldk, d, (int32_t)j0, (double)a->scale, s, n32);
         }
 
         /* softmax numerators and sums */
-        double sum[QB];
-        for (int r = 0; r < QB; r++)
+        double sum[QF];
+        for (int r = 0; r < QF; r++)
             sum[r] = softmax_row(s + (size_t)r * n32, n, n32);
 
         /* o = P v, keys in blocks of KT */
@@ -489,12 +544,16 @@ void me_attention_avx512(const me_attn_args *a)
 #pragma GCC unroll 16
             for (int v = 0; v < 4; v++)
                 cm[v] = me_tail16(d - (int32_t)(c0 + (size_t)v) * 16);
-            memset(ot, 0, (size_t)QB * 64 * sizeof *ot);
+            memset(ot, 0, (size_t)QF * 64 * sizeof *ot);
             for (int32_t j0 = 0; j0 < n; j0 += KT) {
                 int32_t j1 = j0 + KT < n ? j0 + KT : n;
-                __m512 acc[QB][4];
+                if (nv == 4 && cm[3] == 0xFFFF) {
+                    pv_block_f32(a->v + c0 * 16, (size_t)a->ld, s, n32, j0, j1, ot);
+                    continue;
+                }
+                __m512 acc[QF][4];
 #pragma GCC unroll 16
-                for (int r = 0; r < QB; r++)
+                for (int r = 0; r < QF; r++)
 #pragma GCC unroll 16
                     for (int v = 0; v < 4; v++)
                         acc[r][v] = _mm512_setzero_ps();
@@ -506,7 +565,7 @@ void me_attention_avx512(const me_attn_args *a)
                         vv[v] = v < nv ? _mm512_maskz_loadu_ps(cm[v], vr + 16 * v)
                                        : _mm512_setzero_ps();
 #pragma GCC unroll 16
-                    for (int r = 0; r < QB; r++) {
+                    for (int r = 0; r < QF; r++) {
                         __m512 p = _mm512_set1_ps(s[(size_t)r * n32 + (size_t)j]);
 #pragma GCC unroll 16
                         for (int v = 0; v < 4; v++)
@@ -514,7 +573,7 @@ void me_attention_avx512(const me_attn_args *a)
                     }
                 }
 #pragma GCC unroll 16
-                for (int r = 0; r < QB; r++)
+                for (int r = 0; r < QF; r++)
 #pragma GCC unroll 16
                     for (int v = 0; v < 4; v++) {
                         float *t = ot + (size_t)r * 64 + 16 * (size_t)v;

@@ -94,5 +94,5 @@ size_t me_attn_work_bytes(int32_t n, int32_t d)
     size_t dd = ((size_t)d + 15) & ~(size_t)15;
     /* transposed keys in double, a 64-row block of scores, a 64-row block of
      * queries in double and of output sums */
-    return nn * dd * 8 + 64 * nn * 4 + 64 * dd * 8 * 2 + 4096;
+    return nn * dd * 8 + 64 * nn * 4 + 64 * dd * 8 * 2 + 4096 + dd * 128; /* + padded rows */
 }
