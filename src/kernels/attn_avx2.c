@@ -59,14 +59,56 @@ static void score_tile(const double *qd, const double *kt, size_t ldk, int32_t d
                          _mm256_cvtpd_ps(_mm256_mul_pd(acc[r][v], sc)));
 }
 
+/* ot[r][0..32) += sum over keys j in [j0, j1) of s[r][j] v[j][0..32) for R
+ * query rows (score row r at s + r lds): the full-width P v case. The generic loop keeps QB x 4 = 12 accumulators, 4
+ * vectors of v and a broadcast: 17 of the 16 ymm registers, so GCC kept one
+ * accumulator in memory (a store-forwarding chain per key: ~16% of the
+ * attention samples). Called for rows {0, 1} and then {2}: 8 + 4 + 1 and
+ * 4 + 4 + 1 registers. Same products, order and lanes as the generic loop:
+ * bit-identical. */
+static inline __attribute__((always_inline)) void pv_rows(const float *v, size_t ldv,
+                                                          const float *s, size_t lds, int32_t j0,
+                                                          int32_t j1, float *ot, const int R)
+{
+    __m256 acc[2][4];
+#pragma GCC unroll 2
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++)
+            acc[r][c] = _mm256_setzero_ps();
+    for (int32_t j = j0; j < j1; j++) {
+        const float *vr = v + (size_t)j * ldv;
+        __m256 v0 = _mm256_loadu_ps(vr), v1 = _mm256_loadu_ps(vr + 8);
+        __m256 v2 = _mm256_loadu_ps(vr + 16), v3 = _mm256_loadu_ps(vr + 24);
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            __m256 p = _mm256_broadcast_ss(s + (size_t)r * lds + (size_t)j);
+            acc[r][0] = _mm256_fmadd_ps(p, v0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(p, v1, acc[r][1]);
+            acc[r][2] = _mm256_fmadd_ps(p, v2, acc[r][2]);
+            acc[r][3] = _mm256_fmadd_ps(p, v3, acc[r][3]);
+        }
+    }
+#pragma GCC unroll 2
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            float *t = ot + (size_t)r * 32 + 8 * (size_t)c;
+            _mm256_store_ps(t, _mm256_add_ps(_mm256_load_ps(t), acc[r][c]));
+        }
+}
+
 void me_attention_avx2(const me_attn_args *a)
 {
     int32_t n = a->n, d = a->d;
     size_t n32 = ((size_t)n + KB - 1) / KB * KB;
     size_t dv = ((size_t)d + 7) / 8; /* 8-float vectors per row of v / o */
     uint8_t *w = a->work;
-    double *kt = (double *)(void *)w; /* (d, n32) */
-    w += align64((size_t)d * n32 * 8);
+    /* row stride of the transposed keys: n32 plus one cache line, off the
+     * 4 KiB stride that put a score tile's rows in the same L1 sets */
+    size_t ldk = n32 + 8;
+    double *kt = (double *)(void *)w; /* (d, ldk) */
+    w += align64((size_t)d * ldk * 8);
     double *qd = (double *)(void *)w; /* (QB, d) */
     w += align64((size_t)QB * (size_t)d * 8);
     float *s = (float *)(void *)w; /* (QB, n32) */
@@ -74,7 +116,7 @@ void me_attention_avx2(const me_attn_args *a)
     float *ot = (float *)(void *)w; /* (QB, 32) running totals */
 
     for (int32_t c = 0; c < d; c++) {
-        double *row = kt + (size_t)c * n32;
+        double *row = kt + (size_t)c * ldk;
         for (int32_t j = 0; j < n; j++)
             row[j] = a->k[(size_t)j * (size_t)a->ld + (size_t)c];
         for (size_t j = (size_t)n; j < n32; j++)
@@ -88,14 +130,27 @@ void me_attention_avx2(const me_attn_args *a)
                 qd[(size_t)r * (size_t)d + (size_t)c] = q[c];
         }
         for (size_t j0 = 0; j0 < n32; j0 += 16)
-            score_tile(qd, kt, n32, d, j0, (double)a->scale, s, n32);
+            score_tile(qd, kt, ldk, d, j0, (double)a->scale, s, n32);
 
         double sum[QB];
         for (int r = 0; r < QB; r++) {
             float *sr = s + (size_t)r * n32;
+            /* row max, 8 lanes at a time (the scalar loop was one serial
+             * chain of vmaxss: ~9% of the attention at 512 keys). max(x,
+             * m) keeps m when x is NaN, as `x > m ? x : m` did, and the
+             * maximum does not depend on the order. */
+            const __m256 ninf = _mm256_set1_ps(-INFINITY);
+            __m256 vm = ninf;
+            for (int32_t j = 0; j < n; j += 8) {
+                __m256 x = _mm256_load_ps(sr + j);
+                x = _mm256_blendv_ps(ninf, x, _mm256_castsi256_ps(me_mask8(n - j)));
+                vm = _mm256_max_ps(x, vm);
+            }
+            float lane[8];
+            _mm256_storeu_ps(lane, vm);
             float mx = -INFINITY;
-            for (int32_t j = 0; j < n; j++)
-                mx = sr[j] > mx ? sr[j] : mx;
+            for (int i = 0; i < 8; i++)
+                mx = lane[i] > mx ? lane[i] : mx;
             __m256 vmax = _mm256_set1_ps(mx);
             __m256d acc = _mm256_setzero_pd();
             for (int32_t j = 0; j < (int32_t)n32; j += 8) {
@@ -116,8 +171,16 @@ void me_attention_avx2(const me_attn_args *a)
             for (int v = 0; v < 4; v++)
                 cm[v] = me_mask8(d - (int32_t)(c0 + (size_t)v) * 8);
             memset(ot, 0, (size_t)QB * 32 * sizeof *ot);
+            int full = nv == 4 && d - (int32_t)(c0 + 3) * 8 >= 8;
             for (int32_t j0 = 0; j0 < n; j0 += KB) {
                 int32_t j1 = j0 + KB < n ? j0 + KB : n;
+                if (full) {
+                    const float *vc = a->v + c0 * 8;
+                    _Static_assert(QB == 3, "rows {0, 1} then {2}");
+                    pv_rows(vc, (size_t)a->ld, s, n32, j0, j1, ot, 2);
+                    pv_rows(vc, (size_t)a->ld, s + 2 * n32, n32, j0, j1, ot + 2 * 32, 1);
+                    continue;
+                }
                 __m256 acc[QB][4];
 #pragma GCC unroll 8
                 for (int r = 0; r < QB; r++)
