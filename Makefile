@@ -48,7 +48,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
 .PHONY: all deps run lib cli test unit cli-test py-test fuzz-replay check asan ubsan fuzz fuzz-build \
-        bench clean help format-check
+        bench bench-tools clean help format-check
 
 all: lib cli
 
@@ -59,6 +59,7 @@ help:
 	@echo "make ubsan      the test suite under UBSan alone (build-ubsan/)"
 	@echo "make fuzz       build the libFuzzer targets (clang) and run each briefly"
 	@echo "make bench      run bench/ scripts (not part of the tests)"
+	@echo "make bench-tools build/gemm_bench, build/attn_bench (one GEMM / attention alone)"
 
 deps:
 	@bash scripts/deps.sh
@@ -128,7 +129,15 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libmedembed.so
 
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 
-cli-test: all $(EXAMPLES)
+# bench/ tools that link the static library (built here so that they keep
+# compiling; docs/PERFORMANCE.md says how each is used)
+BENCH_TOOLS := $(BUILD)/gemm_bench $(BUILD)/attn_bench
+$(BUILD)/gemm_bench $(BUILD)/attn_bench: $(BUILD)/%: bench/%.c $(BUILD)/libmedembed.a
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libmedembed.a $(LDLIBS_ALL)
+
+bench-tools: $(BENCH_TOOLS)
+
+cli-test: all $(EXAMPLES) $(BENCH_TOOLS)
 	@bash tests/cli/run.sh $(BUILD)
 
 py-test: all
