@@ -415,7 +415,8 @@ static void test_attention(void **state)
     (void)state;
     const me_kern *ks[4];
     int nl = levels(ks);
-    const int32_t ns[] = {1, 3, 17, 70, 100}; /* 70: a 64-key bf16 score tile and a 32-key one */
+    /* 70: a 64-key bf16 score tile and a 32-key one; 7 and 13: one query row past a block of 6 */
+    const int32_t ns[] = {1, 3, 7, 13, 17, 70, 100};
     const int32_t ds[] = {16, 24, 64, 80}; /* 80: keys transposed in 16-pair chunks with a tail */
     for (int li = 0; li < nl; li++)
         for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
@@ -426,7 +427,12 @@ static void test_attention(void **state)
                 float *orf = calloc((size_t)n * (size_t)ldo, sizeof *orf);
                 float *o1 = calloc((size_t)ldo, sizeof *o1);
                 fill(qkv, (size_t)n * (size_t)ld, 3.0f);
-                void *work = me_alloc_big(me_attn_work_bytes(n, d));
+                /* the work buffer as sized by me_attn_work_bytes, followed by a
+                 * canary that no level may touch */
+                size_t wb = me_attn_work_bytes(n, d);
+                uint8_t *work = aligned_alloc(64, (wb + 256 + 63) & ~(size_t)63);
+                assert_non_null(work);
+                memset(work + wb, 0xA5, 256);
                 me_attn_args a = {.q = qkv,
                                   .k = qkv + d,
                                   .v = qkv + 2 * d,
@@ -460,17 +466,53 @@ static void test_attention(void **state)
                     if (!(fabs((double)of[i] - orf[i]) <= 1e-4 * (1 + fabs(orf[i]))))
                         fail_msg("attention (fast) %s n=%d d=%d [%d]: %.9g vs %.9g",
                                  me_isa_name(ks[li]->isa), n, d, i, of[i], orf[i]);
-                /* bf16 products (fast = 2): within bf16 rounding of the double ones */
+                /* bf16 products (fast = 2), against the scalar oracle run on
+                 * bf16-rounded q, k and v: what is left is the bf16 rounding of
+                 * the softmax numerators (2^-9 relative) and fp32 sums, so the
+                 * error of an output column is a small fraction of the largest
+                 * |v| in it (its outputs are convex combinations of v). A
+                 * tolerance relative to the output itself was data-dependent:
+                 * sharp softmax rows amplify the q/k rounding far beyond it. */
                 af.fast = 2;
                 memset(of, 0, sizeof *of * (size_t)n * (size_t)ldo);
                 ks[li]->attention(&af);
-                for (int32_t i = 0; i < n; i++)
-                    for (int32_t c = 0; c < d; c++) {
+                /* Only AVX-512 with AVX512_BF16 has bf16 attention (even d);
+                 * AVX2 ignores `fast` (bit-identical to the exact run), and
+                 * AVX-512 without it takes fp32 scores (as fast = 1). */
+                me_cpu cpu;
+                me_cpu_detect(&cpu);
+                if (ks[li]->isa == ME_ISA_AVX2) {
+                    assert_memory_equal(of, o, sizeof *of * (size_t)n * (size_t)ldo);
+                } else if (!cpu.avx512_bf16 || d % 2) {
+                    for (int32_t i = 0; i < n * ldo; i++)
+                        if (!(fabs((double)of[i] - orf[i]) <= 1e-4 * (1 + fabs(orf[i]))))
+                            fail_msg("attention (fast 2, fp32) %s n=%d d=%d [%d]: %.9g vs %.9g",
+                                     me_isa_name(ks[li]->isa), n, d, i, of[i], orf[i]);
+                }
+                int bf16_path = ks[li]->isa == ME_ISA_AVX512 && cpu.avx512_bf16 && d % 2 == 0;
+                float *qkvb = malloc(sizeof *qkvb * (size_t)n * (size_t)ld);
+                float *ob = calloc((size_t)n * (size_t)ldo, sizeof *ob);
+                for (size_t e = 0; e < (size_t)n * (size_t)ld; e++)
+                    qkvb[e] = me_bf16_to_f32(me_f32_to_bf16(qkv[e]));
+                me_attn_args ab = a;
+                ab.q = qkvb;
+                ab.k = qkvb + d;
+                ab.v = qkvb + 2 * d;
+                ab.o = ob;
+                me_attention_scalar(&ab);
+                for (int32_t c = 0; bf16_path && c < d; c++) {
+                    double vmax = 0;
+                    for (int32_t j = 0; j < n; j++)
+                        vmax = fmax(vmax, fabs(ab.v[(size_t)j * (size_t)ld + (size_t)c]));
+                    for (int32_t i = 0; i < n; i++) {
                         size_t e = (size_t)i * (size_t)ldo + (size_t)c;
-                        if (!(fabs((double)of[e] - orf[e]) <= 3e-2 * (1 + fabs(orf[e]))))
+                        if (!(fabs((double)of[e] - ob[e]) <= 4e-3 * (1 + vmax)))
                             fail_msg("attention (bf16) %s n=%d d=%d [%d,%d]: %.9g vs %.9g",
-                                     me_isa_name(ks[li]->isa), n, d, i, c, of[e], orf[e]);
+                                     me_isa_name(ks[li]->isa), n, d, i, c, of[e], ob[e]);
                     }
+                }
+                free(qkvb);
+                free(ob);
                 free(of);
                 /* only the first query row: bit-identical to the full run */
                 me_attn_args a1 = a;
@@ -482,11 +524,15 @@ static void test_attention(void **state)
                 for (int32_t i = 0; i < n; i++)
                     for (int32_t c = d; c < ldo; c++)
                         assert_true(o[(size_t)i * (size_t)ldo + (size_t)c] == 0.0f);
+                for (size_t i = wb; i < wb + 256; i++)
+                    if (work[i] != 0xA5)
+                        fail_msg("attention %s n=%d d=%d wrote past its work buffer (byte %zu)",
+                                 me_isa_name(ks[li]->isa), n, d, i - wb);
                 free(qkv);
                 free(o);
                 free(orf);
                 free(o1);
-                me_free_big(work);
+                free(work);
             }
 }
 
