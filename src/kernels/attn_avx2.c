@@ -18,7 +18,7 @@
 #include "kernels/simd_avx2.h"
 
 #define QB 3  /* query rows per block */
-#define KB 32 /* keys per block (scores are computed 16 at a time) */
+#define KB 32 /* keys per block (double scores 16 at a time, fp32 scores 32) */
 
 void me_attention_avx2(const me_attn_args *a);
 void me_layernorm_avx2(float *x, int32_t rows, int32_t n, const float *g, const float *b,

@@ -2,7 +2,8 @@
  * attn_avx512.c - AVX-512 attention, LayerNorm and GELU.
  *
  * Attention runs per (sequence, head) on blocks of QF = 6 query rows (24
- * accumulators in the score and P v tiles; 4 rows before, 16 accumulators:
+ * accumulators in the double and bf16 score tiles and in the P v tiles, 12
+ * in the fp32 score tile of `fast` without AVX512_BF16; 4 rows before:
  * attention alone at 512 tokens 9-13% faster in fp32 and bf16):
  *   1. scores S = q k^T * scale as small GEMMs (6 queries x 32 keys per
  *      tile, 24 accumulators) in double: keys are transposed and widened
@@ -48,9 +49,9 @@ static size_t align64(size_t v)
 /* The next query block's rows of q (usually not yet in cache: the QKV
  * GEMM wrote them long ago), asked for while this block is computed:
  * 32x128 and 8x512 f32 +0.6-0.7% (in-process A/B). */
-static void prefetch_q(const me_attn_args *a, int32_t i0, int32_t nq)
+static void prefetch_q(const me_attn_args *a, int32_t i0)
 {
-    for (int32_t i = i0; i < i0 + nq && i < a->n_q; i++)
+    for (int32_t i = i0; i < i0 + QF && i < a->n_q; i++)
         for (int32_t c = 0; c < a->d; c += 16)
             _mm_prefetch((const char *)(a->q + (size_t)i * (size_t)a->ld + (size_t)c),
                          _MM_HINT_T0);
@@ -377,7 +378,7 @@ static void attention_bf16(const me_attn_args *a)
 
     for (int32_t i0 = 0; i0 < a->n_q; i0 += QF) {
         int32_t rows = a->n_q - i0 < QF ? a->n_q - i0 : QF;
-        prefetch_q(a, i0 + QF, QF);
+        prefetch_q(a, i0 + QF);
         for (int r = 0; r < QF; r++)
             row_pairs(a->q + (size_t)(i0 + (r < rows ? r : 0)) * (size_t)a->ld, d,
                       q2 + (size_t)r * (size_t)d2);
@@ -467,7 +468,7 @@ void me_attention_avx512(const me_attn_args *a)
     size_t dv = ((size_t)d + 15) / 16; /* 16-float vectors per row of v / o */
     uint8_t *w = a->work;
     /* Row stride of the transposed keys: n32 plus one cache line, so that
-     * a score tile's 64-ish rows do not all fall in the same L1 sets (a
+     * a score tile's d (64) rows do not all fall in the same L1 sets (a
      * stride of n32 = 512 doubles is 4 KiB). */
     size_t ldk = n32 + 8, ldkf = n32 + 16; /* doubles; floats (fast) */
     double *kt = (double *)(void *)w; /* (d, ldk) */
@@ -476,7 +477,7 @@ void me_attention_avx512(const me_attn_args *a)
     w += align64((size_t)QF * (size_t)d * 8);
     float *s = (float *)(void *)w; /* (QF, n32) */
     w += align64((size_t)QF * n32 * 4);
-    float *ot = (float *)(void *)w; /* (QF, dv * 16) running totals */
+    float *ot = (float *)(void *)w; /* (QF, 64) running totals, 64 columns at a time */
 
     /* keys, transposed 16 x 16 at a time in registers (widened to double
      * unless fast); zero beyond n. The 16 rows' loads go out together: the
@@ -509,7 +510,7 @@ void me_attention_avx512(const me_attn_args *a)
 
     for (int32_t i0 = 0; i0 < a->n_q; i0 += QF) {
         int32_t rows = a->n_q - i0 < QF ? a->n_q - i0 : QF;
-        prefetch_q(a, i0 + QF, QF);
+        prefetch_q(a, i0 + QF);
         if (a->fast && rows == QF) {
             for (size_t j0 = 0; j0 < n32; j0 += KT)
                 score_tile_f32(a->q + (size_t)i0 * (size_t)a->ld, (size_t)a->ld, ktf, ldkf, d,

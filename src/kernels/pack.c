@@ -93,6 +93,10 @@ size_t me_attn_work_bytes(int32_t n, int32_t d)
     size_t nn = ((size_t)n + 15) & ~(size_t)15;
     size_t dd = ((size_t)d + 15) & ~(size_t)15;
     /* transposed keys in double, a 64-row block of scores, a 64-row block of
-     * queries in double and of output sums */
-    return nn * dd * 8 + 64 * nn * 4 + 64 * dd * 8 * 2 + 4096 + dd * 128; /* + padded rows */
+     * queries in double and of output sums. The key rows are longer than nn:
+     * n rounded up to 32, plus one cache line of padding (attn_avx512.c,
+     * attn_avx2.c), up to 256 d bytes more; the 64-row terms (query blocks
+     * are 3 to 6 rows) and the last term cover that, and test_attention's
+     * canary checks every level against this size. */
+    return nn * dd * 8 + 64 * nn * 4 + 64 * dd * 8 * 2 + 4096 + dd * 128;
 }
