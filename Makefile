@@ -132,7 +132,7 @@ EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c)
 # bench/ tools that link the static library (built here so that they keep
 # compiling; docs/PERFORMANCE.md says how each is used)
 BENCH_TOOLS := $(BUILD)/gemm_bench $(BUILD)/attn_bench
-$(BUILD)/gemm_bench $(BUILD)/attn_bench: $(BUILD)/%: bench/%.c $(BUILD)/libmedembed.a
+$(BUILD)/gemm_bench $(BUILD)/attn_bench: $(BUILD)/%: bench/%.c bench/bench_util.h $(BUILD)/libmedembed.a
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libmedembed.a $(LDLIBS_ALL)
 
 bench-tools: $(BENCH_TOOLS)

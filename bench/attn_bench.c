@@ -17,23 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench_util.h"
 #include "kernels/kernels.h"
 #include "medembed.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 int main(int argc, char **argv)
 {
@@ -69,7 +56,7 @@ int main(int argc, char **argv)
     memset(o, 0, sizeof *o * (size_t)H * rows);
     memset(work, 0, wb);
     for (int r = -1; r < R; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         for (int32_t s = 0; s < S; s++)
             for (int32_t h = 0; h < nh; h++) {
                 const float *b = qkv + (size_t)s * (size_t)n * ld + (size_t)h * (size_t)d;
@@ -88,12 +75,12 @@ int main(int argc, char **argv)
                 k->attention(&a);
             }
         if (r >= 0)
-            t[r] = now() - t0;
+            t[r] = bench_now() - t0;
     }
     double sum = 0;
     for (size_t i = 0; i < (size_t)H * rows; i++)
         sum += (double)o[i] * (double)(i % 7 + 1);
-    qsort(t, (size_t)R, sizeof *t, cmp);
+    qsort(t, (size_t)R, sizeof *t, bench_cmp_double);
     double flop = 4.0 * (double)n * (double)n * d * nh * S;
     printf("%s n=%d fast=%d heads=%d: best %.2f ms (%.1f GFLOP/s), median %.2f ms, checksum %.9g\n",
            k->isa == ME_ISA_AVX512 ? "avx512" : k->isa == ME_ISA_AVX2 ? "avx2" : "scalar", n,

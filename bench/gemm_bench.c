@@ -15,24 +15,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench_util.h"
 #include "kernels/kernels.h"
 #include "medembed.h"
 #include "thread/pool.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 int main(int argc, char **argv)
 {
@@ -76,11 +63,11 @@ int main(int argc, char **argv)
     const float *res = (epi & ME_EPI_RESIDUAL) ? r : NULL;
     k->linear(&L, x, M, y, res, epi, p, work);
     for (int i = 0; i < R; i++) {
-        double t0 = now();
+        double t0 = bench_now();
         k->linear(&L, x, M, y, res, epi, p, work);
-        t[i] = now() - t0;
+        t[i] = bench_now() - t0;
     }
-    qsort(t, (size_t)R, sizeof *t, cmp);
+    qsort(t, (size_t)R, sizeof *t, bench_cmp_double);
     double fl = 2.0 * M * (double)N * K;
     printf("%s M=%d N=%d K=%d dtype=%d epi=%u threads=%d: best %.1f GFLOP/s, median %.1f\n",
            me_isa_name(k->isa), M, N, K, dt, epi, nt, fl / t[0] * 1e-9, fl / t[R / 2] * 1e-9);

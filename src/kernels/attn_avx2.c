@@ -134,6 +134,30 @@ static void score_tile_f32(const float *qf, const float *kt, size_t ldk, int32_t
             _mm256_store_ps(s + (size_t)r * lds + j0 + 8 * (size_t)v, _mm256_mul_ps(acc[r][v], sc));
 }
 
+/* Key dimension c of every key into row c of kt (rows of ldk elements: double
+ * when `wide`, else float), zero from n up to n32. */
+static inline __attribute__((always_inline)) void transpose_keys(const me_attn_args *a,
+                                                                 size_t n32, void *kt, size_t ldk,
+                                                                 const int wide)
+{
+    for (int32_t c = 0; c < a->d; c++) {
+        size_t o = (size_t)c * ldk;
+        for (int32_t j = 0; j < a->n; j++) {
+            float v = a->k[(size_t)j * (size_t)a->ld + (size_t)c];
+            if (wide)
+                ((double *)kt)[o + (size_t)j] = v;
+            else
+                ((float *)kt)[o + (size_t)j] = v;
+        }
+        for (size_t j = (size_t)a->n; j < n32; j++) {
+            if (wide)
+                ((double *)kt)[o + j] = 0;
+            else
+                ((float *)kt)[o + j] = 0;
+        }
+    }
+}
+
 void me_attention_avx2(const me_attn_args *a)
 {
     int32_t n = a->n, d = a->d;
@@ -154,31 +178,20 @@ void me_attention_avx2(const me_attn_args *a)
     /* fast: keys and queries stay fp32 (rows of n32 + 16 floats) */
     float *ktf = (float *)(void *)kt, *qf = (float *)(void *)qd;
     size_t ldkf = n32 + 16;
-    for (int32_t c = 0; c < d; c++) {
-        if (a->fast) {
-            float *row = ktf + (size_t)c * ldkf;
-            for (int32_t j = 0; j < n; j++)
-                row[j] = a->k[(size_t)j * (size_t)a->ld + (size_t)c];
-            for (size_t j = (size_t)n; j < n32; j++)
-                row[j] = 0;
-            continue;
-        }
-        double *row = kt + (size_t)c * ldk;
-        for (int32_t j = 0; j < n; j++)
-            row[j] = a->k[(size_t)j * (size_t)a->ld + (size_t)c];
-        for (size_t j = (size_t)n; j < n32; j++)
-            row[j] = 0;
-    }
+    if (a->fast)
+        transpose_keys(a, n32, ktf, ldkf, 0);
+    else
+        transpose_keys(a, n32, kt, ldk, 1);
     for (int32_t i0 = 0; i0 < a->n_q; i0 += QB) {
         int32_t rows = a->n_q - i0 < QB ? a->n_q - i0 : QB;
         for (int r = 0; r < QB; r++) {
             const float *q = a->q + (size_t)(i0 + (r < rows ? r : 0)) * (size_t)a->ld;
-            for (int32_t c = 0; c < d; c++) {
-                if (a->fast)
-                    qf[(size_t)r * (size_t)d + (size_t)c] = q[c];
-                else
-                    qd[(size_t)r * (size_t)d + (size_t)c] = q[c];
+            if (a->fast) {
+                memcpy(qf + (size_t)r * (size_t)d, q, sizeof *qf * (size_t)d);
+                continue;
             }
+            for (int32_t c = 0; c < d; c++)
+                qd[(size_t)r * (size_t)d + (size_t)c] = q[c];
         }
         if (a->fast) {
             for (size_t j0 = 0; j0 < n32; j0 += KB)

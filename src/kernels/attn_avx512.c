@@ -194,6 +194,44 @@ static void row_pairs(const float *x, int32_t n, uint32_t *out)
         _mm512_mask_storeu_epi32(out + i / 2, me_tail16((n - i) / 2), pairs32(x + i, n - i));
 }
 
+/* The full-width P v blocks (pv_block_bf16, pv_block_f32): QF = 6 rows x 4
+ * vectors of named accumulators, a00 .. a53, so that GCC keeps all 24 in
+ * registers. Each block defines PV_ROW(r, x0, x1, x2, x3), which adds query
+ * row r's products for the current key (pair) to x0 .. x3; PV6_OUT adds the
+ * accumulators to the running totals ot[r][0..64). */
+#define PV6_ZERO                                                                                   \
+    __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;                             \
+    __m512 a10 = a00, a11 = a00, a12 = a00, a13 = a00;                                             \
+    __m512 a20 = a00, a21 = a00, a22 = a00, a23 = a00;                                             \
+    __m512 a30 = a00, a31 = a00, a32 = a00, a33 = a00;                                             \
+    __m512 a40 = a00, a41 = a00, a42 = a00, a43 = a00;                                             \
+    __m512 a50 = a00, a51 = a00, a52 = a00, a53 = a00
+#define PV6_ROWS                                                                                   \
+    do {                                                                                           \
+        PV_ROW(0, a00, a01, a02, a03);                                                             \
+        PV_ROW(1, a10, a11, a12, a13);                                                             \
+        PV_ROW(2, a20, a21, a22, a23);                                                             \
+        PV_ROW(3, a30, a31, a32, a33);                                                             \
+        PV_ROW(4, a40, a41, a42, a43);                                                             \
+        PV_ROW(5, a50, a51, a52, a53);                                                             \
+    } while (0)
+#define PV6_ADD(ot, r, c, x)                                                                       \
+    do {                                                                                           \
+        float *t_ = (ot) + (size_t)(r) * 64 + 16 * (c);                                            \
+        _mm512_store_ps(t_, _mm512_add_ps(_mm512_load_ps(t_), x));                                 \
+    } while (0)
+#define PV6_OUT(ot)                                                                                \
+    do {                                                                                           \
+        PV6_ADD(ot, 0, 0, a00); PV6_ADD(ot, 0, 1, a01); PV6_ADD(ot, 0, 2, a02);                    \
+        PV6_ADD(ot, 0, 3, a03); PV6_ADD(ot, 1, 0, a10); PV6_ADD(ot, 1, 1, a11);                    \
+        PV6_ADD(ot, 1, 2, a12); PV6_ADD(ot, 1, 3, a13); PV6_ADD(ot, 2, 0, a20);                    \
+        PV6_ADD(ot, 2, 1, a21); PV6_ADD(ot, 2, 2, a22); PV6_ADD(ot, 2, 3, a23);                    \
+        PV6_ADD(ot, 3, 0, a30); PV6_ADD(ot, 3, 1, a31); PV6_ADD(ot, 3, 2, a32);                    \
+        PV6_ADD(ot, 3, 3, a33); PV6_ADD(ot, 4, 0, a40); PV6_ADD(ot, 4, 1, a41);                    \
+        PV6_ADD(ot, 4, 2, a42); PV6_ADD(ot, 4, 3, a43); PV6_ADD(ot, 5, 0, a50);                    \
+        PV6_ADD(ot, 5, 1, a51); PV6_ADD(ot, 5, 2, a52); PV6_ADD(ot, 5, 3, a53);                    \
+    } while (0)
+
 /* ot[r][0..64) += sum over key pairs j2 in [j2a, j2b) of p2[r][j2] . v2[j2][0..64), for the
  * QF = 6 query rows: the full-width (64 output columns) case of the bf16 P v loop, written
  * with 24 named accumulators so that none is spilled to the stack (the generic loop, with its
@@ -203,12 +241,7 @@ static void row_pairs(const float *x, int32_t n, uint32_t *out)
 static inline void pv_block_bf16(const uint32_t *v2, size_t d16, const uint32_t *p2, size_t ldp,
                                  int32_t j2a, int32_t j2b, float *ot)
 {
-    __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
-    __m512 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
-    __m512 a20 = a00, a21 = a00, a22 = a00, a23 = a00;
-    __m512 a30 = a00, a31 = a00, a32 = a00, a33 = a00;
-    __m512 a40 = a00, a41 = a00, a42 = a00, a43 = a00;
-    __m512 a50 = a00, a51 = a00, a52 = a00, a53 = a00;
+    PV6_ZERO;
     for (int32_t j2 = j2a; j2 < j2b; j2++) {
         const uint32_t *vr = v2 + (size_t)j2 * d16;
         __m512bh v0 = (__m512bh)_mm512_load_si512(vr), v1 = (__m512bh)_mm512_load_si512(vr + 16);
@@ -222,26 +255,10 @@ static inline void pv_block_bf16(const uint32_t *v2, size_t d16, const uint32_t 
         x2 = _mm512_dpbf16_ps(x2, pv, v2_);                                                        \
         x3 = _mm512_dpbf16_ps(x3, pv, v3);                                                         \
     } while (0)
-        PV_ROW(0, a00, a01, a02, a03);
-        PV_ROW(1, a10, a11, a12, a13);
-        PV_ROW(2, a20, a21, a22, a23);
-        PV_ROW(3, a30, a31, a32, a33);
-        PV_ROW(4, a40, a41, a42, a43);
-        PV_ROW(5, a50, a51, a52, a53);
+        PV6_ROWS;
 #undef PV_ROW
     }
-#define PV_OUT(r, v, x)                                                                            \
-    do {                                                                                           \
-        float *t = ot + (size_t)(r) * 64 + 16 * (v);                                               \
-        _mm512_store_ps(t, _mm512_add_ps(_mm512_load_ps(t), x));                                   \
-    } while (0)
-    PV_OUT(0, 0, a00); PV_OUT(0, 1, a01); PV_OUT(0, 2, a02); PV_OUT(0, 3, a03);
-    PV_OUT(1, 0, a10); PV_OUT(1, 1, a11); PV_OUT(1, 2, a12); PV_OUT(1, 3, a13);
-    PV_OUT(2, 0, a20); PV_OUT(2, 1, a21); PV_OUT(2, 2, a22); PV_OUT(2, 3, a23);
-    PV_OUT(3, 0, a30); PV_OUT(3, 1, a31); PV_OUT(3, 2, a32); PV_OUT(3, 3, a33);
-    PV_OUT(4, 0, a40); PV_OUT(4, 1, a41); PV_OUT(4, 2, a42); PV_OUT(4, 3, a43);
-    PV_OUT(5, 0, a50); PV_OUT(5, 1, a51); PV_OUT(5, 2, a52); PV_OUT(5, 3, a53);
-#undef PV_OUT
+    PV6_OUT(ot);
 }
 
 /* ot[r][0..64) += sum over keys j in [j0, j1) of s[r][j] v[j][0..64), for the QF = 6 query
@@ -252,12 +269,7 @@ static inline void pv_block_bf16(const uint32_t *v2, size_t d16, const uint32_t 
 static inline void pv_block_f32(const float *v, size_t ldv, const float *s, size_t lds,
                                 int32_t j0, int32_t j1, float *ot)
 {
-    __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
-    __m512 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
-    __m512 a20 = a00, a21 = a00, a22 = a00, a23 = a00;
-    __m512 a30 = a00, a31 = a00, a32 = a00, a33 = a00;
-    __m512 a40 = a00, a41 = a00, a42 = a00, a43 = a00;
-    __m512 a50 = a00, a51 = a00, a52 = a00, a53 = a00;
+    PV6_ZERO;
     for (int32_t j = j0; j < j1; j++) {
         const float *vr = v + (size_t)j * ldv;
         __m512 v0 = _mm512_loadu_ps(vr), v1 = _mm512_loadu_ps(vr + 16);
@@ -270,26 +282,10 @@ static inline void pv_block_f32(const float *v, size_t ldv, const float *s, size
         x2 = _mm512_fmadd_ps(p, v2, x2);                                                           \
         x3 = _mm512_fmadd_ps(p, v3, x3);                                                           \
     } while (0)
-        PV_ROW(0, a00, a01, a02, a03);
-        PV_ROW(1, a10, a11, a12, a13);
-        PV_ROW(2, a20, a21, a22, a23);
-        PV_ROW(3, a30, a31, a32, a33);
-        PV_ROW(4, a40, a41, a42, a43);
-        PV_ROW(5, a50, a51, a52, a53);
+        PV6_ROWS;
 #undef PV_ROW
     }
-#define PV_OUT(r, c, x)                                                                            \
-    do {                                                                                           \
-        float *t = ot + (size_t)(r) * 64 + 16 * (c);                                               \
-        _mm512_store_ps(t, _mm512_add_ps(_mm512_load_ps(t), x));                                   \
-    } while (0)
-    PV_OUT(0, 0, a00); PV_OUT(0, 1, a01); PV_OUT(0, 2, a02); PV_OUT(0, 3, a03);
-    PV_OUT(1, 0, a10); PV_OUT(1, 1, a11); PV_OUT(1, 2, a12); PV_OUT(1, 3, a13);
-    PV_OUT(2, 0, a20); PV_OUT(2, 1, a21); PV_OUT(2, 2, a22); PV_OUT(2, 3, a23);
-    PV_OUT(3, 0, a30); PV_OUT(3, 1, a31); PV_OUT(3, 2, a32); PV_OUT(3, 3, a33);
-    PV_OUT(4, 0, a40); PV_OUT(4, 1, a41); PV_OUT(4, 2, a42); PV_OUT(4, 3, a43);
-    PV_OUT(5, 0, a50); PV_OUT(5, 1, a51); PV_OUT(5, 2, a52); PV_OUT(5, 3, a53);
-#undef PV_OUT
+    PV6_OUT(ot);
 }
 
 /* bf16 scores of the QF query rows (q2: QF x d2 pairs) against keys
