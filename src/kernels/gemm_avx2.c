@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/ranges.h"
 #include "kernels/simd_avx2.h"
 #include "medembed.h"
 
@@ -294,6 +295,8 @@ typedef struct {
     const float *res;
     uint32_t epi;
     int32_t mb_rows, n_mb, ppt;
+    me_block_range *ranges; /* latency mode: n_ranges ranges of blocks (ranges.h) */
+    int32_t n_ranges;
 } gjob;
 
 /* rows mt..mt+rows-1, outputs n0..n0+23, in the order of gemm_avx512.c's
@@ -338,10 +341,46 @@ static void store_wb2(const gjob *j, const void *acc, int32_t mt, int32_t rows, 
     }
 }
 
+/* A task's rows [m0, m1) of x (fp32, or the quantized copy) and tiles. */
+typedef struct {
+    const gjob *j;
+    const uint8_t *x;
+    size_t ldx;
+    const tile_wb2_fn *tiles;
+    int32_t m0, m1, th;
+    __m256 acc[3 * WB2_ROWS];
+} wb2_ctx;
+
+/* One block cb against the task's rows. The first row tile pulls block nb
+ * (-1: none) in: at small M, the latency case, nothing else hides its trip
+ * from DRAM. */
+static void wb2_block(wb2_ctx *bc, int32_t cb, int32_t nb)
+{
+    const gjob *j = bc->j;
+    const pk256 *pk = j->pk;
+    size_t bb = wb2_block_bytes(pk);
+    const uint8_t *wp = pk->data + (size_t)cb * bb;
+    const char *next = nb >= 0 ? (const char *)pk->data + (size_t)nb * bb : NULL;
+    for (int32_t mt = bc->m0; mt < bc->m1; mt += bc->th) {
+        int32_t rows = bc->m1 - mt < bc->th ? bc->m1 - mt : bc->th;
+        if (pk->steps > 0)
+            bc->tiles[rows - 1](bc->x + (size_t)mt * bc->ldx, bc->ldx, wp, pk->steps,
+                                mt == bc->m0 ? next : NULL, bc->acc);
+        else /* K = 0: empty sums */
+            memset(bc->acc, 0, sizeof bc->acc);
+        store_wb2(j, bc->acc, mt, rows, cb * WB2_COLS);
+    }
+}
+
+static void wb2_block_fn(void *bc, int32_t cb, int32_t nb)
+{
+    wb2_block(bc, cb, nb);
+}
+
 /* task = (an m-block, a range of ppt blocks), m-block major: consecutive
- * tasks share the rows of x while the blocks stream past. The first row
- * tile of each block pulls the next block in (at small M, the latency
- * case, nothing else hides its trip from DRAM). */
+ * tasks share the rows of x while the blocks stream past; or in latency
+ * mode (j->ranges) the task's own range, then whatever is left of the
+ * others' (ranges.h). */
 static void gemm_task(void *arg, int64_t task, int32_t thread)
 {
     (void)thread;
@@ -351,27 +390,25 @@ static void gemm_task(void *arg, int64_t task, int32_t thread)
     int32_t mb = (int32_t)(task / nct), nc = (int32_t)(task % nct);
     int32_t c0 = nc * j->ppt, c1 = c0 + j->ppt < pk->n_wb ? c0 + j->ppt : pk->n_wb;
     int32_t m0 = mb * j->mb_rows, m1 = m0 + j->mb_rows < j->M ? m0 + j->mb_rows : j->M;
-    const uint8_t *x = pk->kind == ME_PACK_F32 ? (const uint8_t *)(const void *)j->x : j->xq;
-    size_t ldx = pk->kind == ME_PACK_F32 ? (size_t)j->K * 4 : j->ldq;
-    const tile_wb2_fn *tiles = pk->kind == ME_PACK_F32    ? TILES_WB2_F32
-                               : pk->kind == ME_PACK_BF16 ? TILES_WB2_BF16
-                                                          : TILES_WB2_I8;
-    int32_t th = pk->kind == ME_PACK_INT8 ? WB2_ROWS_I8 : WB2_ROWS;
-    size_t bb = wb2_block_bytes(pk);
-    __m256 acc[3 * WB2_ROWS];
-    for (int32_t cb = c0; cb < c1; cb++) {
-        const uint8_t *wp = pk->data + (size_t)cb * bb;
-        const char *next = cb + 1 < c1 ? (const char *)wp + bb : NULL;
-        for (int32_t mt = m0; mt < m1; mt += th) {
-            int32_t rows = m1 - mt < th ? m1 - mt : th;
-            if (pk->steps > 0)
-                tiles[rows - 1](x + (size_t)mt * ldx, ldx, wp, pk->steps, mt == m0 ? next : NULL,
-                                acc);
-            else /* K = 0: empty sums */
-                memset(acc, 0, sizeof acc);
-            store_wb2(j, acc, mt, rows, cb * WB2_COLS);
-        }
+    wb2_ctx c = {
+        .j = j,
+        .x = pk->kind == ME_PACK_F32 ? (const uint8_t *)(const void *)j->x : j->xq,
+        .ldx = pk->kind == ME_PACK_F32 ? (size_t)j->K * 4 : j->ldq,
+        .tiles = pk->kind == ME_PACK_F32    ? TILES_WB2_F32
+                 : pk->kind == ME_PACK_BF16 ? TILES_WB2_BF16
+                                            : TILES_WB2_I8,
+        .m0 = m0,
+        .m1 = m1,
+        .th = pk->kind == ME_PACK_INT8 ? WB2_ROWS_I8 : WB2_ROWS,
+    };
+    if (j->ranges) { /* one m-block */
+        c.m0 = 0;
+        c.m1 = j->M;
+        me_ranges_work(j->ranges, j->n_ranges, (int32_t)task, wb2_block_fn, &c);
+        return;
     }
+    for (int32_t cb = c0; cb < c1; cb++)
+        wb2_block(&c, cb, cb + 1 < c1 ? cb + 1 : -1);
 }
 
 /* The copies of x the quantized dtypes multiply, 16 rows a task.
@@ -445,9 +482,10 @@ static void linear256(const me_linear *L, const float *x, int32_t M, float *y,
     }
     /* Rows per m-block: ~256 KiB of x, in whole tiles (12: both tile
      * heights); blocks per task: enough tasks for the pool to balance, or at
-     * one m-block (small M) one contiguous range per thread, so that each
-     * block but a thread's first was prefetched by the tile before it (as
-     * linear512). Neither changes any output's arithmetic. */
+     * one m-block (small M) one range per thread, walked from the front so
+     * that each block but a thread's first was prefetched by the tile
+     * before it, then shared out from the back (ranges.h, as linear512).
+     * Neither changes any output's arithmetic. */
     int32_t mb = (int32_t)((256u << 10) / row_bytes) / 12 * 12;
     mb = mb < 12 ? 12 : mb > 252 ? 252 : mb;
     j.mb_rows = mb >= M ? M : mb;
@@ -456,9 +494,15 @@ static void linear256(const me_linear *L, const float *x, int32_t M, float *y,
     int32_t ppt = 2;
     while (ppt > 1 && (int64_t)cdiv(pk->n_wb, ppt) * j.n_mb < 8 * (int64_t)nt)
         ppt /= 2;
-    if (j.n_mb == 1 && pk->n_wb > 0) /* N = 0: no blocks, no tasks, ppt stays 1 */
-        ppt = cdiv(pk->n_wb, nt);
     j.ppt = ppt;
+    me_block_range ranges[ME_POOL_MAX_THREADS];
+    if (j.n_mb == 1 && pk->n_wb > 0) { /* N = 0: no blocks, no tasks */
+        j.n_ranges = nt < pk->n_wb ? nt : pk->n_wb;
+        me_ranges_init(ranges, j.n_ranges, pk->n_wb);
+        j.ranges = ranges;
+        me_pool_run(pool, j.n_ranges, gemm_task, &j);
+        return;
+    }
     me_pool_run(pool, (int64_t)cdiv(pk->n_wb, ppt) * j.n_mb, gemm_task, &j);
 }
 

@@ -42,6 +42,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/ranges.h"
 #include "kernels/simd_avx512.h"
 #include "medembed.h"
 
@@ -533,7 +534,9 @@ typedef struct {
     const float *res;
     uint32_t epi;
     int32_t mb_rows, n_mb, ppt;
-    size_t ldy_b; /* ME_EPI_OUT_BF16: bytes per row of y */
+    size_t ldy_b;          /* ME_EPI_OUT_BF16: bytes per row of y */
+    me_block_range *ranges; /* latency mode: n_ranges ranges of blocks (ranges.h) */
+    int32_t n_ranges;
 } gjob;
 
 /* Broadcasts 4 floats (masked to `cols`) to all four 128-bit lanes. */
@@ -750,7 +753,63 @@ static void ensure_rows(const gjob *j, int32_t mb, int32_t m0, int32_t m1)
 #define PF_START_BYTES 4096
 #endif
 
-/* Wide column blocks: task = (a range of ppt blocks, an m-block). */
+/* A task's rows [m0, m1) of x (fp32, or the quantized copy) and tiles. */
+typedef struct {
+    const gjob *j;
+    const uint8_t *x;
+    size_t ldx;
+    const tile_wb_fn *tiles;
+    int32_t m0, m1;
+    __m512i acc[3 * WB_ROWS];
+} wb_ctx;
+
+/* One wide block cb against the task's rows; block nb (-1: none) is pulled
+ * in meanwhile. */
+static void wb_block(wb_ctx *bc, int32_t cb, int32_t nb)
+{
+    const gjob *j = bc->j;
+    const pk512 *pk = j->pk;
+    int32_t m0 = bc->m0, m1 = bc->m1;
+    const uint8_t *wp = pk->data + (size_t)cb * WB_BYTES(pk);
+    const uint8_t *next = nb >= 0 ? pk->data + (size_t)nb * WB_BYTES(pk) : NULL;
+    /* The first row tiles (up to 3) pull the next block into L2, each its
+     * share of it: at small M (latency) they are the only ones, and the
+     * block is the next thing read from DRAM. */
+    int32_t ntile = cdiv(m1 - m0, WB_ROWS), share = ntile < 3 ? ntile : 3;
+    int32_t pfs = WB_COLS * 4 / share;
+    for (int32_t mt = m0; mt < m1; mt += WB_ROWS) {
+        int32_t rows = m1 - mt < WB_ROWS ? m1 - mt : WB_ROWS;
+        int32_t ti = (mt - m0) / WB_ROWS;
+        const uint8_t *pf = next && ti < share ? next + (size_t)ti * pk->steps * pfs : NULL;
+        /* Large M: this tile's output and residual lines were last
+         * touched a layer ago (out of L2); ask for them now so that the
+         * store does not wait on DRAM after the tile (A/B in one
+         * process: 32x128 f32 +3.5%, bf16 +2.7%, int8 +5.6%; 8x512
+         * +1.5-2%). At small M they are hot and the prefetches only
+         * compete with the weight stream (1x16: 2-5% slower). */
+        if (j->n_mb > 1 && !(j->epi & ME_EPI_OUT_BF16)) {
+            for (int32_t r = 0; r < rows; r++) {
+                size_t o = (size_t)(mt + r) * (size_t)j->N + (size_t)cb * WB_COLS;
+                for (int32_t c = 0; c < 3 && cb * WB_COLS + 16 * c < j->N; c++) {
+                    if (j->res)
+                        _mm_prefetch((const char *)(j->res + o + 16 * c), _MM_HINT_T0);
+                    __builtin_prefetch(j->y + o + 16 * c, 1, 3); /* prefetchw */
+                }
+            }
+        }
+        bc->tiles[rows - 1](bc->x + (size_t)mt * bc->ldx, bc->ldx, wp, pk->steps, pf, pfs, bc->acc);
+        store_wb(j, bc->acc, mt, rows, cb * WB_COLS);
+    }
+}
+
+static void wb_block_fn(void *bc, int32_t cb, int32_t nb)
+{
+    wb_block(bc, cb, nb);
+}
+
+/* Wide column blocks: task = (a range of ppt blocks, an m-block), or in
+ * latency mode (j->ranges) the task's own range, then whatever is left of
+ * the others'. */
 static void gemm_task_wb(const gjob *j, int64_t task)
 {
     const pk512 *pk = j->pk;
@@ -766,6 +825,12 @@ static void gemm_task_wb(const gjob *j, int64_t task)
     }
     int32_t c0 = nc * j->ppt, c1 = c0 + j->ppt < pk->n_wb ? c0 + j->ppt : pk->n_wb;
     int32_t m0 = mb * j->mb_rows, m1 = m0 + j->mb_rows < j->M ? m0 + j->mb_rows : j->M;
+    if (j->ranges) { /* one m-block; the range's first block */
+        mb = m0 = 0;
+        m1 = j->M;
+        c0 = me_range_first(&j->ranges[task]);
+        c1 = c0 + 1;
+    }
     /* Start the first block on its way from DRAM before waiting for (or
      * making) the quantized x: at small M nothing else hides that. */
     const uint8_t *w0 = pk->data + (size_t)c0 * WB_BYTES(pk);
@@ -781,39 +846,13 @@ static void gemm_task_wb(const gjob *j, int64_t task)
         ldx = j->ldq;
         tiles = pk->kind == ME_PACK_INT8 ? TILES_WB_I8 : TILES_WB_BF16;
     }
-    __m512i acc[3 * WB_ROWS];
-    /* The first row tiles (up to 3) pull the next block into L2, each its
-     * share of it: at small M (latency) they are the only ones, and the
-     * block is the next thing read from DRAM. */
-    int32_t ntile = cdiv(m1 - m0, WB_ROWS), share = ntile < 3 ? ntile : 3;
-    int32_t pfs = WB_COLS * 4 / share;
-    for (int32_t cb = c0; cb < c1; cb++) {
-        const uint8_t *wp = pk->data + (size_t)cb * WB_BYTES(pk);
-        const uint8_t *next = cb + 1 < c1 ? wp + WB_BYTES(pk) : NULL;
-        for (int32_t mt = m0; mt < m1; mt += WB_ROWS) {
-            int32_t rows = m1 - mt < WB_ROWS ? m1 - mt : WB_ROWS;
-            int32_t ti = (mt - m0) / WB_ROWS;
-            const uint8_t *pf = next && ti < share ? next + (size_t)ti * pk->steps * pfs : NULL;
-            /* Large M: this tile's output and residual lines were last
-             * touched a layer ago (out of L2); ask for them now so that the
-             * store does not wait on DRAM after the tile (A/B in one
-             * process: 32x128 f32 +3.5%, bf16 +2.7%, int8 +5.6%; 8x512
-             * +1.5-2%). At small M they are hot and the prefetches only
-             * compete with the weight stream (1x16: 2-5% slower). */
-            if (j->n_mb > 1 && !(j->epi & ME_EPI_OUT_BF16)) {
-                for (int32_t r = 0; r < rows; r++) {
-                    size_t o = (size_t)(mt + r) * (size_t)j->N + (size_t)cb * WB_COLS;
-                    for (int32_t c = 0; c < 3 && cb * WB_COLS + 16 * c < j->N; c++) {
-                        if (j->res)
-                            _mm_prefetch((const char *)(j->res + o + 16 * c), _MM_HINT_T0);
-                        __builtin_prefetch(j->y + o + 16 * c, 1, 3); /* prefetchw */
-                    }
-                }
-            }
-            tiles[rows - 1](x + (size_t)mt * ldx, ldx, wp, pk->steps, pf, pfs, acc);
-            store_wb(j, acc, mt, rows, cb * WB_COLS);
-        }
+    wb_ctx c = {.j = j, .x = x, .ldx = ldx, .tiles = tiles, .m0 = m0, .m1 = m1};
+    if (j->ranges) {
+        me_ranges_work(j->ranges, j->n_ranges, (int32_t)task, wb_block_fn, &c);
+        return;
     }
+    for (int32_t cb = c0; cb < c1; cb++)
+        wb_block(&c, cb, cb + 1 < c1 ? cb + 1 : -1);
 }
 
 static void gemm_task(void *arg, int64_t task, int32_t thread)
@@ -913,15 +952,23 @@ static void linear512(const me_linear *L, const float *x, int32_t M, float *y,
     int32_t ppt = pk->n_wb ? 2 : 16;
     while (ppt > 1 && (int64_t)cdiv(units, ppt) * j.n_mb < 8 * (int64_t)nt)
         ppt /= 2;
-    /* One m-block (small M: latency): each thread gets one contiguous range
-     * of blocks, so every block but its first was prefetched while the one
-     * before it was computed (the next block is the same thread's). Shared
-     * out in small tasks, half the blocks started cold from DRAM. Measured
-     * at 1x16: bf16 8.7 -> 6.9 ms, int8 4.8-5.3 -> 3.8-3.9 ms, f32 16.5-17.6
-     * -> 13.5 ms; also 2-11% at 1x64 and 1x128. */
-    if (pk->n_wb && j.n_mb == 1) /* n_wb > 0: ppt >= 1 */
-        ppt = cdiv(units, nt);
     j.ppt = ppt;
+    /* One m-block (small M: latency): each thread walks its own range of
+     * blocks, so that every block but its first was prefetched while the
+     * one before it was computed, and then takes over what the other
+     * threads have not reached (ranges.h). Shared out in small tasks, half
+     * the blocks started cold from DRAM (1x16: bf16 8.7 -> 6.9 ms, int8
+     * 4.8-5.3 -> 3.8-3.9 ms, f32 16.5-17.6 -> 13.5 ms; also 2-11% at 1x64
+     * and 1x128). */
+    me_block_range ranges[ME_POOL_MAX_THREADS];
+    if (pk->n_wb && j.n_mb == 1) { /* n_wb > 0 */
+        int32_t nr = nt < units ? nt : units;
+        me_ranges_init(ranges, nr, units);
+        j.ranges = ranges;
+        j.n_ranges = nr;
+        me_pool_run(pool, nr, gemm_task, &j);
+        return;
+    }
     me_pool_run(pool, (int64_t)cdiv(units, ppt) * j.n_mb, gemm_task, &j);
 }
 

@@ -144,8 +144,8 @@ me_pool *me_pool_create(int32_t n_threads)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = n > 0 ? (int32_t)n : 1;
     }
-    if (n_threads > 256)
-        n_threads = 256;
+    if (n_threads > ME_POOL_MAX_THREADS)
+        n_threads = ME_POOL_MAX_THREADS;
     me_pool *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;

@@ -15,8 +15,11 @@ typedef struct me_pool me_pool;
 /* fn(arg, task_index, thread_index); thread_index in [0, n_threads). */
 typedef void (*me_task_fn)(void *arg, int64_t task, int32_t thread);
 
-/* n_threads total, the calling thread included; <= 0 means all online CPUs.
- * Returns NULL on failure. */
+/* Most threads a pool has (larger requests are capped). */
+#define ME_POOL_MAX_THREADS 256
+
+/* n_threads total, the calling thread included; <= 0 means all online CPUs
+ * (at most ME_POOL_MAX_THREADS). Returns NULL on failure. */
 me_pool *me_pool_create(int32_t n_threads);
 void me_pool_free(me_pool *p);
 int32_t me_pool_threads(const me_pool *p);

@@ -9,7 +9,11 @@
 
 #include <math.h>
 
+#include <stdatomic.h>
+#include <time.h>
+
 #include "kernels/kernels.h"
+#include "kernels/ranges.h"
 #include "medembed.h"
 #include "thread/pool.h"
 
@@ -541,6 +545,137 @@ static void test_attention(void **state)
             }
 }
 
+/* ranges.h, the latency-mode schedule: every block is handed out exactly
+ * once, a task walks its own range from the front, and once its range is
+ * empty it takes the others' blocks from the back. Task 0 is slowed down
+ * (1 ms a block) so that the other tasks must take over the end of its
+ * range; its prefetch hint always names the block it gets next. */
+#define RT_MAX 64
+typedef struct {
+    me_block_range *r;
+    int32_t n, units;
+    atomic_int visits[RT_MAX];
+    atomic_int by_task[RT_MAX]; /* which task computed the block, + 1 */
+    int32_t order[8][RT_MAX], n_order[8], hint[8][RT_MAX];
+} rt_job;
+
+typedef struct {
+    rt_job *j;
+    int32_t task;
+} rt_ctx;
+
+static void rt_block(void *arg, int32_t b, int32_t next)
+{
+    rt_ctx *c = arg;
+    assert_true(b >= 0 && b < c->j->units);
+    atomic_fetch_add(&c->j->visits[b], 1);
+    atomic_store(&c->j->by_task[b], c->task + 1);
+    int32_t k = c->j->n_order[c->task]++;
+    c->j->order[c->task][k] = b;
+    c->j->hint[c->task][k] = next;
+    if (c->task == 0) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void rt_task(void *arg, int64_t task, int32_t thread)
+{
+    (void)thread;
+    rt_ctx c = {arg, (int32_t)task};
+    rt_job *j = arg;
+    me_ranges_work(j->r, j->n, (int32_t)task, rt_block, &c);
+}
+
+static void test_block_ranges(void **state)
+{
+    (void)state;
+    me_pool *pool = me_pool_create(3);
+    assert_non_null(pool);
+    static const int32_t shapes[][2] = {{1, 1}, {1, 7}, {2, 2}, {2, 48}, {3, 16}, {3, 64}, {5, 9}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int32_t n = shapes[si][0], units = shapes[si][1];
+        me_block_range r[8];
+        static rt_job j;
+        memset(&j, 0, sizeof j);
+        me_ranges_init(r, n, units);
+        j.r = r;
+        j.n = n;
+        j.units = units;
+        for (int32_t t = 0; t < n; t++)
+            assert_int_equal(me_range_first(&r[t]), (int32_t)((int64_t)units * t / n));
+        me_pool_run(pool, n, rt_task, &j);
+        for (int32_t b = 0; b < units; b++)
+            if (atomic_load(&j.visits[b]) != 1)
+                fail_msg("n=%d units=%d: block %d handed out %d times", n, units, b,
+                         atomic_load(&j.visits[b]));
+        /* task 0: its own blocks in order from the front (a prefix of its
+         * range), each hint naming the next of them or -1 at the end */
+        int32_t lo0 = 0, hi0 = units / n, k0 = j.n_order[0];
+        for (int32_t k = 0; k < k0 && j.order[0][k] < hi0; k++) {
+            assert_int_equal(j.order[0][k], lo0 + k);
+            if (k + 1 < k0 && j.order[0][k + 1] < hi0)
+                assert_int_equal(j.hint[0][k], lo0 + k + 1);
+        }
+        /* With other threads free and 1 ms a block, task 0 cannot finish
+         * a range of 7 or more blocks alone: the others take its end, from
+         * the back (decreasing). */
+        if (n > 1 && hi0 - lo0 >= 7) {
+            assert_int_not_equal(atomic_load(&j.by_task[hi0 - 1]), 1);
+            int32_t last = hi0;
+            for (int32_t t = 1; t < n; t++)
+                for (int32_t k = 0; k < j.n_order[t]; k++)
+                    if (j.order[t][k] < hi0) { /* a block of range 0: taken from the back */
+                        assert_true(j.order[t][k] < last);
+                        last = j.order[t][k];
+                    }
+        }
+    }
+    me_pool_free(pool);
+}
+
+/* Small M (one m-block: the latency schedule) over many blocks: the same
+ * bits on 1, 2, 3 and 5 threads, whoever ends up computing which block. */
+static void test_linear_latency_threads(void **state)
+{
+    (void)state;
+    const me_kern *ks[4];
+    int nl = levels(ks);
+    int32_t N = 1000, K = 96, M = 5;
+    float *w = malloc(sizeof *w * (size_t)N * (size_t)K), *b = malloc(sizeof *b * (size_t)N);
+    float *x = malloc(sizeof *x * (size_t)M * (size_t)K);
+    float *y1 = malloc(sizeof *y1 * (size_t)M * (size_t)N);
+    float *y = malloc(sizeof *y * (size_t)M * (size_t)N);
+    fill(w, (size_t)N * (size_t)K, 0.5f);
+    fill(b, (size_t)N, 0.5f);
+    fill(x, (size_t)M * (size_t)K, 2.0f);
+    for (int li = 0; li < nl; li++)
+        for (int32_t dt = MEDEMBED_DTYPE_F32; dt <= MEDEMBED_DTYPE_INT8; dt++) {
+            me_linear L = {.n_out = N, .n_in = K, .w = w, .b = b};
+            assert_int_equal(ks[li]->pack(&L, dt), MEDEMBED_OK);
+            run_linear(ks[li], &L, x, M, y1, NULL, ME_EPI_GELU, NULL);
+            static const int32_t threads[] = {2, 3, 5};
+            for (size_t ti = 0; ti < sizeof threads / sizeof threads[0]; ti++) {
+                me_pool *pool = me_pool_create(threads[ti]);
+                assert_non_null(pool);
+                for (int rep = 0; rep < 20; rep++) {
+                    memset(y, 0xff, sizeof *y * (size_t)M * (size_t)N);
+                    run_linear(ks[li], &L, x, M, y, NULL, ME_EPI_GELU, pool);
+                    if (memcmp(y, y1, sizeof *y * (size_t)M * (size_t)N) != 0)
+                        fail_msg("%s dtype %d: %d threads differ from 1", me_isa_name(ks[li]->isa),
+                                 dt, threads[ti]);
+                }
+                me_pool_free(pool);
+            }
+            ks[li]->unpack(&L);
+        }
+    free(w);
+    free(b);
+    free(x);
+    free(y1);
+    free(y);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -548,6 +683,7 @@ int main(void)
         cmocka_unit_test(test_linear_f32_levels_agree),
         cmocka_unit_test(test_linear_bf16),  cmocka_unit_test(test_bf16_handoff),
         cmocka_unit_test(test_linear_int8),
+        cmocka_unit_test(test_block_ranges), cmocka_unit_test(test_linear_latency_threads),
         cmocka_unit_test_teardown(test_linear_fallbacks, unset_cpu_disable),
         cmocka_unit_test(test_gelu),         cmocka_unit_test(test_layernorm),
         cmocka_unit_test(test_attention),
