@@ -536,7 +536,7 @@ typedef struct {
     int32_t mb_rows, n_mb, ppt;
     size_t ldy_b;          /* ME_EPI_OUT_BF16: bytes per row of y */
     me_block_range *ranges; /* latency mode: n_ranges ranges of blocks (ranges.h) */
-    int32_t n_ranges;
+    int32_t n_ranges, n_threads;
 } gjob;
 
 /* Broadcasts 4 floats (masked to `cols`) to all four 128-bit lanes. */
@@ -760,18 +760,18 @@ typedef struct {
     size_t ldx;
     const tile_wb_fn *tiles;
     int32_t m0, m1;
+    const uint8_t *after; /* latency mode: the first block of this thread's range in L->next */
     __m512i acc[3 * WB_ROWS];
 } wb_ctx;
 
-/* One wide block cb against the task's rows; block nb (-1: none) is pulled
- * in meanwhile. */
-static void wb_block(wb_ctx *bc, int32_t cb, int32_t nb)
+/* One wide block cb against the task's rows; the block at next (NULL:
+ * none) is pulled in meanwhile, as much of it as block cb's size. */
+static void wb_block(wb_ctx *bc, int32_t cb, const uint8_t *next)
 {
     const gjob *j = bc->j;
     const pk512 *pk = j->pk;
     int32_t m0 = bc->m0, m1 = bc->m1;
     const uint8_t *wp = pk->data + (size_t)cb * WB_BYTES(pk);
-    const uint8_t *next = nb >= 0 ? pk->data + (size_t)nb * WB_BYTES(pk) : NULL;
     /* The first row tiles (up to 3) pull the next block into L2, each its
      * share of it: at small M (latency) they are the only ones, and the
      * block is the next thing read from DRAM. */
@@ -802,15 +802,33 @@ static void wb_block(wb_ctx *bc, int32_t cb, int32_t nb)
     }
 }
 
-static void wb_block_fn(void *bc, int32_t cb, int32_t nb)
+/* Latency mode: block nb of this layer next, or (nb = -1, this thread's
+ * last block as far as it knows) its first block of the next layer. */
+static void wb_block_fn(void *ctx, int32_t cb, int32_t nb)
 {
-    wb_block(bc, cb, nb);
+    wb_ctx *bc = ctx;
+    const pk512 *pk = bc->j->pk;
+    wb_block(bc, cb, nb >= 0 ? pk->data + (size_t)nb * WB_BYTES(pk) : bc->after);
+}
+
+/* Latency mode: where thread `own`'s range of layer L->next starts (as
+ * linear512 will split it), when that layer is packed in wide blocks. */
+static const uint8_t *next_layer_start(const me_linear *L, int32_t own, int32_t nt)
+{
+    const me_linear *nx = L->next;
+    if (!nx || !nx->packed || nx->packed_kind != L->packed_kind)
+        return NULL;
+    const pk512 *pk = nx->packed;
+    int32_t nr = nt < pk->n_wb ? nt : pk->n_wb;
+    if (own >= nr)
+        return NULL;
+    return pk->data + (size_t)((int64_t)pk->n_wb * own / nr) * WB_BYTES(pk);
 }
 
 /* Wide column blocks: task = (a range of ppt blocks, an m-block), or in
  * latency mode (j->ranges) the task's own range, then whatever is left of
  * the others'. */
-static void gemm_task_wb(const gjob *j, int64_t task)
+static void gemm_task_wb(const gjob *j, int64_t task, int32_t thread)
 {
     const pk512 *pk = j->pk;
     int32_t nc = (int32_t)(task / j->n_mb), mb = (int32_t)(task % j->n_mb);
@@ -825,10 +843,14 @@ static void gemm_task_wb(const gjob *j, int64_t task)
     }
     int32_t c0 = nc * j->ppt, c1 = c0 + j->ppt < pk->n_wb ? c0 + j->ppt : pk->n_wb;
     int32_t m0 = mb * j->mb_rows, m1 = m0 + j->mb_rows < j->M ? m0 + j->mb_rows : j->M;
-    if (j->ranges) { /* one m-block; the range's first block */
+    /* Latency mode: one m-block. A thread starts with the range of its own
+     * index, the same in every layer, so that the block it pulls in from
+     * the next layer (next_layer_start) is the one it will start with. */
+    int32_t own = j->ranges ? thread % j->n_ranges : 0;
+    if (j->ranges) {
         mb = m0 = 0;
         m1 = j->M;
-        c0 = me_range_first(&j->ranges[task]);
+        c0 = me_range_first(&j->ranges[own]);
         c1 = c0 + 1;
     }
     /* Start the first block on its way from DRAM before waiting for (or
@@ -848,20 +870,20 @@ static void gemm_task_wb(const gjob *j, int64_t task)
     }
     wb_ctx c = {.j = j, .x = x, .ldx = ldx, .tiles = tiles, .m0 = m0, .m1 = m1};
     if (j->ranges) {
-        me_ranges_work(j->ranges, j->n_ranges, (int32_t)task, wb_block_fn, &c);
+        c.after = next_layer_start(j->L, own, j->n_threads);
+        me_ranges_work(j->ranges, j->n_ranges, own, wb_block_fn, &c);
         return;
     }
     for (int32_t cb = c0; cb < c1; cb++)
-        wb_block(&c, cb, cb + 1 < c1 ? cb + 1 : -1);
+        wb_block(&c, cb, cb + 1 < c1 ? pk->data + (size_t)(cb + 1) * WB_BYTES(pk) : NULL);
 }
 
 static void gemm_task(void *arg, int64_t task, int32_t thread)
 {
-    (void)thread;
     const gjob *j = arg;
     const pk512 *pk = j->pk;
     if (pk->n_wb) {
-        gemm_task_wb(j, task);
+        gemm_task_wb(j, task, thread);
         return;
     }
     int32_t nc = (int32_t)(task / j->n_mb), mb = (int32_t)(task % j->n_mb);
@@ -966,6 +988,7 @@ static void linear512(const me_linear *L, const float *x, int32_t M, float *y,
         me_ranges_init(ranges, nr, units);
         j.ranges = ranges;
         j.n_ranges = nr;
+        j.n_threads = nt;
         me_pool_run(pool, nr, gemm_task, &j);
         return;
     }

@@ -94,6 +94,12 @@ typedef struct me_linear {
     int32_t packed_kind;  /* ME_PACK_* */
     int32_t packed_dtype; /* medembed_dtype the layer computes in */
     size_t packed_bytes;
+    /* The layer the forward pass multiplies next, or NULL. At small M each
+     * thread pulls in its first weight block of that layer while it computes
+     * its last block of this one (gemm_avx512.c), so the weight stream from
+     * DRAM does not stop between the two. A hint only: results never depend
+     * on it. */
+    const struct me_linear *next;
 } me_linear;
 
 /* Attention over one sequence and one head: o = softmax(q k^T * scale) v.

@@ -332,6 +332,14 @@ int me_weights_load(medembed_model *m, const char *dir, me_err *e)
         snprintf(name, sizeof name, "encoder.layer.%d.output.LayerNorm.bias", il);
         FORWARD_IF_ERROR(get_f32(m, name, H, 0, &L->ln2_b, e));
     }
+    /* The order the forward pass multiplies them in (me_linear.next). */
+    for (int32_t il = 0; il < c->n_layers; il++) {
+        me_layer *L = &m->layers[il];
+        L->qkv.next = &L->attn_out;
+        L->attn_out.next = &L->ffn_in;
+        L->ffn_in.next = &L->ffn_out;
+        L->ffn_out.next = il + 1 < c->n_layers ? &m->layers[il + 1].qkv : NULL;
+    }
     /* A layer beyond num_hidden_layers means config and weights disagree. */
     char extra[256];
     snprintf(extra, sizeof extra, "encoder.layer.%d.attention.self.query.weight", c->n_layers);

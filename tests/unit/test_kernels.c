@@ -634,8 +634,15 @@ static void test_block_ranges(void **state)
     me_pool_free(pool);
 }
 
+/* A next-layer hint by turns: none, another layer, the layer itself. */
+static const me_linear *ti_next(const me_linear *self, const me_linear *other, int i)
+{
+    return i % 3 == 0 ? NULL : i % 3 == 1 ? other : self;
+}
+
 /* Small M (one m-block: the latency schedule) over many blocks: the same
- * bits on 1, 2, 3 and 5 threads, whoever ends up computing which block. */
+ * bits on 1, 2, 3 and 5 threads, whoever ends up computing which block,
+ * with or without a next-layer prefetch hint. */
 static void test_linear_latency_threads(void **state)
 {
     (void)state;
@@ -654,6 +661,11 @@ static void test_linear_latency_threads(void **state)
             me_linear L = {.n_out = N, .n_in = K, .w = w, .b = b};
             assert_int_equal(ks[li]->pack(&L, dt), MEDEMBED_OK);
             run_linear(ks[li], &L, x, M, y1, NULL, ME_EPI_GELU, NULL);
+            /* the next-layer prefetch hint (a smaller layer, so that a block's worth
+             * of prefetch runs past its end; or this layer) changes nothing */
+            me_linear L2 = {.n_out = 50, .n_in = 40, .w = w, .b = b};
+            assert_int_equal(ks[li]->pack(&L2, dt), MEDEMBED_OK);
+            L.next = ti_next(&L, &L2, li + dt);
             static const int32_t threads[] = {2, 3, 5};
             for (size_t ti = 0; ti < sizeof threads / sizeof threads[0]; ti++) {
                 me_pool *pool = me_pool_create(threads[ti]);
@@ -664,10 +676,12 @@ static void test_linear_latency_threads(void **state)
                     if (memcmp(y, y1, sizeof *y * (size_t)M * (size_t)N) != 0)
                         fail_msg("%s dtype %d: %d threads differ from 1", me_isa_name(ks[li]->isa),
                                  dt, threads[ti]);
+                    L.next = ti_next(&L, &L2, rep);
                 }
                 me_pool_free(pool);
             }
             ks[li]->unpack(&L);
+            ks[li]->unpack(&L2);
         }
     free(w);
     free(b);

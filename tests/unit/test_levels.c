@@ -13,6 +13,7 @@
 
 #include "kernels/kernels.h"
 #include "medembed.h"
+#include "model/model.h"
 
 #define MAX_SEQ 12
 
@@ -225,11 +226,38 @@ static void test_cls_shortcut(void **state)
     }
 }
 
+/* me_linear.next, the prefetch hint of the small-M GEMMs, follows the
+ * forward pass: Q/K/V, attention output, FFN in, FFN out, the next layer's
+ * Q/K/V, and nothing after the last layer. */
+static void test_next_layer_hint(void **state)
+{
+    (void)state;
+    char dir[1024];
+    SKIP_WITHOUT_SHARED(dir, "golden/embeddings/tiny-cls-f32");
+    medembed_model *m = NULL;
+    char err[512];
+    assert_int_equal(medembed_model_load(dir, NULL, &m, err, sizeof err), MEDEMBED_OK);
+    int32_t n = m->cfg.n_layers;
+    assert_true(n >= 2);
+    for (int32_t il = 0; il < n; il++) {
+        const me_layer *L = &m->layers[il];
+        assert_ptr_equal(L->qkv.next, &L->attn_out);
+        assert_ptr_equal(L->attn_out.next, &L->ffn_in);
+        assert_ptr_equal(L->ffn_in.next, &L->ffn_out);
+        if (il + 1 < n)
+            assert_ptr_equal(L->ffn_out.next, &m->layers[il + 1].qkv);
+        else
+            assert_null(L->ffn_out.next);
+    }
+    medembed_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bit_identical),
         cmocka_unit_test(test_cls_shortcut),
+        cmocka_unit_test(test_next_layer_hint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
