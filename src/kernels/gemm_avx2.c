@@ -379,11 +379,10 @@ static void wb2_block_fn(void *bc, int32_t cb, int32_t nb)
 
 /* task = (an m-block, a range of ppt blocks), m-block major: consecutive
  * tasks share the rows of x while the blocks stream past; or in latency
- * mode (j->ranges) the task's own range, then whatever is left of the
- * others' (ranges.h). */
+ * mode (j->ranges) the range of the task's pool thread, then whatever is
+ * left of the others' (ranges.h). */
 static void gemm_task(void *arg, int64_t task, int32_t thread)
 {
-    (void)thread;
     const gjob *j = arg;
     const pk256 *pk = j->pk;
     int32_t nct = cdiv(pk->n_wb, j->ppt);
@@ -404,7 +403,7 @@ static void gemm_task(void *arg, int64_t task, int32_t thread)
     if (j->ranges) { /* one m-block */
         c.m0 = 0;
         c.m1 = j->M;
-        me_ranges_work(j->ranges, j->n_ranges, (int32_t)task, wb2_block_fn, &c);
+        me_ranges_work(j->ranges, j->n_ranges, thread % j->n_ranges, wb2_block_fn, &c);
         return;
     }
     for (int32_t cb = c0; cb < c1; cb++)
@@ -495,9 +494,9 @@ static void linear256(const me_linear *L, const float *x, int32_t M, float *y,
     while (ppt > 1 && (int64_t)cdiv(pk->n_wb, ppt) * j.n_mb < 8 * (int64_t)nt)
         ppt /= 2;
     j.ppt = ppt;
-    me_block_range ranges[ME_POOL_MAX_THREADS];
+    me_block_range ranges[ME_RANGES_MAX];
     if (j.n_mb == 1 && pk->n_wb > 0) { /* N = 0: no blocks, no tasks */
-        j.n_ranges = nt < pk->n_wb ? nt : pk->n_wb;
+        j.n_ranges = me_ranges_count(nt, pk->n_wb);
         me_ranges_init(ranges, j.n_ranges, pk->n_wb);
         j.ranges = ranges;
         me_pool_run(pool, j.n_ranges, gemm_task, &j);

@@ -811,23 +811,28 @@ static void wb_block_fn(void *ctx, int32_t cb, int32_t nb)
     wb_block(bc, cb, nb >= 0 ? pk->data + (size_t)nb * WB_BYTES(pk) : bc->after);
 }
 
-/* Latency mode: where thread `own`'s range of layer L->next starts (as
- * linear512 will split it), when that layer is packed in wide blocks. */
-static const uint8_t *next_layer_start(const me_linear *L, int32_t own, int32_t nt)
+static int32_t mb_rows512(const pk512 *pk, int32_t K, int32_t M);
+
+/* Latency mode: where `thread`'s own range of layer L->next starts, as
+ * linear512 will split it, when that layer is packed in wide blocks and will
+ * run in latency mode too (at this M or fewer rows, as the [CLS]-only last
+ * layer); NULL otherwise. Every layer of a model is packed by the same
+ * kernel level, so L->next->packed is a pk512. */
+static const uint8_t *next_layer_start(const me_linear *L, int32_t M, int32_t thread, int32_t nt)
 {
     const me_linear *nx = L->next;
     if (!nx || !nx->packed || nx->packed_kind != L->packed_kind)
         return NULL;
     const pk512 *pk = nx->packed;
-    int32_t nr = nt < pk->n_wb ? nt : pk->n_wb;
-    if (own >= nr)
+    if (!pk->n_wb || mb_rows512(pk, nx->n_in, M) < M)
         return NULL;
-    return pk->data + (size_t)((int64_t)pk->n_wb * own / nr) * WB_BYTES(pk);
+    int32_t nr = me_ranges_count(nt, pk->n_wb);
+    return pk->data + (size_t)me_range_start(pk->n_wb, thread % nr, nr) * WB_BYTES(pk);
 }
 
 /* Wide column blocks: task = (a range of ppt blocks, an m-block), or in
- * latency mode (j->ranges) the task's own range, then whatever is left of
- * the others'. */
+ * latency mode (j->ranges) the range of the task's pool thread, then
+ * whatever is left of the others' (ranges.h). */
 static void gemm_task_wb(const gjob *j, int64_t task, int32_t thread)
 {
     const pk512 *pk = j->pk;
@@ -843,9 +848,10 @@ static void gemm_task_wb(const gjob *j, int64_t task, int32_t thread)
     }
     int32_t c0 = nc * j->ppt, c1 = c0 + j->ppt < pk->n_wb ? c0 + j->ppt : pk->n_wb;
     int32_t m0 = mb * j->mb_rows, m1 = m0 + j->mb_rows < j->M ? m0 + j->mb_rows : j->M;
-    /* Latency mode: one m-block. A thread starts with the range of its own
-     * index, the same in every layer, so that the block it pulls in from
-     * the next layer (next_layer_start) is the one it will start with. */
+    /* Latency mode: one m-block. A thread starts with range thread % n,
+     * the range its pool index gets in every layer (with at least as many
+     * blocks as threads), so that the block it pulled in during the layer
+     * before (next_layer_start) is the one it starts with. */
     int32_t own = j->ranges ? thread % j->n_ranges : 0;
     if (j->ranges) {
         mb = m0 = 0;
@@ -856,7 +862,7 @@ static void gemm_task_wb(const gjob *j, int64_t task, int32_t thread)
     /* Start the first block on its way from DRAM before waiting for (or
      * making) the quantized x: at small M nothing else hides that. */
     const uint8_t *w0 = pk->data + (size_t)c0 * WB_BYTES(pk);
-    for (size_t o = 0; o < WB_BYTES(pk) && o < PF_START_BYTES; o += 64)
+    for (size_t o = 0; c0 < pk->n_wb && o < WB_BYTES(pk) && o < PF_START_BYTES; o += 64)
         _mm_prefetch((const char *)w0 + o, _MM_HINT_T1);
     const uint8_t *x = (const uint8_t *)(const void *)j->x;
     size_t ldx = (size_t)j->K * 4;
@@ -870,7 +876,7 @@ static void gemm_task_wb(const gjob *j, int64_t task, int32_t thread)
     }
     wb_ctx c = {.j = j, .x = x, .ldx = ldx, .tiles = tiles, .m0 = m0, .m1 = m1};
     if (j->ranges) {
-        c.after = next_layer_start(j->L, own, j->n_threads);
+        c.after = next_layer_start(j->L, j->M, thread, j->n_threads);
         me_ranges_work(j->ranges, j->n_ranges, own, wb_block_fn, &c);
         return;
     }
@@ -910,6 +916,24 @@ static void gemm_task(void *arg, int64_t task, int32_t thread)
         gelu_block(j, m0, m1, p0 * 4, p1 * 4 < j->N ? p1 * 4 : j->N);
 }
 
+/* Rows per m-block: the block of x stays in L2 (~256 KiB; 512 KiB of fp32
+ * rows, 1-3% faster at 32x128 and 8x512 on Zen 5, where bf16 and int8 lost
+ * 2% with it) while the task's blocks stream past it. M itself when it
+ * fits: one m-block, the latency schedule. Never changes any output's
+ * arithmetic. */
+static int32_t mb_rows512(const pk512 *pk, int32_t K, int32_t M)
+{
+    size_t row_bytes = pk->kind == ME_PACK_F32 ? (size_t)K * 4 : (size_t)pk->kblocks * 64;
+    int32_t step = pk->n_wb ? 2 * WB_ROWS : 4; /* two wide tiles, or one 4-row panel tile */
+    uint32_t x_bytes = (pk->kind == ME_PACK_F32 ? 512u : 256u) << 10;
+    int32_t mb = (int32_t)(x_bytes / row_bytes) & ~(step - 1);
+    if (mb < step)
+        mb = step;
+    if (mb > 256)
+        mb = 256;
+    return mb >= M ? M : mb;
+}
+
 static void linear512(const me_linear *L, const float *x, int32_t M, float *y,
                       const float *residual, uint32_t epi, me_pool *pool, void *work)
 {
@@ -931,12 +955,10 @@ static void linear512(const me_linear *L, const float *x, int32_t M, float *y,
     j.y = y;
     j.res = residual;
     j.epi = epi;
-    size_t row_bytes = (size_t)j.K * 4;
     if (pk->kind != ME_PACK_F32) {
         /* quantized copy of x: rows of kblocks * 64 bytes, then scales */
         j.ldq = (size_t)pk->kblocks * 64;
         j.xq = work;
-        row_bytes = j.ldq;
     }
     if (pk->kind != ME_PACK_F32)
         j.xscale = (const float *)(const void *)((uint8_t *)work + j.ldq * (size_t)M);
@@ -945,22 +967,9 @@ static void linear512(const me_linear *L, const float *x, int32_t M, float *y,
         j.xq = (const uint8_t *)(const void *)x;
     if (epi & ME_EPI_OUT_BF16)
         j.ldy_b = me_bf16_row_bytes(j.N);
-    /* Rows per block: the block of x stays in L2 (~256 KiB; 512 KiB of
-     * fp32 rows, 1-3% faster at 32x128 and 8x512 on Zen 5, where bf16 and
-     * int8 lost 2% with it) while the task's blocks stream past it; blocks
-     * per task: enough tasks for the pool to balance. Neither changes any
-     * output's arithmetic. */
-    int32_t step = pk->n_wb ? 2 * WB_ROWS : 4; /* two wide tiles, or one 4-row panel tile */
-    uint32_t x_bytes = (pk->kind == ME_PACK_F32 ? 512u : 256u) << 10;
-    int32_t mb = (int32_t)(x_bytes / row_bytes) & ~(step - 1);
-    if (mb < step)
-        mb = step;
-    if (mb > 256)
-        mb = 256;
-    if (mb >= M)
-        mb = M;
-    j.mb_rows = mb;
-    j.n_mb = cdiv(M, mb);
+    /* blocks per task: enough tasks for the pool to balance (below) */
+    j.mb_rows = mb_rows512(pk, j.K, M);
+    j.n_mb = cdiv(M, j.mb_rows);
     if (pk->kind != ME_PACK_F32) {
         /* after the scales: M floats, rounded up to 64 bytes */
         j.mb_state = (atomic_int *)(void *)((uint8_t *)work + j.ldq * (size_t)M +
@@ -982,14 +991,13 @@ static void linear512(const me_linear *L, const float *x, int32_t M, float *y,
      * the blocks started cold from DRAM (1x16: bf16 8.7 -> 6.9 ms, int8
      * 4.8-5.3 -> 3.8-3.9 ms, f32 16.5-17.6 -> 13.5 ms; also 2-11% at 1x64
      * and 1x128). */
-    me_block_range ranges[ME_POOL_MAX_THREADS];
-    if (pk->n_wb && j.n_mb == 1) { /* n_wb > 0 */
-        int32_t nr = nt < units ? nt : units;
-        me_ranges_init(ranges, nr, units);
+    me_block_range ranges[ME_RANGES_MAX];
+    if (pk->n_wb && j.n_mb == 1) {
+        j.n_ranges = me_ranges_count(nt, units);
+        me_ranges_init(ranges, j.n_ranges, units);
         j.ranges = ranges;
-        j.n_ranges = nr;
         j.n_threads = nt;
-        me_pool_run(pool, nr, gemm_task, &j);
+        me_pool_run(pool, j.n_ranges, gemm_task, &j);
         return;
     }
     me_pool_run(pool, (int64_t)cdiv(units, ppt) * j.n_mb, gemm_task, &j);

@@ -98,7 +98,8 @@ typedef struct me_linear {
      * thread pulls in its first weight block of that layer while it computes
      * its last block of this one (gemm_avx512.c), so the weight stream from
      * DRAM does not stop between the two. A hint only: results never depend
-     * on it. */
+     * on it. Both layers must have been packed by the same kernel level (as
+     * every layer of a model is). */
     const struct me_linear *next;
 } me_linear;
 

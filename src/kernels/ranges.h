@@ -1,12 +1,13 @@
 /*
  * ranges.h - the latency-mode schedule of the wide-block GEMMs (one
- * m-block, so the weights stream from DRAM once and every block is
- * visited by one row tile or two).
+ * m-block: small M, so the weights stream from DRAM once, each block read
+ * by all of the rows' tiles in turn).
  *
- * Each pool task owns one contiguous range of blocks and walks it from the
- * front, so that it can prefetch its next block while it computes the
- * current one. A task whose range is empty then takes blocks from the back
- * of the other ranges, one at a time. The two threads of a 2-core VM rarely
+ * Each pool thread owns one contiguous range of blocks (range
+ * `thread % n`) and walks it from the front, so that it can prefetch its
+ * next block while it computes the current one. A thread whose range is
+ * empty then takes blocks from the back of the other ranges, one at a
+ * time. The two threads of a 2-core VM rarely
  * get equal shares of the memory bandwidth: with fixed halves the faster
  * one waited for the slower at the end of every GEMM, 18% of the time of
  * the pool runs at 1x16 f32 (Zen 5), and taking over the other's last
@@ -14,9 +15,12 @@
  *
  * A range is lo | hi << 32 in one atomic word on its own cache line; lo
  * and hi move only by compare-and-swap, so every block is handed out
- * exactly once. Which thread computes a block never changes its result.
- * Relaxed order is enough: the weights and x are read-only during the run
- * and the pool's own synchronisation publishes the outputs.
+ * exactly once, whichever threads run whichever tasks (a thread that runs
+ * two tasks finds its range empty the second time). Which thread computes a
+ * block never changes its result. Relaxed order is enough: the weights are
+ * read-only during the run, the quantized copy of x has its own
+ * acquire/release (gemm_avx512.c, ensure_rows) and the pool's own
+ * synchronisation publishes the outputs.
  */
 #ifndef ME_KERNELS_RANGES_H
 #define ME_KERNELS_RANGES_H
@@ -28,17 +32,36 @@ typedef struct {
     _Alignas(64) atomic_ullong v;
 } me_block_range;
 
-/* Splits blocks [0, units) into n ranges as evenly as possible. */
+/* Most ranges: more threads than this share ranges (thread % n), which
+ * stays correct; it bounds the callers' stack arrays (4 KiB). */
+#define ME_RANGES_MAX 64
+
+/* The number of ranges for n_threads threads and `units` blocks (>= 1). */
+static inline int32_t me_ranges_count(int32_t n_threads, int32_t units)
+{
+    int32_t n = n_threads < units ? n_threads : units;
+    return n < 1 ? 1 : n > ME_RANGES_MAX ? ME_RANGES_MAX : n;
+}
+
+/* Where range `i` of n starts when blocks [0, units) are split as evenly as
+ * possible (range i is [start(i), start(i + 1))). */
+static inline int32_t me_range_start(int32_t units, int32_t i, int32_t n)
+{
+    return (int32_t)((int64_t)units * i / n);
+}
+
+/* Splits blocks [0, units) into n ranges (me_range_start). */
 static inline void me_ranges_init(me_block_range *r, int32_t n, int32_t units)
 {
     for (int32_t i = 0; i < n; i++) {
-        unsigned long long lo = (unsigned long long)((int64_t)units * i / n);
-        unsigned long long hi = (unsigned long long)((int64_t)units * (i + 1) / n);
+        unsigned long long lo = (unsigned long long)me_range_start(units, i, n);
+        unsigned long long hi = (unsigned long long)me_range_start(units, i + 1, n);
         atomic_init(&r[i].v, lo | hi << 32);
     }
 }
 
-/* The block range r will hand out first (to size the first prefetch). */
+/* The block range r would hand out next from its front (to pick the first
+ * prefetch); hi when the range is already empty. */
 static inline int32_t me_range_first(me_block_range *r)
 {
     return (int32_t)(uint32_t)atomic_load_explicit(&r->v, memory_order_relaxed);
@@ -46,7 +69,9 @@ static inline int32_t me_range_first(me_block_range *r)
 
 /* Takes a block from the front (own range: from_back 0) or the back;
  * returns -1 once the range is empty. *next gets the block this taker
- * will most likely get next (the one to prefetch), or -1. */
+ * will most likely get next (the one to prefetch), or -1: from the front
+ * lo + 1 while it is below hi; from the back hi - 2 only while it is above
+ * lo + 1, since lo (the owner's next) is the owner's to take. */
 static inline int32_t me_range_take(me_block_range *r, int from_back, int32_t *next)
 {
     unsigned long long v = atomic_load_explicit(&r->v, memory_order_relaxed);
@@ -67,16 +92,16 @@ static inline int32_t me_range_take(me_block_range *r, int from_back, int32_t *n
     }
 }
 
-/* Task `task`'s whole share: its own range, then what is left of the
+/* A thread's whole share: its own range `own`, then what is left of the
  * others'. block(ctx, b, next) computes block b (next: see me_range_take). */
-static inline void me_ranges_work(me_block_range *r, int32_t n, int32_t task,
+static inline void me_ranges_work(me_block_range *r, int32_t n, int32_t own,
                                   void (*block)(void *ctx, int32_t b, int32_t next), void *ctx)
 {
     int32_t b, next;
-    while ((b = me_range_take(&r[task], 0, &next)) >= 0)
+    while ((b = me_range_take(&r[own], 0, &next)) >= 0)
         block(ctx, b, next);
     for (int32_t i = 1; i < n; i++)
-        while ((b = me_range_take(&r[(task + i) % n], 1, &next)) >= 0)
+        while ((b = me_range_take(&r[(own + i) % n], 1, &next)) >= 0)
             block(ctx, b, next);
 }
 

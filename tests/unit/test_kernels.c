@@ -547,15 +547,19 @@ static void test_attention(void **state)
 
 /* ranges.h, the latency-mode schedule: every block is handed out exactly
  * once, a task walks its own range from the front, and once its range is
- * empty it takes the others' blocks from the back. Task 0 is slowed down
- * (1 ms a block) so that the other tasks must take over the end of its
- * range; its prefetch hint always names the block it gets next. */
+ * empty it takes the others' blocks from the back. Task 0 holds on to its
+ * first block until another task has taken the last block of its range (5 s
+ * at most), so that taking over from the back must happen, whatever the
+ * machine's load; its prefetch hint names the block it gets next. The
+ * callbacks run on pool threads, so they only record; the test thread
+ * checks. */
 #define RT_MAX 64
 typedef struct {
     me_block_range *r;
     int32_t n, units;
     atomic_int visits[RT_MAX];
     atomic_int by_task[RT_MAX]; /* which task computed the block, + 1 */
+    atomic_int bad;             /* a block index out of range */
     int32_t order[8][RT_MAX], n_order[8], hint[8][RT_MAX];
 } rt_job;
 
@@ -567,16 +571,22 @@ typedef struct {
 static void rt_block(void *arg, int32_t b, int32_t next)
 {
     rt_ctx *c = arg;
-    assert_true(b >= 0 && b < c->j->units);
-    atomic_fetch_add(&c->j->visits[b], 1);
-    atomic_store(&c->j->by_task[b], c->task + 1);
-    int32_t k = c->j->n_order[c->task]++;
-    c->j->order[c->task][k] = b;
-    c->j->hint[c->task][k] = next;
-    if (c->task == 0) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
+    rt_job *j = c->j;
+    if (b < 0 || b >= j->units || j->n_order[c->task] >= RT_MAX) {
+        atomic_store(&j->bad, 1);
+        return;
     }
+    atomic_fetch_add(&j->visits[b], 1);
+    atomic_store(&j->by_task[b], c->task + 1);
+    int32_t k = j->n_order[c->task]++;
+    j->order[c->task][k] = b;
+    j->hint[c->task][k] = next;
+    int32_t hi0 = j->units / j->n; /* range 0 is [0, units / n) */
+    if (c->task == 0 && k == 0 && j->n > 1 && hi0 >= 2)
+        for (int i = 0; i < 5000 && atomic_load(&j->visits[hi0 - 1]) == 0; i++) {
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
 }
 
 static void rt_task(void *arg, int64_t task, int32_t thread)
@@ -590,6 +600,30 @@ static void rt_task(void *arg, int64_t task, int32_t thread)
 static void test_block_ranges(void **state)
 {
     (void)state;
+    /* one thread, step by step: the blocks and hints from either end */
+    me_block_range one[3];
+    int32_t next;
+    me_ranges_init(one, 3, 16); /* [0, 5), [5, 10), [10, 16) */
+    assert_int_equal(me_range_first(&one[1]), 5);
+    assert_int_equal(me_range_take(&one[1], 0, &next), 5);
+    assert_int_equal(next, 6);
+    assert_int_equal(me_range_take(&one[1], 1, &next), 9);
+    assert_int_equal(next, 8);
+    assert_int_equal(me_range_take(&one[1], 1, &next), 8);
+    assert_int_equal(next, 7);
+    assert_int_equal(me_range_take(&one[1], 1, &next), 7);
+    assert_int_equal(next, -1); /* 6 is left: the owner's next */
+    assert_int_equal(me_range_take(&one[1], 0, &next), 6);
+    assert_int_equal(next, -1);
+    assert_int_equal(me_range_take(&one[1], 0, &next), -1);
+    assert_int_equal(me_range_take(&one[1], 1, &next), -1);
+    assert_int_equal(me_range_first(&one[1]), 7); /* empty: lo = hi */
+    assert_int_equal(me_range_take(&one[2], 0, &next), 10);
+    assert_int_equal(next, 11);
+    assert_int_equal(me_ranges_count(2, 48), 2);
+    assert_int_equal(me_ranges_count(8, 3), 3);
+    assert_int_equal(me_ranges_count(256, 1000), ME_RANGES_MAX);
+
     me_pool *pool = me_pool_create(3);
     assert_non_null(pool);
     static const int32_t shapes[][2] = {{1, 1}, {1, 7}, {2, 2}, {2, 48}, {3, 16}, {3, 64}, {5, 9}};
@@ -605,30 +639,30 @@ static void test_block_ranges(void **state)
         for (int32_t t = 0; t < n; t++)
             assert_int_equal(me_range_first(&r[t]), (int32_t)((int64_t)units * t / n));
         me_pool_run(pool, n, rt_task, &j);
+        assert_int_equal(atomic_load(&j.bad), 0);
         for (int32_t b = 0; b < units; b++)
             if (atomic_load(&j.visits[b]) != 1)
                 fail_msg("n=%d units=%d: block %d handed out %d times", n, units, b,
                          atomic_load(&j.visits[b]));
         /* task 0: its own blocks in order from the front (a prefix of its
          * range), each hint naming the next of them or -1 at the end */
-        int32_t lo0 = 0, hi0 = units / n, k0 = j.n_order[0];
+        int32_t hi0 = units / n, k0 = j.n_order[0];
         for (int32_t k = 0; k < k0 && j.order[0][k] < hi0; k++) {
-            assert_int_equal(j.order[0][k], lo0 + k);
+            assert_int_equal(j.order[0][k], k);
             if (k + 1 < k0 && j.order[0][k + 1] < hi0)
-                assert_int_equal(j.hint[0][k], lo0 + k + 1);
+                assert_int_equal(j.hint[0][k], k + 1);
         }
-        /* With other threads free and 1 ms a block, task 0 cannot finish
-         * a range of 7 or more blocks alone: the others take its end, from
-         * the back (decreasing). */
-        if (n > 1 && hi0 - lo0 >= 7) {
+        /* the others took the end of range 0, from the back (decreasing) */
+        if (n > 1 && hi0 >= 2) {
             assert_int_not_equal(atomic_load(&j.by_task[hi0 - 1]), 1);
-            int32_t last = hi0;
-            for (int32_t t = 1; t < n; t++)
+            for (int32_t t = 1; t < n; t++) {
+                int32_t last = hi0;
                 for (int32_t k = 0; k < j.n_order[t]; k++)
-                    if (j.order[t][k] < hi0) { /* a block of range 0: taken from the back */
+                    if (j.order[t][k] < hi0) {
                         assert_true(j.order[t][k] < last);
                         last = j.order[t][k];
                     }
+            }
         }
     }
     me_pool_free(pool);
@@ -666,10 +700,15 @@ static void test_linear_latency_threads(void **state)
             me_linear L2 = {.n_out = 50, .n_in = 40, .w = w, .b = b};
             assert_int_equal(ks[li]->pack(&L2, dt), MEDEMBED_OK);
             L.next = ti_next(&L, &L2, li + dt);
+            float y2[5 * 50], y2p[5 * 50];
+            run_linear(ks[li], &L2, x, M, y2, NULL, 0, NULL);
             static const int32_t threads[] = {2, 3, 5};
             for (size_t ti = 0; ti < sizeof threads / sizeof threads[0]; ti++) {
                 me_pool *pool = me_pool_create(threads[ti]);
                 assert_non_null(pool);
+                /* L2 has 2 or 3 blocks: fewer ranges than threads */
+                run_linear(ks[li], &L2, x, M, y2p, NULL, 0, pool);
+                assert_memory_equal(y2, y2p, sizeof y2);
                 for (int rep = 0; rep < 20; rep++) {
                     memset(y, 0xff, sizeof *y * (size_t)M * (size_t)N);
                     run_linear(ks[li], &L, x, M, y, NULL, ME_EPI_GELU, pool);
