@@ -7,11 +7,10 @@
  * `thread % n`) and walks it from the front, so that it can prefetch its
  * next block while it computes the current one. A thread whose range is
  * empty then takes blocks from the back of the other ranges, one at a
- * time. The two threads of a 2-core VM rarely
- * get equal shares of the memory bandwidth: with fixed halves the faster
- * one waited for the slower at the end of every GEMM, 18% of the time of
- * the pool runs at 1x16 f32 (Zen 5), and taking over the other's last
- * blocks brought that to 3%.
+ * time. The two threads of a 2-core VM rarely get equal shares of the
+ * memory bandwidth: with fixed halves the faster one waited for the slower
+ * at the end of every GEMM, 18% of the time of the pool runs at 1x16 f32
+ * (Zen 5), and taking over the other's last blocks brought that to 3.5%.
  *
  * A range is lo | hi << 32 in one atomic word on its own cache line; lo
  * and hi move only by compare-and-swap, so every block is handed out
