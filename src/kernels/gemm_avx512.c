@@ -811,7 +811,23 @@ static void wb_block_fn(void *ctx, int32_t cb, int32_t nb)
     wb_block(bc, cb, nb >= 0 ? pk->data + (size_t)nb * WB_BYTES(pk) : bc->after);
 }
 
-static int32_t mb_rows512(const pk512 *pk, int32_t K, int32_t M);
+/* Rows per m-block: the block of x stays in L2 (~256 KiB; 512 KiB of fp32
+ * rows, 1-3% faster at 32x128 and 8x512 on Zen 5, where bf16 and int8 lost
+ * 2% with it) while the task's blocks stream past it. M itself when it
+ * fits: one m-block, the latency schedule. Never changes any output's
+ * arithmetic. */
+static int32_t mb_rows512(const pk512 *pk, int32_t K, int32_t M)
+{
+    size_t row_bytes = pk->kind == ME_PACK_F32 ? (size_t)K * 4 : (size_t)pk->kblocks * 64;
+    int32_t step = pk->n_wb ? 2 * WB_ROWS : 4; /* two wide tiles, or one 4-row panel tile */
+    uint32_t x_bytes = (pk->kind == ME_PACK_F32 ? 512u : 256u) << 10;
+    int32_t mb = (int32_t)(x_bytes / row_bytes) & ~(step - 1);
+    if (mb < step)
+        mb = step;
+    if (mb > 256)
+        mb = 256;
+    return mb >= M ? M : mb;
+}
 
 /* Latency mode: where `thread`'s own range of layer L->next starts, as
  * linear512 will split it, when that layer is packed in wide blocks and will
@@ -914,24 +930,6 @@ static void gemm_task(void *arg, int64_t task, int32_t thread)
     }
     if (j->epi & ME_EPI_GELU)
         gelu_block(j, m0, m1, p0 * 4, p1 * 4 < j->N ? p1 * 4 : j->N);
-}
-
-/* Rows per m-block: the block of x stays in L2 (~256 KiB; 512 KiB of fp32
- * rows, 1-3% faster at 32x128 and 8x512 on Zen 5, where bf16 and int8 lost
- * 2% with it) while the task's blocks stream past it. M itself when it
- * fits: one m-block, the latency schedule. Never changes any output's
- * arithmetic. */
-static int32_t mb_rows512(const pk512 *pk, int32_t K, int32_t M)
-{
-    size_t row_bytes = pk->kind == ME_PACK_F32 ? (size_t)K * 4 : (size_t)pk->kblocks * 64;
-    int32_t step = pk->n_wb ? 2 * WB_ROWS : 4; /* two wide tiles, or one 4-row panel tile */
-    uint32_t x_bytes = (pk->kind == ME_PACK_F32 ? 512u : 256u) << 10;
-    int32_t mb = (int32_t)(x_bytes / row_bytes) & ~(step - 1);
-    if (mb < step)
-        mb = step;
-    if (mb > 256)
-        mb = 256;
-    return mb >= M ? M : mb;
 }
 
 static void linear512(const me_linear *L, const float *x, int32_t M, float *y,
