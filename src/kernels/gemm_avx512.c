@@ -760,6 +760,10 @@ typedef struct {
     size_t ldx;
     const tile_wb_fn *tiles;
     int32_t m0, m1;
+    /* The first `share` row tiles (up to 3) pull the next block into L2,
+     * pfs bytes of it per step each: at small M (latency) they are the only
+     * ones, and the block is the next thing read from DRAM. */
+    int32_t share, pfs;
     const uint8_t *after; /* latency mode: the first block of this thread's range in L->next */
     __m512i acc[3 * WB_ROWS];
 } wb_ctx;
@@ -772,11 +776,7 @@ static void wb_block(wb_ctx *bc, int32_t cb, const uint8_t *next)
     const pk512 *pk = j->pk;
     int32_t m0 = bc->m0, m1 = bc->m1;
     const uint8_t *wp = pk->data + (size_t)cb * WB_BYTES(pk);
-    /* The first row tiles (up to 3) pull the next block into L2, each its
-     * share of it: at small M (latency) they are the only ones, and the
-     * block is the next thing read from DRAM. */
-    int32_t ntile = cdiv(m1 - m0, WB_ROWS), share = ntile < 3 ? ntile : 3;
-    int32_t pfs = WB_COLS * 4 / share;
+    int32_t share = bc->share, pfs = bc->pfs;
     for (int32_t mt = m0; mt < m1; mt += WB_ROWS) {
         int32_t rows = m1 - mt < WB_ROWS ? m1 - mt : WB_ROWS;
         int32_t ti = (mt - m0) / WB_ROWS;
@@ -890,7 +890,9 @@ static void gemm_task_wb(const gjob *j, int64_t task, int32_t thread)
         ldx = j->ldq;
         tiles = pk->kind == ME_PACK_INT8 ? TILES_WB_I8 : TILES_WB_BF16;
     }
-    wb_ctx c = {.j = j, .x = x, .ldx = ldx, .tiles = tiles, .m0 = m0, .m1 = m1};
+    int32_t ntile = cdiv(m1 - m0, WB_ROWS), share = ntile < 3 ? ntile : 3;
+    wb_ctx c = {.j = j, .x = x, .ldx = ldx, .tiles = tiles, .m0 = m0, .m1 = m1,
+                .share = share, .pfs = WB_COLS * 4 / share};
     if (j->ranges) {
         c.after = next_layer_start(j->L, j->M, thread, j->n_threads);
         me_ranges_work(j->ranges, j->n_ranges, own, wb_block_fn, &c);
