@@ -92,12 +92,16 @@ static int tokenizer_only_config(const char *dir, me_config *c, me_err *e)
 
 /* Packing runs on a temporary pool of all online CPUs, one linear layer per
  * task: most of its time is the kernel zeroing fresh pages for the packed
- * copies, which parallelizes. Each task then releases its layer's fp32
- * source, under a lock (the model's list of owned buffers is shared). */
+ * copies, which parallelizes. Each task first reads its layer's fp32 source
+ * from the file into its thread's staging buffer (me_weights_stage: pread,
+ * not the mapping; base f32 load 0.28 -> 0.18 s), then releases the source,
+ * under a lock (the model's list of owned buffers is shared). */
 typedef struct {
     medembed_model *m;
     int *rc; /* (4 n_layers) */
     pthread_mutex_t mu;
+    size_t stage_cap;                       /* bytes of the largest fp32 source */
+    void *stage[ME_POOL_MAX_THREADS];       /* per pool thread, made on first use */
 } pack_job;
 
 static me_linear *pack_target(medembed_model *m, int64_t t)
@@ -109,11 +113,20 @@ static me_linear *pack_target(medembed_model *m, int64_t t)
 
 static void pack_task(void *arg, int64_t t, int32_t thread)
 {
-    (void)thread;
     pack_job *j = arg;
     me_linear *l = pack_target(j->m, t);
-    me_weights_prefault(j->m, l);
+    const float *saved[4];
+    int staged = 0;
+    if (thread >= 0 && thread < ME_POOL_MAX_THREADS) {
+        if (!j->stage[thread])
+            j->stage[thread] = me_alloc_big(j->stage_cap);
+        staged = me_weights_stage(j->m, l, j->stage[thread], j->stage_cap, saved);
+    }
+    if (!staged)
+        me_weights_prefault(j->m, l);
     int rc = j->m->kern->pack(l, j->m->dtype);
+    if (staged)
+        me_weights_unstage(l, saved);
     j->rc[t] = rc;
     if (rc == MEDEMBED_OK && l->packed) { /* the kernels now read only the packed form */
         pthread_mutex_lock(&j->mu);
@@ -136,10 +149,17 @@ static int pack_weights(medembed_model *m, me_err *e)
     }
     j->m = m;
     j->rc = rcs;
+    for (int64_t t = 0; t < n; t++) {
+        me_linear *l = pack_target(m, t);
+        size_t b = sizeof(float) * (size_t)l->n_in * (size_t)l->n_out;
+        j->stage_cap = b > j->stage_cap ? b : j->stage_cap;
+    }
     pthread_mutex_init(&j->mu, NULL);
     me_pool *pool = me_pool_create(0); /* NULL (no threads) packs serially */
     me_pool_run(pool, n, pack_task, j);
     me_pool_free(pool);
+    for (int32_t i = 0; i < ME_POOL_MAX_THREADS; i++)
+        me_free_big(j->stage[i]);
     pthread_mutex_destroy(&j->mu);
     int rc = MEDEMBED_OK;
     for (int64_t t = 0; t < n && rc == MEDEMBED_OK; t++) {

@@ -53,6 +53,14 @@ struct medembed_model {
 int me_weights_load(medembed_model *m, const char *dir, me_err *e);
 /* Before packing L: maps its fp32 source in one go (see weights.c). */
 void me_weights_prefault(const medembed_model *m, const me_linear *L);
+/* Before packing L: copies its fp32 source from the weight files into
+ * scratch (cap bytes) with pread, and points L at the copy; the originals go
+ * to saved. Returns 1 if staged, 0 if not (sources converted in memory, too
+ * big, or a read error): L is then unchanged and reads the mapping. */
+int me_weights_stage(const medembed_model *m, me_linear *L, void *scratch, size_t cap,
+                     const float *saved[4]);
+/* Undoes me_weights_stage (the pointers only). */
+void me_weights_unstage(me_linear *L, const float *const saved[4]);
 /* After L is packed: frees or unmaps its fp32 source (see weights.c). */
 void me_weights_release(medembed_model *m, me_linear *L);
 void me_weights_free(medembed_model *m);

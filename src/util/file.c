@@ -76,6 +76,7 @@ int me_map_open(const char *path, me_map *m, me_err *e)
 {
     m->data = NULL;
     m->len = 0;
+    m->fd = -1;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int st = (errno == ENOENT) ? MEDEMBED_ERR_NOT_FOUND : MEDEMBED_ERR_IO;
@@ -91,19 +92,45 @@ int me_map_open(const char *path, me_map *m, me_err *e)
         return me_err_set(e, MEDEMBED_ERR_FORMAT, "%s: file is empty", path);
     }
     void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (p == MAP_FAILED)
-        return me_err_set(e, MEDEMBED_ERR_IO, "%s: mmap failed: %s", path, strerror(errno));
+    if (p == MAP_FAILED) {
+        int err = errno;
+        close(fd);
+        return me_err_set(e, MEDEMBED_ERR_IO, "%s: mmap failed: %s", path, strerror(err));
+    }
     m->data = p;
     m->len = (size_t)sb.st_size;
+    m->fd = fd;
     return MEDEMBED_OK;
+}
+
+int me_map_read(const me_map *m, const void *p, size_t n, void *dst)
+{
+    uintptr_t a = (uintptr_t)p, base = (uintptr_t)m->data;
+    if (!m->data || m->fd < 0 || a < base || a - base > m->len || n > m->len - (a - base))
+        return -1;
+    off_t off = (off_t)(a - base);
+    uint8_t *d = dst;
+    while (n > 0) {
+        ssize_t r = pread(m->fd, d, n, off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        d += r;
+        off += r;
+        n -= (size_t)r;
+    }
+    return 0;
 }
 
 void me_map_close(me_map *m)
 {
     if (m && m->data) {
         munmap(m->data, m->len);
+        if (m->fd >= 0)
+            close(m->fd);
         m->data = NULL;
         m->len = 0;
+        m->fd = -1;
     }
 }

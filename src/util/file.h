@@ -21,10 +21,16 @@ int me_dir_exists(const char *path);
 typedef struct me_map {
     uint8_t *data;
     size_t len;
+    int fd; /* kept open for me_map_read while data is mapped; -1 when none */
 } me_map;
 
 int me_map_open(const char *path, me_map *m, me_err *e);
 void me_map_close(me_map *m);
+
+/* Copies the n mapped bytes at p (inside m) to dst with pread, without
+ * touching the mapping's pages. Returns 0, or -1 (p outside the mapping, no
+ * descriptor, or a read error: the caller reads the mapping instead). */
+int me_map_read(const me_map *m, const void *p, size_t n, void *dst);
 
 /* snprintf(out, n, "%s/%s", dir, name); returns -1 if it would not fit. */
 int me_path_join(char *out, size_t n, const char *dir, const char *name);

@@ -252,12 +252,73 @@ static void test_next_layer_hint(void **state)
     medembed_model_free(m);
 }
 
+/* me_weights_stage: the pread copy of each layer's fp32 source must hold
+ * exactly the bytes the file mapping holds (read here through the mapping,
+ * the path the copy replaces), and every case it cannot serve must leave the
+ * layer untouched. The scalar level keeps the sources (it packs nothing). */
+static void check_stage(const char *dir, int expect_staged)
+{
+    me_kern_force(me_kern_for(ME_ISA_SCALAR));
+    medembed_model *m = NULL;
+    char err[512];
+    assert_int_equal(medembed_model_load(dir, NULL, &m, err, sizeof err), MEDEMBED_OK);
+    me_kern_force(NULL);
+    int32_t staged_layers = 0;
+    for (int32_t il = 0; il < m->cfg.n_layers; il++) {
+        me_layer *ly = &m->layers[il];
+        me_linear *ls[4] = {&ly->qkv, &ly->attn_out, &ly->ffn_in, &ly->ffn_out};
+        for (int i = 0; i < 4; i++) {
+            me_linear *L = ls[i];
+            me_linear before = *L;
+            size_t row = sizeof(float) * (size_t)L->n_in;
+            size_t bytes = row * (size_t)L->n_out;
+            uint8_t *buf = malloc(bytes + 1);
+            assert_non_null(buf);
+            const float *saved[4];
+            /* too small by one byte, or no buffer: not staged, L unchanged */
+            assert_int_equal(me_weights_stage(m, L, buf, bytes - 1, saved), 0);
+            assert_memory_equal(L, &before, sizeof before);
+            assert_int_equal(me_weights_stage(m, L, NULL, bytes, saved), 0);
+            assert_memory_equal(L, &before, sizeof before);
+            memset(buf, 0xA5, bytes + 1);
+            int st = me_weights_stage(m, L, buf, bytes, saved);
+            assert_int_equal(st, expect_staged);
+            if (!st) {
+                assert_memory_equal(L, &before, sizeof before);
+                free(buf);
+                continue;
+            }
+            staged_layers++;
+            assert_ptr_equal(L->w, (const float *)(void *)buf);
+            for (int32_t n = 0; n < L->n_out; n++)
+                assert_memory_equal(me_linear_row(L, n), me_linear_row(&before, n), row);
+            assert_int_equal(buf[bytes], 0xA5); /* nothing written past the source */
+            me_weights_unstage(L, saved);
+            assert_memory_equal(L, &before, sizeof before);
+            free(buf);
+        }
+    }
+    assert_int_equal(staged_layers, expect_staged ? 4 * m->cfg.n_layers : 0);
+    medembed_model_free(m);
+}
+
+static void test_stage_sources(void **state)
+{
+    (void)state;
+    char dir[1024];
+    SKIP_WITHOUT_SHARED(dir, "golden/embeddings/tiny-cls-f32");
+    check_stage(dir, 1); /* F32 in the file: read with pread */
+    SKIP_WITHOUT_SHARED(dir, "golden/embeddings/tiny-cls-f16");
+    check_stage(dir, 0); /* converted to fp32 in memory: nothing to read */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bit_identical),
         cmocka_unit_test(test_cls_shortcut),
         cmocka_unit_test(test_next_layer_hint),
+        cmocka_unit_test(test_stage_sources),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

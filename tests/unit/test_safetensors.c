@@ -6,9 +6,11 @@
 #include "test_util.h"
 
 #include <jansson.h>
+#include <unistd.h>
 
 #include "model/config.h"
 #include "model/safetensors.h"
+#include "util/file.h"
 #include "util/json.h"
 
 /* Builds an image: 8-byte length, header, then `data_len` bytes of data. */
@@ -126,6 +128,50 @@ static void test_missing_file(void **state)
     assert_non_null(strstr(e.msg, "/nonexistent/model.safetensors"));
 }
 
+/* me_map_read copies exactly the bytes the mapping shows, and refuses any
+ * range that is not wholly inside the mapping. */
+static void test_map_read(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/medembed-map-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    uint8_t data[10000];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)(i * 7 + 3);
+    assert_int_equal(write(fd, data, sizeof data), (ssize_t)sizeof data);
+    close(fd);
+    me_map mp;
+    me_err e = {{0}};
+    assert_int_equal(me_map_open(path, &mp, &e), MEDEMBED_OK);
+    unlink(path); /* the open descriptor and the mapping keep it readable */
+    uint8_t out[10001];
+    memset(out, 0, sizeof out);
+    assert_int_equal(me_map_read(&mp, mp.data + 4093, 5000, out), 0);
+    assert_memory_equal(out, mp.data + 4093, 5000);
+    assert_memory_equal(out, data + 4093, 5000);
+    assert_int_equal(me_map_read(&mp, mp.data, sizeof data, out), 0);
+    assert_memory_equal(out, data, sizeof data);
+    assert_int_equal(me_map_read(&mp, mp.data + sizeof data, 0, out), 0);
+    /* past the end, before the start, or not in the mapping at all */
+    assert_int_equal(me_map_read(&mp, mp.data + 1, sizeof data, out), -1);
+    assert_int_equal(me_map_read(&mp, mp.data + sizeof data, 1, out), -1);
+    assert_int_equal(me_map_read(&mp, mp.data - 1, 1, out), -1);
+    assert_int_equal(me_map_read(&mp, data, 1, out), -1);
+    assert_int_equal(me_map_read(&mp, mp.data, SIZE_MAX, out), -1);
+    me_map_close(&mp);
+    assert_int_equal(mp.fd, -1);
+    assert_int_equal(me_map_read(&mp, data, 1, out), -1);
+    /* a safetensors image parsed from memory has no file to read */
+    me_st_file f;
+    size_t len;
+    uint8_t *b = image("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, &len);
+    assert_int_equal(me_st_parse(b, len, "t.safetensors", &f, &e), MEDEMBED_OK);
+    assert_int_equal(me_map_read(&f.map, f.tensors[0].data, 8, out), -1);
+    me_st_close(&f);
+    free(b);
+}
+
 static int cfg(const char *json, me_config *c, me_err *e)
 {
     json_t *j = NULL;
@@ -191,6 +237,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid),       cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_bad_entries), cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_map_read),
         cmocka_unit_test(test_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
