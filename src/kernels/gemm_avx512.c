@@ -777,6 +777,19 @@ static void wb_block(wb_ctx *bc, int32_t cb, const uint8_t *next)
     int32_t m0 = bc->m0, m1 = bc->m1;
     const uint8_t *wp = pk->data + (size_t)cb * WB_BYTES(pk);
     int32_t share = bc->share, pfs = bc->pfs;
+    /* The block's bias (and int8 column scales and sums) are read by
+     * store_wb after the first tile. At small M a call streams all the
+     * weights past the caches, so they come from DRAM each call: ask for
+     * them now rather than stall the store on them. */
+    for (int32_t c = 0; c < 3 && cb * WB_COLS + 16 * c < j->N; c++) {
+        int32_t nc = cb * WB_COLS + 16 * c;
+        if (j->L->b)
+            _mm_prefetch((const char *)(j->L->b + nc), _MM_HINT_T0);
+        if (pk->kind == ME_PACK_INT8) {
+            _mm_prefetch((const char *)(pk->scale + nc), _MM_HINT_T0);
+            _mm_prefetch((const char *)(pk->wsum128 + nc), _MM_HINT_T0);
+        }
+    }
     for (int32_t mt = m0; mt < m1; mt += WB_ROWS) {
         int32_t rows = m1 - mt < WB_ROWS ? m1 - mt : WB_ROWS;
         int32_t ti = (mt - m0) / WB_ROWS;
