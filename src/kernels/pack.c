@@ -3,6 +3,7 @@
  * for packed weights and scratch, the bf16 and int8 rounding rules of
  * kernels.h, and the work-buffer sizes the forward pass reserves.
  */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,10 +71,25 @@ float me_quant_row_s8(const float *w, int32_t n, int8_t *q)
         return 0.0f;
     }
     float inv = 127.0f / amax;
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
+    /* Clamped first (a NaN goes to -127, as lrintf's out-of-range result
+     * did), then rounded to nearest even by adding and taking away 1.5 x
+     * 2^23, which is exact for |x| <= 127 in fp32 arithmetic: the same
+     * values as lrintf, without a library call per weight (the call was
+     * ~40% of an int8 load) and in a loop the compiler can vectorize. */
+    for (int32_t i = 0; i < n; i++) {
+        float x = w[i] * inv;
+        x = x > -127.0f ? x : -127.0f;
+        x = x < 127.0f ? x : 127.0f;
+        x = (x + 12582912.0f) - 12582912.0f;
+        q[i] = (int8_t)(int32_t)x;
+    }
+#else
     for (int32_t i = 0; i < n; i++) {
         long v = lrintf(w[i] * inv);
         q[i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
     }
+#endif
     return amax / 127.0f;
 }
 

@@ -352,6 +352,48 @@ static void test_scalar_rules(void **state)
     assert_int_equal(q[4], 127);
     float z[3] = {0, 0, 0};
     assert_true(me_quant_row_s8(z, 3, q) == 0.0f);
+    /* Against the C library's round-to-nearest-even (lrintf), clamped to
+     * +-127, on rows of every scale, ties included: with max |w| = 127 the
+     * scale is exactly 1, so w = k + 0.5 are ties. */
+    enum { NR = 4099 };
+    float *r = malloc(sizeof *r * NR);
+    int8_t *qr = malloc(NR);
+    assert_non_null(r);
+    assert_non_null(qr);
+    uint32_t st = 12345u;
+    for (int t = 0; t < 40; t++) {
+        float span = t == 0 ? 127.0f : ldexpf(1.0f, t - 20);
+        for (int32_t i = 0; i < NR; i++) {
+            st = st * 1664525u + 1013904223u;
+            float u = (float)(st >> 8) / 16777216.0f * 2.0f - 1.0f;
+            r[i] = t == 0 ? (float)((int32_t)(st >> 8) % 255 - 127) + (i % 3 ? 0.5f : 0.0f) : u * span;
+        }
+        r[t] = t == 0 ? 127.0f : span; /* the row's max |w| */
+        if (t == 0)
+            for (int32_t i = 0; i < NR; i++)
+                r[i] = r[i] > 127.0f ? 126.5f : r[i] < -127.0f ? -126.5f : r[i];
+        float sc = me_quant_row_s8(r, NR, qr);
+        float amax = 0.0f;
+        for (int32_t i = 0; i < NR; i++)
+            amax = fabsf(r[i]) > amax ? fabsf(r[i]) : amax;
+        assert_true(sc == amax / 127.0f);
+        float inv = 127.0f / amax;
+        for (int32_t i = 0; i < NR; i++) {
+            long v = lrintf(r[i] * inv);
+            v = v > 127 ? 127 : v < -127 ? -127 : v;
+            if (qr[i] != (int8_t)v)
+                fail_msg("row %d, w[%d] = %a: %d, lrintf gives %ld", t, (int)i, (double)r[i],
+                         qr[i], v);
+        }
+    }
+    /* a NaN weight quantizes to -127, as the clamped lrintf did */
+    float nanrow[3] = {1.0f, NAN, -0.5f};
+    me_quant_row_s8(nanrow, 3, q);
+    assert_int_equal(q[0], 127);
+    assert_int_equal(q[1], -127);
+    assert_int_equal(q[2], -64); /* -63.5 to even */
+    free(r);
+    free(qr);
 }
 
 static void test_gelu(void **state)
