@@ -4,8 +4,9 @@
  * by all of the rows' tiles in turn).
  *
  * Each pool thread owns one contiguous range of blocks (range
- * `thread % n`) and walks it from the front, so that it can prefetch its
- * next block while it computes the current one. A thread whose range is
+ * `thread % n`) and walks it from the front, a shrinking chunk at a time
+ * (me_range_take_front), so that it can prefetch its next block while it
+ * computes the current one. A thread whose range is
  * empty then takes blocks from the back of the other ranges, one at a
  * time. The two threads of a 2-core VM rarely get equal shares of the
  * memory bandwidth: with fixed halves the faster one waited for the slower
@@ -91,14 +92,44 @@ static inline int32_t me_range_take(me_block_range *r, int from_back, int32_t *n
     }
 }
 
+/* The owner's take: the front ME_RANGE_CHUNK-th of what is left (at least
+ * one block), so a range of R blocks costs its owner about
+ * ME_RANGE_CHUNK ln R compare-and-swaps instead of R; each is a full barrier
+ * on x86 that waits for the last block's stores. The others still take
+ * one block at a time from the back, and the owner's chunk shrinks with
+ * the range, so the end of a GEMM stays shared out. Returns the first
+ * block and sets *count; *next as for me_range_take from the front. */
+#ifndef ME_RANGE_CHUNK
+#define ME_RANGE_CHUNK 4
+#endif
+static inline int32_t me_range_take_front(me_block_range *r, int32_t *count, int32_t *next)
+{
+    unsigned long long v = atomic_load_explicit(&r->v, memory_order_relaxed);
+    for (;;) {
+        uint32_t lo = (uint32_t)v, hi = (uint32_t)(v >> 32);
+        if (lo >= hi)
+            return -1;
+        uint32_t c = (hi - lo) / ME_RANGE_CHUNK;
+        c = c ? c : 1;
+        if (atomic_compare_exchange_weak_explicit(&r->v, &v, v + c, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            *count = (int32_t)c;
+            *next = lo + c < hi ? (int32_t)(lo + c) : -1;
+            return (int32_t)lo;
+        }
+    }
+}
+
 /* A thread's whole share: its own range `own`, then what is left of the
- * others'. block(ctx, b, next) computes block b (next: see me_range_take). */
+ * others'. block(ctx, b, next) computes block b (next: the block this
+ * thread will most likely compute next, to prefetch, or -1). */
 static inline void me_ranges_work(me_block_range *r, int32_t n, int32_t own,
                                   void (*block)(void *ctx, int32_t b, int32_t next), void *ctx)
 {
-    int32_t b, next;
-    while ((b = me_range_take(&r[own], 0, &next)) >= 0)
-        block(ctx, b, next);
+    int32_t b, next, count;
+    while ((b = me_range_take_front(&r[own], &count, &next)) >= 0)
+        for (int32_t k = 0; k < count; k++)
+            block(ctx, b + k, k + 1 < count ? b + k + 1 : next);
     for (int32_t i = 1; i < n; i++)
         while ((b = me_range_take(&r[(own + i) % n], 1, &next)) >= 0)
             block(ctx, b, next);

@@ -588,7 +588,7 @@ static void test_attention(void **state)
 }
 
 /* ranges.h, the latency-mode schedule: every block is handed out exactly
- * once, a task walks its own range from the front, and once its range is
+ * once, a task walks its own range from the front (in chunks), and once its range is
  * empty it takes the others' blocks from the back. Task 0 holds on to its
  * first block until another task has taken the last block of its range (5 s
  * at most), so that taking over from the back must happen, whatever the
@@ -662,6 +662,45 @@ static void test_block_ranges(void **state)
     assert_int_equal(me_range_first(&one[1]), 7); /* empty: lo = hi */
     assert_int_equal(me_range_take(&one[2], 0, &next), 10);
     assert_int_equal(next, 11);
+    /* the owner's chunked takes: a quarter of what is left, at least one */
+    me_block_range big[1];
+    int32_t count;
+    me_ranges_init(big, 1, 40);
+    assert_int_equal(me_range_take_front(&big[0], &count, &next), 0);
+    assert_int_equal(count, 10);
+    assert_int_equal(next, 10);
+    assert_int_equal(me_range_take_front(&big[0], &count, &next), 10);
+    assert_int_equal(count, 7); /* 30 left */
+    assert_int_equal(next, 17);
+    assert_int_equal(me_range_take(&big[0], 1, &next), 39);
+    assert_int_equal(next, 38);
+    assert_int_equal(me_range_take_front(&big[0], &count, &next), 17);
+    assert_int_equal(count, 5); /* [17, 39): 22 left */
+    assert_int_equal(next, 22);
+    int32_t seen[40] = {0}, b0;
+    for (int32_t b = 0; b < 22; b++)
+        seen[b]++;
+    seen[39]++;
+    int32_t takes = 0, last_next = 22;
+    while ((b0 = me_range_take_front(&big[0], &count, &next)) >= 0) {
+        assert_true(count >= 1);
+        assert_int_equal(b0, last_next); /* contiguous from the front */
+        for (int32_t k = 0; k < count; k++)
+            seen[b0 + k]++;
+        last_next = b0 + count;
+        assert_int_equal(next, last_next < 39 ? last_next : -1);
+        takes++;
+    }
+    for (int32_t b = 0; b < 40; b++)
+        assert_int_equal(seen[b], 1);
+    assert_int_equal(takes, 10); /* 17 blocks: 4, 3, 2, 2, then 1 at a time */
+    me_ranges_init(big, 1, 3); /* under ME_RANGE_CHUNK: one at a time */
+    for (int32_t b = 0; b < 3; b++) {
+        assert_int_equal(me_range_take_front(&big[0], &count, &next), b);
+        assert_int_equal(count, 1);
+        assert_int_equal(next, b < 2 ? b + 1 : -1);
+    }
+    assert_int_equal(me_range_take_front(&big[0], &count, &next), -1);
     assert_int_equal(me_ranges_count(2, 48), 2);
     assert_int_equal(me_ranges_count(8, 3), 3);
     assert_int_equal(me_ranges_count(256, 1000), ME_RANGES_MAX);
