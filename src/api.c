@@ -100,8 +100,8 @@ typedef struct {
     medembed_model *m;
     int *rc; /* (4 n_layers) */
     pthread_mutex_t mu;
-    size_t stage_cap;                       /* bytes of the largest fp32 source */
-    void *stage[ME_POOL_MAX_THREADS];       /* per pool thread, made on first use */
+    size_t stage_cap;                 /* bytes of the largest fp32 source */
+    void *stage[ME_POOL_MAX_THREADS]; /* per pool thread, made on first use */
 } pack_job;
 
 static me_linear *pack_target(medembed_model *m, int64_t t)
@@ -125,8 +125,11 @@ static void pack_task(void *arg, int64_t t, int32_t thread)
     if (!staged)
         me_weights_prefault(j->m, l);
     int rc = j->m->kern->pack(l, j->m->dtype);
-    if (staged)
+    if (staged) {
         me_weights_unstage(l, saved);
+        if (rc == MEDEMBED_OK && !l->packed) /* the level reads the source in place */
+            me_weights_prefault(j->m, l);
+    }
     j->rc[t] = rc;
     if (rc == MEDEMBED_OK && l->packed) { /* the kernels now read only the packed form */
         pthread_mutex_lock(&j->mu);

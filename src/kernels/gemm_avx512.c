@@ -36,6 +36,7 @@
  * contracted into an FMA: -std=c11 (the Makefile's) implies
  * -ffp-contract=off in GCC.
  */
+#include <float.h>
 #include <immintrin.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -704,13 +705,11 @@ static void quant_i8_rows(const gjob *j, int32_t m0, int32_t m1)
         for (int32_t k = 0; k < j->K; k += 16)
             mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps(me_tail16(j->K - k), x + k)));
         float amax = _mm512_reduce_max_ps(mx);
-        float inv = 0.0f;
-        if (amax > 0.0f && amax <= 3.0e38f) {
-            inv = 127.0f / amax;
-            xscale[m] = amax / 127.0f;
-        } else {
-            xscale[m] = 0.0f;
-        }
+        /* as me_quant_row_s8: a zero row unless 127 / max is finite */
+        float inv = amax > 0.0f && amax <= 3.0e38f ? 127.0f / amax : 0.0f;
+        if (inv > FLT_MAX) /* max below 127 / FLT_MAX */
+            inv = 0.0f;
+        xscale[m] = inv > 0.0f ? amax / 127.0f : 0.0f;
         __m512 vinv = _mm512_set1_ps(inv);
         for (int32_t k = 0; k < kpad; k += 16, q += 16) {
             __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(me_tail16(j->K - k), x + k), vinv);
@@ -780,11 +779,17 @@ static void wb_block(wb_ctx *bc, int32_t cb, const uint8_t *next)
     /* The block's bias (and int8 column scales and sums) are read by
      * store_wb after the first tile. At small M a call streams all the
      * weights past the caches, so they come from DRAM each call: ask for
-     * them now rather than stall the store on them. */
+     * them now rather than stall the store on them (at large M they are
+     * in cache and this costs a few instructions a block). A bias read in
+     * place from the weight file may be only 4-byte aligned, so both ends
+     * of each 16 are asked for. */
     for (int32_t c = 0; c < 3 && cb * WB_COLS + 16 * c < j->N; c++) {
         int32_t nc = cb * WB_COLS + 16 * c;
-        if (j->L->b)
+        int32_t nl = nc + 15 < j->N ? nc + 15 : j->N - 1;
+        if (j->L->b) {
             _mm_prefetch((const char *)(j->L->b + nc), _MM_HINT_T0);
+            _mm_prefetch((const char *)(j->L->b + nl), _MM_HINT_T0);
+        }
         if (pk->kind == ME_PACK_INT8) {
             _mm_prefetch((const char *)(pk->scale + nc), _MM_HINT_T0);
             _mm_prefetch((const char *)(pk->wsum128 + nc), _MM_HINT_T0);

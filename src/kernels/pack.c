@@ -66,17 +66,21 @@ float me_quant_row_s8(const float *w, int32_t n, int8_t *q)
         if (a > amax)
             amax = a;
     }
-    if (!(amax > 0.0f) || !isfinite(amax)) {
+    /* Nothing to scale (all zero, an infinity, or every |w| below
+     * 127 / FLT_MAX, where 127 / max overflows and 0 x inf would be NaN):
+     * a zero row. The AVX-512 activation copy (quant_i8_rows) does the same. */
+    float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    if (!(amax > 0.0f) || !isfinite(amax) || !isfinite(inv)) {
         memset(q, 0, (size_t)n);
         return 0.0f;
     }
-    float inv = 127.0f / amax;
-#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
-    /* Clamped first (a NaN goes to -127, as lrintf's out-of-range result
-     * did), then rounded to nearest even by adding and taking away 1.5 x
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0 && !defined(__FAST_MATH__)
+    /* Clamped first (a NaN goes to -127, as the clamped lrintf did on
+     * x86-64), then rounded to nearest even by adding and taking away 1.5 x
      * 2^23, which is exact for |x| <= 127 in fp32 arithmetic: the same
      * values as lrintf, without a library call per weight (the call was
-     * ~40% of an int8 load) and in a loop the compiler can vectorize. */
+     * ~40% of an int8 load) and in a loop the compiler can vectorize.
+     * -ffast-math would fold the add and subtract away, hence the guard. */
     for (int32_t i = 0; i < n; i++) {
         float x = w[i] * inv;
         x = x > -127.0f ? x : -127.0f;

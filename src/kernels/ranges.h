@@ -67,8 +67,9 @@ static inline int32_t me_range_first(me_block_range *r)
     return (int32_t)(uint32_t)atomic_load_explicit(&r->v, memory_order_relaxed);
 }
 
-/* Takes a block from the front (own range: from_back 0) or the back;
- * returns -1 once the range is empty. *next gets the block this taker
+/* Takes one block from the front (from_back 0; the owner uses
+ * me_range_take_front) or the back (the others); returns -1 once the range
+ * is empty. *next gets the block this taker
  * will most likely get next (the one to prefetch), or -1: from the front
  * lo + 1 while it is below hi; from the back hi - 2 only while it is above
  * lo + 1, since lo (the owner's next) is the owner's to take. */
@@ -102,6 +103,10 @@ static inline int32_t me_range_take(me_block_range *r, int from_back, int32_t *n
 #ifndef ME_RANGE_CHUNK
 #define ME_RANGE_CHUNK 4
 #endif
+#ifndef ME_RANGE_CHUNK_MAX
+#define ME_RANGE_CHUNK_MAX 8 /* bounds what another thread may wait for */
+#endif
+_Static_assert(ME_RANGE_CHUNK >= 1 && ME_RANGE_CHUNK_MAX >= 1, "chunks of at least one block");
 static inline int32_t me_range_take_front(me_block_range *r, int32_t *count, int32_t *next)
 {
     unsigned long long v = atomic_load_explicit(&r->v, memory_order_relaxed);
@@ -110,7 +115,7 @@ static inline int32_t me_range_take_front(me_block_range *r, int32_t *count, int
         if (lo >= hi)
             return -1;
         uint32_t c = (hi - lo) / ME_RANGE_CHUNK;
-        c = c ? c : 1;
+        c = c < 1 ? 1 : c > ME_RANGE_CHUNK_MAX ? ME_RANGE_CHUNK_MAX : c;
         if (atomic_compare_exchange_weak_explicit(&r->v, &v, v + c, memory_order_relaxed,
                                                   memory_order_relaxed)) {
             *count = (int32_t)c;
@@ -120,16 +125,28 @@ static inline int32_t me_range_take_front(me_block_range *r, int32_t *count, int
     }
 }
 
+/* The front of r as it is now (a plain load, no claim): the block its owner
+ * would take next, or -1 when the range is empty. */
+static inline int32_t me_range_peek(me_block_range *r)
+{
+    unsigned long long v = atomic_load_explicit(&r->v, memory_order_relaxed);
+    uint32_t lo = (uint32_t)v, hi = (uint32_t)(v >> 32);
+    return lo < hi ? (int32_t)lo : -1;
+}
+
 /* A thread's whole share: its own range `own`, then what is left of the
  * others'. block(ctx, b, next) computes block b (next: the block this
- * thread will most likely compute next, to prefetch, or -1). */
+ * thread will most likely compute next, to prefetch, or -1 when it knows
+ * of none: then it is probably its last). The hint for a chunk's last
+ * block is read when that block starts, since others may have taken the
+ * front's blocks from the back meanwhile. */
 static inline void me_ranges_work(me_block_range *r, int32_t n, int32_t own,
                                   void (*block)(void *ctx, int32_t b, int32_t next), void *ctx)
 {
     int32_t b, next, count;
     while ((b = me_range_take_front(&r[own], &count, &next)) >= 0)
         for (int32_t k = 0; k < count; k++)
-            block(ctx, b + k, k + 1 < count ? b + k + 1 : next);
+            block(ctx, b + k, k + 1 < count ? b + k + 1 : me_range_peek(&r[own]));
     for (int32_t i = 1; i < n; i++)
         while ((b = me_range_take(&r[(own + i) % n], 1, &next)) >= 0)
             block(ctx, b, next);

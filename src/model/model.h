@@ -51,12 +51,14 @@ struct medembed_model {
 
 /* Loads and validates the weights of m->cfg from dir. */
 int me_weights_load(medembed_model *m, const char *dir, me_err *e);
-/* Before packing L: maps its fp32 source in one go (see weights.c). */
+/* Maps L's fp32 source in one go (see weights.c): before packing when it
+ * is not staged, or after, for a level that reads it in place. */
 void me_weights_prefault(const medembed_model *m, const me_linear *L);
 /* Before packing L: copies its fp32 source from the weight files into
  * scratch (cap bytes) with pread, and points L at the copy; the originals go
- * to saved. Returns 1 if staged, 0 if not (sources converted in memory, too
- * big, or a read error): L is then unchanged and reads the mapping. */
+ * to saved. Returns 1 if staged, 0 if not (sources converted to fp32 in
+ * memory, too big, or a read error): L is then unchanged and is read where
+ * it is. */
 int me_weights_stage(const medembed_model *m, me_linear *L, void *scratch, size_t cap,
                      const float *saved[4]);
 /* Undoes me_weights_stage (the pointers only). */

@@ -112,6 +112,7 @@ static int parse_entry(const char *what, const char *name, json_t *v, const uint
 int me_st_parse(const uint8_t *buf, size_t len, const char *what, me_st_file *f, me_err *e)
 {
     memset(f, 0, sizeof *f);
+    f->map.fd = -1; /* no file: me_map_read refuses, me_map_close leaves fd 0 alone */
     RETURN_ERROR_IF(len < 8, e, MEDEMBED_ERR_FORMAT,
                     "%s: %zu bytes is too short for a safetensors file (truncated?)", what, len);
     uint64_t hl = 0;

@@ -149,7 +149,8 @@ static int get_qkv(medembed_model *m, int32_t il, me_linear *L, me_err *e)
 /* Drops the fp32 source of a packed layer: converted copies are freed,
  * ranges of the weight-file mapping are given back to the kernel
  * (MADV_DONTNEED on a read-only private file mapping just unmaps the pages;
- * touching them again would re-read the file). This keeps the resident
+ * touching them again would re-read the file; after a staged packing they
+ * were never mapped in and this costs nothing). This keeps the resident
  * size at about the packed weights instead of file + packed. */
 static void release_range(medembed_model *m, const float *p, size_t bytes)
 {
@@ -166,9 +167,9 @@ static void release_range(medembed_model *m, const float *p, size_t bytes)
         madvise((void *)a, z - a, MADV_DONTNEED);
 }
 
-/* Maps a layer's fp32 source in one call before packing reads it: one
- * MADV_POPULATE_READ (Linux 5.14+; ignored elsewhere) instead of a page
- * fault per 64 KiB. */
+/* Maps a layer's fp32 source in one call when it will be read through the
+ * mapping (not staged): one MADV_POPULATE_READ (Linux 5.14+; ignored
+ * elsewhere) instead of a page fault per 64 KiB. */
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
 #endif

@@ -17,7 +17,8 @@ int me_file_read(const char *path, size_t max_bytes, char **out, size_t *len, me
 int me_file_exists(const char *path);
 int me_dir_exists(const char *path);
 
-/* Read-only private mapping of a whole file. */
+/* Read-only private mapping of a whole file. Made by me_map_open only; a
+ * zeroed me_map (data NULL) is empty, and me_map_close leaves its fd alone. */
 typedef struct me_map {
     uint8_t *data;
     size_t len;
@@ -29,7 +30,9 @@ void me_map_close(me_map *m);
 
 /* Copies the n mapped bytes at p (inside m) to dst with pread, without
  * touching the mapping's pages. Returns 0, or -1 (p outside the mapping, no
- * descriptor, or a read error: the caller reads the mapping instead). */
+ * descriptor, a read error, or a file now shorter than the mapping: the
+ * caller reads the mapping instead). Safe from several threads at once
+ * (pread has no shared file offset). */
 int me_map_read(const me_map *m, const void *p, size_t n, void *dst);
 
 /* snprintf(out, n, "%s/%s", dir, name); returns -1 if it would not fit. */

@@ -362,11 +362,13 @@ static void test_scalar_rules(void **state)
     assert_non_null(qr);
     uint32_t st = 12345u;
     for (int t = 0; t < 40; t++) {
-        float span = t == 0 ? 127.0f : ldexpf(1.0f, t - 20);
+        /* odd t: a max that is not a power of two, so 127 / max rounds */
+        float span = t == 0 ? 127.0f : ldexpf(t % 2 ? 0.7371f : 1.0f, t - 20);
         for (int32_t i = 0; i < NR; i++) {
             st = st * 1664525u + 1013904223u;
             float u = (float)(st >> 8) / 16777216.0f * 2.0f - 1.0f;
-            r[i] = t == 0 ? (float)((int32_t)(st >> 8) % 255 - 127) + (i % 3 ? 0.5f : 0.0f) : u * span;
+            float tie = (float)((int32_t)(st >> 8) % 255 - 127) + (i % 3 ? 0.5f : 0.0f);
+            r[i] = t == 0 ? tie : u * span;
         }
         r[t] = t == 0 ? 127.0f : span; /* the row's max |w| */
         if (t == 0)
@@ -386,6 +388,13 @@ static void test_scalar_rules(void **state)
                          qr[i], v);
         }
     }
+    /* a row below 127 / FLT_MAX (127 / max would overflow): a zero row */
+    float tiny[3] = {1e-38f, 0.0f, -2e-38f};
+    q[0] = q[1] = q[2] = 5;
+    assert_true(me_quant_row_s8(tiny, 3, q) == 0.0f);
+    assert_int_equal(q[0], 0);
+    assert_int_equal(q[1], 0);
+    assert_int_equal(q[2], 0);
     /* a NaN weight quantizes to -127, as the clamped lrintf did */
     float nanrow[3] = {1.0f, NAN, -0.5f};
     me_quant_row_s8(nanrow, 3, q);
@@ -662,45 +671,40 @@ static void test_block_ranges(void **state)
     assert_int_equal(me_range_first(&one[1]), 7); /* empty: lo = hi */
     assert_int_equal(me_range_take(&one[2], 0, &next), 10);
     assert_int_equal(next, 11);
-    /* the owner's chunked takes: a quarter of what is left, at least one */
+    /* the owner's chunked takes: what is left / ME_RANGE_CHUNK, at least one
+     * and at most ME_RANGE_CHUNK_MAX, contiguous from the front, while
+     * another taker works from the back */
     me_block_range big[1];
-    int32_t count;
+    int32_t count, seen[40] = {0}, lo = 0, hi = 40, takes = 0, b0;
     me_ranges_init(big, 1, 40);
-    assert_int_equal(me_range_take_front(&big[0], &count, &next), 0);
-    assert_int_equal(count, 10);
-    assert_int_equal(next, 10);
-    assert_int_equal(me_range_take_front(&big[0], &count, &next), 10);
-    assert_int_equal(count, 7); /* 30 left */
-    assert_int_equal(next, 17);
-    assert_int_equal(me_range_take(&big[0], 1, &next), 39);
-    assert_int_equal(next, 38);
-    assert_int_equal(me_range_take_front(&big[0], &count, &next), 17);
-    assert_int_equal(count, 5); /* [17, 39): 22 left */
-    assert_int_equal(next, 22);
-    int32_t seen[40] = {0}, b0;
-    for (int32_t b = 0; b < 22; b++)
-        seen[b]++;
-    seen[39]++;
-    int32_t takes = 0, last_next = 22;
+    assert_int_equal(me_range_peek(&big[0]), 0);
     while ((b0 = me_range_take_front(&big[0], &count, &next)) >= 0) {
-        assert_true(count >= 1);
-        assert_int_equal(b0, last_next); /* contiguous from the front */
+        int32_t want = (hi - lo) / ME_RANGE_CHUNK;
+        want = want < 1 ? 1 : want > ME_RANGE_CHUNK_MAX ? ME_RANGE_CHUNK_MAX : want;
+        assert_int_equal(b0, lo);
+        assert_int_equal(count, want);
+        lo += count;
+        assert_int_equal(next, lo < hi ? lo : -1);
+        assert_int_equal(me_range_peek(&big[0]), lo < hi ? lo : -1);
         for (int32_t k = 0; k < count; k++)
             seen[b0 + k]++;
-        last_next = b0 + count;
-        assert_int_equal(next, last_next < 39 ? last_next : -1);
-        takes++;
+        if (++takes % 2 == 0 && lo < hi) { /* the back, now and then */
+            assert_int_equal(me_range_take(&big[0], 1, &next), hi - 1);
+            seen[--hi]++;
+        }
     }
     for (int32_t b = 0; b < 40; b++)
         assert_int_equal(seen[b], 1);
-    assert_int_equal(takes, 10); /* 17 blocks: 4, 3, 2, 2, then 1 at a time */
-    me_ranges_init(big, 1, 3); /* under ME_RANGE_CHUNK: one at a time */
+    if (40 / ME_RANGE_CHUNK > 1 && ME_RANGE_CHUNK_MAX > 1)
+        assert_true(takes < hi); /* fewer takes than the front's blocks */
+    me_ranges_init(big, 1, 3); /* under ME_RANGE_CHUNK blocks: one at a time */
     for (int32_t b = 0; b < 3; b++) {
         assert_int_equal(me_range_take_front(&big[0], &count, &next), b);
         assert_int_equal(count, 1);
         assert_int_equal(next, b < 2 ? b + 1 : -1);
     }
     assert_int_equal(me_range_take_front(&big[0], &count, &next), -1);
+    assert_int_equal(me_range_peek(&big[0]), -1);
     assert_int_equal(me_ranges_count(2, 48), 2);
     assert_int_equal(me_ranges_count(8, 3), 3);
     assert_int_equal(me_ranges_count(256, 1000), ME_RANGES_MAX);
