@@ -93,10 +93,10 @@ static inline int32_t me_range_take(me_block_range *r, int from_back, int32_t *n
     }
 }
 
-/* The owner's take: the front ME_RANGE_CHUNK-th of what is left (at least
- * one block), so a range of R blocks costs its owner about
- * ME_RANGE_CHUNK ln R compare-and-swaps instead of R; each is a full barrier
- * on x86 that waits for the last block's stores. The others still take
+/* The owner's take: the front ME_RANGE_CHUNK-th of what is left, at least
+ * one block and at most ME_RANGE_CHUNK_MAX, so a range costs its owner
+ * fewer compare-and-swaps than it has blocks (17 blocks: 10, 32: 13); each
+ * is a full barrier on x86 that waits for the last block's stores. The others still take
  * one block at a time from the back, and the owner's chunk shrinks with
  * the range, so the end of a GEMM stays shared out. Returns the first
  * block and sets *count; *next as for me_range_take from the front. */
