@@ -117,7 +117,8 @@ static void pack_task(void *arg, int64_t t, int32_t thread)
     me_linear *l = pack_target(j->m, t);
     const float *saved[4];
     int staged = 0;
-    if (thread >= 0 && thread < ME_POOL_MAX_THREADS) {
+    int copies = !(j->m->kern->in_place_dtypes & (1u << j->m->dtype));
+    if (copies && thread >= 0 && thread < ME_POOL_MAX_THREADS) {
         if (!j->stage[thread])
             j->stage[thread] = me_alloc_big(j->stage_cap);
         staged = me_weights_stage(j->m, l, j->stage[thread], j->stage_cap, saved);
@@ -125,11 +126,8 @@ static void pack_task(void *arg, int64_t t, int32_t thread)
     if (!staged)
         me_weights_prefault(j->m, l);
     int rc = j->m->kern->pack(l, j->m->dtype);
-    if (staged) {
+    if (staged)
         me_weights_unstage(l, saved);
-        if (rc == MEDEMBED_OK && !l->packed) /* the level reads the source in place */
-            me_weights_prefault(j->m, l);
-    }
     j->rc[t] = rc;
     if (rc == MEDEMBED_OK && l->packed) { /* the kernels now read only the packed form */
         pthread_mutex_lock(&j->mu);

@@ -13,6 +13,7 @@ static const me_kern KERN_SCALAR = {
     .isa = ME_ISA_SCALAR,
     .linear = me_linear_scalar,
     .pack = me_pack_scalar,
+    .in_place_dtypes = 1u << MEDEMBED_DTYPE_F32,
     .unpack = me_unpack_generic,
     .attention = me_attention_scalar,
     .layernorm = me_layernorm_scalar,

@@ -141,6 +141,10 @@ typedef struct me_kern {
     /* Build L->packed for compute dtype `dtype` (called once at load).
      * Returns MEDEMBED_OK, _ERR_NOMEM or _ERR_UNSUPPORTED. */
     int (*pack)(me_linear *L, int32_t dtype);
+    /* Bit d set: for compute dtype d, pack keeps no copy and `linear` reads
+     * the fp32 source in place (so the loader maps it rather than staging
+     * a copy to pack from). */
+    uint32_t in_place_dtypes;
     void (*unpack)(me_linear *L);
     /* One (sequence, head) of attention. */
     void (*attention)(const me_attn_args *a);

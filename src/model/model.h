@@ -51,8 +51,8 @@ struct medembed_model {
 
 /* Loads and validates the weights of m->cfg from dir. */
 int me_weights_load(medembed_model *m, const char *dir, me_err *e);
-/* Maps L's fp32 source in one go (see weights.c): before packing when it
- * is not staged, or after, for a level that reads it in place. */
+/* Before packing L when its source is not staged (see weights.c): maps it
+ * in one go. */
 void me_weights_prefault(const medembed_model *m, const me_linear *L);
 /* Before packing L: copies its fp32 source from the weight files into
  * scratch (cap bytes) with pread, and points L at the copy; the originals go

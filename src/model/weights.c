@@ -181,15 +181,32 @@ static void populate_range(const float *p, size_t bytes)
     (void)madvise((void *)a, z - a, MADV_POPULATE_READ);
 }
 
+/* L's fp32 source in order of output rows: w whole, or its w_part blocks
+ * (part_rows rows each, the last one possibly fewer), up to the first
+ * missing part. Returns how many pieces; rows[i] is piece i's row count. */
+static int source_pieces(const me_linear *L, const float *p[3], int32_t rows[3])
+{
+    if (L->w) {
+        p[0] = L->w;
+        rows[0] = L->n_out;
+        return 1;
+    }
+    int n = 0;
+    for (int32_t r0 = 0; n < 3 && r0 < L->n_out && L->w_part[n]; n++, r0 += L->part_rows) {
+        p[n] = L->w_part[n];
+        rows[n] = L->n_out - r0 < L->part_rows ? L->n_out - r0 : L->part_rows;
+    }
+    return n;
+}
+
 void me_weights_prefault(const medembed_model *m, const me_linear *L)
 {
     (void)m;
-    size_t row = sizeof(float) * (size_t)L->n_in;
-    if (L->w)
-        populate_range(L->w, row * (size_t)L->n_out);
-    for (int p = 0; !L->w && p < 3; p++)
-        if (L->w_part[p])
-            populate_range(L->w_part[p], row * (size_t)L->part_rows);
+    const float *p[3];
+    int32_t rows[3];
+    int np = source_pieces(L, p, rows);
+    for (int i = 0; i < np; i++)
+        populate_range(p[i], sizeof(float) * (size_t)L->n_in * (size_t)rows[i]);
 }
 
 /* Why stage: in our VMs the first access to each 4 KiB page of a fresh
@@ -208,24 +225,23 @@ int me_weights_stage(const medembed_model *m, me_linear *L, void *scratch, size_
                      const float *saved[4])
 {
     size_t row = sizeof(float) * (size_t)L->n_in;
-    size_t need = row * (size_t)L->n_out;
+    size_t need = row * (size_t)L->n_out, got = 0;
     if (!scratch || need > cap)
         return 0;
-    uint8_t *dst = scratch;
-    if (L->w) {
-        if (stage_range(m, L->w, need, dst) != 0)
+    const float *p[3];
+    int32_t rows[3];
+    int np = source_pieces(L, p, rows);
+    for (int i = 0; i < np; i++) {
+        size_t n = row * (size_t)rows[i];
+        if (n > need - got || stage_range(m, p[i], n, (uint8_t *)scratch + got) != 0)
             return 0;
-    } else {
-        for (int32_t p = 0, r0 = 0; r0 < L->n_out; p++, r0 += L->part_rows) {
-            int32_t rows = L->n_out - r0 < L->part_rows ? L->n_out - r0 : L->part_rows;
-            if (p >= 3 || rows <= 0 || !L->w_part[p] ||
-                stage_range(m, L->w_part[p], row * (size_t)rows, dst + row * (size_t)r0) != 0)
-                return 0;
-        }
+        got += n;
     }
+    if (got != need) /* a part missing */
+        return 0;
     saved[0] = L->w;
-    for (int p = 0; p < 3; p++)
-        saved[p + 1] = L->w_part[p];
+    for (int i = 0; i < 3; i++)
+        saved[i + 1] = L->w_part[i];
     L->w = (const float *)scratch;
     memset(L->w_part, 0, sizeof L->w_part);
     return 1;
@@ -240,14 +256,11 @@ void me_weights_unstage(me_linear *L, const float *const saved[4])
 
 void me_weights_release(medembed_model *m, me_linear *L)
 {
-    size_t row = sizeof(float) * (size_t)L->n_in;
-    if (L->w) {
-        release_range(m, L->w, row * (size_t)L->n_out);
-    } else {
-        for (int p = 0; p < 3; p++)
-            if (L->w_part[p])
-                release_range(m, L->w_part[p], row * (size_t)L->part_rows);
-    }
+    const float *p[3];
+    int32_t rows[3];
+    int np = source_pieces(L, p, rows);
+    for (int i = 0; i < np; i++)
+        release_range(m, p[i], sizeof(float) * (size_t)L->n_in * (size_t)rows[i]);
     L->w = NULL;
     memset(L->w_part, 0, sizeof L->w_part);
 }

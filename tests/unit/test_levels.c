@@ -302,6 +302,44 @@ static void check_stage(const char *dir, int expect_staged)
     medembed_model_free(m);
 }
 
+/* me_kern.in_place_dtypes tells the loader whether to stage a copy to pack
+ * from: it must say exactly which levels and dtypes keep no packed form
+ * (and so read the fp32 source, which must still be there). */
+static void test_in_place_dtypes(void **state)
+{
+    (void)state;
+    char dir[1024];
+    SKIP_WITHOUT_SHARED(dir, "golden/embeddings/tiny-cls-f32");
+    for (int isa = ME_ISA_SCALAR; isa <= ME_ISA_AVX512; isa++) {
+        const me_kern *k = me_kern_for((me_isa)isa);
+        if (!k)
+            continue;
+        for (int32_t dt = MEDEMBED_DTYPE_F32; dt <= MEDEMBED_DTYPE_INT8; dt++) {
+            me_kern_force(k);
+            medembed_load_opts o;
+            medembed_load_opts_init(&o);
+            o.dtype = dt;
+            medembed_model *m = NULL;
+            char err[512];
+            assert_int_equal(medembed_model_load(dir, &o, &m, err, sizeof err), MEDEMBED_OK);
+            me_kern_force(NULL);
+            int in_place = (k->in_place_dtypes >> dt) & 1;
+            for (int32_t il = 0; il < m->cfg.n_layers; il++) {
+                const me_layer *ly = &m->layers[il];
+                const me_linear *ls[4] = {&ly->qkv, &ly->attn_out, &ly->ffn_in, &ly->ffn_out};
+                for (int i = 0; i < 4; i++) {
+                    if ((ls[i]->packed == NULL) != in_place)
+                        fail_msg("%s dtype %d layer %d.%d: packed %p, in_place %d",
+                                 me_isa_name(k->isa), dt, il, i, ls[i]->packed, in_place);
+                    if (in_place)
+                        assert_true(ls[i]->w || ls[i]->w_part[0]);
+                }
+            }
+            medembed_model_free(m);
+        }
+    }
+}
+
 static void test_stage_sources(void **state)
 {
     (void)state;
@@ -318,6 +356,7 @@ int main(void)
         cmocka_unit_test(test_bit_identical),
         cmocka_unit_test(test_cls_shortcut),
         cmocka_unit_test(test_next_layer_hint),
+        cmocka_unit_test(test_in_place_dtypes),
         cmocka_unit_test(test_stage_sources),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
