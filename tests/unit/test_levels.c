@@ -69,18 +69,26 @@ static void embed_some(medembed_ctx *c, const seqs *s, const int *order, int k, 
     free(ids);
 }
 
-static void check_level_dtype(const char *dir, const seqs *s, const me_kern *k, int32_t dtype,
-                              float *ref_f32)
+/* Loads dir on kernel level k (NULL: the automatic one) in compute dtype dt. */
+static medembed_model *load_at(const char *dir, const me_kern *k, int32_t dt)
 {
     me_kern_force(k);
     medembed_load_opts o;
     medembed_load_opts_init(&o);
-    o.dtype = dtype;
+    o.dtype = dt;
     medembed_model *m = NULL;
     char err[512];
     int rc = medembed_model_load(dir, &o, &m, err, sizeof err);
+    me_kern_force(NULL);
     if (rc != MEDEMBED_OK)
-        fail_msg("load %s (%s, dtype %d): %s", dir, me_isa_name(k->isa), dtype, err);
+        fail_msg("load %s (%s, dtype %d): %s", dir, k ? me_isa_name(k->isa) : "auto", dt, err);
+    return m;
+}
+
+static void check_level_dtype(const char *dir, const seqs *s, const me_kern *k, int32_t dtype,
+                              float *ref_f32)
+{
+    medembed_model *m = load_at(dir, k, dtype);
     int32_t H = medembed_model_dim(m);
     int n = s->n;
     float *all = malloc(sizeof *all * (size_t)H * (size_t)n);
@@ -155,7 +163,6 @@ static void check_level_dtype(const char *dir, const seqs *s, const me_kern *k, 
     medembed_ctx_free(c2);
     medembed_ctx_free(c3);
     medembed_model_free(m);
-    me_kern_force(NULL);
     free(all);
     free(alt);
 }
@@ -194,14 +201,7 @@ static void test_cls_shortcut(void **state)
         if (!k)
             continue;
         for (int32_t dt = MEDEMBED_DTYPE_F32; dt <= MEDEMBED_DTYPE_INT8; dt++) {
-            me_kern_force(k);
-            medembed_load_opts o;
-            medembed_load_opts_init(&o);
-            o.dtype = dt;
-            medembed_model *m = NULL;
-            char err[512];
-            assert_int_equal(medembed_model_load(dir, &o, &m, err, sizeof err), MEDEMBED_OK);
-            me_kern_force(NULL);
+            medembed_model *m = load_at(dir, k, dt);
             assert_int_equal(medembed_model_pooling(m), MEDEMBED_POOLING_CLS);
             int32_t H = medembed_model_dim(m);
             medembed_ctx *c = NULL;
@@ -258,11 +258,7 @@ static void test_next_layer_hint(void **state)
  * layer untouched. The scalar level keeps the sources (it packs nothing). */
 static void check_stage(const char *dir, int expect_staged)
 {
-    me_kern_force(me_kern_for(ME_ISA_SCALAR));
-    medembed_model *m = NULL;
-    char err[512];
-    assert_int_equal(medembed_model_load(dir, NULL, &m, err, sizeof err), MEDEMBED_OK);
-    me_kern_force(NULL);
+    medembed_model *m = load_at(dir, me_kern_for(ME_ISA_SCALAR), MEDEMBED_DTYPE_F32);
     int32_t staged_layers = 0;
     for (int32_t il = 0; il < m->cfg.n_layers; il++) {
         me_layer *ly = &m->layers[il];
@@ -315,14 +311,7 @@ static void test_in_place_dtypes(void **state)
         if (!k)
             continue;
         for (int32_t dt = MEDEMBED_DTYPE_F32; dt <= MEDEMBED_DTYPE_INT8; dt++) {
-            me_kern_force(k);
-            medembed_load_opts o;
-            medembed_load_opts_init(&o);
-            o.dtype = dt;
-            medembed_model *m = NULL;
-            char err[512];
-            assert_int_equal(medembed_model_load(dir, &o, &m, err, sizeof err), MEDEMBED_OK);
-            me_kern_force(NULL);
+            medembed_model *m = load_at(dir, k, dt);
             int in_place = (k->in_place_dtypes >> dt) & 1;
             for (int32_t il = 0; il < m->cfg.n_layers; il++) {
                 const me_layer *ly = &m->layers[il];
