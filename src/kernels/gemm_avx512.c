@@ -36,7 +36,6 @@
  * contracted into an FMA: -std=c11 (the Makefile's) implies
  * -ffp-contract=off in GCC.
  */
-#include <float.h>
 #include <immintrin.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -444,7 +443,10 @@ static inline __attribute__((always_inline)) void prefetch_step(const uint8_t *p
  * medians: QKV 380.8 -> 386.5 GFLOP/s, FFN in (GELU) 353.1 -> 357.0, FFN out
  * 373.2 -> 378.3, attention out 372.0 -> 377.1. The chunks' cost is larger
  * than that: chunks of 64 steps run 4-5% faster still, but miss the golden
- * 1e-5 (see WB_CHUNK_F32). */
+ * 1e-5 (see WB_CHUNK_F32). The chunk's first step is written out beside
+ * the plain steps on purpose: one inline step function with a fold mode
+ * (the same operations) ran 2-4% slower with GCC 12 (gemm_bench, 8
+ * alternated pairs at 3072x768 and 768x3072). */
 static inline __attribute__((always_inline)) void
 tile_wb_f32_body(const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, const uint8_t *pf,
                  int32_t pfs, __m512 *out, const int R)
@@ -767,10 +769,7 @@ static void quant_i8_rows(const gjob *j, int32_t m0, int32_t m1)
         for (int32_t k = 0; k < j->K; k += 16)
             mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps(me_tail16(j->K - k), x + k)));
         float amax = _mm512_reduce_max_ps(mx);
-        /* as me_quant_row_s8: a zero row unless 127 / max is finite */
-        float inv = amax > 0.0f && amax <= 3.0e38f ? 127.0f / amax : 0.0f;
-        if (inv > FLT_MAX) /* max below 127 / FLT_MAX */
-            inv = 0.0f;
+        float inv = me_quant_inv(amax); /* 0: a zero row, as in me_quant_row_s8 */
         xscale[m] = inv > 0.0f ? amax / 127.0f : 0.0f;
         __m512 vinv = _mm512_set1_ps(inv);
         for (int32_t k = 0; k < kpad; k += 16, q += 16) {

@@ -34,6 +34,7 @@
 #ifndef ME_KERNELS_H
 #define ME_KERNELS_H
 
+#include <float.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -195,6 +196,15 @@ uint16_t me_f32_to_bf16(float f);
 /* Per-channel symmetric int8 quantization of row w[0..n) (see the header
  * comment); writes q and returns the scale (0 for an all-zero row). */
 float me_quant_row_s8(const float *w, int32_t n, int8_t *q);
+/* 127 / amax for a row whose largest |value| is amax, or 0 when the row has
+ * nothing to scale: amax zero, NaN or infinite, or below 127 / FLT_MAX (so
+ * 127 / amax overflows, and 0 x inf would be NaN). A 0 means a zero row of
+ * scale 0, in every int8 quantizer. */
+static inline float me_quant_inv(float amax)
+{
+    float inv = amax > 0.0f && amax <= FLT_MAX ? 127.0f / amax : 0.0f;
+    return inv <= FLT_MAX ? inv : 0.0f;
+}
 
 /* fp16 / bf16 -> fp32 conversion (exact). */
 float me_f16_to_f32(uint16_t h);

@@ -66,11 +66,8 @@ float me_quant_row_s8(const float *w, int32_t n, int8_t *q)
         if (a > amax)
             amax = a;
     }
-    /* Nothing to scale (all zero, an infinity, or every |w| below
-     * 127 / FLT_MAX, where 127 / max overflows and 0 x inf would be NaN):
-     * a zero row. The AVX-512 activation copy (quant_i8_rows) does the same. */
-    float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-    if (!(amax > 0.0f) || !isfinite(amax) || !isfinite(inv)) {
+    float inv = me_quant_inv(amax);
+    if (inv == 0.0f) { /* nothing to scale: a zero row */
         memset(q, 0, (size_t)n);
         return 0.0f;
     }

@@ -7,6 +7,7 @@
  */
 #include "test_util.h"
 
+#include <float.h>
 #include <math.h>
 
 #include <stdatomic.h>
@@ -298,6 +299,55 @@ static void test_linear_int8(void **state)
  * products in fp32 FMA; int8 in vpmaddwd, in 4-row panels instead of
  * column blocks) run on this CPU by hiding the features: pack reads
  * MEDEMBED_CPU_DISABLE. */
+/* Activation rows at the ends of the float range quantize by one rule on
+ * every level (me_quant_inv): a row whose max is near FLT_MAX is scaled like
+ * any other (the AVX-512 copy once zeroed rows above 3.0e38), a row below
+ * 127 / FLT_MAX is a zero row (so y = bias), and an ordinary row in the same
+ * call is unaffected. */
+static void test_int8_extreme_rows(void **state)
+{
+    (void)state;
+    assert_true(me_quant_inv(0.0f) == 0.0f);
+    assert_true(me_quant_inv(NAN) == 0.0f);
+    assert_true(me_quant_inv(INFINITY) == 0.0f);
+    assert_true(me_quant_inv(1e-38f) == 0.0f);
+    assert_true(me_quant_inv(2.0f) == 63.5f);
+    assert_true(me_quant_inv(3.2e38f) == 127.0f / 3.2e38f);
+    assert_true(me_quant_inv(FLT_MAX) > 0.0f);
+    const me_kern *ks[4], *ref = me_kern_for(ME_ISA_SCALAR);
+    int nl = levels(ks);
+    enum { N = 5, K = 20, M = 3 };
+    float w[N * K], b[N], x[M * K], y[M * N], yr[M * N];
+    fill(w, N * K, 1e-4f); /* small enough that row 0's outputs stay finite */
+    fill(b, N, 0.5f);
+    fill(x, M * K, 1.0f);
+    for (int32_t k = 0; k < K; k++) {
+        x[k] = (k % 2 ? -3.2e38f : 3.2e38f) * ((float)(k + 1) / K); /* max 3.2e38 */
+        x[K + k] = (k % 2 ? -1e-38f : 1e-38f) * ((float)(k + 1) / K);
+    }
+    me_linear Lr = {.n_out = N, .n_in = K, .w = w, .b = b};
+    assert_int_equal(ref->pack(&Lr, MEDEMBED_DTYPE_INT8), MEDEMBED_OK);
+    run_linear(ref, &Lr, x, M, yr, NULL, 0, NULL);
+    for (int32_t n = 0; n < N; n++) {
+        assert_true(isfinite(yr[n]) && yr[n] != b[n]);
+        assert_true(yr[N + n] == b[n]);
+    }
+    for (int i = 0; i < nl; i++) {
+        me_linear L = {.n_out = N, .n_in = K, .w = w, .b = b};
+        assert_int_equal(ks[i]->pack(&L, MEDEMBED_DTYPE_INT8), MEDEMBED_OK);
+        run_linear(ks[i], &L, x, M, y, NULL, 0, NULL);
+        for (int32_t m = 0; m < M; m++)
+            for (int32_t n = 0; n < N; n++) {
+                float a = y[m * N + n], r = yr[m * N + n];
+                if (!(fabsf(a - r) <= 1e-5f * fabsf(r) + 1e-6f))
+                    fail_msg("%s int8 row %d out %d: %.9g, scalar %.9g", me_isa_name(ks[i]->isa),
+                             m, n, a, r);
+            }
+        ks[i]->unpack(&L);
+    }
+    ref->unpack(&Lr);
+}
+
 static void test_linear_fallbacks(void **state)
 {
     (void)state;
@@ -821,6 +871,7 @@ int main(void)
         cmocka_unit_test(test_linear_f32_levels_agree),
         cmocka_unit_test(test_linear_bf16),  cmocka_unit_test(test_bf16_handoff),
         cmocka_unit_test(test_linear_int8),
+        cmocka_unit_test(test_int8_extreme_rows),
         cmocka_unit_test(test_block_ranges), cmocka_unit_test(test_linear_latency_threads),
         cmocka_unit_test_teardown(test_linear_fallbacks, unset_cpu_disable),
         cmocka_unit_test(test_gelu),         cmocka_unit_test(test_layernorm),
