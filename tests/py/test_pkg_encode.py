@@ -386,3 +386,21 @@ def test_embed_documents(model):
     docs = model.embed_documents(TEXTS[:3])
     assert isinstance(docs, list) and len(docs) == 3 and len(docs[0]) == model.dim
     assert np.array_equal(np.array(docs, dtype=np.float32), model.encode(TEXTS[:3]))
+
+
+@pytest.mark.parametrize("name, init", [("LoadOpts", "medembed_load_opts_init"),
+                                        ("EmbedOpts", "medembed_embed_opts_init")])
+def test_option_structs_match_the_header(name, init):
+    """Each ctypes option struct must be as large as the C struct: the library's
+    *_init writes every C field, so a field missing from the Python mirror is a
+    write past the ctypes buffer. The struct sits at the start of a larger buffer
+    of guard bytes; init must leave every byte past sizeof(struct) alone."""
+    import ctypes
+    cls = getattr(medembed._lib, name)
+    size = ctypes.sizeof(cls)
+    buf = (ctypes.c_uint8 * (size + 64))(*([0xA5] * (size + 64)))
+    getattr(medembed._lib.lib(), init)(ctypes.cast(buf, ctypes.POINTER(cls)))
+    tail = bytes(buf[size:])
+    assert tail == b"\xa5" * 64, "%s() wrote past ctypes.sizeof(%s) = %d: %s" % (
+        init, name, size, tail[:16].hex())
+    assert bytes(buf[:size]) != b"\xa5" * size  # and it did write the struct

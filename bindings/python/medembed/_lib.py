@@ -35,8 +35,13 @@ class TextInfo(ctypes.Structure):
                 ("truncated", ctypes.c_int32), ("n_invalid_utf8", ctypes.c_int32)]
 
 
+# These mirror include/medembed.h field for field: the library's *_init
+# functions write every field the C struct has, so a missing one here would be
+# a write past the end of the ctypes buffer (tests/py/test_pkg_encode.py
+# checks that with guard bytes).
 class LoadOpts(ctypes.Structure):
-    _fields_ = [("dtype", ctypes.c_int32), ("max_length", ctypes.c_int32)]
+    _fields_ = [("dtype", ctypes.c_int32), ("max_length", ctypes.c_int32),
+                ("tokenizer_only", ctypes.c_int32)]
 
 
 class EmbedOpts(ctypes.Structure):
