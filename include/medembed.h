@@ -126,6 +126,16 @@ typedef struct medembed_load_opts {
                                weights; only tokenize/info/token queries work, and the
                                ctx functions return MEDEMBED_ERR_UNSUPPORTED. A folder
                                with only tokenizer files then loads. */
+    const char *pack_cache; /* directory for the packed-weights cache; NULL = the
+                               MEDEMBED_PACK_CACHE environment variable, "" = none.
+                               The first load packs the weights as always and writes
+                               them to one file there; later loads of the same weights,
+                               dtype and kernels map that file instead of packing
+                               (faster, and processes share the pages). A stale,
+                               damaged or foreign file is ignored and rewritten; a
+                               directory that cannot be written only costs the cache.
+                               medembed_model_info_json's "pack_cache" says what
+                               happened. Default NULL. */
 } medembed_load_opts;
 
 MEDEMBED_API void medembed_load_opts_init(medembed_load_opts *opts);

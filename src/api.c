@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "model/model.h"
+#include "model/packcache.h"
 #include "util/file.h"
 #include "util/json.h"
 #include "util/sha256.h"
@@ -225,8 +226,26 @@ int medembed_model_load(const char *dir, const medembed_load_opts *opts, medembe
     }
     if (rc == MEDEMBED_OK && !o.tokenizer_only)
         rc = me_weights_load(m, dir, &e);
-    if (rc == MEDEMBED_OK && !o.tokenizer_only)
+    if (rc == MEDEMBED_OK)
+        fingerprint(m, dir);
+    const char *cache = o.pack_cache ? o.pack_cache : getenv("MEDEMBED_PACK_CACHE");
+    int cached = 0;
+    snprintf(m->pc_status, sizeof m->pc_status, "off");
+    if (rc == MEDEMBED_OK && !o.tokenizer_only && cache && cache[0])
+        cached = me_pc_load(m, cache);
+    if (cached) /* the kernels now read only the mapped packed form */
+        for (int32_t il = 0; il < m->cfg.n_layers; il++) {
+            me_layer *L = &m->layers[il];
+            me_weights_release(m, &L->qkv);
+            me_weights_release(m, &L->attn_out);
+            me_weights_release(m, &L->ffn_in);
+            me_weights_release(m, &L->ffn_out);
+        }
+    if (rc == MEDEMBED_OK && !o.tokenizer_only && !cached) {
         rc = pack_weights(m, &e);
+        if (rc == MEDEMBED_OK && cache && cache[0])
+            me_pc_save(m, cache);
+    }
     if (rc != MEDEMBED_OK) {
         set_err(err, err_len, &e);
         medembed_model_free(m);
@@ -240,7 +259,6 @@ int medembed_model_load(const char *dir, const medembed_load_opts *opts, medembe
     if (ml < 2)
         ml = 2;
     m->max_length = ml;
-    fingerprint(m, dir);
     *out = m;
     return MEDEMBED_OK;
 }
@@ -250,6 +268,7 @@ void medembed_model_free(medembed_model *m)
     if (!m)
         return;
     me_weights_free(m);
+    me_pc_close(m); /* after the layers let go of their views into it */
     me_tokenizer_free(m->tok);
     me_config_free(&m->cfg);
     free(m->dir);
@@ -326,6 +345,10 @@ size_t medembed_model_info_json(const medembed_model *m, char *buf, size_t buf_l
     json_object_set_new(j, "fingerprint", json_string(m->fingerprint));
     json_object_set_new(j, "tokenizer_only", json_boolean(m->tokenizer_only));
     json_object_set_new(j, "isa", json_string(me_isa_name(m->kern->isa)));
+    json_t *pc = json_object();
+    json_object_set_new(pc, "path", m->pc_path[0] ? json_string(m->pc_path) : json_null());
+    json_object_set_new(pc, "status", json_string(m->pc_status));
+    json_object_set_new(j, "pack_cache", pc);
     char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(j);
     if (!s)

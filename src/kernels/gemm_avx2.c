@@ -81,21 +81,48 @@ static int32_t cdiv(int32_t a, int32_t b)
     return (a + b - 1) / b;
 }
 
+static int32_t kind256(int32_t dtype)
+{
+    return dtype == MEDEMBED_DTYPE_F32    ? ME_PACK_F32
+           : dtype == MEDEMBED_DTYPE_BF16 ? ME_PACK_BF16
+           : dtype == MEDEMBED_DTYPE_INT8 ? ME_PACK_INT8
+                                          : ME_PACK_NONE;
+}
+
+/* The packed form of an (N, K) layer of `kind`: header fields (pointers
+ * NULL), the offsets of the scales (int8) and the blocks, and the size.
+ * Shared by pack256 and adopt256 (a blob from the pack cache). */
+static size_t layout_256(int32_t N, int32_t K, int32_t kind, pk256 *h, size_t *side)
+{
+    int i8 = kind == ME_PACK_INT8;
+    size_t hdr = (sizeof(pk256) + 63) & ~(size_t)63;
+    memset(h, 0, sizeof *h);
+    h->kind = kind;
+    h->n_wb = cdiv(N, WB2_COLS);
+    h->steps = i8 ? cdiv(K, 2) : K;
+    *side = i8 ? ((size_t)h->n_wb * WB2_COLS * 4 + 63) & ~(size_t)63 : 0;
+    return hdr + *side + (size_t)h->n_wb * (size_t)h->steps * wb2_step_bytes(kind);
+}
+
+static void pk256_at(pk256 *pk, const pk256 *h, size_t side, const uint8_t *blob)
+{
+    size_t hdr = (sizeof(pk256) + 63) & ~(size_t)63;
+    *pk = *h;
+    pk->data = (uint8_t *)(uintptr_t)(blob + hdr + side);
+    if (h->kind == ME_PACK_INT8)
+        pk->scale = (float *)(uintptr_t)(blob + hdr);
+}
+
 static int pack256(me_linear *L, int32_t dtype)
 {
     int32_t N = L->n_out, K = L->n_in;
-    int32_t kind = dtype == MEDEMBED_DTYPE_F32    ? ME_PACK_F32
-                   : dtype == MEDEMBED_DTYPE_BF16 ? ME_PACK_BF16
-                   : dtype == MEDEMBED_DTYPE_INT8 ? ME_PACK_INT8
-                                                  : ME_PACK_NONE;
+    int32_t kind = kind256(dtype);
     if (kind == ME_PACK_NONE)
         return MEDEMBED_ERR_UNSUPPORTED;
     int i8 = kind == ME_PACK_INT8;
-    int32_t nwb = cdiv(N, WB2_COLS), steps = i8 ? cdiv(K, 2) : K;
-    size_t hdr = (sizeof(pk256) + 63) & ~(size_t)63;
-    size_t side = i8 ? ((size_t)nwb * WB2_COLS * 4 + 63) & ~(size_t)63 : 0;
-    size_t body = (size_t)nwb * (size_t)steps * wb2_step_bytes(kind);
-    size_t bytes = hdr + side + body;
+    pk256 h;
+    size_t side, bytes = layout_256(N, K, kind, &h, &side);
+    int32_t nwb = h.n_wb;
     uint8_t *blk = me_alloc_big(bytes);
     int8_t *q = i8 ? me_alloc_big((size_t)WB2_COLS * (size_t)K) : NULL;
     if (!blk || (i8 && !q)) {
@@ -104,15 +131,8 @@ static int pack256(me_linear *L, int32_t dtype)
         return MEDEMBED_ERR_NOMEM;
     }
     pk256 *pk = (pk256 *)(void *)blk;
-    memset(pk, 0, sizeof *pk);
-    pk->kind = kind;
-    pk->n_wb = nwb;
-    pk->steps = steps;
-    pk->data = blk + hdr + side;
-    if (i8) {
-        pk->scale = (float *)(void *)(blk + hdr);
-        memset(pk->scale, 0, side);
-    }
+    memset(blk, 0, (sizeof(pk256) + 63) / 64 * 64 + side); /* header, padding, scales */
+    pk256_at(pk, &h, side, blk);
     for (int32_t wb = 0; wb < nwb; wb++) {
         uint8_t *b = pk->data + (size_t)wb * wb2_block_bytes(pk);
         const float *rows[WB2_COLS];
@@ -540,11 +560,37 @@ static double peak256(int32_t dtype, int64_t iters)
     return (double)iters * 12 * 16;
 }
 
+/* A pack cache blob as L's packed form (me_kern.adopt). */
+static int adopt256(me_linear *L, int32_t dtype, const uint8_t *blob, size_t bytes)
+{
+    int32_t kind = kind256(dtype);
+    if (kind == ME_PACK_NONE)
+        return MEDEMBED_ERR_UNSUPPORTED;
+    pk256 h, saved;
+    size_t side;
+    if (bytes != layout_256(L->n_out, L->n_in, kind, &h, &side) || ((uintptr_t)blob & 63))
+        return MEDEMBED_ERR_FORMAT;
+    memcpy(&saved, blob, sizeof saved);
+    if (saved.kind != h.kind || saved.n_wb != h.n_wb || saved.steps != h.steps)
+        return MEDEMBED_ERR_FORMAT;
+    pk256 *pk = malloc(sizeof *pk);
+    if (!pk)
+        return MEDEMBED_ERR_NOMEM;
+    pk256_at(pk, &h, side, blob);
+    L->packed = pk;
+    L->packed_kind = kind;
+    L->packed_dtype = dtype;
+    L->packed_bytes = bytes;
+    L->packed_borrowed = 1;
+    return MEDEMBED_OK;
+}
+
 const me_kern me_kern_avx2 = {
     .isa = ME_ISA_AVX2,
     .linear = linear256,
     .pack = pack256,
     .unpack = me_unpack_generic,
+    .adopt = adopt256,
     .attention = me_attention_avx2,
     .layernorm = me_layernorm_avx2,
     .gelu = me_gelu_avx2,

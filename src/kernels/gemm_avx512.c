@@ -127,6 +127,66 @@ static void row_to_bf16(const float *w, int32_t K, uint16_t *h)
     }
 }
 
+/* The packed form of an (N, K) layer in `dtype` on this CPU: its header
+ * fields (pointers as offsets from the allocation's start, see pk512_at)
+ * and its size in bytes. The one description of the layout, shared by
+ * packing and by adopt512 (a blob from the pack cache). */
+typedef struct {
+    pk512 h;       /* kind, n_panels, kblocks, n_wb, steps; pointers NULL */
+    size_t scale;  /* int8: offset of the scales (0 otherwise) */
+    size_t wsum;   /* int8: offset of the sums */
+    size_t data;   /* offset of the panels or blocks */
+    size_t bytes;
+} layout512;
+
+static int wide512(int32_t dtype)
+{
+    me_cpu cpu;
+    me_cpu_detect(&cpu);
+    return dtype == MEDEMBED_DTYPE_F32 || (dtype == MEDEMBED_DTYPE_INT8 && cpu.avx512_vnni) ||
+           (dtype == MEDEMBED_DTYPE_BF16 && cpu.avx512_bf16);
+}
+
+static void layout_512(int32_t N, int32_t K, int32_t dtype, layout512 *lo)
+{
+    int f32 = dtype == MEDEMBED_DTYPE_F32, i8 = dtype == MEDEMBED_DTYPE_INT8;
+    size_t hdr = (sizeof(pk512) + 63) & ~(size_t)63, side, body;
+    memset(lo, 0, sizeof *lo);
+    lo->h.kind = f32 ? ME_PACK_F32 : i8 ? ME_PACK_INT8 : ME_PACK_BF16;
+    if (wide512(dtype)) {
+        int32_t nwb = cdiv(N, WB_COLS), kb = f32 ? cdiv(K, 16) : cdiv(K, i8 ? 64 : 32);
+        lo->h.kblocks = kb;
+        lo->h.n_wb = nwb;
+        lo->h.steps = f32 ? K : kb * 16;
+        side = i8 ? (size_t)nwb * WB_COLS * 8 : 0; /* scales, sums */
+        lo->wsum = hdr + (size_t)nwb * WB_COLS * 4;
+        body = (size_t)nwb * (size_t)lo->h.steps * WB_COLS * 4;
+    } else { /* the panels: bf16 without AVX512_BF16, int8 without VNNI */
+        int32_t np = cdiv(N, 4), kb = cdiv(K, dtype == MEDEMBED_DTYPE_BF16 ? 32 : 64);
+        lo->h.n_panels = np;
+        lo->h.kblocks = kb;
+        side = i8 ? (size_t)np * 4 * 8 : 0;
+        lo->wsum = hdr + (size_t)np * 4 * 4;
+        body = (size_t)np * (size_t)kb * 256;
+    }
+    side = (side + 63) & ~(size_t)63;
+    lo->scale = i8 ? hdr : 0;
+    lo->wsum = i8 ? lo->wsum : 0;
+    lo->data = hdr + side;
+    lo->bytes = hdr + side + body;
+}
+
+/* pk (at the start of a blob of lo->bytes) filled in from the layout. */
+static void pk512_at(pk512 *pk, const layout512 *lo, const uint8_t *blob)
+{
+    *pk = lo->h;
+    pk->data = (uint8_t *)(uintptr_t)(blob + lo->data);
+    if (lo->scale) {
+        pk->scale = (float *)(uintptr_t)(blob + lo->scale);
+        pk->wsum128 = (int32_t *)(uintptr_t)(blob + lo->wsum);
+    }
+}
+
 /* Wide column blocks (see WB_COLS). Each output row is first brought to
  * its 4-byte step form (fp32 as is; bf16 / int8 converted into a zeroed
  * scratch row), then 16 x 16 steps are transposed at a time, so the row
@@ -135,12 +195,10 @@ static int pack512_wb(me_linear *L, int32_t dtype)
 {
     int32_t N = L->n_out, K = L->n_in;
     int f32 = dtype == MEDEMBED_DTYPE_F32, i8 = dtype == MEDEMBED_DTYPE_INT8;
-    int32_t nwb = cdiv(N, WB_COLS);
-    int32_t kb = f32 ? cdiv(K, 16) : cdiv(K, i8 ? 64 : 32);
-    int32_t steps = f32 ? K : kb * 16;
-    size_t hdr = (sizeof(pk512) + 63) & ~(size_t)63;
-    size_t side = i8 ? ((size_t)nwb * WB_COLS * 8 + 63) & ~(size_t)63 : 0; /* scales, sums */
-    size_t bytes = hdr + side + (size_t)nwb * (size_t)steps * WB_COLS * 4;
+    layout512 lo;
+    layout_512(N, K, dtype, &lo);
+    int32_t nwb = lo.h.n_wb, steps = lo.h.steps;
+    size_t bytes = lo.bytes;
     uint8_t *blk = me_alloc_big(bytes);
     /* converted rows (bf16 / int8): 16 at a time, each padded to whole steps */
     uint32_t *conv = f32 ? NULL : me_alloc_big((size_t)16 * (size_t)steps * 4);
@@ -150,17 +208,8 @@ static int pack512_wb(me_linear *L, int32_t dtype)
         return MEDEMBED_ERR_NOMEM;
     }
     pk512 *pk = (pk512 *)(void *)blk;
-    memset(pk, 0, sizeof *pk);
-    pk->kind = f32 ? ME_PACK_F32 : i8 ? ME_PACK_INT8 : ME_PACK_BF16;
-    pk->kblocks = kb;
-    pk->n_wb = nwb;
-    pk->steps = steps;
-    pk->data = blk + hdr + side;
-    if (i8) {
-        pk->scale = (float *)(void *)(blk + hdr);
-        pk->wsum128 = (int32_t *)(void *)(blk + hdr + (size_t)nwb * WB_COLS * 4);
-        memset(pk->scale, 0, (size_t)nwb * WB_COLS * 8);
-    }
+    memset(blk, 0, lo.data); /* the header's padding too: the blob may be saved */
+    pk512_at(pk, &lo, blk);
     for (int32_t wb = 0; wb < nwb; wb++) {
         uint32_t *dst = (uint32_t *)(void *)(pk->data + (size_t)wb * WB_BYTES(pk));
         for (int32_t c0 = 0; c0 < WB_COLS; c0 += 16) {
@@ -211,30 +260,24 @@ static int pack512_wb(me_linear *L, int32_t dtype)
 
 static int pack512(me_linear *L, int32_t dtype)
 {
-    me_cpu cpu;
-    me_cpu_detect(&cpu);
     int32_t N = L->n_out, K = L->n_in;
     if (dtype != MEDEMBED_DTYPE_F32 && dtype != MEDEMBED_DTYPE_BF16 &&
         dtype != MEDEMBED_DTYPE_INT8)
         return MEDEMBED_ERR_UNSUPPORTED;
-    if (dtype == MEDEMBED_DTYPE_F32 || (dtype == MEDEMBED_DTYPE_INT8 && cpu.avx512_vnni) ||
-        (dtype == MEDEMBED_DTYPE_BF16 && cpu.avx512_bf16))
+    if (wide512(dtype))
         return pack512_wb(L, dtype);
     /* the panels: bf16 without AVX512_BF16, int8 without VNNI */
     int32_t per_block = dtype == MEDEMBED_DTYPE_BF16 ? 32 : 64;
-    int32_t np = cdiv(N, 4), kb = cdiv(K, per_block);
-    size_t side = dtype == MEDEMBED_DTYPE_INT8 ? (size_t)np * 4 * 8 : 0;
-    size_t hdr = (sizeof(pk512) + 63) & ~(size_t)63;
-    side = (side + 63) & ~(size_t)63;
-    size_t bytes = hdr + side + (size_t)np * (size_t)kb * 256;
+    layout512 lo;
+    layout_512(N, K, dtype, &lo);
+    int32_t np = lo.h.n_panels, kb = lo.h.kblocks;
+    size_t bytes = lo.bytes;
     uint8_t *blk = me_alloc_big(bytes);
     if (!blk)
         return MEDEMBED_ERR_NOMEM;
     pk512 *pk = (pk512 *)(void *)blk;
-    memset(pk, 0, sizeof *pk);
-    pk->n_panels = np;
-    pk->kblocks = kb;
-    pk->data = blk + hdr + side;
+    memset(blk, 0, lo.data); /* the header's padding too: the blob may be saved */
+    pk512_at(pk, &lo, blk);
     /* zero only the padding (rows past N, the part of the last k block past
      * K): everything else is written below, and touching 100s of MB twice
      * shows in the load time */
@@ -244,7 +287,6 @@ static int pack512(me_linear *L, int32_t dtype)
                        ((size_t)b * 4 + (size_t)(n % 4)) * 64,
                    0, 64);
     if (dtype == MEDEMBED_DTYPE_BF16) {
-        pk->kind = ME_PACK_BF16;
         for (int32_t n = 0; n < N; n++) {
             const float *w = me_linear_row(L, n);
             uint8_t *dst = pk->data + (size_t)(n / 4) * PANEL_BYTES(pk) + (size_t)(n % 4) * 64;
@@ -253,10 +295,6 @@ static int pack512(me_linear *L, int32_t dtype)
                     ((uint16_t *)(void *)dst)[i] = me_f32_to_bf16(w[k + i]);
         }
     } else {
-        pk->kind = ME_PACK_INT8;
-        pk->scale = (float *)(void *)(blk + hdr);
-        pk->wsum128 = (int32_t *)(void *)(blk + hdr + (size_t)np * 4 * 4);
-        memset(pk->scale, 0, (size_t)np * 4 * 8);
         int8_t *row = me_alloc_big((size_t)K);
         if (!row) {
             me_free_big(blk);
@@ -1129,6 +1167,34 @@ static double peak512(int32_t dtype, int64_t iters)
     PEAK_BODY(__m512, _mm512_setzero_ps(), FMA_PS, x, x, 32.0);
 }
 
+/* A pack cache blob as L's packed form (me_kern.adopt): only the layout
+ * layout_512 gives now, with the header fields the pack wrote. */
+static int adopt512(me_linear *L, int32_t dtype, const uint8_t *blob, size_t bytes)
+{
+    if (dtype != MEDEMBED_DTYPE_F32 && dtype != MEDEMBED_DTYPE_BF16 &&
+        dtype != MEDEMBED_DTYPE_INT8)
+        return MEDEMBED_ERR_UNSUPPORTED;
+    layout512 lo;
+    layout_512(L->n_out, L->n_in, dtype, &lo);
+    pk512 saved;
+    if (bytes != lo.bytes || ((uintptr_t)blob & 63))
+        return MEDEMBED_ERR_FORMAT;
+    memcpy(&saved, blob, sizeof saved);
+    if (saved.kind != lo.h.kind || saved.n_panels != lo.h.n_panels ||
+        saved.kblocks != lo.h.kblocks || saved.n_wb != lo.h.n_wb || saved.steps != lo.h.steps)
+        return MEDEMBED_ERR_FORMAT;
+    pk512 *pk = malloc(sizeof *pk);
+    if (!pk)
+        return MEDEMBED_ERR_NOMEM;
+    pk512_at(pk, &lo, blob);
+    L->packed = pk;
+    L->packed_kind = pk->kind;
+    L->packed_dtype = dtype;
+    L->packed_bytes = bytes;
+    L->packed_borrowed = 1;
+    return MEDEMBED_OK;
+}
+
 /* The bf16 hand-off needs the wide-block tiles (their epilogue writes bf16
  * rows; the panels' does not). */
 static int bf16_io512(const me_linear *L)
@@ -1142,6 +1208,7 @@ const me_kern me_kern_avx512 = {
     .linear = linear512,
     .pack = pack512,
     .unpack = me_unpack_generic,
+    .adopt = adopt512,
     .attention = me_attention_avx512,
     .layernorm = me_layernorm_avx512,
     .gelu = me_gelu_avx512,

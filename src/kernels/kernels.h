@@ -95,6 +95,10 @@ typedef struct me_linear {
     int32_t packed_kind;  /* ME_PACK_* */
     int32_t packed_dtype; /* medembed_dtype the layer computes in */
     size_t packed_bytes;
+    /* 1: packed is a small header that me_kern.adopt made, pointing into a
+     * blob the layer does not own (a mapped pack cache, see
+     * model/packcache.c); unpack frees only the header. */
+    int32_t packed_borrowed;
     /* The layer the forward pass multiplies next, or NULL. At small M each
      * thread pulls in its first weight block of that layer while it computes
      * its last block of this one (gemm_avx512.c), so the weight stream from
@@ -147,6 +151,15 @@ typedef struct me_kern {
      * a copy to pack from). */
     uint32_t in_place_dtypes;
     void (*unpack)(me_linear *L);
+    /* Takes `bytes` bytes at `blob` (64-byte aligned; read-only; must
+     * outlive the layer) as L's packed form for `dtype`: an earlier pack's
+     * whole allocation (L->packed, L->packed_bytes) as saved to a file. Only
+     * the layout that pack would build now for L's shape, dtype and this CPU
+     * is accepted (sizes and header fields are checked; the header's
+     * pointers are ignored and rebuilt). Returns MEDEMBED_OK, or
+     * _ERR_FORMAT when the blob does not fit, _ERR_NOMEM. NULL: this level
+     * cannot adopt (packed weights are then never cached). */
+    int (*adopt)(me_linear *L, int32_t dtype, const uint8_t *blob, size_t bytes);
     /* One (sequence, head) of attention. */
     void (*attention)(const me_attn_args *a);
     /* LayerNorm of n-wide rows in place: x = (x - mean) / sqrt(var + eps) g + b. */

@@ -42,8 +42,12 @@ void me_unpack_generic(me_linear *L)
 {
     if (!L)
         return;
-    me_free_big(L->packed);
+    if (L->packed_borrowed)
+        free(L->packed); /* adopt's header; the blob belongs to the pack cache */
+    else
+        me_free_big(L->packed);
     L->packed = NULL;
+    L->packed_borrowed = 0;
     L->packed_kind = ME_PACK_NONE;
     L->packed_bytes = 0;
 }

@@ -47,6 +47,12 @@ struct medembed_model {
     const me_kern *kern;
     char fingerprint[65];
     char *dir;
+    /* pack cache (packcache.h): the mapped file when the layers came from
+     * it, the file's path (empty: no cache) and what happened, for info */
+    uint8_t *pc_map;
+    size_t pc_len;
+    char pc_path[4096];
+    char pc_status[512];
 };
 
 /* Loads and validates the weights of m->cfg from dir. */

@@ -1,0 +1,366 @@
+/*
+ * packcache.c - packed weights kept in a file between processes (see
+ * packcache.h for when a file is used and its layout).
+ */
+#include "model/packcache.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "model/model.h"
+#include "util/sha256.h"
+
+static const char PC_MAGIC[8] = {'M', 'E', 'P', 'A', 'C', 'K', '0', '1'};
+#define PC_FIXED 72 /* header bytes before the table */
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static uint64_t round_up(uint64_t n)
+{
+    return (n + ME_PC_ALIGN - 1) / ME_PC_ALIGN * ME_PC_ALIGN;
+}
+
+/* Fletcher-style sums in 8 lanes of 64-bit words over n bytes (a multiple of
+ * 64): every single changed word changes the first sums, and swapped words
+ * the second ones. It guards against torn or damaged files, not against
+ * someone who wants to forge one (a cache directory is trusted like the
+ * model folder). Memory-bound: ~14 ms for 340 MB in one thread. */
+static uint64_t pc_checksum(const uint8_t *p, size_t n)
+{
+    uint64_t a[8] = {0}, b[8] = {0};
+    for (size_t i = 0; i + 64 <= n; i += 64)
+        for (int l = 0; l < 8; l++) {
+            uint64_t w;
+            memcpy(&w, p + i + 8 * (size_t)l, 8);
+            a[l] += w;
+            b[l] += a[l];
+        }
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int l = 0; l < 8; l++) {
+        h = (h ^ a[l]) * 0x100000001b3ull;
+        h = (h ^ b[l]) * 0x100000001b3ull;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
+static size_t table_end(uint32_t n_blobs)
+{
+    return PC_FIXED + (size_t)n_blobs * 16;
+}
+
+int me_pc_parse(const uint8_t *buf, size_t len, const uint8_t key[32], uint32_t n_blobs,
+                me_pc_blob *blobs, char *why, size_t why_len)
+{
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        snprintf(why, why_len, __VA_ARGS__);                                                       \
+        return -1;                                                                                 \
+    } while (0)
+    if (len < PC_FIXED || memcmp(buf, PC_MAGIC, 8) != 0)
+        FAIL("not a medembed pack cache file (format MEPACK01)");
+    uint32_t n = (uint32_t)buf[8] | (uint32_t)buf[9] << 8 | (uint32_t)buf[10] << 16 |
+                 (uint32_t)buf[11] << 24;
+    if (n != n_blobs)
+        FAIL("holds %u layers, the model has %u", n, n_blobs);
+    if (memcmp(buf + 16, key, 32) != 0)
+        FAIL("made for other weights, kernels or dtype (key differs)");
+    uint64_t file_bytes = get_u64(buf + 48), sum = get_u64(buf + 56);
+    uint64_t data_start = get_u64(buf + 64);
+    if (file_bytes != len)
+        FAIL("is %zu bytes, its header says %llu (truncated or grown)", len,
+             (unsigned long long)file_bytes);
+    if (data_start != round_up(table_end(n)) || data_start > len)
+        FAIL("data start %llu is not where the table ends", (unsigned long long)data_start);
+    uint64_t at = data_start;
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *e = buf + PC_FIXED + (size_t)i * 16;
+        uint64_t off = get_u64(e), bytes = get_u64(e + 8);
+        if (off != at || bytes == 0 || bytes > len - off)
+            FAIL("layer %u's entry (offset %llu, %llu bytes) is out of place", i,
+                 (unsigned long long)off, (unsigned long long)bytes);
+        blobs[i].offset = off;
+        blobs[i].bytes = bytes;
+        at = round_up(off + bytes);
+    }
+    if (at != len)
+        FAIL("the layers end at %llu, the file at %zu", (unsigned long long)at, len);
+    for (size_t i = table_end(n); i < data_start; i++)
+        if (buf[i])
+            FAIL("the header's padding is not zero");
+    if (pc_checksum(buf + data_start, len - data_start) != sum)
+        FAIL("checksum mismatch (damaged file)");
+    return 0;
+#undef FAIL
+}
+
+/* ------------------------------------------------------------------------ */
+
+static me_linear *pc_linear(medembed_model *m, uint32_t i)
+{
+    me_layer *L = &m->layers[i / 4];
+    me_linear *ls[4] = {&L->qkv, &L->attn_out, &L->ffn_in, &L->ffn_out};
+    return ls[i % 4];
+}
+
+static void put_i64(me_sha256 *h, int64_t v)
+{
+    uint8_t b[8];
+    put_u64(b, (uint64_t)v);
+    me_sha256_update(h, b, 8);
+}
+
+/* What decides the cache file's bytes (packcache.h), hashed. */
+static void pc_key(const medembed_model *m, uint8_t key[32])
+{
+    me_sha256 h;
+    me_sha256_init(&h);
+    static const char tag[] = "medembed pack cache 1";
+    me_sha256_update(&h, tag, sizeof tag);
+    const char *isa = me_isa_name(m->kern->isa);
+    me_sha256_update(&h, isa, strlen(isa) + 1);
+    me_cpu c;
+    me_cpu_detect(&c); /* the layouts depend on these (bf16, int8 panels or blocks) */
+    put_i64(&h, c.avx512_bf16);
+    put_i64(&h, c.avx512_vnni);
+    put_i64(&h, m->dtype);
+    me_sha256_update(&h, m->fingerprint, 64); /* config.json and safetensors headers */
+    for (int32_t i = 0; i < m->n_shards; i++) {
+        struct stat st;
+        memset(&st, 0, sizeof st);
+        if (m->shards[i].map.fd >= 0)
+            fstat(m->shards[i].map.fd, &st);
+        put_i64(&h, (int64_t)st.st_dev);
+        put_i64(&h, (int64_t)st.st_ino);
+        put_i64(&h, (int64_t)st.st_size);
+        put_i64(&h, (int64_t)st.st_mtim.tv_sec);
+        put_i64(&h, (int64_t)st.st_mtim.tv_nsec);
+    }
+    uint32_t n = (uint32_t)m->cfg.n_layers * 4;
+    for (uint32_t i = 0; i < n; i++) {
+        const me_linear *L = pc_linear((medembed_model *)m, i);
+        put_i64(&h, L->n_out);
+        put_i64(&h, L->n_in);
+    }
+    me_sha256_final(&h, key);
+}
+
+static int pc_path(const medembed_model *m, const char *dir, const uint8_t key[32], char *out,
+                   size_t n)
+{
+    char hex[65];
+    me_sha256_hex(key, hex);
+    static const char *dt[] = {"f32", "bf16", "int8"};
+    const char *d = m->dtype >= 0 && m->dtype <= 2 ? dt[m->dtype] : "x";
+    int k = snprintf(out, n, "%s/%.32s-%s-%s.mepack", dir, hex, me_isa_name(m->kern->isa), d);
+    return k > 0 && (size_t)k < n ? 0 : -1;
+}
+
+static void status(medembed_model *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void status(medembed_model *m, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->pc_status, sizeof m->pc_status, fmt, ap);
+    va_end(ap);
+}
+
+int me_pc_load(medembed_model *m, const char *dir)
+{
+    if (!m->kern->adopt) {
+        status(m, "off: the %s kernels read the weights unpacked or cannot map them",
+               me_isa_name(m->kern->isa));
+        return 0;
+    }
+    uint8_t key[32];
+    pc_key(m, key);
+    if (pc_path(m, dir, key, m->pc_path, sizeof m->pc_path) != 0) {
+        status(m, "off: the cache directory's path is too long");
+        m->pc_path[0] = 0;
+        return 0;
+    }
+    int fd = open(m->pc_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        status(m, "miss: %s", errno == ENOENT ? "no file yet" : strerror(errno));
+        return 0;
+    }
+    struct stat st;
+    uint8_t *p = MAP_FAILED;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= PC_FIXED)
+        p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) {
+        status(m, "miss: the file is not a readable pack cache (%lld bytes)",
+               (long long)st.st_size);
+        return 0;
+    }
+    size_t len = (size_t)st.st_size;
+    uint32_t n = (uint32_t)m->cfg.n_layers * 4;
+    me_pc_blob *b = malloc(sizeof *b * (n ? n : 1));
+    char why[200] = "out of memory";
+    int ok = b && me_pc_parse(p, len, key, n, b, why, sizeof why) == 0;
+    uint32_t i = 0;
+    for (; ok && i < n; i++) {
+        int rc = m->kern->adopt(pc_linear(m, i), m->dtype, p + b[i].offset, (size_t)b[i].bytes);
+        if (rc != MEDEMBED_OK) {
+            snprintf(why, sizeof why, "layer %u does not have the layout the kernels expect", i);
+            ok = 0;
+        }
+    }
+    free(b);
+    if (!ok) {
+        while (i-- > 0)
+            m->kern->unpack(pc_linear(m, i));
+        munmap(p, len);
+        status(m, "miss: %s", why);
+        return 0;
+    }
+    m->pc_map = p;
+    m->pc_len = len;
+    status(m, "hit");
+    return 1;
+}
+
+static int pwrite_all(int fd, const void *p, size_t n, off_t at)
+{
+    const uint8_t *c = p;
+    while (n) {
+        ssize_t k = pwrite(fd, c, n, at);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -1;
+        c += k;
+        n -= (size_t)k;
+        at += k;
+    }
+    return 0;
+}
+
+/* mkdir -p for dir (0755); 0 if it exists afterwards. */
+static int make_dirs(const char *dir)
+{
+    char p[4096];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof p)
+        return -1;
+    memcpy(p, dir, n + 1);
+    for (size_t i = 1; i <= n; i++)
+        if (p[i] == '/' || p[i] == 0) {
+            char c = p[i];
+            p[i] = 0;
+            if (mkdir(p, 0755) != 0 && errno != EEXIST)
+                return -1;
+            p[i] = c;
+        }
+    struct stat st;
+    return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
+}
+
+void me_pc_save(medembed_model *m, const char *dir)
+{
+    if (!m->kern->adopt || !m->pc_path[0])
+        return;
+    char prev[256];
+    snprintf(prev, sizeof prev, "%s", m->pc_status);
+    uint32_t n = (uint32_t)m->cfg.n_layers * 4;
+    for (uint32_t i = 0; i < n; i++) {
+        const me_linear *L = pc_linear(m, i);
+        if (!L->packed || L->packed_borrowed || !L->packed_bytes) {
+            status(m, "%s; not written: layer %u is not packed", prev, i);
+            return;
+        }
+    }
+    size_t hlen = table_end(n);
+    uint8_t *hdr = calloc(1, hlen);
+    char tmp[4200];
+    int fd = -1;
+    const char *fail = NULL;
+    if (!hdr)
+        fail = "out of memory";
+    else if (make_dirs(dir) != 0)
+        fail = "cannot create the directory";
+    else if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", m->pc_path, (long)getpid()) >= (int)sizeof tmp)
+        fail = "path too long";
+    else if ((fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644)) < 0)
+        fail = strerror(errno);
+    uint64_t at = round_up(hlen);
+    if (!fail) {
+        memcpy(hdr, PC_MAGIC, 8);
+        hdr[8] = (uint8_t)n;
+        hdr[9] = (uint8_t)(n >> 8);
+        hdr[10] = (uint8_t)(n >> 16);
+        hdr[11] = (uint8_t)(n >> 24);
+        uint8_t key[32];
+        pc_key(m, key);
+        memcpy(hdr + 16, key, 32);
+        put_u64(hdr + 64, at);
+        for (uint32_t i = 0; i < n; i++) {
+            const me_linear *L = pc_linear(m, i);
+            put_u64(hdr + PC_FIXED + (size_t)i * 16, at);
+            put_u64(hdr + PC_FIXED + (size_t)i * 16 + 8, L->packed_bytes);
+            at = round_up(at + L->packed_bytes);
+        }
+        put_u64(hdr + 48, at);
+        if (ftruncate(fd, (off_t)at) != 0)
+            fail = strerror(errno);
+        for (uint32_t i = 0; !fail && i < n; i++) {
+            const me_linear *L = pc_linear(m, i);
+            if (pwrite_all(fd, L->packed, L->packed_bytes,
+                           (off_t)get_u64(hdr + PC_FIXED + (size_t)i * 16)) != 0)
+                fail = strerror(errno ? errno : EIO);
+        }
+    }
+    if (!fail) {
+        /* the checksum of what the file now holds, read back through the page cache */
+        uint8_t *p = mmap(NULL, (size_t)at, PROT_READ, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED) {
+            fail = strerror(errno);
+        } else {
+            uint64_t start = get_u64(hdr + 64);
+            put_u64(hdr + 56, pc_checksum(p + start, (size_t)(at - start)));
+            munmap(p, (size_t)at);
+            if (pwrite_all(fd, hdr, hlen, 0) != 0)
+                fail = strerror(errno ? errno : EIO);
+        }
+    }
+    if (fd >= 0 && close(fd) != 0 && !fail)
+        fail = strerror(errno);
+    if (!fail && rename(tmp, m->pc_path) != 0)
+        fail = strerror(errno);
+    if (fail) {
+        if (fd >= 0)
+            unlink(tmp);
+        status(m, "%s; not written: %s", prev, fail);
+    } else {
+        status(m, "%s; written", prev);
+    }
+    free(hdr);
+}
+
+void me_pc_close(medembed_model *m)
+{
+    if (m->pc_map)
+        munmap(m->pc_map, m->pc_len);
+    m->pc_map = NULL;
+    m->pc_len = 0;
+}

@@ -1,0 +1,70 @@
+/*
+ * packcache.h - packed weights kept in a file between processes.
+ *
+ * Packing (me_kern.pack) turns each linear layer's fp32 weights into the
+ * kernels' layout at every load: on the development VM that is 0.14 s for
+ * MedEmbed-base f32 when the memory it writes was in use moments before, and
+ * 0.5 s when the VM's host has taken that memory back (each fresh page then
+ * faults in the host, see docs/PERFORMANCE.md, "Loading and memory"). With a
+ * pack cache directory (medembed_load_opts.pack_cache or MEDEMBED_PACK_CACHE)
+ * the first load writes the packed layers to one file there, and later loads
+ * map that file read-only from the page cache instead of packing: no fresh
+ * memory, and processes that load the same model share one copy.
+ *
+ * A cache file is used only when everything that decides its bytes matches
+ * (format version, kernel level and the CPU features that choose a layout,
+ * compute dtype, each layer's shape, the safetensors headers, config.json,
+ * and each weight file's device, inode, size and modification time), its
+ * table of layers is consistent, and the checksum over all of its data
+ * matches. Otherwise the model is packed as without a cache and the file
+ * is rewritten; the model's info JSON says which ("pack_cache").
+ *
+ * File layout (little-endian; PC_ALIGN = 4096):
+ *   0   magic "MEPACK01"          8 bytes
+ *   8   n_blobs                   u32 (4 per encoder layer)
+ *   12  reserved                  u32, 0
+ *   16  key                       32 bytes (SHA-256, see pc_key)
+ *   48  file_bytes                u64
+ *   56  checksum                  u64 over [data_start, file_bytes)
+ *   64  data_start                u64
+ *   72  n_blobs x (offset u64, bytes u64)
+ *   ... zeros up to data_start (a multiple of PC_ALIGN); then each blob at its
+ *   offset (a multiple of PC_ALIGN, in order, each right after the previous
+ *   one rounded up), zeros up to the next; file_bytes is the last blob's end
+ *   rounded up.
+ */
+#ifndef ME_PACKCACHE_H
+#define ME_PACKCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ME_PC_ALIGN 4096u
+
+typedef struct medembed_model medembed_model;
+
+typedef struct me_pc_blob {
+    uint64_t offset, bytes;
+} me_pc_blob;
+
+/* Checks a cache file image (buf, len) against the key and blob count it
+ * must have: header, table and checksum. Fills blobs[0..n_blobs) on
+ * success and returns 0; otherwise -1 with the reason in why. Reads only
+ * buf[0..len). */
+int me_pc_parse(const uint8_t *buf, size_t len, const uint8_t key[32], uint32_t n_blobs,
+                me_pc_blob *blobs, char *why, size_t why_len);
+
+/* Loads m's packed layers from the cache in dir (m's weights loaded, not yet
+ * packed): 1 if every layer was adopted from a mapped file (kept in m until
+ * medembed_model_free), 0 if not (m is unchanged but for its pack cache
+ * status). Never fails the load. */
+int me_pc_load(medembed_model *m, const char *dir);
+
+/* After packing: writes m's packed layers to the cache in dir (atomically:
+ * a temporary file renamed into place), or records why not in m's status. */
+void me_pc_save(medembed_model *m, const char *dir);
+
+/* Unmaps m's cache file (after its layers were unpacked). */
+void me_pc_close(medembed_model *m);
+
+#endif
