@@ -482,21 +482,29 @@ int cmd_tokenize(int argc, char **argv)
 int cmd_info(int argc, char **argv)
 {
     const char *model = NULL;
+    int32_t dtype = MEDEMBED_DTYPE_F32;
     for (int i = 1; i < argc; i++) {
         if ((strcmp(argv[i], "-m") == 0 || strcmp(argv[i], "--model") == 0) && i + 1 < argc) {
             model = argv[++i];
+        } else if (strcmp(argv[i], "--dtype") == 0 && i + 1 < argc) {
+            if ((dtype = cli_parse_dtype(argv[++i])) < 0)
+                return 2;
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: medembed info [-m MODEL]   (a folder or ORG/NAME[@REV])\n"
-                   "  prints the model's architecture, dims, layers, heads, pooling,\n"
-                   "  normalize, max length, dtypes, parameter count and prompts as JSON\n");
+            printf("usage: medembed info [-m MODEL] [--dtype f32|bf16|int8]\n"
+                   "  (MODEL: a folder or ORG/NAME[@REV]) loads the model for that compute\n"
+                   "  dtype and prints its architecture, dims, layers, heads, pooling,\n"
+                   "  normalize, max length, dtypes, parameter count, prompts, kernel level\n"
+                   "  and pack cache status (see MEDEMBED_PACK_CACHE in medembed --help)\n"
+                   "  as JSON\n");
             return 0;
         } else {
-            cli_error("unknown argument \"%s\" (usage: medembed info [-m MODEL])", argv[i]);
+            cli_error("unknown argument \"%s\" (usage: medembed info [-m MODEL] [--dtype D])",
+                      argv[i]);
             return 2;
         }
     }
     medembed_model *m = NULL;
-    if (cli_load_model(model, MEDEMBED_DTYPE_F32, 0, &m))
+    if (cli_load_model(model, dtype, 0, &m))
         return 1;
     size_t n = medembed_model_info_json(m, NULL, 0);
     char *buf = malloc(n + 1);

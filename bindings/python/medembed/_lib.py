@@ -41,7 +41,7 @@ class TextInfo(ctypes.Structure):
 # checks that with guard bytes).
 class LoadOpts(ctypes.Structure):
     _fields_ = [("dtype", ctypes.c_int32), ("max_length", ctypes.c_int32),
-                ("tokenizer_only", ctypes.c_int32)]
+                ("tokenizer_only", ctypes.c_int32), ("pack_cache", ctypes.c_char_p)]
 
 
 class EmbedOpts(ctypes.Structure):

@@ -1,0 +1,227 @@
+"""The packed-weights cache (MEDEMBED_PACK_CACHE, medembed_load_opts.pack_cache).
+
+A load with a cache directory packs the weights as without one and writes them to a file there;
+a later load maps that file instead. The tests check, through the CLI:
+- the results with the cache (written, then hit) are bit-identical to a load without one, for
+  every dtype and every SIMD level this CPU runs, and the f32 ones match the NumPy reference;
+- the file has the layout docs/PERFORMANCE.md and src/model/packcache.h describe (header, table,
+  checksum recomputed here independently);
+- a damaged, truncated or foreign file, or changed weights, is never used: the model is packed
+  again, the results stay right, and the file is rewritten;
+- a cache directory that cannot be created costs only the cache; the scalar level, which reads
+  the weights unpacked, has none.
+"""
+import json
+import os
+import re
+import shutil
+import struct
+
+import numpy as np
+import pytest
+
+import numpy_ref
+
+TEXTS = ["", "aspirin and stroke", "Patients with acute myocardial infarction (n=120).",
+         "BP 140/90 mmHg, HR 110 bpm; SpO2 92% on RA.", "x " * 40]
+M64 = 2 ** 64 - 1
+ALIGN = 4096
+
+
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return set(re.findall(r"[\w.]+", f.read()))
+    except OSError:
+        return set()
+
+
+LEVELS = [isa for isa, flag in (("avx2", "avx2"), ("avx512", "avx512f")) if flag in _cpu_flags()]
+
+
+@pytest.fixture()
+def model(models, tmp_path):
+    """A private copy of a small model (the tests change its files' times)."""
+    src = models.get(hidden=64, heads=4, ffn=256, layers=2, seed=7)["dir"]
+    dst = str(tmp_path / "model")
+    shutil.copytree(src, dst)
+    return dst
+
+
+def embed(cli, model, cache, dtype="f32", isa=None):
+    env = {"MEDEMBED_PACK_CACHE": cache}
+    if isa:
+        env["MEDEMBED_ISA"] = isa
+    r = cli.run(["embed", "-m", model, "--input-format", "jsonl", "--dtype", dtype],
+                cli.jsonl_input(TEXTS), env=env)
+    assert r.returncode == 0, r.stderr.decode()
+    return [json.loads(x)["embedding"] for x in r.stdout.decode().splitlines()]
+
+
+def status(cli, model, cache, isa=None, dtype="f32"):
+    env = {"MEDEMBED_PACK_CACHE": cache}
+    if isa:
+        env["MEDEMBED_ISA"] = isa
+    r = cli.run(["info", "-m", model, "--dtype", dtype], env=env)
+    assert r.returncode == 0, r.stderr.decode()
+    return json.loads(r.stdout.decode())["pack_cache"]
+
+
+def cache_files(d):
+    return sorted(os.path.join(d, f) for f in os.listdir(d)) if os.path.isdir(d) else []
+
+
+def checksum(b):
+    """The Fletcher-style sums in 8 lanes of packcache.c, written again from its description."""
+    w = np.frombuffer(b, dtype="<u8").reshape(-1, 8)
+    a = np.zeros(8, dtype=np.uint64)
+    s = np.zeros(8, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for row in w:
+            a += row
+            s += a
+    h = 0xcbf29ce484222325
+    for lane in range(8):
+        h = ((h ^ int(a[lane])) * 0x100000001b3) & M64
+        h = ((h ^ int(s[lane])) * 0x100000001b3) & M64
+        h ^= h >> 29
+    return h
+
+
+def parse(path):
+    with open(path, "rb") as f:
+        b = f.read()
+    assert b[:8] == b"MEPACK01"
+    n, reserved = struct.unpack_from("<II", b, 8)
+    file_bytes, csum, start = struct.unpack_from("<QQQ", b, 48)
+    table = [struct.unpack_from("<QQ", b, 72 + 16 * i) for i in range(n)]
+    return b, n, reserved, file_bytes, csum, start, table
+
+
+@pytest.mark.parametrize("isa", LEVELS or ["none"])
+@pytest.mark.parametrize("dtype", ["f32", "bf16", "int8"])
+def test_written_then_hit_gives_the_same_bits(cli, model, tmp_path, isa, dtype):
+    if isa == "none":
+        pytest.skip("this CPU has neither AVX2 nor AVX-512: no level packs weights")
+    cache = str(tmp_path / "cache")
+    ref = embed(cli, model, "", dtype, isa)  # no cache
+    assert status(cli, model, "", isa, dtype) == {"path": None, "status": "off"}
+    first = embed(cli, model, cache, dtype, isa)
+    files = cache_files(cache)
+    assert len(files) == 1 and files[0].endswith("-%s-%s.mepack" % (isa, dtype)), files
+    st = status(cli, model, cache, isa, dtype)
+    assert st == {"path": files[0], "status": "hit"}
+    second = embed(cli, model, cache, dtype, isa)
+    assert first == ref and second == ref
+    if dtype == "f32":  # and right, not only unchanged
+        r = numpy_ref.load(model)
+        ids = cli.tokenize(model, TEXTS)
+        for got, seq in zip(second, ids):
+            np.testing.assert_allclose(got, numpy_ref.embed(r, seq), atol=1e-5)
+
+
+def test_file_layout_and_checksum(cli, model, tmp_path):
+    cache = str(tmp_path / "cache")
+    embed(cli, model, cache)
+    (path,) = cache_files(cache)
+    b, n, reserved, file_bytes, csum, start, table = parse(path)
+    assert n == 2 * 4 and reserved == 0  # 2 layers x (qkv, attention out, FFN in, FFN out)
+    assert file_bytes == len(b) == os.path.getsize(path)
+    assert start == (72 + 16 * n + ALIGN - 1) // ALIGN * ALIGN
+    assert not any(b[72 + 16 * n:start])
+    at = start
+    for off, size in table:
+        assert off == at and size > 0
+        at = (off + size + ALIGN - 1) // ALIGN * ALIGN
+    assert at == file_bytes
+    assert checksum(b[start:]) == csum
+    # the f32 blobs hold every weight: at least 4 bytes per parameter of each linear layer
+    hidden, ffn = 64, 256
+    for (off, size), (n_out, n_in) in zip(table, [(3 * hidden, hidden), (hidden, hidden),
+                                                  (ffn, hidden), (hidden, ffn)] * 2):
+        assert size >= 4 * n_out * n_in
+
+
+def _damage(path, how):
+    with open(path, "r+b") as f:
+        b = bytearray(f.read())
+        if how == "data":  # one bit deep inside the last layer
+            b[len(b) - 5000] ^= 0x10
+        elif how == "table":
+            struct.pack_into("<Q", b, 72 + 8, struct.unpack_from("<Q", b, 72 + 8)[0] - 64)
+        elif how == "magic":
+            b[0:8] = b"NOTPACK!"
+        elif how == "key":
+            b[20] ^= 1
+        f.seek(0)
+        f.write(b)
+        if how == "truncated":
+            f.truncate(len(b) - ALIGN)
+
+
+@pytest.mark.parametrize("how,reason", [
+    ("data", "checksum mismatch"),
+    ("table", "out of place"),
+    ("magic", "not a medembed pack cache"),
+    ("key", "key differs"),
+    ("truncated", "truncated"),
+])
+def test_a_bad_file_is_ignored_and_rewritten(cli, model, tmp_path, how, reason):
+    cache = str(tmp_path / "cache")
+    ref = embed(cli, model, "")
+    embed(cli, model, cache)
+    (path,) = cache_files(cache)
+    _damage(path, how)
+    r = cli.run(["info", "-m", model], env={"MEDEMBED_PACK_CACHE": cache})
+    st = json.loads(r.stdout.decode())["pack_cache"]["status"]
+    assert st.startswith("miss: ") and reason in st and st.endswith("; written"), st
+    assert status(cli, model, cache)["status"] == "hit"  # the rewrite is good
+    assert embed(cli, model, cache) == ref
+    _damage(path, how)
+    assert embed(cli, model, cache) == ref  # a load that finds the damage still gets it right
+
+
+def test_changed_weights_get_their_own_file(cli, model, tmp_path):
+    cache = str(tmp_path / "cache")
+    embed(cli, model, cache)
+    (old,) = cache_files(cache)
+    # new weights in place: every value scaled, the header (shapes, offsets) the same
+    st_path = os.path.join(model, "model.safetensors")
+    with open(st_path, "r+b") as f:
+        b = bytearray(f.read())
+        hlen = struct.unpack_from("<Q", b, 0)[0]
+        header = json.loads(b[8:8 + hlen])
+        for name, t in header.items():
+            if name == "__metadata__" or t["dtype"] != "F32":
+                continue
+            lo, hi = t["data_offsets"]
+            v = np.frombuffer(bytes(b[8 + hlen + lo:8 + hlen + hi]), dtype="<f4") * 0.5
+            b[8 + hlen + lo:8 + hlen + hi] = v.astype("<f4").tobytes()
+        f.seek(0)
+        f.write(b)
+    st = os.stat(st_path)
+    os.utime(st_path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert status(cli, model, cache)["status"] == "miss: no file yet; written"
+    new = [p for p in cache_files(cache) if p != old]
+    assert len(new) == 1
+    got = embed(cli, model, cache)
+    r = numpy_ref.load(model)
+    for g, seq in zip(got, cli.tokenize(model, TEXTS)):
+        np.testing.assert_allclose(g, numpy_ref.embed(r, seq), atol=1e-5)
+
+
+def test_an_unusable_directory_costs_only_the_cache(cli, model, tmp_path):
+    ref = embed(cli, model, "")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    cache = str(blocker / "cache")
+    st = status(cli, model, cache)["status"]
+    assert st.startswith("miss: ") and "not written: cannot create the directory" in st, st
+    assert embed(cli, model, cache) == ref
+
+
+def test_scalar_level_has_no_cache(cli, model, tmp_path):
+    cache = str(tmp_path / "cache")
+    st = status(cli, model, cache, isa="scalar")
+    assert st["status"].startswith("off: the scalar kernels"), st
+    assert cache_files(cache) == []
