@@ -73,13 +73,11 @@ def cache_files(d):
 
 def checksum(b):
     """The Fletcher-style sums in 8 lanes of packcache.c, written again from its description."""
-    w = np.frombuffer(b, dtype="<u8").reshape(-1, 8)
-    a = np.zeros(8, dtype=np.uint64)
-    s = np.zeros(8, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for row in w:
-            a += row
-            s += a
+    w = np.frombuffer(b, dtype="<u8").reshape(-1, 8)  # one row per 64-byte step
+    with np.errstate(over="ignore"):  # uint64 sums wrap mod 2^64, as in C
+        run = np.cumsum(w, axis=0, dtype=np.uint64)  # a after each step
+        a = run[-1]
+        s = np.sum(run, axis=0, dtype=np.uint64)
     h = 0xcbf29ce484222325
     for lane in range(8):
         h = ((h ^ int(a[lane])) * 0x100000001b3) & M64
@@ -120,10 +118,16 @@ def test_written_then_hit_gives_the_same_bits(cli, model, tmp_path, isa, dtype):
             np.testing.assert_allclose(got, numpy_ref.embed(r, seq), atol=1e-5)
 
 
-def test_file_layout_and_checksum(cli, model, tmp_path):
+@pytest.mark.parametrize("big", [False, True])
+def test_file_layout_and_checksum(cli, models, model, tmp_path, big):
+    """big: a 6.3 MB file, over the 4 MiB pieces that the C checksum sums in parallel and
+    then combines, against this one sequential definition."""
+    if big:
+        model = models.get(hidden=256, heads=4, ffn=1024, layers=2, seed=8)["dir"]
     cache = str(tmp_path / "cache")
     embed(cli, model, cache)
     (path,) = cache_files(cache)
+    assert status(cli, model, cache)["status"] == "hit"
     b, n, reserved, file_bytes, csum, start, table = parse(path)
     assert n == 2 * 4 and reserved == 0  # 2 layers x (qkv, attention out, FFN in, FFN out)
     assert file_bytes == len(b) == os.path.getsize(path)
@@ -136,7 +140,8 @@ def test_file_layout_and_checksum(cli, model, tmp_path):
     assert at == file_bytes
     assert checksum(b[start:]) == csum
     # the f32 blobs hold every weight: at least 4 bytes per parameter of each linear layer
-    hidden, ffn = 64, 256
+    hidden, ffn = (256, 1024) if big else (64, 256)
+    assert file_bytes > (4 << 20) if big else file_bytes < (4 << 20)
     for (off, size), (n_out, n_in) in zip(table, [(3 * hidden, hidden), (hidden, hidden),
                                                   (ffn, hidden), (hidden, ffn)] * 2):
         assert size >= 4 * n_out * n_in
