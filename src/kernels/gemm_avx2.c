@@ -91,7 +91,9 @@ static int32_t kind256(int32_t dtype)
 
 /* The packed form of an (N, K) layer of `kind`: header fields (pointers
  * NULL), the offsets of the scales (int8) and the blocks, and the size.
- * Shared by pack256 and adopt256 (a blob from the pack cache). */
+ * Shared by pack256 and adopt256 (a blob from the pack cache). A change to
+ * how any packed byte is laid out must also change the tag in pc_key
+ * (model/packcache.c): adopt checks sizes and header fields, not order. */
 static size_t layout_256(int32_t N, int32_t K, int32_t kind, pk256 *h, size_t *side)
 {
     int i8 = kind == ME_PACK_INT8;

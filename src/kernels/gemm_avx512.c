@@ -130,7 +130,9 @@ static void row_to_bf16(const float *w, int32_t K, uint16_t *h)
 /* The packed form of an (N, K) layer in `dtype` on this CPU: its header
  * fields (pointers as offsets from the allocation's start, see pk512_at)
  * and its size in bytes. The one description of the layout, shared by
- * packing and by adopt512 (a blob from the pack cache). */
+ * packing and by adopt512 (a blob from the pack cache). A change to how
+ * any packed byte is laid out must also change the tag in pc_key
+ * (model/packcache.c): adopt checks sizes and header fields, not order. */
 typedef struct {
     pk512 h;       /* kind, n_panels, kblocks, n_wb, steps; pointers NULL */
     size_t scale;  /* int8: offset of the scales (0 otherwise) */

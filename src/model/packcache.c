@@ -202,6 +202,7 @@ static void pc_key(const medembed_model *m, uint8_t key[32])
 {
     me_sha256 h;
     me_sha256_init(&h);
+    /* bump with any change to a level's packed layout or to this format */
     static const char tag[] = "medembed pack cache 1";
     me_sha256_update(&h, tag, sizeof tag);
     const char *isa = me_isa_name(m->kern->isa);

@@ -19,6 +19,14 @@
  * matches. Otherwise the model is packed as without a cache and the file
  * is rewritten; the model's info JSON says which ("pack_cache").
  *
+ * Files are only ever replaced (a temporary file renamed into place), never
+ * changed where they are, so a process keeps a consistent mapping while
+ * another rewrites the file. Nothing deletes old files (weights that
+ * changed leave theirs behind, and a writer killed mid-way leaves its
+ * *.tmp.PID): remove them by hand to reclaim the space. Do not edit or
+ * truncate a file that a running process has mapped (as with any mapped
+ * file, its readers would fault).
+ *
  * File layout (little-endian; PC_ALIGN = 4096):
  *   0   magic "MEPACK01"          8 bytes
  *   8   n_blobs                   u32 (4 per encoder layer)
