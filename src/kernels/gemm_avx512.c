@@ -130,9 +130,12 @@ static void row_to_bf16(const float *w, int32_t K, uint16_t *h)
 /* The packed form of an (N, K) layer in `dtype` on this CPU: its header
  * fields (pointers as offsets from the allocation's start, see pk512_at)
  * and its size in bytes. The one description of the layout, shared by
- * packing and by adopt512 (a blob from the pack cache). A change to how
- * any packed byte is laid out must also change the tag in pc_key
- * (model/packcache.c): adopt checks sizes and header fields, not order. */
+ * packing and by adopt512 (a blob from the pack cache), which checks only
+ * the size: the pack cache's key holds a hash of a probe layer packed by
+ * this code (pc_key in model/packcache.c), so any other change to the
+ * packed bytes makes old cache files miss. */
+_Static_assert((sizeof(pk512) + 63) / 64 * 64 == ME_PACK_HDR, "pk512 header size");
+
 typedef struct {
     pk512 h;       /* kind, n_panels, kblocks, n_wb, steps; pointers NULL */
     size_t scale;  /* int8: offset of the scales (0 otherwise) */
@@ -1170,7 +1173,7 @@ static double peak512(int32_t dtype, int64_t iters)
 }
 
 /* A pack cache blob as L's packed form (me_kern.adopt): only the layout
- * layout_512 gives now, with the header fields the pack wrote. */
+ * layout_512 gives now (the blob's header is not read). */
 static int adopt512(me_linear *L, int32_t dtype, const uint8_t *blob, size_t bytes)
 {
     if (dtype != MEDEMBED_DTYPE_F32 && dtype != MEDEMBED_DTYPE_BF16 &&
@@ -1178,12 +1181,7 @@ static int adopt512(me_linear *L, int32_t dtype, const uint8_t *blob, size_t byt
         return MEDEMBED_ERR_UNSUPPORTED;
     layout512 lo;
     layout_512(L->n_out, L->n_in, dtype, &lo);
-    pk512 saved;
     if (bytes != lo.bytes || ((uintptr_t)blob & 63))
-        return MEDEMBED_ERR_FORMAT;
-    memcpy(&saved, blob, sizeof saved);
-    if (saved.kind != lo.h.kind || saved.n_panels != lo.h.n_panels ||
-        saved.kblocks != lo.h.kblocks || saved.n_wb != lo.h.n_wb || saved.steps != lo.h.steps)
         return MEDEMBED_ERR_FORMAT;
     pk512 *pk = malloc(sizeof *pk);
     if (!pk)

@@ -72,6 +72,10 @@ static inline size_t me_bf16_row_bytes(int32_t n)
     return (size_t)((n + 31) / 32) * 64;
 }
 
+/* Every level's packed allocation starts with its header, padded to this
+ * many bytes (static_assert in each level); the rest holds only data. */
+#define ME_PACK_HDR 64
+
 /* Packed weight formats (me_linear.packed_kind). */
 #define ME_PACK_NONE 0
 #define ME_PACK_F32 1  /* fp32 panels */
@@ -153,12 +157,13 @@ typedef struct me_kern {
     void (*unpack)(me_linear *L);
     /* Takes `bytes` bytes at `blob` (64-byte aligned; read-only; must
      * outlive the layer) as L's packed form for `dtype`: an earlier pack's
-     * whole allocation (L->packed, L->packed_bytes) as saved to a file. Only
-     * the layout that pack would build now for L's shape, dtype and this CPU
-     * is accepted (sizes and header fields are checked; the header's
-     * pointers are ignored and rebuilt). Returns MEDEMBED_OK, or
-     * _ERR_FORMAT when the blob does not fit, _ERR_NOMEM. NULL: this level
-     * cannot adopt (packed weights are then never cached). */
+     * whole allocation (L->packed, L->packed_bytes) as saved to a file, whose
+     * first ME_PACK_HDR bytes (the level's header, with process addresses)
+     * are not read: the header is rebuilt from the layout that pack would
+     * build now for L's shape, dtype and this CPU, and the blob must have
+     * that layout's size. Returns MEDEMBED_OK, or _ERR_FORMAT when the blob
+     * does not fit, _ERR_NOMEM. NULL: this level cannot adopt (packed
+     * weights are then never cached). */
     int (*adopt)(me_linear *L, int32_t dtype, const uint8_t *blob, size_t bytes);
     /* One (sequence, head) of attention. */
     void (*attention)(const me_attn_args *a);

@@ -5,6 +5,7 @@
 #include "model/packcache.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -157,13 +158,15 @@ int me_pc_parse(const uint8_t *buf, size_t len, const uint8_t key[32], uint32_t 
     if (file_bytes != len)
         FAIL("is %zu bytes, its header says %llu (truncated or grown)", len,
              (unsigned long long)file_bytes);
+    if (len % ME_PC_ALIGN != 0)
+        FAIL("is %zu bytes, not a multiple of %u", len, ME_PC_ALIGN);
     if (data_start != round_up(table_end(n)) || data_start > len)
         FAIL("data start %llu is not where the table ends", (unsigned long long)data_start);
     uint64_t at = data_start;
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *e = buf + PC_FIXED + (size_t)i * 16;
         uint64_t off = get_u64(e), bytes = get_u64(e + 8);
-        if (off != at || bytes == 0 || bytes > len - off)
+        if (off != at || off > len || bytes == 0 || bytes > len - off)
             FAIL("layer %u's entry (offset %llu, %llu bytes) is out of place", i,
                  (unsigned long long)off, (unsigned long long)bytes);
         blobs[i].offset = off;
@@ -197,14 +200,47 @@ static void put_i64(me_sha256 *h, int64_t v)
     me_sha256_update(h, b, 8);
 }
 
+/* How this build packs, hashed into the key: a small layer with tails in
+ * both dimensions and values over 16 binades (and a zero row), packed by
+ * the model's level in its dtype; its bytes after the header. Any change
+ * to a layout, to bf16 rounding or to int8 quantization changes them, so
+ * files from another build of the packers miss without anyone having to
+ * remember to bump the tag. */
+static void put_probe(me_sha256 *h, const medembed_model *m)
+{
+    enum { PN = 53, PK = 75 };
+    float *w = malloc(sizeof *w * PN * PK);
+    me_linear L;
+    memset(&L, 0, sizeof L);
+    L.n_out = PN;
+    L.n_in = PK;
+    L.w = w;
+    uint32_t u = 12345;
+    for (int i = 0; w && i < PN * PK; i++) {
+        u = u * 1664525u + 1013904223u;
+        w[i] = i / PK == 7 ? 0.0f : ((float)(u >> 8) / 16777216.0f - 0.5f) * ldexpf(1.0f, i % 16 - 8);
+    }
+    int ok = w && m->kern->pack(&L, m->dtype) == MEDEMBED_OK && L.packed &&
+             L.packed_bytes > ME_PACK_HDR;
+    put_i64(h, ok ? (int64_t)L.packed_bytes : -1);
+    if (ok)
+        me_sha256_update(h, (const uint8_t *)L.packed + ME_PACK_HDR, L.packed_bytes - ME_PACK_HDR);
+    if (L.packed)
+        m->kern->unpack(&L);
+    free(w);
+}
+
 /* What decides the cache file's bytes (packcache.h), hashed. */
 static void pc_key(const medembed_model *m, uint8_t key[32])
 {
     me_sha256 h;
     me_sha256_init(&h);
-    /* bump with any change to a level's packed layout or to this format */
+    /* bump with any change to this file's format (the packers' output is
+     * covered by put_probe) */
     static const char tag[] = "medembed pack cache 1";
     me_sha256_update(&h, tag, sizeof tag);
+    const char *ver = medembed_version();
+    me_sha256_update(&h, ver, strlen(ver) + 1);
     const char *isa = me_isa_name(m->kern->isa);
     me_sha256_update(&h, isa, strlen(isa) + 1);
     me_cpu c;
@@ -212,6 +248,7 @@ static void pc_key(const medembed_model *m, uint8_t key[32])
     put_i64(&h, c.avx512_bf16);
     put_i64(&h, c.avx512_vnni);
     put_i64(&h, m->dtype);
+    put_probe(&h, m);
     me_sha256_update(&h, m->fingerprint, 64); /* config.json and safetensors headers */
     for (int32_t i = 0; i < m->n_shards; i++) {
         struct stat st;
@@ -223,6 +260,8 @@ static void pc_key(const medembed_model *m, uint8_t key[32])
         put_i64(&h, (int64_t)st.st_size);
         put_i64(&h, (int64_t)st.st_mtim.tv_sec);
         put_i64(&h, (int64_t)st.st_mtim.tv_nsec);
+        put_i64(&h, (int64_t)st.st_ctim.tv_sec); /* an in-place rewrite that kept the mtime */
+        put_i64(&h, (int64_t)st.st_ctim.tv_nsec);
     }
     uint32_t n = (uint32_t)m->cfg.n_layers * 4;
     for (uint32_t i = 0; i < n; i++) {
@@ -267,12 +306,13 @@ int me_pc_load(medembed_model *m, const char *dir)
         m->pc_path[0] = 0;
         return 0;
     }
-    int fd = open(m->pc_path, O_RDONLY | O_CLOEXEC);
+    int fd = open(m->pc_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block */
     if (fd < 0) {
         status(m, "miss: %s", errno == ENOENT ? "no file yet" : strerror(errno));
         return 0;
     }
     struct stat st;
+    memset(&st, 0, sizeof st);
     uint8_t *p = MAP_FAILED;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= PC_FIXED)
         p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
@@ -316,8 +356,11 @@ static int pwrite_all(int fd, const void *p, size_t n, off_t at)
         ssize_t k = pwrite(fd, c, n, at);
         if (k < 0 && errno == EINTR)
             continue;
-        if (k <= 0)
+        if (k <= 0) {
+            if (k == 0)
+                errno = EIO;
             return -1;
+        }
         c += k;
         n -= (size_t)k;
         at += k;
@@ -349,12 +392,12 @@ void me_pc_save(medembed_model *m, const char *dir)
 {
     if (!m->kern->adopt || !m->pc_path[0])
         return;
-    char prev[256];
+    char prev[512];
     snprintf(prev, sizeof prev, "%s", m->pc_status);
     uint32_t n = (uint32_t)m->cfg.n_layers * 4;
     for (uint32_t i = 0; i < n; i++) {
         const me_linear *L = pc_linear(m, i);
-        if (!L->packed || L->packed_borrowed || !L->packed_bytes) {
+        if (!L->packed || L->packed_borrowed || L->packed_bytes <= ME_PACK_HDR) {
             status(m, "%s; not written: layer %u is not packed", prev, i);
             return;
         }
@@ -368,9 +411,12 @@ void me_pc_save(medembed_model *m, const char *dir)
         fail = "out of memory";
     else if (make_dirs(dir) != 0)
         fail = "cannot create the directory";
-    else if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", m->pc_path, (long)getpid()) >= (int)sizeof tmp)
+    else if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", m->pc_path) >= (int)sizeof tmp)
         fail = "path too long";
-    else if ((fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644)) < 0)
+    else if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) /* a unique name: a killed writer's
+                                                      leftover never blocks the next */
+        fail = strerror(errno);
+    else if (fchmod(fd, 0644) != 0) /* mkostemp makes it 0600; readers may be other users */
         fail = strerror(errno);
     uint64_t at = round_up(hlen);
     if (!fail) {
@@ -394,8 +440,11 @@ void me_pc_save(medembed_model *m, const char *dir)
             fail = strerror(errno);
         for (uint32_t i = 0; !fail && i < n; i++) {
             const me_linear *L = pc_linear(m, i);
-            if (pwrite_all(fd, L->packed, L->packed_bytes,
-                           (off_t)get_u64(hdr + PC_FIXED + (size_t)i * 16)) != 0)
+            /* the level's header holds this process's addresses: the file
+             * keeps zeros there (ftruncate's), and adopt rebuilds it */
+            if (pwrite_all(fd, (const uint8_t *)L->packed + ME_PACK_HDR,
+                           L->packed_bytes - ME_PACK_HDR,
+                           (off_t)get_u64(hdr + PC_FIXED + (size_t)i * 16) + ME_PACK_HDR) != 0)
                 fail = strerror(errno ? errno : EIO);
         }
     }

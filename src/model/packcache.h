@@ -12,11 +12,13 @@
  * memory, and processes that load the same model share one copy.
  *
  * A cache file is used only when everything that decides its bytes matches
- * (format version, kernel level and the CPU features that choose a layout,
- * compute dtype, each layer's shape, the safetensors headers, config.json,
- * and each weight file's device, inode, size and modification time), its
- * table of layers is consistent, and the checksum over all of its data
- * matches. Otherwise the model is packed as without a cache and the file
+ * (format version, medembed version, kernel level and the CPU features that
+ * choose a layout, compute dtype, a hash of a probe layer packed by this
+ * build's packers, each layer's shape, the safetensors headers,
+ * config.json, and each weight file's device, inode, size, modification
+ * and change times), its table of layers is consistent, and the checksum
+ * over all of its data matches. Each layer's first ME_PACK_HDR bytes (the
+ * level's header) are zeros in the file; adopt rebuilds the header. Otherwise the model is packed as without a cache and the file
  * is rewritten; the model's info JSON says which ("pack_cache").
  *
  * Files are only ever replaced (a temporary file renamed into place), never
