@@ -105,17 +105,10 @@ typedef struct {
     void *stage[ME_POOL_MAX_THREADS]; /* per pool thread, made on first use */
 } pack_job;
 
-static me_linear *pack_target(medembed_model *m, int64_t t)
-{
-    me_layer *L = &m->layers[t / 4];
-    me_linear *ls[4] = {&L->qkv, &L->attn_out, &L->ffn_in, &L->ffn_out};
-    return ls[t % 4];
-}
-
 static void pack_task(void *arg, int64_t t, int32_t thread)
 {
     pack_job *j = arg;
-    me_linear *l = pack_target(j->m, t);
+    me_linear *l = me_model_linear(j->m, t);
     const float *saved[4];
     int staged = 0;
     int copies = !(j->m->kern->in_place_dtypes & (1u << j->m->dtype));
@@ -152,7 +145,7 @@ static int pack_weights(medembed_model *m, me_err *e)
     j->m = m;
     j->rc = rcs;
     for (int64_t t = 0; t < n; t++) {
-        me_linear *l = pack_target(m, t);
+        me_linear *l = me_model_linear(m, t);
         size_t b = sizeof(float) * (size_t)l->n_in * (size_t)l->n_out;
         j->stage_cap = b > j->stage_cap ? b : j->stage_cap;
     }
@@ -234,13 +227,8 @@ int medembed_model_load(const char *dir, const medembed_load_opts *opts, medembe
     if (rc == MEDEMBED_OK && !o.tokenizer_only && cache && cache[0])
         cached = me_pc_load(m, cache);
     if (cached) /* the kernels now read only the mapped packed form */
-        for (int32_t il = 0; il < m->cfg.n_layers; il++) {
-            me_layer *L = &m->layers[il];
-            me_weights_release(m, &L->qkv);
-            me_weights_release(m, &L->attn_out);
-            me_weights_release(m, &L->ffn_in);
-            me_weights_release(m, &L->ffn_out);
-        }
+        for (int64_t t = 0; t < (int64_t)m->cfg.n_layers * 4; t++)
+            me_weights_release(m, me_model_linear(m, t));
     if (rc == MEDEMBED_OK && !o.tokenizer_only && !cached) {
         rc = pack_weights(m, &e);
         if (rc == MEDEMBED_OK && cache && cache[0])
@@ -311,11 +299,6 @@ const char *medembed_model_prompt(const medembed_model *m, const char *name)
     return json_string_value(json_object_get(m->cfg.prompts, name));
 }
 
-static const char *dtype_name(int32_t d)
-{
-    return d == MEDEMBED_DTYPE_BF16 ? "bf16" : d == MEDEMBED_DTYPE_INT8 ? "int8" : "f32";
-}
-
 size_t medembed_model_info_json(const medembed_model *m, char *buf, size_t buf_len)
 {
     if (!m)
@@ -336,7 +319,7 @@ size_t medembed_model_info_json(const medembed_model *m, char *buf, size_t buf_l
     json_object_set_new(j, "include_prompt", json_boolean(m->cfg.include_prompt));
     json_object_set_new(j, "do_lower_case", json_boolean(m->cfg.do_lower_case));
     json_object_set_new(j, "weight_dtype", json_string(me_st_dtype_name(m->weight_dtype)));
-    json_object_set_new(j, "dtype", json_string(dtype_name(m->dtype)));
+    json_object_set_new(j, "dtype", json_string(me_dtype_name(m->dtype)));
     json_object_set_new(j, "n_params", json_integer(m->n_params));
     json_object_set_new(j, "prompts", json_deep_copy(m->cfg.prompts));
     json_object_set_new(j, "default_prompt_name", m->cfg.default_prompt_name

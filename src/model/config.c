@@ -26,6 +26,11 @@ const char *me_pooling_name(int32_t pooling)
     }
 }
 
+const char *me_dtype_name(int32_t d)
+{
+    return d == MEDEMBED_DTYPE_BF16 ? "bf16" : d == MEDEMBED_DTYPE_INT8 ? "int8" : "f32";
+}
+
 int me_config_parse_bert(const json_t *j, const char *what, me_config *c, me_err *e)
 {
     const char *mt = NULL;

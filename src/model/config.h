@@ -47,5 +47,7 @@ int me_config_parse_bert(const json_t *j, const char *what, me_config *c, me_err
 void me_config_free(me_config *c);
 
 const char *me_pooling_name(int32_t pooling);
+/* "f32", "bf16" or "int8" for a medembed_dtype (anything else: "f32"). */
+const char *me_dtype_name(int32_t dtype);
 
 #endif

@@ -48,12 +48,23 @@ struct medembed_model {
     char fingerprint[65];
     char *dir;
     /* pack cache (packcache.h): the mapped file when the layers came from
-     * it, the file's path (empty: no cache) and what happened, for info */
+     * it, the file's path (empty: no cache), its key, and what happened,
+     * for info */
     uint8_t *pc_map;
     size_t pc_len;
     char pc_path[4096];
+    uint8_t pc_digest[32]; /* the cache key (packcache.c) */
     char pc_status[512];
 };
+
+/* Linear layer t of m, t in [0, 4 n_layers): layer t / 4's QKV, attention
+ * output, FFN in, FFN out (the order packing and the pack cache use). */
+static inline me_linear *me_model_linear(medembed_model *m, int64_t t)
+{
+    me_layer *L = &m->layers[t / 4];
+    me_linear *ls[4] = {&L->qkv, &L->attn_out, &L->ffn_in, &L->ffn_out};
+    return ls[t % 4];
+}
 
 /* Loads and validates the weights of m->cfg from dir. */
 int me_weights_load(medembed_model *m, const char *dir, me_err *e);

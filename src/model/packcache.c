@@ -186,13 +186,6 @@ int me_pc_parse(const uint8_t *buf, size_t len, const uint8_t key[32], uint32_t 
 
 /* ------------------------------------------------------------------------ */
 
-static me_linear *pc_linear(medembed_model *m, uint32_t i)
-{
-    me_layer *L = &m->layers[i / 4];
-    me_linear *ls[4] = {&L->qkv, &L->attn_out, &L->ffn_in, &L->ffn_out};
-    return ls[i % 4];
-}
-
 static void put_i64(me_sha256 *h, int64_t v)
 {
     uint8_t b[8];
@@ -265,7 +258,7 @@ static void pc_key(const medembed_model *m, uint8_t key[32])
     }
     uint32_t n = (uint32_t)m->cfg.n_layers * 4;
     for (uint32_t i = 0; i < n; i++) {
-        const me_linear *L = pc_linear((medembed_model *)m, i);
+        const me_linear *L = me_model_linear((medembed_model *)m, i);
         put_i64(&h, L->n_out);
         put_i64(&h, L->n_in);
     }
@@ -277,9 +270,8 @@ static int pc_path(const medembed_model *m, const char *dir, const uint8_t key[3
 {
     char hex[65];
     me_sha256_hex(key, hex);
-    static const char *dt[] = {"f32", "bf16", "int8"};
-    const char *d = m->dtype >= 0 && m->dtype <= 2 ? dt[m->dtype] : "x";
-    int k = snprintf(out, n, "%s/%.32s-%s-%s.mepack", dir, hex, me_isa_name(m->kern->isa), d);
+    int k = snprintf(out, n, "%s/%.32s-%s-%s.mepack", dir, hex, me_isa_name(m->kern->isa),
+                     me_dtype_name(m->dtype));
     return k > 0 && (size_t)k < n ? 0 : -1;
 }
 
@@ -299,7 +291,7 @@ int me_pc_load(medembed_model *m, const char *dir)
                me_isa_name(m->kern->isa));
         return 0;
     }
-    uint8_t key[32];
+    uint8_t *key = m->pc_digest; /* kept for me_pc_save */
     pc_key(m, key);
     if (pc_path(m, dir, key, m->pc_path, sizeof m->pc_path) != 0) {
         status(m, "off: the cache directory's path is too long");
@@ -329,7 +321,7 @@ int me_pc_load(medembed_model *m, const char *dir)
     int ok = b && me_pc_parse(p, len, key, n, b, why, sizeof why) == 0;
     uint32_t i = 0;
     for (; ok && i < n; i++) {
-        int rc = m->kern->adopt(pc_linear(m, i), m->dtype, p + b[i].offset, (size_t)b[i].bytes);
+        int rc = m->kern->adopt(me_model_linear(m, i), m->dtype, p + b[i].offset, (size_t)b[i].bytes);
         if (rc != MEDEMBED_OK) {
             snprintf(why, sizeof why, "layer %u does not have the layout the kernels expect", i);
             ok = 0;
@@ -338,7 +330,7 @@ int me_pc_load(medembed_model *m, const char *dir)
     free(b);
     if (!ok) {
         while (i-- > 0)
-            m->kern->unpack(pc_linear(m, i));
+            m->kern->unpack(me_model_linear(m, i));
         munmap(p, len);
         status(m, "miss: %s", why);
         return 0;
@@ -396,7 +388,7 @@ void me_pc_save(medembed_model *m, const char *dir)
     snprintf(prev, sizeof prev, "%s", m->pc_status);
     uint32_t n = (uint32_t)m->cfg.n_layers * 4;
     for (uint32_t i = 0; i < n; i++) {
-        const me_linear *L = pc_linear(m, i);
+        const me_linear *L = me_model_linear(m, i);
         if (!L->packed || L->packed_borrowed || L->packed_bytes <= ME_PACK_HDR) {
             status(m, "%s; not written: layer %u is not packed", prev, i);
             return;
@@ -425,12 +417,10 @@ void me_pc_save(medembed_model *m, const char *dir)
         hdr[9] = (uint8_t)(n >> 8);
         hdr[10] = (uint8_t)(n >> 16);
         hdr[11] = (uint8_t)(n >> 24);
-        uint8_t key[32];
-        pc_key(m, key);
-        memcpy(hdr + 16, key, 32);
+        memcpy(hdr + 16, m->pc_digest, 32); /* computed by me_pc_load */
         put_u64(hdr + 64, at);
         for (uint32_t i = 0; i < n; i++) {
-            const me_linear *L = pc_linear(m, i);
+            const me_linear *L = me_model_linear(m, i);
             put_u64(hdr + PC_FIXED + (size_t)i * 16, at);
             put_u64(hdr + PC_FIXED + (size_t)i * 16 + 8, L->packed_bytes);
             at = round_up(at + L->packed_bytes);
@@ -439,7 +429,7 @@ void me_pc_save(medembed_model *m, const char *dir)
         if (ftruncate(fd, (off_t)at) != 0)
             fail = strerror(errno);
         for (uint32_t i = 0; !fail && i < n; i++) {
-            const me_linear *L = pc_linear(m, i);
+            const me_linear *L = me_model_linear(m, i);
             /* the level's header holds this process's addresses: the file
              * keeps zeros there (ftruncate's), and adopt rebuilds it */
             if (pwrite_all(fd, (const uint8_t *)L->packed + ME_PACK_HDR,

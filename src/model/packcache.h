@@ -70,8 +70,9 @@ int me_pc_parse(const uint8_t *buf, size_t len, const uint8_t key[32], uint32_t 
  * status). Never fails the load. */
 int me_pc_load(medembed_model *m, const char *dir);
 
-/* After packing: writes m's packed layers to the cache in dir (atomically:
- * a temporary file renamed into place), or records why not in m's status. */
+/* After packing, and after me_pc_load (whose key and path it reuses): writes
+ * m's packed layers to the cache in dir (atomically: a temporary file
+ * renamed into place), or records why not in m's status. */
 void me_pc_save(medembed_model *m, const char *dir);
 
 /* Unmaps m's cache file (after its layers were unpacked). */

@@ -6,6 +6,7 @@ tokenizer) skip with a visible reason when that folder is absent, as in a user's
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -32,6 +33,15 @@ def need_shared(*parts):
     if not os.path.exists(p):
         pytest.skip("%s is missing" % p)
     return p
+
+
+def cpu_flags():
+    """The flags words of /proc/cpuinfo (empty where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return set(re.findall(r"[\w.]+", f.read()))
+    except OSError:
+        return set()
 
 
 def read_jsonl(path):

@@ -19,7 +19,7 @@ import pytest
 import gen_model
 import numpy_ref
 import wordpiece_ref
-from conftest import SHARED, need_shared, read_jsonl
+from conftest import SHARED, cpu_flags, need_shared, read_jsonl
 
 ATOL = 1e-5
 
@@ -156,16 +156,8 @@ def test_empty_text_is_cls_sep(cli, models):
     assert ids == [[vocab.index("[CLS]"), vocab.index("[SEP]")]]
 
 
-def _cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return set(re.findall(r"[\w.]+", f.read()))
-    except OSError:
-        return set()
-
-
 def _cpu_has_simd():
-    return bool(_cpu_flags() & {"avx2", "avx512f"})
+    return bool(cpu_flags() & {"avx2", "avx512f"})
 
 
 def test_other_compute_dtypes_run_and_stay_close(cli, models):
@@ -209,7 +201,7 @@ def test_forced_isa_matches_reference(cli, models, isa):
         r = cli.run(["embed", "-m", d, "--input-format", "jsonl"], cli.jsonl_input(TEXTS),
                     env={"MEDEMBED_ISA": isa})
         need = {"scalar": None, "avx2": "avx2", "avx512": "avx512f"}[isa]
-        if r.returncode != 0 and need is not None and need not in _cpu_flags():
+        if r.returncode != 0 and need is not None and need not in cpu_flags():
             lines = stderr_lines(r)
             assert len(lines) == 1, lines
             pytest.skip("this CPU lacks %s: %s" % (need, lines[0]))

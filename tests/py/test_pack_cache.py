@@ -13,7 +13,6 @@ a later load maps that file instead. The tests check, through the CLI:
 """
 import json
 import os
-import re
 import shutil
 import struct
 
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 
 import numpy_ref
+from conftest import cpu_flags
 
 TEXTS = ["", "aspirin and stroke", "Patients with acute myocardial infarction (n=120).",
          "BP 140/90 mmHg, HR 110 bpm; SpO2 92% on RA.", "x " * 40]
@@ -28,15 +28,7 @@ M64 = 2 ** 64 - 1
 ALIGN = 4096
 
 
-def _cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return set(re.findall(r"[\w.]+", f.read()))
-    except OSError:
-        return set()
-
-
-LEVELS = [isa for isa, flag in (("avx2", "avx2"), ("avx512", "avx512f")) if flag in _cpu_flags()]
+LEVELS = [isa for isa, flag in (("avx2", "avx2"), ("avx512", "avx512f")) if flag in cpu_flags()]
 
 
 @pytest.fixture()
