@@ -4,6 +4,7 @@
  */
 #include "model/packcache.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "model/model.h"
@@ -265,14 +267,91 @@ static void pc_key(const medembed_model *m, uint8_t key[32])
     me_sha256_final(&h, key);
 }
 
+/* The part of a cache file's name that names the model folder: the first
+ * 16 hex digits of the SHA-256 of its canonical path. Files of one folder
+ * share it, so that a new file can replace the ones it makes stale
+ * (pc_prune). */
+static void pc_folder_id(const medembed_model *m, char out[17])
+{
+    char *real = m->dir ? realpath(m->dir, NULL) : NULL;
+    const char *d = real ? real : m->dir ? m->dir : "";
+    me_sha256 h;
+    uint8_t dg[32];
+    char hex[65];
+    me_sha256_init(&h);
+    me_sha256_update(&h, d, strlen(d));
+    me_sha256_final(&h, dg);
+    me_sha256_hex(dg, hex);
+    memcpy(out, hex, 16);
+    out[16] = 0;
+    free(real);
+}
+
+/* dir/FOLDER-KEY-ISA-DTYPE.mepack: FOLDER 16 and KEY 32 hex digits */
 static int pc_path(const medembed_model *m, const char *dir, const uint8_t key[32], char *out,
                    size_t n)
 {
-    char hex[65];
+    char hex[65], folder[17];
     me_sha256_hex(key, hex);
-    int k = snprintf(out, n, "%s/%.32s-%s-%s.mepack", dir, hex, me_isa_name(m->kern->isa),
-                     me_dtype_name(m->dtype));
+    pc_folder_id(m, folder);
+    int k = snprintf(out, n, "%s/%s-%.32s-%s-%s.mepack", dir, folder, hex,
+                     me_isa_name(m->kern->isa), me_dtype_name(m->dtype));
     return k > 0 && (size_t)k < n ? 0 : -1;
+}
+
+static int all_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+/* A temporary file older than this is a killed writer's (a write takes
+ * seconds); a younger one may be another process's write in progress. */
+#define PC_TMP_STALE_S 3600
+
+/* After m's file was written: removes from dir the files it makes stale,
+ * and nothing else: the same folder's files for the same kernel level and
+ * dtype under another key (weights that changed, another medembed version),
+ * and the same folder's temporary files older than PC_TMP_STALE_S. Returns
+ * how many were removed. A process that still maps a removed file keeps its
+ * mapping (the data lives until it is unmapped). */
+static int pc_prune(const medembed_model *m, const char *dir)
+{
+    const char *mine = strrchr(m->pc_path, '/');
+    mine = mine ? mine + 1 : m->pc_path;
+    char tail[64];
+    int tn = snprintf(tail, sizeof tail, "-%s-%s.mepack", me_isa_name(m->kern->isa),
+                      me_dtype_name(m->dtype));
+    if (tn <= 0 || (size_t)tn >= sizeof tail)
+        return 0;
+    size_t want = 16 + 1 + 32 + (size_t)tn;
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int removed = 0;
+    time_t now = time(NULL);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        const char *nm = e->d_name;
+        size_t len = strlen(nm);
+        if (len < 16 + 1 + 32 || strncmp(nm, mine, 17) != 0 || !all_hex(nm + 17, 32) ||
+            strcmp(nm, mine) == 0)
+            continue;
+        int stale = 0;
+        const char *t = strstr(nm + 49, ".mepack.tmp.");
+        if (len == want && strcmp(nm + 49, tail) == 0) {
+            stale = 1;
+        } else if (t && strlen(t) == strlen(".mepack.tmp.XXXXXX")) {
+            struct stat st;
+            stale = fstatat(dirfd(d), nm, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+                    now - st.st_mtime > PC_TMP_STALE_S;
+        }
+        if (stale && unlinkat(dirfd(d), nm, 0) == 0)
+            removed++;
+    }
+    closedir(d);
+    return removed;
 }
 
 static void status(medembed_model *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -460,7 +539,11 @@ void me_pc_save(medembed_model *m, const char *dir)
             unlink(tmp);
         status(m, "%s; not written: %s", prev, fail);
     } else {
-        status(m, "%s; written", prev);
+        int gone = pc_prune(m, dir);
+        if (gone)
+            status(m, "%s; written; removed %d stale file%s", prev, gone, gone == 1 ? "" : "s");
+        else
+            status(m, "%s; written", prev);
     }
     free(hdr);
 }

@@ -21,11 +21,17 @@
  * level's header) are zeros in the file; adopt rebuilds the header. Otherwise the model is packed as without a cache and the file
  * is rewritten; the model's info JSON says which ("pack_cache").
  *
- * Files are only ever replaced (a temporary file renamed into place), never
+ * Files are named DIR/FOLDER-KEY-ISA-DTYPE.mepack (FOLDER: 16 hex digits
+ * of the SHA-256 of the model folder's canonical path; KEY: 32 of the key).
+ * They are only ever replaced (a temporary file renamed into place), never
  * changed where they are, so a process keeps a consistent mapping while
- * another rewrites the file. Nothing deletes old files (weights that
- * changed leave theirs behind, and a writer killed mid-way leaves its
- * *.tmp.PID): remove them by hand to reclaim the space. Do not edit or
+ * another rewrites the file. Writing a file removes the ones it makes
+ * stale: the same folder's files for the same level and dtype under another
+ * key (changed weights, another medembed version), and the same folder's
+ * temporary files older than an hour (a killed writer's); nothing else in
+ * DIR is touched. A process that maps a removed file keeps its mapping. Two
+ * medembed versions that share one DIR therefore replace each other's file
+ * of a model at every load; give them separate directories. Do not edit or
  * truncate a file that a running process has mapped (as with any mapped
  * file, its readers would fault).
  *

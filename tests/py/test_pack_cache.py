@@ -9,12 +9,17 @@ a later load maps that file instead. The tests check, through the CLI:
 - a damaged, truncated or foreign file, or changed weights, is never used: the model is packed
   again, the results stay right, and the file is rewritten;
 - a cache directory that cannot be created costs only the cache; the scalar level, which reads
-  the weights unpacked, has none.
+  the weights unpacked, has none;
+- a new file removes the files it makes stale (same model folder, level and dtype, another
+  key; a killed writer's old temporary file) and nothing else;
+- the Python package's Model(pack_cache=...) uses the directory it is given.
 """
 import json
 import os
+import re
 import shutil
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -198,9 +203,9 @@ def test_changed_weights_get_their_own_file(cli, model, tmp_path):
         f.write(b)
     st = os.stat(st_path)
     os.utime(st_path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
-    assert status(cli, model, cache)["status"] == "miss: no file yet; written"
-    new = [p for p in cache_files(cache) if p != old]
-    assert len(new) == 1
+    assert status(cli, model, cache)["status"] == "miss: no file yet; written; removed 1 stale file"
+    (new,) = cache_files(cache)  # the old weights' file is gone: it could never be used again
+    assert new != old and os.path.basename(new)[:17] == os.path.basename(old)[:17]
     got = embed(cli, model, cache)
     r = numpy_ref.load(model)
     for g, seq in zip(got, cli.tokenize(model, TEXTS)):
@@ -222,3 +227,77 @@ def test_scalar_level_has_no_cache(cli, model, tmp_path):
     st = status(cli, model, cache, isa="scalar")
     assert st["status"].startswith("off: the scalar kernels"), st
     assert cache_files(cache) == []
+
+
+NAME = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{32})-(\w+)-(\w+)\.mepack$")
+
+
+def test_a_new_file_removes_the_stale_ones_and_nothing_else(cli, models, model, tmp_path):
+    if not LEVELS:
+        pytest.skip("this CPU has neither AVX2 nor AVX-512: no level packs weights")
+    isa = LEVELS[-1]
+    cache = str(tmp_path / "cache")
+    other = str(tmp_path / "other")  # another folder holding the same model
+    shutil.copytree(model, other)
+    embed(cli, model, cache, "f32", isa)
+    embed(cli, other, cache, "f32", isa)
+    embed(cli, model, cache, "bf16", isa)
+    files = {os.path.basename(p): NAME.match(os.path.basename(p)).groups()
+             for p in cache_files(cache)}
+    assert len(files) == 3
+    (mine,) = [n for n, g in files.items() if g[2:] == (isa, "f32") and
+               n != os.path.basename(status(cli, other, cache, isa)["path"])]
+    folder, key = files[mine][:2]
+    assert len({g[0] for g in files.values()}) == 2  # two folders, two names
+
+    def put(name, age_s=0):
+        path = os.path.join(cache, name)
+        with open(path, "wb") as f:
+            f.write(b"x")
+        t = time.time() - age_s
+        os.utime(path, (t, t))
+        return name
+
+    other_key = "f" * 32 if key != "f" * 32 else "e" * 32
+    stale = [put("%s-%s-%s-f32.mepack" % (folder, other_key, isa)),  # older weights or version
+             put("%s-%s-%s-f32.mepack.tmp.Ab12Cd" % (folder, key, isa), 7200)]  # killed writer
+    kept = [put("%s-%s-%s-f32.mepack.tmp.Ef34Gh" % (folder, key, isa), 60),  # a write under way
+            put("%s-%s-%s-int8.mepack" % (folder, other_key, isa)),  # another dtype
+            put("%s-%s-%s-f32.mepack" % ("0" * 16, other_key, isa)),  # another folder
+            put("%s-%s-%s-f32.mepack.bak" % (folder, other_key, isa)),  # not a cache name
+            put("notes.txt", 7200)]
+    os.mkdir(os.path.join(cache, "%s-%s-%s-f32.mepack" % (folder, "d" * 32, isa)))  # a folder
+    kept.append("%s-%s-%s-f32.mepack" % (folder, "d" * 32, isa))
+    os.unlink(os.path.join(cache, mine))  # the next load writes again
+    st = status(cli, model, cache, isa)
+    assert st == {"path": os.path.join(cache, mine),
+                  "status": "miss: no file yet; written; removed 2 stale files"}, st
+    left = set(os.listdir(cache))
+    assert not left & set(stale)
+    assert left == set(kept) | set(files)
+    assert status(cli, model, cache, isa)["status"] == "hit"
+    # a hit writes nothing and removes nothing
+    put(stale[0])
+    assert status(cli, model, cache, isa)["status"] == "hit"
+    assert stale[0] in os.listdir(cache)
+
+
+def test_python_model_takes_a_pack_cache(cli, model, tmp_path):
+    if not LEVELS:
+        pytest.skip("this CPU has neither AVX2 nor AVX-512: no level packs weights")
+    import pkg_support as ps
+    medembed = ps.import_medembed()
+    cache = str(tmp_path / "pycache")
+    with medembed.Model(model, pack_cache=cache) as m:
+        first = m.encode(TEXTS)
+        assert m.info["pack_cache"] == {"path": cache_files(cache)[0],
+                                          "status": "miss: no file yet; written"}
+    with medembed.Model(model, pack_cache=cache) as m:
+        assert m.info["pack_cache"]["status"] == "hit"
+        assert np.array_equal(m.encode(TEXTS), first)
+    with medembed.Model(model, pack_cache="") as m:  # "" = none, whatever the environment says
+        assert m.info["pack_cache"] == {"path": None, "status": "off"}
+        assert np.array_equal(m.encode(TEXTS), first)
+    with pytest.raises(ValueError, match="pack_cache"):
+        medembed.Model(model, pack_cache=3)
+    np.testing.assert_allclose(first, embed(cli, model, ""), rtol=0, atol=1e-7)  # the CLI agrees

@@ -34,7 +34,8 @@ static void usage(FILE *f)
                "MEDEMBED_CPU_DISABLE=avx512_bf16,avx512_vnni hides those CPU features (their\n"
                "fallback kernels run instead); MEDEMBED_PACK_CACHE=DIR keeps each model's\n"
                "packed weights in a file in DIR that later loads map instead of packing again\n"
-               "(faster loads, one shared copy; `medembed info --dtype D` shows its status).\n");
+               "(faster loads, one shared copy; a new file replaces the same model's stale\n"
+               "ones; `medembed info --dtype D` shows its status).\n");
     fprintf(f, "-m takes a folder or a hub repo id (pulled into $MEDEMBED_HOME, default\n"
                "~/.cache/medembed); without -m the model is abhinand/MedEmbed-base-v0.1.\n");
 }

@@ -178,16 +178,21 @@ def _to_utf8(texts):
 class Model:
     """A sentence-embedding model loaded by libmedembed.
 
-    Model(path_or_repo, dtype="float32", threads=0, max_length=None)
+    Model(path_or_repo, dtype="float32", threads=0, max_length=None, pack_cache=None)
 
     path_or_repo : a model folder in Hugging Face sentence-transformers layout, or a repo id
                    ("abhinand/MedEmbed-base-v0.1") already downloaded to a cache.
     dtype        : compute precision, "float32" (reference), "bf16" or "int8".
     threads      : worker threads per calling thread (0 = all CPUs).
     max_length   : cap on tokens per text, [CLS]/[SEP] included (None = the model's).
+    pack_cache   : directory for the packed-weights cache (faster later loads, one copy shared
+                   by the processes that load the model; see docs/PERFORMANCE.md); None = the
+                   MEDEMBED_PACK_CACHE environment variable, "" = no cache.
+                   info()["pack_cache"] says whether the load used or wrote a file.
     """
 
-    def __init__(self, path_or_repo, dtype="float32", threads=0, max_length=None):
+    def __init__(self, path_or_repo, dtype="float32", threads=0, max_length=None,
+                 pack_cache=None):
         global _load_count
         self.path = resolve_model_path(path_or_repo)
         self.dtype = {0: "float32", 1: "bf16", 2: "int8"}[_norm_dtype(dtype)]
@@ -198,13 +203,21 @@ class Model:
                              % (threads,))
         if max_length is not None and (not isinstance(max_length, int) or max_length < 2):
             raise ValueError("max_length must be an int >= 2 or None, got %r" % (max_length,))
+        if pack_cache is not None and not isinstance(pack_cache, (str, bytes, os.PathLike)):
+            raise ValueError("pack_cache must be a directory path, \"\" or None, got %r"
+                             % (pack_cache,))
         self.threads = threads
         self._max_length_arg = max_length
+        self._pack_cache_arg = pack_cache
         L = _lib.lib()
         opts = _lib.LoadOpts()
         L.medembed_load_opts_init(ctypes.byref(opts))
         opts.dtype = _norm_dtype(dtype)
         opts.max_length = max_length or 0
+        pc = None if pack_cache is None else os.fsencode(pack_cache)
+        if pc is not None and b"\0" in pc:
+            raise ValueError("pack_cache contains a NUL byte")
+        opts.pack_cache = pc  # kept alive by pc until the load returns
         err = ctypes.create_string_buffer(1024)
         ptr = ctypes.c_void_p()
         rc = L.medembed_model_load(os.fsencode(self.path), ctypes.byref(opts), ctypes.byref(ptr),
@@ -251,7 +264,8 @@ class Model:
 
     def __reduce__(self):
         # Pickles as its load arguments; unpickling returns the receiving process's shared copy.
-        return (get_model, (self.path, self.dtype, self.threads, self._max_length_arg))
+        return (get_model, (self.path, self.dtype, self.threads, self._max_length_arg,
+                            self._pack_cache_arg))
 
     def __repr__(self):
         return "Model(%r, dtype=%r, dim=%d, max_length=%d, pooling=%r)" % (
@@ -460,19 +474,21 @@ class Model:
         return self.encode([text], prompt_name=name)[0].tolist()
 
 
-def get_model(path_or_repo, dtype="float32", threads=0, max_length=None):
+def get_model(path_or_repo, dtype="float32", threads=0, max_length=None, pack_cache=None):
     """This process's shared Model for these arguments, loaded on first use.
 
     Thread-safe: concurrent first calls load once. Dask workers and Spark executors use this,
     so each process loads a model exactly once however many tasks it runs."""
-    key = (resolve_model_path(path_or_repo), _norm_dtype(dtype), threads or 0, max_length)
+    key = (resolve_model_path(path_or_repo), _norm_dtype(dtype), threads or 0, max_length,
+           None if pack_cache is None else os.fsdecode(pack_cache))
     m = _cache.get(key)
     if m is not None and not m._closed:
         return m
     with _cache_lock:
         m = _cache.get(key)
         if m is None or m._closed:
-            m = Model(key[0], dtype=dtype, threads=threads, max_length=max_length)
+            m = Model(key[0], dtype=dtype, threads=threads, max_length=max_length,
+                      pack_cache=pack_cache)
             _cache[key] = m
         return m
 
