@@ -40,9 +40,9 @@ typedef struct {
  * weights follow each other ([block][step][24]); outputs past N are zero.
  * A tile of up to 4 rows (3 for int8) keeps 3 accumulators per row: per
  * step 3 W vectors, one broadcast of x per row, 3 multiply-adds per row.
- *   fp32: each output is summed serially within chunks of WB2_CHUNK = 16
+ *   fp32: each output is summed serially within chunks of me_f32_chunk(K)
  *         consecutive k, from 0, and the chunk sums are added in order: the
- *         arithmetic of gemm_avx512.c's WB_CHUNK_F32, so an fp32 GEMM gives
+ *         arithmetic of gemm_avx512.c's fp32 tiles, so an fp32 GEMM gives
  *         the same bits on both levels (test_kernels checks it). 4 rows: 12
  *         accumulators + 3 W + 1 broadcast = all 16 registers.
  *   bf16: the weights are stored as bf16 and widened to fp32 as they are
@@ -63,7 +63,6 @@ typedef struct {
 #define WB2_COLS 24
 #define WB2_ROWS 4
 #define WB2_ROWS_I8 3
-#define WB2_CHUNK 16
 
 /* bytes of one step of a block: 24 fp32, 24 bf16 or 24 int8 pairs */
 static size_t wb2_step_bytes(int32_t kind)
@@ -211,8 +210,9 @@ static inline __attribute__((always_inline)) void tile_wb2_body(const float *x, 
                                                                 const int R, const int bf16)
 {
     const size_t sb = (size_t)WB2_COLS * (bf16 ? 2 : 4);
-    for (int32_t q0 = 0; q0 < K; q0 += WB2_CHUNK) {
-        int32_t q1 = q0 + WB2_CHUNK < K ? q0 + WB2_CHUNK : K;
+    const int32_t chunk = me_f32_chunk(K);
+    for (int32_t q0 = 0; q0 < K; q0 += chunk) {
+        int32_t q1 = q0 + chunk < K ? q0 + chunk : K;
         __m256 a[3 * WB2_ROWS];
 #pragma GCC unroll 12
         for (int i = 0; i < 3 * R; i++)

@@ -6,8 +6,8 @@
  * serves every dtype whose dot instruction the CPU has: fp32 (FMA), bf16
  * with AVX512_BF16 (vdpbf16ps) and int8 with VNNI (vpdpbusd). It is the
  * usual broadcast (outer-product) kernel over blocks of 48 outputs, with
- * tiles of up to 8 rows x 48 outputs, and fp32 sums taken in chunks of 16 k
- * so that they stay as accurate as the dot-product tree (see WB_COLS).
+ * tiles of up to 8 rows x 48 outputs, and fp32 sums taken in chunks of
+ * about sqrt(K) k (me_f32_chunk) so that they stay accurate (see WB_COLS).
  *
  * The second, a "dot-product" GEMM, is the fallback for bf16 without
  * AVX512_BF16 and int8 without VNNI (MEDEMBED_CPU_DISABLE selects it on
@@ -90,14 +90,13 @@ typedef struct {
  * each fp32 output serially over K, which misses the golden test's 1e-5
  * (docs/PERFORMANCE.md, "GEMM formulation"); here each output is summed
  * serially within chunks of consecutive steps, from 0, and the chunk sums
- * are added in order: WB_CHUNK_F32 = 16 steps for fp32 (golden max |diff| 7.0e-6, as
- * the panels' lanes + tree; chunks of 32 gave 1.2e-5 at the tiny models'
- * K = 64-256), WB_CHUNK_BF16 = 64 steps for bf16 (a cosine budget). The
- * chunks start at k = 0 whatever the tile, task or thread, so an output
- * still depends only on its own row of x and of W. */
+ * are added in order: me_f32_chunk(K) steps for fp32 (kernels.h: about
+ * sqrt(K), at least 16; golden max |diff| 7.0e-6; 32 everywhere gave 1.2e-5
+ * at the tiny models' K = 64-256), WB_CHUNK_BF16 = 64 steps for bf16 (a
+ * cosine budget). The chunks start at k = 0 whatever the tile, task or
+ * thread, so an output still depends only on its own row of x and of W. */
 #define WB_COLS 48
 #define WB_ROWS 8
-#define WB_CHUNK_F32 16
 #define WB_CHUNK_BF16 64
 #define WB_BYTES(pk) ((size_t)(pk)->steps * WB_COLS * 4)
 
@@ -484,9 +483,10 @@ static inline __attribute__((always_inline)) void prefetch_step(const uint8_t *p
  * the same operations in the same order for every output (the same bits),
  * with 3 more registers live. gemm_bench, M = 4096, 2 threads, 6 alternated
  * medians: QKV 380.8 -> 386.5 GFLOP/s, FFN in (GELU) 353.1 -> 357.0, FFN out
- * 373.2 -> 378.3, attention out 372.0 -> 377.1. The chunks' cost is larger
- * than that: chunks of 64 steps run 4-5% faster still, but miss the golden
- * 1e-5 (see WB_CHUNK_F32). The chunk's first step is written out beside
+ * 373.2 -> 378.3, attention out 372.0 -> 377.1 (chunks of 16 then). The
+ * folds' cost is larger than that, which is one reason the chunks now grow
+ * with K (me_f32_chunk: 32 at K = 768 +2-3%, 64 at K = 3072 +8%, and more
+ * accurate there). The chunk's first step is written out beside
  * the plain steps on purpose: one inline step function with a fold mode
  * (the same operations) ran 2-4% slower with GCC 12 (gemm_bench, 8
  * alternated pairs at 3072x768 and 768x3072). */
@@ -494,7 +494,7 @@ static inline __attribute__((always_inline)) void
 tile_wb_f32_body(const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, const uint8_t *pf,
                  int32_t pfs, __m512 *out, const int R)
 {
-    const int32_t chunk = WB_CHUNK_F32;
+    const int32_t chunk = me_f32_chunk(nq); /* nq = K for fp32 */
     __m512 a[3 * WB_ROWS];
 #pragma GCC unroll 24
     for (int i = 0; i < 3 * R; i++)

@@ -147,8 +147,8 @@ static void test_linear_f32(void **state)
         check_linear_level(ks[i], MEDEMBED_DTYPE_F32, 2e-6, 0);
 }
 
-/* The AVX2 and AVX-512 fp32 GEMMs sum every output in the same chunks of 16
- * k (wide column blocks of 24 and 48 outputs), so their outputs are the same
+/* The AVX2 and AVX-512 fp32 GEMMs sum every output in the same chunks of k
+ * (wide column blocks of 24 and 48 outputs), so their outputs are the same
  * bits, bias and residual included, whatever the tile heights and block
  * widths; GELU is left out (each level has its own exp). An independent
  * check of the chunking: the scalar oracle sums in double. */
@@ -198,6 +198,81 @@ static void test_linear_f32_levels_agree(void **state)
         free(b);
     }
     me_pool_free(pool);
+}
+
+/* The fp32 summation order that kernels.h documents for the wide-block
+ * GEMMs, written out again here: per output, one fmaf per k within chunks of
+ * c consecutive k from k = 0 (c the power of two nearest sqrt(K) in log
+ * scale, at least 16), and the chunk sums added in order. Without a bias
+ * every level that has these kernels must give exactly these bits, at every
+ * K (ragged chunks included), tile height and block width. The same
+ * emulation with chunks of 16 everywhere must differ at long K, or the test
+ * could not tell the chunk lengths apart. */
+static float chunked_dot(const float *x, const float *w, int32_t K, int32_t c)
+{
+    float tot = 0.0f;
+    for (int32_t q0 = 0; q0 < K; q0 += c) {
+        float a = 0.0f;
+        for (int32_t q = q0; q < q0 + c && q < K; q++)
+            a = fmaf(x[q], w[q], a);
+        tot = q0 == 0 ? a : tot + a;
+    }
+    return tot;
+}
+
+static void test_linear_f32_summation_order(void **state)
+{
+    (void)state;
+    static const int32_t KS[] = {1, 15, 16, 17, 100, 511, 512, 768, 1000, 2047, 2048, 3072, 8192};
+    const int32_t N = 50, M = 9;
+    me_pool *pool = me_pool_create(2);
+    assert_non_null(pool);
+    int ran = 0;
+    for (int i = ME_ISA_AVX2; i <= ME_ISA_AVX512; i++) {
+        const me_kern *k = me_kern_for((me_isa)i);
+        if (!k) {
+            fprintf(stderr, "SKIP: level %s not available on this CPU\n", me_isa_name((me_isa)i));
+            continue;
+        }
+        ran++;
+        for (size_t s = 0; s < sizeof KS / sizeof KS[0]; s++) {
+            int32_t K = KS[s];
+            int32_t c = (int32_t)1 << lround(log2((double)K) / 2.0);
+            c = c < 16 ? 16 : c;
+            float *w = malloc(sizeof *w * (size_t)N * (size_t)K);
+            float *x = malloc(sizeof *x * (size_t)M * (size_t)K);
+            float *y = malloc(sizeof *y * (size_t)M * (size_t)N);
+            assert_true(w && x && y);
+            /* magnitudes over 2^-6 .. 2^6, so that every order rounds differently */
+            for (size_t j = 0; j < (size_t)N * (size_t)K; j++)
+                w[j] = frand() * ldexpf(1.0f, (int)(j * 7 % 13) - 6);
+            fill(x, (size_t)M * (size_t)K, 1.0f);
+            me_linear L = {.n_out = N, .n_in = K, .w = w, .b = NULL};
+            assert_int_equal(k->pack(&L, MEDEMBED_DTYPE_F32), MEDEMBED_OK);
+            run_linear(k, &L, x, M, y, NULL, 0, pool);
+            int differ16 = 0;
+            for (int32_t m = 0; m < M; m++)
+                for (int32_t n = 0; n < N; n++) {
+                    const float *xr = x + (size_t)m * (size_t)K, *wr = w + (size_t)n * (size_t)K;
+                    float want = chunked_dot(xr, wr, K, c), got = y[(size_t)m * (size_t)N + n];
+                    if (memcmp(&want, &got, sizeof got) != 0)
+                        fail_msg("%s K=%d (chunks of %d) row %d output %d: %.9g, the documented "
+                                 "order gives %.9g",
+                                 me_isa_name(k->isa), K, c, m, n, got, want);
+                    float old = chunked_dot(xr, wr, K, 16);
+                    differ16 += memcmp(&old, &got, sizeof got) != 0;
+                }
+            if (c > 16 && K >= 768)
+                assert_true(differ16 > M * N / 4);
+            k->unpack(&L);
+            free(w);
+            free(x);
+            free(y);
+        }
+    }
+    me_pool_free(pool);
+    if (!ran)
+        skip();
 }
 
 static void test_linear_bf16(void **state)
@@ -869,6 +944,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scalar_rules), cmocka_unit_test(test_linear_f32),
         cmocka_unit_test(test_linear_f32_levels_agree),
+        cmocka_unit_test(test_linear_f32_summation_order),
         cmocka_unit_test(test_linear_bf16),  cmocka_unit_test(test_bf16_handoff),
         cmocka_unit_test(test_linear_int8),
         cmocka_unit_test(test_int8_extreme_rows),
