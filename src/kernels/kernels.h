@@ -81,11 +81,11 @@ static inline size_t me_bf16_row_bytes(int32_t n)
  * that also shrinks toward c = sqrt(K). So c is the power of two nearest
  * sqrt(K) in log scale, but never under 16: 16 up to K = 511, 32 at 512 to
  * 2047, 64 at 2048 to 8191. Emulated over 20000 random dot products
- * (docs/PERFORMANCE.md, "fp32 GEMM: chunks of about sqrt(K)"), the rms
- * error relative to u sum |x_k w_k| at K = 768 is 0.13 (32) against 0.14
- * (16), and at K = 3072, BERT-base's FFN output, 0.09 (64) against 0.13
- * (16). At K = 64 (8 by the rule) 16 is within 12% of it, and shorter
- * chunks cost speed. Longer chunks are also faster: fewer folds of the
+ * (bench/chunk_error.c; docs/PERFORMANCE.md, "fp32 GEMM: chunks of about
+ * sqrt(K)"), the rms error relative to u sum |x_k w_k| at K = 768 is 0.13
+ * (32) against 0.14 (16), and at K = 3072, BERT-base's FFN output, 0.09
+ * (64) against 0.12 (16). At K = 64 (8 by the rule) 16 is within 8-12% of
+ * it, and shorter chunks cost speed. Longer chunks are also faster: fewer folds of the
  * chunk sums into the totals (gemm_avx512.c). */
 static inline int32_t me_f32_chunk(int32_t K)
 {
