@@ -26,7 +26,8 @@ static double uniform(void) /* (0, 1) */
 
 static double normal(void)
 {
-    return sqrt(-2.0 * log(uniform())) * cos(6.283185307179586 * uniform());
+    double r = sqrt(-2.0 * log(uniform())); /* two statements: a fixed order of draws */
+    return r * cos(6.283185307179586 * uniform());
 }
 
 static float chunked(const float *x, const float *w, int K, int c)

@@ -134,9 +134,9 @@ typedef struct medembed_load_opts {
                                (faster, and processes share the pages). A stale,
                                damaged or foreign file is ignored and rewritten, and
                                writing a file removes the files it makes stale (the
-                               same model folder, kernels and dtype under an older
-                               key); a directory that cannot be written only costs
-                               the cache.
+                               same model folder, kernels, CPU features and dtype
+                               under an older key); a directory that cannot be
+                               written only costs the cache.
                                medembed_model_info_json's "pack_cache" says what
                                happened. Default NULL. */
 } medembed_load_opts;

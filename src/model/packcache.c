@@ -287,15 +287,29 @@ static void pc_folder_id(const medembed_model *m, char out[17])
     free(real);
 }
 
-/* dir/FOLDER-KEY-ISA-DTYPE.mepack: FOLDER 16 and KEY 32 hex digits */
+/* The name's LEVEL-DTYPE part: the kernel level, "+bf16" / "+vnni" for the
+ * CPU features the key holds (they choose layouts; two hosts that share a
+ * directory but differ in them keep a file each), and the dtype. */
+static int pc_tail(const medembed_model *m, char *out, size_t n)
+{
+    me_cpu c;
+    me_cpu_detect(&c);
+    int k = snprintf(out, n, "-%s%s%s-%s.mepack", me_isa_name(m->kern->isa),
+                     c.avx512_bf16 ? "+bf16" : "", c.avx512_vnni ? "+vnni" : "",
+                     me_dtype_name(m->dtype));
+    return k > 0 && (size_t)k < n ? 0 : -1;
+}
+
+/* dir/FOLDER-KEY-LEVEL-DTYPE.mepack: FOLDER 16 and KEY 32 hex digits */
 static int pc_path(const medembed_model *m, const char *dir, const uint8_t key[32], char *out,
                    size_t n)
 {
-    char hex[65], folder[17];
+    char hex[65], folder[17], tail[64];
     me_sha256_hex(key, hex);
     pc_folder_id(m, folder);
-    int k = snprintf(out, n, "%s/%s-%.32s-%s-%s.mepack", dir, folder, hex,
-                     me_isa_name(m->kern->isa), me_dtype_name(m->dtype));
+    if (pc_tail(m, tail, sizeof tail) != 0)
+        return -1;
+    int k = snprintf(out, n, "%s/%s-%.32s%s", dir, folder, hex, tail);
     return k > 0 && (size_t)k < n ? 0 : -1;
 }
 
@@ -307,47 +321,62 @@ static int all_hex(const char *s, size_t n)
     return 1;
 }
 
+/* mkostemp's six characters */
+static int tmp_suffix(const char *s)
+{
+    if (strlen(s) != 6)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z')))
+            return 0;
+    return 1;
+}
+
 /* A temporary file older than this is a killed writer's (a write takes
  * seconds); a younger one may be another process's write in progress. */
 #define PC_TMP_STALE_S 3600
 
-/* After m's file was written: removes from dir the files it makes stale,
- * and nothing else: the same folder's files for the same kernel level and
- * dtype under another key (weights that changed, another medembed version),
- * and the same folder's temporary files older than PC_TMP_STALE_S. Returns
- * how many were removed. A process that still maps a removed file keeps its
- * mapping (the data lives until it is unmapped). */
+/* After m's file was written: removes from dir the regular files it makes
+ * stale, and nothing else: FOLDER-KEY-LEVEL-DTYPE.mepack with m's folder,
+ * level (features included) and dtype but another key (weights that
+ * changed, another medembed version), and FOLDER-KEY-LEVEL-DTYPE.mepack
+ * .tmp.XXXXXX with m's folder, any key, level and dtype, older than
+ * PC_TMP_STALE_S (a killed writer's). Returns how many were removed. A
+ * process that still maps a removed file keeps its mapping (the data lives
+ * until it is unmapped). Two writers with different keys (one loaded before
+ * the weights changed) may remove each other's file; the next load then
+ * writes it again. */
 static int pc_prune(const medembed_model *m, const char *dir)
 {
     const char *mine = strrchr(m->pc_path, '/');
     mine = mine ? mine + 1 : m->pc_path;
     char tail[64];
-    int tn = snprintf(tail, sizeof tail, "-%s-%s.mepack", me_isa_name(m->kern->isa),
-                      me_dtype_name(m->dtype));
-    if (tn <= 0 || (size_t)tn >= sizeof tail)
+    if (pc_tail(m, tail, sizeof tail) != 0)
         return 0;
-    size_t want = 16 + 1 + 32 + (size_t)tn;
     DIR *d = opendir(dir);
     if (!d)
         return 0;
     int removed = 0;
     time_t now = time(NULL);
+    static const char TMP[] = ".mepack.tmp.";
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
         const char *nm = e->d_name;
         size_t len = strlen(nm);
-        if (len < 16 + 1 + 32 || strncmp(nm, mine, 17) != 0 || !all_hex(nm + 17, 32) ||
+        /* FOLDER- (m's), then KEY (32 hex digits), then '-' */
+        if (len < 50 || strncmp(nm, mine, 17) != 0 || !all_hex(nm + 17, 32) || nm[49] != '-' ||
             strcmp(nm, mine) == 0)
             continue;
-        int stale = 0;
-        const char *t = strstr(nm + 49, ".mepack.tmp.");
-        if (len == want && strcmp(nm + 49, tail) == 0) {
-            stale = 1;
-        } else if (t && strlen(t) == strlen(".mepack.tmp.XXXXXX")) {
-            struct stat st;
-            stale = fstatat(dirfd(d), nm, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
-                    now - st.st_mtime > PC_TMP_STALE_S;
-        }
-        if (stale && unlinkat(dirfd(d), nm, 0) == 0)
+        const char *t = strstr(nm + 50, TMP);
+        int stale_name = strcmp(nm + 49, tail) == 0;
+        int tmp_name = t && t > nm + 50 && tmp_suffix(t + sizeof TMP - 1);
+        if (!stale_name && !tmp_name)
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), nm, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (tmp_name && now - st.st_mtime <= PC_TMP_STALE_S)
+            continue;
+        if (unlinkat(dirfd(d), nm, 0) == 0)
             removed++;
     }
     closedir(d);

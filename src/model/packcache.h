@@ -21,17 +21,20 @@
  * level's header) are zeros in the file; adopt rebuilds the header. Otherwise the model is packed as without a cache and the file
  * is rewritten; the model's info JSON says which ("pack_cache").
  *
- * Files are named DIR/FOLDER-KEY-ISA-DTYPE.mepack (FOLDER: 16 hex digits
- * of the SHA-256 of the model folder's canonical path; KEY: 32 of the key).
- * They are only ever replaced (a temporary file renamed into place), never
- * changed where they are, so a process keeps a consistent mapping while
- * another rewrites the file. Writing a file removes the ones it makes
- * stale: the same folder's files for the same level and dtype under another
- * key (changed weights, another medembed version), and the same folder's
- * temporary files older than an hour (a killed writer's); nothing else in
- * DIR is touched. A process that maps a removed file keeps its mapping. Two
- * medembed versions that share one DIR therefore replace each other's file
- * of a model at every load; give them separate directories. Do not edit or
+ * Files are named DIR/FOLDER-KEY-LEVEL-DTYPE.mepack (FOLDER: 16 hex digits
+ * of the SHA-256 of the model folder's canonical path; KEY: 32 of the key;
+ * LEVEL: the kernel level and "+bf16" / "+vnni" for those CPU features,
+ * e.g. avx512+bf16+vnni). They are only ever replaced (a temporary file
+ * renamed into place), never changed where they are, so a process keeps a
+ * consistent mapping while another rewrites the file. Writing a file
+ * removes the regular files it makes stale: the same folder's files for the
+ * same LEVEL and DTYPE under another key (changed weights, another medembed
+ * version), and the same folder's temporary files (NAME.tmp.XXXXXX) older
+ * than an hour (a killed writer's); nothing else in DIR is touched (other
+ * folders, levels, CPUs or dtypes, symbolic links, other names). A process
+ * that maps a removed file keeps its mapping. Two medembed versions that
+ * share one DIR therefore replace each other's file of a model at every
+ * load; give them separate directories. Do not edit or
  * truncate a file that a running process has mapped (as with any mapped
  * file, its readers would fault).
  *

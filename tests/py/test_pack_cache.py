@@ -36,6 +36,12 @@ ALIGN = 4096
 LEVELS = [isa for isa, flag in (("avx2", "avx2"), ("avx512", "avx512f")) if flag in cpu_flags()]
 
 
+def level(isa):
+    """The LEVEL part of a cache file's name: the kernel level and the CPU features in the key."""
+    f = cpu_flags()
+    return isa + ("+bf16" if "avx512_bf16" in f else "") + ("+vnni" if "avx512_vnni" in f else "")
+
+
 @pytest.fixture()
 def model(models, tmp_path):
     """A private copy of a small model (the tests change its files' times)."""
@@ -103,7 +109,7 @@ def test_written_then_hit_gives_the_same_bits(cli, model, tmp_path, isa, dtype):
     assert status(cli, model, "", isa, dtype) == {"path": None, "status": "off"}
     first = embed(cli, model, cache, dtype, isa)
     files = cache_files(cache)
-    assert len(files) == 1 and files[0].endswith("-%s-%s.mepack" % (isa, dtype)), files
+    assert len(files) == 1 and files[0].endswith("-%s-%s.mepack" % (level(isa), dtype)), files
     st = status(cli, model, cache, isa, dtype)
     assert st == {"path": files[0], "status": "hit"}
     second = embed(cli, model, cache, dtype, isa)
@@ -229,13 +235,14 @@ def test_scalar_level_has_no_cache(cli, model, tmp_path):
     assert cache_files(cache) == []
 
 
-NAME = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{32})-(\w+)-(\w+)\.mepack$")
+NAME = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{32})-([a-z0-9+]+)-(\w+)\.mepack$")
 
 
 def test_a_new_file_removes_the_stale_ones_and_nothing_else(cli, models, model, tmp_path):
     if not LEVELS:
         pytest.skip("this CPU has neither AVX2 nor AVX-512: no level packs weights")
     isa = LEVELS[-1]
+    lv = level(isa)
     cache = str(tmp_path / "cache")
     other = str(tmp_path / "other")  # another folder holding the same model
     shutil.copytree(model, other)
@@ -244,8 +251,8 @@ def test_a_new_file_removes_the_stale_ones_and_nothing_else(cli, models, model, 
     embed(cli, model, cache, "bf16", isa)
     files = {os.path.basename(p): NAME.match(os.path.basename(p)).groups()
              for p in cache_files(cache)}
-    assert len(files) == 3
-    (mine,) = [n for n, g in files.items() if g[2:] == (isa, "f32") and
+    assert len(files) == 3 and {g[2] for g in files.values()} == {lv}
+    (mine,) = [n for n, g in files.items() if g[3] == "f32" and
                n != os.path.basename(status(cli, other, cache, isa)["path"])]
     folder, key = files[mine][:2]
     assert len({g[0] for g in files.values()}) == 2  # two folders, two names
@@ -258,20 +265,27 @@ def test_a_new_file_removes_the_stale_ones_and_nothing_else(cli, models, model, 
         os.utime(path, (t, t))
         return name
 
-    other_key = "f" * 32 if key != "f" * 32 else "e" * 32
-    stale = [put("%s-%s-%s-f32.mepack" % (folder, other_key, isa)),  # older weights or version
-             put("%s-%s-%s-f32.mepack.tmp.Ab12Cd" % (folder, key, isa), 7200)]  # killed writer
-    kept = [put("%s-%s-%s-f32.mepack.tmp.Ef34Gh" % (folder, key, isa), 60),  # a write under way
-            put("%s-%s-%s-int8.mepack" % (folder, other_key, isa)),  # another dtype
-            put("%s-%s-%s-f32.mepack" % ("0" * 16, other_key, isa)),  # another folder
-            put("%s-%s-%s-f32.mepack.bak" % (folder, other_key, isa)),  # not a cache name
+    k2 = "f" * 32 if key != "f" * 32 else "e" * 32
+    stale = [put("%s-%s-%s-f32.mepack" % (folder, k2, lv)),  # older weights or version
+             put("%s-%s-%s-f32.mepack.tmp.Ab12Cd" % (folder, key, lv), 7200),  # killed writer
+             put("%s-%s-%s-int8.mepack.tmp.Zz9yX8" % (folder, k2, lv), 7200)]  # any dtype's
+    kept = [put("%s-%s-%s-f32.mepack.tmp.Ef34Gh" % (folder, key, lv), 60),  # a write under way
+            put("%s-%s-%s-int8.mepack" % (folder, k2, lv)),  # another dtype
+            put("%s-%s-%s+zz-f32.mepack" % (folder, k2, lv)),  # other CPU features
+            put("%s-%s-%s-f32.mepack" % ("0" * 16, k2, lv)),  # another folder
+            put("%s-%s-%s-f32.mepack.bak" % (folder, k2, lv)),  # not a cache name
+            put("%s-%s-%s-f32.mepack.tmp.backup1" % (folder, k2, lv), 7200),  # not mkostemp's
+            put("%s-%s.mepack.tmp.Qq1Ww2" % (folder, k2), 7200),  # no LEVEL-DTYPE
             put("notes.txt", 7200)]
-    os.mkdir(os.path.join(cache, "%s-%s-%s-f32.mepack" % (folder, "d" * 32, isa)))  # a folder
-    kept.append("%s-%s-%s-f32.mepack" % (folder, "d" * 32, isa))
+    for name in ("%s-%s-%s-f32.mepack" % (folder, "d" * 32, lv),  # a folder, a link: left alone
+                 "%s-%s-%s-f32.mepack" % (folder, "c" * 32, lv)):
+        kept.append(name)
+    os.mkdir(os.path.join(cache, kept[-2]))
+    os.symlink(os.path.join(cache, "notes.txt"), os.path.join(cache, kept[-1]))
     os.unlink(os.path.join(cache, mine))  # the next load writes again
     st = status(cli, model, cache, isa)
     assert st == {"path": os.path.join(cache, mine),
-                  "status": "miss: no file yet; written; removed 2 stale files"}, st
+                  "status": "miss: no file yet; written; removed 3 stale files"}, st
     left = set(os.listdir(cache))
     assert not left & set(stale)
     assert left == set(kept) | set(files)
@@ -300,4 +314,6 @@ def test_python_model_takes_a_pack_cache(cli, model, tmp_path):
         assert np.array_equal(m.encode(TEXTS), first)
     with pytest.raises(ValueError, match="pack_cache"):
         medembed.Model(model, pack_cache=3)
+    with pytest.raises(ValueError, match="pack_cache"):
+        medembed.get_model(model, pack_cache=3)
     np.testing.assert_allclose(first, embed(cli, model, ""), rtol=0, atol=1e-7)  # the CLI agrees

@@ -188,7 +188,7 @@ class Model:
     pack_cache   : directory for the packed-weights cache (faster later loads, one copy shared
                    by the processes that load the model; see docs/PERFORMANCE.md); None = the
                    MEDEMBED_PACK_CACHE environment variable, "" = no cache.
-                   info()["pack_cache"] says whether the load used or wrote a file.
+                   info["pack_cache"] says whether the load used or wrote a file.
     """
 
     def __init__(self, path_or_repo, dtype="float32", threads=0, max_length=None,
@@ -479,6 +479,9 @@ def get_model(path_or_repo, dtype="float32", threads=0, max_length=None, pack_ca
 
     Thread-safe: concurrent first calls load once. Dask workers and Spark executors use this,
     so each process loads a model exactly once however many tasks it runs."""
+    if pack_cache is not None and not isinstance(pack_cache, (str, bytes, os.PathLike)):
+        raise ValueError("pack_cache must be a directory path, \"\" or None, got %r"
+                         % (pack_cache,))
     key = (resolve_model_path(path_or_repo), _norm_dtype(dtype), threads or 0, max_length,
            None if pack_cache is None else os.fsdecode(pack_cache))
     m = _cache.get(key)
