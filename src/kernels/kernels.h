@@ -89,9 +89,7 @@ static inline size_t me_bf16_row_bytes(int32_t n)
  * chunk sums into the totals (gemm_avx512.c). */
 static inline int32_t me_f32_chunk(int32_t K)
 {
-    int32_t l = 0; /* floor(log2 K) */
-    while (l < 30 && ((int32_t)1 << (l + 1)) <= K)
-        l++;
+    int32_t l = K > 1 ? 31 - __builtin_clz((unsigned)K) : 0; /* floor(log2 K) */
     int32_t c = (int32_t)1 << ((l + 1) / 2);
     return c < 16 ? 16 : c;
 }

@@ -287,29 +287,21 @@ static void pc_folder_id(const medembed_model *m, char out[17])
     free(real);
 }
 
-/* The name's LEVEL-DTYPE part: the kernel level, "+bf16" / "+vnni" for the
- * CPU features the key holds (they choose layouts; two hosts that share a
- * directory but differ in them keep a file each), and the dtype. */
-static int pc_tail(const medembed_model *m, char *out, size_t n)
-{
-    me_cpu c;
-    me_cpu_detect(&c);
-    int k = snprintf(out, n, "-%s%s%s-%s.mepack", me_isa_name(m->kern->isa),
-                     c.avx512_bf16 ? "+bf16" : "", c.avx512_vnni ? "+vnni" : "",
-                     me_dtype_name(m->dtype));
-    return k > 0 && (size_t)k < n ? 0 : -1;
-}
-
-/* dir/FOLDER-KEY-LEVEL-DTYPE.mepack: FOLDER 16 and KEY 32 hex digits */
+/* dir/FOLDER-KEY-LEVEL-DTYPE.mepack: FOLDER 16 and KEY 32 hex digits;
+ * LEVEL the kernel level with "+bf16" / "+vnni" for the CPU features the
+ * key holds (they choose layouts: two hosts that share a directory but
+ * differ in them keep a file each). */
 static int pc_path(const medembed_model *m, const char *dir, const uint8_t key[32], char *out,
                    size_t n)
 {
-    char hex[65], folder[17], tail[64];
+    char hex[65], folder[17];
     me_sha256_hex(key, hex);
     pc_folder_id(m, folder);
-    if (pc_tail(m, tail, sizeof tail) != 0)
-        return -1;
-    int k = snprintf(out, n, "%s/%s-%.32s%s", dir, folder, hex, tail);
+    me_cpu c;
+    me_cpu_detect(&c);
+    int k = snprintf(out, n, "%s/%s-%.32s-%s%s%s-%s.mepack", dir, folder, hex,
+                     me_isa_name(m->kern->isa), c.avx512_bf16 ? "+bf16" : "",
+                     c.avx512_vnni ? "+vnni" : "", me_dtype_name(m->dtype));
     return k > 0 && (size_t)k < n ? 0 : -1;
 }
 
@@ -350,9 +342,7 @@ static int pc_prune(const medembed_model *m, const char *dir)
 {
     const char *mine = strrchr(m->pc_path, '/');
     mine = mine ? mine + 1 : m->pc_path;
-    char tail[64];
-    if (pc_tail(m, tail, sizeof tail) != 0)
-        return 0;
+    const char *tail = mine + 49; /* pc_path's "-LEVEL-DTYPE.mepack" */
     DIR *d = opendir(dir);
     if (!d)
         return 0;

@@ -175,6 +175,19 @@ def _to_utf8(texts):
     return out
 
 
+def _pack_cache_bytes(pack_cache):
+    """pack_cache as the bytes medembed_load_opts.pack_cache takes (None stays None)."""
+    if pack_cache is None:
+        return None
+    if not isinstance(pack_cache, (str, bytes, os.PathLike)):
+        raise ValueError("pack_cache must be a directory path, \"\" or None, got %r"
+                         % (pack_cache,))
+    pc = os.fsencode(pack_cache)
+    if b"\0" in pc:
+        raise ValueError("pack_cache contains a NUL byte")
+    return pc
+
+
 class Model:
     """A sentence-embedding model loaded by libmedembed.
 
@@ -203,9 +216,7 @@ class Model:
                              % (threads,))
         if max_length is not None and (not isinstance(max_length, int) or max_length < 2):
             raise ValueError("max_length must be an int >= 2 or None, got %r" % (max_length,))
-        if pack_cache is not None and not isinstance(pack_cache, (str, bytes, os.PathLike)):
-            raise ValueError("pack_cache must be a directory path, \"\" or None, got %r"
-                             % (pack_cache,))
+        pc = _pack_cache_bytes(pack_cache)
         self.threads = threads
         self._max_length_arg = max_length
         self._pack_cache_arg = pack_cache
@@ -214,9 +225,6 @@ class Model:
         L.medembed_load_opts_init(ctypes.byref(opts))
         opts.dtype = _norm_dtype(dtype)
         opts.max_length = max_length or 0
-        pc = None if pack_cache is None else os.fsencode(pack_cache)
-        if pc is not None and b"\0" in pc:
-            raise ValueError("pack_cache contains a NUL byte")
         opts.pack_cache = pc  # kept alive by pc until the load returns
         err = ctypes.create_string_buffer(1024)
         ptr = ctypes.c_void_p()
@@ -479,11 +487,8 @@ def get_model(path_or_repo, dtype="float32", threads=0, max_length=None, pack_ca
 
     Thread-safe: concurrent first calls load once. Dask workers and Spark executors use this,
     so each process loads a model exactly once however many tasks it runs."""
-    if pack_cache is not None and not isinstance(pack_cache, (str, bytes, os.PathLike)):
-        raise ValueError("pack_cache must be a directory path, \"\" or None, got %r"
-                         % (pack_cache,))
-    key = (resolve_model_path(path_or_repo), _norm_dtype(dtype), threads or 0, max_length,
-           None if pack_cache is None else os.fsdecode(pack_cache))
+    pc = _pack_cache_bytes(pack_cache)
+    key = (resolve_model_path(path_or_repo), _norm_dtype(dtype), threads or 0, max_length, pc)
     m = _cache.get(key)
     if m is not None and not m._closed:
         return m
