@@ -9,7 +9,10 @@
 CC      ?= cc
 BUILD   ?= build
 SAN     ?=
-PY      ?= /usr/bin/python3
+# The tests' Python: the tool environment of scripts/venv.sh when it exists (the peers:
+# sentence-transformers, tokenizers, onnxruntime, openai), else Debian's python3.
+VENV    ?= .venv
+PY      ?= $(if $(wildcard $(VENV)/bin/python),$(VENV)/bin/python,/usr/bin/python3)
 
 PKGS      := libutf8proc jansson sqlite3
 CLI_PKGS  := libcurl libmicrohttpd
@@ -47,7 +50,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all deps run lib cli test unit cli-test py-test fuzz-replay check asan ubsan fuzz fuzz-build \
+.PHONY: all deps venv run lib cli test unit cli-test py-test fuzz-replay check asan ubsan fuzz fuzz-build \
         bench bench-tools clean help format-check
 
 all: lib cli
@@ -55,6 +58,7 @@ all: lib cli
 help:
 	@echo "make            build build/libmedembed.so, build/libmedembed.a, build/medembed"
 	@echo "make test       unit + golden + CLI + Python tests (skips ../shared tests visibly if absent)"
+	@echo "make venv       the pinned Python tool environment (.venv/, requirements-dev.txt)"
 	@echo "make asan       the test suite under ASan+UBSan (build-asan/)"
 	@echo "make ubsan      the test suite under UBSan alone (build-ubsan/)"
 	@echo "make fuzz       build the libFuzzer targets (clang) and run each briefly"
@@ -63,6 +67,11 @@ help:
 
 deps:
 	@bash scripts/deps.sh
+
+# the pinned Python tool environment (requirements-dev.txt) in $(VENV)/
+venv:
+	@bash scripts/deps.sh --test
+	@MEDEMBED_VENV=$(abspath $(VENV)) bash scripts/venv.sh
 
 # The main job: embed the sentence from the MedEmbed model card and print the
 # start of its vector. MODEL may be a folder or a Hugging Face repo id.
@@ -143,7 +152,7 @@ cli-test: all $(EXAMPLES) $(BENCH_TOOLS)
 py-test: all
 	@bash tests/run_py.sh $(BUILD) $(PY)
 
-test: deps
+test: deps venv
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) -k --no-print-directory unit fuzz-replay cli-test py-test
 

@@ -1,26 +1,26 @@
 #!/usr/bin/env bash
-# bench/ort_compare.sh - medembed against ONNX Runtime 1.30 (fp32), side by
-# side on this machine, from a clean checkout:
-#   1. installs what it needs (Debian python3-numpy/-torch/-onnx; the npm
-#      package onnxruntime-node@1.30.0 into the git-ignored .peers/);
+# bench/ort_compare.sh - medembed against ONNX Runtime (fp32, the onnxruntime
+# of requirements-dev.txt), side by side on this machine, from a clean checkout:
+#   1. installs what it needs (Debian python3-numpy/-torch/-onnx; the Python
+#      tool environment .venv/ of scripts/venv.sh, with onnxruntime);
 #   2. writes a random MedEmbed-base-shaped model (BERT-base 12/768/12/3072)
 #      with ../shared/tools/make_model.py and exports it to ONNX with
 #      ../shared/tools/torch_ref.py;
 #   3. fixed shapes (default 1x16,32x128,8x512): ROUNDS rounds, each running
-#      ORT (../shared/tools/ort_bench.js) and then `medembed bench --json`
+#      ORT (../shared/tools/peer_bench.py) and then `medembed bench --json`
 #      for every dtype, so both engines see the same background load; a
 #      round reports medians of RUNS calls;
 #   4. the real workload: all PubMedQA abstracts (tokenization included for
 #      medembed via `medembed bench -i`; ORT is fed the same ids, from
-#      `medembed tokenize`, in length-sorted padded batches by
-#      bench/ort_corpus.js), and `medembed embed` end to end for reference;
+#      `medembed tokenize`, in length-sorted padded batches of 32 by
+#      peer_bench.py --corpus), and `medembed embed` end to end for reference;
 #   5. bench/summarize.py prints medians and the medembed/ORT ratios (per
 #      round, then the median over rounds) and writes OUT/summary.json.
 #
 # Environment: OUT (default bench/out, git-ignored), MODEL (a model folder to
 # use instead of generating one), THREADS (2), ROUNDS (5), RUNS (5), SHAPES,
 # DTYPES ("f32 bf16 int8"), CORPUS_ROUNDS (1; 0 skips the corpus),
-# CORPUS_DTYPES ("f32 bf16 int8"), ORT_BATCH (32), MEDEMBED_SHARED (../shared).
+# CORPUS_DTYPES ("f32 bf16 int8"), MEDEMBED_SHARED (../shared).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -34,7 +34,6 @@ shapes=${SHAPES:-1x16,32x128,8x512}
 dtypes=${DTYPES:-f32 bf16 int8}
 corpus_rounds=${CORPUS_ROUNDS:-1}
 corpus_dtypes=${CORPUS_DTYPES:-f32 bf16 int8}
-ort_batch=${ORT_BATCH:-32}
 corpus=$shared/data/pubmedqa/corpus.jsonl
 
 # The environment presets OPENBLAS_CORETYPE=Haswell, which halves OpenBLAS
@@ -52,12 +51,9 @@ if ((${#missing[@]})); then
     log "apt-get install ${missing[*]}"
     apt-get install -y "${missing[@]}" >/dev/null
 fi
-if [ ! -f "$root/.peers/node_modules/onnxruntime-node/package.json" ]; then
-    log "npm install onnxruntime-node@1.30.0 into .peers/"
-    mkdir -p "$root/.peers"
-    (cd "$root/.peers" && npm install --ignore-scripts --no-audit --no-fund onnxruntime-node@1.30.0 >/dev/null)
-fi
-export ORT_NODE_DIR=$root/.peers/node_modules/onnxruntime-node
+MEDEMBED_REQUIRE_PEERS=1 MEDEMBED_VENV=$root/.venv bash "$root/scripts/venv.sh"
+py=$root/.venv/bin/python
+log "ONNX Runtime $("$py" -c 'import onnxruntime; print(onnxruntime.__version__)')"
 
 # 2. model and its ONNX export
 model=${MODEL:-$out/base-f32}
@@ -82,8 +78,8 @@ log "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $npr
 rm -f "$out"/ort_shapes_*.json "$out"/me_shapes_*.json "$out"/*corpus_*.json
 for r in $(seq "$rounds"); do
     log "round $r/$rounds: ORT $shapes"
-    node "$shared/tools/ort_bench.js" --model "$onnx" --shapes "$shapes" --threads "$threads" \
-        --runs "$runs" --warmup 2 --json "$out/ort_shapes_$r.json" >/dev/null
+    "$py" "$shared/tools/peer_bench.py" --onnx "$onnx" --engine ort --precision f32 \
+        --shapes "$shapes" --threads "$threads" --runs "$runs" --warmup 2 >"$out/ort_shapes_$r.json"
     for dt in $dtypes; do
         log "round $r/$rounds: medembed $dt $shapes"
         "$me" bench -m "$model" --shapes "$shapes" --dtype "$dt" --threads "$threads" \
@@ -101,9 +97,9 @@ if [ "$corpus_rounds" -gt 0 ]; then
 for l in sys.stdin: print(json.dumps({"ids": json.loads(l)["ids"]}))' >"$out/corpus_ids.jsonl"
     fi
     for r in $(seq "$corpus_rounds"); do
-        log "corpus round $r/$corpus_rounds: ORT (batches of $ort_batch)"
-        node "$here/ort_corpus.js" --model "$onnx" --ids "$out/corpus_ids.jsonl" --batch "$ort_batch" \
-            --threads "$threads" --runs 1 --warmup 1 --json "$out/ort_corpus_$r.json" >/dev/null
+        log "corpus round $r/$corpus_rounds: ORT (batches of 32)"
+        "$py" "$shared/tools/peer_bench.py" --onnx "$onnx" --engine ort --precision f32 \
+            --threads "$threads" --corpus "$out/corpus_ids.jsonl" >"$out/ort_corpus_$r.json"
         for dt in $corpus_dtypes; do
             log "corpus round $r/$corpus_rounds: medembed $dt"
             "$me" bench -m "$model" -i "$corpus" --dtype "$dt" --threads "$threads" --runs 1 \

@@ -96,8 +96,9 @@ if corpus_rounds:
             o = load(os.path.join(out, f"ort_corpus_{r}.json"))
             dps.append(m["docs_per_s"])
             tps.append(m["tokens_per_s"])
-            odps.append(o["docs_per_s"])
-            ratio.append(m["docs_per_s"] / o["docs_per_s"])
+            o_dps = o["docs_per_s"] if "docs_per_s" in o else o["docs"] / o["seconds"]
+            odps.append(o_dps)
+            ratio.append(m["docs_per_s"] / o_dps)
             if "cpu_ms_median" in o and m.get("cpu_ms_median"):
                 cratio.append(o["cpu_ms_median"] / m["cpu_ms_median"])
         if not dps:

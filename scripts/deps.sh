@@ -2,15 +2,19 @@
 # Installs the Debian packages medembed builds and tests with, if any are
 # missing. `make` targets call it; it is quiet when everything is present.
 #   scripts/deps.sh          build + test dependencies
-#   scripts/deps.sh --ci     also the fuzzing toolchain (clang's libFuzzer)
+#   scripts/deps.sh --test   also Debian's PyTorch (with OpenBLAS: the reference BLAS it
+#                            falls back to is about 10x slower), for the Python tool environment
+#                            (scripts/venv.sh: sentence-transformers runs on it)
+#   scripts/deps.sh --ci     both, and the fuzzing toolchain (clang's libFuzzer)
 set -euo pipefail
 pkgs=(build-essential pkg-config libutf8proc-dev libjansson-dev libsqlite3-dev
       libcurl4-openssl-dev libmicrohttpd-dev libcmocka-dev
       python3 python3-numpy python3-pytest python3-pandas python3-dask python3-distributed
-      python3-setuptools python3-pip python3-venv ca-certificates)
-if [ "${1:-}" = "--ci" ]; then
-    pkgs+=(clang libclang-rt-14-dev)
-fi
+      python3-setuptools python3-wheel python3-pip python3-venv ca-certificates)
+case "${1:-}" in
+    --test) pkgs+=(python3-torch libopenblas0-pthread) ;;
+    --ci) pkgs+=(python3-torch libopenblas0-pthread clang libclang-rt-14-dev) ;;
+esac
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

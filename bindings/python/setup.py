@@ -48,4 +48,27 @@ class BinaryDistribution(Distribution):
         return True
 
 
+def check_wheel_support():
+    """Without build isolation pip builds with this Python's own setuptools, which makes
+    wheels only from 70.1 on, or with the `wheel` package. Say so, instead of setuptools'
+    "invalid command 'bdist_wheel'"."""
+    if not {"bdist_wheel", "dist_info", "editable_wheel"} & set(sys.argv[1:]):
+        return
+    try:
+        import setuptools.command.bdist_wheel  # noqa: F401  (setuptools >= 70.1)
+        return
+    except ImportError:
+        pass
+    try:
+        import wheel.bdist_wheel  # noqa: F401
+    except ImportError:
+        import setuptools
+        sys.exit("setup.py: building the medembed wheel needs the `wheel` package, or setuptools "
+                 ">= 70.1, in %s (it has setuptools %s and no wheel). Install one of them "
+                 "(`%s -m pip install wheel`; offline, Debian's python3-wheel for /usr/bin/python3)"
+                 ", or, where PyPI is reachable, run pip without --no-build-isolation."
+                 % (sys.executable, setuptools.__version__, sys.executable))
+
+
+check_wheel_support()
 setup(cmdclass={"build_py": BuildPyWithLib}, distclass=BinaryDistribution)

@@ -2,6 +2,7 @@
  * sentence-transformers module stack, validated into one me_config. */
 #include "model/config.h"
 
+#include <dirent.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,36 @@ const char *me_pooling_name(int32_t pooling)
     default:
         return "?";
     }
+}
+
+/* The first folder under dir, up to `depth` levels down, that holds a
+ * config.json (an unpacked wheel keeps its model in pkg/model/): a hint for
+ * a user who passed the folder above the model. */
+static int find_model_below(const char *dir, int depth, char *out, size_t n)
+{
+    if (depth <= 0)
+        return 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    struct dirent *de;
+    int found = 0;
+    while (!found && (de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        char sub[4096], cfg[4096];
+        if (me_path_join(sub, sizeof sub, dir, de->d_name) != 0 || !me_dir_exists(sub))
+            continue;
+        if (me_path_join(cfg, sizeof cfg, sub, "config.json") == 0 && me_file_exists(cfg) &&
+            strlen(sub) < n) {
+            memcpy(out, sub, strlen(sub) + 1);
+            found = 1;
+        } else {
+            found = find_model_below(sub, depth - 1, out, n);
+        }
+    }
+    closedir(d);
+    return found;
 }
 
 const char *me_dtype_name(int32_t d)
@@ -260,6 +291,17 @@ int me_config_load(const char *dir, me_config *c, me_err *e)
     char path[4096];
     RETURN_ERROR_IF(me_path_join(path, sizeof path, dir, "config.json") != 0, e,
                     MEDEMBED_ERR_ARG, "model path is too long");
+    if (!me_file_exists(path)) {
+        char sub[4096];
+        if (find_model_below(dir, 3, sub, sizeof sub))
+            return me_err_set(e, MEDEMBED_ERR_NOT_FOUND,
+                              "%s is not a model folder: config.json is missing (a model "
+                              "folder is below it: %s)", dir, sub);
+        return me_err_set(e, MEDEMBED_ERR_NOT_FOUND,
+                          "%s is not a model folder: config.json is missing (a Hugging Face "
+                          "model folder holds config.json, model.safetensors and the "
+                          "tokenizer files)", dir);
+    }
     json_t *j = NULL;
     FORWARD_IF_ERROR(me_json_load_file(path, &j, e));
     int rc = me_config_parse_bert(j, path, c, e);

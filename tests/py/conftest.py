@@ -35,6 +35,50 @@ def need_shared(*parts):
     return p
 
 
+# CI sets MEDEMBED_REQUIRE_PEERS=1: there a missing peer (a PyPI package, a real model from
+# a wheel) fails the test instead of skipping it, since CI must run every test.
+REQUIRE_PEERS = os.environ.get("MEDEMBED_REQUIRE_PEERS") == "1"
+
+
+def peer_skip(reason):
+    """Skips visibly for want of a peer; fails instead under MEDEMBED_REQUIRE_PEERS=1."""
+    if REQUIRE_PEERS:
+        pytest.fail("%s (MEDEMBED_REQUIRE_PEERS=1: this run must have every peer; "
+                    "run `make venv`)" % reason, pytrace=False)
+    pytest.skip(reason)
+
+
+def clean_env(**extra):
+    """os.environ without a sanitizer preload: for child processes that are not ours
+    (PyTorch, the openai client) when the tests run under `make asan`."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS")}
+    env.update(extra)
+    return env
+
+
+def peer_python(*modules):
+    """An interpreter that imports all of `modules`: this one's executable (a child process,
+    so a sanitizer preload never meets them), or the venv of scripts/venv.sh. Skips (or fails
+    under MEDEMBED_REQUIRE_PEERS=1) when none does."""
+    code = "import " + ", ".join(modules)
+    cands = [sys.executable, os.path.join(REPO, ".venv", "bin", "python")]
+    for py in dict.fromkeys(c for c in cands if os.access(c, os.X_OK)):
+        r = subprocess.run([py, "-c", code], capture_output=True, env=clean_env(), timeout=300)
+        if r.returncode == 0:
+            return py
+    peer_skip("no Python with %s (run `make venv`, which installs requirements-dev.txt)"
+              % ", ".join(modules))
+
+
+def sanitizer_build(binary):
+    """True when `binary` links a sanitizer runtime (make asan / ubsan)."""
+    try:
+        out = subprocess.run(["ldd", binary], capture_output=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return b"libasan" in out or b"libubsan" in out
+
+
 def cpu_flags():
     """The flags words of /proc/cpuinfo (empty where it cannot be read)."""
     try:

@@ -11,7 +11,6 @@ import json
 import math
 import os
 import random
-import shutil
 import subprocess
 
 import numpy as np
@@ -20,7 +19,7 @@ import pytest
 import gen_model
 import numpy_ref
 import wordpiece_ref
-from conftest import need_shared, read_jsonl
+from conftest import clean_env, need_shared, peer_python, read_jsonl
 
 GOLDEN = ["tiny-cls-f32", "tiny-cls-f16", "tiny-cls-bf16", "tiny-mean-128", "tiny-max-64"]
 TOL = 1e-6  # the two float64 references agree to ~1e-13; 1e-6 leaves room for nothing else
@@ -177,21 +176,26 @@ def _random_ascii_texts(n, seed):
     return texts
 
 
+HF_TOKENIZE = r"""
+import json, sys
+from tokenizers import Tokenizer
+tok = Tokenizer.from_file(sys.argv[1])
+for line in sys.stdin:
+    print(json.dumps({"ids": tok.encode(json.loads(line)).ids}))
+"""
+
+
 @pytest.mark.parametrize("cased", [False, True])
 def test_gen_model_tokenizer_json_loads_in_hf_tokenizers(tmp_path, cased):
-    """gen_model's tokenizer.json, read by Hugging Face's Rust tokenizers, gives the ids of
-    wordpiece_ref (needs node + @anush008/tokenizers in $PEERS, as ../shared/tools says)."""
-    script = need_shared("tools", "tok_golden_rs.mjs")
-    peers = os.environ.get("PEERS", "/tmp/peers")
-    if not shutil.which("node") or not os.path.isdir(
-            os.path.join(peers, "node_modules", "@anush008", "tokenizers")):
-        pytest.skip("node or @anush008/tokenizers (PEERS=%s) not installed" % peers)
+    """gen_model's tokenizer.json, read by Hugging Face's tokenizers (PyPI, the Rust library
+    sentence-transformers uses), gives the ids of wordpiece_ref."""
+    py = peer_python("tokenizers")
     d = str(tmp_path / "m")
     info = gen_model.make_model(d, cased=cased)
     texts = _random_ascii_texts(150, seed=7 + cased)
     inp = "".join(json.dumps(t) + "\n" for t in texts).encode()
-    r = subprocess.run(["node", script, d], input=inp, capture_output=True, timeout=60,
-                       env=dict(os.environ, PEERS=peers))
+    r = subprocess.run([py, "-c", HF_TOKENIZE, os.path.join(d, "tokenizer.json")], input=inp,
+                       capture_output=True, timeout=120, env=clean_env())
     assert r.returncode == 0, r.stderr.decode()
     got = [json.loads(line)["ids"] for line in r.stdout.decode().splitlines()]
     assert len(got) == len(texts)

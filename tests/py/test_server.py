@@ -10,7 +10,7 @@ Covers: /v1/embeddings (float and base64, token-id inputs, dimensions, usage), /
 (truncate, truncation_direction, normalize, prompt_name, dimensions), /tokenize, /info,
 /health (503 while loading), /metrics, /search, every error row of the issue's table with its
 JSON shape, 64 parallel clients, a disconnected client dropped from the queue, SIGTERM with
-requests in flight, --log-inputs, and the official `openai` npm client.
+requests in flight, --log-inputs, and the official `openai` Python client.
 
 Models come from tests/py/gen_model.py when present, else ../shared/tools/make_model.py; with
 neither, the tests skip visibly.
@@ -36,6 +36,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
+from conftest import peer_python  # noqa: E402
 BIN = os.path.abspath(os.environ.get("MEDEMBED_BIN", os.path.join(REPO, "build", "medembed")))
 LIB = os.path.join(os.path.dirname(BIN), "libmedembed.so")
 _shared = os.environ.get("MEDEMBED_SHARED", os.path.join(REPO, "..", "shared"))
@@ -1124,58 +1125,34 @@ def test_search(workdir, model):
     assert r.returncode == 1 and b"--index" in r.stderr
 
 
-# --------------------------------------------------------------------------- openai npm
+# --------------------------------------------------------------------------- openai client
 
-NODE_SCRIPT = r"""
-const OpenAI = require(process.argv[2]);
-const Client = OpenAI.default || OpenAI.OpenAI || OpenAI;
-const client = new Client({ apiKey: "test-key", baseURL: process.argv[3], maxRetries: 0 });
-(async () => {
-  const texts = JSON.parse(process.argv[4]);
-  const a = await client.embeddings.create({ model: "medembed", input: texts });
-  const b = await client.embeddings.create({ model: "medembed", input: texts,
-                                             encoding_format: "float" });
-  const c = await client.embeddings.create({ model: "medembed", input: texts[0],
-                                             dimensions: 8 });
-  let err = null;
-  try { await client.embeddings.create({ model: "medembed", input: "" }); }
-  catch (e) { err = { status: e.status, name: e.constructor.name }; }
-  console.log(JSON.stringify({
-    a: a.data.map(d => Array.from(d.embedding)), usage: a.usage, model: a.model,
-    b: b.data.map(d => d.embedding), c: c.data.map(d => Array.from(d.embedding)), err }));
-})().catch(e => { console.error(String(e)); process.exit(3); });
+OPENAI_SCRIPT = r"""
+import json, sys
+import openai
+client = openai.OpenAI(api_key="test-key", base_url=sys.argv[1], max_retries=0)
+texts = json.loads(sys.argv[2])
+a = client.embeddings.create(model="medembed", input=texts)
+b = client.embeddings.create(model="medembed", input=texts, encoding_format="float")
+c = client.embeddings.create(model="medembed", input=texts[0], dimensions=8)
+err = None
+try:
+    client.embeddings.create(model="medembed", input="")
+except openai.APIStatusError as e:
+    err = {"status": e.status_code, "name": type(e).__name__}
+print(json.dumps({
+    "a": [d.embedding for d in a.data], "usage": a.usage.model_dump(), "model": a.model,
+    "b": [d.embedding for d in b.data], "c": [d.embedding for d in c.data], "err": err,
+    "version": openai.__version__}))
 """
 
 
-def _openai_npm():
-    """Installs the official openai package into .peers/openai once; None if impossible."""
-    peers = os.path.join(REPO, ".peers", "openai")
-    pkg = os.path.join(peers, "node_modules", "openai")
-    if os.path.isdir(pkg):
-        return pkg
-    if not shutil.which("node") or not shutil.which("npm"):
-        return None
-    try:
-        r = subprocess.run(["npm", "install", "--prefix", peers, "--no-audit", "--no-fund",
-                            "--loglevel=error", "openai"], capture_output=True, timeout=180,
-                           env=_clean_env())
-    except subprocess.TimeoutExpired:
-        return None
-    return pkg if r.returncode == 0 and os.path.isdir(pkg) else None
-
-
-def test_openai_npm_client(server, model):
-    pkg = _openai_npm()
-    if pkg is None:
-        pytest.skip("node/npm missing or the npm registry is unreachable: "
-                    "cannot install the openai package into .peers/openai")
+def test_openai_python_client(server, model):
+    """The official openai package from PyPI (requirements-dev.txt), in its own process."""
+    py = peer_python("openai")
     texts = TEXTS[:5]
-    script = os.path.join(tempfile.mkdtemp(prefix="medembed-npm-"), "client.js")
-    with open(script, "w") as f:
-        f.write(NODE_SCRIPT)
-    r = subprocess.run(["node", script, pkg, "http://127.0.0.1:%d/v1" % server.port,
+    r = subprocess.run([py, "-c", OPENAI_SCRIPT, "http://127.0.0.1:%d/v1" % server.port,
                         json.dumps(texts)], capture_output=True, timeout=120, env=_clean_env())
-    shutil.rmtree(os.path.dirname(script), ignore_errors=True)
     assert r.returncode == 0, r.stderr.decode("utf-8", "replace")
     out = json.loads(r.stdout)
     want = cli_vectors(model, texts)

