@@ -111,7 +111,8 @@ static void pack_task(void *arg, int64_t t, int32_t thread)
     me_linear *l = me_model_linear(j->m, t);
     const float *saved[4];
     int staged = 0;
-    int copies = !(j->m->kern->in_place_dtypes & (1u << j->m->dtype));
+    int32_t dtype = me_model_linear_dtype(j->m, t);
+    int copies = !(j->m->kern->in_place_dtypes & (1u << dtype));
     if (copies && thread >= 0 && thread < ME_POOL_MAX_THREADS) {
         if (!j->stage[thread])
             j->stage[thread] = me_alloc_big(j->stage_cap);
@@ -119,7 +120,7 @@ static void pack_task(void *arg, int64_t t, int32_t thread)
     }
     if (!staged)
         me_weights_prefault(j->m, l);
-    int rc = j->m->kern->pack(l, j->m->dtype);
+    int rc = j->m->kern->pack(l, dtype);
     if (staged)
         me_weights_unstage(l, saved);
     j->rc[t] = rc;

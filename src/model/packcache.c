@@ -201,7 +201,7 @@ static void put_i64(me_sha256 *h, int64_t v)
  * to a layout, to bf16 rounding or to int8 quantization changes them, so
  * files from another build of the packers miss without anyone having to
  * remember to bump the tag. */
-static void put_probe(me_sha256 *h, const medembed_model *m)
+static void put_probe(me_sha256 *h, const medembed_model *m, int32_t dtype)
 {
     enum { PN = 53, PK = 75 };
     float *w = malloc(sizeof *w * PN * PK);
@@ -215,7 +215,7 @@ static void put_probe(me_sha256 *h, const medembed_model *m)
         u = u * 1664525u + 1013904223u;
         w[i] = i / PK == 7 ? 0.0f : ((float)(u >> 8) / 16777216.0f - 0.5f) * ldexpf(1.0f, i % 16 - 8);
     }
-    int ok = w && m->kern->pack(&L, m->dtype) == MEDEMBED_OK && L.packed &&
+    int ok = w && m->kern->pack(&L, dtype) == MEDEMBED_OK && L.packed &&
              L.packed_bytes > ME_PACK_HDR;
     put_i64(h, ok ? (int64_t)L.packed_bytes : -1);
     if (ok)
@@ -232,7 +232,7 @@ static void pc_key(const medembed_model *m, uint8_t key[32])
     me_sha256_init(&h);
     /* bump with any change to this file's format (the packers' output is
      * covered by put_probe) */
-    static const char tag[] = "medembed pack cache 1";
+    static const char tag[] = "medembed pack cache 2"; /* 2: int8 keeps QKV in bf16 */
     me_sha256_update(&h, tag, sizeof tag);
     const char *ver = medembed_version();
     me_sha256_update(&h, ver, strlen(ver) + 1);
@@ -243,7 +243,12 @@ static void pc_key(const medembed_model *m, uint8_t key[32])
     put_i64(&h, c.avx512_bf16);
     put_i64(&h, c.avx512_vnni);
     put_i64(&h, m->dtype);
-    put_probe(&h, m);
+    for (int32_t d = 0; d <= MEDEMBED_DTYPE_INT8; d++) /* each dtype the layers use */
+        for (int64_t t = 0; t < 4; t++)
+            if (me_model_linear_dtype(m, t) == d) {
+                put_probe(&h, m, d);
+                break;
+            }
     me_sha256_update(&h, m->fingerprint, 64); /* config.json and safetensors headers */
     for (int32_t i = 0; i < m->n_shards; i++) {
         struct stat st;
@@ -419,7 +424,8 @@ int me_pc_load(medembed_model *m, const char *dir)
     int ok = b && me_pc_parse(p, len, key, n, b, why, sizeof why) == 0;
     uint32_t i = 0;
     for (; ok && i < n; i++) {
-        int rc = m->kern->adopt(me_model_linear(m, i), m->dtype, p + b[i].offset, (size_t)b[i].bytes);
+        int rc = m->kern->adopt(me_model_linear(m, i), me_model_linear_dtype(m, i),
+                                p + b[i].offset, (size_t)b[i].bytes);
         if (rc != MEDEMBED_OK) {
             snprintf(why, sizeof why, "layer %u does not have the layout the kernels expect", i);
             ok = 0;
