@@ -96,7 +96,12 @@ MEDEMBED_API const char *medembed_version(void);
 /* Enumerations                                                              */
 /* ------------------------------------------------------------------------ */
 
-/* Compute precision of the encoder. F32 is the default and the reference. */
+/* Compute precision of the encoder. F32 is the default and the reference.
+ * BF16: weights and layer inputs rounded to bf16, fp32 sums. INT8: weights
+ * per output channel and layer inputs per row in int8, exact int32 sums,
+ * except the fused QKV projection, which stays bf16 (its LayerNorm input
+ * has outlier channels). Attention, LayerNorm and GELU are fp32 in every
+ * dtype. Accuracy on real weights: docs/MODELS.md. */
 typedef enum medembed_dtype {
     MEDEMBED_DTYPE_F32 = 0,
     MEDEMBED_DTYPE_BF16 = 1,

@@ -86,7 +86,8 @@ def test_pip_install_plain_into_a_fresh_venv(tmp_path):
     code = ("import medembed, numpy as np, sys\n"
             "np.save(sys.argv[2], medembed.Model(sys.argv[1]).encode(['aspirin', 'statins']))\n"
             "print(medembed.lib_path())\n")
-    env = {k: v for k, v in clean_env().items() if k not in ("MEDEMBED_LIB", "PYTHONPATH")}
+    # this process's environment (a sanitizer build's library needs its runtime preloaded)
+    env = {k: v for k, v in os.environ.items() if k not in ("MEDEMBED_LIB", "PYTHONPATH")}
     out = str(tmp_path / "e.npy")
     r = subprocess.run([py, "-c", code, model_dir, out], capture_output=True, env=env,
                        cwd=str(tmp_path), timeout=120)

@@ -259,10 +259,10 @@ def test_truncation_matches_sentence_transformers(cli, st_py, real_model, pubmed
 
 @pytest.mark.parametrize("max_len", [64, 200])
 def test_user_max_length_matches_sentence_transformers(cli, st_py, real_model, pubmed_texts,
-                                                       max_len):
+                                                       san, max_len):
     """--max-length N cuts where SentenceTransformer with max_seq_length = N does."""
     docs, qs = pubmed_texts
-    texts = docs[:300] + qs[:100]
+    texts = subset(docs[:300] + qs[:100], san)
     ref = st_reference(st_py, real_model, texts, max_seq_length=max_len, embed=False)
     _mismatches(cli.tokenize(real_model, texts, ["--max-length", max_len]), ref["st_ids"],
                 texts, "ids at --max-length %d" % max_len)

@@ -183,7 +183,7 @@ def assert_bits_equal(got, want):
 
 def _clean_env(env=None, leaks=False):
     """The environment for a child process. tests/run_py.sh preloads the sanitizer runtime
-    into this interpreter for sanitizer builds; an uninstrumented child (node, npm) must not
+    into this interpreter for sanitizer builds; an uninstrumented child (the openai client) must not
     inherit it, and the server (instrumented, and meant to free everything) gets leak
     checking back."""
     env = dict(os.environ if env is None else env)

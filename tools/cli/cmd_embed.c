@@ -40,7 +40,8 @@ static void embed_usage(FILE *f)
             "      --no-normalize       skip the model's Normalize module\n"
             "      --no-truncate        a text over the limit is an error instead\n"
             "      --strict             invalid UTF-8 is an error (default: U+FFFD + warning)\n"
-            "      --dtype f32|bf16|int8  compute precision (default f32)\n");
+            "      --dtype f32|bf16|int8  compute precision (default f32; int8 keeps the\n"
+            "                           QKV projection in bf16; accuracy: docs/MODELS.md)\n");
 }
 
 enum {
