@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "util/file.h"
 #include "util/json.h"
@@ -291,7 +292,8 @@ int me_config_load(const char *dir, me_config *c, me_err *e)
     char path[4096];
     RETURN_ERROR_IF(me_path_join(path, sizeof path, dir, "config.json") != 0, e,
                     MEDEMBED_ERR_ARG, "model path is too long");
-    if (!me_file_exists(path)) {
+    struct stat st;
+    if (stat(path, &st) != 0) { /* missing; anything else is the JSON reader's to judge */
         char sub[4096];
         if (find_model_below(dir, 3, sub, sizeof sub))
             return me_err_set(e, MEDEMBED_ERR_NOT_FOUND,
