@@ -23,20 +23,23 @@ def test_pip_install_offline(tmp_path):
     py = str(venv / "bin" / "python")
     if subprocess.run([py, "-m", "pip", "--version"], capture_output=True).returncode:
         pytest.skip("the venv has no pip (install python3-pip)")
-    # copy the package so the in-tree build leaves nothing in the repository
-    src = tmp_path / "src"
-    shutil.copytree(ps.PKG_DIR, str(src), ignore=shutil.ignore_patterns(
-        "build", "*.egg-info", "__pycache__", "libmedembed.so"))
     env = dict(os.environ, MEDEMBED_LIB=ps.LIB, PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
     r = subprocess.run([py, "-m", "pip", "install", "--no-build-isolation", "--no-index",
-                        str(src)], capture_output=True, env=env, timeout=300)
+                        _pkg_copy(tmp_path)], capture_output=True, env=env, timeout=300)
     assert r.returncode == 0, r.stdout.decode()[-2000:] + r.stderr.decode()[-2000:]
 
+    _check_installed(py, tmp_path, str(venv))
+
+
+def _check_installed(py, tmp_path, venv):
+    """The package installed into venv loads its own copy of the library and gives the
+    source tree's vectors, bit for bit."""
     model_dir = ps.make_model(str(tmp_path / "m"))
     code = ("import medembed, numpy as np, sys\n"
             "print(medembed.__file__); print(medembed.lib_path())\n"
             "e = medembed.Model(sys.argv[1]).encode(['aspirin and stroke', 'statins'])\n"
             "np.save(sys.argv[2], e)\n")
+    # this process's environment (a sanitizer build's library needs its runtime preloaded)
     env = {k: v for k, v in os.environ.items() if k not in ("MEDEMBED_LIB", "PYTHONPATH")}
     out = str(tmp_path / "e.npy")
     r = subprocess.run([py, "-c", code, model_dir, out], capture_output=True, env=env,
@@ -44,7 +47,7 @@ def test_pip_install_offline(tmp_path):
     assert r.returncode == 0, r.stderr.decode()[-2000:]
     pkg_file, lib_file = r.stdout.decode().split()
     pkg = os.path.dirname(pkg_file)
-    assert pkg.startswith(str(venv)) and lib_file == os.path.join(pkg, "libmedembed.so")
+    assert pkg.startswith(venv) and lib_file == os.path.join(pkg, "libmedembed.so")
     want = medembed.Model(model_dir).encode(["aspirin and stroke", "statins"])
     assert np.array_equal(np.load(out), want)
 
@@ -61,6 +64,7 @@ def _fresh_venv(tmp_path, name, base=None):
 
 
 def _pkg_copy(tmp_path):
+    """A copy of the package, so that the in-tree build leaves nothing in the repository."""
     src = tmp_path / "src"
     shutil.copytree(ps.PKG_DIR, str(src), ignore=shutil.ignore_patterns(
         "build", "*.egg-info", "__pycache__", "libmedembed.so"))
@@ -82,18 +86,7 @@ def test_pip_install_plain_into_a_fresh_venv(tmp_path):
     r = subprocess.run([py, "-m", "pip", "install", "-q", _pkg_copy(tmp_path)],
                        capture_output=True, env=env, timeout=900)
     assert r.returncode == 0, r.stdout.decode()[-2000:] + r.stderr.decode()[-2000:]
-    model_dir = ps.make_model(str(tmp_path / "m"))
-    code = ("import medembed, numpy as np, sys\n"
-            "np.save(sys.argv[2], medembed.Model(sys.argv[1]).encode(['aspirin', 'statins']))\n"
-            "print(medembed.lib_path())\n")
-    # this process's environment (a sanitizer build's library needs its runtime preloaded)
-    env = {k: v for k, v in os.environ.items() if k not in ("MEDEMBED_LIB", "PYTHONPATH")}
-    out = str(tmp_path / "e.npy")
-    r = subprocess.run([py, "-c", code, model_dir, out], capture_output=True, env=env,
-                       cwd=str(tmp_path), timeout=120)
-    assert r.returncode == 0, r.stderr.decode()[-2000:]
-    assert r.stdout.decode().strip().startswith(str(tmp_path / "venv"))
-    assert np.array_equal(np.load(out), medembed.Model(model_dir).encode(["aspirin", "statins"]))
+    _check_installed(py, tmp_path, str(tmp_path / "venv"))
 
 
 def test_no_build_isolation_names_what_it_needs(tmp_path):
