@@ -98,8 +98,10 @@ class Cli:
 
     def __init__(self, path):
         self.path = path
+        self.timeout = 120  # seconds per command; the real-model tests raise it
 
-    def run(self, args, input=None, timeout=120, env=None):
+    def run(self, args, input=None, timeout=None, env=None):
+        timeout = timeout or self.timeout
         if isinstance(input, str):
             input = input.encode("utf-8")
         r = subprocess.run([self.path] + [str(a) for a in args], input=input,

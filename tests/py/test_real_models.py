@@ -13,7 +13,7 @@ Normalize. Checked:
   does it, with n_tokens and truncated reported;
 - bf16 and int8 against f32 on real weights: cosine and retrieval targets.
 Without PyPI (no venv, no wheel) these skip visibly; CI (MEDEMBED_REQUIRE_PEERS=1) fails
-instead. Under a sanitizer build the embedding checks run on a subset of the texts.
+instead. Under a sanitizer build the checks run on every 25th text.
 """
 import hashlib
 import json
@@ -82,6 +82,14 @@ def random_texts(n, seed):
 
 
 # ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module", autouse=True)
+def long_commands(cli):
+    """Whole corpora per command: minutes under a sanitizer, so no 120 s cap."""
+    old, cli.timeout = cli.timeout, 1800
+    yield
+    cli.timeout = old
 
 
 @pytest.fixture(scope="module")
@@ -192,8 +200,9 @@ def _fresh_emb(st_py, model_dir, texts):
 
 
 def subset(texts, san):
-    """Under a sanitizer every 10th text (the normal build checks them all)."""
-    return texts[::10] if san else texts
+    """Under a sanitizer every 25th text: there the point is memory safety on real weights,
+    and the normal build checks every text."""
+    return texts[::25] if san else texts
 
 
 def _mismatches(got, want, texts, what):
@@ -209,17 +218,17 @@ def _mismatches(got, want, texts, what):
 
 
 def test_token_ids_match_sentence_transformers(cli, st_py, real_model, pubmed_texts,
-                                               fresh_texts):
+                                               fresh_texts, san):
     docs, qs = pubmed_texts
     n_long = 0
-    for texts, cache in ((docs + qs, True), (fresh_texts, False)):
+    for texts, cache in ((subset(docs + qs, san), True), (subset(fresh_texts, san), False)):
         ref = st_reference(st_py, real_model, texts, embed=False, cache=cache)
         _mismatches(cli.tokenize(real_model, texts), ref["st_ids"], texts,
                     "ids truncated at max_seq_length")
         _mismatches(cli.tokenize(real_model, texts, ["--no-truncate"]), ref["full_ids"], texts,
                     "ids without truncation")
         n_long += sum(len(x) > ref["max_seq_length"] for x in ref["full_ids"])
-    assert n_long > 500, "the texts must exercise truncation (%d over the limit)" % n_long
+    assert n_long > (20 if san else 500), "the texts must exercise truncation (%d long)" % n_long
 
 
 def test_fresh_strings_without_shared_match_hf(cli, st_py, real_model, fresh_texts):
