@@ -251,6 +251,10 @@ def test_f32_embeddings_match_sentence_transformers(cli, st_py, real_model, pubm
     want = _fresh_emb(st_py, real_model, fresh)
     if fixed:
         want = np.concatenate([st_reference(st_py, real_model, fixed)["emb"], want])
+    if real_model.endswith("-cls") and (batch, threads) != (32, 2) and not san:
+        # the same encoder as the mean-pooling model, whose matrix covers every text: here
+        # every text at the default, every 5th at the other batch sizes and thread counts
+        texts, want = texts[::5], want[::5]
     got = cli.embed_npy(real_model, texts, ["--batch-size", batch, "--threads", threads],
                         tmp_path)
     assert got.shape == want.shape and got.dtype == np.float32
