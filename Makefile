@@ -70,7 +70,6 @@ deps:
 
 # the pinned Python tool environment (requirements-dev.txt) in $(VENV)/
 venv:
-	@bash scripts/deps.sh --test
 	@MEDEMBED_VENV=$(abspath $(VENV)) bash scripts/venv.sh
 
 # The main job: embed the sentence from the MedEmbed model card and print the

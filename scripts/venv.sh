@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates or updates the Python tool environment of the tests and benchmarks:
+# Creates or updates the Python tool environment of the tests and benchmarks (installing
+# Debian's PyTorch first with scripts/deps.sh --test):
 #     bash scripts/venv.sh            # .venv/ (or $MEDEMBED_VENV) from requirements-dev.txt
 # The venv is built on Debian's /usr/bin/python3 with --system-site-packages, so it sees
 # Debian's python3-torch, numpy, pytest, pandas and dask (scripts/deps.sh installs them),
@@ -33,6 +34,8 @@ fail() {
     exit 0
 }
 
+bash "$root/scripts/deps.sh" --test >&2 ||
+    fail "Debian's python3-torch and libopenblas0-pthread could not be installed"
 command -v "$base" >/dev/null || fail "$base not found (apt-get install python3 python3-venv)"
 echo "venv: creating $venv from requirements-dev.txt" >&2
 if [ ! -x "$venv/bin/python" ]; then
