@@ -48,10 +48,21 @@ def peer_skip(reason):
     pytest.skip(reason)
 
 
-def clean_env(**extra):
-    """os.environ without a sanitizer preload: for child processes that are not ours
-    (PyTorch, the openai client) when the tests run under `make asan`."""
-    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS")}
+def clean_env(env=None, leaks=False, **extra):
+    """The environment (default os.environ) for a child process, with extra set. Under
+    `make asan` tests/run_py.sh preloads the sanitizer runtime into this interpreter: an
+    uninstrumented child (PyTorch, the openai client) must not inherit it, and an
+    instrumented one (the server, meant to free everything) gets leak checking back."""
+    env = dict(os.environ if env is None else env)
+    env.pop("LD_PRELOAD", None)
+    opts = [o for o in env.get("ASAN_OPTIONS", "").split(":") if o and
+            not o.startswith("detect_leaks=")]
+    if leaks:
+        opts.append("detect_leaks=1")
+    if opts:
+        env["ASAN_OPTIONS"] = ":".join(opts)
+    else:
+        env.pop("ASAN_OPTIONS", None)
     env.update(extra)
     return env
 

@@ -188,15 +188,10 @@ def st_reference(st_py, model_dir, texts, max_seq_length=None, embed=True, cache
     return out
 
 
-_FRESH = {}
-
-
 def _fresh_emb(st_py, model_dir, texts):
     """sentence-transformers' embeddings of this run's random strings (once per model)."""
-    key = (model_dir, len(texts))
-    if key not in _FRESH:
-        _FRESH[key] = st_reference(st_py, model_dir, texts, cache=False)["emb"]
-    return _FRESH[key]
+    return _once(("fresh", model_dir, len(texts)),
+                 lambda: st_reference(st_py, model_dir, texts, cache=False)["emb"])
 
 
 def subset(texts, san):

@@ -36,7 +36,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
-from conftest import peer_python  # noqa: E402
+from conftest import clean_env, peer_python  # noqa: E402
 BIN = os.path.abspath(os.environ.get("MEDEMBED_BIN", os.path.join(REPO, "build", "medembed")))
 LIB = os.path.join(os.path.dirname(BIN), "libmedembed.so")
 _shared = os.environ.get("MEDEMBED_SHARED", os.path.join(REPO, "..", "shared"))
@@ -181,22 +181,7 @@ def assert_bits_equal(got, want):
 
 # --------------------------------------------------------------------------- server harness
 
-def _clean_env(env=None, leaks=False):
-    """The environment for a child process. tests/run_py.sh preloads the sanitizer runtime
-    into this interpreter for sanitizer builds; an uninstrumented child (the openai client) must not
-    inherit it, and the server (instrumented, and meant to free everything) gets leak
-    checking back."""
-    env = dict(os.environ if env is None else env)
-    env.pop("LD_PRELOAD", None)
-    opts = [o for o in env.get("ASAN_OPTIONS", "").split(":") if o and
-            not o.startswith("detect_leaks=")]
-    if leaks:
-        opts.append("detect_leaks=1")
-    if opts:
-        env["ASAN_OPTIONS"] = ":".join(opts)
-    else:
-        env.pop("ASAN_OPTIONS", None)
-    return env
+_clean_env = clean_env  # conftest.py; leaks=True for the server
 
 
 def _die_with_parent():
