@@ -177,6 +177,11 @@ MEDEMBED_API int32_t medembed_model_pooling(const medembed_model *model);
 /* 1 if the model ends with a Normalize module. */
 MEDEMBED_API int32_t medembed_model_normalize(const medembed_model *model);
 MEDEMBED_API int32_t medembed_model_dtype(const medembed_model *model);
+/* Names of a pooling ("cls", "mean", "max", "mean_sqrt_len") and a dtype
+ * ("f32", "bf16", "int8"), as the CLI's flags and the info JSON spell them;
+ * "?" / "f32" for values out of range. */
+MEDEMBED_API const char *medembed_pooling_name(int32_t pooling);
+MEDEMBED_API const char *medembed_dtype_name(int32_t dtype);
 
 /* JSON description (architecture, dims, layers, heads, pooling, normalize,
  * max_length, weight dtype, compute dtype, parameter count, prompts).
@@ -187,11 +192,29 @@ MEDEMBED_API size_t medembed_model_info_json(const medembed_model *model, char *
 
 /* The prompt named `name` in config_sentence_transformers.json, or NULL.
  * With name NULL, the default_prompt_name's prompt (or NULL). The string
- * lives as long as the model. */
+ * lives as long as the model. Which prompt an embedding call applies is
+ * medembed_resolve_prompt's rule, below. */
 MEDEMBED_API const char *medembed_model_prompt(const medembed_model *model, const char *name);
+/* The prompts' names, in config order: i in [0, medembed_model_prompt_count). */
+MEDEMBED_API int32_t medembed_model_prompt_count(const medembed_model *model);
+MEDEMBED_API const char *medembed_model_prompt_name(const medembed_model *model, int32_t i);
+/* default_prompt_name of config_sentence_transformers.json, or NULL. */
+MEDEMBED_API const char *medembed_model_default_prompt_name(const medembed_model *model);
+/* 1_Pooling's include_prompt: 0 when the prompt's tokens are left out of
+ * mean/max pooling (the embed functions do that themselves). */
+MEDEMBED_API int32_t medembed_model_include_prompt(const medembed_model *model);
 
-/* A stable identity of the weights: hex SHA-256 of the safetensors header(s)
- * and the config, 64 chars; lives as long as the model. */
+/* The model's one identity, 64 hex chars (SHA-256), which the index records
+ * and checks and the pack cache builds on. It covers everything that
+ * decides the vectors: config.json, the tokenizer files (tokenizer.json,
+ * vocab.txt, tokenizer_config.json, special_tokens_map.json,
+ * added_tokens.json), the sentence-transformers settings as loaded
+ * (pooling, Normalize, include_prompt, max_seq_length, do_lower_case,
+ * prompts, default prompt name), every safetensors header and every byte of
+ * tensor data. It does not depend on the folder's location, the compute
+ * dtype, the kernels or load options. Computed on the first call (the data
+ * is summed by all CPUs: ~40 ms for a 440 MB base model), then kept; lives
+ * as long as the model. Thread-safe. */
 MEDEMBED_API const char *medembed_model_fingerprint(const medembed_model *model);
 
 /* ------------------------------------------------------------------------ */
@@ -203,6 +226,9 @@ MEDEMBED_API const char *medembed_model_fingerprint(const medembed_model *model)
 #define MEDEMBED_F_NO_TRUNCATE 0x2u  /* tokenize: keep all tokens; embed: too long is an error */
 #define MEDEMBED_F_STRICT_UTF8 0x4u  /* invalid UTF-8 is an error, not U+FFFD */
 #define MEDEMBED_F_RAW_TOKENIZER 0x8u /* skip sentence-transformers' do_lower_case pre-pass */
+#define MEDEMBED_F_TRUNCATE_LEFT 0x10u /* truncation keeps the end: [CLS] + the last pieces + [SEP] */
+#define MEDEMBED_F_ALL_TOKENS 0x20u /* medembed_tokens_add_texts: keep every token, for display
+                                       (such a set cannot be embedded if over the limit) */
 
 /* Per-text information reported by tokenize and embed. */
 typedef struct medembed_text_info {
@@ -242,17 +268,99 @@ MEDEMBED_API void medembed_ctx_free(medembed_ctx *ctx);
 /* Message for the last failure on this ctx ("" if none). */
 MEDEMBED_API const char *medembed_ctx_last_error(const medembed_ctx *ctx);
 
+/* What the texts of a call are; it decides the prompt when the caller
+ * names none (medembed_resolve_prompt). */
+typedef enum medembed_role {
+    MEDEMBED_ROLE_TEXT = 0,     /* plain texts (`medembed embed`, /embed, encode()) */
+    MEDEMBED_ROLE_QUERY = 1,    /* search queries (search, eval's queries, /search) */
+    MEDEMBED_ROLE_DOCUMENT = 2  /* documents stored in an index (index, eval's corpus) */
+} medembed_role;
+
 /* Embed options; initialise with medembed_embed_opts_init(). */
 typedef struct medembed_embed_opts {
     uint32_t flags;     /* MEDEMBED_F_* */
     int32_t max_length; /* 0 = model limit; otherwise min(model limit, this) */
-    const char *prompt; /* prepended verbatim to every text, or NULL */
+    const char *prompt; /* prepended verbatim to every text; "" = no prompt; NULL = the rule */
     int32_t batch_tokens; /* token budget per forward pass; 0 = default */
+    const char *prompt_name; /* a prompt of the model's config; NULL = the rule */
+    int32_t role;            /* medembed_role; default MEDEMBED_ROLE_TEXT */
 } medembed_embed_opts;
 
 MEDEMBED_API void medembed_embed_opts_init(medembed_embed_opts *opts);
 
-/* Embed n texts.
+/* The prompt rule. Every embedding call of the library (and so every
+ * command, route and Python method) applies it:
+ *   1. opts->prompt, when set ("" means no prompt); giving both prompt and
+ *      prompt_name is MEDEMBED_ERR_ARG;
+ *   2. else the prompt named opts->prompt_name (unknown: MEDEMBED_ERR_NOT_FOUND,
+ *      err lists the model's prompts);
+ *   3. else, by role, as sentence-transformers' encode_query /
+ *      encode_document choose: a query takes the prompt named "query"; a
+ *      document the first of "document", "passage", "corpus" the model has;
+ *   4. else the model's default_prompt_name's prompt, as encode() does;
+ *   5. else none.
+ * *prompt gets the text (NULL for none; it lives as long as the model or
+ * opts->prompt) and *name, when not NULL, the prompt's name (or NULL).
+ * MedEmbed and most BERT models define no prompts: then only 1 and 2 apply.
+ * Thread-safe. */
+MEDEMBED_API int medembed_resolve_prompt(const medembed_model *model,
+                                         const medembed_embed_opts *opts, const char **prompt,
+                                         const char **name, char *err, size_t err_len);
+
+/* ------------------------------------------------------------------------ */
+/* Token sets: the embed pipeline in two steps                               */
+/* ------------------------------------------------------------------------ */
+/*
+ * medembed_ctx_embed() is medembed_tokens_add_texts() followed by
+ * medembed_ctx_embed_tokens(). A caller that must see the tokens before the
+ * forward pass (a server that checks lengths on the connection's thread and
+ * batches requests together) makes the same two calls, so its vectors equal
+ * medembed_ctx_embed()'s bit for bit by construction. A set belongs to the
+ * model it was created for; it is not thread-safe (one thread at a time).
+ */
+typedef struct medembed_tokens medembed_tokens;
+
+MEDEMBED_API int medembed_tokens_create(const medembed_model *model, medembed_tokens **out);
+MEDEMBED_API void medembed_tokens_free(medembed_tokens *t);
+/* Empties the set, keeping its memory. */
+MEDEMBED_API void medembed_tokens_clear(medembed_tokens *t);
+
+/* Appends n texts: the prompt rule, then [CLS] prompt+text [SEP] tokenized
+ * as the model's tokenizer does, cut to the length limit on the right (or
+ * the left with MEDEMBED_F_TRUNCATE_LEFT) unless MEDEMBED_F_NO_TRUNCATE
+ * (then too long is MEDEMBED_ERR_TOO_LONG) or MEDEMBED_F_ALL_TOKENS. With
+ * include_prompt false, each sequence remembers how many leading tokens
+ * pooling skips. opts->role, prompt, prompt_name, flags and max_length are
+ * used. On failure the set is unchanged and err names the text ("text 3:
+ * ..."). Returns MEDEMBED_OK, _ERR_ARG, _ERR_NOT_FOUND (prompt name),
+ * _ERR_TOO_LONG, _ERR_ENCODING, _ERR_NOMEM. */
+MEDEMBED_API int medembed_tokens_add_texts(medembed_tokens *t, const char *const *texts,
+                                           const size_t *lens, int32_t n,
+                                           const medembed_embed_opts *opts, char *err,
+                                           size_t err_len);
+/* Appends one pre-tokenized sequence (it should hold [CLS] ... [SEP]):
+ * 1..medembed_model_max_length() ids inside the vocabulary, else
+ * MEDEMBED_ERR_TOO_LONG / _ERR_ARG with err set. */
+MEDEMBED_API int medembed_tokens_add_ids(medembed_tokens *t, const int32_t *ids, int32_t n_ids,
+                                         char *err, size_t err_len);
+/* Appends sequences [first, first+count) of src (same model) to dst. */
+MEDEMBED_API int medembed_tokens_append(medembed_tokens *dst, const medembed_tokens *src,
+                                        int32_t first, int32_t count);
+
+MEDEMBED_API int32_t medembed_tokens_count(const medembed_tokens *t);
+/* Sequence i's ids (live until the set changes) and length; NULL if out of range. */
+MEDEMBED_API const int32_t *medembed_tokens_ids(const medembed_tokens *t, int32_t i,
+                                                int32_t *n_ids);
+/* Sequence i's counts (n_tokens, n_untruncated, truncated, n_invalid_utf8). */
+MEDEMBED_API int medembed_tokens_info(const medembed_tokens *t, int32_t i,
+                                      medembed_text_info *info);
+
+/* Embeds every sequence of t into out (count * dim floats), in token-budget
+ * batches. flags: MEDEMBED_F_NO_NORMALIZE. batch_tokens 0 = default. */
+MEDEMBED_API int medembed_ctx_embed_tokens(medembed_ctx *ctx, const medembed_tokens *t,
+                                           uint32_t flags, int32_t batch_tokens, float *out);
+
+/* Embed n texts (the prompt rule applies: medembed_resolve_prompt).
  *   texts : n UTF-8 strings.
  *   lens  : n byte lengths, or NULL for NUL-terminated strings.
  *   out   : OUT: n * medembed_model_dim() floats, row-major.
@@ -358,7 +466,9 @@ typedef struct medembed_index_config {
     int32_t dim;          /* vector size; 0 = the model's (required without a model) */
     int32_t vec_dtype;    /* medembed_vec_dtype; default F32 */
     int32_t chunk_tokens; /* pieces per window, [CLS]/[SEP] excluded; 0 = no chunking:
-                             texts are truncated to the model's limit, as MTEB does */
+                             texts are truncated to the model's limit, as MTEB does;
+                             -1 = the most that fits beside [CLS], [SEP] and the
+                             document prompt (medembed_resolve_prompt) */
     int32_t overlap;      /* pieces shared by consecutive windows; 0 <= overlap < chunk_tokens */
     int32_t hnsw_m;       /* 0 = exact search only; else HNSW links per node (16 is typical) */
     int32_t hnsw_ef_construction; /* HNSW build beam; default 200 */
@@ -399,7 +509,7 @@ MEDEMBED_API void medembed_index_free(medembed_index *ix);
 MEDEMBED_API const medembed_model *medembed_ctx_model(const medembed_ctx *ctx);
 
 /* Checks that `model` is the one the index was built with (dims, pooling,
- * and a weights hash: config + safetensors headers + sampled weight bytes).
+ * and medembed_model_fingerprint, recorded as the index's weights_hash).
  * Returns MEDEMBED_OK or MEDEMBED_ERR_MISMATCH naming the
  * field that differs. Thread-safe. */
 MEDEMBED_API int medembed_index_check_model(const medembed_index *ix, const medembed_model *model,
@@ -427,7 +537,11 @@ typedef struct medembed_index_doc {
 
 /* Tokenizes, chunks and embeds n documents with ctx (whose model must match
  * the index) and stores them in one transaction: all or nothing.
- *   eo : embedding options (prompt, flags); may be NULL. max_length and
+ *   eo : embedding options (prompt, prompt_name, flags); may be NULL. The
+ *        role is MEDEMBED_ROLE_DOCUMENT whatever eo says, so the prompt rule
+ *        picks a document prompt. With chunking, each window is embedded as
+ *        [CLS] prompt window [SEP] (the prompt tokenized on its own), and the
+ *        prompt plus chunk_tokens must fit the model's limit. max_length and
  *        F_NO_TRUNCATE are ignored: chunking decides the windows.
  * Returns MEDEMBED_OK, _ERR_ARG (duplicate or empty id, metadata that is not
  * a JSON object, read-only handle), _ERR_MISMATCH, _ERR_ENCODING, _ERR_IO,
@@ -490,8 +604,8 @@ MEDEMBED_API int medembed_index_search(medembed_index *ix, const float *query,
                                        const medembed_search_opts *opts, medembed_hits **out,
                                        char *err, size_t err_len);
 
-/* Embeds `query` with ctx (model checked against the index; eo may carry a
- * query prompt; MedEmbed was trained with none) and searches. ctx is used by
+/* Embeds `query` with ctx (model checked against the index; the prompt rule
+ * applies with role MEDEMBED_ROLE_QUERY; MedEmbed was trained with none) and searches. ctx is used by
  * this thread only for the call. Returns medembed_index_search's codes plus
  * _ERR_MISMATCH and the embedding's codes. */
 MEDEMBED_API int medembed_index_search_text(medembed_index *ix, medembed_ctx *ctx,

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/identity.h"
 #include "model/model.h"
 #include "model/packcache.h"
 #include "util/file.h"
@@ -25,9 +26,7 @@ struct medembed_ctx {
     const medembed_model *m;
     me_pool *pool;
     me_scratch s;
-    me_ids tok;       /* reused tokenizer output */
-    int32_t *ids;     /* all ids of the current call */
-    size_t ids_cap;
+    medembed_tokens *set; /* the current call's sequences, reused */
     char last_error[ME_ERR_MAX];
 };
 
@@ -47,25 +46,6 @@ static void set_err(char *err, size_t err_len, const me_err *e)
 {
     if (err && err_len)
         snprintf(err, err_len, "%s", e->msg);
-}
-
-/* sha256(config.json bytes || each shard's header) */
-static void fingerprint(medembed_model *m, const char *dir)
-{
-    me_sha256 h;
-    me_sha256_init(&h);
-    char path[4096], *buf = NULL;
-    size_t len = 0;
-    me_path_join(path, sizeof path, dir, "config.json");
-    if (me_file_read(path, (size_t)1 << 24, &buf, &len, NULL) == MEDEMBED_OK) {
-        me_sha256_update(&h, buf, len);
-        free(buf);
-    }
-    for (int32_t i = 0; i < m->n_shards; i++)
-        me_sha256_update(&h, m->shards[i].header, m->shards[i].header_len);
-    uint8_t d[32];
-    me_sha256_final(&h, d);
-    me_sha256_hex(d, m->fingerprint);
 }
 
 /* Config for a folder with tokenizer files only: the limit comes from
@@ -95,7 +75,7 @@ static int tokenizer_only_config(const char *dir, me_config *c, me_err *e)
  * task: most of its time is the kernel zeroing fresh pages for the packed
  * copies, which parallelizes. Each task first reads its layer's fp32 source
  * from the file into its thread's staging buffer (me_weights_stage: pread,
- * not the mapping; base f32 load 0.28 -> 0.18 s), then releases the source,
+ * not the mapping: docs/PERFORMANCE.md, "Packed weights"), then releases the source,
  * under a lock (the model's list of owned buffers is shared). */
 typedef struct {
     medembed_model *m;
@@ -221,7 +201,7 @@ int medembed_model_load(const char *dir, const medembed_load_opts *opts, medembe
     if (rc == MEDEMBED_OK && !o.tokenizer_only)
         rc = me_weights_load(m, dir, &e);
     if (rc == MEDEMBED_OK)
-        fingerprint(m, dir);
+        me_identity_files(m, dir);
     const char *cache = o.pack_cache ? o.pack_cache : getenv("MEDEMBED_PACK_CACHE");
     int cached = 0;
     snprintf(m->pc_status, sizeof m->pc_status, "off");
@@ -284,9 +264,19 @@ int32_t medembed_model_dtype(const medembed_model *m)
 {
     return m ? m->dtype : -1;
 }
+const char *medembed_pooling_name(int32_t pooling)
+{
+    return me_pooling_name(pooling);
+}
+
+const char *medembed_dtype_name(int32_t dtype)
+{
+    return me_dtype_name(dtype);
+}
+
 const char *medembed_model_fingerprint(const medembed_model *m)
 {
-    return m ? m->fingerprint : "";
+    return m ? me_identity(m) : "";
 }
 
 const char *medembed_model_prompt(const medembed_model *m, const char *name)
@@ -298,6 +288,94 @@ const char *medembed_model_prompt(const medembed_model *m, const char *name)
     if (!name)
         return NULL;
     return json_string_value(json_object_get(m->cfg.prompts, name));
+}
+
+int32_t medembed_model_prompt_count(const medembed_model *m)
+{
+    return m ? (int32_t)json_object_size(m->cfg.prompts) : 0;
+}
+
+const char *medembed_model_prompt_name(const medembed_model *m, int32_t i)
+{
+    if (!m || i < 0)
+        return NULL;
+    const char *key;
+    json_t *val;
+    int32_t k = 0;
+    json_object_foreach(m->cfg.prompts, key, val)
+    {
+        if (k++ == i)
+            return key;
+    }
+    return NULL;
+}
+
+const char *medembed_model_default_prompt_name(const medembed_model *m)
+{
+    return m ? m->cfg.default_prompt_name : NULL;
+}
+
+int32_t medembed_model_include_prompt(const medembed_model *m)
+{
+    return m ? m->cfg.include_prompt : 1;
+}
+
+/* The rule is documented at medembed_resolve_prompt in medembed.h; the role
+ * names follow sentence-transformers' encode_query / encode_document. */
+int medembed_resolve_prompt(const medembed_model *m, const medembed_embed_opts *o,
+                            const char **prompt, const char **name, char *err, size_t err_len)
+{
+    static const char *const doc_names[] = {"document", "passage", "corpus"};
+    if (!m || !prompt)
+        return MEDEMBED_ERR_ARG;
+    medembed_embed_opts d;
+    medembed_embed_opts_init(&d);
+    if (!o)
+        o = &d;
+    const char *p = NULL, *pn = NULL;
+    if (o->prompt && o->prompt_name) {
+        if (err && err_len)
+            snprintf(err, err_len, "give a prompt or a prompt_name, not both");
+        return MEDEMBED_ERR_ARG;
+    }
+    if (o->prompt) {
+        p = o->prompt;
+    } else if (o->prompt_name) {
+        p = medembed_model_prompt(m, o->prompt_name);
+        if (!p) {
+            if (err && err_len) {
+                size_t k = (size_t)snprintf(err, err_len,
+                                            "prompt_name \"%.100s\" is not among the model's "
+                                            "prompts (",
+                                            o->prompt_name);
+                int32_t np = medembed_model_prompt_count(m);
+                for (int32_t i = 0; i < np && k < err_len; i++)
+                    k += (size_t)snprintf(err + k, err_len - k, "%s%s", i ? ", " : "",
+                                          medembed_model_prompt_name(m, i));
+                if (k < err_len)
+                    snprintf(err + k, err_len - k, "%s)", np ? "" : "it defines none");
+            }
+            return MEDEMBED_ERR_NOT_FOUND;
+        }
+        pn = o->prompt_name;
+    } else {
+        if (o->role == MEDEMBED_ROLE_QUERY && medembed_model_prompt(m, "query"))
+            pn = "query";
+        for (size_t i = 0; o->role == MEDEMBED_ROLE_DOCUMENT && !pn && i < 3; i++)
+            if (medembed_model_prompt(m, doc_names[i]))
+                pn = doc_names[i];
+        if (!pn)
+            pn = m->cfg.default_prompt_name;
+        p = pn ? medembed_model_prompt(m, pn) : NULL;
+        if (!p)
+            pn = NULL;
+    }
+    if (p && !*p)
+        p = NULL;
+    *prompt = p;
+    if (name)
+        *name = pn;
+    return MEDEMBED_OK;
 }
 
 size_t medembed_model_info_json(const medembed_model *m, char *buf, size_t buf_len)
@@ -326,7 +404,7 @@ size_t medembed_model_info_json(const medembed_model *m, char *buf, size_t buf_l
     json_object_set_new(j, "default_prompt_name", m->cfg.default_prompt_name
                                                       ? json_string(m->cfg.default_prompt_name)
                                                       : json_null());
-    json_object_set_new(j, "fingerprint", json_string(m->fingerprint));
+    json_object_set_new(j, "fingerprint", json_string(me_identity(m)));
     json_object_set_new(j, "tokenizer_only", json_boolean(m->tokenizer_only));
     json_object_set_new(j, "isa", json_string(me_isa_name(m->kern->isa)));
     json_t *pc = json_object();
@@ -429,8 +507,7 @@ void medembed_ctx_free(medembed_ctx *c)
         return;
     me_pool_free(c->pool);
     me_scratch_free(&c->s);
-    me_ids_free(&c->tok);
-    free(c->ids);
+    medembed_tokens_free(c->set);
     free(c);
 }
 
@@ -475,9 +552,26 @@ static int ensure_scratch(medembed_ctx *c, int32_t t_cap)
 }
 
 typedef struct {
+    size_t off;        /* into ids */
+    int32_t len;       /* tokens embedded */
+    int32_t skip;      /* leading tokens pooling leaves out (include_prompt false) */
+    medembed_text_info info;
+} tok_seq;
+
+struct medembed_tokens {
+    const medembed_model *m;
+    int32_t *ids;
+    size_t n_ids, ids_cap;
+    tok_seq *seq;
+    int32_t n, seq_cap;
+    me_ids tok;  /* tokenizer output, reused */
+    char *joined; /* prompt + text, reused */
+    size_t joined_cap;
+};
+
+typedef struct {
     int32_t len;
     int32_t idx;
-    size_t off; /* into c->ids */
 } seq_ref;
 
 static int cmp_seq(const void *a, const void *b)
@@ -488,34 +582,44 @@ static int cmp_seq(const void *a, const void *b)
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-/* Runs the model over n sequences (ids concatenated in c->ids at refs[i].off)
- * in token-budget batches and pools each into out[refs[i].idx]. */
-static int run_batches(medembed_ctx *c, seq_ref *refs, int32_t n, int32_t budget,
-                       uint32_t flags, const int32_t *skip, float *out)
+/* Runs the model over the set's sequences, sorted by length (stable), in
+ * forward passes of at most `budget` tokens, and pools each into its row of
+ * out. */
+static int run_batches(medembed_ctx *c, const medembed_tokens *set, int32_t budget,
+                       uint32_t flags, float *out)
 {
     const medembed_model *m = c->m;
-    int32_t H = m->cfg.hidden;
+    int32_t H = m->cfg.hidden, n = set->n;
+    if (n == 0)
+        return MEDEMBED_OK;
     if (budget <= 0)
         budget = ME_DEFAULT_BATCH_TOKENS;
     if (budget < m->max_length)
         budget = m->max_length;
     FORWARD_IF_ERROR(ensure_scratch(c, budget));
-    qsort(refs, (size_t)n, sizeof *refs, cmp_seq);
     int normalize = m->cfg.normalize && !(flags & MEDEMBED_F_NO_NORMALIZE);
+    seq_ref *refs = malloc(sizeof *refs * (size_t)n);
     int32_t *bids = malloc(sizeof *bids * (size_t)budget);
-    int32_t *blen = malloc(sizeof *blen * (size_t)(n ? n : 1));
-    if (!bids || !blen) {
+    int32_t *blen = malloc(sizeof *blen * (size_t)n);
+    if (!refs || !bids || !blen) {
+        free(refs);
         free(bids);
         free(blen);
         return ctx_fail(c, MEDEMBED_ERR_NOMEM, "out of memory for batches (%d sequences)", n);
     }
+    for (int32_t i = 0; i < n; i++) {
+        refs[i].len = set->seq[i].len;
+        refs[i].idx = i;
+    }
+    qsort(refs, (size_t)n, sizeof *refs, cmp_seq);
     int32_t i = 0;
     while (i < n) {
         int32_t T = 0, k = 0;
         while (i + k < n && T + refs[i + k].len <= budget) {
-            memcpy(bids + T, c->ids + refs[i + k].off, sizeof *bids * (size_t)refs[i + k].len);
-            blen[k] = refs[i + k].len;
-            T += refs[i + k].len;
+            const tok_seq *q = &set->seq[refs[i + k].idx];
+            memcpy(bids + T, set->ids + q->off, sizeof *bids * (size_t)q->len);
+            blen[k] = q->len;
+            T += q->len;
             k++;
         }
         me_bert_forward(m, &c->s, c->pool, bids, blen, k,
@@ -523,30 +627,293 @@ static int run_batches(medembed_ctx *c, seq_ref *refs, int32_t n, int32_t budget
         int32_t t = 0;
         for (int32_t q = 0; q < k; q++) {
             int32_t idx = refs[i + q].idx;
-            me_pool_embed(m, c->s.x + (size_t)t * (size_t)H, blen[q], skip ? skip[idx] : 0,
+            me_pool_embed(m, c->s.x + (size_t)t * (size_t)H, blen[q], set->seq[idx].skip,
                           normalize, out + (size_t)idx * (size_t)H);
             t += blen[q];
         }
         i += k;
     }
+    free(refs);
     free(bids);
     free(blen);
     return MEDEMBED_OK;
 }
 
-static int reserve_ids(medembed_ctx *c, size_t need)
+/* ------------------------------------------------------------------------ */
+/* Token sets                                                                */
+/* ------------------------------------------------------------------------ */
+
+int medembed_tokens_create(const medembed_model *m, medembed_tokens **out)
 {
-    if (need <= c->ids_cap)
-        return MEDEMBED_OK;
-    size_t cap = c->ids_cap ? c->ids_cap : 4096;
-    while (cap < need)
-        cap *= 2;
-    int32_t *p = realloc(c->ids, sizeof *p * cap);
-    if (!p)
-        return ctx_fail(c, MEDEMBED_ERR_NOMEM, "out of memory for token ids (%zu ids)", need);
-    c->ids = p;
-    c->ids_cap = cap;
+    if (!m || !out)
+        return MEDEMBED_ERR_ARG;
+    medembed_tokens *t = calloc(1, sizeof *t);
+    if (!t)
+        return MEDEMBED_ERR_NOMEM;
+    t->m = m;
+    *out = t;
     return MEDEMBED_OK;
+}
+
+void medembed_tokens_free(medembed_tokens *t)
+{
+    if (!t)
+        return;
+    free(t->ids);
+    free(t->seq);
+    free(t->joined);
+    me_ids_free(&t->tok);
+    free(t);
+}
+
+void medembed_tokens_clear(medembed_tokens *t)
+{
+    if (t) {
+        t->n = 0;
+        t->n_ids = 0;
+    }
+}
+
+int32_t medembed_tokens_count(const medembed_tokens *t)
+{
+    return t ? t->n : 0;
+}
+
+const int32_t *medembed_tokens_ids(const medembed_tokens *t, int32_t i, int32_t *n_ids)
+{
+    if (!t || i < 0 || i >= t->n)
+        return NULL;
+    if (n_ids)
+        *n_ids = t->seq[i].len;
+    return t->ids + t->seq[i].off;
+}
+
+int medembed_tokens_info(const medembed_tokens *t, int32_t i, medembed_text_info *info)
+{
+    if (!t || i < 0 || i >= t->n || !info)
+        return MEDEMBED_ERR_ARG;
+    *info = t->seq[i].info;
+    return MEDEMBED_OK;
+}
+
+static int tokens_reserve(medembed_tokens *t, int32_t more_seq, size_t more_ids)
+{
+    if (more_seq > INT32_MAX - t->n)
+        return MEDEMBED_ERR_NOMEM;
+    if (t->n + more_seq > t->seq_cap) {
+        int64_t c = t->seq_cap ? t->seq_cap : 16;
+        while (c < (int64_t)t->n + more_seq)
+            c *= 2;
+        if (c > INT32_MAX)
+            c = INT32_MAX;
+        tok_seq *p = realloc(t->seq, sizeof *p * (size_t)c);
+        if (!p)
+            return MEDEMBED_ERR_NOMEM;
+        t->seq = p;
+        t->seq_cap = (int32_t)c;
+    }
+    if (t->n_ids + more_ids > t->ids_cap) {
+        size_t c = t->ids_cap ? t->ids_cap : 4096;
+        while (c < t->n_ids + more_ids)
+            c *= 2;
+        int32_t *p = realloc(t->ids, sizeof *p * c);
+        if (!p)
+            return MEDEMBED_ERR_NOMEM;
+        t->ids = p;
+        t->ids_cap = c;
+    }
+    return MEDEMBED_OK;
+}
+
+static int tok_fail(char *err, size_t err_len, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int tok_fail(char *err, size_t err_len, int status, const char *fmt, ...)
+{
+    if (err && err_len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, err_len, fmt, ap);
+        va_end(ap);
+    }
+    return status;
+}
+
+int medembed_tokens_add_texts(medembed_tokens *t, const char *const *texts, const size_t *lens,
+                              int32_t n, const medembed_embed_opts *opts, char *err,
+                              size_t err_len)
+{
+    if (!t || n < 0 || (n > 0 && !texts))
+        return tok_fail(err, err_len, MEDEMBED_ERR_ARG, "add_texts: bad arguments (n = %d)", n);
+    medembed_embed_opts o;
+    medembed_embed_opts_init(&o);
+    if (opts)
+        o = *opts;
+    const medembed_model *m = t->m;
+    const char *prompt = NULL;
+    int rc = medembed_resolve_prompt(m, &o, &prompt, NULL, err, err_len);
+    if (rc != MEDEMBED_OK)
+        return rc;
+    int all = (o.flags & MEDEMBED_F_ALL_TOKENS) != 0;
+    int left = (o.flags & MEDEMBED_F_TRUNCATE_LEFT) != 0 && !all;
+    int32_t max = m->max_length;
+    if (o.max_length > 0 && o.max_length < max)
+        max = o.max_length < 2 ? 2 : o.max_length;
+    uint32_t tf = tok_flags(m, o.flags);
+    size_t plen = prompt ? strlen(prompt) : 0;
+
+    /* include_prompt = false: the prompt's tokens ([CLS] + prompt pieces)
+     * are left out of mean/max pooling, as sentence-transformers does. */
+    int32_t skip = 0;
+    if (plen && !m->cfg.include_prompt) {
+        int32_t nf = 0;
+        me_err e;
+        rc = me_tokenizer_encode(m->tok, prompt, plen, 0, tf, &t->tok, &nf, NULL, &e);
+        if (rc != MEDEMBED_OK)
+            return tok_fail(err, err_len, rc, "prompt: %s", e.msg);
+        skip = t->tok.n - 1;
+    }
+    int32_t n0 = t->n;
+    size_t ids0 = t->n_ids;
+    for (int32_t i = 0; i < n; i++) {
+        const char *s = texts[i] ? texts[i] : "";
+        size_t len = lens ? lens[i] : strlen(s);
+        if (plen) {
+            if (plen + len + 1 > t->joined_cap) {
+                size_t c = (plen + len + 1) * 2;
+                char *p = realloc(t->joined, c);
+                if (!p) {
+                    rc = tok_fail(err, err_len, MEDEMBED_ERR_NOMEM, "text %d: out of memory", i);
+                    break;
+                }
+                t->joined = p;
+                t->joined_cap = c;
+            }
+            memcpy(t->joined, prompt, plen);
+            memcpy(t->joined + plen, s, len);
+            s = t->joined;
+            len += plen;
+        }
+        int32_t nf = 0, nbad = 0;
+        me_err e;
+        /* The right cut is the tokenizer's own (it stops early); the left
+         * one needs every token. */
+        rc = me_tokenizer_encode(m->tok, s, len, (all || left) ? 0 : max, tf, &t->tok, &nf, &nbad,
+                                 &e);
+        if (rc != MEDEMBED_OK) {
+            tok_fail(err, err_len, rc, "text %d: %s", i, e.msg);
+            break;
+        }
+        int32_t k = t->tok.n;
+        if ((o.flags & MEDEMBED_F_NO_TRUNCATE) && !all && nf > max) {
+            rc = tok_fail(err, err_len, MEDEMBED_ERR_TOO_LONG,
+                          "text %d: %d tokens is over the model's limit of %d", i, nf, max);
+            break;
+        }
+        if (left && k > max) {
+            /* [CLS] + the last max-2 pieces + [SEP], as HF's left truncation
+             * keeps them */
+            memmove(t->tok.ids + 1, t->tok.ids + (k - 1 - (max - 2)),
+                    sizeof *t->tok.ids * (size_t)(max - 2));
+            t->tok.ids[max - 1] = t->tok.ids[k - 1];
+            k = max;
+        }
+        rc = tokens_reserve(t, 1, (size_t)k);
+        if (rc != MEDEMBED_OK) {
+            tok_fail(err, err_len, rc, "text %d: out of memory for %d tokens", i, k);
+            break;
+        }
+        memcpy(t->ids + t->n_ids, t->tok.ids, sizeof *t->ids * (size_t)k);
+        tok_seq *q = &t->seq[t->n++];
+        q->off = t->n_ids;
+        q->len = k;
+        q->skip = skip;
+        q->info.n_tokens = k;
+        q->info.n_untruncated = nf;
+        q->info.truncated = nf > k;
+        q->info.n_invalid_utf8 = nbad;
+        t->n_ids += (size_t)k;
+    }
+    if (rc != MEDEMBED_OK) {
+        t->n = n0;
+        t->n_ids = ids0;
+    }
+    return rc;
+}
+
+int medembed_tokens_add_ids(medembed_tokens *t, const int32_t *ids, int32_t n_ids, char *err,
+                            size_t err_len)
+{
+    return me_tokens_add_seq(t, ids, n_ids, 0, err, err_len);
+}
+
+int me_tokens_add_seq(medembed_tokens *t, const int32_t *ids, int32_t n_ids, int32_t skip,
+                      char *err, size_t err_len)
+{
+    if (!t || (n_ids > 0 && !ids))
+        return tok_fail(err, err_len, MEDEMBED_ERR_ARG, "add_ids: bad arguments");
+    const medembed_model *m = t->m;
+    if (n_ids < 1 || n_ids > m->max_length)
+        return tok_fail(err, err_len, MEDEMBED_ERR_TOO_LONG, "%d tokens; allowed 1..%d", n_ids,
+                        m->max_length);
+    for (int32_t k = 0; k < n_ids; k++)
+        if (ids[k] < 0 || ids[k] >= m->cfg.vocab_size)
+            return tok_fail(err, err_len, MEDEMBED_ERR_ARG,
+                            "token id %d is outside the vocabulary [0, %d)", ids[k],
+                            m->cfg.vocab_size);
+    if (tokens_reserve(t, 1, (size_t)n_ids) != MEDEMBED_OK)
+        return tok_fail(err, err_len, MEDEMBED_ERR_NOMEM, "out of memory for %d tokens", n_ids);
+    memcpy(t->ids + t->n_ids, ids, sizeof *ids * (size_t)n_ids);
+    tok_seq *q = &t->seq[t->n++];
+    q->off = t->n_ids;
+    q->len = n_ids;
+    q->skip = skip;
+    q->info.n_tokens = n_ids;
+    q->info.n_untruncated = n_ids;
+    q->info.truncated = 0;
+    q->info.n_invalid_utf8 = 0;
+    t->n_ids += (size_t)n_ids;
+    return MEDEMBED_OK;
+}
+
+int medembed_tokens_append(medembed_tokens *dst, const medembed_tokens *src, int32_t first,
+                           int32_t count)
+{
+    if (!dst || !src || dst == src || dst->m != src->m || first < 0 || count < 0 ||
+        first > src->n || count > src->n - first)
+        return MEDEMBED_ERR_ARG;
+    if (count == 0)
+        return MEDEMBED_OK;
+    const tok_seq *a = &src->seq[first], *b = &src->seq[first + count - 1];
+    size_t nid = b->off + (size_t)b->len - a->off;
+    if (tokens_reserve(dst, count, nid) != MEDEMBED_OK)
+        return MEDEMBED_ERR_NOMEM;
+    memcpy(dst->ids + dst->n_ids, src->ids + a->off, sizeof *dst->ids * nid);
+    for (int32_t i = 0; i < count; i++) {
+        tok_seq q = src->seq[first + i];
+        q.off = q.off - a->off + dst->n_ids;
+        dst->seq[dst->n + i] = q;
+    }
+    dst->n += count;
+    dst->n_ids += nid;
+    return MEDEMBED_OK;
+}
+
+int medembed_ctx_embed_tokens(medembed_ctx *c, const medembed_tokens *t, uint32_t flags,
+                              int32_t batch_tokens, float *out)
+{
+    if (!c)
+        return MEDEMBED_ERR_ARG;
+    c->last_error[0] = 0;
+    if (!t || t->m != c->m || (t->n > 0 && !out))
+        return ctx_fail(c, MEDEMBED_ERR_ARG, "embed_tokens: bad arguments (a set of another model?)");
+    for (int32_t i = 0; i < t->n; i++)
+        if (t->seq[i].len < 1 || t->seq[i].len > c->m->max_length)
+            return ctx_fail(c, MEDEMBED_ERR_TOO_LONG,
+                            "sequence %d has %d tokens; allowed 1..%d (made with "
+                            "MEDEMBED_F_ALL_TOKENS?)",
+                            i, t->seq[i].len, c->m->max_length);
+    return run_batches(c, t, batch_tokens, flags, out);
 }
 
 int medembed_ctx_embed(medembed_ctx *c, const char *const *texts, const size_t *lens, int32_t n,
@@ -559,89 +926,18 @@ int medembed_ctx_embed(medembed_ctx *c, const char *const *texts, const size_t *
         return ctx_fail(c, MEDEMBED_ERR_ARG, "medembed_ctx_embed: bad arguments (n = %d)", n);
     if (n == 0)
         return MEDEMBED_OK;
-    medembed_embed_opts o;
-    medembed_embed_opts_init(&o);
-    if (opts)
-        o = *opts;
-    const medembed_model *m = c->m;
-    int32_t max = m->max_length;
-    if (o.max_length > 0 && o.max_length < max)
-        max = o.max_length < 2 ? 2 : o.max_length;
-    uint32_t tf = tok_flags(m, o.flags);
-    size_t plen = o.prompt ? strlen(o.prompt) : 0;
-
-    /* include_prompt = false: the prompt's tokens ([CLS] + prompt pieces)
-     * are left out of mean/max pooling, as sentence-transformers does. */
-    int32_t prompt_skip = 0;
-    if (plen && !m->cfg.include_prompt) {
-        int32_t nf = 0;
-        int rc = me_tokenizer_encode(m->tok, o.prompt, plen, 0, tf, &c->tok, &nf, NULL, NULL);
-        if (rc != MEDEMBED_OK)
-            return ctx_fail(c, rc, "prompt: cannot tokenize the prompt");
-        prompt_skip = c->tok.n - 1;
-    }
-
-    seq_ref *refs = malloc(sizeof *refs * (size_t)n);
-    int32_t *skip = prompt_skip ? malloc(sizeof *skip * (size_t)n) : NULL;
-    char *joined = NULL;
-    size_t joined_cap = 0;
-    int rc = (refs && (!prompt_skip || skip)) ? MEDEMBED_OK
-                                              : ctx_fail(c, MEDEMBED_ERR_NOMEM, "out of memory");
-    size_t total = 0;
-    for (int32_t i = 0; rc == MEDEMBED_OK && i < n; i++) {
-        const char *t = texts[i] ? texts[i] : "";
-        size_t len = lens ? lens[i] : strlen(t);
-        if (plen) {
-            if (plen + len + 1 > joined_cap) {
-                joined_cap = (plen + len + 1) * 2;
-                char *p = realloc(joined, joined_cap);
-                if (!p) {
-                    rc = ctx_fail(c, MEDEMBED_ERR_NOMEM, "out of memory");
-                    break;
-                }
-                joined = p;
-            }
-            memcpy(joined, o.prompt, plen);
-            memcpy(joined + plen, t, len);
-            t = joined;
-            len += plen;
-        }
-        int32_t nf = 0, nbad = 0;
-        me_err e;
-        rc = me_tokenizer_encode(m->tok, t, len, max, tf, &c->tok, &nf, &nbad, &e);
-        if (rc != MEDEMBED_OK) {
-            snprintf(c->last_error, sizeof c->last_error, "text %d: %s", i, e.msg);
-            break;
-        }
-        if ((o.flags & MEDEMBED_F_NO_TRUNCATE) && nf > c->tok.n) {
-            rc = MEDEMBED_ERR_TOO_LONG;
-            snprintf(c->last_error, sizeof c->last_error,
-                     "text %d: %d tokens is over the model's limit of %d", i, nf, max);
-            break;
-        }
-        if (info) {
-            info[i].n_tokens = c->tok.n;
-            info[i].n_untruncated = nf;
-            info[i].truncated = nf > c->tok.n;
-            info[i].n_invalid_utf8 = nbad;
-        }
-        rc = reserve_ids(c, total + (size_t)c->tok.n);
-        if (rc != MEDEMBED_OK)
-            break;
-        memcpy(c->ids + total, c->tok.ids, sizeof *c->ids * (size_t)c->tok.n);
-        refs[i].len = c->tok.n;
-        refs[i].idx = i;
-        refs[i].off = total;
-        if (skip)
-            skip[i] = prompt_skip;
-        total += (size_t)c->tok.n;
-    }
-    if (rc == MEDEMBED_OK)
-        rc = run_batches(c, refs, n, o.batch_tokens, o.flags, skip, out);
-    free(joined);
-    free(skip);
-    free(refs);
-    return rc;
+    if (!c->set && medembed_tokens_create(c->m, &c->set) != MEDEMBED_OK)
+        return ctx_fail(c, MEDEMBED_ERR_NOMEM, "out of memory");
+    medembed_tokens_clear(c->set);
+    int rc = medembed_tokens_add_texts(c->set, texts, lens, n, opts, c->last_error,
+                                       sizeof c->last_error);
+    if (rc != MEDEMBED_OK)
+        return rc;
+    if (info)
+        for (int32_t i = 0; i < n; i++)
+            info[i] = c->set->seq[i].info;
+    return medembed_ctx_embed_tokens(c, c->set, opts ? opts->flags : 0,
+                                     opts ? opts->batch_tokens : 0, out);
 }
 
 int medembed_ctx_embed_ids(medembed_ctx *c, const int32_t *ids, const int32_t *n_ids, int32_t n,
@@ -652,40 +948,18 @@ int medembed_ctx_embed_ids(medembed_ctx *c, const int32_t *ids, const int32_t *n
     c->last_error[0] = 0;
     if (n < 0 || (n > 0 && (!ids || !n_ids || !out)))
         return ctx_fail(c, MEDEMBED_ERR_ARG, "medembed_ctx_embed_ids: bad arguments (n = %d)", n);
-    const medembed_model *m = c->m;
-    seq_ref *refs = malloc(sizeof *refs * (size_t)(n ? n : 1));
-    if (!refs)
+    if (!c->set && medembed_tokens_create(c->m, &c->set) != MEDEMBED_OK)
         return ctx_fail(c, MEDEMBED_ERR_NOMEM, "out of memory");
-    size_t total = 0;
-    int rc = MEDEMBED_OK;
-    for (int32_t i = 0; i < n && rc == MEDEMBED_OK; i++) {
-        if (n_ids[i] < 1 || n_ids[i] > m->max_length) {
-            rc = MEDEMBED_ERR_TOO_LONG;
-            snprintf(c->last_error, sizeof c->last_error,
-                     "sequence %d has %d tokens; allowed 1..%d", i, n_ids[i], m->max_length);
-            break;
-        }
-        for (int32_t k = 0; k < n_ids[i]; k++)
-            if (ids[total + (size_t)k] < 0 || ids[total + (size_t)k] >= m->cfg.vocab_size) {
-                rc = MEDEMBED_ERR_ARG;
-                snprintf(c->last_error, sizeof c->last_error,
-                         "sequence %d: token id %d is outside the vocabulary [0, %d)", i,
-                         ids[total + (size_t)k], m->cfg.vocab_size);
-                break;
-            }
-        refs[i].len = n_ids[i];
-        refs[i].idx = i;
-        refs[i].off = total;
-        total += (size_t)n_ids[i];
+    medembed_tokens_clear(c->set);
+    size_t off = 0;
+    for (int32_t i = 0; i < n; i++) {
+        char e[200];
+        int rc = medembed_tokens_add_ids(c->set, ids + off, n_ids[i], e, sizeof e);
+        if (rc != MEDEMBED_OK)
+            return ctx_fail(c, rc, "sequence %d: %s", i, e);
+        off += (size_t)n_ids[i];
     }
-    if (rc == MEDEMBED_OK)
-        rc = reserve_ids(c, total);
-    if (rc == MEDEMBED_OK) {
-        memcpy(c->ids, ids, sizeof *ids * total);
-        rc = run_batches(c, refs, n, 0, flags, NULL, out);
-    }
-    free(refs);
-    return rc;
+    return medembed_ctx_embed_tokens(c, c->set, flags, 0, out);
 }
 
 int medembed_ctx_hidden(medembed_ctx *c, const int32_t *ids, int32_t n_ids, float *out)

@@ -51,33 +51,6 @@ static int fail(char *err, size_t err_len, int status, const char *fmt, ...)
     return status;
 }
 
-/* The index's model identity: SHA-256 over the model's fingerprint (config
- * + safetensors headers, which do not change when only the weights do) and
- * 1024 evenly spaced 64-byte samples of every weight file, so two models
- * of one shape but different weights differ, at the cost of ~64 KiB of
- * reads per open instead of hashing gigabytes. */
-static void weights_hash(const medembed_model *m, char out[65])
-{
-    me_sha256 h;
-    me_sha256_init(&h);
-    const char *fp = medembed_model_fingerprint(m);
-    me_sha256_update(&h, fp, strlen(fp));
-    for (int32_t i = 0; i < m->n_shards; i++) {
-        const me_map *mp = &m->shards[i].map;
-        uint64_t len = mp->len;
-        me_sha256_update(&h, &len, sizeof len);
-        if (!mp->data || mp->len < 64)
-            continue;
-        for (size_t k = 0; k < 1024; k++) {
-            size_t off = (size_t)((double)(mp->len - 64) * (double)k / 1023.0);
-            me_sha256_update(&h, mp->data + off, 64);
-        }
-    }
-    uint8_t d[32];
-    me_sha256_final(&h, d);
-    me_sha256_hex(d, out);
-}
-
 void medembed_index_config_init(medembed_index_config *c)
 {
     if (!c)
@@ -199,6 +172,21 @@ int medembed_index_create(const char *path, const medembed_model *model,
         return fail(err, err_len, MEDEMBED_ERR_ARG, "vec_dtype %d: use F32 (0) or INT8 (1)",
                     c.vec_dtype);
     int32_t max_win = model ? medembed_model_max_length(model) - 2 : (1 << 20);
+    if (c.chunk_tokens == -1 && model) {
+        /* the most that fits beside the document prompt the rule picks */
+        medembed_embed_opts o;
+        medembed_embed_opts_init(&o);
+        o.role = MEDEMBED_ROLE_DOCUMENT;
+        const char *prompt = NULL;
+        medembed_text_info ti = {0};
+        FORWARD_IF_ERROR(medembed_resolve_prompt(model, &o, &prompt, NULL, err, err_len));
+        if (prompt)
+            medembed_tokenize(model, prompt, (size_t)-1, MEDEMBED_F_NO_TRUNCATE, NULL, 0, &ti);
+        c.chunk_tokens = max_win - (prompt ? ti.n_tokens - 2 : 0);
+        if (c.chunk_tokens < 1)
+            return fail(err, err_len, MEDEMBED_ERR_ARG,
+                        "the model's document prompt leaves no room for chunks");
+    }
     if (c.chunk_tokens < 0 || c.chunk_tokens > max_win)
         return fail(err, err_len, MEDEMBED_ERR_ARG,
                     "chunk_tokens %d: allowed 0..%d (the model's limit minus [CLS] and [SEP])",
@@ -246,7 +234,8 @@ int medembed_index_create(const char *path, const medembed_model *model,
             json_decref(j);
             free(info);
         }
-        weights_hash(model, ix->fingerprint);
+        snprintf(ix->fingerprint, sizeof ix->fingerprint, "%s",
+                 medembed_model_fingerprint(model));
         ix->pooling = medembed_model_pooling(model);
         ix->model_dtype = medembed_model_dtype(model);
         ix->normalize = medembed_model_normalize(model);
@@ -360,44 +349,14 @@ int medembed_index_check_model(const medembed_index *ix, const medembed_model *m
         return fail(err, err_len, MEDEMBED_ERR_MISMATCH,
                     "model mismatch: pooling differs from the index's (built with %s)",
                     ix->model_path);
-    char wh[65];
-    weights_hash(model, wh);
+    const char *wh = medembed_model_fingerprint(model);
     if (strcmp(wh, ix->fingerprint) != 0)
         return fail(err, err_len, MEDEMBED_ERR_MISMATCH,
-                    "model mismatch: weights hash %.12s... differs from the index's %.12s... "
-                    "(built with %s)",
+                    "model mismatch: the model's identity %.12s... differs from the index's "
+                    "%.12s... (built with %s): its weights, tokenizer or pooling differ (an index "
+                    "written by medembed before identity version 1 must be rebuilt)",
                     wh, ix->fingerprint, ix->model_path);
     return MEDEMBED_OK;
-}
-
-static const char *pool_name(int32_t p)
-{
-    switch (p) {
-    case MEDEMBED_POOLING_CLS:
-        return "cls";
-    case MEDEMBED_POOLING_MEAN:
-        return "mean";
-    case MEDEMBED_POOLING_MAX:
-        return "max";
-    case MEDEMBED_POOLING_MEAN_SQRT_LEN:
-        return "mean_sqrt_len";
-    default:
-        return NULL;
-    }
-}
-
-static const char *dtype_name(int32_t d)
-{
-    switch (d) {
-    case MEDEMBED_DTYPE_F32:
-        return "f32";
-    case MEDEMBED_DTYPE_BF16:
-        return "bf16";
-    case MEDEMBED_DTYPE_INT8:
-        return "int8";
-    default:
-        return NULL;
-    }
 }
 
 char *medembed_index_info_json(const medembed_index *cix)
@@ -418,9 +377,8 @@ char *medembed_index_info_json(const medembed_index *cix)
         json_object_set_new(m, "path", json_string(ix->model_path));
         json_object_set_new(m, "weights_hash", json_string(ix->fingerprint));
         json_object_set_new(m, "dim", json_integer(ix->dim));
-        const char *pn = pool_name(ix->pooling), *dn = dtype_name(ix->model_dtype);
-        json_object_set_new(m, "pooling", pn ? json_string(pn) : json_null());
-        json_object_set_new(m, "dtype", dn ? json_string(dn) : json_null());
+        json_object_set_new(m, "pooling", json_string(medembed_pooling_name(ix->pooling)));
+        json_object_set_new(m, "dtype", json_string(medembed_dtype_name(ix->model_dtype)));
         json_object_set_new(m, "normalize", json_boolean(ix->normalize));
         json_object_set_new(m, "max_length", json_integer(ix->max_length));
         json_object_set_new(j, "model", m);
@@ -568,11 +526,51 @@ static int idbuf_put(idbuf *b, const int32_t *src, size_t n)
     return MEDEMBED_OK;
 }
 
-/* Tokenizes doc without truncation and appends one [CLS] window [SEP]
- * sequence per chunk to all/n_ids; spans get the windows. */
+/* The document prompt's pieces for chunked documents: every window is
+ * embedded as [CLS] prompt-pieces window [SEP]. The prompt is tokenized on
+ * its own, which equals tokenizing prompt + text whenever the prompt ends
+ * at a word boundary (a space or punctuation), as prompts do. */
+typedef struct {
+    int32_t *p; /* pieces, [CLS]/[SEP] excluded */
+    int32_t n;
+    int32_t skip; /* leading tokens pooling skips: 1 + n with include_prompt false */
+} doc_prompt;
+
+static int prompt_pieces(const medembed_index *ix, const medembed_model *m, const char *prompt,
+                         uint32_t tflags, doc_prompt *dp, me_err *e)
+{
+    memset(dp, 0, sizeof *dp);
+    if (!prompt)
+        return MEDEMBED_OK;
+    medembed_text_info ti;
+    int rc = medembed_tokenize(m, prompt, (size_t)-1, tflags | MEDEMBED_F_NO_TRUNCATE, NULL, 0,
+                               &ti);
+    RETURN_ERROR_IF(rc != MEDEMBED_OK, e, rc, "the document prompt cannot be tokenized: %s",
+                    medembed_status_str(rc));
+    int32_t *ids = malloc(sizeof *ids * (size_t)ti.n_tokens);
+    RETURN_ERROR_IF(!ids, e, MEDEMBED_ERR_NOMEM, "out of memory");
+    medembed_tokenize(m, prompt, (size_t)-1, tflags | MEDEMBED_F_NO_TRUNCATE, ids, ti.n_tokens,
+                      &ti);
+    dp->n = ti.n_tokens - 2;
+    memmove(ids, ids + 1, sizeof *ids * (size_t)dp->n);
+    dp->p = ids;
+    dp->skip = medembed_model_include_prompt(m) ? 0 : 1 + dp->n;
+    if (dp->n + ix->chunk_tokens + 2 > medembed_model_max_length(m)) {
+        free(ids);
+        dp->p = NULL;
+        return me_err_set(e, MEDEMBED_ERR_ARG,
+                          "the document prompt (%d tokens) and chunks of %d tokens do not fit "
+                          "the model's limit of %d: use a smaller chunk size, or no prompt (--prompt \"\")",
+                          dp->n, ix->chunk_tokens, medembed_model_max_length(m));
+    }
+    return MEDEMBED_OK;
+}
+
+/* Tokenizes doc without truncation and appends one [CLS] prompt window
+ * [SEP] sequence per chunk to set; spans get the windows. */
 static int chunk_doc(const medembed_index *ix, const medembed_model *m,
-                     const medembed_index_doc *doc, uint32_t tflags, idbuf *tok, idbuf *all,
-                     int32_t **n_ids, int32_t *n_seq, int32_t *seq_cap, me_span **spans,
+                     const medembed_index_doc *doc, uint32_t tflags, const doc_prompt *dp,
+                     idbuf *tok, idbuf *seq, medembed_tokens *set, me_span **spans,
                      int32_t *n_chunks, me_err *e)
 {
     medembed_text_info ti;
@@ -605,23 +603,19 @@ static int chunk_doc(const medembed_index *ix, const medembed_model *m,
     RETURN_ERROR_IF(!sp, e, MEDEMBED_ERR_NOMEM, "out of memory");
     me_chunk_spans(P, ix->chunk_tokens, ix->overlap, sp, nc);
     for (int32_t c = 0; c < nc; c++) {
-        if (*n_seq == *seq_cap) {
-            int32_t cap = *seq_cap ? *seq_cap * 2 : 256;
-            int32_t *p = realloc(*n_ids, sizeof *p * (size_t)cap);
-            if (!p) {
-                free(sp);
-                return me_err_set(e, MEDEMBED_ERR_NOMEM, "out of memory");
-            }
-            *n_ids = p;
-            *seq_cap = cap;
-        }
         int32_t w = sp[c].end - sp[c].start;
-        if (idbuf_put(all, &cls, 1) || idbuf_put(all, tok->p + 1 + sp[c].start, (size_t)w) ||
-            idbuf_put(all, &sep, 1)) {
+        seq->n = 0;
+        if (idbuf_put(seq, &cls, 1) || idbuf_put(seq, dp->p, (size_t)dp->n) ||
+            idbuf_put(seq, tok->p + 1 + sp[c].start, (size_t)w) || idbuf_put(seq, &sep, 1)) {
             free(sp);
             return me_err_set(e, MEDEMBED_ERR_NOMEM, "out of memory");
         }
-        (*n_ids)[(*n_seq)++] = w + 2;
+        char msg[200];
+        rc = me_tokens_add_seq(set, seq->p, (int32_t)seq->n, dp->skip, msg, sizeof msg);
+        if (rc != MEDEMBED_OK) {
+            free(sp);
+            return me_err_set(e, rc, "document \"%s\": chunk %d: %s", doc->id, c, msg);
+        }
     }
     *spans = sp;
     *n_chunks = nc;
@@ -639,21 +633,21 @@ int medembed_index_add_docs(medembed_index *ix, medembed_ctx *ctx, const medembe
     medembed_embed_opts_init(&o);
     if (eo)
         o = *eo;
-    if (o.prompt && *o.prompt && ix->chunk_tokens > 0)
-        return fail(err, err_len, MEDEMBED_ERR_UNSUPPORTED,
-                    "a document prompt cannot be combined with chunking");
+    o.role = MEDEMBED_ROLE_DOCUMENT;
+    const char *prompt = NULL;
+    FORWARD_IF_ERROR(medembed_resolve_prompt(m, &o, &prompt, NULL, err, err_len));
     me_err e = {{0}};
     pthread_rwlock_wrlock(&ix->rw);
     int rc = check_batch(ix, docs, n, &e);
     me_store_doc *sd = NULL;
     me_span *spans_flat = NULL;
     float *vecs = NULL;
-    int32_t *n_ids = NULL;
-    idbuf tok = {0}, all = {0};
+    idbuf tok = {0}, seq = {0};
+    medembed_tokens *set = NULL;
+    doc_prompt dp = {0};
     const char **texts = NULL;
     size_t *lens = NULL;
     medembed_text_info *info = NULL;
-    int32_t n_seq = 0, seq_cap = 0;
     size_t d = (size_t)ix->dim;
     if (rc == MEDEMBED_OK) {
         sd = calloc((size_t)(n ? n : 1), sizeof *sd);
@@ -697,14 +691,18 @@ int medembed_index_add_docs(medembed_index *ix, medembed_ctx *ctx, const medembe
         uint32_t tflags = o.flags & (MEDEMBED_F_STRICT_UTF8 | MEDEMBED_F_RAW_TOKENIZER);
         me_span **sp = calloc((size_t)(n ? n : 1), sizeof *sp);
         rc = sp ? MEDEMBED_OK : me_err_set(&e, MEDEMBED_ERR_NOMEM, "out of memory");
+        if (rc == MEDEMBED_OK && medembed_tokens_create(m, &set) != MEDEMBED_OK)
+            rc = me_err_set(&e, MEDEMBED_ERR_NOMEM, "out of memory");
+        if (rc == MEDEMBED_OK)
+            rc = prompt_pieces(ix, m, prompt, tflags, &dp, &e);
         for (int32_t i = 0; rc == MEDEMBED_OK && i < n; i++) {
             me_span *s = NULL;
             int32_t nc = 0;
-            rc = chunk_doc(ix, m, &docs[i], tflags, &tok, &all, &n_ids, &n_seq, &seq_cap, &s, &nc,
-                           &e);
+            rc = chunk_doc(ix, m, &docs[i], tflags, &dp, &tok, &seq, set, &s, &nc, &e);
             sp[i] = s;
             sd[i].n_chunks = nc;
         }
+        int32_t n_seq = medembed_tokens_count(set);
         if (rc == MEDEMBED_OK) {
             vecs = malloc(sizeof *vecs * d * (size_t)(n_seq ? n_seq : 1));
             spans_flat = malloc(sizeof *spans_flat * (size_t)(n_seq ? n_seq : 1));
@@ -712,8 +710,8 @@ int medembed_index_add_docs(medembed_index *ix, medembed_ctx *ctx, const medembe
                                       : me_err_set(&e, MEDEMBED_ERR_NOMEM, "out of memory");
         }
         if (rc == MEDEMBED_OK && n_seq > 0) {
-            rc = medembed_ctx_embed_ids(ctx, all.p, n_ids, n_seq,
-                                        o.flags & MEDEMBED_F_NO_NORMALIZE, vecs);
+            rc = medembed_ctx_embed_tokens(ctx, set, o.flags & MEDEMBED_F_NO_NORMALIZE,
+                                           o.batch_tokens, vecs);
             if (rc != MEDEMBED_OK)
                 me_err_set(&e, rc, "embedding chunks failed: %s", medembed_ctx_last_error(ctx));
         }
@@ -738,9 +736,10 @@ int medembed_index_add_docs(medembed_index *ix, medembed_ctx *ctx, const medembe
     free(sd);
     free(spans_flat);
     free(vecs);
-    free(n_ids);
     free(tok.p);
-    free(all.p);
+    free(seq.p);
+    free(dp.p);
+    medembed_tokens_free(set);
     free(texts);
     free(lens);
     free(info);
@@ -1005,7 +1004,12 @@ int medembed_index_search_text(medembed_index *ix, medembed_ctx *ctx, const char
     float *q = malloc(sizeof *q * (size_t)ix->dim);
     if (!q)
         return fail(err, err_len, MEDEMBED_ERR_NOMEM, "out of memory");
-    int rc = medembed_ctx_embed(ctx, &query, NULL, 1, eo, q, NULL);
+    medembed_embed_opts o;
+    medembed_embed_opts_init(&o);
+    if (eo)
+        o = *eo;
+    o.role = MEDEMBED_ROLE_QUERY;
+    int rc = medembed_ctx_embed(ctx, &query, NULL, 1, &o, q, NULL);
     if (rc != MEDEMBED_OK) {
         fail(err, err_len, rc, "query: %s", medembed_ctx_last_error(ctx));
     } else {

@@ -45,7 +45,8 @@ struct medembed_model {
     int32_t weight_dtype; /* me_st_dtype of the file's matrices */
     int64_t n_params;
     const me_kern *kern;
-    char fingerprint[65];
+    uint8_t files_digest[32]; /* identity.c: all inputs but the tensor data */
+    char identity[65];        /* identity.c: "" until first asked for */
     char *dir;
     /* pack cache (packcache.h): the mapped file when the layers came from
      * it, the file's path (empty: no cache), its key, and what happened,
@@ -122,6 +123,11 @@ void me_bert_forward(const medembed_model *m, me_scratch *s, me_pool *pool, cons
 /* Pools one sequence's hidden rows h (n, hidden) into out (hidden);
  * `skip` leading tokens are left out of mean/max pooling (include_prompt
  * false). Normalizes when `normalize`. */
+/* medembed_tokens_add_ids for a sequence whose first `skip` tokens pooling
+ * leaves out (a chunk that carries the prompt, include_prompt false). */
+int me_tokens_add_seq(medembed_tokens *t, const int32_t *ids, int32_t n_ids, int32_t skip,
+                      char *err, size_t err_len);
+
 void me_pool_embed(const medembed_model *m, const float *h, int32_t n, int32_t skip,
                    int normalize, float *out);
 

@@ -19,6 +19,7 @@
 
 #include "model/model.h"
 #include "thread/pool.h"
+#include "model/checksum.h"
 #include "util/sha256.h"
 
 static const char PC_MAGIC[8] = {'M', 'E', 'P', 'A', 'C', 'K', '0', '1'};
@@ -41,97 +42,6 @@ static void put_u64(uint8_t *p, uint64_t v)
 static uint64_t round_up(uint64_t n)
 {
     return (n + ME_PC_ALIGN - 1) / ME_PC_ALIGN * ME_PC_ALIGN;
-}
-
-/* Fletcher-style sums in 8 lanes of 64-bit words over 64-byte steps: lane
- * l keeps a = the sum of its words and b = the sum of the running a's, so
- * every single changed word changes a, and swapped steps change b. It
- * guards against torn or damaged files, not against someone who forges one
- * (a cache directory is trusted like the model folder). Over steps 1..T,
- * b = sum_t (T - t + 1) w_t, so sums of consecutive pieces combine:
- * a = a1 + a2, b = b1 + b2 + T2 a1 (T2: the second piece's steps). */
-typedef struct {
-    uint64_t a[8], b[8], steps;
-} pc_sums;
-
-/* two lanes per operation with the baseline SSE2 (GCC / clang vectors) */
-typedef uint64_t pc_v2 __attribute__((vector_size(16)));
-
-static void pc_sums_of(const uint8_t *p, size_t n, pc_sums *s)
-{
-    pc_v2 a[4] = {{0}}, b[4] = {{0}};
-    size_t steps = n / 64;
-    for (size_t i = 0; i < steps; i++, p += 64)
-        for (int l = 0; l < 4; l++) {
-            pc_v2 w;
-            memcpy(&w, p + 16 * l, 16);
-            a[l] += w;
-            b[l] += a[l];
-        }
-    for (int l = 0; l < 4; l++) {
-        s->a[2 * l] = a[l][0];
-        s->a[2 * l + 1] = a[l][1];
-        s->b[2 * l] = b[l][0];
-        s->b[2 * l + 1] = b[l][1];
-    }
-    s->steps = steps;
-}
-
-static void pc_sums_append(pc_sums *s, const pc_sums *t)
-{
-    for (int l = 0; l < 8; l++) {
-        s->b[l] += t->b[l] + t->steps * s->a[l];
-        s->a[l] += t->a[l];
-    }
-    s->steps += t->steps;
-}
-
-static uint64_t pc_sums_digest(const pc_sums *s)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (int l = 0; l < 8; l++) {
-        h = (h ^ s->a[l]) * 0x100000001b3ull;
-        h = (h ^ s->b[l]) * 0x100000001b3ull;
-        h ^= h >> 29;
-    }
-    return h;
-}
-
-/* The checksum of n bytes (a multiple of 64) at p, in pieces of PC_PIECE
- * bytes summed by all CPUs: the first read of a mapped cache file costs
- * ~0.3 ms per MB on the development VM (a page walk per 4 KiB page; see
- * packcache.h), so two threads halve the load's main cost. */
-#define PC_PIECE ((size_t)4 << 20)
-typedef struct {
-    const uint8_t *p;
-    size_t n;
-    pc_sums *part;
-} pc_job;
-
-static void pc_task(void *arg, int64_t t, int32_t thread)
-{
-    const pc_job *j = arg;
-    size_t at = (size_t)t * PC_PIECE, n = j->n - at < PC_PIECE ? j->n - at : PC_PIECE;
-    pc_sums_of(j->p + at, n, &j->part[t]);
-}
-
-static uint64_t pc_checksum(const uint8_t *p, size_t n)
-{
-    size_t pieces = (n + PC_PIECE - 1) / PC_PIECE;
-    pc_sums all, *part = pieces > 1 ? malloc(sizeof *part * pieces) : NULL;
-    me_pool *pool = part ? me_pool_create(0) : NULL;
-    if (!part) {
-        pc_sums_of(p, n, &all);
-    } else {
-        pc_job j = {p, n, part};
-        me_pool_run(pool, (int64_t)pieces, pc_task, &j); /* a NULL pool runs them here */
-        all = part[0];
-        for (size_t i = 1; i < pieces; i++)
-            pc_sums_append(&all, &part[i]);
-    }
-    me_pool_free(pool);
-    free(part);
-    return pc_sums_digest(&all);
 }
 
 static size_t table_end(uint32_t n_blobs)
@@ -180,7 +90,7 @@ int me_pc_parse(const uint8_t *buf, size_t len, const uint8_t key[32], uint32_t 
     for (size_t i = table_end(n); i < data_start; i++)
         if (buf[i])
             FAIL("the header's padding is not zero");
-    if (pc_checksum(buf + data_start, len - data_start) != sum)
+    if (me_checksum64(buf + data_start, len - data_start) != sum)
         FAIL("checksum mismatch (damaged file)");
     return 0;
 #undef FAIL
@@ -249,7 +159,7 @@ static void pc_key(const medembed_model *m, uint8_t key[32])
                 put_probe(&h, m, d);
                 break;
             }
-    me_sha256_update(&h, m->fingerprint, 64); /* config.json and safetensors headers */
+    me_sha256_update(&h, m->files_digest, 32); /* the identity's inputs but the tensor data */
     for (int32_t i = 0; i < m->n_shards; i++) {
         struct stat st;
         memset(&st, 0, sizeof st);
@@ -549,7 +459,7 @@ void me_pc_save(medembed_model *m, const char *dir)
             fail = strerror(errno);
         } else {
             uint64_t start = get_u64(hdr + 64);
-            put_u64(hdr + 56, pc_checksum(p + start, (size_t)(at - start)));
+            put_u64(hdr + 56, me_checksum64(p + start, (size_t)(at - start)));
             munmap(p, (size_t)at);
             if (pwrite_all(fd, hdr, hlen, 0) != 0)
                 fail = strerror(errno ? errno : EIO);

@@ -60,7 +60,7 @@ if [ -d "$model" ]; then
     expect "no-truncate" 1 "over the model's limit" -- "$bin" embed -m "$model" -i "$tmp/long.txt" --no-truncate
     expect "truncation warns" 0 "truncated to 512 tokens" -- "$bin" embed -m "$model" -i "$tmp/long.txt"
     grep -q '"n_tokens": 512, "truncated": true' "$tmp/out" || { echo "FAIL truncated record"; fail=$((fail + 1)); }
-    expect "unknown prompt name" 2 'prompt-name "query"' -- "$bin" embed -m "$model" --prompt-name query
+    expect "unknown prompt name" 2 'prompt_name "query" is not among' -- "$bin" embed -m "$model" --prompt-name query
     expect "output dir unwritable" 1 "cannot open output" -- "$bin" embed -m "$model" -i "$tmp/long.txt" -o /nonexistent/dir/out.jsonl
     # Corrupted weights: a truncated copy names the file.
     mkdir -p "$tmp/trunc"; cp "$model"/*.json "$model"/vocab.txt "$tmp/trunc/"; cp -r "$model/1_Pooling" "$tmp/trunc/"

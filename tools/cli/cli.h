@@ -30,6 +30,11 @@ int cli_resolve_model(const char *arg, char *out, size_t out_len);
 int cli_load_model(const char *arg, int32_t dtype, int32_t max_length, medembed_model **out);
 /* Same, loading only the tokenizer (and config if present): for tokenize. */
 int cli_load_tokenizer(const char *arg, int32_t max_length, medembed_model **out);
+/* Embed options for --prompt / --prompt-name and a role (medembed_role),
+ * checked against the model with the library's prompt rule
+ * (medembed_resolve_prompt). Returns 0, or prints the error and returns 2. */
+int cli_embed_opts(const medembed_model *m, const char *prompt, const char *prompt_name,
+                   int32_t role, medembed_embed_opts *eo);
 
 /* ---- input: plain text lines or JSONL records ---- */
 typedef struct cli_record {

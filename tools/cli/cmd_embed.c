@@ -282,21 +282,10 @@ int cmd_embed(int argc, char **argv)
     medembed_model *m = NULL;
     if (cli_load_model(a.model, a.dtype, (int32_t)a.max_length, &m))
         return 1;
-    const char *prompt = a.prompt;
-    if (a.prompt && a.prompt_name) {
-        cli_error("give --prompt or --prompt-name, not both");
+    medembed_embed_opts eo;
+    if (cli_embed_opts(m, a.prompt, a.prompt_name, MEDEMBED_ROLE_TEXT, &eo)) {
         medembed_model_free(m);
         return 2;
-    }
-    if (a.prompt_name) {
-        prompt = medembed_model_prompt(m, a.prompt_name);
-        if (!prompt) {
-            cli_error("--prompt-name \"%s\" is not among the model's prompts", a.prompt_name);
-            medembed_model_free(m);
-            return 2;
-        }
-    } else if (!prompt) {
-        prompt = medembed_model_prompt(m, NULL); /* default_prompt_name, as ST does */
     }
     medembed_ctx *ctx = NULL;
     if (medembed_ctx_create(m, (int32_t)a.threads, &ctx) != MEDEMBED_OK) {
@@ -332,9 +321,6 @@ int cmd_embed(int argc, char **argv)
         cli_error("%s: cannot write the .npy header", a.output ? a.output : "<stdout>");
         rc = 1;
     }
-    medembed_embed_opts eo;
-    medembed_embed_opts_init(&eo);
-    eo.prompt = prompt;
     eo.max_length = (int32_t)a.max_length;
     eo.flags = (a.no_norm ? MEDEMBED_F_NO_NORMALIZE : 0) | (a.no_trunc ? MEDEMBED_F_NO_TRUNCATE : 0);
     int64_t done = 0, n_truncated = 0;

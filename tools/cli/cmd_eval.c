@@ -196,10 +196,6 @@ static int parse(int argc, char **argv, eval_args *a)
         cli_error("--overlap needs --chunk-tokens");
         return 2;
     }
-    if (a->prompt && a->prompt_name) {
-        cli_error("give --prompt or --prompt-name, not both");
-        return 2;
-    }
     return 0;
 }
 
@@ -282,15 +278,9 @@ int cmd_eval(int argc, char **argv)
         return 1;
     }
     medembed_embed_opts qeo;
-    medembed_embed_opts_init(&qeo);
-    qeo.prompt = a.prompt;
-    if (a.prompt_name) {
-        qeo.prompt = medembed_model_prompt(m, a.prompt_name);
-        if (!qeo.prompt) {
-            cli_error("--prompt-name \"%s\" is not among the model's prompts", a.prompt_name);
-            rc = 2;
-            goto out;
-        }
+    if (cli_embed_opts(m, a.prompt, a.prompt_name, MEDEMBED_ROLE_QUERY, &qeo)) {
+        rc = 2;
+        goto out;
     }
     if (medembed_ctx_create(m, (int32_t)a.threads, &ctx) != MEDEMBED_OK) {
         cli_error("cannot create a context (out of memory?)");

@@ -184,10 +184,12 @@ enum {
     OPT_VECTORS,
     OPT_INDEX,
     OPT_ID,
+    OPT_PROMPT,
+    OPT_PROMPT_NAME,
 };
 
 typedef struct index_args {
-    const char *model, *input, *output, *index, *text_field, *vectors;
+    const char *model, *input, *output, *index, *text_field, *vectors, *prompt, *prompt_name;
     long chunk, overlap, hnsw_m, efc, batch, threads;
     int no_chunk, int8, dtype, skip_bad, chunk_set;
     const char **ids;
@@ -211,7 +213,8 @@ static void index_usage(FILE *f)
             "  -o, --output INDEX       index file to create (build)\n"
             "      --index INDEX        existing index (add, delete, info)\n"
             "      --text-field NAME    JSONL field with the text (default: BEIR title + text)\n"
-            "      --chunk-tokens N     tokens per chunk window (default: the model's limit - 2)\n"
+            "      --chunk-tokens N     tokens per chunk window (default: what fits the model's\n"
+            "                           limit beside [CLS], [SEP] and the document prompt)\n"
             "      --overlap M          tokens shared by consecutive windows (default 0)\n"
             "      --no-chunk           one vector per document, truncated (as MTEB)\n"
             "      --quantize int8      store int8 vectors, rescored with f32 at search\n"
@@ -224,7 +227,11 @@ static void index_usage(FILE *f)
             "      --skip-bad           skip malformed lines and duplicate ids, and count them\n"
             "      --vectors FILE.npy   index precomputed float32 (N, D) vectors instead of\n"
             "                           text (no model; ids from -i, else row numbers)\n"
-            "      --id ID              document to delete (repeatable)\n");
+            "      --id ID              document to delete (repeatable)\n"
+            "      --prompt TEXT        document prompt (\"\" = none; default: the model's\n"
+            "                           \"document\"/\"passage\"/\"corpus\" prompt, else its default\n"
+            "                           prompt, else none; MedEmbed defines none)\n"
+            "      --prompt-name NAME   a prompt from config_sentence_transformers.json\n");
 }
 
 static int parse_index_args(int argc, char **argv, index_args *a)
@@ -248,6 +255,8 @@ static int parse_index_args(int argc, char **argv, index_args *a)
         {"skip-bad", no_argument, 0, OPT_SKIP_BAD},
         {"vectors", required_argument, 0, OPT_VECTORS},
         {"id", required_argument, 0, OPT_ID},
+        {"prompt", required_argument, 0, OPT_PROMPT},
+        {"prompt-name", required_argument, 0, OPT_PROMPT_NAME},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -325,6 +334,12 @@ static int parse_index_args(int argc, char **argv, index_args *a)
             break;
         case OPT_VECTORS:
             a->vectors = optarg;
+            break;
+        case OPT_PROMPT:
+            a->prompt = optarg;
+            break;
+        case OPT_PROMPT_NAME:
+            a->prompt_name = optarg;
             break;
         case OPT_ID:
             a->ids[a->n_ids++] = optarg;
@@ -416,8 +431,7 @@ static int cmd_build_add(int build, index_args *a)
         cfg.dim = m ? 0 : vm.cols;
         cfg.vec_dtype = a->int8 ? MEDEMBED_VEC_INT8 : MEDEMBED_VEC_F32;
         if (m && !a->no_chunk && !a->vectors) {
-            cfg.chunk_tokens =
-                a->chunk_set ? (int32_t)a->chunk : medembed_model_max_length(m) - 2;
+            cfg.chunk_tokens = a->chunk_set ? (int32_t)a->chunk : -1;
             cfg.overlap = (int32_t)a->overlap;
         }
         cfg.hnsw_m = (int32_t)a->hnsw_m;
@@ -456,9 +470,10 @@ static int cmd_build_add(int build, index_args *a)
             rc = ingest_vectors(ix, &vm, have_r ? &r : NULL, (int32_t)a->batch, &added);
         } else {
             medembed_embed_opts eo;
-            medembed_embed_opts_init(&eo);
+            rc = cli_embed_opts(m, a->prompt, a->prompt_name, MEDEMBED_ROLE_DOCUMENT, &eo);
             ingest_opts io = {(int32_t)a->batch, a->skip_bad, &eo};
-            rc = ingest_corpus(ix, ctx, &r, &io, &added, &skipped);
+            if (!rc)
+                rc = ingest_corpus(ix, ctx, &r, &io, &added, &skipped);
         }
     }
     if (have_r)

@@ -175,10 +175,6 @@ static int parse(int argc, char **argv, search_args *a)
         cli_error("no model given: pass -m MODEL_DIR (the one the index was built with)");
         return 2;
     }
-    if (a->prompt && a->prompt_name) {
-        cli_error("give --prompt or --prompt-name, not both");
-        return 2;
-    }
     return 0;
 }
 
@@ -193,7 +189,7 @@ static void print_hits(const medembed_hits *h, const char *query_id, int metadat
         fputs(query_id, stdout);
         fputs(", \"id\": ", stdout);
         cli_json_string(stdout, id, strlen(id));
-        printf(", \"score\": %.7g, \"chunk\": {\"index\": %d, \"start\": %d, \"end\": %d}, "
+        printf(", \"score\": %.9g, \"chunk\": {\"index\": %d, \"start\": %d, \"end\": %d}, "
                "\"rank\": %d",
                (double)medembed_hits_score(h, i), c, s, e, i + 1);
         if (metadata) {
@@ -279,15 +275,9 @@ int cmd_search(int argc, char **argv)
         goto out;
     }
     medembed_embed_opts eo;
-    medembed_embed_opts_init(&eo);
-    eo.prompt = a.prompt;
-    if (a.prompt_name) {
-        eo.prompt = medembed_model_prompt(m, a.prompt_name);
-        if (!eo.prompt) {
-            cli_error("--prompt-name \"%s\" is not among the model's prompts", a.prompt_name);
-            rc = 2;
-            goto out;
-        }
+    if (cli_embed_opts(m, a.prompt, a.prompt_name, MEDEMBED_ROLE_QUERY, &eo)) {
+        rc = 2;
+        goto out;
     }
     float *q = malloc(sizeof *q * (size_t)dim);
     if (!q) {

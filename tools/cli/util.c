@@ -95,6 +95,26 @@ int cli_load_tokenizer(const char *arg, int32_t max_length, medembed_model **out
 
 /* ---------------------------------------------------------------- input */
 
+int cli_embed_opts(const medembed_model *m, const char *prompt, const char *prompt_name,
+                   int32_t role, medembed_embed_opts *eo)
+{
+    medembed_embed_opts_init(eo);
+    if (prompt && prompt_name) {
+        cli_error("give --prompt or --prompt-name, not both");
+        return 2;
+    }
+    eo->prompt = prompt;
+    eo->prompt_name = prompt_name;
+    eo->role = role;
+    char err[512];
+    const char *p = NULL;
+    if (medembed_resolve_prompt(m, eo, &p, NULL, err, sizeof err) != MEDEMBED_OK) {
+        cli_error("%s (--prompt-name)", err);
+        return 2;
+    }
+    return 0;
+}
+
 int cli_utf8_valid(const char *s, size_t len, size_t *bad_at)
 {
     const unsigned char *p = (const unsigned char *)s;

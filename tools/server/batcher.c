@@ -2,7 +2,7 @@
  * batcher.c - the batching thread (see batcher.h for the contract).
  *
  * Queue discipline: FIFO over jobs. A batch takes the head job's "key"
- * (embed flags, text mode, prompt) and walks the queue, taking sequences of
+ * (its embed flags) and walks the queue, taking sequences of
  * jobs with the same key in order until the next one would push the batch
  * over the token budget. Jobs with another key keep their place and lead a
  * later batch, so nothing starves. A job leaves the queue once all its
@@ -20,7 +20,6 @@
 typedef struct part {
     srv_job *job;
     int32_t first, count; /* sequences [first, first+count) of job */
-    size_t off;           /* ids mode: offset of sequence `first` in job->ids */
 } part;
 
 struct srv_batcher {
@@ -34,14 +33,7 @@ struct srv_batcher {
     srv_metrics *metrics;
 
     /* Batch scratch, used by the batcher thread only. */
-    int32_t *ids;
-    size_t ids_cap;
-    int32_t *lens;
-    size_t lens_cap;
-    const char **texts;
-    size_t texts_cap;
-    size_t *tlens;
-    size_t tlens_cap;
+    medembed_tokens *set;
     float *out;
     size_t out_cap;
     part *parts;
@@ -76,13 +68,7 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 
 static int same_key(const srv_job *a, const srv_job *b)
 {
-    if (a->flags != b->flags || (a->texts != NULL) != (b->texts != NULL))
-        return 0;
-    if (!a->texts)
-        return 1;
-    if (a->prompt == b->prompt)
-        return 1;
-    return a->prompt && b->prompt && strcmp(a->prompt, b->prompt) == 0;
+    return a->flags == b->flags;
 }
 
 /* Unlinks j from the queue (caller holds mu). */
@@ -185,14 +171,9 @@ static size_t take_batch(srv_batcher *b, int32_t *n_seq, int32_t *n_tok, int *oo
             }
             if (first == 0)
                 j->queue_seconds = now - j->t_submit;
-            size_t off = 0;
-            if (!j->texts)
-                for (int32_t s = 0; s < first; s++)
-                    off += (size_t)j->lens[s];
             b->parts[np].job = j;
             b->parts[np].first = first;
             b->parts[np].count = cnt;
-            b->parts[np].off = off;
             np++;
             j->running += cnt;
             if (j->next_seq == j->n)
@@ -212,48 +193,18 @@ static int run_batch(srv_batcher *b, size_t np, int32_t n_seq, int32_t n_tok, ch
                      size_t err_len)
 {
     const srv_job *key = b->parts[0].job;
-    size_t ns = (size_t)n_seq;
-    if (grow((void **)&b->lens, &b->lens_cap, ns, sizeof *b->lens) != 0)
-        goto oom;
-    if (key->texts && (grow((void **)&b->texts, &b->texts_cap, ns, sizeof *b->texts) != 0 ||
-                       grow((void **)&b->tlens, &b->tlens_cap, ns, sizeof *b->tlens) != 0))
-        goto oom;
+    (void)n_tok;
     if (grow((void **)&b->out, &b->out_cap, (size_t)n_seq * (size_t)b->dim, sizeof *b->out) != 0)
         goto oom;
-    if (!key->texts &&
-        grow((void **)&b->ids, &b->ids_cap, (size_t)n_tok, sizeof *b->ids) != 0)
+    if (!b->set && medembed_tokens_create(medembed_ctx_model(b->ctx), &b->set) != MEDEMBED_OK)
         goto oom;
-    int32_t s = 0;
-    size_t t = 0;
+    medembed_tokens_clear(b->set);
     for (size_t p = 0; p < np; p++) {
         const part *pt = &b->parts[p];
-        size_t off = pt->off;
-        for (int32_t q = 0; q < pt->count; q++) {
-            int32_t seq = pt->first + q;
-            int32_t len = pt->job->lens[seq];
-            b->lens[s] = len;
-            if (key->texts) {
-                b->texts[s] = pt->job->texts[seq];
-                b->tlens[s] = pt->job->text_lens[seq];
-            } else {
-                memcpy(b->ids + t, pt->job->ids + off, sizeof *b->ids * (size_t)len);
-                off += (size_t)len;
-                t += (size_t)len;
-            }
-            s++;
-        }
+        if (medembed_tokens_append(b->set, pt->job->set, pt->first, pt->count) != MEDEMBED_OK)
+            goto oom;
     }
-    int rc;
-    if (key->texts) {
-        medembed_embed_opts eo;
-        medembed_embed_opts_init(&eo);
-        eo.flags = key->flags;
-        eo.prompt = key->prompt;
-        eo.batch_tokens = b->budget;
-        rc = medembed_ctx_embed(b->ctx, b->texts, b->tlens, n_seq, &eo, b->out, NULL);
-    } else {
-        rc = medembed_ctx_embed_ids(b->ctx, b->ids, b->lens, n_seq, key->flags, b->out);
-    }
+    int rc = medembed_ctx_embed_tokens(b->ctx, b->set, key->flags, b->budget, b->out);
     if (rc != MEDEMBED_OK) {
         const char *m = medembed_ctx_last_error(b->ctx);
         snprintf(err, err_len, "inference failed: %s", *m ? m : medembed_status_str(rc));
@@ -261,7 +212,7 @@ static int run_batch(srv_batcher *b, size_t np, int32_t n_seq, int32_t n_tok, ch
     }
     /* Rows go straight into the jobs' buffers: a job cannot be freed while
      * it has running sequences. */
-    s = 0;
+    int32_t s = 0;
     for (size_t p = 0; p < np; p++) {
         const part *pt = &b->parts[p];
         memcpy(pt->job->out + (size_t)pt->first * (size_t)b->dim,
@@ -394,10 +345,7 @@ void srv_batcher_free(srv_batcher *b)
     pthread_cond_destroy(&b->cv);
     pthread_mutex_destroy(&b->mu);
     medembed_ctx_free(b->ctx);
-    free(b->ids);
-    free(b->lens);
-    free(b->texts);
-    free(b->tlens);
+    medembed_tokens_free(b->set);
     free(b->out);
     free(b->parts);
     free(b->pfds);

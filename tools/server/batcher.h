@@ -6,9 +6,9 @@
  * srv_job to srv_batcher_run(), which blocks until every sequence of the job
  * is embedded. The batcher thread takes queued sequences in arrival order,
  * up to --max-batch-tokens tokens per call (always at least one sequence),
- * from jobs that share the same embed flags, and makes one
- * medembed_ctx_embed_ids() call (or medembed_ctx_embed() for jobs that need
- * the library's prompt handling). The library guarantees that a sequence's
+ * from jobs that share the same embed flags, appends them to one token set
+ * and makes one medembed_ctx_embed_tokens() call. The library guarantees
+ * that a sequence's
  * vector does not depend on the other sequences in the call, so a request's
  * result is bit-identical to embedding it alone.
  *
@@ -34,13 +34,10 @@ typedef enum srv_job_status {
 
 typedef struct srv_job {
     /* Set by the caller; read-only while the job runs. */
-    int32_t n;                /* sequences */
-    const int32_t *ids;       /* ids mode: concatenated token ids of all sequences */
-    const int32_t *lens;      /* n token counts (also the batch budget in text mode) */
-    const char *const *texts; /* text mode: n texts (then ids is unused), else NULL */
-    const size_t *text_lens;
-    const char *prompt;       /* text mode: medembed_embed_opts.prompt */
-    uint32_t flags;           /* MEDEMBED_F_* for the embed call */
+    int32_t n;                  /* sequences */
+    const medembed_tokens *set; /* the n sequences (srv_prepare) */
+    const int32_t *lens;        /* n token counts */
+    uint32_t flags;             /* MEDEMBED_F_* for the embed call */
     int fd;                   /* client socket for hang-up checks, or -1 */
     float *out;               /* OUT: n * dim floats */
 

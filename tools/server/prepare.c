@@ -5,10 +5,9 @@
  * Tokenizing here, on the connection's thread, rather than in the batcher
  * means texts are tokenized in parallel while the batcher runs forward
  * passes, and every token count is known before a batch is packed. The
- * batcher then calls medembed_ctx_embed_ids() on exactly the ids that
- * medembed_ctx_embed() would have produced: [CLS] + pieces + [SEP], cut on
- * the right to the model's limit by the library itself, so the vectors equal
- * `medembed embed`'s bit for bit.
+ * tokens come from medembed_tokens_add_texts() and the batcher embeds them
+ * with medembed_ctx_embed_tokens(): the two calls medembed_ctx_embed()
+ * makes, so the vectors equal `medembed embed`'s bit for bit.
  */
 #include "prepare.h"
 
@@ -33,35 +32,15 @@ int srv_model_init(srv_model *sm, medembed_model *m, const char *model_arg)
     sm->max_length = medembed_model_max_length(m);
     sm->vocab_size = medembed_vocab_size(m);
     sm->normalize = medembed_model_normalize(m) != 0;
-    sm->include_prompt = 1;
     size_t n = medembed_model_info_json(m, NULL, 0);
     sm->info_json = malloc(n + 1);
     if (!sm->info_json)
         return -1;
     medembed_model_info_json(m, sm->info_json, n + 1);
 
-    /* include_prompt and the prompt names are only in the info JSON. */
-    srv_buf names = {0};
-    json_t *j = json_loads(sm->info_json, 0, NULL);
-    if (j) {
-        json_t *ip = json_object_get(j, "include_prompt");
-        if (json_is_boolean(ip))
-            sm->include_prompt = json_is_true(ip);
-        const char *key;
-        json_t *val;
-        json_object_foreach(json_object_get(j, "prompts"), key, val)
-        {
-            if (names.len)
-                srv_buf_puts(&names, ", ");
-            srv_buf_puts(&names, key);
-        }
-        json_decref(j);
-    }
-    sm->prompt_names = names.p ? names.p : dup_str("");
-
     /* The model's name in responses: the folder's last path component. */
     char *path = dup_str(model_arg ? model_arg : "model");
-    if (!path || !sm->prompt_names)
+    if (!path)
         return -1;
     size_t len = strlen(path);
     while (len > 1 && path[len - 1] == '/')
@@ -77,16 +56,13 @@ void srv_model_free(srv_model *sm)
     medembed_model_free(sm->m);
     free(sm->id);
     free(sm->info_json);
-    free(sm->prompt_names);
     memset(sm, 0, sizeof *sm);
 }
 
 void srv_prepared_free(srv_prepared *p)
 {
-    free(p->ids);
+    medembed_tokens_free(p->set);
     free(p->lens);
-    free(p->texts);
-    free(p->text_lens);
     memset(p, 0, sizeof *p);
 }
 
@@ -97,64 +73,25 @@ static const char *input_field(const srv_request *r)
                                                                                  : "inputs";
 }
 
-/* Resolves the prompt: the named one, else the model's default (as
- * sentence-transformers and `medembed embed` do). *out may be NULL. */
-static int resolve_prompt(const srv_model *sm, const srv_request *r, const char **out,
-                          srv_error *err)
+/* The library's options for r's texts: the request's prompt_name and the
+ * route's role, so the library's prompt rule decides, as everywhere. */
+static void text_opts(const srv_request *r, uint32_t flags, medembed_embed_opts *o)
 {
-    *out = NULL;
-    if (r->prompt_name) {
-        const char *p = medembed_model_prompt(sm->m, r->prompt_name);
-        if (!p)
-            return srv_fail(err, 422, "Validation", "prompt_name", "unknown_prompt",
-                            "prompt_name \"%.100s\" is not among the model's prompts (%s)",
-                            r->prompt_name,
-                            sm->prompt_names[0] ? sm->prompt_names : "it defines none");
-        *out = p;
-    } else {
-        *out = medembed_model_prompt(sm->m, NULL);
-    }
-    if (*out && !**out)
-        *out = NULL;
-    return 0;
+    medembed_embed_opts_init(o);
+    o->prompt_name = r->prompt_name;
+    o->role = r->route == SRV_ROUTE_SEARCH ? MEDEMBED_ROLE_QUERY : MEDEMBED_ROLE_TEXT;
+    o->flags = flags;
 }
 
-/* Tokenizes text (prompt prepended) into *ids (grown as needed). */
-static int tokenize_into(const srv_model *sm, const char *prompt, const char *text, size_t len,
-                         uint32_t flags, int32_t **ids, int32_t *cap, medembed_text_info *info,
-                         srv_error *err)
+/* Maps a failed medembed_tokens_add_texts to the HTTP error. */
+static int add_fail(int rc, const char *msg, srv_error *err)
 {
-    char *joined = NULL;
-    if (prompt) {
-        size_t pl = strlen(prompt);
-        joined = malloc(pl + len + 1);
-        if (!joined)
-            return srv_fail(err, 500, "Backend", NULL, "out_of_memory", "out of memory");
-        memcpy(joined, prompt, pl);
-        memcpy(joined + pl, text, len);
-        text = joined;
-        len += pl;
-    }
-    int rc = MEDEMBED_OK;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        rc = medembed_tokenize(sm->m, text, len, flags, *ids, *cap, info);
-        if (rc != MEDEMBED_OK || info->n_tokens <= *cap)
-            break;
-        int32_t *p = realloc(*ids, sizeof *p * (size_t)info->n_tokens);
-        if (!p) {
-            rc = MEDEMBED_ERR_NOMEM;
-            break;
-        }
-        *ids = p;
-        *cap = info->n_tokens;
-    }
-    free(joined);
-    if (rc != MEDEMBED_OK)
-        return srv_fail(err, rc == MEDEMBED_ERR_NOMEM ? 500 : 422,
-                        rc == MEDEMBED_ERR_NOMEM ? "Backend" : "Tokenizer", NULL,
-                        "tokenization_failed", "tokenization failed: %s",
-                        medembed_status_str(rc));
-    return 0;
+    if (rc == MEDEMBED_ERR_NOT_FOUND)
+        return srv_fail(err, 422, "Validation", "prompt_name", "unknown_prompt", "%s", msg);
+    if (rc == MEDEMBED_ERR_NOMEM)
+        return srv_fail(err, 500, "Backend", NULL, "out_of_memory", "out of memory");
+    return srv_fail(err, 422, "Tokenizer", NULL, "tokenization_failed", "tokenization failed: %s",
+                    msg);
 }
 
 static int too_long(const srv_model *sm, const srv_request *r, int32_t i, int32_t n,
@@ -172,126 +109,88 @@ static int too_long(const srv_model *sm, const srv_request *r, int32_t i, int32_
                     f, i, n, sm->max_length);
 }
 
+/* Checks the prompt name up front, so that a request of token ids only gets
+ * the same answer. */
+static int check_prompt(const srv_model *sm, const srv_request *r, srv_error *err)
+{
+    if (!r->prompt_name)
+        return 0;
+    medembed_embed_opts o;
+    text_opts(r, 0, &o);
+    const char *p = NULL;
+    char msg[512];
+    int rc = medembed_resolve_prompt(sm->m, &o, &p, NULL, msg, sizeof msg);
+    if (rc != MEDEMBED_OK)
+        return add_fail(rc, msg, err);
+    for (int32_t i = 0; i < r->n; i++)
+        if (!r->inputs[i].text)
+            return srv_fail(err, 422, "Validation", "prompt_name", "unknown_prompt",
+                            "prompt_name cannot be used with token-id inputs");
+    return 0;
+}
+
 int srv_prepare(const srv_model *sm, const srv_request *r, int auto_truncate, srv_prepared *p,
                 srv_error *err)
 {
     memset(p, 0, sizeof *p);
     int truncate = r->truncate >= 0 ? r->truncate : auto_truncate;
     int32_t max = sm->max_length;
-    const char *prompt = NULL;
-    int has_text = 0;
-    for (int32_t i = 0; i < r->n; i++)
-        has_text |= r->inputs[i].text != NULL;
-    if (has_text || r->prompt_name)
-        if (resolve_prompt(sm, r, &prompt, err) != 0)
-            return -1;
-    for (int32_t i = 0; i < r->n; i++)
-        if (!r->inputs[i].text && r->prompt_name)
-            return srv_fail(err, 422, "Validation", "prompt_name", "unknown_prompt",
-                            "prompt_name cannot be used with token-id inputs");
-
+    if (check_prompt(sm, r, err) != 0)
+        return -1;
     p->n = r->n;
-    /* With include_prompt = false the library must see the prompt to leave
-     * its tokens out of pooling, so such requests go in as texts. */
-    p->text_mode = prompt && !sm->include_prompt;
-    p->prompt = p->text_mode ? prompt : NULL;
     p->flags = r->normalize ? 0 : MEDEMBED_F_NO_NORMALIZE;
     p->post_normalize = r->normalize && !sm->normalize;
     p->renormalize = r->normalize && r->dimensions > 0 && r->dimensions < sm->dim;
-    p->lens = malloc(sizeof *p->lens * (size_t)r->n);
-    if (p->text_mode) {
-        p->texts = malloc(sizeof *p->texts * (size_t)r->n);
-        p->text_lens = malloc(sizeof *p->text_lens * (size_t)r->n);
-    }
-    if (!p->lens || (p->text_mode && (!p->texts || !p->text_lens)))
+    p->lens = malloc(sizeof *p->lens * (size_t)(r->n ? r->n : 1));
+    if (!p->lens || medembed_tokens_create(sm->m, &p->set) != MEDEMBED_OK)
         goto oom;
-
-    size_t total = 0, cap_total = 0;
-    int32_t cap = max + 2;
-    int32_t *tmp = malloc(sizeof *tmp * (size_t)cap);
-    if (!tmp)
-        goto oom;
+    medembed_embed_opts o;
+    text_opts(r, (truncate && r->truncate_left) ? MEDEMBED_F_TRUNCATE_LEFT : 0, &o);
+    char msg[512];
     for (int32_t i = 0; i < r->n; i++) {
         const srv_input *in = &r->inputs[i];
-        const int32_t *seq;
-        int32_t n, n_full;
+        int rc;
+        int32_t n_full;
         if (in->text) {
-            /* Right truncation is the library's own (what `medembed embed`
-             * does); left truncation needs every token. */
-            uint32_t tf = (truncate && r->truncate_left) ? MEDEMBED_F_NO_TRUNCATE : 0;
-            medembed_text_info info;
-            if (tokenize_into(sm, prompt, in->text, in->len, tf, &tmp, &cap, &info, err) != 0) {
-                free(tmp);
+            rc = medembed_tokens_add_texts(p->set, &in->text, &in->len, 1, &o, msg, sizeof msg);
+            if (rc != MEDEMBED_OK) {
+                add_fail(rc, msg, err);
                 srv_prepared_free(p);
                 return -1;
             }
+            medembed_text_info info;
+            medembed_tokens_info(p->set, i, &info);
             n_full = info.n_untruncated;
-            n = info.n_tokens;
-            seq = tmp;
-            if (n_full > max) {
-                if (!truncate) {
-                    free(tmp);
-                    srv_prepared_free(p);
-                    return too_long(sm, r, i, n_full, err);
-                }
-                if (r->truncate_left) {
-                    if (p->text_mode) {
-                        free(tmp);
-                        srv_prepared_free(p);
-                        return srv_fail(err, 422, "Validation", "truncation_direction",
-                                        "invalid_value",
-                                        "truncation_direction \"left\" is not supported with "
-                                        "this model's prompts (include_prompt is false)");
-                    }
-                    /* [CLS] + the last max-2 pieces + [SEP], as HF's left
-                     * truncation keeps them. */
-                    memmove(tmp + 1, tmp + (n - 1 - (max - 2)), sizeof *tmp * (size_t)(max - 2));
-                    tmp[max - 1] = tmp[n - 1];
-                    n = max;
-                }
-                p->n_truncated++;
-            }
-            if (n > max)
-                n = max;
         } else {
             n_full = in->n_ids;
-            n = n_full;
-            seq = in->ids;
-            if (n_full > max) {
-                if (!truncate) {
-                    free(tmp);
-                    srv_prepared_free(p);
-                    return too_long(sm, r, i, n_full, err);
-                }
+            const int32_t *seq = in->ids;
+            int32_t n = n_full;
+            if (n_full > max && truncate) {
                 if (r->truncate_left)
                     seq = in->ids + (n_full - max);
                 n = max;
-                p->n_truncated++;
+            }
+            if (n_full <= max || truncate) {
+                rc = medembed_tokens_add_ids(p->set, seq, n, msg, sizeof msg);
+                if (rc != MEDEMBED_OK) {
+                    srv_prepared_free(p);
+                    if (rc == MEDEMBED_ERR_NOMEM)
+                        goto oom;
+                    return srv_fail(err, 422, "Validation", input_field(r), "invalid_value",
+                                    "%s", msg);
+                }
             }
         }
-        p->lens[i] = n;
-        p->n_tokens += n;
-        if (p->text_mode) {
-            p->texts[i] = in->text;
-            p->text_lens[i] = in->len;
-            continue;
-        }
-        if (total + (size_t)n > cap_total) {
-            size_t c = cap_total ? cap_total * 2 : (size_t)(max * 4);
-            while (c < total + (size_t)n)
-                c *= 2;
-            int32_t *q = realloc(p->ids, sizeof *q * c);
-            if (!q) {
-                free(tmp);
-                goto oom;
+        if (n_full > max) {
+            if (!truncate) {
+                srv_prepared_free(p);
+                return too_long(sm, r, i, n_full, err);
             }
-            p->ids = q;
-            cap_total = c;
+            p->n_truncated++;
         }
-        memcpy(p->ids + total, seq, sizeof *seq * (size_t)n);
-        total += (size_t)n;
+        medembed_tokens_ids(p->set, i, &p->lens[i]);
+        p->n_tokens += p->lens[i];
     }
-    free(tmp);
     return 0;
 oom:
     srv_prepared_free(p);
@@ -342,22 +241,23 @@ static int is_special_str(const char *t)
 int srv_tokenize_response(const srv_model *sm, const srv_request *r, srv_buf *b,
                           srv_error *err)
 {
-    const char *prompt = NULL;
-    if (resolve_prompt(sm, r, &prompt, err) != 0)
-        return -1;
-    int32_t cap = sm->max_length + 2;
-    int32_t *ids = malloc(sizeof *ids * (size_t)cap);
-    if (!ids)
+    medembed_tokens *set = NULL;
+    if (medembed_tokens_create(sm->m, &set) != MEDEMBED_OK)
         return srv_fail(err, 500, "Backend", NULL, "out_of_memory", "out of memory");
+    medembed_embed_opts o;
+    text_opts(r, MEDEMBED_F_ALL_TOKENS, &o);
+    char msg[512];
     srv_buf_puts(b, "[");
     for (int32_t i = 0; i < r->n; i++) {
-        medembed_text_info info;
-        if (tokenize_into(sm, prompt, r->inputs[i].text, r->inputs[i].len,
-                          MEDEMBED_F_NO_TRUNCATE, &ids, &cap, &info, err) != 0) {
-            free(ids);
-            return -1;
+        int rc = medembed_tokens_add_texts(set, &r->inputs[i].text, &r->inputs[i].len, 1, &o,
+                                           msg, sizeof msg);
+        if (rc != MEDEMBED_OK) {
+            medembed_tokens_free(set);
+            return add_fail(rc, msg, err);
         }
-        int32_t lo = 0, hi = info.n_tokens;
+        int32_t n = 0;
+        const int32_t *ids = medembed_tokens_ids(set, i, &n);
+        int32_t lo = 0, hi = n;
         if (!r->add_special_tokens && hi >= 2) {
             lo = 1; /* drop the template's [CLS] ... [SEP] */
             hi--;
@@ -365,7 +265,7 @@ int srv_tokenize_response(const srv_model *sm, const srv_request *r, srv_buf *b,
         srv_buf_puts(b, i ? ",[" : "[");
         for (int32_t k = lo; k < hi; k++) {
             const char *t = medembed_token_str(sm->m, ids[k]);
-            int special = (r->add_special_tokens && (k == 0 || k == info.n_tokens - 1)) ||
+            int special = (r->add_special_tokens && (k == 0 || k == n - 1)) ||
                           is_special_str(t);
             srv_buf_printf(b, "%s{\"id\":%d,\"text\":", k > lo ? "," : "", ids[k]);
             srv_buf_json_string(b, t ? t : "", t ? strlen(t) : 0);
@@ -375,7 +275,7 @@ int srv_tokenize_response(const srv_model *sm, const srv_request *r, srv_buf *b,
         srv_buf_puts(b, "]");
     }
     srv_buf_puts(b, "]");
-    free(ids);
+    medembed_tokens_free(set);
     if (b->oom)
         return srv_fail(err, 500, "Backend", NULL, "out_of_memory", "out of memory");
     return 0;

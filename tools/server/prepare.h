@@ -1,8 +1,9 @@
 /*
  * prepare.h - the model-dependent half of request handling, run on the
- * connection's own thread before a job is queued: prompt lookup,
- * tokenization, truncation and the token-length checks (422 when an input
- * is too long and truncation is off), then the post-processing of vectors
+ * connection's own thread before a job is queued: the library's tokens
+ * for each input (prompt, tokenization, truncation) and the token-length
+ * checks (422 when an input is too long and truncation is off), then the
+ * post-processing of vectors
  * (normalize, `dimensions`) and the /tokenize response.
  */
 #ifndef MEDEMBED_SERVER_PREPARE_H
@@ -22,29 +23,25 @@ typedef struct srv_model {
     int32_t max_length; /* tokens per input, [CLS]/[SEP] included */
     int32_t vocab_size;
     int normalize;      /* the model ends with a Normalize module */
-    int include_prompt; /* 1_Pooling include_prompt (false: prompt tokens not pooled) */
     char *id;           /* model name in responses (the folder's base name) */
-    char *info_json;    /* medembed_model_info_json() */
-    char *prompt_names; /* "query, passage" or "" for messages */
+    char *info_json;    /* medembed_model_info_json(), for /info */
 } srv_model;
 
 /* Fills sm from a loaded model (which sm then owns). Returns 0 or -1 (OOM). */
 int srv_model_init(srv_model *sm, medembed_model *m, const char *model_arg);
 void srv_model_free(srv_model *sm);
 
-/* A request ready for the batcher. */
+/* A request ready for the batcher: its sequences in a library token set,
+ * made by the calls medembed_ctx_embed() makes, so the vectors equal
+ * `medembed embed`'s bit for bit. */
 typedef struct srv_prepared {
     int32_t n;
-    int32_t *ids;  /* ids mode: concatenated token ids */
-    int32_t *lens; /* tokens per input, as embedded */
-    int text_mode; /* the library must apply `prompt` itself (include_prompt = false) */
-    const char **texts; /* text mode: the request's texts */
-    size_t *text_lens;
-    const char *prompt;      /* text mode: the prompt (lives as long as the model) */
-    uint32_t flags;          /* MEDEMBED_F_* for the embed call */
-    int post_normalize;      /* L2-normalize here: asked for, but the model has no Normalize */
-    int renormalize;         /* re-normalize after cutting to `dimensions` */
-    int64_t n_tokens;        /* usage.prompt_tokens */
+    medembed_tokens *set; /* n sequences */
+    int32_t *lens;        /* tokens per input, as embedded */
+    uint32_t flags;       /* MEDEMBED_F_* for the embed call */
+    int post_normalize;   /* L2-normalize here: asked for, but the model has no Normalize */
+    int renormalize;      /* re-normalize after cutting to `dimensions` */
+    int64_t n_tokens;     /* usage.prompt_tokens */
     int32_t n_truncated;
 } srv_prepared;
 

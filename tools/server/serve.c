@@ -343,11 +343,8 @@ static enum MHD_Result handle_infer(struct MHD_Connection *c, req_state *st)
     srv_job job;
     memset(&job, 0, sizeof job);
     job.n = p.n;
-    job.ids = p.ids;
+    job.set = p.set;
     job.lens = p.lens;
-    job.texts = p.text_mode ? p.texts : NULL;
-    job.text_lens = p.text_lens;
-    job.prompt = p.prompt;
     job.flags = p.flags;
     job.fd = client_fd(c);
     job.out = vecs;
@@ -582,19 +579,17 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 static char *build_info(void)
 {
     srv_buf b = {0};
-    json_t *mi = json_loads(S.model.info_json, 0, NULL);
-    const char *pool = mi ? json_string_value(json_object_get(mi, "pooling")) : NULL;
-    const char *dt = mi ? json_string_value(json_object_get(mi, "dtype")) : NULL;
-    const char *dtype = !dt                        ? "float32"
-                        : strcmp(dt, "bf16") == 0  ? "bfloat16"
-                        : strcmp(dt, "int8") == 0  ? "int8"
-                                                   : "float32";
+    const char *pool = medembed_pooling_name(medembed_model_pooling(S.model.m));
+    int32_t dt = medembed_model_dtype(S.model.m);
+    const char *dtype = dt == MEDEMBED_DTYPE_BF16   ? "bfloat16"
+                        : dt == MEDEMBED_DTYPE_INT8 ? "int8"
+                                                    : "float32";
     srv_buf_puts(&b, "{\"model_id\":");
     srv_buf_json_string(&b, S.model.id, strlen(S.model.id));
     srv_buf_printf(&b, ",\"model_sha\":null,\"model_dtype\":\"%s\","
                        "\"model_type\":{\"embedding\":{\"pooling\":",
                    dtype);
-    srv_buf_json_string(&b, pool ? pool : "cls", strlen(pool ? pool : "cls"));
+    srv_buf_json_string(&b, pool, strlen(pool));
     srv_buf_printf(&b,
                    "}},\"max_concurrent_requests\":%ld,\"max_input_length\":%d,"
                    "\"max_batch_tokens\":%ld,\"max_batch_requests\":null,"
@@ -604,7 +599,6 @@ static char *build_info(void)
                    S.max_concurrent, S.model.max_length, S.max_batch_tokens, S.max_client_batch,
                    S.auto_truncate ? "true" : "false", S.max_concurrent, medembed_version(),
                    S.model.dim, S.search ? "true" : "false", S.model.info_json);
-    json_decref(mi);
     if (b.oom) {
         srv_buf_free(&b);
         return NULL;

@@ -46,11 +46,14 @@ class LoadOpts(ctypes.Structure):
 
 class EmbedOpts(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint32), ("max_length", ctypes.c_int32),
-                ("prompt", ctypes.c_char_p), ("batch_tokens", ctypes.c_int32)]
+                ("prompt", ctypes.c_char_p), ("batch_tokens", ctypes.c_int32),
+                ("prompt_name", ctypes.c_char_p), ("role", ctypes.c_int32)]
 
 
 F_NO_NORMALIZE = 0x1
 F_NO_TRUNCATE = 0x2
+# medembed_role: which prompt the library's rule picks when none is named
+ROLE_TEXT, ROLE_QUERY, ROLE_DOCUMENT = 0, 1, 2
 F_STRICT_UTF8 = 0x4
 F_RAW_TOKENIZER = 0x8
 
@@ -85,6 +88,10 @@ _PROTOS = {
     "medembed_ctx_free": (None, [_P]),
     "medembed_ctx_last_error": (ctypes.c_char_p, [_P]),
     "medembed_embed_opts_init": (None, [ctypes.POINTER(EmbedOpts)]),
+    "medembed_resolve_prompt": (ctypes.c_int, [_P, ctypes.POINTER(EmbedOpts),
+                                               ctypes.POINTER(ctypes.c_char_p),
+                                               ctypes.POINTER(ctypes.c_char_p), ctypes.c_char_p,
+                                               _SZ]),
     "medembed_ctx_embed": (ctypes.c_int, [_P, ctypes.POINTER(ctypes.c_char_p),
                                           ctypes.POINTER(_SZ), _I32, ctypes.POINTER(EmbedOpts),
                                           ctypes.c_void_p, ctypes.POINTER(TextInfo)]),

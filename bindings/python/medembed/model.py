@@ -377,9 +377,42 @@ class Model:
                 return rc, ctx.error(rc)
         return 0, None
 
+    def _embed_opts(self, prompt, prompt_name, role):
+        """The library's embed options; the library's prompt rule (medembed_resolve_prompt)
+        decides which prompt applies. As in ST, a prompt string wins over a prompt_name."""
+        L, p = _lib.lib(), self._ptr()
+        opts = _lib.EmbedOpts()
+        L.medembed_embed_opts_init(ctypes.byref(opts))
+        if prompt is not None:
+            prompt_name = None
+            opts.prompt = prompt.encode("utf-8")
+            if b"\0" in opts.prompt:
+                raise ValueError("prompt must not contain NUL characters")
+        if prompt_name is not None:
+            opts.prompt_name = prompt_name.encode("utf-8")
+        opts.role = role
+        err = ctypes.create_string_buffer(512)
+        got = ctypes.c_char_p()
+        rc = L.medembed_resolve_prompt(p, ctypes.byref(opts), ctypes.byref(got), None, err,
+                                       len(err))
+        if rc != 0:
+            raise ValueError(err.value.decode("utf-8", "replace"))
+        return opts
+
+    def encode_query(self, sentences, **kwargs):
+        """encode() for search queries: with no prompt given, the model's "query" prompt
+        (else its default prompt) applies, as in SentenceTransformer.encode_query."""
+        return self.encode(sentences, _role=_lib.ROLE_QUERY, **kwargs)
+
+    def encode_document(self, sentences, **kwargs):
+        """encode() for documents: with no prompt given, the model's "document", "passage"
+        or "corpus" prompt (else its default prompt) applies, as in
+        SentenceTransformer.encode_document."""
+        return self.encode(sentences, _role=_lib.ROLE_DOCUMENT, **kwargs)
+
     def encode(self, sentences, batch_size=32, normalize_embeddings=True, prompt=None,
                prompt_name=None, show_progress_bar=False, convert_to_numpy=True,
-               precision="float32", max_length=None, truncate=True):
+               precision="float32", max_length=None, truncate=True, _role=_lib.ROLE_TEXT):
         """Embed texts, as SentenceTransformer.encode does.
 
         sentences  : a str (returns a 1-D array) or a sequence of str (returns (n, dim)).
@@ -387,8 +420,9 @@ class Model:
         normalize_embeddings : True L2-normalizes every row (the model's Normalize module
                      already does if it has one); False returns what the model's own module
                      pipeline gives, as ST does.
-        prompt, prompt_name : a prompt string, or the name of one in the model config; with
-                     neither, the model's default prompt (if any) is used, as in ST.
+        prompt, prompt_name : a prompt string ("" = none), or the name of one in the model
+                     config; with neither, the model's default prompt (if any) is used, as in
+                     ST. The library's rule decides (docs/PYTHON.md, "Prompts").
         precision  : "float32", or "int8"|"uint8"|"binary"|"ubinary" quantized as
                      sentence_transformers.quantization.quantize_embeddings does (int8 ranges
                      from these embeddings; see medembed.quantize_embeddings for calibration).
@@ -403,21 +437,7 @@ class Model:
             raise ValueError("batch_size must be a positive int, got %r" % (batch_size,))
         texts, single = _as_texts(sentences)
         raw = _to_utf8(texts)
-        if prompt is None:
-            if prompt_name is not None:
-                prompt = self.prompt(prompt_name)
-                if prompt is None:
-                    raise ValueError("prompt_name %r is not among the model's prompts %s"
-                                     % (prompt_name, sorted(self.prompts)))
-            else:
-                prompt = self.prompt(None)
-        self._ptr()
-        opts = _lib.EmbedOpts()
-        _lib.lib().medembed_embed_opts_init(ctypes.byref(opts))
-        prompt_b = prompt.encode("utf-8") if prompt else None
-        if prompt_b is not None and b"\0" in prompt_b:
-            raise ValueError("prompt must not contain NUL characters")
-        opts.prompt = prompt_b
+        opts = self._embed_opts(prompt, prompt_name, _role)
         opts.max_length = int(max_length or 0)
         opts.flags = 0 if truncate else _lib.F_NO_TRUNCATE
         out = np.empty((len(raw), self.dim), dtype=np.float32)
