@@ -100,10 +100,12 @@ def test_prompts_equal_cli(model_dirs, tmp_path):
     assert not np.array_equal(m.encode(TEXTS, prompt=""), default)
     with pytest.raises(ValueError, match="nope"):
         m.encode(TEXTS, prompt_name="nope")
-    # embed_query uses the "query" prompt; embed_documents the default pipeline
+    # embed_query uses the "query" prompt, embed_documents the "passage" one (the library's
+    # rule, as sentence-transformers' encode_query / encode_document)
     q = m.embed_query(TEXTS[0])
     assert isinstance(q, list) and all(isinstance(v, float) for v in q)
     assert np.array_equal(np.array(q, dtype=np.float32), default[0])
+    assert np.array_equal(np.array(m.embed_documents(TEXTS), dtype=np.float32), passage)
     m.close()
 
 

@@ -218,3 +218,24 @@ def test_default_prompt_matches_sentence_transformers(cli, pm, tmp_path):
     got = cli.embed_npy(pm, TEXTS[:4], [], tmp_path, name="st-cli.npy")
     np.testing.assert_allclose(got, st, atol=1e-5)
     assert np.max(np.abs(ref(cli, pm, TEXTS[:4], "", tmp_path) - st)) > 1e-3
+
+
+def test_eval_doc_prompt_overrides(cli, pm, tmp_path):
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    os.replace(corpus(tmp_path), beir / "corpus.jsonl")
+    (beir / "queries.jsonl").write_text(json.dumps({"_id": "q0", "text": QUERIES[0]}) + "\n")
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq0\td0\t1\n")
+    run = tmp_path / "run.trec"
+    cli.ok(["eval", "-m", pm, "--beir", beir, "--run", run, "-k", 5, "--prompt", "",
+            "--doc-prompt-name", "clinical"])
+    dv = ref(cli, pm, TEXTS, PROMPTS["clinical"], tmp_path).astype(np.float64)
+    qv = ref(cli, pm, QUERIES[:1], "", tmp_path).astype(np.float64)
+    for line in open(run):
+        _, _, did, _, score, _ = line.split()
+        assert abs(float(score) - dv[int(did[1:])] @ qv[0]) < 1e-5
+    r = cli.run(["eval", "-m", pm, "--beir", beir, "--doc-prompt-name", "nope"])
+    assert r.returncode == 2 and b'prompt_name "nope" is not among' in r.stderr
+    r = cli.run(["index", "build", "-m", pm, "-i", beir / "corpus.jsonl", "-o", tmp_path / "x.db",
+                 "--prompt", "a", "--prompt-name", "query"])
+    assert r.returncode == 2 and b"not both" in r.stderr and not (tmp_path / "x.db").exists()

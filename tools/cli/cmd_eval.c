@@ -26,6 +26,8 @@ enum {
     OPT_RUN,
     OPT_PROMPT,
     OPT_PROMPT_NAME,
+    OPT_DOC_PROMPT,
+    OPT_DOC_PROMPT_NAME,
     OPT_CHUNK,
     OPT_OVERLAP,
     OPT_QUANT,
@@ -54,8 +56,12 @@ static void eval_usage(FILE *f)
             "                           \"recall_at_10\", \"recall_at_100\", \"precision_at_10\",\n"
             "                           \"n_queries\"} instead of a table\n"
             "      --run FILE           write the ranking as a TREC run file\n"
-            "      --prompt TEXT        query instruction prefix (MedEmbed: none)\n"
+            "      --prompt TEXT        query prompt (\"\" = none; default: the model's \"query\"\n"
+            "                           prompt, else its default prompt; MedEmbed: none)\n"
             "      --prompt-name NAME   a prompt from config_sentence_transformers.json\n"
+            "      --doc-prompt TEXT    document prompt (default: \"document\", \"passage\" or\n"
+            "                           \"corpus\", else the default prompt)\n"
+            "      --doc-prompt-name NAME  a prompt from config_sentence_transformers.json\n"
             "      --chunk-tokens N     chunk documents (default: truncate, as MTEB)\n"
             "      --overlap M          chunk overlap\n"
             "      --quantize int8      int8 vectors with f32 rescoring\n"
@@ -68,7 +74,7 @@ static void eval_usage(FILE *f)
 }
 
 typedef struct eval_args {
-    const char *model, *beir, *split, *run, *prompt, *prompt_name;
+    const char *model, *beir, *split, *run, *prompt, *prompt_name, *doc_prompt, *doc_prompt_name;
     long k, chunk, overlap, hnsw_m, ef, batch, threads;
     int json, int8, dtype, skip_bad;
 } eval_args;
@@ -83,6 +89,8 @@ static int parse(int argc, char **argv, eval_args *a)
         {"run", required_argument, 0, OPT_RUN},
         {"prompt", required_argument, 0, OPT_PROMPT},
         {"prompt-name", required_argument, 0, OPT_PROMPT_NAME},
+        {"doc-prompt", required_argument, 0, OPT_DOC_PROMPT},
+        {"doc-prompt-name", required_argument, 0, OPT_DOC_PROMPT_NAME},
         {"chunk-tokens", required_argument, 0, OPT_CHUNK},
         {"overlap", required_argument, 0, OPT_OVERLAP},
         {"quantize", required_argument, 0, OPT_QUANT},
@@ -128,6 +136,12 @@ static int parse(int argc, char **argv, eval_args *a)
             break;
         case OPT_PROMPT_NAME:
             a->prompt_name = optarg;
+            break;
+        case OPT_DOC_PROMPT:
+            a->doc_prompt = optarg;
+            break;
+        case OPT_DOC_PROMPT_NAME:
+            a->doc_prompt_name = optarg;
             break;
         case OPT_CHUNK:
             if (cli_parse_int("--chunk-tokens", optarg, 1, 1 << 20, &a->chunk))
@@ -282,6 +296,11 @@ int cmd_eval(int argc, char **argv)
         rc = 2;
         goto out;
     }
+    medembed_embed_opts deo;
+    if (cli_embed_opts(m, a.doc_prompt, a.doc_prompt_name, MEDEMBED_ROLE_DOCUMENT, &deo)) {
+        rc = 2;
+        goto out;
+    }
     if (medembed_ctx_create(m, (int32_t)a.threads, &ctx) != MEDEMBED_OK) {
         cli_error("cannot create a context (out of memory?)");
         rc = 1;
@@ -311,8 +330,6 @@ int cmd_eval(int argc, char **argv)
         rc = 1;
         goto out;
     }
-    medembed_embed_opts deo;
-    medembed_embed_opts_init(&deo);
     ingest_opts io = {(int32_t)a.batch, a.skip_bad, &deo};
     int64_t added = 0, skipped = 0;
     rc = ingest_corpus(ix, ctx, &cr, &io, &added, &skipped);

@@ -422,6 +422,12 @@ static int cmd_build_add(int build, index_args *a)
     } else if (open_ctx(a, &m, &ctx)) {
         return 1;
     }
+    medembed_embed_opts eo;
+    if (m && cli_embed_opts(m, a->prompt, a->prompt_name, MEDEMBED_ROLE_DOCUMENT, &eo)) {
+        medembed_ctx_free(ctx);
+        medembed_model_free(m);
+        return 2;
+    }
     char err[1024];
     medembed_index *ix = NULL;
     int rc;
@@ -469,11 +475,8 @@ static int cmd_build_add(int build, index_args *a)
         if (a->vectors) {
             rc = ingest_vectors(ix, &vm, have_r ? &r : NULL, (int32_t)a->batch, &added);
         } else {
-            medembed_embed_opts eo;
-            rc = cli_embed_opts(m, a->prompt, a->prompt_name, MEDEMBED_ROLE_DOCUMENT, &eo);
             ingest_opts io = {(int32_t)a->batch, a->skip_bad, &eo};
-            if (!rc)
-                rc = ingest_corpus(ix, ctx, &r, &io, &added, &skipped);
+            rc = ingest_corpus(ix, ctx, &r, &io, &added, &skipped);
         }
     }
     if (have_r)

@@ -492,14 +492,14 @@ class Model:
 
     # ---- LangChain-style interface -----------------------------------------------------
     def embed_documents(self, texts):
-        """List of float lists, one per text (LangChain Embeddings.embed_documents)."""
-        return self.encode(list(texts)).tolist()
+        """List of float lists, one per text (LangChain Embeddings.embed_documents); the
+        document prompt of the library's rule applies (encode_document)."""
+        return self.encode_document(list(texts)).tolist()
 
     def embed_query(self, text):
-        """Float list for one query (LangChain Embeddings.embed_query); uses the model's
-        "query" prompt when it defines one."""
-        name = "query" if self.prompt("query") is not None else None
-        return self.encode([text], prompt_name=name)[0].tolist()
+        """Float list for one query (LangChain Embeddings.embed_query); the query prompt of
+        the library's rule applies (encode_query)."""
+        return self.encode_query([text])[0].tolist()
 
 
 def get_model(path_or_repo, dtype="float32", threads=0, max_length=None, pack_cache=None):
