@@ -165,7 +165,8 @@ static uint32_t ffn_bf16_io(const me_kern *k, const me_layer *L)
 /* The last layer when only each sequence's [CLS] row is wanted (CLS
  * pooling): keys and values still need every token, but the attention
  * queries, the output projection, both LayerNorms and the FFN run on one row
- * per sequence, about 7% of a BERT-base forward pass saved. Every kernel
+ * per sequence, about 7% of a BERT-base forward pass saved (see
+ * docs/PERFORMANCE.md, "CLS-only last layer"). Every kernel
  * computes a row from that row alone, so the [CLS] rows come out
  * bit-identical to the full computation. The compact rows live in buffers
  * that are free by then: attention output and residual in qkv, the rest in

@@ -69,10 +69,9 @@ static inline me_linear *me_model_linear(medembed_model *m, int64_t t)
 
 /* The dtype linear layer t (me_model_linear) computes in. The int8 dtype
  * keeps the fused QKV projection in bf16: its input, a LayerNorm output,
- * has a few outlier channels that set each row's int8 scale, and that
- * activation rounding was most of int8's error on real weights
- * (all-MiniLM-L6-v2 over PubMedQA: mean cosine to f32 0.99774 all-int8,
- * 0.99911 with QKV in bf16; docs/MODELS.md, "int8 on real weights"). */
+ * has a few outlier channels that set each row's int8 scale, which made
+ * int8 miss its accuracy target on real weights (docs/PERFORMANCE.md,
+ * "int8 path"). */
 static inline int32_t me_model_linear_dtype(const medembed_model *m, int64_t t)
 {
     return m->dtype == MEDEMBED_DTYPE_INT8 && t % 4 == 0 ? MEDEMBED_DTYPE_BF16 : m->dtype;

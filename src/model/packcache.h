@@ -2,10 +2,9 @@
  * packcache.h - packed weights kept in a file between processes.
  *
  * Packing (me_kern.pack) turns each linear layer's fp32 weights into the
- * kernels' layout at every load: on the development VM that is 0.14 s for
- * MedEmbed-base f32 when the memory it writes was in use moments before, and
- * 0.5 s when the VM's host has taken that memory back (each fresh page then
- * faults in the host, see docs/PERFORMANCE.md, "Loading and memory"). With a
+ * kernels' layout at every load, into fresh memory; when a VM's host has
+ * taken freed memory back, each fresh page faults in the host, and that can
+ * cost more than the packing (docs/PERFORMANCE.md, "Pack cache"). With a
  * pack cache directory (medembed_load_opts.pack_cache or MEDEMBED_PACK_CACHE)
  * the first load writes the packed layers to one file there, and later loads
  * map that file read-only from the page cache instead of packing: no fresh

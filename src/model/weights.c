@@ -209,10 +209,9 @@ void me_weights_prefault(const medembed_model *m, const me_linear *L)
         populate_range(p[i], sizeof(float) * (size_t)L->n_in * (size_t)rows[i]);
 }
 
-/* Why stage: in our VMs the first access to each 4 KiB page of a fresh
- * mapping costs ~1.6 us even when the page is in the page cache (mapping
- * 417 MB and touching it: 160-260 ms on one core), while pread copies the
- * same bytes through the kernel's own mapping in 63-90 ms. */
+/* Why stage: in VMs the first access to each 4 KiB page of a fresh mapping
+ * costs more than copying the same bytes with pread, even when the page is
+ * in the page cache (docs/PERFORMANCE.md, "Packed weights"). */
 static int stage_range(const medembed_model *m, const float *p, size_t bytes, uint8_t *dst)
 {
     for (int32_t i = 0; i < m->n_shards; i++)
