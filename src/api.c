@@ -725,18 +725,20 @@ static int tokens_reserve(medembed_tokens *t, int32_t more_seq, size_t more_ids)
     return MEDEMBED_OK;
 }
 
-static int tok_fail(char *err, size_t err_len, int status, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int tok_fail(char *err, size_t err_len, int status, const char *fmt, ...)
+/* Appends one sequence (room reserved): n ids of n_full before truncation. */
+static void push_seq(medembed_tokens *t, const int32_t *ids, int32_t n, int32_t skip,
+                     int32_t n_full, int32_t n_bad)
 {
-    if (err && err_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, err_len, fmt, ap);
-        va_end(ap);
-    }
-    return status;
+    memcpy(t->ids + t->n_ids, ids, sizeof *ids * (size_t)n);
+    tok_seq *q = &t->seq[t->n++];
+    q->off = t->n_ids;
+    q->len = n;
+    q->skip = skip;
+    q->info.n_tokens = n;
+    q->info.n_untruncated = n_full;
+    q->info.truncated = n_full > n;
+    q->info.n_invalid_utf8 = n_bad;
+    t->n_ids += (size_t)n;
 }
 
 int medembed_tokens_add_texts(medembed_tokens *t, const char *const *texts, const size_t *lens,
@@ -744,7 +746,7 @@ int medembed_tokens_add_texts(medembed_tokens *t, const char *const *texts, cons
                               size_t err_len)
 {
     if (!t || n < 0 || (n > 0 && !texts))
-        return tok_fail(err, err_len, MEDEMBED_ERR_ARG, "add_texts: bad arguments (n = %d)", n);
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "add_texts: bad arguments (n = %d)", n);
     medembed_embed_opts o;
     medembed_embed_opts_init(&o);
     if (opts)
@@ -770,7 +772,7 @@ int medembed_tokens_add_texts(medembed_tokens *t, const char *const *texts, cons
         me_err e;
         rc = me_tokenizer_encode(m->tok, prompt, plen, 0, tf, &t->tok, &nf, NULL, &e);
         if (rc != MEDEMBED_OK)
-            return tok_fail(err, err_len, rc, "prompt: %s", e.msg);
+            return me_err_buf(err, err_len, rc, "prompt: %s", e.msg);
         skip = t->tok.n - 1;
     }
     int32_t n0 = t->n;
@@ -783,7 +785,7 @@ int medembed_tokens_add_texts(medembed_tokens *t, const char *const *texts, cons
                 size_t c = (plen + len + 1) * 2;
                 char *p = realloc(t->joined, c);
                 if (!p) {
-                    rc = tok_fail(err, err_len, MEDEMBED_ERR_NOMEM, "text %d: out of memory", i);
+                    rc = me_err_buf(err, err_len, MEDEMBED_ERR_NOMEM, "text %d: out of memory", i);
                     break;
                 }
                 t->joined = p;
@@ -801,12 +803,12 @@ int medembed_tokens_add_texts(medembed_tokens *t, const char *const *texts, cons
         rc = me_tokenizer_encode(m->tok, s, len, (all || left) ? 0 : max, tf, &t->tok, &nf, &nbad,
                                  &e);
         if (rc != MEDEMBED_OK) {
-            tok_fail(err, err_len, rc, "text %d: %s", i, e.msg);
+            me_err_buf(err, err_len, rc, "text %d: %s", i, e.msg);
             break;
         }
         int32_t k = t->tok.n;
         if ((o.flags & MEDEMBED_F_NO_TRUNCATE) && !all && nf > max) {
-            rc = tok_fail(err, err_len, MEDEMBED_ERR_TOO_LONG,
+            rc = me_err_buf(err, err_len, MEDEMBED_ERR_TOO_LONG,
                           "text %d: %d tokens is over the model's limit of %d", i, nf, max);
             break;
         }
@@ -820,19 +822,10 @@ int medembed_tokens_add_texts(medembed_tokens *t, const char *const *texts, cons
         }
         rc = tokens_reserve(t, 1, (size_t)k);
         if (rc != MEDEMBED_OK) {
-            tok_fail(err, err_len, rc, "text %d: out of memory for %d tokens", i, k);
+            me_err_buf(err, err_len, rc, "text %d: out of memory for %d tokens", i, k);
             break;
         }
-        memcpy(t->ids + t->n_ids, t->tok.ids, sizeof *t->ids * (size_t)k);
-        tok_seq *q = &t->seq[t->n++];
-        q->off = t->n_ids;
-        q->len = k;
-        q->skip = skip;
-        q->info.n_tokens = k;
-        q->info.n_untruncated = nf;
-        q->info.truncated = nf > k;
-        q->info.n_invalid_utf8 = nbad;
-        t->n_ids += (size_t)k;
+        push_seq(t, t->tok.ids, k, skip, nf, nbad);
     }
     if (rc != MEDEMBED_OK) {
         t->n = n0;
@@ -851,28 +844,19 @@ int me_tokens_add_seq(medembed_tokens *t, const int32_t *ids, int32_t n_ids, int
                       char *err, size_t err_len)
 {
     if (!t || (n_ids > 0 && !ids))
-        return tok_fail(err, err_len, MEDEMBED_ERR_ARG, "add_ids: bad arguments");
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "add_ids: bad arguments");
     const medembed_model *m = t->m;
     if (n_ids < 1 || n_ids > m->max_length)
-        return tok_fail(err, err_len, MEDEMBED_ERR_TOO_LONG, "%d tokens; allowed 1..%d", n_ids,
+        return me_err_buf(err, err_len, MEDEMBED_ERR_TOO_LONG, "%d tokens; allowed 1..%d", n_ids,
                         m->max_length);
     for (int32_t k = 0; k < n_ids; k++)
         if (ids[k] < 0 || ids[k] >= m->cfg.vocab_size)
-            return tok_fail(err, err_len, MEDEMBED_ERR_ARG,
+            return me_err_buf(err, err_len, MEDEMBED_ERR_ARG,
                             "token id %d is outside the vocabulary [0, %d)", ids[k],
                             m->cfg.vocab_size);
     if (tokens_reserve(t, 1, (size_t)n_ids) != MEDEMBED_OK)
-        return tok_fail(err, err_len, MEDEMBED_ERR_NOMEM, "out of memory for %d tokens", n_ids);
-    memcpy(t->ids + t->n_ids, ids, sizeof *ids * (size_t)n_ids);
-    tok_seq *q = &t->seq[t->n++];
-    q->off = t->n_ids;
-    q->len = n_ids;
-    q->skip = skip;
-    q->info.n_tokens = n_ids;
-    q->info.n_untruncated = n_ids;
-    q->info.truncated = 0;
-    q->info.n_invalid_utf8 = 0;
-    t->n_ids += (size_t)n_ids;
+        return me_err_buf(err, err_len, MEDEMBED_ERR_NOMEM, "out of memory for %d tokens", n_ids);
+    push_seq(t, ids, n_ids, skip, n_ids, 0);
     return MEDEMBED_OK;
 }
 

@@ -38,19 +38,6 @@ static void put_err(char *err, size_t err_len, const me_err *e)
         snprintf(err, err_len, "%s", e->msg);
 }
 
-static int fail(char *err, size_t err_len, int status, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t err_len, int status, const char *fmt, ...)
-{
-    if (err && err_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, err_len, fmt, ap);
-        va_end(ap);
-    }
-    return status;
-}
-
 void medembed_index_config_init(medembed_index_config *c)
 {
     if (!c)
@@ -154,7 +141,7 @@ int medembed_index_create(const char *path, const medembed_model *model,
                           size_t err_len)
 {
     if (!path || !*path || !out)
-        return fail(err, err_len, MEDEMBED_ERR_ARG, "medembed_index_create: no path or out");
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "medembed_index_create: no path or out");
     medembed_index_config c;
     medembed_index_config_init(&c);
     if (cfg)
@@ -163,13 +150,13 @@ int medembed_index_create(const char *path, const medembed_model *model,
         c.hnsw_ef_construction = ME_DEFAULT_EFC;
     int32_t dim = model ? medembed_model_dim(model) : c.dim;
     if (model && c.dim && c.dim != dim)
-        return fail(err, err_len, MEDEMBED_ERR_ARG, "dim %d does not match the model's %d",
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "dim %d does not match the model's %d",
                     c.dim, dim);
     if (dim < 1 || dim > ME_INDEX_MAX_DIM)
-        return fail(err, err_len, MEDEMBED_ERR_ARG, "dim %d: allowed 1..%d", dim,
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "dim %d: allowed 1..%d", dim,
                     ME_INDEX_MAX_DIM);
     if (c.vec_dtype != MEDEMBED_VEC_F32 && c.vec_dtype != MEDEMBED_VEC_INT8)
-        return fail(err, err_len, MEDEMBED_ERR_ARG, "vec_dtype %d: use F32 (0) or INT8 (1)",
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "vec_dtype %d: use F32 (0) or INT8 (1)",
                     c.vec_dtype);
     int32_t max_win = model ? medembed_model_max_length(model) - 2 : (1 << 20);
     if (c.chunk_tokens == -1 && model) {
@@ -184,31 +171,31 @@ int medembed_index_create(const char *path, const medembed_model *model,
             medembed_tokenize(model, prompt, (size_t)-1, MEDEMBED_F_NO_TRUNCATE, NULL, 0, &ti);
         c.chunk_tokens = max_win - (prompt ? ti.n_tokens - 2 : 0);
         if (c.chunk_tokens < 1)
-            return fail(err, err_len, MEDEMBED_ERR_ARG,
+            return me_err_buf(err, err_len, MEDEMBED_ERR_ARG,
                         "the model's document prompt leaves no room for chunks");
     }
     if (c.chunk_tokens < 0 || c.chunk_tokens > max_win)
-        return fail(err, err_len, MEDEMBED_ERR_ARG,
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG,
                     "chunk_tokens %d: allowed 0..%d (the model's limit minus [CLS] and [SEP])",
                     c.chunk_tokens, max_win);
     if (c.overlap < 0 || (c.chunk_tokens > 0 && c.overlap >= c.chunk_tokens) ||
         (c.chunk_tokens == 0 && c.overlap != 0))
-        return fail(err, err_len, MEDEMBED_ERR_ARG,
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG,
                     "overlap %d: must be at least 0 and less than chunk_tokens (%d)", c.overlap,
                     c.chunk_tokens);
     if (c.hnsw_m != 0 && (c.hnsw_m < 2 || c.hnsw_m > 128))
-        return fail(err, err_len, MEDEMBED_ERR_ARG, "hnsw_m %d: allowed 0 (off) or 2..128",
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "hnsw_m %d: allowed 0 (off) or 2..128",
                     c.hnsw_m);
     if (c.hnsw_ef_construction < 1 || c.hnsw_ef_construction > 100000)
-        return fail(err, err_len, MEDEMBED_ERR_ARG, "hnsw_ef_construction %d: allowed 1..100000",
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "hnsw_ef_construction %d: allowed 1..100000",
                     c.hnsw_ef_construction);
     struct stat sb;
     if (strcmp(path, ":memory:") != 0 && stat(path, &sb) == 0)
-        return fail(err, err_len, MEDEMBED_ERR_ARG,
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG,
                     "%s already exists (use `index add` to extend it, or remove it)", path);
     medembed_index *ix = ix_alloc(path);
     if (!ix)
-        return fail(err, err_len, MEDEMBED_ERR_NOMEM, "out of memory");
+        return me_err_buf(err, err_len, MEDEMBED_ERR_NOMEM, "out of memory");
     me_err e = {{0}};
     ix->dim = dim;
     ix->vec_dtype = c.vec_dtype;
@@ -267,15 +254,15 @@ int medembed_index_open(const char *path, uint32_t flags, medembed_index **out, 
                         size_t err_len)
 {
     if (!path || !*path || !out)
-        return fail(err, err_len, MEDEMBED_ERR_ARG, "medembed_index_open: no path or out");
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "medembed_index_open: no path or out");
     struct stat sb;
     if (stat(path, &sb) != 0)
-        return fail(err, err_len, MEDEMBED_ERR_NOT_FOUND, "%s: no such index file", path);
+        return me_err_buf(err, err_len, MEDEMBED_ERR_NOT_FOUND, "%s: no such index file", path);
     if (!S_ISREG(sb.st_mode))
-        return fail(err, err_len, MEDEMBED_ERR_ARG, "%s: not a regular file", path);
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "%s: not a regular file", path);
     medembed_index *ix = ix_alloc(path);
     if (!ix)
-        return fail(err, err_len, MEDEMBED_ERR_NOMEM, "out of memory");
+        return me_err_buf(err, err_len, MEDEMBED_ERR_NOMEM, "out of memory");
     me_err e = {{0}};
     ix->readonly = (flags & MEDEMBED_INDEX_READONLY) != 0;
     int rc = open_db(ix, ix->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE, &e);
@@ -312,7 +299,7 @@ static int flush_locked(medembed_index *ix, me_err *e)
 int medembed_index_flush(medembed_index *ix, char *err, size_t err_len)
 {
     if (!ix)
-        return fail(err, err_len, MEDEMBED_ERR_ARG, "medembed_index_flush: NULL index");
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "medembed_index_flush: NULL index");
     me_err e = {{0}};
     pthread_rwlock_wrlock(&ix->rw);
     int rc = flush_locked(ix, &e);
@@ -336,22 +323,22 @@ int medembed_index_check_model(const medembed_index *ix, const medembed_model *m
                                size_t err_len)
 {
     if (!ix || !model)
-        return fail(err, err_len, MEDEMBED_ERR_ARG, "check_model: NULL argument");
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "check_model: NULL argument");
     if (!ix->has_model)
-        return fail(err, err_len, MEDEMBED_ERR_MISMATCH,
+        return me_err_buf(err, err_len, MEDEMBED_ERR_MISMATCH,
                     "%s holds caller-supplied vectors, not a model's: search it with vectors",
                     ix->path);
     if (medembed_model_dim(model) != ix->dim)
-        return fail(err, err_len, MEDEMBED_ERR_MISMATCH,
+        return me_err_buf(err, err_len, MEDEMBED_ERR_MISMATCH,
                     "model mismatch: the model has dim %d, the index %d (built with %s)",
                     medembed_model_dim(model), ix->dim, ix->model_path);
     if (medembed_model_pooling(model) != ix->pooling)
-        return fail(err, err_len, MEDEMBED_ERR_MISMATCH,
+        return me_err_buf(err, err_len, MEDEMBED_ERR_MISMATCH,
                     "model mismatch: pooling differs from the index's (built with %s)",
                     ix->model_path);
     const char *wh = medembed_model_fingerprint(model);
     if (strcmp(wh, ix->fingerprint) != 0)
-        return fail(err, err_len, MEDEMBED_ERR_MISMATCH,
+        return me_err_buf(err, err_len, MEDEMBED_ERR_MISMATCH,
                     "model mismatch: the model's identity %.12s... differs from the index's "
                     "%.12s... (built with %s): its weights, tokenizer or pooling differ (an index "
                     "written by medembed before identity version 1 must be rebuilt)",
@@ -478,7 +465,7 @@ int medembed_index_add_vectors(medembed_index *ix, const medembed_index_doc *doc
                                const float *vecs, char *err, size_t err_len)
 {
     if (!ix || (n > 0 && !vecs))
-        return fail(err, err_len, MEDEMBED_ERR_ARG, "add_vectors: NULL argument");
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "add_vectors: NULL argument");
     me_err e = {{0}};
     pthread_rwlock_wrlock(&ix->rw);
     int rc = check_batch(ix, docs, n, &e);
@@ -626,7 +613,7 @@ int medembed_index_add_docs(medembed_index *ix, medembed_ctx *ctx, const medembe
                             int32_t n, const medembed_embed_opts *eo, char *err, size_t err_len)
 {
     if (!ix || !ctx)
-        return fail(err, err_len, MEDEMBED_ERR_ARG, "add_docs: NULL index or ctx");
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "add_docs: NULL index or ctx");
     const medembed_model *m = medembed_ctx_model(ctx);
     FORWARD_IF_ERROR(medembed_index_check_model(ix, m, err, err_len));
     medembed_embed_opts o;
@@ -751,7 +738,7 @@ int medembed_index_add_docs(medembed_index *ix, medembed_ctx *ctx, const medembe
 int medembed_index_delete(medembed_index *ix, const char *id, char *err, size_t err_len)
 {
     if (!ix || !id)
-        return fail(err, err_len, MEDEMBED_ERR_ARG, "delete: NULL argument");
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "delete: NULL argument");
     me_err e = {{0}};
     pthread_rwlock_wrlock(&ix->rw);
     int rc = ix->readonly ? me_err_set(&e, MEDEMBED_ERR_ARG, "%s is open read-only", ix->path)
@@ -980,7 +967,7 @@ int medembed_index_search(medembed_index *ix, const float *query,
                           size_t err_len)
 {
     if (!ix || !query || !out)
-        return fail(err, err_len, MEDEMBED_ERR_ARG, "search: NULL argument");
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "search: NULL argument");
     medembed_search_opts o;
     medembed_search_opts_init(&o);
     if (opts)
@@ -999,11 +986,11 @@ int medembed_index_search_text(medembed_index *ix, medembed_ctx *ctx, const char
                                medembed_hits **out, char *err, size_t err_len)
 {
     if (!ix || !ctx || !query || !out)
-        return fail(err, err_len, MEDEMBED_ERR_ARG, "search_text: NULL argument");
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "search_text: NULL argument");
     FORWARD_IF_ERROR(medembed_index_check_model(ix, medembed_ctx_model(ctx), err, err_len));
     float *q = malloc(sizeof *q * (size_t)ix->dim);
     if (!q)
-        return fail(err, err_len, MEDEMBED_ERR_NOMEM, "out of memory");
+        return me_err_buf(err, err_len, MEDEMBED_ERR_NOMEM, "out of memory");
     medembed_embed_opts o;
     medembed_embed_opts_init(&o);
     if (eo)
@@ -1011,7 +998,7 @@ int medembed_index_search_text(medembed_index *ix, medembed_ctx *ctx, const char
     o.role = MEDEMBED_ROLE_QUERY;
     int rc = medembed_ctx_embed(ctx, &query, NULL, 1, &o, q, NULL);
     if (rc != MEDEMBED_OK) {
-        fail(err, err_len, rc, "query: %s", medembed_ctx_last_error(ctx));
+        me_err_buf(err, err_len, rc, "query: %s", medembed_ctx_last_error(ctx));
     } else {
         rc = medembed_index_search(ix, q, opts, out, err, err_len);
     }

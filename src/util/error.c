@@ -15,6 +15,17 @@ int me_err_set(me_err *e, int status, const char *fmt, ...)
     return status;
 }
 
+int me_err_buf(char *err, size_t err_len, int status, const char *fmt, ...)
+{
+    if (err && err_len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, err_len, fmt, ap);
+        va_end(ap);
+    }
+    return status;
+}
+
 int me_err_prefix(me_err *e, int status, const char *fmt, ...)
 {
     if (e) {

@@ -9,6 +9,7 @@
 #define ME_ERROR_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 #include "medembed.h"
 
@@ -21,6 +22,11 @@ typedef struct me_err {
 /* Formats the message into e (if non-NULL) and returns status. */
 int me_err_set(me_err *e, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* me_err_set for a caller's buffer (the public API's err, err_len): formats
+ * into err[0..err_len) when err is non-NULL and returns status. */
+int me_err_buf(char *err, size_t err_len, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Prefixes an existing message: "prefix: old message". Returns status. */
 int me_err_prefix(me_err *e, int status, const char *fmt, ...)
