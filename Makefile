@@ -45,7 +45,13 @@ ISA_AVX512 := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mavx512vn
 LIB_SRC  := $(sort $(wildcard src/*.c src/*/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_SRC  := $(sort $(wildcard tools/cli/*.c tools/server/*.c))
-CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+# Library sources the CLI compiles into its own binary, as curl's tool borrows
+# the curlx_ files: internal helpers only a tool needs (`pull`'s repo-id
+# syntax and sha256 check) stay out of the public API yet exist once. The
+# library builds them with -fvisibility=hidden, so the two copies never meet.
+# Each must depend on libc (and the public header) only.
+CLI_BORROWED := src/model/hubref.c src/util/sha256.c src/util/sha256_file.c
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o) $(CLI_BORROWED:%.c=$(BUILD)/obj/cli/%.o)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
@@ -101,6 +107,10 @@ $(BUILD)/obj/tools/%.o: tools/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
+$(BUILD)/obj/cli/src/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
 $(BUILD)/libmedembed.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
@@ -108,7 +118,8 @@ $(BUILD)/libmedembed.a: $(LIB_OBJ)
 $(BUILD)/libmedembed.so: $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,libmedembed.so -o $@ $^ $(LDLIBS_ALL)
 
-# The CLI links the shared library, so it can reach only the public API.
+# The CLI links the shared library, so it can reach only the public API (and
+# the CLI_BORROWED files it compiles in itself).
 $(BUILD)/medembed: $(CLI_OBJ) $(BUILD)/libmedembed.so
 	$(CC) -o $@ $(CLI_OBJ) -L$(BUILD) -lmedembed -Wl,-rpath,'$$ORIGIN' $(CLI_LIBS) $(LDLIBS_ALL)
 

@@ -1,9 +1,10 @@
 /*
- * embed.c - the smallest complete medembed program: load a model folder,
- * embed two sentences, print their cosine similarity.
+ * embed.c - the smallest complete medembed program: load a model, embed two
+ * sentences, print their cosine similarity.
  *
  *   make && cc -Iinclude examples/embed.c -Lbuild -lmedembed -Wl,-rpath,build -o embed
- *   ./embed path/to/MedEmbed-base-v0.1
+ *   ./embed path/to/MedEmbed-base-v0.1      # a folder
+ *   ./embed abhinand/MedEmbed-base-v0.1     # or a repo id already downloaded
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +14,7 @@
 int main(int argc, char **argv)
 {
     if (argc != 2) {
-        fprintf(stderr, "usage: %s MODEL_DIR\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL_DIR|ORG/NAME[@REV]\n", argv[0]);
         return 2;
     }
 

@@ -6,12 +6,14 @@
  * embeddings), loading model folders exactly as Hugging Face ships them and
  * tokenizing exactly as Hugging Face `tokenizers` does.
  *
- * Ten lines from folder to vector (error handling trimmed; see
- * examples/embed.c for the full version):
+ * Ten lines from model to vector (error handling trimmed; see
+ * examples/embed.c for the full version). The name is a model folder or a
+ * hub repo id already downloaded (`medembed pull ORG/NAME`); "Model names"
+ * below says exactly how it is found:
  *
- *     char err[256];
+ *     char err[1024];
  *     medembed_model *m = NULL;
- *     if (medembed_model_load("MedEmbed-base-v0.1", NULL, &m, err, sizeof err) != MEDEMBED_OK)
+ *     if (medembed_model_load("abhinand/MedEmbed-base-v0.1", NULL, &m, err, sizeof err))
  *         die(err);
  *     medembed_ctx *c = NULL;
  *     medembed_ctx_create(m, 0, &c);
@@ -77,8 +79,9 @@ extern "C" {
     X(MEDEMBED_ERR_NOT_FOUND, -7, "not found")                                   \
     X(MEDEMBED_ERR_ENCODING, -8, "invalid UTF-8 in input")                       \
     X(MEDEMBED_ERR_MISMATCH, -9, "model or index mismatch")                      \
-    X(MEDEMBED_ERR_NETWORK, -10, "network error")                                \
     X(MEDEMBED_ERR_INTERNAL, -11, "internal error")
+/* -10 was MEDEMBED_ERR_NETWORK, which nothing returned: the library does no
+ * networking (downloads are `medembed pull`'s). The value is not reused. */
 
 typedef enum medembed_status {
 #define MEDEMBED_X_ENUM(name, value, desc) name = value,
@@ -156,13 +159,15 @@ MEDEMBED_API void medembed_load_opts_init(medembed_load_opts *opts);
  * config_sentence_transformers.json).
  *
  * Every header, shape, offset and dtype is validated before use.
- *   dir     : the folder.
+ *   name    : a model folder, or a downloaded hub repo id ORG/NAME[@REV]:
+ *             resolved by medembed_model_resolve() ("Model names" below).
  *   opts    : NULL for defaults.
  *   out     : OUT: the model, owned by the caller (medembed_model_free).
  *   err     : OUT: a one-line message naming the file/tensor on failure; may be NULL.
- * Returns MEDEMBED_OK, _ERR_IO, _ERR_FORMAT, _ERR_UNSUPPORTED, _ERR_NOMEM, _ERR_ARG.
+ * Returns MEDEMBED_OK, _ERR_NOT_FOUND (the name resolves to no folder), _ERR_IO,
+ * _ERR_FORMAT, _ERR_UNSUPPORTED, _ERR_NOMEM, _ERR_ARG.
  * Thread-safe. */
-MEDEMBED_API int medembed_model_load(const char *dir, const medembed_load_opts *opts,
+MEDEMBED_API int medembed_model_load(const char *name, const medembed_load_opts *opts,
                                      medembed_model **out, char *err, size_t err_len);
 
 /* Frees a model; NULL is accepted. All ctxs of the model must be freed first. */
@@ -216,6 +221,60 @@ MEDEMBED_API int32_t medembed_model_include_prompt(const medembed_model *model);
  * is summed by all CPUs: ~40 ms for a 440 MB base model), then kept; lives
  * as long as the model. Thread-safe. */
 MEDEMBED_API const char *medembed_model_fingerprint(const medembed_model *model);
+
+/* ------------------------------------------------------------------------ */
+/* Model names: folders, repo ids and the model cache                        */
+/* ------------------------------------------------------------------------ */
+/*
+ * A model name means the same folder everywhere: medembed_model_load, the
+ * CLI's and the server's -m, and Python's Model() all resolve it here.
+ *   1. An existing folder is used as it is (a folder wins over a repo id of
+ *      the same spelling). An existing file is MEDEMBED_ERR_ARG (a .whl gets
+ *      a hint on unpacking it).
+ *   2. A name that starts with '/', '.' or '~' and does not exist is a
+ *      missing folder: MEDEMBED_ERR_NOT_FOUND.
+ *   3. ORG/NAME or ORG/NAME@REV, a Hugging Face hub repo id (ORG and NAME
+ *      1..96 of [A-Za-z0-9._-], not starting or ending with '.' or '-', no
+ *      ".."; REV a branch, tag or commit: no spaces, control characters,
+ *      backslashes or "..", not starting with '/'), is looked for, without
+ *      any network access, in
+ *        a. medembed's cache: $MEDEMBED_HOME/models/ORG/NAME when REV is
+ *           absent or "main", else $MEDEMBED_HOME/models/ORG/NAME@REV with
+ *           '/' and '%' in REV percent-encoded (refs/pr/1 -> @refs%2Fpr%2F1);
+ *           MEDEMBED_HOME defaults to ~/.cache/medembed;
+ *        b. the Hugging Face hub cache ($HF_HUB_CACHE, else $HF_HOME/hub,
+ *           else ~/.cache/huggingface/hub), as huggingface_hub lays it out:
+ *           models--ORG--NAME/snapshots/C, where C is the 40-hex commit
+ *           stored in models--ORG--NAME/refs/REV (REV default main), or REV
+ *           itself when REV is a 40-hex commit.
+ *      The first of these that is a folder holding config.json is the model.
+ *   4. Anything else is MEDEMBED_ERR_NOT_FOUND, with a message that names
+ *      the places looked at and, for a repo id, `medembed pull NAME`.
+ * Environment variables set to "" count as unset; "~" is $HOME, else the
+ * password database. The library never downloads: `medembed pull` (and the
+ * CLI's -m when a repo id is not found) downloads into medembed_cache_dir().
+ */
+
+/* Resolves a model name (rules above) to a folder.
+ *   name : the name; NUL-terminated.
+ *   dir  : OUT: the folder, NUL-terminated, in dir_len bytes. A folder name
+ *          comes back as given (not made absolute); a cached model as the
+ *          cache path (symlinks kept).
+ *   err  : OUT: a one-line message on failure; may be NULL.
+ * Returns MEDEMBED_OK, _ERR_NOT_FOUND, or _ERR_ARG (NULL or empty name, a
+ * file, a folder path longer than dir_len - 1). Thread-safe while no thread
+ * changes the environment. */
+MEDEMBED_API int medembed_model_resolve(const char *name, char *dir, size_t dir_len, char *err,
+                                        size_t err_len);
+
+/* The folder of medembed's cache for hub repo id `name` (ORG/NAME[@REV]),
+ * rule 3a above, whether or not it exists: where `medembed pull` downloads
+ * it. With name NULL: the cache root, $MEDEMBED_HOME or ~/.cache/medembed.
+ * Returns MEDEMBED_OK, _ERR_ARG (name is not a repo id; the path is longer
+ * than dir_len - 1), _ERR_NOT_FOUND (neither MEDEMBED_HOME nor a home
+ * folder is known). Thread-safe while no thread changes the environment. */
+MEDEMBED_API int medembed_cache_dir(const char *name, char *dir, size_t dir_len, char *err,
+                                    size_t err_len);
 
 /* ------------------------------------------------------------------------ */
 /* Tokenizer                                                                 */
@@ -667,20 +726,6 @@ MEDEMBED_API int medembed_metrics_query(const char *const *run_ids, const float 
  * 2 operations (int8: GOP/s); 0 on bad arguments. Thread-safe; blocks. */
 MEDEMBED_API double medembed_peak_gflops(int32_t dtype, int32_t n_threads, double seconds);
 #endif
-
-/* ------------------------------------------------------------------------ */
-/* Utilities                                                                 */
-/* ------------------------------------------------------------------------ */
-
-/* SHA-256 of a whole file (FIPS 180-4), as 64 lowercase hex characters and a
- * NUL in hex. `medembed pull` checks downloaded weights against the digests
- * the Hugging Face hub publishes for LFS files with it.
- *   path : the file; read sequentially in 1 MiB blocks.
- *   hex  : OUT: 65 chars; unchanged on failure.
- *   err  : OUT: a one-line message naming the path on failure; may be NULL.
- * Returns MEDEMBED_OK, _ERR_NOT_FOUND, _ERR_IO, _ERR_NOMEM or _ERR_ARG.
- * Thread-safe. */
-MEDEMBED_API int medembed_sha256_file(const char *path, char hex[65], char *err, size_t err_len);
 
 #ifdef __cplusplus
 }

@@ -152,15 +152,20 @@ static int pack_weights(medembed_model *m, me_err *e)
     return rc;
 }
 
-int medembed_model_load(const char *dir, const medembed_load_opts *opts, medembed_model **out,
+int medembed_model_load(const char *name, const medembed_load_opts *opts, medembed_model **out,
                         char *err, size_t err_len)
 {
     me_err e = {{0}};
-    if (!dir || !out) {
-        me_err_set(&e, MEDEMBED_ERR_ARG, "medembed_model_load: dir and out must not be NULL");
+    if (!name || !out) {
+        me_err_set(&e, MEDEMBED_ERR_ARG, "medembed_model_load: name and out must not be NULL");
         set_err(err, err_len, &e);
         return MEDEMBED_ERR_ARG;
     }
+    /* A folder or a downloaded repo id: one rule for every caller (resolve.c). */
+    char dir[4096];
+    int rrc = medembed_model_resolve(name, dir, sizeof dir, err, err_len);
+    if (rrc != MEDEMBED_OK)
+        return rrc;
     medembed_load_opts o;
     medembed_load_opts_init(&o);
     if (opts)

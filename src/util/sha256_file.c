@@ -1,7 +1,9 @@
 /*
- * sha256_file.c - medembed_sha256_file(): the public face of util/sha256.c,
- * so programs that may use only the public API (the CLI's `pull`) can check
- * a downloaded file against the hub's published LFS digest.
+ * sha256_file.c - me_sha256_file(): SHA-256 of a whole file, with which
+ * `medembed pull` checks a downloaded file against the hub's published LFS
+ * digest. Not public API: the CLI compiles this file and sha256.c into its
+ * own binary (the Makefile's CLI_BORROWED), so they use nothing else of
+ * the library.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +24,7 @@ static int fail(char *err, size_t err_len, int status, const char *path, const c
     return status;
 }
 
-MEDEMBED_API int medembed_sha256_file(const char *path, char hex[65], char *err, size_t err_len)
+int me_sha256_file(const char *path, char hex[65], char *err, size_t err_len)
 {
     if (!path || !hex)
         return fail(err, err_len, MEDEMBED_ERR_ARG, path ? path : "(null)", "NULL argument");

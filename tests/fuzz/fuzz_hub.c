@@ -1,13 +1,16 @@
 /*
  * fuzz_hub.c - libFuzzer target for the hub client's parsers
  * (tools/cli/hub_parse.c): the hub's file listing JSON, our pull manifest,
- * and repo ids / revisions as typed after -m or `medembed pull`.
+ * and repo ids / revisions as typed after -m or `medembed pull`
+ * (src/model/hubref.c, which the library and the CLI share).
  *
  * hub_parse.c lives with the CLI, not in the library, so it is included
- * here whole: `make fuzz` (tests/fuzz/build.sh) and `make fuzz-replay` build
+ * here whole; hubref.c comes from libmedembed.a, which every fuzz target
+ * links: `make fuzz` (tests/fuzz/build.sh) and `make fuzz-replay` build
  * this file like the others, with no extra sources. By hand:
  *   clang -fsanitize=fuzzer,address,undefined -Iinclude -Isrc $(pkg-config --cflags jansson) \
- *     tests/fuzz/fuzz_hub.c $(pkg-config --libs jansson) -o /tmp/fz && /tmp/fz -max_total_time=20
+ *     tests/fuzz/fuzz_hub.c src/model/hubref.c $(pkg-config --libs jansson) -o /tmp/fz && \
+ *     /tmp/fz -max_total_time=20
  *
  * Beyond "no crash", it checks the promises the downloader relies on: every
  * accepted file is one the engine wants, has a safe relative name and a sane
@@ -58,10 +61,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     memcpy(s, data, size);
     s[size] = 0;
-    char repo[2 * HUB_NAME_MAX + 2], rev[HUB_REV_MAX + 1];
-    if (hub_ref_parse(s, repo, sizeof repo, rev, sizeof rev, err, sizeof err) == 0) {
-        if (!hub_repo_id_valid(repo, strlen(repo)) || strstr(repo, "..") ||
-            (rev[0] && !hub_revision_valid(rev, strlen(rev))))
+    char repo[ME_HUB_REPO_BUF], rev[ME_HUB_REV_BUF];
+    if (me_hub_ref_parse(s, repo, sizeof repo, rev, sizeof rev, err, sizeof err) == 0) {
+        if (!me_hub_repo_id_valid(repo, strlen(repo)) || strstr(repo, "..") ||
+            (rev[0] && !me_hub_revision_valid(rev, strlen(rev))))
             abort();
     }
     (void)hub_file_wanted(s);

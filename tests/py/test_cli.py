@@ -650,7 +650,8 @@ def test_bad_flag_values(cli, models, args, name):
 def test_missing_model_flag_and_unknown_command(cli, tmp_path):
     # Without -m the default model is used (docs/PULL.md). Kept off the network: with an
     # empty cache and MEDEMBED_OFFLINE=1 that is a clear error naming the model to pull.
-    env = dict(os.environ, MEDEMBED_OFFLINE="1", MEDEMBED_HOME=str(tmp_path))
+    env = dict(os.environ, MEDEMBED_OFFLINE="1", MEDEMBED_HOME=str(tmp_path),
+               HF_HUB_CACHE=str(tmp_path / "hf-hub"))
     r = subprocess.run([cli.path, "embed"], input=b"x\n", capture_output=True, env=env,
                        timeout=60)
     err = r.stderr.decode()

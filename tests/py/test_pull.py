@@ -177,6 +177,8 @@ class Runner:
         env = {k: v for k, v in os.environ.items()
                if not k.lower().endswith("_proxy") and not k.startswith(("HF_", "MEDEMBED_"))}
         env.update({"MEDEMBED_HOME": self.home, "HF_ENDPOINT": self.endpoint,
+                    # -m also looks in the Hugging Face hub cache: keep the user's out
+                    "HF_HUB_CACHE": os.path.join(self.home, "hf-hub"),
                     "MEDEMBED_PULL_RETRIES": "0", "MEDEMBED_CONNECT_TIMEOUT": "5",
                     "MEDEMBED_STALL_TIMEOUT": "5", "no_proxy": "*", "NO_PROXY": "*"})
         for k, v in (extra or {}).items():

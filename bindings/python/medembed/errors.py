@@ -54,13 +54,10 @@ class Mismatch(MedembedError, ValueError):
     status, status_name = -9, "MEDEMBED_ERR_MISMATCH"
 
 
-class NetworkError(MedembedError, OSError):
-    status, status_name = -10, "MEDEMBED_ERR_NETWORK"
-
-
+# -10 was MEDEMBED_ERR_NETWORK, which the library never returned (it does no networking);
+# the header retired it and nothing maps to it.
 _BY_STATUS = {c.status: c for c in (InvalidArgument, OutOfMemory, IOFailure, FormatError,
-                                     Unsupported, TextTooLong, NotFound, EncodingError, Mismatch,
-                                     NetworkError)}
+                                     Unsupported, TextTooLong, NotFound, EncodingError, Mismatch)}
 
 
 def from_status(status, message):

@@ -46,54 +46,36 @@ def _norm_dtype(dtype):
     return _lib.DTYPES[key]
 
 
-_REPO_ID = re.compile(r"^([A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(.+))?$")
+def _resolved(fn, name):
+    """Calls a library function that writes a path (medembed_model_resolve,
+    medembed_cache_dir) and returns it as str, or raises its error."""
+    buf = ctypes.create_string_buffer(4096)
+    err = ctypes.create_string_buffer(4096)
+    rc = fn(name, buf, len(buf), err, len(err))
+    if rc != 0:
+        raise from_status(rc, err.value.decode("utf-8", "replace") or _lib.status_str(rc))
+    return os.fsdecode(buf.value)
 
 
 def cache_home():
-    """The model cache root shared with the CLI: $MEDEMBED_HOME, default ~/.cache/medembed."""
-    return os.environ.get("MEDEMBED_HOME") or os.path.join(os.path.expanduser("~"), ".cache",
-                                                           "medembed")
-
-
-def _cache_dirs(repo, rev):
-    """Folders where a downloaded copy of repo ("org/name", revision rev or None) may live:
-    `medembed pull`'s cache ($MEDEMBED_HOME/models/ORG/NAME[@REV], '/' and '%' in REV
-    percent-encoded, docs/PULL.md), then the Hugging Face hub cache."""
-    pinned = rev not in (None, "", "main")
-    enc = (rev or "").replace("%", "%25").replace("/", "%2F")
-    yield os.path.join(cache_home(), "models", repo + ("@" + enc if pinned else ""))
-    org, name = repo.split("/", 1)
-    hub = os.environ.get("HF_HUB_CACHE") or os.path.join(
-        os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache",
-                                               "huggingface")), "hub")
-    snap = os.path.join(hub, "models--%s--%s" % (org, name))
-    ref = os.path.join(snap, "refs", rev or "main")
-    if os.path.isfile(ref):
-        with open(ref, encoding="utf-8") as f:
-            yield os.path.join(snap, "snapshots", f.read().strip())
-    elif pinned and re.fullmatch(r"[0-9a-f]{40}", rev):
-        yield os.path.join(snap, "snapshots", rev)
+    """The model cache root shared with the CLI, $MEDEMBED_HOME (default ~/.cache/medembed),
+    as libmedembed computes it (medembed_cache_dir)."""
+    return _resolved(_lib.lib().medembed_cache_dir, None)
 
 
 def resolve_model_path(path_or_repo):
-    """A model folder for a path, or for a hub repo id ORG/NAME[@REV] already downloaded
-    (`medembed pull ORG/NAME` or huggingface-cli). A folder wins over a repo id of the same
-    spelling, as in the CLI. Nothing is downloaded from Python."""
-    p = os.fspath(path_or_repo)
-    if os.path.isdir(p):
-        return os.path.abspath(p)
-    if os.path.exists(p):
-        raise NotADirectoryError("%s: is a file, not a model folder" % p)
-    m = _REPO_ID.match(p)
-    if m and not p.startswith((".", "/", "~")):
-        tried = list(_cache_dirs(m.group(1), m.group(2)))
-        for d in tried:
-            if os.path.isfile(os.path.join(d, "config.json")):
-                return os.path.abspath(d)
-        raise FileNotFoundError(
-            "model %r: no such folder, and not in the model cache (%s); download it first "
-            "with `medembed pull %s`" % (p, tried[0], p))
-    raise FileNotFoundError("%s: no such model folder" % p)
+    """The model folder for a path, or for a hub repo id ORG/NAME[@REV] already downloaded
+    (`medembed pull ORG/NAME`, or huggingface_hub into its cache), as an absolute path.
+
+    The rules are libmedembed's (medembed_model_resolve, include/medembed.h "Model names"),
+    the same for the CLI's -m: a folder wins over a repo id of the same spelling; then
+    $MEDEMBED_HOME/models/ORG/NAME[@REV], then the Hugging Face hub cache. Nothing is
+    downloaded from Python: a missing model raises NotFound (a FileNotFoundError) that says
+    to run `medembed pull`; a file raises InvalidArgument (a ValueError)."""
+    p = os.fsencode(path_or_repo)
+    if b"\0" in p:
+        raise InvalidArgument("model path contains a NUL byte")
+    return os.path.abspath(_resolved(_lib.lib().medembed_model_resolve, p))
 
 
 class _ModelHandle:
