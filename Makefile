@@ -56,7 +56,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all deps venv run lib cli test unit cli-test py-test fuzz-replay check asan ubsan fuzz fuzz-build \
+.PHONY: all deps venv run lib cli test unit golden-gen cli-test py-test fuzz-replay check asan ubsan fuzz fuzz-build \
         bench bench-tools clean help format-check
 
 all: lib cli
@@ -124,11 +124,25 @@ $(BUILD)/medembed: $(CLI_OBJ) $(BUILD)/libmedembed.so
 	$(CC) -o $@ $(CLI_OBJ) -L$(BUILD) -lmedembed -Wl,-rpath,'$$ORIGIN' $(CLI_LIBS) $(LDLIBS_ALL)
 
 # Unit tests link the static archive so they can test internals.
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmedembed.a tests/unit/test_util.h
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmedembed.a $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(BUILD)/libmedembed.a -lcmocka $(LDLIBS_ALL)
 
-unit: $(UNIT_BIN)
+# The generated golden set: tiny random-weight models and their float64 NumPy
+# references in $(BUILD)/golden, so the golden, determinism and level tests
+# run from a fresh clone (../shared adds its larger cases when present).
+# Without numpy (or $(PY)) it prints SKIP and writes nothing; the tests that
+# need it then skip visibly.
+GOLDEN_GEN := $(BUILD)/golden
+GOLDEN_GEN_SRC := $(addprefix tests/py/,gen_golden.py gen_model.py numpy_ref.py wordpiece_ref.py)
+$(GOLDEN_GEN)/.complete: $(GOLDEN_GEN_SRC)
+	@if command -v $(firstword $(PY)) >/dev/null 2>&1; then \
+	    $(PY) tests/py/gen_golden.py --out $(GOLDEN_GEN); \
+	else echo "SKIP: $(PY) not found: generated golden models not written to $(GOLDEN_GEN)"; fi
+
+golden-gen: $(GOLDEN_GEN)/.complete
+
+unit: $(UNIT_BIN) golden-gen
 	@bash tests/run_unit.sh $(BUILD) $(UNIT_BIN)
 
 # Fuzz targets built with a replay main(): `make test` replays every seed
@@ -156,7 +170,7 @@ $(BUILD)/gemm_bench $(BUILD)/attn_bench: $(BUILD)/%: bench/%.c bench/bench_util.
 
 bench-tools: $(BENCH_TOOLS)
 
-cli-test: all $(EXAMPLES) $(BENCH_TOOLS)
+cli-test: all $(EXAMPLES) $(BENCH_TOOLS) golden-gen
 	@bash tests/cli/run.sh $(BUILD)
 
 py-test: all

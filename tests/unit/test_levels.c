@@ -3,17 +3,23 @@
  * is bit-identical whatever the thread count, the other texts of the call,
  * the batch composition and the input order (for a given model, dtype and
  * kernel level). Every available level and every dtype, through
- * medembed_ctx_embed_ids on the golden tiny models; plus bf16 / int8
- * accuracy against f32 (cosine). Needs ../shared; skips visibly without it.
+ * medembed_ctx_embed_ids on golden tiny models; plus bf16 / int8 accuracy
+ * against f32 (cosine) and the loader's per-level packing choices.
+ *
+ * Two sets of models (a mean-pooled F32 one with a 128-token limit, a CLS F32
+ * one and a CLS F16 one): the generated set ($(BUILD)/golden, always; see
+ * tests/py/gen_golden.py) and ../shared's golden tiny models (skipped
+ * visibly without ../shared). Each level has its own cmocka tests, so a
+ * level this CPU lacks shows as SKIPPED.
  */
 #include "test_util.h"
 
 #include <jansson.h>
 #include <math.h>
 
-#include "kernels/kernels.h"
 #include "medembed.h"
 #include "model/model.h"
+#include "test_isa.h"
 
 #define MAX_SEQ 12
 
@@ -167,23 +173,49 @@ static void check_level_dtype(const char *dir, const seqs *s, const me_kern *k, 
     free(alt);
 }
 
+/* A set of golden models: mean-pooled F32 (limit 128), CLS F32, CLS F16. */
+typedef struct {
+    const char *label;
+    const char *skip; /* non-NULL: absent, its tests skip with this reason */
+    char mean[1024], cls[1024], cls_f16[1024];
+} lset;
+
+typedef struct {
+    const lset *set;
+    int isa; /* me_isa, or -1 for the tests that are not per level */
+} lcase;
+
+static lset gen_set = {.label = "gen"};
+static lset shared_set = {.label = "shared"};
+
+/* The case's set and kernel level, or a visible skip. */
+static const lset *use_case(void **state, const me_kern **k, const char *test)
+{
+    const lcase *lc = *state;
+    if (lc->set->skip) {
+        fprintf(stderr, "SKIP: %s: levels %s/*\n", lc->set->skip, lc->set->label);
+        skip();
+    }
+    if (k) {
+        char what[160];
+        snprintf(what, sizeof what, "%s %s", test, lc->set->label);
+        SKIP_WITHOUT_LEVEL(*k, (me_isa)lc->isa, what);
+    }
+    return lc->set;
+}
+
 static void test_bit_identical(void **state)
 {
-    (void)state;
-    char dir[1024];
-    SKIP_WITHOUT_SHARED(dir, "golden/embeddings/tiny-mean-128");
+    const me_kern *k;
+    const lset *set = use_case(state, &k, "bit_identical");
     static seqs s;
-    assert_true(load_seqs(dir, &s) > 4);
-    float *ref = malloc(sizeof *ref * 64 * MAX_SEQ);
-    for (int isa = ME_ISA_SCALAR; isa <= ME_ISA_AVX512; isa++) {
-        const me_kern *k = me_kern_for((me_isa)isa);
-        if (!k) {
-            fprintf(stderr, "SKIP: level %s not available on this CPU\n", me_isa_name((me_isa)isa));
-            continue;
-        }
-        for (int32_t dt = MEDEMBED_DTYPE_F32; dt <= MEDEMBED_DTYPE_INT8; dt++)
-            check_level_dtype(dir, &s, k, dt, ref);
-    }
+    assert_true(load_seqs(set->mean, &s) > 4);
+    medembed_model *m = load_at(set->mean, k, MEDEMBED_DTYPE_F32);
+    int32_t H = medembed_model_dim(m);
+    medembed_model_free(m);
+    float *ref = malloc(sizeof *ref * (size_t)H * MAX_SEQ);
+    for (int32_t dt = MEDEMBED_DTYPE_F32; dt <= MEDEMBED_DTYPE_INT8; dt++)
+        check_level_dtype(set->mean, &s, k, dt, ref);
     free(ref);
 }
 
@@ -191,38 +223,33 @@ static void test_bit_identical(void **state)
  * vector must be bit-identical to row 0 of the full hidden state. */
 static void test_cls_shortcut(void **state)
 {
-    (void)state;
-    char dir[1024];
-    SKIP_WITHOUT_SHARED(dir, "golden/embeddings/tiny-cls-f32");
+    const me_kern *k;
+    const lset *set = use_case(state, &k, "cls_shortcut");
+    const char *dir = set->cls;
     static seqs s;
     assert_true(load_seqs(dir, &s) > 4);
-    for (int isa = ME_ISA_SCALAR; isa <= ME_ISA_AVX512; isa++) {
-        const me_kern *k = me_kern_for((me_isa)isa);
-        if (!k)
-            continue;
-        for (int32_t dt = MEDEMBED_DTYPE_F32; dt <= MEDEMBED_DTYPE_INT8; dt++) {
-            medembed_model *m = load_at(dir, k, dt);
-            assert_int_equal(medembed_model_pooling(m), MEDEMBED_POOLING_CLS);
-            int32_t H = medembed_model_dim(m);
-            medembed_ctx *c = NULL;
-            assert_int_equal(medembed_ctx_create(m, 2, &c), MEDEMBED_OK);
-            float *pooled = malloc(sizeof *pooled * (size_t)H * (size_t)s.n);
-            float *hid = malloc(sizeof *hid * (size_t)H * 512);
-            assert_int_equal(
-                medembed_ctx_embed_ids(c, s.ids, s.len, s.n, MEDEMBED_F_NO_NORMALIZE, pooled),
-                MEDEMBED_OK);
-            for (int i = 0; i < s.n; i++) {
-                assert_int_equal(medembed_ctx_hidden(c, s.ids + s.off[i], s.len[i], hid),
-                                 MEDEMBED_OK);
-                if (memcmp(hid, pooled + (size_t)i * (size_t)H, sizeof *hid * (size_t)H) != 0)
-                    fail_msg("%s dtype %d: CLS of sequence %d differs from hidden row 0",
-                             me_isa_name(k->isa), dt, i);
-            }
-            free(pooled);
-            free(hid);
-            medembed_ctx_free(c);
-            medembed_model_free(m);
+    for (int32_t dt = MEDEMBED_DTYPE_F32; dt <= MEDEMBED_DTYPE_INT8; dt++) {
+        medembed_model *m = load_at(dir, k, dt);
+        assert_int_equal(medembed_model_pooling(m), MEDEMBED_POOLING_CLS);
+        int32_t H = medembed_model_dim(m);
+        medembed_ctx *c = NULL;
+        assert_int_equal(medembed_ctx_create(m, 2, &c), MEDEMBED_OK);
+        float *pooled = malloc(sizeof *pooled * (size_t)H * (size_t)s.n);
+        float *hid = malloc(sizeof *hid * (size_t)H * 512);
+        assert_int_equal(
+            medembed_ctx_embed_ids(c, s.ids, s.len, s.n, MEDEMBED_F_NO_NORMALIZE, pooled),
+            MEDEMBED_OK);
+        for (int i = 0; i < s.n; i++) {
+            assert_int_equal(medembed_ctx_hidden(c, s.ids + s.off[i], s.len[i], hid),
+                             MEDEMBED_OK);
+            if (memcmp(hid, pooled + (size_t)i * (size_t)H, sizeof *hid * (size_t)H) != 0)
+                fail_msg("%s dtype %d: CLS of sequence %d differs from hidden row 0",
+                         me_isa_name(k->isa), dt, i);
         }
+        free(pooled);
+        free(hid);
+        medembed_ctx_free(c);
+        medembed_model_free(m);
     }
 }
 
@@ -231,12 +258,10 @@ static void test_cls_shortcut(void **state)
  * Q/K/V, and nothing after the last layer. */
 static void test_next_layer_hint(void **state)
 {
-    (void)state;
-    char dir[1024];
-    SKIP_WITHOUT_SHARED(dir, "golden/embeddings/tiny-cls-f32");
+    const lset *set = use_case(state, NULL, "next_layer_hint");
     medembed_model *m = NULL;
     char err[512];
-    assert_int_equal(medembed_model_load(dir, NULL, &m, err, sizeof err), MEDEMBED_OK);
+    assert_int_equal(medembed_model_load(set->cls, NULL, &m, err, sizeof err), MEDEMBED_OK);
     int32_t n = m->cfg.n_layers;
     assert_true(n >= 2);
     for (int32_t il = 0; il < n; il++) {
@@ -303,50 +328,88 @@ static void check_stage(const char *dir, int expect_staged)
  * (and so read the fp32 source, which must still be there). */
 static void test_in_place_dtypes(void **state)
 {
-    (void)state;
-    char dir[1024];
-    SKIP_WITHOUT_SHARED(dir, "golden/embeddings/tiny-cls-f32");
-    for (int isa = ME_ISA_SCALAR; isa <= ME_ISA_AVX512; isa++) {
-        const me_kern *k = me_kern_for((me_isa)isa);
-        if (!k)
-            continue;
-        for (int32_t dt = MEDEMBED_DTYPE_F32; dt <= MEDEMBED_DTYPE_INT8; dt++) {
-            medembed_model *m = load_at(dir, k, dt);
-            int in_place = (k->in_place_dtypes >> dt) & 1;
-            for (int32_t il = 0; il < m->cfg.n_layers; il++) {
-                const me_layer *ly = &m->layers[il];
-                const me_linear *ls[4] = {&ly->qkv, &ly->attn_out, &ly->ffn_in, &ly->ffn_out};
-                for (int i = 0; i < 4; i++) {
-                    if ((ls[i]->packed == NULL) != in_place)
-                        fail_msg("%s dtype %d layer %d.%d: packed %p, in_place %d",
-                                 me_isa_name(k->isa), dt, il, i, ls[i]->packed, in_place);
-                    if (in_place)
-                        assert_true(ls[i]->w || ls[i]->w_part[0]);
-                }
+    const me_kern *k;
+    const lset *set = use_case(state, &k, "in_place_dtypes");
+    for (int32_t dt = MEDEMBED_DTYPE_F32; dt <= MEDEMBED_DTYPE_INT8; dt++) {
+        medembed_model *m = load_at(set->cls, k, dt);
+        int in_place = (k->in_place_dtypes >> dt) & 1;
+        for (int32_t il = 0; il < m->cfg.n_layers; il++) {
+            const me_layer *ly = &m->layers[il];
+            const me_linear *ls[4] = {&ly->qkv, &ly->attn_out, &ly->ffn_in, &ly->ffn_out};
+            for (int i = 0; i < 4; i++) {
+                if ((ls[i]->packed == NULL) != in_place)
+                    fail_msg("%s dtype %d layer %d.%d: packed %p, in_place %d",
+                             me_isa_name(k->isa), dt, il, i, ls[i]->packed, in_place);
+                if (in_place)
+                    assert_true(ls[i]->w || ls[i]->w_part[0]);
             }
-            medembed_model_free(m);
         }
+        medembed_model_free(m);
     }
 }
 
 static void test_stage_sources(void **state)
 {
-    (void)state;
-    char dir[1024];
-    SKIP_WITHOUT_SHARED(dir, "golden/embeddings/tiny-cls-f32");
-    check_stage(dir, 1); /* F32 in the file: read with pread */
-    SKIP_WITHOUT_SHARED(dir, "golden/embeddings/tiny-cls-f16");
-    check_stage(dir, 0); /* converted to fp32 in memory: nothing to read */
+    const lset *set = use_case(state, NULL, "stage_sources");
+    check_stage(set->cls, 1);     /* F32 in the file: read with pread */
+    check_stage(set->cls_f16, 0); /* converted to fp32 in memory: nothing to read */
+}
+
+#define MAX_TESTS 64
+static lcase cases[MAX_TESTS];
+static char titles[MAX_TESTS][160];
+static struct CMUnitTest tests[MAX_TESTS];
+static int n_tests;
+
+static void add(const char *name, CMUnitTestFunction fn, const lset *set, int isa)
+{
+    if (n_tests >= MAX_TESTS) {
+        fprintf(stderr, "test_levels: more than %d tests; raise MAX_TESTS\n", MAX_TESTS);
+        exit(1);
+    }
+    cases[n_tests] = (lcase){set, isa};
+    if (isa >= 0)
+        snprintf(titles[n_tests], sizeof titles[0], "%s %s %s", name, set->label,
+                 me_isa_name((me_isa)isa));
+    else
+        snprintf(titles[n_tests], sizeof titles[0], "%s %s", name, set->label);
+    tests[n_tests] = (struct CMUnitTest){titles[n_tests], fn, NULL, NULL, &cases[n_tests]};
+    n_tests++;
+}
+
+/* A set's tests; an absent set gets one test that skips. */
+static void add_set(const lset *set)
+{
+    if (set->skip) {
+        add("levels", test_bit_identical, set, -1);
+        return;
+    }
+    for (int isa = ME_ISA_SCALAR; isa < TEST_N_LEVELS; isa++) {
+        add("bit_identical", test_bit_identical, set, isa);
+        add("cls_shortcut", test_cls_shortcut, set, isa);
+        add("in_place_dtypes", test_in_place_dtypes, set, isa);
+    }
+    add("next_layer_hint", test_next_layer_hint, set, -1);
+    add("stage_sources", test_stage_sources, set, -1);
 }
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bit_identical),
-        cmocka_unit_test(test_cls_shortcut),
-        cmocka_unit_test(test_next_layer_hint),
-        cmocka_unit_test(test_in_place_dtypes),
-        cmocka_unit_test(test_stage_sources),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    if (test_gen_ready()) {
+        snprintf(gen_set.mean, sizeof gen_set.mean, "%s/mean-128", test_gen_dir());
+        snprintf(gen_set.cls, sizeof gen_set.cls, "%s/cls-f32", test_gen_dir());
+        snprintf(gen_set.cls_f16, sizeof gen_set.cls_f16, "%s/cls-f16", test_gen_dir());
+    } else {
+        gen_set.skip = TEST_GEN_ABSENT;
+    }
+    if (!test_shared_path(shared_set.mean, sizeof shared_set.mean,
+                          "golden/embeddings/tiny-mean-128") ||
+        !test_shared_path(shared_set.cls, sizeof shared_set.cls,
+                          "golden/embeddings/tiny-cls-f32") ||
+        !test_shared_path(shared_set.cls_f16, sizeof shared_set.cls_f16,
+                          "golden/embeddings/tiny-cls-f16"))
+        shared_set.skip = "../shared absent";
+    add_set(&gen_set);
+    add_set(&shared_set);
+    return _cmocka_run_group_tests("levels", tests, (size_t)n_tests, NULL, NULL);
 }

@@ -2,8 +2,15 @@
  * test_util.h - helpers shared by the cmocka unit tests.
  *
  * Tests run from the repository root. Reference material lives in ../shared
- * (override with MEDEMBED_SHARED); tests that need it call SKIP_WITHOUT_SHARED
- * which prints a visible SKIP line and skips when it is absent.
+ * (override with MEDEMBED_SHARED; MEDEMBED_SHARED=/nonexistent hides it); tests
+ * that need it call SKIP_WITHOUT_SHARED which prints a visible SKIP line and
+ * skips when it is absent.
+ *
+ * The generated golden set (tests/py/gen_golden.py, written by `make
+ * golden-gen` before the unit tests run) lives in $(BUILD)/golden, found from
+ * the test binary's own path ($(BUILD)/tests/NAME) or MEDEMBED_GOLDEN_GEN.
+ * It is complete when its .complete stamp exists; without numpy it is not
+ * written, and tests that need it call SKIP_WITHOUT_GEN.
  */
 #ifndef ME_TEST_UTIL_H
 #define ME_TEST_UTIL_H
@@ -16,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -37,6 +45,56 @@ static inline int test_shared_path(char *buf, size_t n, const char *rel)
     do {                                                                                           \
         if (!test_shared_path((buf), sizeof(buf), (rel))) {                                        \
             fprintf(stderr, "SKIP: %s not found (../shared is absent): %s\n", (buf), __func__);   \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
+/* The generated golden set's folder: MEDEMBED_GOLDEN_GEN, else the folder
+ * golden/ beside the folder that holds this binary (build/tests/test_x ->
+ * build/golden), else build/golden. */
+static inline const char *test_gen_dir(void)
+{
+    static char dir[1024];
+    const char *s = getenv("MEDEMBED_GOLDEN_GEN");
+    if (s && *s)
+        return s;
+    if (!dir[0]) {
+        char exe[900];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        char *slash = NULL;
+        if (n > 0) {
+            exe[n] = 0;
+            slash = strrchr(exe, '/'); /* .../build/tests/test_x */
+            if (slash) {
+                *slash = 0;
+                slash = strrchr(exe, '/'); /* .../build/tests */
+            }
+        }
+        if (slash) {
+            *slash = 0;
+            snprintf(dir, sizeof dir, "%s/golden", exe);
+        } else {
+            snprintf(dir, sizeof dir, "build/golden");
+        }
+    }
+    return dir;
+}
+
+/* 1 if the generated set is complete (its .complete stamp exists). */
+static inline int test_gen_ready(void)
+{
+    char p[1100];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/.complete", test_gen_dir());
+    return stat(p, &st) == 0;
+}
+
+#define TEST_GEN_ABSENT "generated golden set absent (`make golden-gen` writes it; needs numpy)"
+
+#define SKIP_WITHOUT_GEN()                                                                         \
+    do {                                                                                           \
+        if (!test_gen_ready()) {                                                                   \
+            fprintf(stderr, "SKIP: " TEST_GEN_ABSENT " in %s: %s\n", test_gen_dir(), __func__);    \
             skip();                                                                                \
         }                                                                                          \
     } while (0)

@@ -1,0 +1,53 @@
+/*
+ * test_isa.h - the kernel levels a unit test can run here, for tests that
+ * check every level (scalar, avx2, avx512). A level this CPU lacks is a
+ * visible SKIP, never a silent pass: give each level its own cmocka test and
+ * call SKIP_WITHOUT_LEVEL first.
+ *
+ * MEDEMBED_TEST_HIDE_LEVELS=avx512,avx2 makes the tests treat those levels as
+ * missing, so the skip path can be checked on a CPU that has them.
+ */
+#ifndef ME_TEST_ISA_H
+#define ME_TEST_ISA_H
+
+#include "test_util.h"
+
+#include "kernels/kernels.h"
+
+#define TEST_N_LEVELS (ME_ISA_AVX512 + 1)
+
+/* 1 if MEDEMBED_TEST_HIDE_LEVELS lists this level's name. */
+static inline int test_level_hidden(me_isa isa)
+{
+    const char *env = getenv("MEDEMBED_TEST_HIDE_LEVELS");
+    const char *name = me_isa_name(isa);
+    size_t n = strlen(name);
+    for (const char *p = env; p && *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && strncmp(p, name, n) == 0)
+            return 1;
+        p = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
+/* The kernel table of level isa, or NULL when this CPU cannot run it (or it
+ * is hidden). */
+static inline const me_kern *test_level(me_isa isa)
+{
+    return test_level_hidden(isa) ? NULL : me_kern_for(isa);
+}
+
+/* Sets k to level isa's table, or prints a SKIP line and skips the test. */
+#define SKIP_WITHOUT_LEVEL(k, isa, what)                                                           \
+    do {                                                                                           \
+        (k) = test_level(isa);                                                                     \
+        if (!(k)) {                                                                                \
+            fprintf(stderr, "SKIP: %s not available on this CPU%s: %s\n", me_isa_name(isa),       \
+                    test_level_hidden(isa) ? " (MEDEMBED_TEST_HIDE_LEVELS)" : "", (what));        \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
+#endif
