@@ -65,6 +65,7 @@ help:
 	@echo "make            build build/libmedembed.so, build/libmedembed.a, build/medembed"
 	@echo "make test       unit + golden + CLI + Python tests (skips ../shared tests visibly if absent)"
 	@echo "make venv       the pinned Python tool environment (.venv/, requirements-dev.txt)"
+	@echo "make golden-gen the generated golden models + float64 references (build/golden/)"
 	@echo "make asan       the test suite under ASan+UBSan (build-asan/)"
 	@echo "make ubsan      the test suite under UBSan alone (build-ubsan/)"
 	@echo "make fuzz       build the libFuzzer targets (clang) and run each briefly"
