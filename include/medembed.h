@@ -575,7 +575,8 @@ MEDEMBED_API int medembed_index_check_model(const medembed_index *ix, const mede
                                             char *err, size_t err_len);
 
 /* JSON object describing the index: n_docs, n_chunks, model {path,
- * weights_hash, dim, pooling, dtype, normalize, max_length}, dim, vec_dtype, chunking
+ * weights_hash, dim, pooling, dtype, normalize, max_length, doc_prompt (the
+ * documents' prompt, "" for none, null before the first add)}, dim, vec_dtype, chunking
  * {chunk_tokens, overlap}, hnsw {m, ef_construction} or null. Returns a
  * malloc'd NUL-terminated string (free() it), or NULL when out of memory.
  * Thread-safe. */
@@ -598,7 +599,10 @@ typedef struct medembed_index_doc {
  * the index) and stores them in one transaction: all or nothing.
  *   eo : embedding options (prompt, prompt_name, flags); may be NULL. The
  *        role is MEDEMBED_ROLE_DOCUMENT whatever eo says, so the prompt rule
- *        picks a document prompt. With chunking, each window is embedded as
+ *        picks a document prompt. The first add records that prompt in the
+ *        index; later adds that name no prompt use the recorded one, and an
+ *        explicit different one is MEDEMBED_ERR_MISMATCH, so an index never
+ *        mixes vectors of two document prompts. With chunking, each window is embedded as
  *        [CLS] prompt window [SEP] (the prompt tokenized on its own), and the
  *        prompt plus chunk_tokens must fit the model's limit. max_length and
  *        F_NO_TRUNCATE are ignored: chunking decides the windows.

@@ -95,6 +95,7 @@ static void ix_destroy(medembed_index *ix)
     free(ix->ch_end);
     me_vecs_free(&ix->vecs);
     free(ix->model_path);
+    free(ix->doc_prompt);
     free(ix->path);
     pthread_rwlock_destroy(&ix->rw);
     pthread_mutex_destroy(&ix->db_mu);
@@ -368,6 +369,8 @@ char *medembed_index_info_json(const medembed_index *cix)
         json_object_set_new(m, "dtype", json_string(medembed_dtype_name(ix->model_dtype)));
         json_object_set_new(m, "normalize", json_boolean(ix->normalize));
         json_object_set_new(m, "max_length", json_integer(ix->max_length));
+        json_object_set_new(m, "doc_prompt",
+                            ix->doc_prompt ? json_string(ix->doc_prompt) : json_null());
         json_object_set_new(j, "model", m);
     } else {
         json_object_set_new(j, "model", json_null());
@@ -483,7 +486,7 @@ int medembed_index_add_vectors(medembed_index *ix, const medembed_index_doc *doc
         sd[i].vecs = vecs + (size_t)i * (size_t)ix->dim;
     }
     if (rc == MEDEMBED_OK)
-        rc = me_store_add(ix, sd, n, &e);
+        rc = me_store_add(ix, sd, n, NULL, &e);
     pthread_rwlock_unlock(&ix->rw);
     free(sd);
     if (rc != MEDEMBED_OK)
@@ -626,6 +629,23 @@ int medembed_index_add_docs(medembed_index *ix, medembed_ctx *ctx, const medembe
     me_err e = {{0}};
     pthread_rwlock_wrlock(&ix->rw);
     int rc = check_batch(ix, docs, n, &e);
+    /* The documents' prompt is the index's: recorded by the first add, used
+     * by later adds that name none, and an explicit other one is refused,
+     * so one index never mixes vectors of two prompts. */
+    const char *record = NULL;
+    if (rc == MEDEMBED_OK && ix->doc_prompt) {
+        int explicit_prompt = o.prompt || o.prompt_name;
+        if (explicit_prompt && strcmp(prompt ? prompt : "", ix->doc_prompt) != 0)
+            rc = me_err_set(&e, MEDEMBED_ERR_MISMATCH,
+                            "the index's documents were embedded with the prompt \"%.200s\"; "
+                            "give that one, or none",
+                            ix->doc_prompt);
+        prompt = ix->doc_prompt[0] ? ix->doc_prompt : NULL;
+        o.prompt = prompt ? prompt : "";
+        o.prompt_name = NULL;
+    } else if (rc == MEDEMBED_OK) {
+        record = prompt ? prompt : "";
+    }
     me_store_doc *sd = NULL;
     me_span *spans_flat = NULL;
     float *vecs = NULL;
@@ -718,7 +738,7 @@ int medembed_index_add_docs(medembed_index *ix, medembed_ctx *ctx, const medembe
         sd[i].metadata = docs[i].metadata;
     }
     if (rc == MEDEMBED_OK)
-        rc = me_store_add(ix, sd, n, &e);
+        rc = me_store_add(ix, sd, n, n > 0 ? record : NULL, &e);
     pthread_rwlock_unlock(&ix->rw);
     free(sd);
     free(spans_flat);

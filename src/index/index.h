@@ -179,6 +179,7 @@ struct medembed_index {
     char *model_path;
     char fingerprint[65];
     int32_t pooling, model_dtype, normalize, max_length;
+    char *doc_prompt;          /* the documents' prompt ("" = none), NULL until first add */
 
     int64_t generation;        /* bumped by every committed add/delete */
 
@@ -224,7 +225,10 @@ typedef struct me_store_doc {
 } me_store_doc;
 
 /* Inserts docs in one transaction and appends them to memory. */
-int me_store_add(medembed_index *ix, const me_store_doc *docs, int32_t n, me_err *e);
+/* Adds docs in one transaction; record_prompt, when not NULL, is stored as
+ * the documents' prompt in the same transaction (the first add). */
+int me_store_add(medembed_index *ix, const me_store_doc *docs, int32_t n,
+                 const char *record_prompt, me_err *e);
 int me_store_delete(medembed_index *ix, const char *id, me_err *e);
 int me_store_save_graph(medembed_index *ix, me_err *e);
 /* Doc slot by rowid (binary search), or -1. */

@@ -260,6 +260,12 @@ static int load_settings(medembed_index *ix, me_err *e)
         rc = get_text(ix, st, "model_path", &ix->model_path, e);
     if (rc == MEDEMBED_OK)
         rc = get_text(ix, st, "model_fingerprint", &fp, e);
+    if (rc == MEDEMBED_OK) { /* optional: absent until the first documents */
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, "doc_prompt", -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            rc = get_text(ix, st, "doc_prompt", &ix->doc_prompt, e);
+    }
     if (rc == MEDEMBED_OK) {
         size_t n = strlen(fp);
         if ((hasm && n != 64) || (!hasm && n != 0) || strspn(fp, "0123456789abcdef") != n)
@@ -572,7 +578,8 @@ static int bump_generation(medembed_index *ix, me_err *e)
     return exec(ix, sql, e);
 }
 
-int me_store_add(medembed_index *ix, const me_store_doc *docs, int32_t n, me_err *e)
+int me_store_add(medembed_index *ix, const me_store_doc *docs, int32_t n,
+                 const char *record_prompt, me_err *e)
 {
     size_t d = (size_t)ix->dim;
     int64_t n_new_chunks = 0;
@@ -668,14 +675,30 @@ int me_store_add(medembed_index *ix, const me_store_doc *docs, int32_t n, me_err
     sqlite3_finalize(sa);
     if (rc == MEDEMBED_OK)
         rc = bump_generation(ix, e);
+    char *kept = NULL;
+    if (rc == MEDEMBED_OK && record_prompt) {
+        sqlite3_stmt *ss = NULL;
+        kept = strdup(record_prompt);
+        rc = kept ? prepare(ix, "INSERT OR REPLACE INTO settings(key, value) VALUES(?1, ?2)",
+                            &ss, e)
+                  : me_err_set(e, MEDEMBED_ERR_NOMEM, "out of memory");
+        if (rc == MEDEMBED_OK)
+            rc = set_setting_text(ix, ss, "doc_prompt", record_prompt, e);
+        sqlite3_finalize(ss);
+    }
     if (rc == MEDEMBED_OK)
         rc = exec(ix, "COMMIT", e);
     if (rc != MEDEMBED_OK) {
+        free(kept);
         rollback(ix);
         goto out;
     }
     /* Committed: mirror it in memory (capacity was reserved above). */
     ix->generation++;
+    if (kept) {
+        free(ix->doc_prompt);
+        ix->doc_prompt = kept;
+    }
     ci = 0;
     for (int32_t i = 0; i < n; i++) {
         int64_t slot = ix->n_docs++;

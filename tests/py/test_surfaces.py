@@ -239,3 +239,26 @@ def test_eval_doc_prompt_overrides(cli, pm, tmp_path):
     r = cli.run(["index", "build", "-m", pm, "-i", beir / "corpus.jsonl", "-o", tmp_path / "x.db",
                  "--prompt", "a", "--prompt-name", "query"])
     assert r.returncode == 2 and b"not both" in r.stderr and not (tmp_path / "x.db").exists()
+
+
+def test_index_keeps_its_document_prompt(cli, pm, tmp_path):
+    """The first add records the documents' prompt; a later add without one uses it, and
+    another explicit one is refused, so the index never mixes two prompts."""
+    docs = corpus(tmp_path)
+    db = tmp_path / "k.db"
+    cli.ok(["index", "build", "-m", pm, "-i", docs, "-o", db, "--no-chunk", "--prompt",
+            "note: "])
+    info = json.loads(cli.ok(["index", "info", "--index", db]).stdout)
+    assert info["model"]["doc_prompt"] == "note: "
+    more = tmp_path / "more.jsonl"
+    more.write_text(json.dumps({"_id": "e0", "text": QUERIES[1]}) + "\n")
+    cli.ok(["index", "add", "-m", pm, "-i", more, "--index", db])
+    got = stored_vectors(db)[("e0", 0)]
+    assert got.tobytes() == ref(cli, pm, QUERIES[1:], "note: ", tmp_path)[0].tobytes()
+    more.write_text(json.dumps({"_id": "e1", "text": QUERIES[0]}) + "\n")
+    r = cli.run(["index", "add", "-m", pm, "-i", more, "--index", db, "--prompt-name",
+                 "passage"])
+    assert r.returncode != 0 and b'embedded with the prompt "note: "' in r.stderr
+    assert ("e1", 0) not in stored_vectors(db)
+    cli.ok(["index", "add", "-m", pm, "-i", more, "--index", db, "--prompt", "note: "])
+    assert ("e1", 0) in stored_vectors(db)
