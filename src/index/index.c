@@ -501,6 +501,8 @@ typedef struct idbuf {
 
 static int idbuf_put(idbuf *b, const int32_t *src, size_t n)
 {
+    if (n == 0)
+        return MEDEMBED_OK; /* src may be NULL (no prompt) */
     if (b->n + n > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
         while (cap < b->n + n)
