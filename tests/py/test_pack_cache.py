@@ -4,7 +4,7 @@ A load with a cache directory packs the weights as without one and writes them t
 a later load maps that file instead. The tests check, through the CLI:
 - the results with the cache (written, then hit) are bit-identical to a load without one, for
   every dtype and every SIMD level this CPU runs, and the f32 ones match the NumPy reference;
-- the file has the layout docs/PERFORMANCE.md and src/model/packcache.h describe (header, table,
+- the file has the layout src/model/packcache.h describes (header, table,
   checksum recomputed here independently);
 - a damaged, truncated or foreign file, or changed weights, is never used: the model is packed
   again, the results stay right, and the file is rewritten;
@@ -75,7 +75,7 @@ def cache_files(d):
 
 
 def checksum(b):
-    """The Fletcher-style sums in 8 lanes of packcache.c, written again from its description."""
+    """The Fletcher-style sums in 8 lanes of model/checksum.c, written again from its description."""
     w = np.frombuffer(b, dtype="<u8").reshape(-1, 8)  # one row per 64-byte step
     with np.errstate(over="ignore"):  # uint64 sums wrap mod 2^64, as in C
         run = np.cumsum(w, axis=0, dtype=np.uint64)  # a after each step
