@@ -13,12 +13,15 @@
  * A cache file is used only when everything that decides its bytes matches
  * (format version, medembed version, kernel level and the CPU features that
  * choose a layout, compute dtype, a hash of a probe layer packed by this
- * build's packers, each layer's shape, the safetensors headers,
- * config.json, and each weight file's device, inode, size, modification
- * and change times), its table of layers is consistent, and the checksum
- * over all of its data matches. Each layer's first ME_PACK_HDR bytes (the
- * level's header) are zeros in the file; adopt rebuilds the header. Otherwise the model is packed as without a cache and the file
- * is rewritten; the model's info JSON says which ("pack_cache").
+ * build's packers, each layer's shape, the model identity's inputs but the
+ * tensor data (model/identity.h: config, tokenizer and sentence-
+ * transformers settings, safetensors headers), and each weight file's
+ * device, inode, size, modification and change times, which stand for the
+ * data so that a hit never reads the weights), its table of layers is
+ * consistent, and the checksum over all of its data matches. Each layer's
+ * first ME_PACK_HDR bytes (the level's header) are zeros in the file; adopt
+ * rebuilds the header. Otherwise the model is packed as without a cache and
+ * the file is rewritten; the model's info JSON says which ("pack_cache").
  *
  * Files are named DIR/FOLDER-KEY-LEVEL-DTYPE.mepack (FOLDER: 16 hex digits
  * of the SHA-256 of the model folder's canonical path; KEY: 32 of the key;
