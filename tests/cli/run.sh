@@ -49,6 +49,38 @@ expect "bad format" 2 "--format expects jsonl or npy" -- "$bin" embed -m x --for
 expect "bad dtype" 2 "--dtype expects" -- "$bin" embed -m x --dtype f64
 expect "unknown option" 2 "unknown option" -- "$bin" embed -m x --frob
 expect "missing value" 2 "needs a value" -- "$bin" embed -m
+
+# The options commands share have one rule each (tools/cli/util.c): the same
+# range, words and message in every command that takes them, and the same
+# usage-error tail. The model is never loaded: these fail, or pass, parsing.
+for cmd in embed tokenize "index build" search eval bench serve; do
+    name=${cmd%% *}
+    expect "$name: threads 0" 2 '--threads expects an integer in [1, 256], got "0"' -- "$bin" $cmd -m x --threads 0
+    expect "$name: threads 257" 2 '--threads expects an integer in [1, 256], got "257"' -- "$bin" $cmd -m x --threads 257
+    expect "$name: bad dtype" 2 '--dtype expects f32, bf16 or int8, got "f64"' -- "$bin" $cmd -m x --dtype f64
+    expect "$name: missing value" 2 "option --threads needs a value" -- "$bin" $cmd -m x --threads
+    expect "$name: unknown option" 2 "unknown option \"--frob\" (see medembed $name --help)" -- "$bin" $cmd -m x --frob
+    expect "$name: unexpected argument" 2 'unexpected argument "extra"' -- "$bin" $cmd -m x extra
+done
+for cmd in embed "index build" eval; do
+    expect "${cmd%% *}: batch-size 0" 2 '--batch-size expects an integer in [1, 1048576], got "0"' -- "$bin" $cmd -m x --batch-size 0
+done
+for cmd in "index build" eval; do
+    expect "${cmd%% *}: bad quantize" 2 '--quantize expects int8 or none, got "f16"' -- "$bin" $cmd -m x --quantize f16
+    expect "${cmd%% *}: hnsw-m 1" 2 '--hnsw-m expects an integer in [2, 128], got "1"' -- "$bin" $cmd -m x --hnsw-m 1
+done
+for cmd in search eval; do
+    expect "$cmd: k 0" 2 '-k expects an integer in [1, 10000], got "0"' -- "$bin" $cmd -m x -k 0
+done
+# Accepted alike: --quantize none|f32|int8 and --batch-size up to 2^20 get past
+# parsing (to the missing input) in both index and eval.
+for q in none f32 int8; do
+    expect "index: quantize $q" 1 "$tmp/none.npy" -- "$bin" index build --vectors "$tmp/none.npy" -o "$tmp/q.db" --quantize $q
+    expect "eval: quantize $q" 1 "missing corpus file" -- "$bin" eval -m x --beir "$tmp/nobeir" --quantize $q
+done
+expect "index: batch-size 2^20" 1 "$tmp/none.npy" -- "$bin" index build --vectors "$tmp/none.npy" -o "$tmp/q.db" --batch-size 1048576
+expect "eval: batch-size 2^20" 1 "missing corpus file" -- "$bin" eval -m x --beir "$tmp/nobeir" --batch-size 1048576
+
 mkdir -p "$tmp/empty"
 expect "folder without config" 1 "config.json" -- "$bin" info -m "$tmp/empty"
 echo '{"model_type": "bert",' > "$tmp/empty/config.json"

@@ -6,6 +6,7 @@
 #ifndef MEDEMBED_CLI_H
 #define MEDEMBED_CLI_H
 
+#include <getopt.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,6 +22,78 @@ void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_parse_int(const char *flag, const char *s, long lo, long hi, long *out);
 /* "f32" | "bf16" | "int8" -> medembed_dtype; -1 (after an error) otherwise. */
 int cli_parse_dtype(const char *s);
+
+/* ---- options several commands share ----
+ * One owner per rule: a shared option's long name is its CLI_OPTION_* row
+ * here, and its value rule (range, accepted words, message) is in
+ * cli_common_opt (util.c). A command puts the rows it takes in its
+ * getopt_long table (optstring starting with ':'), numbers its own long-only
+ * options from CLI_OPT_LOCAL, hands everything its switch does not handle to
+ * cli_common_opt and ends with cli_common_end. */
+enum {
+    CLI_OPT_MODEL = 'm', /* -m, --model MODEL */
+    CLI_OPT_INPUT = 'i', /* -i, --input FILE */
+    CLI_OPT_K = 'k',     /* -k N (no long form) */
+    CLI_OPT_HELP = 'h',  /* -h, --help */
+    CLI_OPT_TEXT_FIELD = 0x100,
+    CLI_OPT_INDEX,
+    CLI_OPT_BATCH_SIZE,
+    CLI_OPT_THREADS,
+    CLI_OPT_DTYPE,
+    CLI_OPT_SKIP_BAD,
+    CLI_OPT_QUANTIZE,
+    CLI_OPT_HNSW_M,
+    CLI_OPT_PROMPT,
+    CLI_OPT_PROMPT_NAME,
+    CLI_OPT_CHUNK_TOKENS,
+    CLI_OPT_OVERLAP,
+    CLI_OPT_EF_SEARCH,
+    CLI_OPT_LOCAL = 0x200, /* a command's own long-only options start here */
+};
+
+#define CLI_OPTION_MODEL {"model", required_argument, 0, CLI_OPT_MODEL}
+#define CLI_OPTION_INPUT {"input", required_argument, 0, CLI_OPT_INPUT}
+#define CLI_OPTION_TEXT_FIELD {"text-field", required_argument, 0, CLI_OPT_TEXT_FIELD}
+#define CLI_OPTION_INDEX {"index", required_argument, 0, CLI_OPT_INDEX}
+#define CLI_OPTION_BATCH_SIZE {"batch-size", required_argument, 0, CLI_OPT_BATCH_SIZE}
+#define CLI_OPTION_THREADS {"threads", required_argument, 0, CLI_OPT_THREADS}
+#define CLI_OPTION_DTYPE {"dtype", required_argument, 0, CLI_OPT_DTYPE}
+#define CLI_OPTION_SKIP_BAD {"skip-bad", no_argument, 0, CLI_OPT_SKIP_BAD}
+#define CLI_OPTION_QUANTIZE {"quantize", required_argument, 0, CLI_OPT_QUANTIZE}
+#define CLI_OPTION_HNSW_M {"hnsw-m", required_argument, 0, CLI_OPT_HNSW_M}
+#define CLI_OPTION_PROMPT {"prompt", required_argument, 0, CLI_OPT_PROMPT}
+#define CLI_OPTION_PROMPT_NAME {"prompt-name", required_argument, 0, CLI_OPT_PROMPT_NAME}
+#define CLI_OPTION_CHUNK_TOKENS {"chunk-tokens", required_argument, 0, CLI_OPT_CHUNK_TOKENS}
+#define CLI_OPTION_OVERLAP {"overlap", required_argument, 0, CLI_OPT_OVERLAP}
+#define CLI_OPTION_EF_SEARCH {"ef-search", required_argument, 0, CLI_OPT_EF_SEARCH}
+#define CLI_OPTION_HELP {"help", no_argument, 0, CLI_OPT_HELP}
+#define CLI_OPTION_END {0, 0, 0, 0}
+
+/* The values of the shared options. 0 / NULL = not given; a command sets its
+ * own defaults (batch, k) after cli_common_init. */
+typedef struct cli_common {
+    const char *cmd;       /* command name, for "see medembed CMD --help" */
+    void (*usage)(FILE *); /* the command's --help text */
+    const char *model, *input, *text_field, *index, *prompt, *prompt_name;
+    long k, batch, threads, hnsw_m, chunk, overlap, ef_search;
+    int dtype;     /* medembed_dtype; f32 unless --dtype */
+    int skip_bad;
+    int int8;      /* --quantize int8 */
+    int chunk_set; /* --chunk-tokens was given */
+} cli_common;
+
+/* Clears c and readies getopt_long for a new parse (optind 1, opterr 0). */
+void cli_common_init(cli_common *c, const char *cmd, void (*usage)(FILE *));
+/* Takes getopt_long's return opt and its value arg: a shared option is
+ * checked and stored in c; -h/--help prints c->usage to stdout and returns
+ * -1 (exit 0, nothing else to do); ':' (a value missing) and anything else
+ * (an unknown option) are errors. Returns 0, -1, or prints one error line
+ * and returns 2 (usage error). argv names the offending option. */
+int cli_common_opt(cli_common *c, int opt, const char *arg, char **argv);
+/* After the options: 0 when no operand is left, else prints
+ * `unexpected argument "X" (HINT)` (HINT NULL: see medembed CMD --help) and
+ * returns 2. */
+int cli_common_end(const cli_common *c, int argc, char **argv, const char *hint);
 
 /* Resolves -m (a folder, or a repo id through the cache, pulled if missing;
  * NULL = the default model) to a folder path in out. Returns 0 or prints an

@@ -350,59 +350,42 @@ static int bench_corpus(medembed_ctx *c, const medembed_model *m, const dims *d,
 }
 
 enum {
-    OPT_SHAPES = 256,
-    OPT_DTYPE,
-    OPT_THREADS,
+    OPT_SHAPES = CLI_OPT_LOCAL,
     OPT_RUNS,
     OPT_WARMUP,
     OPT_JSON,
     OPT_PEAK,
-    OPT_FIELD,
     OPT_BTOK
 };
 
 int cmd_bench(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},
-        {"input", required_argument, 0, 'i'},
+        CLI_OPTION_MODEL,
+        CLI_OPTION_INPUT,
         {"shapes", required_argument, 0, OPT_SHAPES},
-        {"dtype", required_argument, 0, OPT_DTYPE},
-        {"threads", required_argument, 0, OPT_THREADS},
+        CLI_OPTION_DTYPE,
+        CLI_OPTION_THREADS,
         {"runs", required_argument, 0, OPT_RUNS},
         {"warmup", required_argument, 0, OPT_WARMUP},
         {"json", no_argument, 0, OPT_JSON},
         {"peak-seconds", required_argument, 0, OPT_PEAK},
-        {"text-field", required_argument, 0, OPT_FIELD},
+        CLI_OPTION_TEXT_FIELD,
         {"batch-tokens", required_argument, 0, OPT_BTOK},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
+        CLI_OPTION_HELP,
+        CLI_OPTION_END,
     };
-    const char *model = NULL, *input = NULL, *shapes_s = "1x16,32x128,8x512", *field = NULL;
-    int dtype = MEDEMBED_DTYPE_F32, json = 0;
-    long threads = 0, runs = 7, warmup = 2, btok = 0;
+    cli_common co;
+    cli_common_init(&co, "bench", bench_usage);
+    const char *shapes_s = "1x16,32x128,8x512";
+    int json = 0;
+    long runs = 7, warmup = 2, btok = 0;
     double peak_s = 0.5;
-    optind = 1;
-    int ch;
-    while ((ch = getopt_long(argc, argv, "m:i:h", opts, NULL)) != -1) {
+    int ch, prc;
+    while ((ch = getopt_long(argc, argv, ":m:i:h", opts, NULL)) != -1) {
         switch (ch) {
-        case 'm':
-            model = optarg;
-            break;
-        case 'i':
-            input = optarg;
-            break;
         case OPT_SHAPES:
             shapes_s = optarg;
-            break;
-        case OPT_DTYPE:
-            dtype = cli_parse_dtype(optarg);
-            if (dtype < 0)
-                return 2;
-            break;
-        case OPT_THREADS:
-            if (cli_parse_int("--threads", optarg, 0, 1024, &threads))
-                return 2;
             break;
         case OPT_RUNS:
             if (cli_parse_int("--runs", optarg, 1, 100000, &runs))
@@ -425,25 +408,19 @@ int cmd_bench(int argc, char **argv)
             }
             break;
         }
-        case OPT_FIELD:
-            field = optarg;
-            break;
         case OPT_BTOK:
             if (cli_parse_int("--batch-tokens", optarg, 0, 1 << 24, &btok))
                 return 2;
             break;
-        case 'h':
-            bench_usage(stdout);
-            return 0;
         default:
-            bench_usage(stderr);
-            return 2;
+            if ((prc = cli_common_opt(&co, ch, optarg, argv)) != 0)
+                return prc < 0 ? 0 : prc; /* -1: --help */
         }
     }
-    if (optind < argc) {
-        cli_error("unexpected argument \"%s\" (see medembed bench --help)", argv[optind]);
+    if (cli_common_end(&co, argc, argv, NULL))
         return 2;
-    }
+    const char *model = co.model, *input = co.input;
+    const int dtype = co.dtype;
     shape shapes[64];
     int n_shapes = 0;
     if (!input) {
@@ -455,7 +432,7 @@ int cmd_bench(int argc, char **argv)
     }
     /* the corpus is opened before the (possibly slow) model load, so a bad path fails fast */
     cli_input in;
-    if (input && cli_input_open(&in, input, -1, field ? field : "text", 0) != 0)
+    if (input && cli_input_open(&in, input, -1, co.text_field, 0) != 0)
         return 1;
     int rc = 0;
     medembed_ctx *c = NULL;
@@ -479,7 +456,7 @@ int cmd_bench(int argc, char **argv)
             rc = 2;
             goto out;
         }
-    int e = medembed_ctx_create(m, (int32_t)threads, &c);
+    int e = medembed_ctx_create(m, (int32_t)co.threads, &c);
     if (e != MEDEMBED_OK) {
         cli_error("cannot create a context: %s", medembed_status_str(e));
         rc = 1;

@@ -13,6 +13,14 @@
 
 #include "cli.h"
 
+static void tokenize_usage(FILE *f)
+{
+    fprintf(f, "usage: medembed tokenize [-m MODEL] [-i FILE] [--no-truncate]\n"
+               "  prints {\"ids\": [...], \"tokens\": [...]} per input text, the ids\n"
+               "  the model sees ([CLS] ... [SEP], truncated to its limit unless\n"
+               "  --no-truncate). Input options as for `medembed embed`.\n");
+}
+
 static void embed_usage(FILE *f)
 {
     fprintf(f,
@@ -45,68 +53,57 @@ static void embed_usage(FILE *f)
 }
 
 enum {
-    OPT_FORMAT = 256,
+    OPT_FORMAT = CLI_OPT_LOCAL,
     OPT_INPUT_FORMAT,
-    OPT_TEXT_FIELD,
-    OPT_BATCH,
-    OPT_THREADS,
     OPT_MAXLEN,
-    OPT_PROMPT,
-    OPT_PROMPT_NAME,
     OPT_NO_NORM,
     OPT_NO_TRUNC,
     OPT_STRICT,
-    OPT_DTYPE,
     OPT_TEXT,
 };
 
 #define MAX_CLI_TEXTS 64
 
 typedef struct {
+    cli_common co;                    /* -m, -i, --text-field, --batch-size, ... */
     const char *texts[MAX_CLI_TEXTS]; /* --text values, in order */
     int n_texts;
     char *mem;                        /* --text values as JSONL, for the reader */
-    const char *model, *input, *output, *text_field, *prompt, *prompt_name;
-    int npy, input_jsonl, strict, no_norm, no_trunc, dtype;
-    long batch, threads, max_length;
+    const char *output;
+    int npy, input_jsonl, strict, no_norm, no_trunc;
+    long max_length;
 } embed_args;
 
 static int parse_args(int argc, char **argv, embed_args *a, int tokenize_mode)
 {
     static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},
-        {"input", required_argument, 0, 'i'},
+        CLI_OPTION_MODEL,
+        CLI_OPTION_INPUT,
         {"output", required_argument, 0, 'o'},
         {"format", required_argument, 0, OPT_FORMAT},
         {"input-format", required_argument, 0, OPT_INPUT_FORMAT},
-        {"text-field", required_argument, 0, OPT_TEXT_FIELD},
-        {"batch-size", required_argument, 0, OPT_BATCH},
-        {"threads", required_argument, 0, OPT_THREADS},
+        CLI_OPTION_TEXT_FIELD,
+        CLI_OPTION_BATCH_SIZE,
+        CLI_OPTION_THREADS,
         {"max-length", required_argument, 0, OPT_MAXLEN},
-        {"prompt", required_argument, 0, OPT_PROMPT},
-        {"prompt-name", required_argument, 0, OPT_PROMPT_NAME},
+        CLI_OPTION_PROMPT,
+        CLI_OPTION_PROMPT_NAME,
         {"no-normalize", no_argument, 0, OPT_NO_NORM},
         {"no-truncate", no_argument, 0, OPT_NO_TRUNC},
         {"strict", no_argument, 0, OPT_STRICT},
-        {"dtype", required_argument, 0, OPT_DTYPE},
+        CLI_OPTION_DTYPE,
         {"text", required_argument, 0, OPT_TEXT},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
+        CLI_OPTION_HELP,
+        CLI_OPTION_END,
     };
     memset(a, 0, sizeof *a);
-    a->batch = 32;
+    cli_common_init(&a->co, tokenize_mode ? "tokenize" : "embed",
+                    tokenize_mode ? tokenize_usage : embed_usage);
+    a->co.batch = 32;
     a->input_jsonl = -1;
-    int c;
-    optind = 1;
-    opterr = 0;
+    int c, rc;
     while ((c = getopt_long(argc, argv, ":m:i:o:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'm':
-            a->model = optarg;
-            break;
-        case 'i':
-            a->input = optarg;
-            break;
         case 'o':
             a->output = optarg;
             break;
@@ -128,26 +125,9 @@ static int parse_args(int argc, char **argv, embed_args *a, int tokenize_mode)
                 return 2;
             }
             break;
-        case OPT_TEXT_FIELD:
-            a->text_field = optarg;
-            break;
-        case OPT_BATCH:
-            if (cli_parse_int("--batch-size", optarg, 1, 1 << 20, &a->batch))
-                return 2;
-            break;
-        case OPT_THREADS:
-            if (cli_parse_int("--threads", optarg, 1, 256, &a->threads))
-                return 2;
-            break;
         case OPT_MAXLEN:
             if (cli_parse_int("--max-length", optarg, 2, 1 << 20, &a->max_length))
                 return 2;
-            break;
-        case OPT_PROMPT:
-            a->prompt = optarg;
-            break;
-        case OPT_PROMPT_NAME:
-            a->prompt_name = optarg;
             break;
         case OPT_NO_NORM:
             a->no_norm = 1;
@@ -158,11 +138,6 @@ static int parse_args(int argc, char **argv, embed_args *a, int tokenize_mode)
         case OPT_STRICT:
             a->strict = 1;
             break;
-        case OPT_DTYPE:
-            a->dtype = cli_parse_dtype(optarg);
-            if (a->dtype < 0)
-                return 2;
-            break;
         case OPT_TEXT:
             if (a->n_texts == MAX_CLI_TEXTS) {
                 cli_error("at most %d --text values; use -i FILE for more", MAX_CLI_TEXTS);
@@ -170,38 +145,20 @@ static int parse_args(int argc, char **argv, embed_args *a, int tokenize_mode)
             }
             a->texts[a->n_texts++] = optarg;
             break;
-        case 'h':
-            if (tokenize_mode)
-                fprintf(stdout,
-                        "usage: medembed tokenize [-m MODEL] [-i FILE] [--no-truncate]\n"
-                        "  prints {\"ids\": [...], \"tokens\": [...]} per input text, the ids\n"
-                        "  the model sees ([CLS] ... [SEP], truncated to its limit unless\n"
-                        "  --no-truncate). Input options as for `medembed embed`.\n");
-            else
-                embed_usage(stdout);
-            return -1;
-        case ':':
-            cli_error("option %s needs a value", argv[optind - 1]);
-            return 2;
         default:
-            cli_error("unknown option \"%s\" (see --help)", argv[optind - 1]);
-            return 2;
+            if ((rc = cli_common_opt(&a->co, c, optarg, argv)) != 0)
+                return rc; /* -1: --help */
         }
     }
-    if (optind < argc) {
-        cli_error("unexpected argument \"%s\" (texts are read from -i FILE or stdin)",
-                  argv[optind]);
-        return 2;
-    }
-    return 0;
+    return cli_common_end(&a->co, argc, argv, "texts are read from -i FILE or stdin");
 }
 
 /* Opens the input: --text values (as in-memory JSONL) or -i / stdin. */
 static int open_input(cli_input *in, embed_args *a)
 {
     if (a->n_texts == 0)
-        return cli_input_open(in, a->input, a->input_jsonl, a->text_field, a->strict);
-    if (a->input) {
+        return cli_input_open(in, a->co.input, a->input_jsonl, a->co.text_field, a->strict);
+    if (a->co.input) {
         cli_error("give --text or -i, not both");
         return 2;
     }
@@ -280,15 +237,15 @@ int cmd_embed(int argc, char **argv)
     if (prc)
         return prc < 0 ? 0 : prc;
     medembed_model *m = NULL;
-    if (cli_load_model(a.model, a.dtype, (int32_t)a.max_length, &m))
+    if (cli_load_model(a.co.model, a.co.dtype, (int32_t)a.max_length, &m))
         return 1;
     medembed_embed_opts eo;
-    if (cli_embed_opts(m, a.prompt, a.prompt_name, MEDEMBED_ROLE_TEXT, &eo)) {
+    if (cli_embed_opts(m, a.co.prompt, a.co.prompt_name, MEDEMBED_ROLE_TEXT, &eo)) {
         medembed_model_free(m);
         return 2;
     }
     medembed_ctx *ctx = NULL;
-    if (medembed_ctx_create(m, (int32_t)a.threads, &ctx) != MEDEMBED_OK) {
+    if (medembed_ctx_create(m, (int32_t)a.co.threads, &ctx) != MEDEMBED_OK) {
         cli_error("cannot create a context (out of memory?)");
         medembed_model_free(m);
         return 1;
@@ -305,7 +262,7 @@ int cmd_embed(int argc, char **argv)
     }
     out = open_output(a.output);
     int32_t dim = medembed_model_dim(m);
-    size_t B = (size_t)a.batch;
+    size_t B = (size_t)a.co.batch;
     cli_record *recs = calloc(B, sizeof *recs);
     const char **texts = calloc(B, sizeof *texts);
     size_t *lens = calloc(B, sizeof *lens);
@@ -404,7 +361,7 @@ int cmd_tokenize(int argc, char **argv)
     if (prc)
         return prc < 0 ? 0 : prc;
     medembed_model *m = NULL;
-    if (cli_load_tokenizer(a.model, (int32_t)a.max_length, &m))
+    if (cli_load_tokenizer(a.co.model, (int32_t)a.max_length, &m))
         return 1;
     cli_input in;
     int orc = open_input(&in, &a);

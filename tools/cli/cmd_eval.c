@@ -20,23 +20,12 @@
 #include "corpus.h"
 
 enum {
-    OPT_BEIR = 256,
+    OPT_BEIR = CLI_OPT_LOCAL,
     OPT_SPLIT,
     OPT_JSON,
     OPT_RUN,
-    OPT_PROMPT,
-    OPT_PROMPT_NAME,
     OPT_DOC_PROMPT,
     OPT_DOC_PROMPT_NAME,
-    OPT_CHUNK,
-    OPT_OVERLAP,
-    OPT_QUANT,
-    OPT_HNSW_M,
-    OPT_EF,
-    OPT_BATCH,
-    OPT_THREADS,
-    OPT_DTYPE,
-    OPT_SKIP_BAD,
 };
 
 static void eval_usage(FILE *f)
@@ -74,56 +63,48 @@ static void eval_usage(FILE *f)
 }
 
 typedef struct eval_args {
-    const char *model, *beir, *split, *run, *prompt, *prompt_name, *doc_prompt, *doc_prompt_name;
-    long k, chunk, overlap, hnsw_m, ef, batch, threads;
-    int json, int8, dtype, skip_bad;
+    cli_common co; /* -m, -k, chunking, --quantize, --hnsw-m, --prompt (queries), ... */
+    const char *beir, *split, *run, *doc_prompt, *doc_prompt_name;
+    int json;
 } eval_args;
 
 static int parse(int argc, char **argv, eval_args *a)
 {
     static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},
+        CLI_OPTION_MODEL,
         {"beir", required_argument, 0, OPT_BEIR},
         {"split", required_argument, 0, OPT_SPLIT},
         {"json", no_argument, 0, OPT_JSON},
         {"run", required_argument, 0, OPT_RUN},
-        {"prompt", required_argument, 0, OPT_PROMPT},
-        {"prompt-name", required_argument, 0, OPT_PROMPT_NAME},
+        CLI_OPTION_PROMPT,
+        CLI_OPTION_PROMPT_NAME,
         {"doc-prompt", required_argument, 0, OPT_DOC_PROMPT},
         {"doc-prompt-name", required_argument, 0, OPT_DOC_PROMPT_NAME},
-        {"chunk-tokens", required_argument, 0, OPT_CHUNK},
-        {"overlap", required_argument, 0, OPT_OVERLAP},
-        {"quantize", required_argument, 0, OPT_QUANT},
-        {"hnsw-m", required_argument, 0, OPT_HNSW_M},
-        {"ef-search", required_argument, 0, OPT_EF},
-        {"batch-size", required_argument, 0, OPT_BATCH},
-        {"threads", required_argument, 0, OPT_THREADS},
-        {"dtype", required_argument, 0, OPT_DTYPE},
-        {"skip-bad", no_argument, 0, OPT_SKIP_BAD},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
+        CLI_OPTION_CHUNK_TOKENS,
+        CLI_OPTION_OVERLAP,
+        CLI_OPTION_QUANTIZE,
+        CLI_OPTION_HNSW_M,
+        CLI_OPTION_EF_SEARCH,
+        CLI_OPTION_BATCH_SIZE,
+        CLI_OPTION_THREADS,
+        CLI_OPTION_DTYPE,
+        CLI_OPTION_SKIP_BAD,
+        CLI_OPTION_HELP,
+        CLI_OPTION_END,
     };
     memset(a, 0, sizeof *a);
+    cli_common_init(&a->co, "eval", eval_usage);
     a->split = "test";
-    a->k = 100;
-    a->batch = 64;
-    int c;
-    optind = 1;
-    opterr = 0;
+    a->co.k = 100;
+    a->co.batch = 64;
+    int c, rc;
     while ((c = getopt_long(argc, argv, ":m:k:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'm':
-            a->model = optarg;
-            break;
         case OPT_BEIR:
             a->beir = optarg;
             break;
         case OPT_SPLIT:
             a->split = optarg;
-            break;
-        case 'k':
-            if (cli_parse_int("-k", optarg, 1, 10000, &a->k))
-                return 2;
             break;
         case OPT_JSON:
             a->json = 1;
@@ -131,82 +112,28 @@ static int parse(int argc, char **argv, eval_args *a)
         case OPT_RUN:
             a->run = optarg;
             break;
-        case OPT_PROMPT:
-            a->prompt = optarg;
-            break;
-        case OPT_PROMPT_NAME:
-            a->prompt_name = optarg;
-            break;
         case OPT_DOC_PROMPT:
             a->doc_prompt = optarg;
             break;
         case OPT_DOC_PROMPT_NAME:
             a->doc_prompt_name = optarg;
             break;
-        case OPT_CHUNK:
-            if (cli_parse_int("--chunk-tokens", optarg, 1, 1 << 20, &a->chunk))
-                return 2;
-            break;
-        case OPT_OVERLAP:
-            if (cli_parse_int("--overlap", optarg, 0, 1 << 20, &a->overlap))
-                return 2;
-            break;
-        case OPT_QUANT:
-            if (strcmp(optarg, "int8") == 0) {
-                a->int8 = 1;
-            } else if (strcmp(optarg, "none") != 0) {
-                cli_error("--quantize expects int8 or none, got \"%s\"", optarg);
-                return 2;
-            }
-            break;
-        case OPT_HNSW_M:
-            if (cli_parse_int("--hnsw-m", optarg, 2, 128, &a->hnsw_m))
-                return 2;
-            break;
-        case OPT_EF:
-            if (cli_parse_int("--ef-search", optarg, 1, 1 << 20, &a->ef))
-                return 2;
-            break;
-        case OPT_BATCH:
-            if (cli_parse_int("--batch-size", optarg, 1, 1 << 16, &a->batch))
-                return 2;
-            break;
-        case OPT_THREADS:
-            if (cli_parse_int("--threads", optarg, 1, 256, &a->threads))
-                return 2;
-            break;
-        case OPT_DTYPE:
-            a->dtype = cli_parse_dtype(optarg);
-            if (a->dtype < 0)
-                return 2;
-            break;
-        case OPT_SKIP_BAD:
-            a->skip_bad = 1;
-            break;
-        case 'h':
-            eval_usage(stdout);
-            return -1;
-        case ':':
-            cli_error("option %s needs a value", argv[optind - 1]);
-            return 2;
         default:
-            cli_error("unknown option \"%s\" (see medembed eval --help)", argv[optind - 1]);
-            return 2;
+            if ((rc = cli_common_opt(&a->co, c, optarg, argv)) != 0)
+                return rc; /* -1: --help */
         }
     }
-    if (optind < argc) {
-        cli_error("unexpected argument \"%s\"", argv[optind]);
+    if (cli_common_end(&a->co, argc, argv, NULL))
         return 2;
-    }
     if (!a->beir) {
         cli_error("no dataset given: pass --beir DIR");
         return 2;
     }
-    if (!a->model) {
+    if (!a->co.model) {
         cli_error("no model given: pass -m MODEL_DIR");
         return 2;
     }
-    if (a->overlap && !a->chunk) {
+    if (a->co.overlap && !a->co.chunk) {
         cli_error("--overlap needs --chunk-tokens");
         return 2;
     }
@@ -287,12 +214,12 @@ int cmd_eval(int argc, char **argv)
     FILE *run = NULL;
     int rc = 0;
     char err[1024];
-    if (cli_load_model(a.model, a.dtype, 0, &m)) {
+    if (cli_load_model(a.co.model, a.co.dtype, 0, &m)) {
         qrels_free(&qr);
         return 1;
     }
     medembed_embed_opts qeo;
-    if (cli_embed_opts(m, a.prompt, a.prompt_name, MEDEMBED_ROLE_QUERY, &qeo)) {
+    if (cli_embed_opts(m, a.co.prompt, a.co.prompt_name, MEDEMBED_ROLE_QUERY, &qeo)) {
         rc = 2;
         goto out;
     }
@@ -301,17 +228,17 @@ int cmd_eval(int argc, char **argv)
         rc = 2;
         goto out;
     }
-    if (medembed_ctx_create(m, (int32_t)a.threads, &ctx) != MEDEMBED_OK) {
+    if (medembed_ctx_create(m, (int32_t)a.co.threads, &ctx) != MEDEMBED_OK) {
         cli_error("cannot create a context (out of memory?)");
         rc = 1;
         goto out;
     }
     medembed_index_config cfg;
     medembed_index_config_init(&cfg);
-    cfg.vec_dtype = a.int8 ? MEDEMBED_VEC_INT8 : MEDEMBED_VEC_F32;
-    cfg.chunk_tokens = (int32_t)a.chunk;
-    cfg.overlap = (int32_t)a.overlap;
-    cfg.hnsw_m = (int32_t)a.hnsw_m;
+    cfg.vec_dtype = a.co.int8 ? MEDEMBED_VEC_INT8 : MEDEMBED_VEC_F32;
+    cfg.chunk_tokens = (int32_t)a.co.chunk;
+    cfg.overlap = (int32_t)a.co.overlap;
+    cfg.hnsw_m = (int32_t)a.co.hnsw_m;
     if (medembed_index_create(":memory:", m, &cfg, &ix, err, sizeof err) != MEDEMBED_OK) {
         cli_error("%s", err);
         rc = 1;
@@ -326,11 +253,11 @@ int cmd_eval(int argc, char **argv)
         }
     }
     corpus_reader cr;
-    if (corpus_open(&cr, corpus_p, NULL, a.skip_bad)) {
+    if (corpus_open(&cr, corpus_p, NULL, a.co.skip_bad)) {
         rc = 1;
         goto out;
     }
-    ingest_opts io = {(int32_t)a.batch, a.skip_bad, &deo};
+    ingest_opts io = {(int32_t)a.co.batch, a.co.skip_bad, &deo};
     int64_t added = 0, skipped = 0;
     rc = ingest_corpus(ix, ctx, &cr, &io, &added, &skipped);
     corpus_close(&cr);
@@ -338,16 +265,16 @@ int cmd_eval(int argc, char **argv)
         goto out;
     /* Queries: embed each one in the qrels (with the prompt) and search. */
     corpus_reader qrd;
-    if (corpus_open(&qrd, queries_p, "text", a.skip_bad)) {
+    if (corpus_open(&qrd, queries_p, "text", a.co.skip_bad)) {
         rc = 1;
         goto out;
     }
     medembed_search_opts so;
     medembed_search_opts_init(&so);
-    so.k = (int32_t)a.k;
-    so.ef_search = (int32_t)a.ef;
+    so.k = (int32_t)a.co.k;
+    so.ef_search = (int32_t)a.co.ef_search;
     so.with_metadata = 0;
-    so.n_threads = (int32_t)a.threads;
+    so.n_threads = (int32_t)a.co.threads;
     float *q = malloc(sizeof *q * (size_t)medembed_index_dim(ix));
     uint8_t *done = calloc((size_t)qr.n_q, 1);
     totals t = {0};
@@ -411,8 +338,9 @@ int cmd_eval(int argc, char **argv)
         printf("%-14s %lld (%lld chunks)\n", "documents", (long long)medembed_index_n_docs(ix),
                (long long)medembed_index_n_chunks(ix));
     }
-    if (a.k < 100)
-        cli_warn("-k %ld < 100: Recall@100 is computed over %ld retrieved documents", a.k, a.k);
+    if (a.co.k < 100)
+        cli_warn("-k %ld < 100: Recall@100 is computed over %ld retrieved documents", a.co.k,
+                 a.co.k);
     if (skipped)
         cli_warn("%lld corpus line(s) skipped (--skip-bad)", (long long)skipped);
 out:

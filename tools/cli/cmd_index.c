@@ -169,29 +169,18 @@ static int ingest_vectors(medembed_index *ix, const npy_matrix *m, corpus_reader
 /* ------------------------------------------------------------- options */
 
 enum {
-    OPT_TEXT_FIELD = 256,
-    OPT_CHUNK,
-    OPT_OVERLAP,
-    OPT_NO_CHUNK,
-    OPT_QUANT,
+    OPT_NO_CHUNK = CLI_OPT_LOCAL,
     OPT_HNSW,
-    OPT_HNSW_M,
     OPT_EFC,
-    OPT_BATCH,
-    OPT_THREADS,
-    OPT_DTYPE,
-    OPT_SKIP_BAD,
     OPT_VECTORS,
-    OPT_INDEX,
     OPT_ID,
-    OPT_PROMPT,
-    OPT_PROMPT_NAME,
 };
 
 typedef struct index_args {
-    const char *model, *input, *output, *index, *text_field, *vectors, *prompt, *prompt_name;
-    long chunk, overlap, hnsw_m, efc, batch, threads;
-    int no_chunk, int8, dtype, skip_bad, chunk_set;
+    cli_common co; /* -m, -i, --index, --text-field, chunking, --quantize, ... */
+    const char *output, *vectors;
+    long efc;
+    int no_chunk;
     const char **ids;
     int n_ids;
 } index_args;
@@ -237,129 +226,65 @@ static void index_usage(FILE *f)
 static int parse_index_args(int argc, char **argv, index_args *a)
 {
     static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},
-        {"input", required_argument, 0, 'i'},
+        CLI_OPTION_MODEL,
+        CLI_OPTION_INPUT,
         {"output", required_argument, 0, 'o'},
-        {"index", required_argument, 0, OPT_INDEX},
-        {"text-field", required_argument, 0, OPT_TEXT_FIELD},
-        {"chunk-tokens", required_argument, 0, OPT_CHUNK},
-        {"overlap", required_argument, 0, OPT_OVERLAP},
+        CLI_OPTION_INDEX,
+        CLI_OPTION_TEXT_FIELD,
+        CLI_OPTION_CHUNK_TOKENS,
+        CLI_OPTION_OVERLAP,
         {"no-chunk", no_argument, 0, OPT_NO_CHUNK},
-        {"quantize", required_argument, 0, OPT_QUANT},
+        CLI_OPTION_QUANTIZE,
         {"hnsw", no_argument, 0, OPT_HNSW},
-        {"hnsw-m", required_argument, 0, OPT_HNSW_M},
+        CLI_OPTION_HNSW_M,
         {"ef-construction", required_argument, 0, OPT_EFC},
-        {"batch-size", required_argument, 0, OPT_BATCH},
-        {"threads", required_argument, 0, OPT_THREADS},
-        {"dtype", required_argument, 0, OPT_DTYPE},
-        {"skip-bad", no_argument, 0, OPT_SKIP_BAD},
+        CLI_OPTION_BATCH_SIZE,
+        CLI_OPTION_THREADS,
+        CLI_OPTION_DTYPE,
+        CLI_OPTION_SKIP_BAD,
         {"vectors", required_argument, 0, OPT_VECTORS},
         {"id", required_argument, 0, OPT_ID},
-        {"prompt", required_argument, 0, OPT_PROMPT},
-        {"prompt-name", required_argument, 0, OPT_PROMPT_NAME},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
+        CLI_OPTION_PROMPT,
+        CLI_OPTION_PROMPT_NAME,
+        CLI_OPTION_HELP,
+        CLI_OPTION_END,
     };
     memset(a, 0, sizeof *a);
-    a->batch = 64;
+    cli_common_init(&a->co, "index", index_usage);
+    a->co.batch = 64;
     a->efc = 200;
     a->ids = calloc((size_t)argc, sizeof *a->ids);
-    int c;
-    optind = 1;
-    opterr = 0;
+    int c, rc;
     while ((c = getopt_long(argc, argv, ":m:i:o:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'm':
-            a->model = optarg;
-            break;
-        case 'i':
-            a->input = optarg;
-            break;
         case 'o':
             a->output = optarg;
-            break;
-        case OPT_INDEX:
-            a->index = optarg;
-            break;
-        case OPT_TEXT_FIELD:
-            a->text_field = optarg;
-            break;
-        case OPT_CHUNK:
-            if (cli_parse_int("--chunk-tokens", optarg, 1, 1 << 20, &a->chunk))
-                return 2;
-            a->chunk_set = 1;
-            break;
-        case OPT_OVERLAP:
-            if (cli_parse_int("--overlap", optarg, 0, 1 << 20, &a->overlap))
-                return 2;
             break;
         case OPT_NO_CHUNK:
             a->no_chunk = 1;
             break;
-        case OPT_QUANT:
-            if (strcmp(optarg, "int8") == 0) {
-                a->int8 = 1;
-            } else if (strcmp(optarg, "none") != 0 && strcmp(optarg, "f32") != 0) {
-                cli_error("--quantize expects int8 or none, got \"%s\"", optarg);
-                return 2;
-            }
-            break;
         case OPT_HNSW:
-            if (!a->hnsw_m)
-                a->hnsw_m = 32; /* 768-d vectors need more links than hnswlib's 16 */
-            break;
-        case OPT_HNSW_M:
-            if (cli_parse_int("--hnsw-m", optarg, 2, 128, &a->hnsw_m))
-                return 2;
+            if (!a->co.hnsw_m)
+                a->co.hnsw_m = 32; /* 768-d vectors need more links than hnswlib's 16 */
             break;
         case OPT_EFC:
             if (cli_parse_int("--ef-construction", optarg, 1, 100000, &a->efc))
                 return 2;
             break;
-        case OPT_BATCH:
-            if (cli_parse_int("--batch-size", optarg, 1, 1 << 16, &a->batch))
-                return 2;
-            break;
-        case OPT_THREADS:
-            if (cli_parse_int("--threads", optarg, 1, 256, &a->threads))
-                return 2;
-            break;
-        case OPT_DTYPE:
-            a->dtype = cli_parse_dtype(optarg);
-            if (a->dtype < 0)
-                return 2;
-            break;
-        case OPT_SKIP_BAD:
-            a->skip_bad = 1;
-            break;
         case OPT_VECTORS:
             a->vectors = optarg;
-            break;
-        case OPT_PROMPT:
-            a->prompt = optarg;
-            break;
-        case OPT_PROMPT_NAME:
-            a->prompt_name = optarg;
             break;
         case OPT_ID:
             a->ids[a->n_ids++] = optarg;
             break;
-        case 'h':
-            index_usage(stdout);
-            return -1;
-        case ':':
-            cli_error("option %s needs a value", argv[optind - 1]);
-            return 2;
         default:
-            cli_error("unknown option \"%s\" (see medembed index --help)", argv[optind - 1]);
-            return 2;
+            if ((rc = cli_common_opt(&a->co, c, optarg, argv)) != 0)
+                return rc; /* -1: --help */
         }
     }
-    if (optind < argc) {
-        cli_error("unexpected argument \"%s\"", argv[optind]);
+    if (cli_common_end(&a->co, argc, argv, NULL))
         return 2;
-    }
-    if (a->no_chunk && (a->chunk_set || a->overlap)) {
+    if (a->no_chunk && (a->co.chunk_set || a->co.overlap)) {
         cli_error("--no-chunk cannot be combined with --chunk-tokens or --overlap");
         return 2;
     }
@@ -368,9 +293,9 @@ static int parse_index_args(int argc, char **argv, index_args *a)
 
 static int open_ctx(const index_args *a, medembed_model **m, medembed_ctx **ctx)
 {
-    if (cli_load_model(a->model, a->dtype, 0, m))
+    if (cli_load_model(a->co.model, a->co.dtype, 0, m))
         return 1;
-    if (medembed_ctx_create(*m, (int32_t)a->threads, ctx) != MEDEMBED_OK) {
+    if (medembed_ctx_create(*m, (int32_t)a->co.threads, ctx) != MEDEMBED_OK) {
         cli_error("cannot create a context (out of memory?)");
         medembed_model_free(*m);
         *m = NULL;
@@ -399,16 +324,16 @@ static int finish(medembed_index *ix, const char *path, int rc, int64_t added, i
 /* build and add share everything but create vs open. */
 static int cmd_build_add(int build, index_args *a)
 {
-    const char *path = build ? a->output : a->index;
+    const char *path = build ? a->output : a->co.index;
     if (!path) {
         cli_error(build ? "index build needs -o INDEX" : "index add needs --index INDEX");
         return 2;
     }
-    if (!a->vectors && !a->model) {
+    if (!a->vectors && !a->co.model) {
         cli_error("no model given: pass -m MODEL_DIR (or --vectors FILE.npy)");
         return 2;
     }
-    if (!build && (a->chunk_set || a->overlap || a->no_chunk || a->hnsw_m || a->int8)) {
+    if (!build && (a->co.chunk_set || a->co.overlap || a->no_chunk || a->co.hnsw_m || a->co.int8)) {
         cli_error("chunking, --quantize and --hnsw are fixed when the index is built");
         return 2;
     }
@@ -423,7 +348,7 @@ static int cmd_build_add(int build, index_args *a)
         return 1;
     }
     medembed_embed_opts eo;
-    if (m && cli_embed_opts(m, a->prompt, a->prompt_name, MEDEMBED_ROLE_DOCUMENT, &eo)) {
+    if (m && cli_embed_opts(m, a->co.prompt, a->co.prompt_name, MEDEMBED_ROLE_DOCUMENT, &eo)) {
         medembed_ctx_free(ctx);
         medembed_model_free(m);
         return 2;
@@ -435,12 +360,12 @@ static int cmd_build_add(int build, index_args *a)
         medembed_index_config cfg;
         medembed_index_config_init(&cfg);
         cfg.dim = m ? 0 : vm.cols;
-        cfg.vec_dtype = a->int8 ? MEDEMBED_VEC_INT8 : MEDEMBED_VEC_F32;
+        cfg.vec_dtype = a->co.int8 ? MEDEMBED_VEC_INT8 : MEDEMBED_VEC_F32;
         if (m && !a->no_chunk && !a->vectors) {
-            cfg.chunk_tokens = a->chunk_set ? (int32_t)a->chunk : -1;
-            cfg.overlap = (int32_t)a->overlap;
+            cfg.chunk_tokens = a->co.chunk_set ? (int32_t)a->co.chunk : -1;
+            cfg.overlap = (int32_t)a->co.overlap;
         }
-        cfg.hnsw_m = (int32_t)a->hnsw_m;
+        cfg.hnsw_m = (int32_t)a->co.hnsw_m;
         cfg.hnsw_ef_construction = (int32_t)a->efc;
         rc = medembed_index_create(path, m, &cfg, &ix, err, sizeof err);
     } else {
@@ -464,8 +389,8 @@ static int cmd_build_add(int build, index_args *a)
     int64_t added = 0, skipped = 0;
     corpus_reader r;
     int have_r = 0;
-    if (!a->vectors || a->input) {
-        if (corpus_open(&r, a->input, a->text_field, a->skip_bad)) {
+    if (!a->vectors || a->co.input) {
+        if (corpus_open(&r, a->co.input, a->co.text_field, a->co.skip_bad)) {
             rc = 1;
         } else {
             have_r = 1;
@@ -473,9 +398,9 @@ static int cmd_build_add(int build, index_args *a)
     }
     if (!rc) {
         if (a->vectors) {
-            rc = ingest_vectors(ix, &vm, have_r ? &r : NULL, (int32_t)a->batch, &added);
+            rc = ingest_vectors(ix, &vm, have_r ? &r : NULL, (int32_t)a->co.batch, &added);
         } else {
-            ingest_opts io = {(int32_t)a->batch, a->skip_bad, &eo};
+            ingest_opts io = {(int32_t)a->co.batch, a->co.skip_bad, &eo};
             rc = ingest_corpus(ix, ctx, &r, &io, &added, &skipped);
         }
     }
@@ -490,20 +415,20 @@ static int cmd_build_add(int build, index_args *a)
 
 static int cmd_delete(index_args *a)
 {
-    if (!a->index || a->n_ids == 0) {
+    if (!a->co.index || a->n_ids == 0) {
         cli_error("usage: medembed index delete --index INDEX --id ID [--id ID ...]");
         return 2;
     }
     char err[1024];
     medembed_index *ix = NULL;
-    if (medembed_index_open(a->index, 0, &ix, err, sizeof err) != MEDEMBED_OK) {
+    if (medembed_index_open(a->co.index, 0, &ix, err, sizeof err) != MEDEMBED_OK) {
         cli_error("%s", err);
         return 1;
     }
     int rc = 0, deleted = 0;
     for (int i = 0; i < a->n_ids; i++) {
         if (medembed_index_delete(ix, a->ids[i], err, sizeof err) != MEDEMBED_OK) {
-            cli_error("%s: %s", a->index, err);
+            cli_error("%s: %s", a->co.index, err);
             rc = 1;
             continue;
         }
@@ -521,7 +446,7 @@ static int cmd_delete(index_args *a)
 
 static int cmd_info_index(index_args *a)
 {
-    const char *path = a->index ? a->index : a->output;
+    const char *path = a->co.index ? a->co.index : a->output;
     if (!path) {
         cli_error("usage: medembed index info --index INDEX");
         return 2;

@@ -39,14 +39,14 @@ int cmd_pull(int argc, char **argv)
         {"revision", required_argument, 0, 'r'},
         {"dir", required_argument, 0, 'd'},
         {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
+        CLI_OPTION_HELP,
+        CLI_OPTION_END,
     };
+    cli_common co; /* pull takes no shared option, only --help and the errors */
+    cli_common_init(&co, "pull", pull_usage);
     const char *revision = NULL, *dir = NULL;
     int quiet = 0;
-    int c;
-    optind = 1;
-    opterr = 0;
+    int c, prc;
     while ((c = getopt_long(argc, argv, ":qh", opts, NULL)) != -1) {
         switch (c) {
         case 'r':
@@ -58,15 +58,9 @@ int cmd_pull(int argc, char **argv)
         case 'q':
             quiet = 1;
             break;
-        case 'h':
-            pull_usage(stdout);
-            return 0;
-        case ':':
-            cli_error("option %s needs a value", argv[optind - 1]);
-            return 2;
         default:
-            cli_error("unknown option \"%s\" (see medembed pull --help)", argv[optind - 1]);
-            return 2;
+            if ((prc = cli_common_opt(&co, c, optarg, argv)) != 0)
+                return prc < 0 ? 0 : prc; /* -1: --help */
         }
     }
     if (optind >= argc) {

@@ -13,18 +13,10 @@
 #include "corpus.h"
 
 enum {
-    OPT_INDEX = 256,
-    OPT_FILTER,
+    OPT_FILTER = CLI_OPT_LOCAL,
     OPT_EXACT,
-    OPT_EF,
-    OPT_THREADS,
-    OPT_PROMPT,
-    OPT_PROMPT_NAME,
     OPT_METADATA,
     OPT_QVEC,
-    OPT_TEXT_FIELD,
-    OPT_DTYPE,
-    OPT_BATCH,
     OPT_RESCORE,
 };
 
@@ -58,9 +50,10 @@ static void search_usage(FILE *f)
 }
 
 typedef struct search_args {
-    const char *model, *index, *query, *input, *qvec, *prompt, *prompt_name, *text_field;
-    long k, ef, threads, rescore;
-    int exact, metadata, dtype;
+    cli_common co; /* -m, -i, -k, --index, --threads, --dtype, --prompt, ... */
+    const char *query, *qvec;
+    long rescore;
+    int exact, metadata;
     const char **filters;
     int n_filters;
 } search_args;
@@ -68,47 +61,33 @@ typedef struct search_args {
 static int parse(int argc, char **argv, search_args *a)
 {
     static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},
-        {"index", required_argument, 0, OPT_INDEX},
+        CLI_OPTION_MODEL,
+        CLI_OPTION_INDEX,
         {"query", required_argument, 0, 'q'},
-        {"input", required_argument, 0, 'i'},
+        CLI_OPTION_INPUT,
         {"filter", required_argument, 0, OPT_FILTER},
         {"exact", no_argument, 0, OPT_EXACT},
-        {"ef-search", required_argument, 0, OPT_EF},
+        CLI_OPTION_EF_SEARCH,
         {"rescore", required_argument, 0, OPT_RESCORE},
-        {"threads", required_argument, 0, OPT_THREADS},
-        {"prompt", required_argument, 0, OPT_PROMPT},
-        {"prompt-name", required_argument, 0, OPT_PROMPT_NAME},
+        CLI_OPTION_THREADS,
+        CLI_OPTION_PROMPT,
+        CLI_OPTION_PROMPT_NAME,
         {"metadata", no_argument, 0, OPT_METADATA},
         {"query-vectors", required_argument, 0, OPT_QVEC},
-        {"text-field", required_argument, 0, OPT_TEXT_FIELD},
-        {"dtype", required_argument, 0, OPT_DTYPE},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
+        CLI_OPTION_TEXT_FIELD,
+        CLI_OPTION_DTYPE,
+        CLI_OPTION_HELP,
+        CLI_OPTION_END,
     };
     memset(a, 0, sizeof *a);
-    a->k = 10;
+    cli_common_init(&a->co, "search", search_usage);
+    a->co.k = 10;
     a->filters = calloc((size_t)argc, sizeof *a->filters);
-    int c;
-    optind = 1;
-    opterr = 0;
+    int c, rc;
     while ((c = getopt_long(argc, argv, ":m:q:i:k:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'm':
-            a->model = optarg;
-            break;
-        case OPT_INDEX:
-            a->index = optarg;
-            break;
         case 'q':
             a->query = optarg;
-            break;
-        case 'i':
-            a->input = optarg;
-            break;
-        case 'k':
-            if (cli_parse_int("-k", optarg, 1, 10000, &a->k))
-                return 2;
             break;
         case OPT_FILTER:
             a->filters[a->n_filters++] = optarg;
@@ -116,23 +95,9 @@ static int parse(int argc, char **argv, search_args *a)
         case OPT_EXACT:
             a->exact = 1;
             break;
-        case OPT_EF:
-            if (cli_parse_int("--ef-search", optarg, 1, 1 << 20, &a->ef))
-                return 2;
-            break;
         case OPT_RESCORE:
             if (cli_parse_int("--rescore", optarg, 1, 100, &a->rescore))
                 return 2;
-            break;
-        case OPT_THREADS:
-            if (cli_parse_int("--threads", optarg, 1, 256, &a->threads))
-                return 2;
-            break;
-        case OPT_PROMPT:
-            a->prompt = optarg;
-            break;
-        case OPT_PROMPT_NAME:
-            a->prompt_name = optarg;
             break;
         case OPT_METADATA:
             a->metadata = 1;
@@ -140,38 +105,22 @@ static int parse(int argc, char **argv, search_args *a)
         case OPT_QVEC:
             a->qvec = optarg;
             break;
-        case OPT_TEXT_FIELD:
-            a->text_field = optarg;
-            break;
-        case OPT_DTYPE:
-            a->dtype = cli_parse_dtype(optarg);
-            if (a->dtype < 0)
-                return 2;
-            break;
-        case 'h':
-            search_usage(stdout);
-            return -1;
-        case ':':
-            cli_error("option %s needs a value", argv[optind - 1]);
-            return 2;
         default:
-            cli_error("unknown option \"%s\" (see medembed search --help)", argv[optind - 1]);
-            return 2;
+            if ((rc = cli_common_opt(&a->co, c, optarg, argv)) != 0)
+                return rc; /* -1: --help */
         }
     }
-    if (optind < argc) {
-        cli_error("unexpected argument \"%s\" (quote the query: -q \"...\")", argv[optind]);
+    if (cli_common_end(&a->co, argc, argv, "quote the query: -q \"...\""))
         return 2;
-    }
-    if (!a->index) {
+    if (!a->co.index) {
         cli_error("no index given: pass --index INDEX");
         return 2;
     }
-    if ((a->query != NULL) + (a->input != NULL) + (a->qvec != NULL) != 1) {
+    if ((a->query != NULL) + (a->co.input != NULL) + (a->qvec != NULL) != 1) {
         cli_error("give exactly one of -q TEXT, -i FILE or --query-vectors FILE");
         return 2;
     }
-    if (!a->qvec && !a->model) {
+    if (!a->qvec && !a->co.model) {
         cli_error("no model given: pass -m MODEL_DIR (the one the index was built with)");
         return 2;
     }
@@ -229,7 +178,7 @@ int cmd_search(int argc, char **argv)
     medembed_ctx *ctx = NULL;
     npy_matrix qv = {0};
     int rc = 0;
-    if (medembed_index_open(a.index, MEDEMBED_INDEX_READONLY, &ix, err, sizeof err) !=
+    if (medembed_index_open(a.co.index, MEDEMBED_INDEX_READONLY, &ix, err, sizeof err) !=
         MEDEMBED_OK) {
         cli_error("%s", err);
         free(a.filters);
@@ -237,13 +186,13 @@ int cmd_search(int argc, char **argv)
     }
     medembed_search_opts so;
     medembed_search_opts_init(&so);
-    so.k = (int32_t)a.k;
+    so.k = (int32_t)a.co.k;
     so.exact = a.exact;
-    so.ef_search = (int32_t)a.ef;
+    so.ef_search = (int32_t)a.co.ef_search;
     so.rescore = (int32_t)a.rescore;
     so.filters = a.filters;
     so.n_filters = a.n_filters;
-    so.n_threads = (int32_t)a.threads;
+    so.n_threads = (int32_t)a.co.threads;
     so.with_metadata = a.metadata;
     int32_t dim = medembed_index_dim(ix);
     if (a.qvec) {
@@ -260,7 +209,7 @@ int cmd_search(int argc, char **argv)
         }
         goto out;
     }
-    if (cli_load_model(a.model, a.dtype, 0, &m)) {
+    if (cli_load_model(a.co.model, a.co.dtype, 0, &m)) {
         rc = 1;
         goto out;
     }
@@ -269,13 +218,13 @@ int cmd_search(int argc, char **argv)
         rc = 1;
         goto out;
     }
-    if (medembed_ctx_create(m, (int32_t)a.threads, &ctx) != MEDEMBED_OK) {
+    if (medembed_ctx_create(m, (int32_t)a.co.threads, &ctx) != MEDEMBED_OK) {
         cli_error("cannot create a context (out of memory?)");
         rc = 1;
         goto out;
     }
     medembed_embed_opts eo;
-    if (cli_embed_opts(m, a.prompt, a.prompt_name, MEDEMBED_ROLE_QUERY, &eo)) {
+    if (cli_embed_opts(m, a.co.prompt, a.co.prompt_name, MEDEMBED_ROLE_QUERY, &eo)) {
         rc = 2;
         goto out;
     }
@@ -296,7 +245,7 @@ int cmd_search(int argc, char **argv)
         goto out;
     }
     cli_input in;
-    if (cli_input_open(&in, a.input, -1, a.text_field, 0)) {
+    if (cli_input_open(&in, a.co.input, -1, a.co.text_field, 0)) {
         free(q);
         rc = 1;
         goto out;

@@ -58,6 +58,99 @@ int cli_parse_dtype(const char *s)
     return -1;
 }
 
+void cli_common_init(cli_common *c, const char *cmd, void (*usage)(FILE *))
+{
+    memset(c, 0, sizeof *c);
+    c->cmd = cmd;
+    c->usage = usage;
+    c->dtype = MEDEMBED_DTYPE_F32;
+    optind = 1;
+    opterr = 0;
+}
+
+static int int_opt(const char *flag, const char *s, long lo, long hi, long *out)
+{
+    return cli_parse_int(flag, s, lo, hi, out) ? 2 : 0;
+}
+
+int cli_common_opt(cli_common *c, int opt, const char *arg, char **argv)
+{
+    switch (opt) {
+    case CLI_OPT_MODEL:
+        c->model = arg;
+        return 0;
+    case CLI_OPT_INPUT:
+        c->input = arg;
+        return 0;
+    case CLI_OPT_TEXT_FIELD:
+        c->text_field = arg;
+        return 0;
+    case CLI_OPT_INDEX:
+        c->index = arg;
+        return 0;
+    case CLI_OPT_PROMPT:
+        c->prompt = arg;
+        return 0;
+    case CLI_OPT_PROMPT_NAME:
+        c->prompt_name = arg;
+        return 0;
+    case CLI_OPT_SKIP_BAD:
+        c->skip_bad = 1;
+        return 0;
+    case CLI_OPT_K:
+        return int_opt("-k", arg, 1, 10000, &c->k);
+    case CLI_OPT_BATCH_SIZE:
+        return int_opt("--batch-size", arg, 1, 1 << 20, &c->batch);
+    case CLI_OPT_THREADS:
+        return int_opt("--threads", arg, 1, 256, &c->threads);
+    case CLI_OPT_HNSW_M:
+        return int_opt("--hnsw-m", arg, 2, 128, &c->hnsw_m);
+    case CLI_OPT_CHUNK_TOKENS:
+        c->chunk_set = 1;
+        return int_opt("--chunk-tokens", arg, 1, 1 << 20, &c->chunk);
+    case CLI_OPT_OVERLAP:
+        return int_opt("--overlap", arg, 0, 1 << 20, &c->overlap);
+    case CLI_OPT_EF_SEARCH:
+        return int_opt("--ef-search", arg, 1, 1 << 20, &c->ef_search);
+    case CLI_OPT_DTYPE: {
+        int d = cli_parse_dtype(arg);
+        if (d < 0)
+            return 2;
+        c->dtype = d;
+        return 0;
+    }
+    case CLI_OPT_QUANTIZE:
+        /* "f32" is "none" under the name --dtype uses */
+        if (strcmp(arg, "int8") == 0) {
+            c->int8 = 1;
+        } else if (strcmp(arg, "none") != 0 && strcmp(arg, "f32") != 0) {
+            cli_error("--quantize expects int8 or none, got \"%s\"", arg);
+            return 2;
+        }
+        return 0;
+    case CLI_OPT_HELP:
+        c->usage(stdout);
+        return -1;
+    case ':':
+        cli_error("option %s needs a value", argv[optind - 1]);
+        return 2;
+    default:
+        cli_error("unknown option \"%s\" (see medembed %s --help)", argv[optind - 1], c->cmd);
+        return 2;
+    }
+}
+
+int cli_common_end(const cli_common *c, int argc, char **argv, const char *hint)
+{
+    if (optind >= argc)
+        return 0;
+    if (hint)
+        cli_error("unexpected argument \"%s\" (%s)", argv[optind], hint);
+    else
+        cli_error("unexpected argument \"%s\" (see medembed %s --help)", argv[optind], c->cmd);
+    return 2;
+}
+
 int cli_resolve_model(const char *arg, char *out, size_t out_len)
 {
     return hub_resolve_model(arg, out, out_len); /* cache.c: folder, repo id or default */

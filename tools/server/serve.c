@@ -693,7 +693,7 @@ static void serve_usage(FILE *f)
 }
 
 enum {
-    O_HOST = 256,
+    O_HOST = CLI_OPT_LOCAL,
     O_PORT,
     O_API_KEY,
     O_MAX_BATCH_TOKENS,
@@ -701,10 +701,7 @@ enum {
     O_MAX_CONCURRENT,
     O_PAYLOAD,
     O_AUTO_TRUNC,
-    O_INDEX,
     O_LOG_INPUTS,
-    O_THREADS,
-    O_DTYPE,
     O_SHUTDOWN
 };
 
@@ -724,7 +721,7 @@ static int parse_bool(const char *flag, const char *s, int *out)
 static int parse_args(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},
+        CLI_OPTION_MODEL,
         {"host", required_argument, 0, O_HOST},
         {"port", required_argument, 0, O_PORT},
         {"api-key", required_argument, 0, O_API_KEY},
@@ -733,14 +730,16 @@ static int parse_args(int argc, char **argv)
         {"max-concurrent-requests", required_argument, 0, O_MAX_CONCURRENT},
         {"payload-limit", required_argument, 0, O_PAYLOAD},
         {"auto-truncate", required_argument, 0, O_AUTO_TRUNC},
-        {"index", required_argument, 0, O_INDEX},
+        CLI_OPTION_INDEX,
         {"log-inputs", no_argument, 0, O_LOG_INPUTS},
-        {"threads", required_argument, 0, O_THREADS},
-        {"dtype", required_argument, 0, O_DTYPE},
+        CLI_OPTION_THREADS,
+        CLI_OPTION_DTYPE,
         {"shutdown-timeout", required_argument, 0, O_SHUTDOWN},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
+        CLI_OPTION_HELP,
+        CLI_OPTION_END,
     };
+    cli_common co;
+    cli_common_init(&co, "serve", serve_usage);
     S.host = "127.0.0.1";
     S.port = 8080;
     S.max_batch_tokens = 16384;
@@ -751,14 +750,9 @@ static int parse_args(int argc, char **argv)
     S.api_key = getenv("MEDEMBED_API_KEY");
     if (S.api_key && !*S.api_key)
         S.api_key = NULL;
-    optind = 1;
-    opterr = 0;
-    int c;
+    int c, rc;
     while ((c = getopt_long(argc, argv, ":m:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'm':
-            S.model_arg = optarg;
-            break;
         case O_HOST:
             S.host = optarg;
             break;
@@ -795,40 +789,24 @@ static int parse_args(int argc, char **argv)
             if (parse_bool("--auto-truncate", optarg, &S.auto_truncate))
                 return 2;
             break;
-        case O_INDEX:
-            S.index_path = optarg;
-            break;
         case O_LOG_INPUTS:
             S.log_inputs = 1;
-            break;
-        case O_THREADS:
-            if (cli_parse_int("--threads", optarg, 1, 256, &S.threads))
-                return 2;
-            break;
-        case O_DTYPE:
-            S.dtype = cli_parse_dtype(optarg);
-            if (S.dtype < 0)
-                return 2;
             break;
         case O_SHUTDOWN:
             if (cli_parse_int("--shutdown-timeout", optarg, 0, 86400, &S.shutdown_timeout))
                 return 2;
             break;
-        case 'h':
-            serve_usage(stdout);
-            return -1;
-        case ':':
-            cli_error("option %s needs a value", argv[optind - 1]);
-            return 2;
         default:
-            cli_error("unknown option \"%s\" (see medembed serve --help)", argv[optind - 1]);
-            return 2;
+            if ((rc = cli_common_opt(&co, c, optarg, argv)) != 0)
+                return rc; /* -1: --help */
         }
     }
-    if (optind < argc) {
-        cli_error("unexpected argument \"%s\" (see medembed serve --help)", argv[optind]);
+    if (cli_common_end(&co, argc, argv, NULL))
         return 2;
-    }
+    S.model_arg = co.model;
+    S.index_path = co.index;
+    S.threads = co.threads;
+    S.dtype = co.dtype;
     if (!S.model_arg) {
         cli_error("no model given: pass -m MODEL (a folder or a hub repo id)");
         return 2;
