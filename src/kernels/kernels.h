@@ -3,10 +3,11 @@
  *
  * Generic files hold the portable scalar references (always built; they are
  * the test oracles for the ISA files): gemm.c (linear layers in every
- * dtype), attn.c (attention, LayerNorm), pack.c (weight quantization shared
- * by every level). gemm_avx2.c / gemm_avx512.c (+ attn_*.c) hold the SIMD
- * versions. dispatch.c fills `me_kern` once from cpuid + XGETBV (cpu.c), or
- * from MEDEMBED_ISA=scalar|avx2|avx512.
+ * dtype), attn.c (attention, LayerNorm), dot.c (the search index's dot
+ * products), pack.c (weight quantization shared by every level). gemm_avx2.c / gemm_avx512.c (+ attn_*.c, dot_*.c) hold the
+ * SIMD versions. dispatch.c fills `me_kern` once from cpuid + XGETBV (cpu.c), or from
+ * MEDEMBED_ISA=scalar|avx2|avx512: choosing a level chooses every kernel,
+ * the index's included.
  *
  * Determinism contract for every implementation: each output element is
  * computed by one thread, in an order that depends only on the element's own
@@ -200,6 +201,11 @@ typedef struct me_kern {
     /* Runs `iters` rounds of the dtype's multiply-add loop on registers;
      * returns the operations done (2 per multiply-add). For benchmarks. */
     double (*peak)(int32_t dtype, int64_t iters);
+    /* Search dot products (index/): a . b over n floats; a . b with b int8
+     * (without b's scale). No alignment needed; the summation order is the
+     * level's own (fixed: a score does not depend on the row's address). */
+    float (*dot_f32)(const float *a, const float *b, int32_t n);
+    float (*dot_i8)(const float *a, const int8_t *b, int32_t n);
 } me_kern;
 
 /* The table for the current process (chosen on first use; thread-safe). */
@@ -225,6 +231,8 @@ void me_layernorm_scalar(float *x, int32_t rows, int32_t n, const float *g, cons
 void me_gelu_scalar(float *x, int32_t n);
 double me_peak_scalar(int32_t dtype, int64_t iters);
 float me_gelu_ref(float x);
+float me_dot_f32_scalar(const float *a, const float *b, int32_t n);
+float me_dot_i8_scalar(const float *a, const int8_t *b, int32_t n);
 
 /* ---- shared packing helpers (pack.c) ---- */
 /* 64-byte aligned; 2 MiB aligned and MADV_HUGEPAGE when large. */

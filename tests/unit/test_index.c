@@ -514,6 +514,55 @@ static void index_api_int8_hnsw(void **state)
     free(x);
 }
 
+/* Search scores come from the kernel level's dot product (kernels.h
+ * dot_f32), whichever level is forced: an exact f32 search returns, for
+ * each hit, exactly level->dot_f32(query, row). */
+static me_isa g_isa[] = {ME_ISA_SCALAR, ME_ISA_AVX2, ME_ISA_AVX512};
+
+/* The level a per-level test runs (its state: an entry of g_isa); skips,
+ * with a SKIP line, when this CPU cannot run it. */
+static const me_kern *need_level(void **state)
+{
+    me_isa isa = *(const me_isa *)*state;
+    const me_kern *k = me_kern_for(isa);
+    if (!k) {
+        fprintf(stderr, "SKIP: level %s not available on this CPU\n", me_isa_name(isa));
+        skip();
+    }
+    return k;
+}
+
+static void index_scores_follow_level(void **state)
+{
+    const me_kern *k = need_level(state);
+    float *x = malloc(sizeof *x * AN * AD);
+    float q[AD];
+    random_unit(q, 1, AD, 31);
+    char name[32];
+    snprintf(name, sizeof name, "lvl-%s.db", me_isa_name(k->isa));
+    medembed_index *ix = make_vec_index(name, MEDEMBED_VEC_F32, 0, x);
+    me_kern_force(k);
+    medembed_search_opts so;
+    medembed_search_opts_init(&so);
+    so.k = 20;
+    so.exact = 1;
+    medembed_hits *h = NULL;
+    char err[512];
+    int rc = medembed_index_search(ix, q, &so, &h, err, sizeof err);
+    me_kern_force(NULL);
+    assert_int_equal(rc, MEDEMBED_OK);
+    for (int i = 0; i < medembed_hits_count(h); i++) {
+        int n = atoi(medembed_hits_id(h, i) + 3);
+        float want = k->dot_f32(q, x + (size_t)n * AD, AD), got = medembed_hits_score(h, i);
+        if (memcmp(&want, &got, sizeof got) != 0)
+            fail_msg("%s: hit %d (doc %d) scored %.9g, the level's dot product %.9g",
+                     me_isa_name(k->isa), i, n, got, want);
+    }
+    medembed_hits_free(h);
+    medembed_index_free(ix);
+    free(x);
+}
+
 /* Several threads search one handle at once (exact with the pool, HNSW,
  * filtered) and must get the single-threaded answers. */
 typedef struct conc_arg {
@@ -640,6 +689,9 @@ int main(void)
         cmocka_unit_test(hnsw_recall_and_roundtrip),
         cmocka_unit_test(index_api_f32),
         cmocka_unit_test(index_api_int8_hnsw),
+        cmocka_unit_test_prestate(index_scores_follow_level, &g_isa[0]),
+        cmocka_unit_test_prestate(index_scores_follow_level, &g_isa[1]),
+        cmocka_unit_test_prestate(index_scores_follow_level, &g_isa[2]),
         cmocka_unit_test(index_concurrent_search),
         cmocka_unit_test(index_open_errors),
     };

@@ -939,6 +939,90 @@ static void test_linear_latency_threads(void **state)
     free(y);
 }
 
+/* Levels for the per-level tests (cmocka state: an entry of g_isa). */
+static me_isa g_isa[] = {ME_ISA_SCALAR, ME_ISA_AVX2, ME_ISA_AVX512};
+#define AT_LEVEL(f, isa, lvl)                                                                      \
+    {.name = #f " (" lvl ")", .test_func = f, .initial_state = &g_isa[isa]}
+#define PER_LEVEL(f) AT_LEVEL(f, ME_ISA_AVX2, "avx2"), AT_LEVEL(f, ME_ISA_AVX512, "avx512")
+
+/* The level a per-level test runs; skips, with a SKIP line, when this CPU
+ * cannot run it. */
+static const me_kern *need_level(void **state)
+{
+    me_isa isa = *(const me_isa *)*state;
+    const me_kern *k = me_kern_for(isa);
+    if (!k) {
+        fprintf(stderr, "SKIP: level %s not available on this CPU\n", me_isa_name(isa));
+        skip();
+    }
+    return k;
+}
+
+/* The search dot products (dot.c, dot_avx2.c, dot_avx512.c) against the
+ * scalar oracle: lengths around every vector width and unroll (0 to 1000),
+ * rows at every alignment mod 64 bytes, int8 over its whole range. Both
+ * sum in fp32 in different orders, so each is within n u sum |a_k b_k| of
+ * the exact value (u = 2^-24), and they within twice that of each other.
+ * The result must not depend on where the row sits (the same bits at
+ * another address). */
+static void test_dot(void **state)
+{
+    const me_kern *k = need_level(state);
+    const me_kern *ref = me_kern_for(ME_ISA_SCALAR);
+    assert_ptr_equal(ref->dot_f32, me_dot_f32_scalar);
+    assert_ptr_equal(ref->dot_i8, me_dot_i8_scalar);
+    static const int32_t ns[] = {0,  1,  3,  7,  8,  9,  15, 16,  17,  31,  32,  33, 47,
+                                 48, 63, 64, 65, 95, 96, 97, 127, 383, 384, 768, 1000};
+    enum { NMAX = 1000, PAD = 16 };
+    float *a = aligned_alloc(64, sizeof(float) * (NMAX + PAD));
+    float *b = aligned_alloc(64, sizeof(float) * (NMAX + PAD));
+    float *b2 = aligned_alloc(64, sizeof(float) * (NMAX + PAD));
+    int8_t *q = aligned_alloc(64, NMAX + 64);
+    int8_t *q2 = aligned_alloc(64, NMAX + 64);
+    assert_true(a && b && b2 && q && q2);
+    for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+        for (int32_t off = 0; off < PAD; off += 5) {
+            int32_t n = ns[ni];
+            float *ap = a + off, *bp = b + (PAD - 1 - off);
+            int8_t *qp = q + 3 * off;
+            fill(ap, (size_t)n, 2.0f);
+            fill(bp, (size_t)n, 2.0f);
+            double ex = 0, mag = 0, exq = 0, magq = 0;
+            for (int32_t i = 0; i < n; i++) {
+                qp[i] = (int8_t)(i % 7 == 0 ? -128 : i % 7 == 1 ? 127 : (int)(frand() * 127.0f));
+                ex += (double)ap[i] * bp[i];
+                mag += fabs((double)ap[i] * bp[i]);
+                exq += (double)ap[i] * qp[i];
+                magq += fabs((double)ap[i] * qp[i]);
+            }
+            double u = ldexp(1.0, -24);
+            float got = k->dot_f32(ap, bp, n), want = ref->dot_f32(ap, bp, n);
+            float gotq = k->dot_i8(ap, qp, n), wantq = ref->dot_i8(ap, qp, n);
+            if (!(fabs((double)want - ex) <= n * u * mag && fabs((double)got - ex) <= n * u * mag &&
+                  fabs((double)got - want) <= 2 * n * u * mag))
+                fail_msg("%s dot_f32 n=%d off=%d: %.9g, scalar %.9g, exact %.9g",
+                         me_isa_name(k->isa), n, off, got, want, ex);
+            if (!(fabs((double)wantq - exq) <= n * u * magq &&
+                  fabs((double)gotq - exq) <= n * u * magq &&
+                  fabs((double)gotq - wantq) <= 2 * n * u * magq))
+                fail_msg("%s dot_i8 n=%d off=%d: %.9g, scalar %.9g, exact %.9g",
+                         me_isa_name(k->isa), n, off, gotq, wantq, exq);
+            /* the same row elsewhere: the same bits */
+            float *bq = b2 + (off + 7) % PAD;
+            int8_t *qq = q2 + (off * 11 + 1) % 64;
+            memcpy(bq, bp, sizeof *bq * (size_t)n);
+            memcpy(qq, qp, (size_t)n);
+            float again = k->dot_f32(ap, bq, n), againq = k->dot_i8(ap, qq, n);
+            assert_memory_equal(&again, &got, sizeof got);
+            assert_memory_equal(&againq, &gotq, sizeof gotq);
+        }
+    free(a);
+    free(b);
+    free(b2);
+    free(q);
+    free(q2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -951,7 +1035,7 @@ int main(void)
         cmocka_unit_test(test_block_ranges), cmocka_unit_test(test_linear_latency_threads),
         cmocka_unit_test_teardown(test_linear_fallbacks, unset_cpu_disable),
         cmocka_unit_test(test_gelu),         cmocka_unit_test(test_layernorm),
-        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_attention), PER_LEVEL(test_dot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
