@@ -1,8 +1,8 @@
 /*
  * index.h - internals of the search index (medembed_index_* in medembed.h).
  *
- * Reading order: vec.c (the vector store; its dot products are kernels:
- * kernels/dot*.c), topk.c (bounded
+ * Reading order: vec.c (the vector store; its dot products and int8
+ * quantizer are kernels: kernels/dot*.c, kernels/pack.c), topk.c (bounded
  * heaps), flat.c (exact multi-threaded search), hnsw.c (the graph),
  * chunk.c (token windows), filter.c (metadata filters -> document sets),
  * store.c (the SQLite file), index.c (the public API that ties them),
@@ -28,7 +28,8 @@
 /* ---------------------------------------------------------------- vec.c */
 
 /* Vectors to score against: f32 rows, or int8 rows with one scale each
- * (x ~= scale * q). */
+ * (x ~= scale * q, quantized by me_quant_row_s8: an all-zero row has scale
+ * 0). */
 typedef struct me_vecs {
     int32_t dim;
     int32_t dtype;       /* medembed_vec_dtype */
@@ -61,8 +62,6 @@ static inline float me_vecs_score(const me_vecs *v, const me_vec_kern *k, const 
 
 /* Row i as f32 (dequantized for INT8) into out (dim). */
 void me_vecs_row(const me_vecs *v, int64_t i, float *out);
-/* Symmetric per-row int8 quantization: scale = max|x| / 127. */
-void me_quantize_i8(const float *x, int32_t dim, int8_t *q, float *scale);
 int me_vecs_reserve(me_vecs *v, int64_t rows);
 void me_vecs_free(me_vecs *v);
 

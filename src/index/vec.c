@@ -1,34 +1,13 @@
 /*
  * vec.c - the growable vector store of an open index: f32 rows, or int8
  * rows with a per-row scale. Rows are scored with the kernel level's dot
- * products (me_vecs_score in index.h; kernels/dot*.c).
+ * products (me_vecs_score in index.h; kernels/dot*.c) and quantized with
+ * the kernels' int8 rule (me_quant_row_s8 in kernels/pack.c).
  */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "index/index.h"
-
-void me_quantize_i8(const float *x, int32_t dim, int8_t *q, float *scale)
-{
-    float mx = 0;
-    for (int32_t i = 0; i < dim; i++) {
-        float a = fabsf(x[i]);
-        if (a > mx)
-            mx = a;
-    }
-    float s = mx > 0 ? mx / 127.0f : 1.0f;
-    float inv = 1.0f / s;
-    for (int32_t i = 0; i < dim; i++) {
-        float r = nearbyintf(x[i] * inv);
-        if (r > 127)
-            r = 127;
-        if (r < -127)
-            r = -127;
-        q[i] = (int8_t)r;
-    }
-    *scale = s;
-}
 
 void me_vecs_row(const me_vecs *v, int64_t i, float *out)
 {

@@ -4,7 +4,8 @@
  * Generic files hold the portable scalar references (always built; they are
  * the test oracles for the ISA files): gemm.c (linear layers in every
  * dtype), attn.c (attention, LayerNorm), dot.c (the search index's dot
- * products), pack.c (weight quantization shared by every level). gemm_avx2.c / gemm_avx512.c (+ attn_*.c, dot_*.c) hold the
+ * products), pack.c (weight and row quantization shared by every level and
+ * by the index). gemm_avx2.c / gemm_avx512.c (+ attn_*.c, dot_*.c) hold the
  * SIMD versions. dispatch.c fills `me_kern` once from cpuid + XGETBV (cpu.c), or from
  * MEDEMBED_ISA=scalar|avx2|avx512: choosing a level chooses every kernel,
  * the index's included.
@@ -241,8 +242,12 @@ void me_free_big(void *p);
 void me_unpack_generic(me_linear *L);
 /* fp32 -> bf16, round to nearest even (NaN kept quiet). */
 uint16_t me_f32_to_bf16(float f);
-/* Per-channel symmetric int8 quantization of row w[0..n) (see the header
- * comment); writes q and returns the scale (0 for an all-zero row). */
+/* Symmetric int8 quantization of one row w[0..n), the one rule of every
+ * int8 quantizer (weights per output channel, activation rows, the index's
+ * stored vectors; see the header comment): q = round(w * 127 / max|w|)
+ * (nearest even) in [-127, 127]; writes q and returns the scale max|w| /
+ * 127, so w ~= scale * q. A row with nothing to scale (all zero, or see
+ * me_quant_inv) gets q = 0 and scale 0. */
 float me_quant_row_s8(const float *w, int32_t n, int8_t *q);
 /* 127 / amax for a row whose largest |value| is amax, or 0 when the row has
  * nothing to scale: amax zero, NaN or infinite, or below 127 / FLT_MAX (so
