@@ -618,6 +618,8 @@ static void index_int8_quantizer(void **state)
  * dot_f32), whichever level is forced: an exact f32 search returns, for
  * each hit, exactly level->dot_f32(query, row). */
 static me_isa g_isa[] = {ME_ISA_SCALAR, ME_ISA_AVX2, ME_ISA_AVX512};
+#define AT_LEVEL(f, isa, lvl)                                                                      \
+    {.name = #f " (" lvl ")", .test_func = f, .initial_state = &g_isa[isa]}
 
 /* The level a per-level test runs (its state: an entry of g_isa); skips,
  * with a SKIP line, when this CPU cannot run it. */
@@ -790,9 +792,9 @@ int main(void)
         cmocka_unit_test(index_api_f32),
         cmocka_unit_test(index_api_int8_hnsw),
         cmocka_unit_test(index_int8_quantizer),
-        cmocka_unit_test_prestate(index_scores_follow_level, &g_isa[0]),
-        cmocka_unit_test_prestate(index_scores_follow_level, &g_isa[1]),
-        cmocka_unit_test_prestate(index_scores_follow_level, &g_isa[2]),
+        AT_LEVEL(index_scores_follow_level, ME_ISA_SCALAR, "scalar"),
+        AT_LEVEL(index_scores_follow_level, ME_ISA_AVX2, "avx2"),
+        AT_LEVEL(index_scores_follow_level, ME_ISA_AVX512, "avx512"),
         cmocka_unit_test(index_concurrent_search),
         cmocka_unit_test(index_open_errors),
     };

@@ -167,23 +167,36 @@ static void check_level_dtype(const char *dir, const seqs *s, const me_kern *k, 
     free(alt);
 }
 
+/* The levels, one test each (cmocka state: an entry of g_isa); a level
+ * this CPU cannot run is skipped with a SKIP line. */
+static me_isa g_isa[] = {ME_ISA_SCALAR, ME_ISA_AVX2, ME_ISA_AVX512};
+#define AT_LEVEL(f, isa, lvl)                                                                      \
+    {.name = #f " (" lvl ")", .test_func = f, .initial_state = &g_isa[isa]}
+#define PER_LEVEL(f)                                                                               \
+    AT_LEVEL(f, ME_ISA_SCALAR, "scalar"), AT_LEVEL(f, ME_ISA_AVX2, "avx2"),                        \
+        AT_LEVEL(f, ME_ISA_AVX512, "avx512")
+
+static const me_kern *need_level(void **state)
+{
+    me_isa isa = *(const me_isa *)*state;
+    const me_kern *k = me_kern_for(isa);
+    if (!k) {
+        fprintf(stderr, "SKIP: level %s not available on this CPU\n", me_isa_name(isa));
+        skip();
+    }
+    return k;
+}
+
 static void test_bit_identical(void **state)
 {
-    (void)state;
     char dir[1024];
     SKIP_WITHOUT_SHARED(dir, "golden/embeddings/tiny-mean-128");
+    const me_kern *k = need_level(state);
     static seqs s;
     assert_true(load_seqs(dir, &s) > 4);
     float *ref = malloc(sizeof *ref * 64 * MAX_SEQ);
-    for (int isa = ME_ISA_SCALAR; isa <= ME_ISA_AVX512; isa++) {
-        const me_kern *k = me_kern_for((me_isa)isa);
-        if (!k) {
-            fprintf(stderr, "SKIP: level %s not available on this CPU\n", me_isa_name((me_isa)isa));
-            continue;
-        }
-        for (int32_t dt = MEDEMBED_DTYPE_F32; dt <= MEDEMBED_DTYPE_INT8; dt++)
-            check_level_dtype(dir, &s, k, dt, ref);
-    }
+    for (int32_t dt = MEDEMBED_DTYPE_F32; dt <= MEDEMBED_DTYPE_INT8; dt++)
+        check_level_dtype(dir, &s, k, dt, ref);
     free(ref);
 }
 
@@ -191,38 +204,33 @@ static void test_bit_identical(void **state)
  * vector must be bit-identical to row 0 of the full hidden state. */
 static void test_cls_shortcut(void **state)
 {
-    (void)state;
     char dir[1024];
     SKIP_WITHOUT_SHARED(dir, "golden/embeddings/tiny-cls-f32");
+    const me_kern *k = need_level(state);
     static seqs s;
     assert_true(load_seqs(dir, &s) > 4);
-    for (int isa = ME_ISA_SCALAR; isa <= ME_ISA_AVX512; isa++) {
-        const me_kern *k = me_kern_for((me_isa)isa);
-        if (!k)
-            continue;
-        for (int32_t dt = MEDEMBED_DTYPE_F32; dt <= MEDEMBED_DTYPE_INT8; dt++) {
-            medembed_model *m = load_at(dir, k, dt);
-            assert_int_equal(medembed_model_pooling(m), MEDEMBED_POOLING_CLS);
-            int32_t H = medembed_model_dim(m);
-            medembed_ctx *c = NULL;
-            assert_int_equal(medembed_ctx_create(m, 2, &c), MEDEMBED_OK);
-            float *pooled = malloc(sizeof *pooled * (size_t)H * (size_t)s.n);
-            float *hid = malloc(sizeof *hid * (size_t)H * 512);
-            assert_int_equal(
-                medembed_ctx_embed_ids(c, s.ids, s.len, s.n, MEDEMBED_F_NO_NORMALIZE, pooled),
-                MEDEMBED_OK);
-            for (int i = 0; i < s.n; i++) {
-                assert_int_equal(medembed_ctx_hidden(c, s.ids + s.off[i], s.len[i], hid),
-                                 MEDEMBED_OK);
-                if (memcmp(hid, pooled + (size_t)i * (size_t)H, sizeof *hid * (size_t)H) != 0)
-                    fail_msg("%s dtype %d: CLS of sequence %d differs from hidden row 0",
-                             me_isa_name(k->isa), dt, i);
-            }
-            free(pooled);
-            free(hid);
-            medembed_ctx_free(c);
-            medembed_model_free(m);
+    for (int32_t dt = MEDEMBED_DTYPE_F32; dt <= MEDEMBED_DTYPE_INT8; dt++) {
+        medembed_model *m = load_at(dir, k, dt);
+        assert_int_equal(medembed_model_pooling(m), MEDEMBED_POOLING_CLS);
+        int32_t H = medembed_model_dim(m);
+        medembed_ctx *c = NULL;
+        assert_int_equal(medembed_ctx_create(m, 2, &c), MEDEMBED_OK);
+        float *pooled = malloc(sizeof *pooled * (size_t)H * (size_t)s.n);
+        float *hid = malloc(sizeof *hid * (size_t)H * 512);
+        assert_int_equal(
+            medembed_ctx_embed_ids(c, s.ids, s.len, s.n, MEDEMBED_F_NO_NORMALIZE, pooled),
+            MEDEMBED_OK);
+        for (int i = 0; i < s.n; i++) {
+            assert_int_equal(medembed_ctx_hidden(c, s.ids + s.off[i], s.len[i], hid),
+                             MEDEMBED_OK);
+            if (memcmp(hid, pooled + (size_t)i * (size_t)H, sizeof *hid * (size_t)H) != 0)
+                fail_msg("%s dtype %d: CLS of sequence %d differs from hidden row 0",
+                         me_isa_name(k->isa), dt, i);
         }
+        free(pooled);
+        free(hid);
+        medembed_ctx_free(c);
+        medembed_model_free(m);
     }
 }
 
@@ -303,29 +311,24 @@ static void check_stage(const char *dir, int expect_staged)
  * (and so read the fp32 source, which must still be there). */
 static void test_in_place_dtypes(void **state)
 {
-    (void)state;
     char dir[1024];
     SKIP_WITHOUT_SHARED(dir, "golden/embeddings/tiny-cls-f32");
-    for (int isa = ME_ISA_SCALAR; isa <= ME_ISA_AVX512; isa++) {
-        const me_kern *k = me_kern_for((me_isa)isa);
-        if (!k)
-            continue;
-        for (int32_t dt = MEDEMBED_DTYPE_F32; dt <= MEDEMBED_DTYPE_INT8; dt++) {
-            medembed_model *m = load_at(dir, k, dt);
-            int in_place = (k->in_place_dtypes >> dt) & 1;
-            for (int32_t il = 0; il < m->cfg.n_layers; il++) {
-                const me_layer *ly = &m->layers[il];
-                const me_linear *ls[4] = {&ly->qkv, &ly->attn_out, &ly->ffn_in, &ly->ffn_out};
-                for (int i = 0; i < 4; i++) {
-                    if ((ls[i]->packed == NULL) != in_place)
-                        fail_msg("%s dtype %d layer %d.%d: packed %p, in_place %d",
-                                 me_isa_name(k->isa), dt, il, i, ls[i]->packed, in_place);
-                    if (in_place)
-                        assert_true(ls[i]->w || ls[i]->w_part[0]);
-                }
+    const me_kern *k = need_level(state);
+    for (int32_t dt = MEDEMBED_DTYPE_F32; dt <= MEDEMBED_DTYPE_INT8; dt++) {
+        medembed_model *m = load_at(dir, k, dt);
+        int in_place = (k->in_place_dtypes >> dt) & 1;
+        for (int32_t il = 0; il < m->cfg.n_layers; il++) {
+            const me_layer *ly = &m->layers[il];
+            const me_linear *ls[4] = {&ly->qkv, &ly->attn_out, &ly->ffn_in, &ly->ffn_out};
+            for (int i = 0; i < 4; i++) {
+                if ((ls[i]->packed == NULL) != in_place)
+                    fail_msg("%s dtype %d layer %d.%d: packed %p, in_place %d",
+                             me_isa_name(k->isa), dt, il, i, ls[i]->packed, in_place);
+                if (in_place)
+                    assert_true(ls[i]->w || ls[i]->w_part[0]);
             }
-            medembed_model_free(m);
         }
+        medembed_model_free(m);
     }
 }
 
@@ -342,10 +345,10 @@ static void test_stage_sources(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bit_identical),
-        cmocka_unit_test(test_cls_shortcut),
+        PER_LEVEL(test_bit_identical),
+        PER_LEVEL(test_cls_shortcut),
         cmocka_unit_test(test_next_layer_hint),
-        cmocka_unit_test(test_in_place_dtypes),
+        PER_LEVEL(test_in_place_dtypes),
         cmocka_unit_test(test_stage_sources),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
