@@ -1,7 +1,8 @@
 /*
  * index.h - internals of the search index (medembed_index_* in medembed.h).
  *
- * Reading order: vec.c (dot-product kernels, dispatch), topk.c (bounded
+ * Reading order: vec.c (the vector store; its dot products and int8
+ * quantizer are kernels: kernels/dot*.c, kernels/pack.c), topk.c (bounded
  * heaps), flat.c (exact multi-threaded search), hnsw.c (the graph),
  * chunk.c (token windows), filter.c (metadata filters -> document sets),
  * store.c (the SQLite file), index.c (the public API that ties them),
@@ -19,6 +20,7 @@
 #include <sqlite3.h>
 #include <stdint.h>
 
+#include "kernels/kernels.h"
 #include "medembed.h"
 #include "thread/pool.h"
 #include "util/error.h"
@@ -26,7 +28,8 @@
 /* ---------------------------------------------------------------- vec.c */
 
 /* Vectors to score against: f32 rows, or int8 rows with one scale each
- * (x ~= scale * q). */
+ * (x ~= scale * q, quantized by me_quant_row_s8: an all-zero row has scale
+ * 0). */
 typedef struct me_vecs {
     int32_t dim;
     int32_t dtype;       /* medembed_vec_dtype */
@@ -37,22 +40,16 @@ typedef struct me_vecs {
     int64_t cap;         /* rows allocated */
 } me_vecs;
 
-typedef float (*me_dot_f32_fn)(const float *a, const float *b, int32_t n);
-typedef float (*me_dot_i8_fn)(const float *a, const int8_t *b, int32_t n);
+/* The search kernels are the dot_f32 / dot_i8 entries of the kernel table
+ * (kernels.h), so they follow the kernel level: cpuid + XGETBV, or
+ * MEDEMBED_ISA, or me_kern_force. A search takes the table once and uses it
+ * throughout, so its scores come from one level. */
+typedef me_kern me_vec_kern;
 
-typedef struct me_vec_kern {
-    const char *name;
-    me_dot_f32_fn dot_f32;
-    me_dot_i8_fn dot_i8; /* a . b, without b's scale */
-} me_vec_kern;
-
-/* Best table for this CPU (MEDEMBED_ISA=scalar forces the scalar one). */
-const me_vec_kern *me_vec_kern_get(void);
-const me_vec_kern *me_vec_kern_scalar(void);
-const me_vec_kern *me_vec_kern_avx2(void); /* NULL if unavailable */
-
-float me_dot_f32_scalar(const float *a, const float *b, int32_t n);
-float me_dot_i8_scalar(const float *a, const int8_t *b, int32_t n);
+static inline const me_vec_kern *me_vec_kern_get(void)
+{
+    return me_kern_get();
+}
 
 /* Score of query q against row i. */
 static inline float me_vecs_score(const me_vecs *v, const me_vec_kern *k, const float *q,
@@ -65,8 +62,6 @@ static inline float me_vecs_score(const me_vecs *v, const me_vec_kern *k, const 
 
 /* Row i as f32 (dequantized for INT8) into out (dim). */
 void me_vecs_row(const me_vecs *v, int64_t i, float *out);
-/* Symmetric per-row int8 quantization: scale = max|x| / 127. */
-void me_quantize_i8(const float *x, int32_t dim, int8_t *q, float *scale);
 int me_vecs_reserve(me_vecs *v, int64_t rows);
 void me_vecs_free(me_vecs *v);
 

@@ -378,7 +378,9 @@ static int decode_vec(medembed_index *ix, const void *blob, int nbytes, int64_t 
                         (long long)rowid, nbytes, 4 + d);
         float s;
         memcpy(&s, blob, 4);
-        RETURN_ERROR_IF(!isfinite(s) || s <= 0, e, MEDEMBED_ERR_FORMAT,
+        /* 0: an all-zero vector (me_quant_row_s8; files written before
+         * the index used that quantizer hold 1 there, also fine) */
+        RETURN_ERROR_IF(!isfinite(s) || s < 0, e, MEDEMBED_ERR_FORMAT,
                         "%s: chunk %lld: bad int8 scale", ix->path, (long long)rowid);
         ix->vecs.scale[row] = s;
         memcpy(ix->vecs.q + (size_t)row * d, (const uint8_t *)blob + 4, d);
@@ -654,8 +656,7 @@ int me_store_add(medembed_index *ix, const me_store_doc *docs, int32_t n,
             sqlite3_bind_int(sc, 3, docs[i].spans[c].start);
             sqlite3_bind_int(sc, 4, docs[i].spans[c].end);
             if (ix->vec_dtype == MEDEMBED_VEC_INT8) {
-                float s;
-                me_quantize_i8(v, ix->dim, (int8_t *)(blob + 4), &s);
+                float s = me_quant_row_s8(v, ix->dim, (int8_t *)(blob + 4));
                 memcpy(blob, &s, 4);
                 sqlite3_bind_blob(sc, 5, blob, (int)(4 + d), SQLITE_STATIC);
                 sqlite3_bind_blob(sc, 6, v, (int)(4 * d), SQLITE_STATIC);
@@ -711,7 +712,7 @@ int me_store_add(medembed_index *ix, const me_store_doc *docs, int32_t n,
             int64_t r = ix->vecs.n++;
             const float *v = docs[i].vecs + (size_t)c * d;
             if (ix->vec_dtype == MEDEMBED_VEC_INT8)
-                me_quantize_i8(v, ix->dim, ix->vecs.q + (size_t)r * d, &ix->vecs.scale[r]);
+                ix->vecs.scale[r] = me_quant_row_s8(v, ix->dim, ix->vecs.q + (size_t)r * d);
             else
                 memcpy(ix->vecs.f + (size_t)r * d, v, 4 * d);
             ix->ch_rowid[r] = crow[ci++];

@@ -1,108 +1,13 @@
 /*
- * vec.c - dot products for search, scalar reference + dispatch, and the
- * growable vector store (f32 rows or int8 rows with a per-row scale).
- *
- * The scalar bodies are the test oracle for vec_avx2.c. Dispatch happens
- * once per process from cpuid + XGETBV (kernels/cpu.c); MEDEMBED_ISA=scalar
- * forces the reference so CI can exercise both paths.
+ * vec.c - the growable vector store of an open index: f32 rows, or int8
+ * rows with a per-row scale. Rows are scored with the kernel level's dot
+ * products (me_vecs_score in index.h; kernels/dot*.c) and quantized with
+ * the kernels' int8 rule (me_quant_row_s8 in kernels/pack.c).
  */
-#include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "index/index.h"
-#include "kernels/kernels.h"
-
-/* Four accumulators so the compiler can pipeline; the order of additions is
- * fixed, so a score does not depend on where the row sits in memory. */
-float me_dot_f32_scalar(const float *a, const float *b, int32_t n)
-{
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int32_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += a[i] * b[i];
-        s1 += a[i + 1] * b[i + 1];
-        s2 += a[i + 2] * b[i + 2];
-        s3 += a[i + 3] * b[i + 3];
-    }
-    for (; i < n; i++)
-        s0 += a[i] * b[i];
-    return (s0 + s1) + (s2 + s3);
-}
-
-float me_dot_i8_scalar(const float *a, const int8_t *b, int32_t n)
-{
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int32_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += a[i] * (float)b[i];
-        s1 += a[i + 1] * (float)b[i + 1];
-        s2 += a[i + 2] * (float)b[i + 2];
-        s3 += a[i + 3] * (float)b[i + 3];
-    }
-    for (; i < n; i++)
-        s0 += a[i] * (float)b[i];
-    return (s0 + s1) + (s2 + s3);
-}
-
-static const me_vec_kern K_SCALAR = {"scalar", me_dot_f32_scalar, me_dot_i8_scalar};
-
-const me_vec_kern *me_vec_kern_scalar(void)
-{
-    return &K_SCALAR;
-}
-
-/* Defined in vec_avx2.c (weak so a build without it still links). */
-extern const me_vec_kern me_vec_kern_avx2_table __attribute__((weak));
-
-const me_vec_kern *me_vec_kern_avx2(void)
-{
-    me_cpu c;
-    me_cpu_detect(&c);
-    if (&me_vec_kern_avx2_table && c.os_avx && c.avx2 && c.fma)
-        return &me_vec_kern_avx2_table;
-    return NULL;
-}
-
-static const me_vec_kern *g_vk;
-static pthread_once_t g_vk_once = PTHREAD_ONCE_INIT;
-
-static void vk_choose(void)
-{
-    const char *env = getenv("MEDEMBED_ISA");
-    const me_vec_kern *k = NULL;
-    if (!(env && strcmp(env, "scalar") == 0))
-        k = me_vec_kern_avx2();
-    g_vk = k ? k : &K_SCALAR;
-}
-
-const me_vec_kern *me_vec_kern_get(void)
-{
-    pthread_once(&g_vk_once, vk_choose);
-    return g_vk;
-}
-
-void me_quantize_i8(const float *x, int32_t dim, int8_t *q, float *scale)
-{
-    float mx = 0;
-    for (int32_t i = 0; i < dim; i++) {
-        float a = fabsf(x[i]);
-        if (a > mx)
-            mx = a;
-    }
-    float s = mx > 0 ? mx / 127.0f : 1.0f;
-    float inv = 1.0f / s;
-    for (int32_t i = 0; i < dim; i++) {
-        float r = nearbyintf(x[i] * inv);
-        if (r > 127)
-            r = 127;
-        if (r < -127)
-            r = -127;
-        q[i] = (int8_t)r;
-    }
-    *scale = s;
-}
 
 void me_vecs_row(const me_vecs *v, int64_t i, float *out)
 {

@@ -19,12 +19,15 @@ static const me_kern KERN_SCALAR = {
     .layernorm = me_layernorm_scalar,
     .gelu = me_gelu_scalar,
     .peak = me_peak_scalar,
+    .dot_f32 = me_dot_f32_scalar,
+    .dot_i8 = me_dot_i8_scalar,
 };
 
-/* The ISA tables (gemm_avx2.c, gemm_avx512.c). They are strong references
- * on x86: a weak undefined symbol does not pull an object out of
- * libmedembed.a, so programs linked statically would silently lose the SIMD
- * kernels. Other architectures build without them. */
+/* The ISA tables (gemm_avx2.c, gemm_avx512.c), which reference every
+ * kernel of their level (the search dot products too). They are strong
+ * references on x86: a weak undefined symbol does not pull an object out
+ * of libmedembed.a, so programs linked statically would silently lose the
+ * SIMD kernels. Other architectures build without them. */
 #if defined(__x86_64__) || defined(__i386__)
 #define ME_X86 1
 extern const me_kern me_kern_avx2;
@@ -42,7 +45,9 @@ const me_kern *me_kern_for(me_isa isa)
     switch (isa) {
 #ifdef ME_X86
     case ME_ISA_AVX512:
-        if (c.os_avx512 && c.avx512f && c.avx512bw && c.avx512vl && c.avx512dq && c.fma && c.f16c)
+        /* AVX2 too: the level's fp32 search dot product is the AVX2 one */
+        if (c.os_avx512 && c.avx512f && c.avx512bw && c.avx512vl && c.avx512dq && c.avx2 &&
+            c.fma && c.f16c)
             return &me_kern_avx512;
         return NULL;
     case ME_ISA_AVX2:

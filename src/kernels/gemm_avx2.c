@@ -24,6 +24,8 @@ void me_attention_avx2(const me_attn_args *a);
 void me_layernorm_avx2(float *x, int32_t rows, int32_t n, const float *g, const float *b,
                        double eps);
 void me_gelu_avx2(float *x, int32_t n);
+float me_dot_f32_avx2(const float *a, const float *b, int32_t n);
+float me_dot_i8_avx2(const float *a, const int8_t *b, int32_t n);
 
 /* Packed layer: this header, then (64-byte aligned) the int8 scales, then
  * the wide column blocks. */
@@ -597,4 +599,6 @@ const me_kern me_kern_avx2 = {
     .layernorm = me_layernorm_avx2,
     .gelu = me_gelu_avx2,
     .peak = peak256,
+    .dot_f32 = me_dot_f32_avx2,
+    .dot_i8 = me_dot_i8_avx2,
 };

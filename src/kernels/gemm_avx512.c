@@ -50,6 +50,8 @@ void me_attention_avx512(const me_attn_args *a);
 void me_layernorm_avx512(float *x, int32_t rows, int32_t n, const float *g, const float *b,
                          double eps);
 void me_gelu_avx512(float *x, int32_t n);
+float me_dot_f32_avx2(const float *a, const float *b, int32_t n);
+float me_dot_i8_avx512(const float *a, const int8_t *b, int32_t n);
 
 /* Packed layer: this header, then (64-byte aligned) int8 scales and sums,
  * then the panels. */
@@ -1214,4 +1216,6 @@ const me_kern me_kern_avx512 = {
     .gelu = me_gelu_avx512,
     .bf16_io = bf16_io512,
     .peak = peak512,
+    .dot_f32 = me_dot_f32_avx2,
+    .dot_i8 = me_dot_i8_avx512,
 };

@@ -3,10 +3,12 @@
  *
  * Generic files hold the portable scalar references (always built; they are
  * the test oracles for the ISA files): gemm.c (linear layers in every
- * dtype), attn.c (attention, LayerNorm), pack.c (weight quantization shared
- * by every level). gemm_avx2.c / gemm_avx512.c (+ attn_*.c) hold the SIMD
- * versions. dispatch.c fills `me_kern` once from cpuid + XGETBV (cpu.c), or
- * from MEDEMBED_ISA=scalar|avx2|avx512.
+ * dtype), attn.c (attention, LayerNorm), dot.c (the search index's dot
+ * products), pack.c (weight and row quantization shared by every level and
+ * by the index). gemm_avx2.c / gemm_avx512.c (+ attn_*.c, dot_*.c) hold the
+ * SIMD versions. dispatch.c fills `me_kern` once from cpuid + XGETBV (cpu.c), or from
+ * MEDEMBED_ISA=scalar|avx2|avx512: choosing a level chooses every kernel,
+ * the index's included.
  *
  * Determinism contract for every implementation: each output element is
  * computed by one thread, in an order that depends only on the element's own
@@ -200,6 +202,11 @@ typedef struct me_kern {
     /* Runs `iters` rounds of the dtype's multiply-add loop on registers;
      * returns the operations done (2 per multiply-add). For benchmarks. */
     double (*peak)(int32_t dtype, int64_t iters);
+    /* Search dot products (index/): a . b over n floats; a . b with b int8
+     * (without b's scale). No alignment needed; the summation order is the
+     * level's own (fixed: a score does not depend on the row's address). */
+    float (*dot_f32)(const float *a, const float *b, int32_t n);
+    float (*dot_i8)(const float *a, const int8_t *b, int32_t n);
 } me_kern;
 
 /* The table for the current process (chosen on first use; thread-safe). */
@@ -225,6 +232,8 @@ void me_layernorm_scalar(float *x, int32_t rows, int32_t n, const float *g, cons
 void me_gelu_scalar(float *x, int32_t n);
 double me_peak_scalar(int32_t dtype, int64_t iters);
 float me_gelu_ref(float x);
+float me_dot_f32_scalar(const float *a, const float *b, int32_t n);
+float me_dot_i8_scalar(const float *a, const int8_t *b, int32_t n);
 
 /* ---- shared packing helpers (pack.c) ---- */
 /* 64-byte aligned; 2 MiB aligned and MADV_HUGEPAGE when large. */
@@ -233,8 +242,12 @@ void me_free_big(void *p);
 void me_unpack_generic(me_linear *L);
 /* fp32 -> bf16, round to nearest even (NaN kept quiet). */
 uint16_t me_f32_to_bf16(float f);
-/* Per-channel symmetric int8 quantization of row w[0..n) (see the header
- * comment); writes q and returns the scale (0 for an all-zero row). */
+/* Symmetric int8 quantization of one row w[0..n), the one rule of every
+ * int8 quantizer (weights per output channel, activation rows, the index's
+ * stored vectors; see the header comment): q = round(w * 127 / max|w|)
+ * (nearest even) in [-127, 127]; writes q and returns the scale max|w| /
+ * 127, so w ~= scale * q. A row with nothing to scale (all zero, or see
+ * me_quant_inv) gets q = 0 and scale 0. */
 float me_quant_row_s8(const float *w, int32_t n, int8_t *q);
 /* 127 / amax for a row whose largest |value| is amax, or 0 when the row has
  * nothing to scale: amax zero, NaN or infinite, or below 127 / FLT_MAX (so

@@ -514,6 +514,157 @@ static void index_api_int8_hnsw(void **state)
     free(x);
 }
 
+/* The index stores int8 vectors with the kernels' row quantizer
+ * (me_quant_row_s8): an all-zero vector gets q = 0 and scale 0, and the
+ * file with it opens again (the loader once refused a scale of 0); an
+ * ordinary vector gets the kernels' q and scale bit for bit, before and
+ * after a reopen, and decodes to within half a step. A file written before
+ * (scale 1 for the zero vector) still opens and decodes it to zeros. */
+static void index_int8_quantizer(void **state)
+{
+    (void)state;
+    enum { QN = 6, QD = 37 };
+    float x[QN * QD];
+    random_unit(x, QN, QD, 17);
+    memset(x, 0, sizeof(float) * QD); /* doc0: all zero */
+    for (int32_t k = 0; k < QD; k++)  /* doc5: a wide range, ties at 0.5 steps */
+        x[5 * QD + k] = (float)(k - 18) * 3.5f;
+    char path[300], err[512];
+    tmp_index_path(path, sizeof path, "quant.db");
+    medembed_index_config c;
+    medembed_index_config_init(&c);
+    c.dim = QD;
+    c.vec_dtype = MEDEMBED_VEC_INT8;
+    medembed_index *ix = NULL;
+    assert_int_equal(medembed_index_create(path, NULL, &c, &ix, err, sizeof err), MEDEMBED_OK);
+    medembed_index_doc docs[QN];
+    char ids[QN][16];
+    for (int i = 0; i < QN; i++) {
+        snprintf(ids[i], sizeof ids[i], "doc%d", i);
+        docs[i] = (medembed_index_doc){ids[i], NULL, 0, NULL};
+    }
+    assert_int_equal(medembed_index_add_vectors(ix, docs, QN, x, err, sizeof err), MEDEMBED_OK);
+    for (int pass = 0; pass < 3; pass++) {
+        if (pass > 0) { /* reopened; pass 2 after writing the old zero-row scale */
+            assert_int_equal(medembed_index_flush(ix, err, sizeof err), MEDEMBED_OK);
+            medembed_index_free(ix);
+            ix = NULL;
+            if (pass == 2) {
+                sqlite3 *db = NULL;
+                assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+                uint8_t blob[4 + QD] = {0};
+                float one = 1.0f;
+                memcpy(blob, &one, 4);
+                sqlite3_stmt *st = NULL;
+                assert_int_equal(sqlite3_prepare_v2(db,
+                                                    "UPDATE chunks SET vec = ?1 WHERE doc = "
+                                                    "(SELECT id FROM docs WHERE ext_id = 'doc0')",
+                                                    -1, &st, NULL),
+                                 SQLITE_OK);
+                sqlite3_bind_blob(st, 1, blob, (int)sizeof blob, SQLITE_STATIC);
+                assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+                assert_int_equal(sqlite3_changes(db), 1);
+                sqlite3_finalize(st);
+                sqlite3_close(db);
+            }
+            int rc = medembed_index_open(path, 0, &ix, err, sizeof err);
+            if (rc != MEDEMBED_OK)
+                fail_msg("reopen (pass %d): %s", pass, err);
+        }
+        assert_int_equal(ix->vecs.n, QN);
+        for (int i = 0; i < QN; i++) {
+            int8_t want[QD];
+            float ws = me_quant_row_s8(x + i * QD, QD, want);
+            const int8_t *got = ix->vecs.q + (size_t)i * QD;
+            float gs = ix->vecs.scale[i];
+            float row[QD];
+            me_vecs_row(&ix->vecs, i, row);
+            if (i == 0) {
+                assert_true(ws == 0.0f);
+                assert_true(gs == (pass == 2 ? 1.0f : 0.0f));
+                for (int32_t k = 0; k < QD; k++)
+                    assert_true(got[k] == 0 && row[k] == 0.0f);
+                continue;
+            }
+            assert_true(ws > 0.0f);
+            assert_memory_equal(&gs, &ws, sizeof gs);
+            assert_memory_equal(got, want, QD);
+            for (int32_t k = 0; k < QD; k++)
+                assert_true(fabsf(row[k] - x[i * QD + k]) <= 0.5f * ws * 1.0001f);
+        }
+        /* every document found; the zero vector scores 0 */
+        float q[QD];
+        random_unit(q, 1, QD, 23);
+        medembed_search_opts so;
+        medembed_search_opts_init(&so);
+        so.k = QN;
+        so.exact = 1;
+        medembed_hits *h = NULL;
+        assert_int_equal(medembed_index_search(ix, q, &so, &h, err, sizeof err), MEDEMBED_OK);
+        assert_int_equal(medembed_hits_count(h), QN);
+        int zero = 0;
+        for (int i = 0; i < QN; i++)
+            if (strcmp(medembed_hits_id(h, i), "doc0") == 0) {
+                zero = 1;
+                assert_true(medembed_hits_score(h, i) == 0.0f);
+            }
+        assert_true(zero);
+        medembed_hits_free(h);
+    }
+    medembed_index_free(ix);
+}
+
+/* Search scores come from the kernel level's dot product (kernels.h
+ * dot_f32), whichever level is forced: an exact f32 search returns, for
+ * each hit, exactly level->dot_f32(query, row). */
+static me_isa g_isa[] = {ME_ISA_SCALAR, ME_ISA_AVX2, ME_ISA_AVX512};
+#define AT_LEVEL(f, isa, lvl)                                                                      \
+    {.name = #f " (" lvl ")", .test_func = f, .initial_state = &g_isa[isa]}
+
+/* The level a per-level test runs (its state: an entry of g_isa); skips,
+ * with a SKIP line, when this CPU cannot run it. */
+static const me_kern *need_level(void **state)
+{
+    me_isa isa = *(const me_isa *)*state;
+    const me_kern *k = me_kern_for(isa);
+    if (!k) {
+        fprintf(stderr, "SKIP: level %s not available on this CPU\n", me_isa_name(isa));
+        skip();
+    }
+    return k;
+}
+
+static void index_scores_follow_level(void **state)
+{
+    const me_kern *k = need_level(state);
+    float *x = malloc(sizeof *x * AN * AD);
+    float q[AD];
+    random_unit(q, 1, AD, 31);
+    char name[32];
+    snprintf(name, sizeof name, "lvl-%s.db", me_isa_name(k->isa));
+    medembed_index *ix = make_vec_index(name, MEDEMBED_VEC_F32, 0, x);
+    me_kern_force(k);
+    medembed_search_opts so;
+    medembed_search_opts_init(&so);
+    so.k = 20;
+    so.exact = 1;
+    medembed_hits *h = NULL;
+    char err[512];
+    int rc = medembed_index_search(ix, q, &so, &h, err, sizeof err);
+    me_kern_force(NULL);
+    assert_int_equal(rc, MEDEMBED_OK);
+    for (int i = 0; i < medembed_hits_count(h); i++) {
+        int n = atoi(medembed_hits_id(h, i) + 3);
+        float want = k->dot_f32(q, x + (size_t)n * AD, AD), got = medembed_hits_score(h, i);
+        if (memcmp(&want, &got, sizeof got) != 0)
+            fail_msg("%s: hit %d (doc %d) scored %.9g, the level's dot product %.9g",
+                     me_isa_name(k->isa), i, n, got, want);
+    }
+    medembed_hits_free(h);
+    medembed_index_free(ix);
+    free(x);
+}
+
 /* Several threads search one handle at once (exact with the pool, HNSW,
  * filtered) and must get the single-threaded answers. */
 typedef struct conc_arg {
@@ -640,6 +791,10 @@ int main(void)
         cmocka_unit_test(hnsw_recall_and_roundtrip),
         cmocka_unit_test(index_api_f32),
         cmocka_unit_test(index_api_int8_hnsw),
+        cmocka_unit_test(index_int8_quantizer),
+        AT_LEVEL(index_scores_follow_level, ME_ISA_SCALAR, "scalar"),
+        AT_LEVEL(index_scores_follow_level, ME_ISA_AVX2, "avx2"),
+        AT_LEVEL(index_scores_follow_level, ME_ISA_AVX512, "avx512"),
         cmocka_unit_test(index_concurrent_search),
         cmocka_unit_test(index_open_errors),
     };

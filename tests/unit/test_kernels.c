@@ -1,8 +1,10 @@
 /*
  * test_kernels.c - every kernel level this CPU can run against the scalar
- * oracle (gemm.c, attn.c) on ragged shapes, in every compute dtype and with
- * every epilogue; plus the determinism contract of kernels.h: a row's result
- * is bit-identical whatever the other rows, M and the thread count.
+ * oracle (gemm.c, attn.c, dot.c) on ragged shapes, in every compute dtype
+ * and with every epilogue, a test per level (skipped, visibly, where the
+ * CPU lacks the level); plus the determinism contract of kernels.h: a
+ * row's result is bit-identical whatever the other rows, M and the thread
+ * count.
  * No timing here: speed lives in `medembed bench` and bench/.
  */
 #include "test_util.h"
@@ -32,18 +34,25 @@ static void fill(float *p, size_t n, float scale)
         p[i] = frand() * scale;
 }
 
-/* The levels to test: scalar is the oracle; the others if this CPU runs them. */
-static int levels(const me_kern **out)
+/* The SIMD levels are tested one by one against the scalar oracle: a test
+ * registered with PER_LEVEL runs once per level (its cmocka state, an
+ * entry of g_isa), and skips, with a SKIP line, on a CPU without it. */
+static me_isa g_isa[] = {ME_ISA_SCALAR, ME_ISA_AVX2, ME_ISA_AVX512};
+#define AT_LEVEL(f, isa, lvl)                                                                      \
+    {.name = #f " (" lvl ")", .test_func = f, .initial_state = &g_isa[isa]}
+#define PER_LEVEL(f) AT_LEVEL(f, ME_ISA_AVX2, "avx2"), AT_LEVEL(f, ME_ISA_AVX512, "avx512")
+
+/* The level a per-level test runs; skips, with a SKIP line, when this CPU
+ * cannot run it. */
+static const me_kern *need_level(void **state)
 {
-    int n = 0;
-    for (int i = ME_ISA_AVX2; i <= ME_ISA_AVX512; i++) {
-        const me_kern *k = me_kern_for((me_isa)i);
-        if (k)
-            out[n++] = k;
-        else
-            fprintf(stderr, "SKIP: level %s not available on this CPU\n", me_isa_name((me_isa)i));
+    me_isa isa = *(const me_isa *)*state;
+    const me_kern *k = me_kern_for(isa);
+    if (!k) {
+        fprintf(stderr, "SKIP: level %s not available on this CPU\n", me_isa_name(isa));
+        skip();
     }
-    return n;
+    return k;
 }
 
 /* Row counts: every AVX-512 wide-block tile height, 1 to 8 rows (1, 2, 3, 7, 13 = 8 + 5,
@@ -140,11 +149,8 @@ static void check_linear_level(const me_kern *k, int32_t dtype, double tol, int 
 
 static void test_linear_f32(void **state)
 {
-    (void)state;
-    const me_kern *ks[4];
-    int n = levels(ks);
-    for (int i = 0; i < n; i++)
-        check_linear_level(ks[i], MEDEMBED_DTYPE_F32, 2e-6, 0);
+    const me_kern *k = need_level(state);
+    check_linear_level(k, MEDEMBED_DTYPE_F32, 2e-6, 0);
 }
 
 /* The AVX2 and AVX-512 fp32 GEMMs sum every output in the same chunks of k
@@ -222,66 +228,52 @@ static float chunked_dot(const float *x, const float *w, int32_t K, int32_t c)
 
 static void test_linear_f32_summation_order(void **state)
 {
-    (void)state;
+    const me_kern *k = need_level(state);
     static const int32_t KS[] = {1, 15, 16, 17, 100, 511, 512, 768, 1000, 2047, 2048, 3072, 8192};
     const int32_t N = 50, M = 9;
     me_pool *pool = me_pool_create(2);
     assert_non_null(pool);
-    int ran = 0;
-    for (int i = ME_ISA_AVX2; i <= ME_ISA_AVX512; i++) {
-        const me_kern *k = me_kern_for((me_isa)i);
-        if (!k) {
-            fprintf(stderr, "SKIP: level %s not available on this CPU\n", me_isa_name((me_isa)i));
-            continue;
-        }
-        ran++;
-        for (size_t s = 0; s < sizeof KS / sizeof KS[0]; s++) {
-            int32_t K = KS[s];
-            int32_t c = (int32_t)1 << lround(log2((double)K) / 2.0);
-            c = c < 16 ? 16 : c;
-            float *w = malloc(sizeof *w * (size_t)N * (size_t)K);
-            float *x = malloc(sizeof *x * (size_t)M * (size_t)K);
-            float *y = malloc(sizeof *y * (size_t)M * (size_t)N);
-            assert_true(w && x && y);
-            /* magnitudes over 2^-6 .. 2^6, so that every order rounds differently */
-            for (size_t j = 0; j < (size_t)N * (size_t)K; j++)
-                w[j] = frand() * ldexpf(1.0f, (int)(j * 7 % 13) - 6);
-            fill(x, (size_t)M * (size_t)K, 1.0f);
-            me_linear L = {.n_out = N, .n_in = K, .w = w, .b = NULL};
-            assert_int_equal(k->pack(&L, MEDEMBED_DTYPE_F32), MEDEMBED_OK);
-            run_linear(k, &L, x, M, y, NULL, 0, pool);
-            int differ16 = 0;
-            for (int32_t m = 0; m < M; m++)
-                for (int32_t n = 0; n < N; n++) {
-                    const float *xr = x + (size_t)m * (size_t)K, *wr = w + (size_t)n * (size_t)K;
-                    float want = chunked_dot(xr, wr, K, c), got = y[(size_t)m * (size_t)N + n];
-                    if (memcmp(&want, &got, sizeof got) != 0)
-                        fail_msg("%s K=%d (chunks of %d) row %d output %d: %.9g, the documented "
-                                 "order gives %.9g",
-                                 me_isa_name(k->isa), K, c, m, n, got, want);
-                    float old = chunked_dot(xr, wr, K, 16);
-                    differ16 += memcmp(&old, &got, sizeof got) != 0;
-                }
-            if (c > 16 && K >= 768)
-                assert_true(differ16 > M * N / 4);
-            k->unpack(&L);
-            free(w);
-            free(x);
-            free(y);
-        }
+    for (size_t s = 0; s < sizeof KS / sizeof KS[0]; s++) {
+        int32_t K = KS[s];
+        int32_t c = (int32_t)1 << lround(log2((double)K) / 2.0);
+        c = c < 16 ? 16 : c;
+        float *w = malloc(sizeof *w * (size_t)N * (size_t)K);
+        float *x = malloc(sizeof *x * (size_t)M * (size_t)K);
+        float *y = malloc(sizeof *y * (size_t)M * (size_t)N);
+        assert_true(w && x && y);
+        /* magnitudes over 2^-6 .. 2^6, so that every order rounds differently */
+        for (size_t j = 0; j < (size_t)N * (size_t)K; j++)
+            w[j] = frand() * ldexpf(1.0f, (int)(j * 7 % 13) - 6);
+        fill(x, (size_t)M * (size_t)K, 1.0f);
+        me_linear L = {.n_out = N, .n_in = K, .w = w, .b = NULL};
+        assert_int_equal(k->pack(&L, MEDEMBED_DTYPE_F32), MEDEMBED_OK);
+        run_linear(k, &L, x, M, y, NULL, 0, pool);
+        int differ16 = 0;
+        for (int32_t m = 0; m < M; m++)
+            for (int32_t n = 0; n < N; n++) {
+                const float *xr = x + (size_t)m * (size_t)K, *wr = w + (size_t)n * (size_t)K;
+                float want = chunked_dot(xr, wr, K, c), got = y[(size_t)m * (size_t)N + n];
+                if (memcmp(&want, &got, sizeof got) != 0)
+                    fail_msg("%s K=%d (chunks of %d) row %d output %d: %.9g, the documented "
+                             "order gives %.9g",
+                             me_isa_name(k->isa), K, c, m, n, got, want);
+                float old = chunked_dot(xr, wr, K, 16);
+                differ16 += memcmp(&old, &got, sizeof got) != 0;
+            }
+        if (c > 16 && K >= 768)
+            assert_true(differ16 > M * N / 4);
+        k->unpack(&L);
+        free(w);
+        free(x);
+        free(y);
     }
     me_pool_free(pool);
-    if (!ran)
-        skip();
 }
 
 static void test_linear_bf16(void **state)
 {
-    (void)state;
-    const me_kern *ks[4];
-    int n = levels(ks);
-    for (int i = 0; i < n; i++)
-        check_linear_level(ks[i], MEDEMBED_DTYPE_BF16, 2e-6, 0);
+    const me_kern *k = need_level(state);
+    check_linear_level(k, MEDEMBED_DTYPE_BF16, 2e-6, 0);
 }
 
 /* bf16 hand-off (ME_EPI_OUT_BF16 then ME_IN_BF16, as the FFN's two layers
@@ -292,82 +284,86 @@ static void test_linear_bf16(void **state)
  * cancel). N1 = 70 and 96: a padded and an unpadded row. */
 static void test_bf16_handoff(void **state)
 {
-    (void)state;
-    const me_kern *ks[4];
-    int nl = levels(ks), tested = 0;
+    const me_kern *k = need_level(state);
+    int takes = 0;
+    if (k->bf16_io) { /* the level takes it for bf16 layers in its main layout */
+        float w[2 * 40];
+        fill(w, 2 * 40, 0.5f);
+        me_linear L = {.n_out = 2, .n_in = 40, .w = w};
+        assert_int_equal(k->pack(&L, MEDEMBED_DTYPE_BF16), MEDEMBED_OK);
+        takes = k->bf16_io(&L);
+        k->unpack(&L);
+    }
+    if (!takes) {
+        fprintf(stderr, "SKIP: level %s does not take the bf16 hand-off on this CPU\n",
+                me_isa_name(k->isa));
+        skip();
+    }
     me_pool *pool = me_pool_create(3);
     assert_non_null(pool);
     const int32_t n1s[] = {70, 96};
-    for (int li = 0; li < nl; li++)
-        for (size_t ni = 0; ni < sizeof n1s / sizeof n1s[0]; ni++) {
-            const me_kern *k = ks[li];
-            int32_t K1 = 131, N1 = n1s[ni], N2 = 33;
-            float *w1 = malloc(sizeof *w1 * (size_t)N1 * (size_t)K1);
-            float *w2 = malloc(sizeof *w2 * (size_t)N2 * (size_t)N1);
-            float *b1 = malloc(sizeof *b1 * (size_t)N1);
-            fill(w1, (size_t)N1 * (size_t)K1, 0.5f);
-            fill(w2, (size_t)N2 * (size_t)N1, 0.5f);
-            fill(b1, (size_t)N1, 0.5f);
-            me_linear L1 = {.n_out = N1, .n_in = K1, .w = w1, .b = b1};
-            me_linear L2 = {.n_out = N2, .n_in = N1, .w = w2};
-            assert_int_equal(k->pack(&L1, MEDEMBED_DTYPE_BF16), MEDEMBED_OK);
-            assert_int_equal(k->pack(&L2, MEDEMBED_DTYPE_BF16), MEDEMBED_OK);
-            int takes = k->bf16_io && k->bf16_io(&L1) && k->bf16_io(&L2);
-            tested += takes;
-            size_t rb = me_bf16_row_bytes(N1);
-            for (size_t mi = 0; takes && mi < sizeof MS / sizeof MS[0]; mi++) {
-                int32_t M = MS[mi];
-                float *x = malloc(sizeof *x * (size_t)M * (size_t)K1);
-                float *res = malloc(sizeof *res * (size_t)M * (size_t)N2);
-                float *h = malloc(sizeof *h * (size_t)M * (size_t)N1);
-                float *y = malloc(sizeof *y * (size_t)M * (size_t)N2);
-                float *yf = malloc(sizeof *yf * (size_t)M * (size_t)N2);
-                uint8_t *hb = malloc(rb * (size_t)M);
-                fill(x, (size_t)M * (size_t)K1, 2.0f);
-                fill(res, (size_t)M * (size_t)N2, 1.0f);
-                memset(hb, 0xff, rb * (size_t)M);
-                run_linear(k, &L1, x, M, h, NULL, ME_EPI_GELU, pool);
-                run_linear(k, &L2, h, M, y, res, ME_EPI_RESIDUAL, pool);
-                run_linear(k, &L1, x, M, (float *)(void *)hb, NULL, ME_EPI_GELU | ME_EPI_OUT_BF16,
-                           pool);
-                for (int32_t m = 0; m < M; m++) {
-                    const uint16_t *row = (const uint16_t *)(const void *)(hb + (size_t)m * rb);
-                    for (int32_t n = 0; n < (int32_t)(rb / 2); n++) {
-                        uint16_t want =
-                            n < N1 ? me_f32_to_bf16(h[(size_t)m * (size_t)N1 + (size_t)n]) : 0;
-                        if (row[n] != want)
-                            fail_msg("%s bf16 out M=%d N=%d [%d,%d]: %04x != %04x",
-                                     me_isa_name(k->isa), M, N1, m, n, row[n], want);
-                    }
+    for (size_t ni = 0; ni < sizeof n1s / sizeof n1s[0]; ni++) {
+        int32_t K1 = 131, N1 = n1s[ni], N2 = 33;
+        float *w1 = malloc(sizeof *w1 * (size_t)N1 * (size_t)K1);
+        float *w2 = malloc(sizeof *w2 * (size_t)N2 * (size_t)N1);
+        float *b1 = malloc(sizeof *b1 * (size_t)N1);
+        fill(w1, (size_t)N1 * (size_t)K1, 0.5f);
+        fill(w2, (size_t)N2 * (size_t)N1, 0.5f);
+        fill(b1, (size_t)N1, 0.5f);
+        me_linear L1 = {.n_out = N1, .n_in = K1, .w = w1, .b = b1};
+        me_linear L2 = {.n_out = N2, .n_in = N1, .w = w2};
+        assert_int_equal(k->pack(&L1, MEDEMBED_DTYPE_BF16), MEDEMBED_OK);
+        assert_int_equal(k->pack(&L2, MEDEMBED_DTYPE_BF16), MEDEMBED_OK);
+        assert_true(k->bf16_io(&L1) && k->bf16_io(&L2));
+        size_t rb = me_bf16_row_bytes(N1);
+        for (size_t mi = 0; mi < sizeof MS / sizeof MS[0]; mi++) {
+            int32_t M = MS[mi];
+            float *x = malloc(sizeof *x * (size_t)M * (size_t)K1);
+            float *res = malloc(sizeof *res * (size_t)M * (size_t)N2);
+            float *h = malloc(sizeof *h * (size_t)M * (size_t)N1);
+            float *y = malloc(sizeof *y * (size_t)M * (size_t)N2);
+            float *yf = malloc(sizeof *yf * (size_t)M * (size_t)N2);
+            uint8_t *hb = malloc(rb * (size_t)M);
+            fill(x, (size_t)M * (size_t)K1, 2.0f);
+            fill(res, (size_t)M * (size_t)N2, 1.0f);
+            memset(hb, 0xff, rb * (size_t)M);
+            run_linear(k, &L1, x, M, h, NULL, ME_EPI_GELU, pool);
+            run_linear(k, &L2, h, M, y, res, ME_EPI_RESIDUAL, pool);
+            run_linear(k, &L1, x, M, (float *)(void *)hb, NULL, ME_EPI_GELU | ME_EPI_OUT_BF16,
+                       pool);
+            for (int32_t m = 0; m < M; m++) {
+                const uint16_t *row = (const uint16_t *)(const void *)(hb + (size_t)m * rb);
+                for (int32_t n = 0; n < (int32_t)(rb / 2); n++) {
+                    uint16_t want =
+                        n < N1 ? me_f32_to_bf16(h[(size_t)m * (size_t)N1 + (size_t)n]) : 0;
+                    if (row[n] != want)
+                        fail_msg("%s bf16 out M=%d N=%d [%d,%d]: %04x != %04x",
+                                 me_isa_name(k->isa), M, N1, m, n, row[n], want);
                 }
-                run_linear(k, &L2, (const float *)(const void *)hb, M, yf, res,
-                           ME_EPI_RESIDUAL | ME_IN_BF16, pool);
-                assert_memory_equal(yf, y, sizeof *y * (size_t)M * (size_t)N2);
-                free(x);
-                free(res);
-                free(h);
-                free(y);
-                free(yf);
-                free(hb);
             }
-            k->unpack(&L1);
-            k->unpack(&L2);
-            free(w1);
-            free(w2);
-            free(b1);
+            run_linear(k, &L2, (const float *)(const void *)hb, M, yf, res,
+                       ME_EPI_RESIDUAL | ME_IN_BF16, pool);
+            assert_memory_equal(yf, y, sizeof *y * (size_t)M * (size_t)N2);
+            free(x);
+            free(res);
+            free(h);
+            free(y);
+            free(yf);
+            free(hb);
         }
-    if (!tested)
-        fprintf(stderr, "SKIP: no level takes the bf16 hand-off on this CPU\n");
+        k->unpack(&L1);
+        k->unpack(&L2);
+        free(w1);
+        free(w2);
+        free(b1);
+    }
     me_pool_free(pool);
 }
 
 static void test_linear_int8(void **state)
 {
-    (void)state;
-    const me_kern *ks[4];
-    int n = levels(ks);
-    for (int i = 0; i < n; i++)
-        check_linear_level(ks[i], MEDEMBED_DTYPE_INT8, 2e-6, 1);
+    const me_kern *k = need_level(state);
+    check_linear_level(k, MEDEMBED_DTYPE_INT8, 2e-6, 1);
 }
 
 /* The AVX-512 fallbacks for CPUs without AVX512_BF16 or AVX512_VNNI (bf16
@@ -381,24 +377,16 @@ static void test_linear_int8(void **state)
  * call is unaffected. */
 static void test_int8_extreme_rows(void **state)
 {
-    (void)state;
-    assert_true(me_quant_inv(0.0f) == 0.0f);
-    assert_true(me_quant_inv(NAN) == 0.0f);
-    assert_true(me_quant_inv(INFINITY) == 0.0f);
-    assert_true(me_quant_inv(1e-38f) == 0.0f);
-    assert_true(me_quant_inv(2.0f) == 63.5f);
-    assert_true(me_quant_inv(3.2e38f) == 127.0f / 3.2e38f);
-    assert_true(me_quant_inv(FLT_MAX) > 0.0f);
-    const me_kern *ks[4], *ref = me_kern_for(ME_ISA_SCALAR);
-    int nl = levels(ks);
+    const me_kern *k = need_level(state);
+    const me_kern *ref = me_kern_for(ME_ISA_SCALAR);
     enum { N = 5, K = 20, M = 3 };
     float w[N * K], b[N], x[M * K], y[M * N], yr[M * N];
     fill(w, N * K, 1e-4f); /* small enough that row 0's outputs stay finite */
     fill(b, N, 0.5f);
     fill(x, M * K, 1.0f);
-    for (int32_t k = 0; k < K; k++) {
-        x[k] = (k % 2 ? -3.2e38f : 3.2e38f) * ((float)(k + 1) / K); /* max 3.2e38 */
-        x[K + k] = (k % 2 ? -1e-38f : 1e-38f) * ((float)(k + 1) / K);
+    for (int32_t i = 0; i < K; i++) {
+        x[i] = (i % 2 ? -3.2e38f : 3.2e38f) * ((float)(i + 1) / K); /* max 3.2e38 */
+        x[K + i] = (i % 2 ? -1e-38f : 1e-38f) * ((float)(i + 1) / K);
     }
     me_linear Lr = {.n_out = N, .n_in = K, .w = w, .b = b};
     assert_int_equal(ref->pack(&Lr, MEDEMBED_DTYPE_INT8), MEDEMBED_OK);
@@ -407,19 +395,17 @@ static void test_int8_extreme_rows(void **state)
         assert_true(isfinite(yr[n]) && yr[n] != b[n]);
         assert_true(yr[N + n] == b[n]);
     }
-    for (int i = 0; i < nl; i++) {
-        me_linear L = {.n_out = N, .n_in = K, .w = w, .b = b};
-        assert_int_equal(ks[i]->pack(&L, MEDEMBED_DTYPE_INT8), MEDEMBED_OK);
-        run_linear(ks[i], &L, x, M, y, NULL, 0, NULL);
-        for (int32_t m = 0; m < M; m++)
-            for (int32_t n = 0; n < N; n++) {
-                float a = y[m * N + n], r = yr[m * N + n];
-                if (!(fabsf(a - r) <= 1e-5f * fabsf(r) + 1e-6f))
-                    fail_msg("%s int8 row %d out %d: %.9g, scalar %.9g", me_isa_name(ks[i]->isa),
-                             m, n, a, r);
-            }
-        ks[i]->unpack(&L);
-    }
+    me_linear L = {.n_out = N, .n_in = K, .w = w, .b = b};
+    assert_int_equal(k->pack(&L, MEDEMBED_DTYPE_INT8), MEDEMBED_OK);
+    run_linear(k, &L, x, M, y, NULL, 0, NULL);
+    for (int32_t m = 0; m < M; m++)
+        for (int32_t n = 0; n < N; n++) {
+            float a = y[m * N + n], r = yr[m * N + n];
+            if (!(fabsf(a - r) <= 1e-5f * fabsf(r) + 1e-6f))
+                fail_msg("%s int8 row %d out %d: %.9g, scalar %.9g", me_isa_name(k->isa),
+                         m, n, a, r);
+        }
+    k->unpack(&L);
     ref->unpack(&Lr);
 }
 
@@ -476,7 +462,17 @@ static void test_scalar_rules(void **state)
     assert_int_equal(q[3], 0);
     assert_int_equal(q[4], 127);
     float z[3] = {0, 0, 0};
-    assert_true(me_quant_row_s8(z, 3, q) == 0.0f);
+    q[0] = q[1] = q[2] = 5;
+    assert_true(me_quant_row_s8(z, 3, q) == 0.0f); /* all zero: q 0, scale 0 */
+    assert_true(q[0] == 0 && q[1] == 0 && q[2] == 0);
+    /* me_quant_inv: 0 for a row with nothing to scale */
+    assert_true(me_quant_inv(0.0f) == 0.0f);
+    assert_true(me_quant_inv(NAN) == 0.0f);
+    assert_true(me_quant_inv(INFINITY) == 0.0f);
+    assert_true(me_quant_inv(1e-38f) == 0.0f);
+    assert_true(me_quant_inv(2.0f) == 63.5f);
+    assert_true(me_quant_inv(3.2e38f) == 127.0f / 3.2e38f);
+    assert_true(me_quant_inv(FLT_MAX) > 0.0f);
     /* Against the C library's round-to-nearest-even (lrintf), clamped to
      * +-127, on rows of every scale, ties included: with max |w| = 127 the
      * scale is exactly 1, so w = k + 0.5 are ties. */
@@ -532,69 +528,60 @@ static void test_scalar_rules(void **state)
 
 static void test_gelu(void **state)
 {
-    (void)state;
-    const me_kern *ks[4];
-    int nl = levels(ks);
+    const me_kern *k = need_level(state);
     int32_t n = 200001;
     float *x = malloc(sizeof *x * (size_t)n), *x0 = malloc(sizeof *x0 * (size_t)n);
     for (int32_t i = 0; i < n; i++)
         x0[i] = -10.0f + 20.0f * (float)i / (float)(n - 1);
-    for (int li = 0; li < nl; li++) {
-        memcpy(x, x0, sizeof *x * (size_t)n);
-        ks[li]->gelu(x, n);
-        double worst_abs = 0, worst_rel = 0;
-        for (int32_t i = 0; i < n; i++) {
-            double xi = x0[i];
-            double r = 0.5 * xi * erfc(-xi / sqrt(2.0));
-            double d = fabs(x[i] - r);
-            if (d > worst_abs)
-                worst_abs = d;
-            if (xi > -5 && fabs(r) > 1e-30 && d / fabs(r) > worst_rel)
-                worst_rel = d / fabs(r);
-        }
-        fprintf(stderr, "gelu %s: max abs %.3g, max rel (x > -5) %.3g\n", me_isa_name(ks[li]->isa),
-                worst_abs, worst_rel);
-        assert_true(worst_abs < 6e-7);
-        assert_true(worst_rel < 1e-5);
+    memcpy(x, x0, sizeof *x * (size_t)n);
+    k->gelu(x, n);
+    double worst_abs = 0, worst_rel = 0;
+    for (int32_t i = 0; i < n; i++) {
+        double xi = x0[i];
+        double r = 0.5 * xi * erfc(-xi / sqrt(2.0));
+        double d = fabs(x[i] - r);
+        if (d > worst_abs)
+            worst_abs = d;
+        if (xi > -5 && fabs(r) > 1e-30 && d / fabs(r) > worst_rel)
+            worst_rel = d / fabs(r);
     }
+    fprintf(stderr, "gelu %s: max abs %.3g, max rel (x > -5) %.3g\n", me_isa_name(k->isa),
+            worst_abs, worst_rel);
+    assert_true(worst_abs < 6e-7);
+    assert_true(worst_rel < 1e-5);
     free(x);
     free(x0);
 }
 
 static void test_layernorm(void **state)
 {
-    (void)state;
-    const me_kern *ks[4];
-    int nl = levels(ks);
+    const me_kern *k = need_level(state);
     const int32_t widths[] = {1, 7, 16, 64, 100, 768};
-    for (int li = 0; li < nl; li++)
-        for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++) {
-            int32_t n = widths[wi], rows = 5;
-            float *x = malloc(sizeof *x * (size_t)n * (size_t)rows);
-            float *xr = malloc(sizeof *xr * (size_t)n * (size_t)rows);
-            float *g = malloc(sizeof *g * (size_t)n), *b = malloc(sizeof *b * (size_t)n);
-            fill(x, (size_t)n * (size_t)rows, 30.0f);
-            for (int32_t i = 0; i < n; i++)
-                x[i] += 1000.0f; /* a large mean */
-            fill(g, (size_t)n, 1.0f);
-            fill(b, (size_t)n, 1.0f);
-            memcpy(xr, x, sizeof *x * (size_t)n * (size_t)rows);
-            ks[li]->layernorm(x, rows, n, g, b, 1e-12);
-            me_layernorm_scalar(xr, rows, n, g, b, 1e-12);
-            for (int32_t i = 0; i < n * rows; i++)
-                assert_true(fabs((double)x[i] - xr[i]) <= 1e-6 * (1 + fabs(xr[i])));
-            free(x);
-            free(xr);
-            free(g);
-            free(b);
-        }
+    for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++) {
+        int32_t n = widths[wi], rows = 5;
+        float *x = malloc(sizeof *x * (size_t)n * (size_t)rows);
+        float *xr = malloc(sizeof *xr * (size_t)n * (size_t)rows);
+        float *g = malloc(sizeof *g * (size_t)n), *b = malloc(sizeof *b * (size_t)n);
+        fill(x, (size_t)n * (size_t)rows, 30.0f);
+        for (int32_t i = 0; i < n; i++)
+            x[i] += 1000.0f; /* a large mean */
+        fill(g, (size_t)n, 1.0f);
+        fill(b, (size_t)n, 1.0f);
+        memcpy(xr, x, sizeof *x * (size_t)n * (size_t)rows);
+        k->layernorm(x, rows, n, g, b, 1e-12);
+        me_layernorm_scalar(xr, rows, n, g, b, 1e-12);
+        for (int32_t i = 0; i < n * rows; i++)
+            assert_true(fabs((double)x[i] - xr[i]) <= 1e-6 * (1 + fabs(xr[i])));
+        free(x);
+        free(xr);
+        free(g);
+        free(b);
+    }
 }
 
 static void test_attention(void **state)
 {
-    (void)state;
-    const me_kern *ks[4];
-    int nl = levels(ks);
+    const me_kern *k = need_level(state);
     /* 70: a 64-key bf16 score tile and a 32-key one; 7 and 13: one query row past a block of 6 */
     const int32_t ns[] = {1, 3, 7, 13, 17, 70, 100};
     /* 80: keys transposed in 16-pair chunks with a tail; 28, 56: four vectors of v with a
@@ -602,123 +589,122 @@ static void test_attention(void **state)
     const int32_t ds[] = {1, 7, 16, 24, 28, 33, 56, 64, 80};
     me_cpu cpu;
     me_cpu_detect(&cpu);
-    for (int li = 0; li < nl; li++)
-        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
-            for (size_t di = 0; di < sizeof ds / sizeof ds[0]; di++) {
-                int32_t n = ns[ni], d = ds[di], ld = 3 * d + 5, ldo = d + 3;
-                float *qkv = malloc(sizeof *qkv * (size_t)n * (size_t)ld);
-                float *o = calloc((size_t)n * (size_t)ldo, sizeof *o);
-                float *orf = calloc((size_t)n * (size_t)ldo, sizeof *orf);
-                float *o1 = calloc((size_t)n * (size_t)ldo, sizeof *o1);
-                fill(qkv, (size_t)n * (size_t)ld, 3.0f);
-                /* the work buffer as sized by me_attn_work_bytes, followed by a
-                 * canary that no level may touch */
-                size_t wb = me_attn_work_bytes(n, d);
-                uint8_t *work = aligned_alloc(64, (wb + 256 + 63) & ~(size_t)63);
-                assert_non_null(work);
-                memset(work + wb, 0xA5, 256);
-                me_attn_args a = {.q = qkv,
-                                  .k = qkv + d,
-                                  .v = qkv + 2 * d,
-                                  .ld = ld,
-                                  .o = o,
-                                  .ldo = ldo,
-                                  .n = n,
-                                  .d = d,
-                                  .n_q = n,
-                                  .scale = 1.0f / sqrtf((float)d),
-                                  .work = work};
-                ks[li]->attention(&a);
-                me_attn_args ar = a;
-                ar.o = orf;
-                me_attention_scalar(&ar);
-                for (int32_t i = 0; i < n; i++)
-                    for (int32_t c = 0; c < d; c++) {
-                        double r = orf[(size_t)i * (size_t)ldo + (size_t)c];
-                        double v = o[(size_t)i * (size_t)ldo + (size_t)c];
-                        if (!(fabs(v - r) <= 2e-6 * (1 + fabs(r))))
-                            fail_msg("attention %s n=%d d=%d [%d,%d]: %.9g vs %.9g",
-                                     me_isa_name(ks[li]->isa), n, d, i, c, v, r);
-                    }
-                /* fp32 scores (bf16 / int8 dtypes): close to the double ones */
-                me_attn_args af = a;
-                float *of = calloc((size_t)n * (size_t)ldo, sizeof *of);
-                af.o = of;
-                af.fast = 1;
-                ks[li]->attention(&af);
-                for (int32_t i = 0; i < n * ldo; i++)
-                    if (!(fabs((double)of[i] - orf[i]) <= 1e-4 * (1 + fabs(orf[i]))))
-                        fail_msg("attention (fast) %s n=%d d=%d [%d]: %.9g vs %.9g",
-                                 me_isa_name(ks[li]->isa), n, d, i, of[i], orf[i]);
-                /* bf16 products (fast = 2), against the scalar oracle run on
-                 * bf16-rounded q, k and v: what is left is the bf16 rounding of
-                 * the softmax numerators (2^-9 relative) and fp32 sums, so the
-                 * error of an output column is a small fraction of the largest
-                 * |v| in it (its outputs are convex combinations of v). A
-                 * tolerance relative to the output itself was data-dependent:
-                 * sharp softmax rows amplify the q/k rounding far beyond it. */
-                float *of1 = malloc(sizeof *of1 * (size_t)n * (size_t)ldo);
-                memcpy(of1, of, sizeof *of1 * (size_t)n * (size_t)ldo);
-                af.fast = 2;
-                memset(of, 0, sizeof *of * (size_t)n * (size_t)ldo);
-                ks[li]->attention(&af);
-                /* Only AVX-512 with AVX512_BF16 has bf16 attention (even d);
-                 * AVX2 runs fast = 2 as fast = 1 (fp32 scores: the same
-                 * bits), and AVX-512 without it takes fp32 scores too. */
-                int bf16_path = ks[li]->isa == ME_ISA_AVX512 && cpu.avx512_bf16 && d % 2 == 0;
-                if (!bf16_path) {
-                    assert_memory_equal(of, of1, sizeof *of * (size_t)n * (size_t)ldo);
-                } else {
-                    float *qkvb = malloc(sizeof *qkvb * (size_t)n * (size_t)ld);
-                    float *ob = calloc((size_t)n * (size_t)ldo, sizeof *ob);
-                    for (size_t e = 0; e < (size_t)n * (size_t)ld; e++)
-                        qkvb[e] = me_bf16_to_f32(me_f32_to_bf16(qkv[e]));
-                    me_attn_args ab = a;
-                    ab.q = qkvb;
-                    ab.k = qkvb + d;
-                    ab.v = qkvb + 2 * d;
-                    ab.o = ob;
-                    me_attention_scalar(&ab);
-                    for (int32_t c = 0; c < d; c++) {
-                        double vmax = 0;
-                        for (int32_t j = 0; j < n; j++)
-                            vmax = fmax(vmax, fabs(ab.v[(size_t)j * (size_t)ld + (size_t)c]));
-                        for (int32_t i = 0; i < n; i++) {
-                            size_t e = (size_t)i * (size_t)ldo + (size_t)c;
-                            if (!(fabs((double)of[e] - ob[e]) <= 4e-3 * (1 + vmax)))
-                                fail_msg("attention (bf16) %s n=%d d=%d [%d,%d]: %.9g vs %.9g",
-                                         me_isa_name(ks[li]->isa), n, d, i, c, of[e], ob[e]);
-                        }
-                    }
-                    free(qkvb);
-                    free(ob);
+    for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+        for (size_t di = 0; di < sizeof ds / sizeof ds[0]; di++) {
+            int32_t n = ns[ni], d = ds[di], ld = 3 * d + 5, ldo = d + 3;
+            float *qkv = malloc(sizeof *qkv * (size_t)n * (size_t)ld);
+            float *o = calloc((size_t)n * (size_t)ldo, sizeof *o);
+            float *orf = calloc((size_t)n * (size_t)ldo, sizeof *orf);
+            float *o1 = calloc((size_t)n * (size_t)ldo, sizeof *o1);
+            fill(qkv, (size_t)n * (size_t)ld, 3.0f);
+            /* the work buffer as sized by me_attn_work_bytes, followed by a
+             * canary that no level may touch */
+            size_t wb = me_attn_work_bytes(n, d);
+            uint8_t *work = aligned_alloc(64, (wb + 256 + 63) & ~(size_t)63);
+            assert_non_null(work);
+            memset(work + wb, 0xA5, 256);
+            me_attn_args a = {.q = qkv,
+                              .k = qkv + d,
+                              .v = qkv + 2 * d,
+                              .ld = ld,
+                              .o = o,
+                              .ldo = ldo,
+                              .n = n,
+                              .d = d,
+                              .n_q = n,
+                              .scale = 1.0f / sqrtf((float)d),
+                              .work = work};
+            k->attention(&a);
+            me_attn_args ar = a;
+            ar.o = orf;
+            me_attention_scalar(&ar);
+            for (int32_t i = 0; i < n; i++)
+                for (int32_t c = 0; c < d; c++) {
+                    double r = orf[(size_t)i * (size_t)ldo + (size_t)c];
+                    double v = o[(size_t)i * (size_t)ldo + (size_t)c];
+                    if (!(fabs(v - r) <= 2e-6 * (1 + fabs(r))))
+                        fail_msg("attention %s n=%d d=%d [%d,%d]: %.9g vs %.9g",
+                                 me_isa_name(k->isa), n, d, i, c, v, r);
                 }
-                free(of1);
-                free(of);
-                /* only the first query row: bit-identical to the full run */
-                me_attn_args a1 = a;
-                a1.n_q = 1;
-                a1.o = o1;
-                ks[li]->attention(&a1);
-                assert_memory_equal(o1, o, sizeof *o1 * (size_t)d);
-                for (size_t e = (size_t)ldo; e < (size_t)n * (size_t)ldo; e++)
-                    if (o1[e] != 0.0f)
-                        fail_msg("attention %s n=%d d=%d: n_q = 1 wrote row %zu",
-                                 me_isa_name(ks[li]->isa), n, d, e / (size_t)ldo);
-                /* padding columns untouched */
-                for (int32_t i = 0; i < n; i++)
-                    for (int32_t c = d; c < ldo; c++)
-                        assert_true(o[(size_t)i * (size_t)ldo + (size_t)c] == 0.0f);
-                for (size_t i = wb; i < wb + 256; i++)
-                    if (work[i] != 0xA5)
-                        fail_msg("attention %s n=%d d=%d wrote past its work buffer (byte %zu)",
-                                 me_isa_name(ks[li]->isa), n, d, i - wb);
-                free(qkv);
-                free(o);
-                free(orf);
-                free(o1);
-                free(work);
+            /* fp32 scores (bf16 / int8 dtypes): close to the double ones */
+            me_attn_args af = a;
+            float *of = calloc((size_t)n * (size_t)ldo, sizeof *of);
+            af.o = of;
+            af.fast = 1;
+            k->attention(&af);
+            for (int32_t i = 0; i < n * ldo; i++)
+                if (!(fabs((double)of[i] - orf[i]) <= 1e-4 * (1 + fabs(orf[i]))))
+                    fail_msg("attention (fast) %s n=%d d=%d [%d]: %.9g vs %.9g",
+                             me_isa_name(k->isa), n, d, i, of[i], orf[i]);
+            /* bf16 products (fast = 2), against the scalar oracle run on
+             * bf16-rounded q, k and v: what is left is the bf16 rounding of
+             * the softmax numerators (2^-9 relative) and fp32 sums, so the
+             * error of an output column is a small fraction of the largest
+             * |v| in it (its outputs are convex combinations of v). A
+             * tolerance relative to the output itself was data-dependent:
+             * sharp softmax rows amplify the q/k rounding far beyond it. */
+            float *of1 = malloc(sizeof *of1 * (size_t)n * (size_t)ldo);
+            memcpy(of1, of, sizeof *of1 * (size_t)n * (size_t)ldo);
+            af.fast = 2;
+            memset(of, 0, sizeof *of * (size_t)n * (size_t)ldo);
+            k->attention(&af);
+            /* Only AVX-512 with AVX512_BF16 has bf16 attention (even d);
+             * AVX2 runs fast = 2 as fast = 1 (fp32 scores: the same
+             * bits), and AVX-512 without it takes fp32 scores too. */
+            int bf16_path = k->isa == ME_ISA_AVX512 && cpu.avx512_bf16 && d % 2 == 0;
+            if (!bf16_path) {
+                assert_memory_equal(of, of1, sizeof *of * (size_t)n * (size_t)ldo);
+            } else {
+                float *qkvb = malloc(sizeof *qkvb * (size_t)n * (size_t)ld);
+                float *ob = calloc((size_t)n * (size_t)ldo, sizeof *ob);
+                for (size_t e = 0; e < (size_t)n * (size_t)ld; e++)
+                    qkvb[e] = me_bf16_to_f32(me_f32_to_bf16(qkv[e]));
+                me_attn_args ab = a;
+                ab.q = qkvb;
+                ab.k = qkvb + d;
+                ab.v = qkvb + 2 * d;
+                ab.o = ob;
+                me_attention_scalar(&ab);
+                for (int32_t c = 0; c < d; c++) {
+                    double vmax = 0;
+                    for (int32_t j = 0; j < n; j++)
+                        vmax = fmax(vmax, fabs(ab.v[(size_t)j * (size_t)ld + (size_t)c]));
+                    for (int32_t i = 0; i < n; i++) {
+                        size_t e = (size_t)i * (size_t)ldo + (size_t)c;
+                        if (!(fabs((double)of[e] - ob[e]) <= 4e-3 * (1 + vmax)))
+                            fail_msg("attention (bf16) %s n=%d d=%d [%d,%d]: %.9g vs %.9g",
+                                     me_isa_name(k->isa), n, d, i, c, of[e], ob[e]);
+                    }
+                }
+                free(qkvb);
+                free(ob);
             }
+            free(of1);
+            free(of);
+            /* only the first query row: bit-identical to the full run */
+            me_attn_args a1 = a;
+            a1.n_q = 1;
+            a1.o = o1;
+            k->attention(&a1);
+            assert_memory_equal(o1, o, sizeof *o1 * (size_t)d);
+            for (size_t e = (size_t)ldo; e < (size_t)n * (size_t)ldo; e++)
+                if (o1[e] != 0.0f)
+                    fail_msg("attention %s n=%d d=%d: n_q = 1 wrote row %zu",
+                             me_isa_name(k->isa), n, d, e / (size_t)ldo);
+            /* padding columns untouched */
+            for (int32_t i = 0; i < n; i++)
+                for (int32_t c = d; c < ldo; c++)
+                    assert_true(o[(size_t)i * (size_t)ldo + (size_t)c] == 0.0f);
+            for (size_t i = wb; i < wb + 256; i++)
+                if (work[i] != 0xA5)
+                    fail_msg("attention %s n=%d d=%d wrote past its work buffer (byte %zu)",
+                             me_isa_name(k->isa), n, d, i - wb);
+            free(qkv);
+            free(o);
+            free(orf);
+            free(o1);
+            free(work);
+        }
 }
 
 /* ranges.h, the latency-mode schedule: every block is handed out exactly
@@ -889,9 +875,7 @@ static const me_linear *ti_next(const me_linear *self, const me_linear *other, i
  * with or without a next-layer prefetch hint. */
 static void test_linear_latency_threads(void **state)
 {
-    (void)state;
-    const me_kern *ks[4];
-    int nl = levels(ks);
+    const me_kern *k = need_level(state);
     int32_t N = 1000, K = 96, M = 5;
     float *w = malloc(sizeof *w * (size_t)N * (size_t)K), *b = malloc(sizeof *b * (size_t)N);
     float *x = malloc(sizeof *x * (size_t)M * (size_t)K);
@@ -900,38 +884,37 @@ static void test_linear_latency_threads(void **state)
     fill(w, (size_t)N * (size_t)K, 0.5f);
     fill(b, (size_t)N, 0.5f);
     fill(x, (size_t)M * (size_t)K, 2.0f);
-    for (int li = 0; li < nl; li++)
-        for (int32_t dt = MEDEMBED_DTYPE_F32; dt <= MEDEMBED_DTYPE_INT8; dt++) {
-            me_linear L = {.n_out = N, .n_in = K, .w = w, .b = b};
-            assert_int_equal(ks[li]->pack(&L, dt), MEDEMBED_OK);
-            run_linear(ks[li], &L, x, M, y1, NULL, ME_EPI_GELU, NULL);
-            /* the next-layer prefetch hint (a smaller layer, so that a block's worth
-             * of prefetch runs past its end; or this layer) changes nothing */
-            me_linear L2 = {.n_out = 50, .n_in = 40, .w = w, .b = b};
-            assert_int_equal(ks[li]->pack(&L2, dt), MEDEMBED_OK);
-            L.next = ti_next(&L, &L2, li + dt);
-            float y2[5 * 50], y2p[5 * 50];
-            run_linear(ks[li], &L2, x, M, y2, NULL, 0, NULL);
-            static const int32_t threads[] = {2, 3, 5};
-            for (size_t ti = 0; ti < sizeof threads / sizeof threads[0]; ti++) {
-                me_pool *pool = me_pool_create(threads[ti]);
-                assert_non_null(pool);
-                /* L2 has 2 or 3 blocks: fewer ranges than threads */
-                run_linear(ks[li], &L2, x, M, y2p, NULL, 0, pool);
-                assert_memory_equal(y2, y2p, sizeof y2);
-                for (int rep = 0; rep < 20; rep++) {
-                    memset(y, 0xff, sizeof *y * (size_t)M * (size_t)N);
-                    run_linear(ks[li], &L, x, M, y, NULL, ME_EPI_GELU, pool);
-                    if (memcmp(y, y1, sizeof *y * (size_t)M * (size_t)N) != 0)
-                        fail_msg("%s dtype %d: %d threads differ from 1", me_isa_name(ks[li]->isa),
-                                 dt, threads[ti]);
-                    L.next = ti_next(&L, &L2, rep);
-                }
-                me_pool_free(pool);
+    for (int32_t dt = MEDEMBED_DTYPE_F32; dt <= MEDEMBED_DTYPE_INT8; dt++) {
+        me_linear L = {.n_out = N, .n_in = K, .w = w, .b = b};
+        assert_int_equal(k->pack(&L, dt), MEDEMBED_OK);
+        run_linear(k, &L, x, M, y1, NULL, ME_EPI_GELU, NULL);
+        /* the next-layer prefetch hint (a smaller layer, so that a block's worth
+         * of prefetch runs past its end; or this layer) changes nothing */
+        me_linear L2 = {.n_out = 50, .n_in = 40, .w = w, .b = b};
+        assert_int_equal(k->pack(&L2, dt), MEDEMBED_OK);
+        L.next = ti_next(&L, &L2, (int)k->isa + dt);
+        float y2[5 * 50], y2p[5 * 50];
+        run_linear(k, &L2, x, M, y2, NULL, 0, NULL);
+        static const int32_t threads[] = {2, 3, 5};
+        for (size_t ti = 0; ti < sizeof threads / sizeof threads[0]; ti++) {
+            me_pool *pool = me_pool_create(threads[ti]);
+            assert_non_null(pool);
+            /* L2 has 2 or 3 blocks: fewer ranges than threads */
+            run_linear(k, &L2, x, M, y2p, NULL, 0, pool);
+            assert_memory_equal(y2, y2p, sizeof y2);
+            for (int rep = 0; rep < 20; rep++) {
+                memset(y, 0xff, sizeof *y * (size_t)M * (size_t)N);
+                run_linear(k, &L, x, M, y, NULL, ME_EPI_GELU, pool);
+                if (memcmp(y, y1, sizeof *y * (size_t)M * (size_t)N) != 0)
+                    fail_msg("%s dtype %d: %d threads differ from 1", me_isa_name(k->isa),
+                             dt, threads[ti]);
+                L.next = ti_next(&L, &L2, rep);
             }
-            ks[li]->unpack(&L);
-            ks[li]->unpack(&L2);
+            me_pool_free(pool);
         }
+        k->unpack(&L);
+        k->unpack(&L2);
+    }
     free(w);
     free(b);
     free(x);
@@ -939,19 +922,88 @@ static void test_linear_latency_threads(void **state)
     free(y);
 }
 
+/* The search dot products (dot.c, dot_avx2.c, dot_avx512.c) against the
+ * scalar oracle: lengths around every vector width and unroll (0 to 1000),
+ * rows at every alignment mod 64 bytes, int8 over its whole range. Both
+ * sum in fp32 in different orders, so each is within n u sum |a_k b_k| of
+ * the exact value (u = 2^-24), and they within twice that of each other.
+ * The result must not depend on where the row sits (the same bits at
+ * another address). */
+static void test_dot(void **state)
+{
+    const me_kern *k = need_level(state);
+    const me_kern *ref = me_kern_for(ME_ISA_SCALAR);
+    assert_ptr_equal(ref->dot_f32, me_dot_f32_scalar);
+    assert_ptr_equal(ref->dot_i8, me_dot_i8_scalar);
+    static const int32_t ns[] = {0,  1,  3,  7,  8,  9,  15, 16,  17,  31,  32,  33, 47,
+                                 48, 63, 64, 65, 95, 96, 97, 127, 383, 384, 768, 1000};
+    enum { NMAX = 1000, PAD = 16, FBYTES = 4 * 1088, QBYTES = 1088 }; /* multiples of 64 */
+    float *a = aligned_alloc(64, FBYTES), *b = aligned_alloc(64, FBYTES);
+    float *b2 = aligned_alloc(64, FBYTES);
+    int8_t *q = aligned_alloc(64, QBYTES), *q2 = aligned_alloc(64, QBYTES);
+    _Static_assert(4 * (NMAX + PAD) <= FBYTES && NMAX + 64 <= QBYTES, "room for every offset");
+    assert_true(a && b && b2 && q && q2);
+    for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+        for (int32_t off = 0; off < PAD; off += 5) {
+            int32_t n = ns[ni];
+            float *ap = a + off, *bp = b + (PAD - 1 - off);
+            int8_t *qp = q + 3 * off;
+            fill(ap, (size_t)n, 2.0f);
+            fill(bp, (size_t)n, 2.0f);
+            double ex = 0, mag = 0, exq = 0, magq = 0;
+            for (int32_t i = 0; i < n; i++) {
+                qp[i] = (int8_t)(i % 7 == 0 ? -128 : i % 7 == 1 ? 127 : (int)(frand() * 127.0f));
+                ex += (double)ap[i] * bp[i];
+                mag += fabs((double)ap[i] * bp[i]);
+                exq += (double)ap[i] * qp[i];
+                magq += fabs((double)ap[i] * qp[i]);
+            }
+            double u = ldexp(1.0, -24);
+            float got = k->dot_f32(ap, bp, n), want = ref->dot_f32(ap, bp, n);
+            float gotq = k->dot_i8(ap, qp, n), wantq = ref->dot_i8(ap, qp, n);
+            if (!(fabs((double)want - ex) <= n * u * mag && fabs((double)got - ex) <= n * u * mag &&
+                  fabs((double)got - want) <= 2 * n * u * mag))
+                fail_msg("%s dot_f32 n=%d off=%d: %.9g, scalar %.9g, exact %.9g",
+                         me_isa_name(k->isa), n, off, got, want, ex);
+            if (!(fabs((double)wantq - exq) <= n * u * magq &&
+                  fabs((double)gotq - exq) <= n * u * magq &&
+                  fabs((double)gotq - wantq) <= 2 * n * u * magq))
+                fail_msg("%s dot_i8 n=%d off=%d: %.9g, scalar %.9g, exact %.9g",
+                         me_isa_name(k->isa), n, off, gotq, wantq, exq);
+            /* the same row elsewhere: the same bits */
+            float *bq = b2 + (off + 7) % PAD;
+            int8_t *qq = q2 + (off * 11 + 1) % 64;
+            memcpy(bq, bp, sizeof *bq * (size_t)n);
+            memcpy(qq, qp, (size_t)n);
+            float again = k->dot_f32(ap, bq, n), againq = k->dot_i8(ap, qq, n);
+            assert_memory_equal(&again, &got, sizeof got);
+            assert_memory_equal(&againq, &gotq, sizeof gotq);
+        }
+    free(a);
+    free(b);
+    free(b2);
+    free(q);
+    free(q2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_scalar_rules), cmocka_unit_test(test_linear_f32),
+        cmocka_unit_test(test_scalar_rules),
+        PER_LEVEL(test_linear_f32),
         cmocka_unit_test(test_linear_f32_levels_agree),
-        cmocka_unit_test(test_linear_f32_summation_order),
-        cmocka_unit_test(test_linear_bf16),  cmocka_unit_test(test_bf16_handoff),
-        cmocka_unit_test(test_linear_int8),
-        cmocka_unit_test(test_int8_extreme_rows),
-        cmocka_unit_test(test_block_ranges), cmocka_unit_test(test_linear_latency_threads),
+        PER_LEVEL(test_linear_f32_summation_order),
+        PER_LEVEL(test_linear_bf16),
+        PER_LEVEL(test_bf16_handoff),
+        PER_LEVEL(test_linear_int8),
+        PER_LEVEL(test_int8_extreme_rows),
+        cmocka_unit_test(test_block_ranges),
+        PER_LEVEL(test_linear_latency_threads),
         cmocka_unit_test_teardown(test_linear_fallbacks, unset_cpu_disable),
-        cmocka_unit_test(test_gelu),         cmocka_unit_test(test_layernorm),
-        cmocka_unit_test(test_attention),
+        PER_LEVEL(test_gelu),
+        PER_LEVEL(test_layernorm),
+        PER_LEVEL(test_attention),
+        PER_LEVEL(test_dot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,17 +1,13 @@
 /*
- * vec_avx2.c - AVX2+FMA dot products for search (the Makefile adds -mavx2
- * -mfma because of the file name; the target attribute below also lets a
- * plain one-line build, such as the fuzz build, compile it). Chosen at run
- * time by vec.c, never called on a CPU without AVX2.
+ * dot_avx2.c - AVX2 + FMA search dot products (dot.c has the scalar
+ * reference), the entries of the AVX2 and AVX-512 levels' tables.
  * Four 8-wide accumulators hide the FMA latency; the tail is scalar.
  */
 #include <immintrin.h>
 
-#include "index/index.h"
+#include "kernels/kernels.h"
 
-#define AVX2_FN __attribute__((target("avx2,fma")))
-
-AVX2_FN static inline float hsum256(__m256 v)
+static inline float hsum256(__m256 v)
 {
     __m128 lo = _mm256_castps256_ps128(v);
     __m128 hi = _mm256_extractf128_ps(v, 1);
@@ -23,7 +19,7 @@ AVX2_FN static inline float hsum256(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-AVX2_FN static float dot_f32_avx2(const float *a, const float *b, int32_t n)
+float me_dot_f32_avx2(const float *a, const float *b, int32_t n)
 {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
@@ -42,13 +38,13 @@ AVX2_FN static float dot_f32_avx2(const float *a, const float *b, int32_t n)
     return s;
 }
 
-AVX2_FN static inline __m256 load_i8x8(const int8_t *p)
+static inline __m256 load_i8x8(const int8_t *p)
 {
     __m128i b = _mm_loadl_epi64((const __m128i *)(const void *)p);
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
 }
 
-AVX2_FN static float dot_i8_avx2(const float *a, const int8_t *b, int32_t n)
+float me_dot_i8_avx2(const float *a, const int8_t *b, int32_t n)
 {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     int32_t i = 0;
@@ -63,5 +59,3 @@ AVX2_FN static float dot_i8_avx2(const float *a, const int8_t *b, int32_t n)
         s += a[i] * (float)b[i];
     return s;
 }
-
-const me_vec_kern me_vec_kern_avx2_table = {"avx2", dot_f32_avx2, dot_i8_avx2};
