@@ -1,16 +1,18 @@
 /*
  * gemm_bench.c - one linear layer y = epi(x W^T + b) through the kernel
- * table this CPU selects (as the forward pass calls it), in GFLOP/s: the
- * GEMMs' efficiency in place, without the rest of the forward pass.
- * Prints the best and the median of R timed calls after one warm-up.
+ * table this CPU selects (as the forward pass calls it; MEDEMBED_ISA=avx2
+ * etc. forces a level), in GFLOP/s: the GEMMs' efficiency in place,
+ * without the rest of the forward pass. Prints the best and the median of
+ * R timed calls after one warm-up, and a checksum of y, so that two builds
+ * can be compared for speed and for identical results.
  *
- *   make && cc -O2 -D_GNU_SOURCE -Iinclude -Isrc bench/gemm_bench.c build/libmedembed.a \
- *       -lutf8proc -ljansson -lsqlite3 -lpthread -lm -o build/gemm_bench
- *   build/gemm_bench M N K DTYPE [EPI] [THREADS] [R]
+ *   make bench-tools
+ *   build/gemm_bench M N K DTYPE [EPI] [THREADS] [R]     (--help: this usage)
  *     DTYPE 0 f32, 1 bf16, 2 int8; EPI 0 none, 1 GELU, 2 residual
  *   # the four GEMMs of a BERT-base layer at 32x128 tokens:
  *   for s in "2304 768 0" "768 768 2" "3072 768 1" "768 3072 2"; do
  *       set -- $s; build/gemm_bench 4096 $1 $2 0 $3; done
+ *   # M = 16 (1x16 tokens): the small-M schedule, one range of blocks a thread
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,10 +23,27 @@
 #include "medembed.h"
 #include "thread/pool.h"
 
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: gemm_bench M N K DTYPE [EPI] [THREADS] [R]\n"
+               "  y[M, N] = epi(x[M, K] W^T + b) through the selected kernel level\n"
+               "  DTYPE   0 f32, 1 bf16, 2 int8\n"
+               "  EPI     0 none, 1 GELU, 2 residual, 3 both (default 0)\n"
+               "  THREADS pool threads (default 2)\n"
+               "  R       timed calls after one warm-up (default 9)\n"
+               "Prints GFLOP/s (best, median) and a checksum of y.\n"
+               "MEDEMBED_ISA=scalar|avx2|avx512 forces a level; MEDEMBED_CPU_DISABLE=\n"
+               "avx512_bf16,avx512_vnni selects the AVX-512 fallbacks.\n");
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        usage(stdout);
+        return 0;
+    }
     if (argc < 5) {
-        fprintf(stderr, "usage: gemm_bench M N K DTYPE(0 f32, 1 bf16, 2 int8) [EPI] [THREADS] [R]\n");
+        usage(stderr);
         return 2;
     }
     int32_t M = atoi(argv[1]), N = atoi(argv[2]), K = atoi(argv[3]), dt = atoi(argv[4]);
@@ -69,8 +88,14 @@ int main(int argc, char **argv)
     }
     qsort(t, (size_t)R, sizeof *t, bench_cmp_double);
     double fl = 2.0 * M * (double)N * K;
-    printf("%s M=%d N=%d K=%d dtype=%d epi=%u threads=%d: best %.1f GFLOP/s, median %.1f\n",
-           me_isa_name(k->isa), M, N, K, dt, epi, nt, fl / t[0] * 1e-9, fl / t[R / 2] * 1e-9);
+    uint64_t h = 1469598103934665603ull; /* FNV-1a over y's bytes */
+    const unsigned char *yb = (const unsigned char *)y;
+    for (size_t i = 0; i < sizeof *y * (size_t)M * (size_t)N; i++)
+        h = (h ^ yb[i]) * 1099511628211ull;
+    printf("%s M=%d N=%d K=%d dtype=%d epi=%u threads=%d: best %.1f GFLOP/s, median %.1f, "
+           "y %016llx\n",
+           me_isa_name(k->isa), M, N, K, dt, epi, nt, fl / t[0] * 1e-9, fl / t[R / 2] * 1e-9,
+           (unsigned long long)h);
     me_pool_free(p);
     k->unpack(&L);
     me_free_big(work);

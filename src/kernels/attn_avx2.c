@@ -3,10 +3,9 @@
  * attn_avx512.c (read its header for the precision choices) at 8 fp32 / 4
  * double lanes: scores in double on tiles of 3 queries x 16 keys, fp32
  * softmax numerators with a double row sum, P v in fp32 over blocks of 32
- * keys added to a running total. 3 query rows (12 score accumulators)
- * rather than 2 (8, no slack for the FMA latency): attention 28.8 -> 22-23%
- * of the f32 time at 8x512 by `perf` on a Zen 4 with MEDEMBED_ISA=avx2; 4
- * rows spill (23.4%). With `fast` (bf16 / int8 dtypes; AVX2 has no bf16 dot
+ * keys added to a running total. 3 query rows (12 score accumulators):
+ * 2 (8) leave no slack for the FMA latency and 4 spill (docs/PERFORMANCE.md,
+ * "AVX2 attention: 3-query tiles"). With `fast` (bf16 / int8 dtypes; AVX2 has no bf16 dot
  * product) the scores are fp32 FMAs on 32-key tiles, twice as fast, as on
  * AVX-512 without AVX512_BF16.
  */
@@ -65,8 +64,7 @@ static void score_tile(const double *qd, const double *kt, size_t ldk, int32_t d
  * query rows (score row r at s + r lds): the full-width P v case. The
  * generic loop keeps QB x 4 = 12 accumulators, 4 vectors of v and a
  * broadcast: 17 of the 16 ymm registers, so GCC kept one accumulator in
- * memory (a store-forwarding chain per key: ~16% of the
- * attention samples). Called for rows {0, 1} and then {2}: 8 + 4 + 1 and
+ * memory (a store-forwarding chain per key). Called for rows {0, 1} and then {2}: 8 + 4 + 1 and
  * 4 + 4 + 1 registers. Same products, order and lanes as the generic loop:
  * bit-identical. */
 static inline __attribute__((always_inline)) void pv_rows(const float *v, size_t ldv,
@@ -204,8 +202,8 @@ void me_attention_avx2(const me_attn_args *a)
         double sum[QB];
         for (int r = 0; r < QB; r++) {
             float *sr = s + (size_t)r * n32;
-            /* row max, 8 lanes at a time (the scalar loop was one serial
-             * chain of vmaxss: ~9% of the attention at 512 keys). max(x,
+            /* row max, 8 lanes at a time (a scalar loop is one serial
+             * chain of vmaxss). max(x,
              * m) keeps m when x is NaN, as `x > m ? x : m` did, and the
              * maximum does not depend on the order. */
             const __m256 ninf = _mm256_set1_ps(-INFINITY);

@@ -3,8 +3,8 @@
  *
  * Attention runs per (sequence, head) on blocks of QF = 6 query rows (24
  * accumulators in the double and bf16 score tiles and in the P v tiles, 12
- * in the fp32 score tile of `fast` without AVX512_BF16; 4 rows before:
- * attention alone at 512 tokens 9-13% faster in fp32 and bf16):
+ * in the fp32 score tile of `fast` without AVX512_BF16; docs/PERFORMANCE.md,
+ * "Attention: 6-query blocks"):
  *   1. scores S = q k^T * scale as small GEMMs (6 queries x 32 keys per
  *      tile, 24 accumulators) in double: keys are transposed and widened
  *      once per head, into rows padded by one cache line;
@@ -47,9 +47,8 @@ static size_t align64(size_t v)
 }
 
 /* The next query block's rows of q (usually not yet in cache: the QKV
- * GEMM wrote them long ago), asked for while this block is computed:
- * 32x128 and 8x512 f32 +0.6-0.7% (in-process A/B). The first block's are
- * asked for before the keys are transposed. */
+ * GEMM wrote them long ago), asked for while this block is computed. The
+ * first block's are asked for before the keys are transposed. */
 static void prefetch_q(const me_attn_args *a, int32_t i0)
 {
     for (int32_t i = i0; i < i0 + QF && i < a->n_q; i++)
@@ -61,9 +60,9 @@ static void prefetch_q(const me_attn_args *a, int32_t i0)
 /* Rows [j0, j1) of k or v (clipped to n), d floats each: the head's keys
  * and values are first read when they are transposed or paired, usually
  * from DRAM (the QKV GEMM wrote them long ago, 9 KiB apart, so no hardware
- * prefetcher follows), and the transposition stalled on them: asking for
- * the next 16 rows while transposing these made the attention alone 7%
- * faster at 128 tokens and 3.5% at 512 (f32, attn_bench 32 sequences). */
+ * prefetcher follows), and the transposition stalled on them, so the next
+ * 16 rows are asked for while these are transposed (docs/PERFORMANCE.md,
+ * "Attention: the keys' rows prefetched"). */
 static void prefetch_rows(const float *x, int32_t ld, int32_t j0, int32_t j1, int32_t n, int32_t d)
 {
     for (int32_t j = j0; j < j1 && j < n; j++)
@@ -249,7 +248,7 @@ static void row_pairs(const float *x, int32_t n, uint32_t *out)
 /* ot[r][0..64) += sum over key pairs j2 in [j2a, j2b) of p2[r][j2] . v2[j2][0..64), for the
  * QF = 6 query rows: the full-width (64 output columns) case of the bf16 P v loop, written
  * with 24 named accumulators so that none is spilled to the stack (the generic loop, with its
- * per-vector width test, had GCC keep two accumulators in memory: ~16% of attention time).
+ * per-vector width test, had GCC keep two accumulators in memory).
  * The arithmetic (which products, in which order, into which lane) is exactly the generic
  * loop's, so results are bit-identical. */
 static inline void pv_block_bf16(const uint32_t *v2, size_t d16, const uint32_t *p2, size_t ldp,
@@ -277,8 +276,7 @@ static inline void pv_block_bf16(const uint32_t *v2, size_t d16, const uint32_t 
 
 /* ot[r][0..64) += sum over keys j in [j0, j1) of s[r][j] v[j][0..64), for the QF = 6 query
  * rows: the full-width case of the fp32 P v loop with 24 named accumulators. The generic loop
- * tested its vector count inside the key loop (GCC did not hoist `v < nv`: ~12% of the fp32
- * attention samples on those compares). Same products, order and lanes as the generic loop,
+ * tested its vector count inside the key loop (GCC did not hoist `v < nv`). Same products, order and lanes as the generic loop,
  * so the results are bit-identical. */
 static inline void pv_block_f32(const float *v, size_t ldv, const float *s, size_t lds,
                                 int32_t j0, int32_t j1, float *ot)
@@ -494,8 +492,8 @@ void me_attention_avx512(const me_attn_args *a)
 
     /* keys, transposed 16 x 16 at a time in registers (widened to double
      * unless fast); zero beyond n. The 16 rows' loads go out together: the
-     * head's k, q and v are usually first touched here (DRAM), and the
-     * scalar transposition spent ~13% of the attention on those misses. */
+     * head's k, q and v are usually first touched here (DRAM), and a scalar
+     * transposition stalls on those misses one at a time. */
     float *ktf = (float *)(void *)kt;
     prefetch_q(a, 0);
     for (int32_t j0 = 0; j0 < (int32_t)n32; j0 += 16) {
@@ -543,7 +541,7 @@ void me_attention_avx512(const me_attn_args *a)
                 double *qr = qd + (size_t)r * (size_t)d;
                 for (int32_t c = 0; c < d; c += 16) {
                     __mmask16 cm = me_tail16(d - c);
-                    if (cm == 0xFFFF) { /* unmasked: attention alone -5% at 128 tokens */
+                    if (cm == 0xFFFF) { /* unmasked: the masked form is slower */
                         __m512 v = _mm512_loadu_ps(q + c);
                         _mm512_storeu_pd(qr + c, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
                         _mm512_storeu_pd(qr + c + 8, _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)));

@@ -1,22 +1,22 @@
 /*
  * gemm_avx2.c - AVX2 + FMA linear layers (fp32, bf16, int8) and the AVX2
- * kernel table.
+ * kernel table: the packing, tiles and stores of this level; the shared
+ * scheduler (gemm_sched.c) runs them.
  *
  * The "wide column blocks" of gemm_avx512.c (read that header first) at 8
- * lanes and with 16 registers, for all three dtypes (see WB2_COLS). They
- * replaced 2x4 dot-product tiles on 2026-12-06: on a Zen 4, whose two
- * 256-bit FMA pipes give AVX2 the same peak as AVX-512, those reached
- * ~120-145 GFLOP/s of ~205 on two threads (6 loads per 8 FMAs, 8
- * accumulators with no latency slack, a reduction tree per tile).
- * Determinism as in gemm_avx512.c: an output's arithmetic depends only on
- * its row of x and its row of W, never on M, the tile, the task or the
- * thread.
+ * lanes and with 16 registers, for all three dtypes (see WB2_COLS): each
+ * weight loaded serves every row of the tile, where dot-product tiles spent
+ * a load per FMA and a reduction per output (docs/PERFORMANCE.md, "AVX2
+ * GEMM: wide column blocks"). Determinism as in gemm_avx512.c: an output's
+ * arithmetic depends only on its row of x and its row of W, never on M,
+ * the tile, the task or the thread.
  */
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
+#include "kernels/gemm_sched.h"
 #include "kernels/kernels.h"
-#include "kernels/ranges.h"
 #include "kernels/simd_avx2.h"
 #include "medembed.h"
 
@@ -58,10 +58,11 @@ typedef struct {
  *         loaded, x is a copy of signed int16 pairs (q_x, no +128 offset);
  *         one vpmaddwd gives 8 outputs' two products summed, added in
  *         int32: the exact integer sum of the scalar oracle. 3 rows (9
- *         accumulators, 3 W, the broadcast and vpmaddwd's result). Storing
- *         the pairs as int16 instead (no extension) was 5-9% faster at
- *         32x128 but 5-20% slower at 1x16 (twice the weight stream) and
- *         doubled the weights' memory (Zen 4, alternated processes). */
+ *         accumulators, 3 W, the broadcast and vpmaddwd's result). Pairs
+ *         stored as int8, not int16: half the weight stream and memory,
+ *         which small M needs more than large M gains from skipping the
+ *         extension (docs/PERFORMANCE.md, "AVX2 int8: weights as int8
+ *         pairs"). */
 #define WB2_COLS 24
 #define WB2_ROWS 4
 #define WB2_ROWS_I8 3
@@ -180,9 +181,10 @@ static int pack256(me_linear *L, int32_t dtype)
 #define FMA_PS(acc, x, w) _mm256_fmadd_ps(x, w, acc)
 #define MADD_I16(acc, x, w) _mm256_add_epi32(acc, _mm256_madd_epi16(x, w))
 
-/* Prefetch for step q of the first row tile: the next block's bytes of
- * this step and the ones after it, three lines at a time (sb: step bytes;
- * every 2 steps for 96-byte steps, every 4 for 48-byte ones). */
+/* Prefetch for step q: the next block's bytes of this step and the ones
+ * after it, three lines at a time (sb: step bytes; every 2 steps for
+ * 96-byte steps, every 4 for 48-byte ones). The whole step: this level's
+ * microkernels have pf_tiles 1, so the scheduler's pfs is sb. */
 static inline __attribute__((always_inline)) void prefetch_step(const char *pf, int32_t q,
                                                                 size_t sb)
 {
@@ -275,20 +277,23 @@ static inline __attribute__((always_inline)) void tile_wb2_i8_body(const uint8_t
         out[i] = a[i];
 }
 
-typedef void (*tile_wb2_fn)(const uint8_t *, size_t, const uint8_t *, int32_t, const char *,
-                            void *);
 #define TILE_WB2_ONE(NAME, R, BF16)                                                                \
     __attribute__((noinline)) static void tile_wb2_##NAME##_##R(                                   \
-        const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t K, const char *pf, void *out)     \
+        const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t K, const uint8_t *pf,             \
+        int32_t pfs, void *out)                                                                    \
     {                                                                                              \
-        tile_wb2_body((const float *)(const void *)x, ldx / 4, wp, K, pf, (__m256 *)out, R,        \
-                      BF16);                                                                       \
+        (void)pfs;                                                                                 \
+        tile_wb2_body((const float *)(const void *)x, ldx / 4, wp, K, (const char *)pf,            \
+                      (__m256 *)out, R, BF16);                                                     \
     }
 #define TILE_WB2_I8(R)                                                                             \
-    __attribute__((noinline)) static void tile_wb2_i8_##R(                                         \
-        const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t np, const char *pf, void *out)    \
+    __attribute__((noinline)) static void tile_wb2_i8_##R(const uint8_t *x, size_t ldx,            \
+                                                          const uint8_t *wp, int32_t np,           \
+                                                          const uint8_t *pf, int32_t pfs,          \
+                                                          void *out)                               \
     {                                                                                              \
-        tile_wb2_i8_body(x, ldx, wp, np, pf, (__m256i *)out, R);                                   \
+        (void)pfs;                                                                                 \
+        tile_wb2_i8_body(x, ldx, wp, np, (const char *)pf, (__m256i *)out, R);                     \
     }
 #define TILE_WB2(R) TILE_WB2_ONE(f32, R, 0) TILE_WB2_ONE(bf16, R, 1)
 TILE_WB2(1)
@@ -301,34 +306,13 @@ TILE_WB2_I8(3)
 #undef TILE_WB2
 #undef TILE_WB2_ONE
 #undef TILE_WB2_I8
-static const tile_wb2_fn TILES_WB2_F32[WB2_ROWS] = {tile_wb2_f32_1, tile_wb2_f32_2,
-                                                    tile_wb2_f32_3, tile_wb2_f32_4};
-static const tile_wb2_fn TILES_WB2_BF16[WB2_ROWS] = {tile_wb2_bf16_1, tile_wb2_bf16_2,
-                                                     tile_wb2_bf16_3, tile_wb2_bf16_4};
-static const tile_wb2_fn TILES_WB2_I8[WB2_ROWS_I8] = {tile_wb2_i8_1, tile_wb2_i8_2,
-                                                      tile_wb2_i8_3};
-
-typedef struct {
-    const me_linear *L;
-    const pk256 *pk;
-    const float *x;
-    uint8_t *xq; /* bf16: rounded fp32 rows; int8: int16 pairs; row stride ldq bytes */
-    size_t ldq;
-    float *xscale; /* int8: per-row scales */
-    int32_t M, N, K;
-    float *y;
-    const float *res;
-    uint32_t epi;
-    int32_t mb_rows, n_mb, ppt;
-    me_block_range *ranges; /* latency mode: n_ranges ranges of blocks (ranges.h) */
-    int32_t n_ranges;
-} gjob;
 
 /* rows mt..mt+rows-1, outputs n0..n0+23, in the order of gemm_avx512.c's
  * store_wb: (float)sum * (s_x s_w) for int8, + bias, GELU, + residual */
-static void store_wb2(const gjob *j, const void *acc, int32_t mt, int32_t rows, int32_t n0)
+static inline __attribute__((always_inline)) void store_wb2(const me_gemm_job *j, const void *acc,
+                                                            int32_t mt, int32_t rows, int32_t n0,
+                                                            const int i8)
 {
-    int i8 = j->pk->kind == ME_PACK_INT8;
     const float *b = j->L->b;
     int gelu = (j->epi & ME_EPI_GELU) != 0;
     int resid = (j->epi & ME_EPI_RESIDUAL) != 0;
@@ -342,7 +326,7 @@ static void store_wb2(const gjob *j, const void *acc, int32_t mt, int32_t rows, 
         __m256 bias = !b ? _mm256_setzero_ps()
                       : full ? _mm256_loadu_ps(b + nc)
                              : _mm256_maskload_ps(b + nc, cm);
-        __m256 sw = i8 ? _mm256_loadu_ps(j->pk->scale + nc) : _mm256_setzero_ps(); /* padded */
+        __m256 sw = i8 ? _mm256_loadu_ps(j->p.scale + nc) : _mm256_setzero_ps(); /* padded */
         for (int32_t r = 0; r < rows; r++) {
             size_t o = (size_t)(mt + r) * ld + (size_t)nc;
             __m256 v;
@@ -366,168 +350,141 @@ static void store_wb2(const gjob *j, const void *acc, int32_t mt, int32_t rows, 
     }
 }
 
-/* A task's rows [m0, m1) of x (fp32, or the quantized copy) and tiles. */
-typedef struct {
-    const gjob *j;
-    const uint8_t *x;
-    size_t ldx;
-    const tile_wb2_fn *tiles;
-    int32_t m0, m1, th;
-    __m256 acc[3 * WB2_ROWS];
-} wb2_ctx;
-
-/* One block cb against the task's rows. The first row tile pulls block nb
- * (-1: none) in: at small M, the latency case, nothing else hides its trip
- * from DRAM. */
-static void wb2_block(wb2_ctx *bc, int32_t cb, int32_t nb)
+static void store_wb2_float(const me_gemm_job *j, const void *acc, int32_t mt, int32_t rows,
+                            int32_t n0)
 {
-    const gjob *j = bc->j;
-    const pk256 *pk = j->pk;
-    size_t bb = wb2_block_bytes(pk);
-    const uint8_t *wp = pk->data + (size_t)cb * bb;
-    const char *next = nb >= 0 ? (const char *)pk->data + (size_t)nb * bb : NULL;
-    for (int32_t mt = bc->m0; mt < bc->m1; mt += bc->th) {
-        int32_t rows = bc->m1 - mt < bc->th ? bc->m1 - mt : bc->th;
-        if (pk->steps > 0)
-            bc->tiles[rows - 1](bc->x + (size_t)mt * bc->ldx, bc->ldx, wp, pk->steps,
-                                mt == bc->m0 ? next : NULL, bc->acc);
-        else /* K = 0: empty sums */
-            memset(bc->acc, 0, sizeof bc->acc);
-        store_wb2(j, bc->acc, mt, rows, cb * WB2_COLS);
-    }
+    store_wb2(j, acc, mt, rows, n0, 0);
 }
 
-static void wb2_block_fn(void *bc, int32_t cb, int32_t nb)
+static void store_wb2_i8(const me_gemm_job *j, const void *acc, int32_t mt, int32_t rows,
+                         int32_t n0)
 {
-    wb2_block(bc, cb, nb);
+    store_wb2(j, acc, mt, rows, n0, 1);
 }
 
-/* task = (an m-block, a range of ppt blocks), m-block major: consecutive
- * tasks share the rows of x while the blocks stream past; or in latency
- * mode (j->ranges) the range of the task's pool thread, then whatever is
- * left of the others' (ranges.h). */
-static void gemm_task(void *arg, int64_t task, int32_t thread)
+/* The copies of x the quantized dtypes multiply, row m at xq + m * ldq,
+ * made by one thread per m-block (gemm_sched.c), so 8 values at a time.
+ * bf16: x rounded to bf16 exactly as me_f32_to_bf16 does (nearest even,
+ * NaN kept and quieted) and kept as fp32. */
+static void round_bf16_rows(const me_gemm_job *j, int32_t m0, int32_t m1)
 {
-    const gjob *j = arg;
-    const pk256 *pk = j->pk;
-    int32_t nct = cdiv(pk->n_wb, j->ppt);
-    int32_t mb = (int32_t)(task / nct), nc = (int32_t)(task % nct);
-    int32_t c0 = nc * j->ppt, c1 = c0 + j->ppt < pk->n_wb ? c0 + j->ppt : pk->n_wb;
-    int32_t m0 = mb * j->mb_rows, m1 = m0 + j->mb_rows < j->M ? m0 + j->mb_rows : j->M;
-    wb2_ctx c = {
-        .j = j,
-        .x = pk->kind == ME_PACK_F32 ? (const uint8_t *)(const void *)j->x : j->xq,
-        .ldx = pk->kind == ME_PACK_F32 ? (size_t)j->K * 4 : j->ldq,
-        .tiles = pk->kind == ME_PACK_F32    ? TILES_WB2_F32
-                 : pk->kind == ME_PACK_BF16 ? TILES_WB2_BF16
-                                            : TILES_WB2_I8,
-        .m0 = m0,
-        .m1 = m1,
-        .th = pk->kind == ME_PACK_INT8 ? WB2_ROWS_I8 : WB2_ROWS,
-    };
-    if (j->ranges) { /* one m-block */
-        c.m0 = 0;
-        c.m1 = j->M;
-        me_ranges_work(j->ranges, j->n_ranges, thread % j->n_ranges, wb2_block_fn, &c);
-        return;
-    }
-    for (int32_t cb = c0; cb < c1; cb++)
-        wb2_block(&c, cb, cb + 1 < c1 ? cb + 1 : -1);
-}
-
-/* The copies of x the quantized dtypes multiply, 16 rows a task.
- * bf16: x rounded to bf16 (me_f32_to_bf16) and kept as fp32. */
-static void round_bf16_task(void *arg, int64_t task, int32_t thread)
-{
-    (void)thread;
-    const gjob *j = arg;
-    int32_t m0 = (int32_t)task * 16, m1 = m0 + 16 < j->M ? m0 + 16 : j->M;
+    const __m256i hi = _mm256_set1_epi32((int)0xffff0000u), one = _mm256_set1_epi32(1);
+    const __m256i half = _mm256_set1_epi32(0x7fff), abs = _mm256_set1_epi32(0x7fffffff);
+    const __m256i inf = _mm256_set1_epi32(0x7f800000), quiet = _mm256_set1_epi32(0x00400000);
     for (int32_t m = m0; m < m1; m++) {
         const float *x = j->x + (size_t)m * (size_t)j->K;
         uint32_t *q = (uint32_t *)(void *)(j->xq + (size_t)m * j->ldq);
-        for (int32_t k = 0; k < j->K; k++)
+        int32_t k = 0;
+        for (; k + 8 <= j->K; k += 8) {
+            __m256i u = _mm256_loadu_si256((const __m256i *)(const void *)(x + k));
+            __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
+            __m256i r = _mm256_and_si256(_mm256_add_epi32(_mm256_add_epi32(u, half), lsb), hi);
+            __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, abs), inf);
+            __m256i qn = _mm256_or_si256(_mm256_and_si256(u, hi), quiet);
+            _mm256_storeu_si256((__m256i *)(void *)(q + k), _mm256_blendv_epi8(r, qn, nan));
+        }
+        for (; k < j->K; k++)
             q[k] = (uint32_t)me_f32_to_bf16(x[k]) << 16;
     }
 }
 
-/* int8: q_x = round(x * 127 / max|x|) (me_quant_row_s8) as int16 pairs,
- * the odd K's last pair padded with 0, and the row scale. The int8 values
- * are written to the row's second half first and widened in place from
- * the front (int16 k overwrites bytes 2k and 2k + 1, read already). */
-static void quant_i8_task(void *arg, int64_t task, int32_t thread)
+/* int8: q_x = round(x * 127 / max|x|) as int16 pairs, the odd K's last pair
+ * padded with 0, and the row scale: me_quant_row_s8's values and scale,
+ * bit for bit (max|x| ignores NaN; x clamped to [-127, 127] first, a NaN to
+ * -127, then rounded to nearest even). */
+static void quant_i8_rows(const me_gemm_job *j, int32_t m0, int32_t m1)
 {
-    (void)thread;
-    const gjob *j = arg;
-    int32_t m0 = (int32_t)task * 16, m1 = m0 + 16 < j->M ? m0 + 16 : j->M;
-    size_t K = (size_t)j->K;
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+    int32_t K = j->K;
     for (int32_t m = m0; m < m1; m++) {
-        uint8_t *row = j->xq + (size_t)m * j->ldq;
-        int8_t *q8 = (int8_t *)(void *)(row + j->ldq - K);
-        j->xscale[m] = me_quant_row_s8(j->x + (size_t)m * K, j->K, q8);
-        int16_t *q16 = (int16_t *)(void *)row;
-        for (size_t k = 0; k < K; k++)
-            q16[k] = q8[k];
+        const float *x = j->x + (size_t)m * (size_t)K;
+        int16_t *q = (int16_t *)(void *)(j->xq + (size_t)m * j->ldq);
+        __m256 mx = _mm256_setzero_ps();
+        int32_t k = 0;
+        for (; k + 8 <= K; k += 8) /* max(|x|, mx) keeps mx when |x| is NaN */
+            mx = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + k), absm), mx);
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        float amax = _mm_cvtss_f32(h);
+        for (; k < K; k++)
+            amax = fabsf(x[k]) > amax ? fabsf(x[k]) : amax;
+        float inv = me_quant_inv(amax);
+        if (inv == 0.0f) { /* nothing to scale: a zero row */
+            j->xscale[m] = 0.0f;
+            memset(q, 0, j->ldq);
+            continue;
+        }
+        j->xscale[m] = amax / 127.0f;
+        __m256 vinv = _mm256_set1_ps(inv);
+        for (k = 0; k + 16 <= K; k += 16) {
+            /* max(v, lo) gives lo for a NaN v */
+            __m256 v0 = _mm256_mul_ps(_mm256_loadu_ps(x + k), vinv);
+            __m256 v1 = _mm256_mul_ps(_mm256_loadu_ps(x + k + 8), vinv);
+            v0 = _mm256_min_ps(_mm256_max_ps(v0, lo), hi);
+            v1 = _mm256_min_ps(_mm256_max_ps(v1, lo), hi);
+            __m256i p = _mm256_packs_epi32(_mm256_cvtps_epi32(v0), _mm256_cvtps_epi32(v1));
+            _mm256_storeu_si256((__m256i *)(void *)(q + k), _mm256_permute4x64_epi64(p, 0xd8));
+        }
+        for (; k < K; k++) {
+            float v = x[k] * inv;
+            v = v > -127.0f ? v : -127.0f;
+            v = v < 127.0f ? v : 127.0f;
+            q[k] = (int16_t)_mm_cvtss_si32(_mm_set_ss(v));
+        }
         if (K & 1)
-            q16[K] = 0;
+            q[K] = 0;
     }
+}
+
+/* The microkernels (gemm_sched.h): blocks of 24 outputs; tiles of 4 rows
+ * (int8: 3); m-blocks of ~256 KiB of x in multiples of 12 rows (both tile
+ * heights); the first tile prefetches the whole next block. */
+#define UK_WB2(ROWS, STORE, QUANT)                                                                 \
+    .cols = WB2_COLS, .rows = ROWS, .store = STORE, .quant = QUANT, .mb_step = 12,                 \
+    .x_bytes = 256u << 10, .task_blocks = 2, .pf_tiles = 1
+static const me_gemm_ukernel UK_WB2_F32 = {
+    UK_WB2(WB2_ROWS, store_wb2_float, NULL),
+    .tile = {tile_wb2_f32_1, tile_wb2_f32_2, tile_wb2_f32_3, tile_wb2_f32_4},
+};
+static const me_gemm_ukernel UK_WB2_BF16 = {
+    UK_WB2(WB2_ROWS, store_wb2_float, round_bf16_rows),
+    .tile = {tile_wb2_bf16_1, tile_wb2_bf16_2, tile_wb2_bf16_3, tile_wb2_bf16_4},
+};
+static const me_gemm_ukernel UK_WB2_I8 = {
+    UK_WB2(WB2_ROWS_I8, store_wb2_i8, quant_i8_rows),
+    .tile = {tile_wb2_i8_1, tile_wb2_i8_2, tile_wb2_i8_3},
+};
+#undef UK_WB2
+
+/* The scheduler's view of a layer this level packed (gemm_sched.h). The
+ * copies of x: bf16 K fp32 values, int8 ceil(K / 2) int16 pairs a row;
+ * both fit the 4 bytes a value of me_linear_work_bytes. */
+static int plan256(const me_linear *L, me_gemm_plan *p)
+{
+    const pk256 *pk = L->packed;
+    if (!pk)
+        return 0;
+    memset(p, 0, sizeof *p);
+    p->uk = pk->kind == ME_PACK_F32    ? &UK_WB2_F32
+            : pk->kind == ME_PACK_BF16 ? &UK_WB2_BF16
+                                       : &UK_WB2_I8;
+    p->blocks = pk->data;
+    p->block_bytes = wb2_block_bytes(pk);
+    p->n_blocks = pk->n_wb;
+    p->steps = pk->steps;
+    p->ldq = pk->kind == ME_PACK_F32    ? 0
+             : pk->kind == ME_PACK_BF16 ? (size_t)L->n_in * 4
+                                        : (size_t)pk->steps * 4;
+    p->scale = pk->kind == ME_PACK_INT8 ? pk->scale : NULL;
+    return 1;
 }
 
 static void linear256(const me_linear *L, const float *x, int32_t M, float *y,
                       const float *residual, uint32_t epi, me_pool *pool, void *work)
 {
-    if (M <= 0)
-        return;
-    const pk256 *pk = L->packed;
-    if (!pk) {
-        me_linear_scalar(L, x, M, y, residual, epi, pool, work);
-        return;
-    }
-    gjob j;
-    memset(&j, 0, sizeof j);
-    j.L = L;
-    j.pk = pk;
-    j.x = x;
-    j.M = M;
-    j.N = L->n_out;
-    j.K = L->n_in;
-    j.y = y;
-    j.res = residual;
-    j.epi = epi;
-    size_t row_bytes = (size_t)j.K * 4;
-    if (pk->kind != ME_PACK_F32) {
-        /* bf16: K fp32 values; int8: ceil(K / 2) int16 pairs; both fit the
-         * 4 bytes a value of me_linear_work_bytes, then M scales */
-        j.ldq = pk->kind == ME_PACK_BF16 ? (size_t)j.K * 4 : (size_t)pk->steps * 4;
-        j.xq = work;
-        j.xscale = (float *)(void *)((uint8_t *)work + j.ldq * (size_t)M);
-        row_bytes = j.ldq;
-        me_pool_run(pool, cdiv(M, 16), pk->kind == ME_PACK_BF16 ? round_bf16_task : quant_i8_task,
-                    &j);
-    }
-    /* Rows per m-block: ~256 KiB of x, in whole tiles (12: both tile
-     * heights); blocks per task: enough tasks for the pool to balance, or at
-     * one m-block (small M) one range per thread, walked from the front so
-     * that each block but a thread's first was prefetched by the tile
-     * before it, then shared out from the back (ranges.h, as linear512).
-     * Neither changes any output's arithmetic. */
-    int32_t mb = (int32_t)((256u << 10) / row_bytes) / 12 * 12;
-    mb = mb < 12 ? 12 : mb > 252 ? 252 : mb;
-    j.mb_rows = mb >= M ? M : mb;
-    j.n_mb = cdiv(M, j.mb_rows);
-    int32_t nt = me_pool_threads(pool);
-    int32_t ppt = 2;
-    while (ppt > 1 && (int64_t)cdiv(pk->n_wb, ppt) * j.n_mb < 8 * (int64_t)nt)
-        ppt /= 2;
-    j.ppt = ppt;
-    me_block_range ranges[ME_RANGES_MAX];
-    if (j.n_mb == 1 && pk->n_wb > 0) { /* N = 0: no blocks, no tasks */
-        j.n_ranges = me_ranges_count(nt, pk->n_wb);
-        me_ranges_init(ranges, j.n_ranges, pk->n_wb);
-        j.ranges = ranges;
-        me_pool_run(pool, j.n_ranges, gemm_task, &j);
-        return;
-    }
-    me_pool_run(pool, (int64_t)cdiv(pk->n_wb, ppt) * j.n_mb, gemm_task, &j);
+    me_gemm_linear(plan256, L, x, M, y, residual, epi, pool, work);
 }
 
 static double peak256(int32_t dtype, int64_t iters)

@@ -1,6 +1,7 @@
 /*
  * gemm_avx512.c - AVX-512 linear layers (fp32, bf16, int8) and the
- * AVX-512 kernel table.
+ * AVX-512 kernel table: the packing, tiles and stores of this level; the
+ * shared scheduler (gemm_sched.c) runs them.
  *
  * Two formulations. The main one, "wide column blocks" (WB_COLS below),
  * serves every dtype whose dot instruction the CPU has: fp32 (FMA), bf16
@@ -18,14 +19,14 @@
  * lane summing every 16th pair (bf16, emulated in fp32) or quad (int8,
  * vpmaddwd); one fixed pairwise tree (me_hsum16x16) then reduces the 16
  * accumulators into one vector holding the 4x4 tile, which gets the
- * epilogue (bias, GELU, residual) at full width. fp32 used it too until
- * Zen 5, where its x reads from L2 (0.5 byte per flop) and per-tile trees
- * held the full forward pass to ~63% of peak.
+ * epilogue (bias, GELU, residual) at full width. fp32 does not use it: its
+ * x reads from L2 (0.5 byte per flop) and per-tile trees keep it far from
+ * peak (docs/PERFORMANCE.md, "GEMM formulation: wide column blocks").
  *
- * Why pack fp32 at all (a copy that costs load time: fresh pages fault in
- * at ~11 us per 4 KiB in our VMs): reading W in place from the weight file
- * (4 row streams, unaligned, 4 KiB pages) measured 79 vs 92 GFLOP/s per core
- * at K = 3072 and 64 vs 108 at M = 16, the latency case (Zen 4, panels).
+ * Why pack fp32 at all (a copy that costs load time): reading W in place
+ * from the weight file (4 row streams, unaligned, 4 KiB pages) is slower,
+ * the most at small M (docs/PERFORMANCE.md, "fp32 weights: packed, not read
+ * in place").
  *
  * Determinism: an output's arithmetic depends only on its row of x and its
  * row of W (fixed chunks or lanes, fixed tree), never on M, the tile
@@ -37,12 +38,10 @@
  * -ffp-contract=off in GCC.
  */
 #include <immintrin.h>
-#include <sched.h>
-#include <stdatomic.h>
 #include <string.h>
 
+#include "kernels/gemm_sched.h"
 #include "kernels/kernels.h"
-#include "kernels/ranges.h"
 #include "kernels/simd_avx512.h"
 #include "medembed.h"
 
@@ -79,13 +78,8 @@ typedef struct {
  * accumulators: per step 3 W loads, 8 4-byte broadcasts of x and 24 FMA /
  * vdpbf16ps / vpdpbusd, and the block is reused by every row tile of the
  * task's m-block. No 16-to-1 reduction per output, and only 0.25 byte of
- * W per flop crosses from L2 (fp32).
- *
- * Measured on Zen 5 (two 512-bit FMA pipes; one core, a microbenchmark at
- * K = 768 and 3072): ~93-100% of peak in every dtype, against ~63% for the
- * fp32 dot-product panels it replaced, in the full forward pass (their x
- * rows cross from L2 at 0.5 byte per flop and each 4x4 tile ends in a
- * reduction tree), and ~80-90% for the earlier 16 x 16 bf16/int8 tiles.
+ * W per flop crosses from L2 (fp32): close to peak in every dtype
+ * (docs/PERFORMANCE.md, "GEMM formulation: wide column blocks").
  *
  * Accuracy. int8 sums are exact integers: the result equals the panels'
  * and the scalar oracle's bit for bit. A plain broadcast kernel would sum
@@ -93,10 +87,11 @@ typedef struct {
  * (docs/PERFORMANCE.md, "GEMM formulation"); here each output is summed
  * serially within chunks of consecutive steps, from 0, and the chunk sums
  * are added in order: me_f32_chunk(K) steps for fp32 (kernels.h: about
- * sqrt(K), at least 16; golden max |diff| 7.0e-6; 32 everywhere gave 1.2e-5
- * at the tiny models' K = 64-256), WB_CHUNK_BF16 = 64 steps for bf16 (a
- * cosine budget). The chunks start at k = 0 whatever the tile, task or
- * thread, so an output still depends only on its own row of x and of W. */
+ * sqrt(K), at least 16, which keeps the golden test within 1e-5;
+ * docs/PERFORMANCE.md, "fp32 GEMM: chunks of about sqrt(K)"),
+ * WB_CHUNK_BF16 = 64 steps for bf16 (a cosine budget). The chunks start at
+ * k = 0 whatever the tile, task or thread, so an output still depends only
+ * on its own row of x and of W. */
 #define WB_COLS 48
 #define WB_ROWS 8
 #define WB_CHUNK_BF16 64
@@ -431,9 +426,10 @@ __attribute__((noinline)) static __m512i tile_i8_emu(const uint8_t *x0, const ui
  * block: pfs bytes of it per step (prefetch_step). */
 
 /* Prefetch for step q of a tile: the pfs bytes (64, 96 or 192) at pf + q
- * pfs, so that the first row tiles share the next block out. T0 (L1 and
- * L2) rather than T1: 1x16 f32 +0-6%, bf16 +1-2% (in-process A/B), and
- * neutral at 32x128. Without these prefetches 1x16 f32 is 18% slower. */
+ * pfs, so that the first row tiles share the next block out (the
+ * scheduler's pf_tiles). T0 (L1 and L2) rather than T1; without these
+ * prefetches small M is far slower (docs/PERFORMANCE.md, "GEMM
+ * scheduling"). */
 static inline __attribute__((always_inline)) void prefetch_step(const uint8_t *pf, int32_t q,
                                                                 int32_t pfs)
 {
@@ -483,15 +479,10 @@ static inline __attribute__((always_inline)) void prefetch_step(const uint8_t *p
  * the next chunk's first step, row by row after that row's first FMAs,
  * instead of in a burst of 24 loads, adds and stores between the chunks:
  * the same operations in the same order for every output (the same bits),
- * with 3 more registers live. gemm_bench, M = 4096, 2 threads, 6 alternated
- * medians: QKV 380.8 -> 386.5 GFLOP/s, FFN in (GELU) 353.1 -> 357.0, FFN out
- * 373.2 -> 378.3, attention out 372.0 -> 377.1 (chunks of 16 then). The
- * folds' cost is larger than that, which is one reason the chunks now grow
- * with K (me_f32_chunk: 32 at K = 768 +2-3%, 64 at K = 3072 +8%, and more
- * accurate there). The chunk's first step is written out beside
- * the plain steps on purpose: one inline step function with a fold mode
- * (the same operations) ran 2-4% slower with GCC 12 (gemm_bench, 8
- * alternated pairs at 3072x768 and 768x3072). */
+ * with 3 more registers live, and faster. The chunk's first step is
+ * written out beside the plain steps on purpose: GCC 12 made one inline
+ * step function with a fold mode slower (docs/PERFORMANCE.md, "fp32 GEMM:
+ * the chunk sums folded in by the next chunk"). */
 static inline __attribute__((always_inline)) void
 tile_wb_f32_body(const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, const uint8_t *pf,
                  int32_t pfs, __m512 *out, const int R)
@@ -591,8 +582,6 @@ tile_wb_i8_body(const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, con
         out[i] = a[i];
 }
 
-typedef void (*tile_wb_fn)(const uint8_t *, size_t, const uint8_t *, int32_t, const uint8_t *,
-                           int32_t, void *);
 #define TILE_WB_ONE(NAME, T, R)                                                                    \
     __attribute__((noinline)) static void tile_wb_##NAME##_##R(const uint8_t *x, size_t ldx,       \
                                                                const uint8_t *wp, int32_t nq,      \
@@ -616,38 +605,16 @@ TILE_WB(8)
 #undef TILE_WB
 #undef TILE_WB_ONE
 
-/* by tile height: 1 .. WB_ROWS rows */
-static const tile_wb_fn TILES_WB_F32[WB_ROWS] = {tile_wb_f32_1, tile_wb_f32_2, tile_wb_f32_3,
-                                                 tile_wb_f32_4, tile_wb_f32_5, tile_wb_f32_6,
-                                                 tile_wb_f32_7, tile_wb_f32_8};
-static const tile_wb_fn TILES_WB_BF16[WB_ROWS] = {tile_wb_bf16_1, tile_wb_bf16_2, tile_wb_bf16_3,
-                                                  tile_wb_bf16_4, tile_wb_bf16_5, tile_wb_bf16_6,
-                                                  tile_wb_bf16_7, tile_wb_bf16_8};
-static const tile_wb_fn TILES_WB_I8[WB_ROWS] = {tile_wb_i8_1, tile_wb_i8_2, tile_wb_i8_3,
-                                                tile_wb_i8_4, tile_wb_i8_5, tile_wb_i8_6,
-                                                tile_wb_i8_7, tile_wb_i8_8};
+/* the tiles by height: 1 .. WB_ROWS rows */
+#define TILES_WB(NAME)                                                                             \
+    {                                                                                              \
+        tile_wb_##NAME##_1, tile_wb_##NAME##_2, tile_wb_##NAME##_3, tile_wb_##NAME##_4,            \
+            tile_wb_##NAME##_5, tile_wb_##NAME##_6, tile_wb_##NAME##_7, tile_wb_##NAME##_8         \
+    }
 
 /* ------------------------------------------------------------------------ */
 /* Epilogue                                                                  */
 /* ------------------------------------------------------------------------ */
-
-typedef struct {
-    const me_linear *L;
-    const pk512 *pk;
-    const float *x;    /* fp32 input */
-    const uint8_t *xq; /* bf16 / u8 copy of x, row stride ldq */
-    size_t ldq;
-    const float *xscale;  /* int8: per-row scales */
-    atomic_int *mb_state; /* per m-block: quantized copy 0 missing, 1 in progress, 2 done */
-    int32_t M, N, K;
-    float *y;
-    const float *res;
-    uint32_t epi;
-    int32_t mb_rows, n_mb, ppt;
-    size_t ldy_b;          /* ME_EPI_OUT_BF16: bytes per row of y */
-    me_block_range *ranges; /* latency mode: n_ranges ranges of blocks (ranges.h) */
-    int32_t n_ranges, n_threads;
-} gjob;
 
 /* Broadcasts 4 floats (masked to `cols`) to all four 128-bit lanes. */
 static __m512 bcast4(const float *p, __mmask8 cm)
@@ -655,8 +622,10 @@ static __m512 bcast4(const float *p, __mmask8 cm)
     return _mm512_broadcast_f32x4(_mm_maskz_loadu_ps(cm, p));
 }
 
-__attribute__((noinline)) static void store_tile(const gjob *j, __m512 v, int32_t m0, int32_t rows,
-                                                 int32_t n0)
+/* Panels: the 4x4 tile v (row r in lane group r) of rows m0.., outputs
+ * n0..: + bias, + residual; with GELU, gelu_block applies it and then the
+ * residual. */
+static void store_tile(const me_gemm_job *j, __m512 v, int32_t m0, int32_t rows, int32_t n0)
 {
     int32_t cols = j->N - n0 < 4 ? j->N - n0 : 4;
     __mmask8 cm = (__mmask8)((1u << cols) - 1);
@@ -664,7 +633,6 @@ __attribute__((noinline)) static void store_tile(const gjob *j, __m512 v, int32_
         v = _mm512_add_ps(v, bcast4(j->L->b + n0, cm));
     float *y0 = j->y + (size_t)m0 * (size_t)j->N + (size_t)n0;
     size_t ld = (size_t)j->N;
-    /* with GELU, the residual (if any) is added by gelu_block after it */
     if ((j->epi & ME_EPI_RESIDUAL) && !(j->epi & ME_EPI_GELU)) {
         const float *r0 = j->res + (size_t)m0 * (size_t)j->N + (size_t)n0;
         __m512 rv = _mm512_castps128_ps512(_mm_maskz_loadu_ps(cm, r0));
@@ -686,13 +654,13 @@ __attribute__((noinline)) static void store_tile(const gjob *j, __m512 v, int32_
 }
 
 /* int8: y = (float)(sum - 128 sum q_w) * (s_x s_w); bias etc. follow. */
-static __m512 dequant_tile(const gjob *j, __m512i acc, int32_t m0, int32_t rows, int32_t n0)
+static __m512 dequant_tile(const me_gemm_job *j, __m512i acc, int32_t m0, int32_t rows, int32_t n0)
 {
     int32_t cols = j->N - n0 < 4 ? j->N - n0 : 4;
     __mmask8 cm = (__mmask8)((1u << cols) - 1);
-    __m512i corr = _mm512_broadcast_i32x4(_mm_maskz_loadu_epi32(cm, j->pk->wsum128 + n0));
+    __m512i corr = _mm512_broadcast_i32x4(_mm_maskz_loadu_epi32(cm, j->p.wsum + n0));
     acc = _mm512_sub_epi32(acc, corr);
-    __m512 sw = bcast4(j->pk->scale + n0, cm);
+    __m512 sw = bcast4(j->p.scale + n0, cm);
     __m512 sx = _mm512_set1_ps(j->xscale[m0]);
     if (rows > 1)
         sx = _mm512_mask_mov_ps(sx, 0x00f0, _mm512_set1_ps(j->xscale[m0 + 1]));
@@ -703,16 +671,49 @@ static __m512 dequant_tile(const gjob *j, __m512i acc, int32_t m0, int32_t rows,
     return _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(sx, sw));
 }
 
-/* Wide column blocks: rows mt..mt+rows-1, outputs n0..n0+47, with the
- * operations of dequant_tile + store_tile + gelu_block in the same order
- * (bit-identical): (float)(sum - 128 sum q_w) * (s_x s_w) for int8, +
- * bias, GELU, + residual. The GELU is applied here rather than by a pass
- * over the finished block as for the panels: a tile gives it 24
- * independent vectors to overlap, and the pass's reload of y is saved
- * (in-process interleaved A/B: 32x128 f32 +4%, bf16 +3%; 1x16 bf16 +3%). */
-static void store_wb(const gjob *j, const void *acc, int32_t mt, int32_t rows, int32_t n0)
+/* Panels: GELU (then the residual, if flagged) over finished outputs while
+ * they are still in cache (the scheduler's finish). A pass rather than per
+ * tile: per tile the GELU's long dependency chain sits between tiles, while
+ * a pass overlaps independent vectors (docs/PERFORMANCE.md, "GEMM
+ * scheduling"). */
+static void gelu_block(const me_gemm_job *j, int32_t m0, int32_t m1, int32_t n0, int32_t n1)
 {
-    int i8 = j->pk->kind == ME_PACK_INT8;
+    if (!(j->epi & ME_EPI_GELU))
+        return;
+    for (int32_t m = m0; m < m1; m++) {
+        float *y = j->y + (size_t)m * (size_t)j->N;
+        const float *r = (j->epi & ME_EPI_RESIDUAL) ? j->res + (size_t)m * (size_t)j->N : NULL;
+        for (int32_t n = n0; n < n1; n += 16) {
+            __mmask16 mk = n1 - n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n1 - n)) - 1);
+            __m512 v = me_gelu512(_mm512_maskz_loadu_ps(mk, y + n));
+            if (r)
+                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, r + n));
+            _mm512_mask_storeu_ps(y + n, mk, v);
+        }
+    }
+}
+
+static void store_panel_bf16(const me_gemm_job *j, const void *acc, int32_t m0, int32_t rows,
+                             int32_t n0)
+{
+    store_tile(j, *(const __m512 *)acc, m0, rows, n0);
+}
+
+static void store_panel_i8(const me_gemm_job *j, const void *acc, int32_t m0, int32_t rows,
+                           int32_t n0)
+{
+    store_tile(j, dequant_tile(j, *(const __m512i *)acc, m0, rows, n0), m0, rows, n0);
+}
+
+/* Wide column blocks: rows mt..mt+rows-1, outputs n0..n0+47, with the
+ * operations of dequant_tile + store_tile in the same order (the same
+ * bits): (float)(sum - 128 sum q_w) * (s_x s_w) for int8, + bias, GELU, +
+ * residual. The GELU is applied per tile, which gives it 24 independent
+ * vectors to overlap and saves reloading y. */
+static inline __attribute__((always_inline)) void store_wb(const me_gemm_job *j, const void *acc,
+                                                           int32_t mt, int32_t rows, int32_t n0,
+                                                           const int i8)
+{
     const float *b = j->L->b;
     int gelu = (j->epi & ME_EPI_GELU) != 0;
     int resid = (j->epi & ME_EPI_RESIDUAL) != 0;
@@ -725,8 +726,8 @@ static void store_wb(const gjob *j, const void *acc, int32_t mt, int32_t rows, i
         __m512i corr = _mm512_setzero_si512();
         __m512 sw = _mm512_setzero_ps();
         if (i8) {
-            corr = _mm512_maskz_loadu_epi32(cm, j->pk->wsum128 + nc);
-            sw = _mm512_maskz_loadu_ps(cm, j->pk->scale + nc);
+            corr = _mm512_maskz_loadu_epi32(cm, j->p.wsum + nc);
+            sw = _mm512_maskz_loadu_ps(cm, j->p.scale + nc);
         }
         __m512 bias = b ? _mm512_maskz_loadu_ps(cm, b + nc) : _mm512_setzero_ps();
         for (int32_t r = 0; r < rows; r++) {
@@ -762,39 +763,31 @@ static void store_wb(const gjob *j, const void *acc, int32_t mt, int32_t rows, i
         }
 }
 
-/* ------------------------------------------------------------------------ */
-/* Tasks                                                                     */
-/* ------------------------------------------------------------------------ */
-
-/* GELU (then the residual, if flagged) over a finished block of y while it
- * is still in cache. Done per block rather than per tile because per tile
- * the GELU's long dependency chain sits between tiles (latency-bound,
- * measured ~65 cycles a vector) while a streaming pass overlaps vectors
- * (~40). */
-static void gelu_block(const gjob *j, int32_t m0, int32_t m1, int32_t n0, int32_t n1)
+static void store_wb_float(const me_gemm_job *j, const void *acc, int32_t mt, int32_t rows,
+                           int32_t n0)
 {
-    for (int32_t m = m0; m < m1; m++) {
-        float *y = j->y + (size_t)m * (size_t)j->N;
-        const float *r = (j->epi & ME_EPI_RESIDUAL) ? j->res + (size_t)m * (size_t)j->N : NULL;
-        for (int32_t n = n0; n < n1; n += 16) {
-            __mmask16 mk = n1 - n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n1 - n)) - 1);
-            __m512 v = me_gelu512(_mm512_maskz_loadu_ps(mk, y + n));
-            if (r)
-                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, r + n));
-            _mm512_mask_storeu_ps(y + n, mk, v);
-        }
-    }
+    store_wb(j, acc, mt, rows, n0, 0);
 }
 
-/* The quantized copy of x: row m at xq + m * ldq, contiguous, for both
- * layouts. bf16 copy of rows (round to nearest even, as me_f32_to_bf16), zero
- * padded to whole 32-element blocks. */
-static void quant_bf16_rows(const gjob *j, int32_t m0, int32_t m1)
+static void store_wb_i8(const me_gemm_job *j, const void *acc, int32_t mt, int32_t rows,
+                        int32_t n0)
 {
-    int32_t kpad = j->pk->kblocks * 32;
+    store_wb(j, acc, mt, rows, n0, 1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The copies of x                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* Row m at xq + m * ldq, contiguous, for both layouts. bf16 copy of rows
+ * (round to nearest even, as me_f32_to_bf16), zero padded to whole
+ * 32-element blocks (ldq / 2 values). */
+static void quant_bf16_rows(const me_gemm_job *j, int32_t m0, int32_t m1)
+{
+    int32_t kpad = (int32_t)(j->ldq / 2);
     for (int32_t m = m0; m < m1; m++) {
         const float *x = j->x + (size_t)m * (size_t)j->K;
-        uint8_t *q = (uint8_t *)(uintptr_t)(j->xq + (size_t)m * j->ldq);
+        uint8_t *q = j->xq + (size_t)m * j->ldq;
         for (int32_t k = 0; k < kpad; k += 16, q += 32)
             _mm256_storeu_si256((__m256i *)(void *)q,
                                 me_round_bf16x16(_mm512_maskz_loadu_ps(me_tail16(j->K - k), x + k)));
@@ -802,20 +795,20 @@ static void quant_bf16_rows(const gjob *j, int32_t m0, int32_t m1)
 }
 
 /* u8 copy of rows: q + 128 with q = round(x * 127 / max|x|) (as
- * me_quant_row_s8), padded with 128 (q = 0); the row scale follows. */
-static void quant_i8_rows(const gjob *j, int32_t m0, int32_t m1)
+ * me_quant_row_s8), padded with 128 (q = 0) to ldq values; the row scale
+ * goes to xscale. */
+static void quant_i8_rows(const me_gemm_job *j, int32_t m0, int32_t m1)
 {
-    int32_t kpad = j->pk->kblocks * 64;
-    float *xscale = (float *)(uintptr_t)j->xscale;
+    int32_t kpad = (int32_t)j->ldq;
     for (int32_t m = m0; m < m1; m++) {
         const float *x = j->x + (size_t)m * (size_t)j->K;
-        uint8_t *q = (uint8_t *)(uintptr_t)(j->xq + (size_t)m * j->ldq);
+        uint8_t *q = j->xq + (size_t)m * j->ldq;
         __m512 mx = _mm512_setzero_ps();
         for (int32_t k = 0; k < j->K; k += 16)
             mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps(me_tail16(j->K - k), x + k)));
         float amax = _mm512_reduce_max_ps(mx);
         float inv = me_quant_inv(amax); /* 0: a zero row, as in me_quant_row_s8 */
-        xscale[m] = inv > 0.0f ? amax / 127.0f : 0.0f;
+        j->xscale[m] = inv > 0.0f ? amax / 127.0f : 0.0f;
         __m512 vinv = _mm512_set1_ps(inv);
         for (int32_t k = 0; k < kpad; k += 16, q += 16) {
             __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(me_tail16(j->K - k), x + k), vinv);
@@ -828,303 +821,89 @@ static void quant_i8_rows(const gjob *j, int32_t m0, int32_t m1)
     }
 }
 
-/* The quantized copy of an m-block is made by the first task that needs it
- * (state 0 -> 1 -> 2), saving a pool run (~10-20 us) per bf16/int8 GEMM;
- * the others wait for it. Every row is quantized from its own values only,
- * so who does it does not matter. */
-static void ensure_rows(const gjob *j, int32_t mb, int32_t m0, int32_t m1)
+/* ------------------------------------------------------------------------ */
+/* The microkernels and the plan                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Panel tiles of 1 to 4 rows: tail rows repeat the first row's pointer
+ * (their lanes are not stored). They prefetch nothing (pf_tiles 0). */
+#define TILE_PANEL(NAME, EMU, T, R)                                                                \
+    static void tile_panel_##NAME##_##R(const uint8_t *x, size_t ldx, const uint8_t *w,            \
+                                        int32_t kblocks, const uint8_t *pf, int32_t pfs, void *o)  \
+    {                                                                                              \
+        (void)pf;                                                                                  \
+        (void)pfs;                                                                                 \
+        const uint8_t *x1 = R > 1 ? x + ldx : x, *x2 = R > 2 ? x + 2 * ldx : x;                    \
+        const uint8_t *x3 = R > 3 ? x + 3 * ldx : x;                                               \
+        *(T *)o = EMU(x, x1, x2, x3, w, kblocks);                                                  \
+    }
+#define TILE_PANELS(R)                                                                             \
+    TILE_PANEL(bf16, tile_bf16_emu, __m512, R) TILE_PANEL(i8, tile_i8_emu, __m512i, R)
+TILE_PANELS(1)
+TILE_PANELS(2)
+TILE_PANELS(3)
+TILE_PANELS(4)
+#undef TILE_PANELS
+#undef TILE_PANEL
+
+/* Wide blocks: 48 outputs, tiles of 8 rows; m-blocks of whole pairs of
+ * tiles holding 512 KiB of fp32 rows or 256 KiB of bf16 / u8 ones; the
+ * first 3 tiles share the prefetch of the next block. Panels: 4 outputs,
+ * 4 rows, no prefetch, tasks of up to 16 panels at every M. Why these
+ * sizes: docs/PERFORMANCE.md, "GEMM scheduling". */
+#define UK_WB(NAME, STORE, QUANT, XBYTES)                                                          \
+    {                                                                                              \
+        .cols = WB_COLS, .rows = WB_ROWS, .tile = TILES_WB(NAME), .store = STORE, .quant = QUANT,  \
+        .mb_step = 2 * WB_ROWS, .x_bytes = XBYTES, .task_blocks = 2, .pf_tiles = 3                 \
+    }
+static const me_gemm_ukernel UK_WB_F32 = UK_WB(f32, store_wb_float, NULL, 512u << 10);
+static const me_gemm_ukernel UK_WB_BF16 = UK_WB(bf16, store_wb_float, quant_bf16_rows, 256u << 10);
+static const me_gemm_ukernel UK_WB_I8 = UK_WB(i8, store_wb_i8, quant_i8_rows, 256u << 10);
+#undef UK_WB
+#undef TILES_WB
+#define UK_PANEL(NAME, STORE, QUANT)                                                               \
+    {                                                                                              \
+        .cols = 4, .rows = 4,                                                                      \
+        .tile = {tile_panel_##NAME##_1, tile_panel_##NAME##_2, tile_panel_##NAME##_3,              \
+                 tile_panel_##NAME##_4},                                                           \
+        .store = STORE, .quant = QUANT, .finish = gelu_block, .mb_step = 4, .x_bytes = 256u << 10, \
+        .task_blocks = 16, .pf_tiles = 0                                                           \
+    }
+static const me_gemm_ukernel UK_PANEL_BF16 = UK_PANEL(bf16, store_panel_bf16, quant_bf16_rows);
+static const me_gemm_ukernel UK_PANEL_I8 = UK_PANEL(i8, store_panel_i8, quant_i8_rows);
+#undef UK_PANEL
+
+/* The scheduler's view of a layer this level packed (gemm_sched.h). */
+static int plan512(const me_linear *L, me_gemm_plan *p)
 {
-    atomic_int *st = &j->mb_state[mb];
-    int expect = 0;
-    if (atomic_load_explicit(st, memory_order_acquire) == 2)
-        return;
-    if (atomic_compare_exchange_strong(st, &expect, 1)) {
-        if (j->pk->kind == ME_PACK_BF16)
-            quant_bf16_rows(j, m0, m1);
-        else
-            quant_i8_rows(j, m0, m1);
-        atomic_store_explicit(st, 2, memory_order_release);
-        return;
-    }
-    for (uint32_t i = 1; atomic_load_explicit(st, memory_order_acquire) != 2; i++) {
-        if ((i & 1023) == 0)
-            sched_yield();
-        else
-            _mm_pause();
-    }
-}
-
-#ifndef PF_START_BYTES
-#define PF_START_BYTES 4096
-#endif
-
-/* A task's rows [m0, m1) of x (fp32, or the quantized copy) and tiles. */
-typedef struct {
-    const gjob *j;
-    const uint8_t *x;
-    size_t ldx;
-    const tile_wb_fn *tiles;
-    int32_t m0, m1;
-    /* The first `share` row tiles (up to 3) pull the next block into L2,
-     * pfs bytes of it per step each: at small M (latency) they are the only
-     * ones, and the block is the next thing read from DRAM. */
-    int32_t share, pfs;
-    const uint8_t *after; /* latency mode: the first block of this thread's range in L->next */
-    __m512i acc[3 * WB_ROWS];
-} wb_ctx;
-
-/* One wide block cb against the task's rows; the block at next (NULL:
- * none) is pulled in meanwhile, as much of it as block cb's size. */
-static void wb_block(wb_ctx *bc, int32_t cb, const uint8_t *next)
-{
-    const gjob *j = bc->j;
-    const pk512 *pk = j->pk;
-    int32_t m0 = bc->m0, m1 = bc->m1;
-    const uint8_t *wp = pk->data + (size_t)cb * WB_BYTES(pk);
-    int32_t share = bc->share, pfs = bc->pfs;
-    /* The block's bias (and int8 column scales and sums) are read by
-     * store_wb after the first tile. At small M a call streams all the
-     * weights past the caches, so they come from DRAM each call: ask for
-     * them now rather than stall the store on them (at large M they are
-     * in cache and this costs a few instructions a block). A bias read in
-     * place from the weight file may be only 4-byte aligned, so both ends
-     * of each 16 are asked for. */
-    for (int32_t c = 0; c < 3 && cb * WB_COLS + 16 * c < j->N; c++) {
-        int32_t nc = cb * WB_COLS + 16 * c;
-        int32_t nl = nc + 15 < j->N ? nc + 15 : j->N - 1;
-        if (j->L->b) {
-            _mm_prefetch((const char *)(j->L->b + nc), _MM_HINT_T0);
-            _mm_prefetch((const char *)(j->L->b + nl), _MM_HINT_T0);
-        }
-        if (pk->kind == ME_PACK_INT8) {
-            _mm_prefetch((const char *)(pk->scale + nc), _MM_HINT_T0);
-            _mm_prefetch((const char *)(pk->wsum128 + nc), _MM_HINT_T0);
-        }
-    }
-    for (int32_t mt = m0; mt < m1; mt += WB_ROWS) {
-        int32_t rows = m1 - mt < WB_ROWS ? m1 - mt : WB_ROWS;
-        int32_t ti = (mt - m0) / WB_ROWS;
-        const uint8_t *pf = next && ti < share ? next + (size_t)ti * pk->steps * pfs : NULL;
-        /* Large M: this tile's output and residual lines were last
-         * touched a layer ago (out of L2); ask for them now so that the
-         * store does not wait on DRAM after the tile (A/B in one
-         * process: 32x128 f32 +3.5%, bf16 +2.7%, int8 +5.6%; 8x512
-         * +1.5-2%). At small M they are hot and the prefetches only
-         * compete with the weight stream (1x16: 2-5% slower). */
-        if (j->n_mb > 1 && !(j->epi & ME_EPI_OUT_BF16)) {
-            for (int32_t r = 0; r < rows; r++) {
-                size_t o = (size_t)(mt + r) * (size_t)j->N + (size_t)cb * WB_COLS;
-                for (int32_t c = 0; c < 3 && cb * WB_COLS + 16 * c < j->N; c++) {
-                    if (j->res)
-                        _mm_prefetch((const char *)(j->res + o + 16 * c), _MM_HINT_T0);
-                    __builtin_prefetch(j->y + o + 16 * c, 1, 3); /* prefetchw */
-                }
-            }
-        }
-        bc->tiles[rows - 1](bc->x + (size_t)mt * bc->ldx, bc->ldx, wp, pk->steps, pf, pfs, bc->acc);
-        store_wb(j, bc->acc, mt, rows, cb * WB_COLS);
-    }
-}
-
-/* Latency mode: block nb of this layer next, or (nb = -1, this thread's
- * last block as far as it knows) its first block of the next layer. */
-static void wb_block_fn(void *ctx, int32_t cb, int32_t nb)
-{
-    wb_ctx *bc = ctx;
-    const pk512 *pk = bc->j->pk;
-    wb_block(bc, cb, nb >= 0 ? pk->data + (size_t)nb * WB_BYTES(pk) : bc->after);
-}
-
-/* Rows per m-block: the block of x stays in L2 (~256 KiB; 512 KiB of fp32
- * rows, 1-3% faster at 32x128 and 8x512 on Zen 5, where bf16 and int8 lost
- * 2% with it) while the task's blocks stream past it. M itself when it
- * fits: one m-block, the latency schedule. Never changes any output's
- * arithmetic. */
-static int32_t mb_rows512(const pk512 *pk, int32_t K, int32_t M)
-{
-    size_t row_bytes = pk->kind == ME_PACK_F32 ? (size_t)K * 4 : (size_t)pk->kblocks * 64;
-    int32_t step = pk->n_wb ? 2 * WB_ROWS : 4; /* two wide tiles, or one 4-row panel tile */
-    uint32_t x_bytes = (pk->kind == ME_PACK_F32 ? 512u : 256u) << 10;
-    int32_t mb = (int32_t)(x_bytes / row_bytes) & ~(step - 1);
-    if (mb < step)
-        mb = step;
-    if (mb > 256)
-        mb = 256;
-    return mb >= M ? M : mb;
-}
-
-/* Latency mode: where `thread`'s own range of layer L->next starts, as
- * linear512 will split it, when that layer is packed in wide blocks and will
- * run in latency mode too (at this M or fewer rows, as the [CLS]-only last
- * layer); NULL otherwise. Every layer of a model is packed by the same
- * kernel level, so L->next->packed is a pk512. */
-static const uint8_t *next_layer_start(const me_linear *L, int32_t M, int32_t thread, int32_t nt)
-{
-    const me_linear *nx = L->next;
-    if (!nx || !nx->packed || nx->packed_kind != L->packed_kind)
-        return NULL;
-    const pk512 *pk = nx->packed;
-    if (!pk->n_wb || mb_rows512(pk, nx->n_in, M) < M)
-        return NULL;
-    int32_t nr = me_ranges_count(nt, pk->n_wb);
-    return pk->data + (size_t)me_range_start(pk->n_wb, thread % nr, nr) * WB_BYTES(pk);
-}
-
-/* Wide column blocks: task = (a range of ppt blocks, an m-block), or in
- * latency mode (j->ranges) the range of the task's pool thread, then
- * whatever is left of the others' (ranges.h). */
-static void gemm_task_wb(const gjob *j, int64_t task, int32_t thread)
-{
-    const pk512 *pk = j->pk;
-    int32_t nc = (int32_t)(task / j->n_mb), mb = (int32_t)(task % j->n_mb);
-    if (pk->kind == ME_PACK_F32) {
-        /* fp32: consecutive tasks share the m-block (x stays in L2 while
-         * the blocks stream past; interleaved A/B on 4096-row GEMMs: +3 to
-         * +7%). The quantized dtypes keep block-range order: there the
-         * tasks of a new m-block would all wait for its quantized copy. */
-        int32_t nct = cdiv(pk->n_wb, j->ppt);
-        mb = (int32_t)(task / nct);
-        nc = (int32_t)(task % nct);
-    }
-    int32_t c0 = nc * j->ppt, c1 = c0 + j->ppt < pk->n_wb ? c0 + j->ppt : pk->n_wb;
-    int32_t m0 = mb * j->mb_rows, m1 = m0 + j->mb_rows < j->M ? m0 + j->mb_rows : j->M;
-    /* Latency mode: one m-block. A thread starts with range thread % n,
-     * the range its pool index gets in every layer (with at least as many
-     * blocks as threads), so that the block it pulled in during the layer
-     * before (next_layer_start) is the one it starts with. */
-    int32_t own = j->ranges ? thread % j->n_ranges : 0;
-    if (j->ranges) {
-        mb = m0 = 0;
-        m1 = j->M;
-        c0 = me_range_first(&j->ranges[own]);
-        c1 = c0 + 1;
-    }
-    /* Start the first block on its way from DRAM before waiting for (or
-     * making) the quantized x: at small M nothing else hides that. */
-    const uint8_t *w0 = pk->data + (size_t)c0 * WB_BYTES(pk);
-    for (size_t o = 0; c0 < pk->n_wb && o < WB_BYTES(pk) && o < PF_START_BYTES; o += 64)
-        _mm_prefetch((const char *)w0 + o, _MM_HINT_T1);
-    const uint8_t *x = (const uint8_t *)(const void *)j->x;
-    size_t ldx = (size_t)j->K * 4;
-    const tile_wb_fn *tiles = TILES_WB_F32;
-    if (pk->kind != ME_PACK_F32) {
-        if (!(j->epi & ME_IN_BF16))
-            ensure_rows(j, mb, m0, m1);
-        x = j->xq;
-        ldx = j->ldq;
-        tiles = pk->kind == ME_PACK_INT8 ? TILES_WB_I8 : TILES_WB_BF16;
-    }
-    int32_t ntile = cdiv(m1 - m0, WB_ROWS), share = ntile < 3 ? ntile : 3;
-    wb_ctx c = {.j = j, .x = x, .ldx = ldx, .tiles = tiles, .m0 = m0, .m1 = m1,
-                .share = share, .pfs = WB_COLS * 4 / share};
-    if (j->ranges) {
-        c.after = next_layer_start(j->L, j->M, thread, j->n_threads);
-        me_ranges_work(j->ranges, j->n_ranges, own, wb_block_fn, &c);
-        return;
-    }
-    for (int32_t cb = c0; cb < c1; cb++)
-        wb_block(&c, cb, cb + 1 < c1 ? pk->data + (size_t)(cb + 1) * WB_BYTES(pk) : NULL);
-}
-
-static void gemm_task(void *arg, int64_t task, int32_t thread)
-{
-    const gjob *j = arg;
-    const pk512 *pk = j->pk;
+    const pk512 *pk = L->packed;
+    if (!pk)
+        return 0;
+    memset(p, 0, sizeof *p);
+    p->blocks = pk->data;
     if (pk->n_wb) {
-        gemm_task_wb(j, task, thread);
-        return;
+        p->uk = pk->kind == ME_PACK_F32    ? &UK_WB_F32
+                : pk->kind == ME_PACK_BF16 ? &UK_WB_BF16
+                                           : &UK_WB_I8;
+        p->n_blocks = pk->n_wb;
+        p->steps = pk->steps;
+        p->block_bytes = WB_BYTES(pk);
+    } else {
+        p->uk = pk->kind == ME_PACK_BF16 ? &UK_PANEL_BF16 : &UK_PANEL_I8;
+        p->n_blocks = pk->n_panels;
+        p->steps = pk->kblocks;
+        p->block_bytes = PANEL_BYTES(pk);
     }
-    int32_t nc = (int32_t)(task / j->n_mb), mb = (int32_t)(task % j->n_mb);
-    int32_t p0 = nc * j->ppt, p1 = p0 + j->ppt < pk->n_panels ? p0 + j->ppt : pk->n_panels;
-    int32_t m0 = mb * j->mb_rows, m1 = m0 + j->mb_rows < j->M ? m0 + j->mb_rows : j->M;
-    if (j->mb_state)
-        ensure_rows(j, mb, m0, m1);
-    for (int32_t p = p0; p < p1; p++) {
-        const uint8_t *wp = pk->data + (size_t)p * PANEL_BYTES(pk);
-        for (int32_t mt = m0; mt < m1; mt += 4) {
-            int32_t rows = m1 - mt < 4 ? m1 - mt : 4;
-            int32_t r1 = rows > 1 ? mt + 1 : mt, r2 = rows > 2 ? mt + 2 : mt;
-            int32_t r3 = rows > 3 ? mt + 3 : mt;
-            const uint8_t *q0 = j->xq + (size_t)mt * j->ldq, *q1 = j->xq + (size_t)r1 * j->ldq;
-            const uint8_t *q2 = j->xq + (size_t)r2 * j->ldq, *q3 = j->xq + (size_t)r3 * j->ldq;
-            __m512 v = pk->kind == ME_PACK_BF16
-                           ? tile_bf16_emu(q0, q1, q2, q3, wp, pk->kblocks)
-                           : dequant_tile(j, tile_i8_emu(q0, q1, q2, q3, wp, pk->kblocks), mt,
-                                          rows, p * 4);
-            store_tile(j, v, mt, rows, p * 4);
-        }
-    }
-    if (j->epi & ME_EPI_GELU)
-        gelu_block(j, m0, m1, p0 * 4, p1 * 4 < j->N ? p1 * 4 : j->N);
+    p->ldq = pk->kind == ME_PACK_F32 ? 0 : (size_t)pk->kblocks * 64;
+    p->scale = pk->scale;
+    p->wsum = pk->wsum128;
+    return 1;
 }
 
 static void linear512(const me_linear *L, const float *x, int32_t M, float *y,
                       const float *residual, uint32_t epi, me_pool *pool, void *work)
 {
-    if (M <= 0)
-        return;
-    const pk512 *pk = L->packed;
-    if (!pk) {
-        me_linear_scalar(L, x, M, y, residual, epi, pool, work);
-        return;
-    }
-    gjob j;
-    memset(&j, 0, sizeof j);
-    j.L = L;
-    j.pk = pk;
-    j.x = x;
-    j.M = M;
-    j.N = L->n_out;
-    j.K = L->n_in;
-    j.y = y;
-    j.res = residual;
-    j.epi = epi;
-    if (pk->kind != ME_PACK_F32) {
-        /* quantized copy of x: rows of kblocks * 64 bytes, then scales */
-        j.ldq = (size_t)pk->kblocks * 64;
-        j.xq = work;
-    }
-    if (pk->kind != ME_PACK_F32)
-        j.xscale = (const float *)(const void *)((uint8_t *)work + j.ldq * (size_t)M);
-    /* bf16 hand-off (the caller checked bf16_io512): x is the copy already */
-    if (epi & ME_IN_BF16)
-        j.xq = (const uint8_t *)(const void *)x;
-    if (epi & ME_EPI_OUT_BF16)
-        j.ldy_b = me_bf16_row_bytes(j.N);
-    /* blocks per task: enough tasks for the pool to balance (below) */
-    j.mb_rows = mb_rows512(pk, j.K, M);
-    j.n_mb = cdiv(M, j.mb_rows);
-    if (pk->kind != ME_PACK_F32) {
-        /* after the scales: M floats, rounded up to 64 bytes */
-        j.mb_state = (atomic_int *)(void *)((uint8_t *)work + j.ldq * (size_t)M +
-                                            (((size_t)M * 4 + 63) & ~(size_t)63));
-        for (int32_t i = 0; i < j.n_mb; i++)
-            atomic_init(&j.mb_state[i], 0);
-    }
-    int32_t nt = me_pool_threads(pool);
-    /* units: 48-output wide blocks, or 4-output panels */
-    int32_t units = pk->n_wb ? pk->n_wb : pk->n_panels;
-    int32_t ppt = pk->n_wb ? 2 : 16;
-    while (ppt > 1 && (int64_t)cdiv(units, ppt) * j.n_mb < 8 * (int64_t)nt)
-        ppt /= 2;
-    j.ppt = ppt;
-    /* One m-block (small M: latency): each thread walks its own range of
-     * blocks, so that every block but its first was prefetched while the
-     * one before it was computed, and then takes over what the other
-     * threads have not reached (ranges.h). Shared out in small tasks, half
-     * the blocks started cold from DRAM (1x16: bf16 8.7 -> 6.9 ms, int8
-     * 4.8-5.3 -> 3.8-3.9 ms, f32 16.5-17.6 -> 13.5 ms; also 2-11% at 1x64
-     * and 1x128). */
-    me_block_range ranges[ME_RANGES_MAX];
-    if (pk->n_wb && j.n_mb == 1) {
-        j.n_ranges = me_ranges_count(nt, units);
-        me_ranges_init(ranges, j.n_ranges, units);
-        j.ranges = ranges;
-        j.n_threads = nt;
-        me_pool_run(pool, j.n_ranges, gemm_task, &j);
-        return;
-    }
-    me_pool_run(pool, (int64_t)cdiv(units, ppt) * j.n_mb, gemm_task, &j);
+    me_gemm_linear(plan512, L, x, M, y, residual, epi, pool, work);
 }
 
 /* ------------------------------------------------------------------------ */

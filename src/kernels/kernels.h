@@ -6,9 +6,25 @@
  * dtype), attn.c (attention, LayerNorm), dot.c (the search index's dot
  * products), pack.c (weight and row quantization shared by every level and
  * by the index). gemm_avx2.c / gemm_avx512.c (+ attn_*.c, dot_*.c) hold the
- * SIMD versions. dispatch.c fills `me_kern` once from cpuid + XGETBV (cpu.c), or from
+ * SIMD versions; gemm_sched.c schedules the GEMMs of every SIMD level.
+ * dispatch.c fills `me_kern` once from cpuid + XGETBV (cpu.c), or from
  * MEDEMBED_ISA=scalar|avx2|avx512: choosing a level chooses every kernel,
  * the index's included.
+ *
+ * What a SIMD level provides (gemm_avx2.c, gemm_avx512.c; an AMX or NEON
+ * level the same way), in its file with its own compiler flags:
+ *   - pack / adopt / unpack: its packed layout, in column blocks (a block:
+ *     `cols` outputs, their weights for every k step together);
+ *   - a plan (gemm_sched.h, me_gemm_plan_fn) that describes a packed layer
+ *     to the scheduler: where its blocks are, and the microkernel for its
+ *     dtype (me_gemm_ukernel): tiles of 1..rows rows x one block, the store
+ *     that applies the epilogue to a tile, the copy of x the tiles read
+ *     (bf16, int8), and a few sizes (m-block rows, blocks per task, how
+ *     many tiles share the next block's prefetch);
+ *   - `linear` = me_gemm_linear(its plan, ...): the shared scheduler then
+ *     picks m-blocks, tasks or per-thread ranges (ranges.h), prefetches,
+ *     and makes the copy of x, identically for every level;
+ *   - attention, LayerNorm, GELU, the search dot products and peak.
  *
  * Determinism contract for every implementation: each output element is
  * computed by one thread, in an order that depends only on the element's own
@@ -81,14 +97,11 @@ static inline size_t me_bf16_row_bytes(int32_t n)
  * (c + K / c - 1) u sum |x_k w_k| (u = 2^-24; Higham, Accuracy and
  * Stability of Numerical Algorithms, 2nd ed., 4.2), and a typical error
  * that also shrinks toward c = sqrt(K). So c is the power of two nearest
- * sqrt(K) in log scale, but never under 16: 16 up to K = 511, 32 at 512 to
- * 2047, 64 at 2048 to 8191. Emulated over 20000 random dot products
- * (bench/chunk_error.c; docs/PERFORMANCE.md, "fp32 GEMM: chunks of about
- * sqrt(K)"), the rms error relative to u sum |x_k w_k| at K = 768 is 0.13
- * (32) against 0.14 (16), and at K = 3072, BERT-base's FFN output, 0.09
- * (64) against 0.12 (16). At K = 64 (8 by the rule) 16 is within 8-12% of
- * it, and shorter chunks cost speed. Longer chunks are also faster: fewer folds of the
- * chunk sums into the totals (gemm_avx512.c). */
+ * sqrt(K) in log scale, but never under 16 (shorter chunks cost speed for
+ * little accuracy): 16 up to K = 511, 32 at 512 to 2047, 64 at 2048 to
+ * 8191. Longer chunks are also faster: fewer folds of the chunk sums into
+ * the totals. The errors by chunk length (emulated by bench/chunk_error.c):
+ * docs/PERFORMANCE.md, "fp32 GEMM: chunks of about sqrt(K)". */
 static inline int32_t me_f32_chunk(int32_t K)
 {
     int32_t l = K > 1 ? 31 - __builtin_clz((unsigned)K) : 0; /* floor(log2 K) */
@@ -129,7 +142,7 @@ typedef struct me_linear {
     int32_t packed_borrowed;
     /* The layer the forward pass multiplies next, or NULL. At small M each
      * thread pulls in its first weight block of that layer while it computes
-     * its last block of this one (gemm_avx512.c), so the weight stream from
+     * its last block of this one (gemm_sched.c), so the weight stream from
      * DRAM does not stop between the two. A hint only: results never depend
      * on it. Both layers must have been packed by the same kernel level (as
      * every layer of a model is). */

@@ -20,7 +20,7 @@ void *me_alloc_big(size_t bytes)
     if (bytes == 0)
         bytes = 64;
     /* Large blocks are 2 MiB aligned and advised for transparent huge pages:
-     * a first touch of a fresh 4 KiB page costs ~11 us in our VMs, and
+     * a first touch of a fresh 4 KiB page is slow in VMs, and
      * packed weights are streamed once per forward pass, so TLB reach
      * matters too. */
     size_t align = bytes >= ME_HUGE_MIN ? ME_HUGE_ALIGN : 64;
@@ -79,8 +79,8 @@ float me_quant_row_s8(const float *w, int32_t n, int8_t *q)
     /* Clamped first (a NaN goes to -127, as the clamped lrintf did on
      * x86-64), then rounded to nearest even by adding and taking away 1.5 x
      * 2^23, which is exact for |x| <= 127 in fp32 arithmetic: the same
-     * values as lrintf, without a library call per weight (the call was
-     * ~40% of an int8 load) and in a loop the compiler can vectorize.
+     * values as lrintf, without a library call per weight (which dominated
+     * an int8 load) and in a loop the compiler can vectorize.
      * -ffast-math would fold the add and subtract away, hence the guard. */
     for (int32_t i = 0; i < n; i++) {
         float x = w[i] * inv;

@@ -1,17 +1,17 @@
 /*
- * ranges.h - the latency-mode schedule of the wide-block GEMMs (one
- * m-block: small M, so the weights stream from DRAM once, each block read
- * by all of the rows' tiles in turn).
+ * ranges.h - the small-M schedule of the GEMM scheduler (gemm_sched.c;
+ * one m-block: the weights stream from DRAM once, each block read by all
+ * of the rows' tiles in turn).
  *
  * Each pool thread owns one contiguous range of blocks (range
  * `thread % n`) and walks it from the front, a shrinking chunk at a time
  * (me_range_take_front), so that it can prefetch its next block while it
  * computes the current one. A thread whose range is
  * empty then takes blocks from the back of the other ranges, one at a
- * time. The two threads of a 2-core VM rarely get equal shares of the
- * memory bandwidth: with fixed halves the faster one waited for the slower
- * at the end of every GEMM, 18% of the time of the pool runs at 1x16 f32
- * (Zen 5), and taking over the other's last blocks brought that to 3.5%.
+ * time. Threads rarely get equal shares of the memory bandwidth, and with
+ * fixed halves the faster one would wait for the slower at the end of every
+ * GEMM (docs/PERFORMANCE.md, "Small-M GEMMs: the end of each range is
+ * shared out").
  *
  * A range is lo | hi << 32 in one atomic word on its own cache line; lo
  * and hi move only by compare-and-swap, so every block is handed out
@@ -19,7 +19,7 @@
  * two tasks finds its range empty the second time). Which thread computes a
  * block never changes its result. Relaxed order is enough: the weights are
  * read-only during the run, the quantized copy of x has its own
- * acquire/release (gemm_avx512.c, ensure_rows) and the pool's own
+ * acquire/release (gemm_sched.c, ensure_rows) and the pool's own
  * synchronisation publishes the outputs.
  */
 #ifndef ME_KERNELS_RANGES_H
