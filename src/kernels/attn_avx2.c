@@ -5,7 +5,7 @@
  * softmax numerators with a double row sum, P v in fp32 over blocks of 32
  * keys added to a running total. 3 query rows (12 score accumulators):
  * 2 (8) leave no slack for the FMA latency and 4 spill (docs/PERFORMANCE.md,
- * "AVX2 attention: 3-query tiles"). With `fast` (bf16 / int8 dtypes; AVX2 has no bf16 dot
+ * "Attention kernel"). With `fast` (bf16 / int8 dtypes; AVX2 has no bf16 dot
  * product) the scores are fp32 FMAs on 32-key tiles, twice as fast, as on
  * AVX-512 without AVX512_BF16.
  */

@@ -4,7 +4,7 @@
  * Attention runs per (sequence, head) on blocks of QF = 6 query rows (24
  * accumulators in the double and bf16 score tiles and in the P v tiles, 12
  * in the fp32 score tile of `fast` without AVX512_BF16; docs/PERFORMANCE.md,
- * "Attention: 6-query blocks"):
+ * "Attention kernel"):
  *   1. scores S = q k^T * scale as small GEMMs (6 queries x 32 keys per
  *      tile, 24 accumulators) in double: keys are transposed and widened
  *      once per head, into rows padded by one cache line;
@@ -62,7 +62,7 @@ static void prefetch_q(const me_attn_args *a, int32_t i0)
  * from DRAM (the QKV GEMM wrote them long ago, 9 KiB apart, so no hardware
  * prefetcher follows), and the transposition stalled on them, so the next
  * 16 rows are asked for while these are transposed (docs/PERFORMANCE.md,
- * "Attention: the keys' rows prefetched"). */
+ * "Attention kernel"). */
 static void prefetch_rows(const float *x, int32_t ld, int32_t j0, int32_t j1, int32_t n, int32_t d)
 {
     for (int32_t j = j0; j < j1 && j < n; j++)
@@ -276,8 +276,8 @@ static inline void pv_block_bf16(const uint32_t *v2, size_t d16, const uint32_t 
 
 /* ot[r][0..64) += sum over keys j in [j0, j1) of s[r][j] v[j][0..64), for the QF = 6 query
  * rows: the full-width case of the fp32 P v loop with 24 named accumulators. The generic loop
- * tested its vector count inside the key loop (GCC did not hoist `v < nv`). Same products, order and lanes as the generic loop,
- * so the results are bit-identical. */
+ * tested its vector count inside the key loop (GCC did not hoist `v < nv`). Same products,
+ * order and lanes as the generic loop, so the results are bit-identical. */
 static inline void pv_block_f32(const float *v, size_t ldv, const float *s, size_t lds,
                                 int32_t j0, int32_t j1, float *ot)
 {

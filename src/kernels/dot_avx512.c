@@ -2,8 +2,7 @@
  * dot_avx512.c - the AVX-512 level's int8 search dot product. Its fp32 one
  * is the AVX2 kernel (dot_avx2.c): a row of floats streams through at the
  * same speed in 8- or 16-wide vectors, while the int8 row's widening to
- * fp32 takes half the instructions here (docs/PERFORMANCE.md, "Search dot
- * products").
+ * fp32 takes half the instructions here (docs/PERFORMANCE.md, "Exact search and HNSW").
  */
 #include <immintrin.h>
 

@@ -7,9 +7,9 @@
  * lanes and with 16 registers, for all three dtypes (see WB2_COLS): each
  * weight loaded serves every row of the tile, where dot-product tiles spent
  * a load per FMA and a reduction per output (docs/PERFORMANCE.md, "AVX2
- * GEMM: wide column blocks"). Determinism as in gemm_avx512.c: an output's
- * arithmetic depends only on its row of x and its row of W, never on M,
- * the tile, the task or the thread.
+ * level"). Determinism as in gemm_avx512.c: an output's arithmetic depends
+ * only on its row of x and its row of W, never on M, the tile, the task or
+ * the thread.
  */
 #include <immintrin.h>
 #include <math.h>
@@ -61,8 +61,7 @@ typedef struct {
  *         accumulators, 3 W, the broadcast and vpmaddwd's result). Pairs
  *         stored as int8, not int16: half the weight stream and memory,
  *         which small M needs more than large M gains from skipping the
- *         extension (docs/PERFORMANCE.md, "AVX2 int8: weights as int8
- *         pairs"). */
+ *         extension (docs/PERFORMANCE.md, "AVX2 level"). */
 #define WB2_COLS 24
 #define WB2_ROWS 4
 #define WB2_ROWS_I8 3

@@ -21,12 +21,11 @@
  * accumulators into one vector holding the 4x4 tile, which gets the
  * epilogue (bias, GELU, residual) at full width. fp32 does not use it: its
  * x reads from L2 (0.5 byte per flop) and per-tile trees keep it far from
- * peak (docs/PERFORMANCE.md, "GEMM formulation: wide column blocks").
+ * peak (docs/PERFORMANCE.md, "GEMM formulation").
  *
  * Why pack fp32 at all (a copy that costs load time): reading W in place
  * from the weight file (4 row streams, unaligned, 4 KiB pages) is slower,
- * the most at small M (docs/PERFORMANCE.md, "fp32 weights: packed, not read
- * in place").
+ * the most at small M (docs/PERFORMANCE.md, "Packed weights").
  *
  * Determinism: an output's arithmetic depends only on its row of x and its
  * row of W (fixed chunks or lanes, fixed tree), never on M, the tile
@@ -79,7 +78,7 @@ typedef struct {
  * vdpbf16ps / vpdpbusd, and the block is reused by every row tile of the
  * task's m-block. No 16-to-1 reduction per output, and only 0.25 byte of
  * W per flop crosses from L2 (fp32): close to peak in every dtype
- * (docs/PERFORMANCE.md, "GEMM formulation: wide column blocks").
+ * (docs/PERFORMANCE.md, "GEMM formulation").
  *
  * Accuracy. int8 sums are exact integers: the result equals the panels'
  * and the scalar oracle's bit for bit. A plain broadcast kernel would sum
@@ -88,7 +87,7 @@ typedef struct {
  * serially within chunks of consecutive steps, from 0, and the chunk sums
  * are added in order: me_f32_chunk(K) steps for fp32 (kernels.h: about
  * sqrt(K), at least 16, which keeps the golden test within 1e-5;
- * docs/PERFORMANCE.md, "fp32 GEMM: chunks of about sqrt(K)"),
+ * docs/PERFORMANCE.md, "fp32 summation order"),
  * WB_CHUNK_BF16 = 64 steps for bf16 (a cosine budget). The chunks start at
  * k = 0 whatever the tile, task or thread, so an output still depends only
  * on its own row of x and of W. */
@@ -481,8 +480,7 @@ static inline __attribute__((always_inline)) void prefetch_step(const uint8_t *p
  * the same operations in the same order for every output (the same bits),
  * with 3 more registers live, and faster. The chunk's first step is
  * written out beside the plain steps on purpose: GCC 12 made one inline
- * step function with a fold mode slower (docs/PERFORMANCE.md, "fp32 GEMM:
- * the chunk sums folded in by the next chunk"). */
+ * step function with a fold mode slower (docs/PERFORMANCE.md, "fp32 summation order"). */
 static inline __attribute__((always_inline)) void
 tile_wb_f32_body(const uint8_t *x, size_t ldx, const uint8_t *wp, int32_t nq, const uint8_t *pf,
                  int32_t pfs, __m512 *out, const int R)

@@ -101,7 +101,7 @@ static inline size_t me_bf16_row_bytes(int32_t n)
  * little accuracy): 16 up to K = 511, 32 at 512 to 2047, 64 at 2048 to
  * 8191. Longer chunks are also faster: fewer folds of the chunk sums into
  * the totals. The errors by chunk length (emulated by bench/chunk_error.c):
- * docs/PERFORMANCE.md, "fp32 GEMM: chunks of about sqrt(K)". */
+ * docs/PERFORMANCE.md, "fp32 summation order". */
 static inline int32_t me_f32_chunk(int32_t K)
 {
     int32_t l = K > 1 ? 31 - __builtin_clz((unsigned)K) : 0; /* floor(log2 K) */

@@ -10,8 +10,7 @@
  * empty then takes blocks from the back of the other ranges, one at a
  * time. Threads rarely get equal shares of the memory bandwidth, and with
  * fixed halves the faster one would wait for the slower at the end of every
- * GEMM (docs/PERFORMANCE.md, "Small-M GEMMs: the end of each range is
- * shared out").
+ * GEMM (docs/PERFORMANCE.md, "GEMM scheduling").
  *
  * A range is lo | hi << 32 in one atomic word on its own cache line; lo
  * and hi move only by compare-and-swap, so every block is handed out
