@@ -43,7 +43,8 @@ static void search_usage(FILE *f)
             "      --ef-search N        HNSW beam width (default max(128, 2k))\n"
             "      --rescore N          int8 index: rescore N*k candidates (default 4)\n"
             "      --metadata           add each hit's \"metadata\"\n"
-            "      --prompt TEXT        query prefix (MedEmbed was trained with none)\n"
+            "      --prompt TEXT        query prompt (\"\" = none; default: the model's \"query\"\n"
+            "                           prompt, else its default prompt; MedEmbed: none)\n"
             "      --prompt-name NAME   a prompt from config_sentence_transformers.json\n"
             "      --threads N          threads (default: all CPUs)\n"
             "      --dtype f32|bf16|int8  encoder compute precision\n");
