@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "test_util.h"
+#include "test_isa.h"
 
 #include "index/index.h"
 
@@ -617,26 +618,11 @@ static void index_int8_quantizer(void **state)
 /* Search scores come from the kernel level's dot product (kernels.h
  * dot_f32), whichever level is forced: an exact f32 search returns, for
  * each hit, exactly level->dot_f32(query, row). */
-static me_isa g_isa[] = {ME_ISA_SCALAR, ME_ISA_AVX2, ME_ISA_AVX512};
-#define AT_LEVEL(f, isa, lvl)                                                                      \
-    {.name = #f " (" lvl ")", .test_func = f, .initial_state = &g_isa[isa]}
-
-/* The level a per-level test runs (its state: an entry of g_isa); skips,
- * with a SKIP line, when this CPU cannot run it. */
-static const me_kern *need_level(void **state)
-{
-    me_isa isa = *(const me_isa *)*state;
-    const me_kern *k = me_kern_for(isa);
-    if (!k) {
-        fprintf(stderr, "SKIP: level %s not available on this CPU\n", me_isa_name(isa));
-        skip();
-    }
-    return k;
-}
+#define AT_LEVEL TEST_AT_LEVEL
 
 static void index_scores_follow_level(void **state)
 {
-    const me_kern *k = need_level(state);
+    const me_kern *k = test_need_level(state);
     float *x = malloc(sizeof *x * AN * AD);
     float q[AD];
     random_unit(q, 1, AD, 31);

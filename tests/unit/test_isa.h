@@ -50,4 +50,24 @@ static inline const me_kern *test_level(me_isa isa)
         }                                                                                          \
     } while (0)
 
+/* Level isa as a cmocka test's state, for tests registered once per level
+ * with TEST_AT_LEVEL; the test then calls test_need_level(state). */
+static inline me_isa *test_isa_state(me_isa isa)
+{
+    static me_isa states[TEST_N_LEVELS] = {ME_ISA_SCALAR, ME_ISA_AVX2, ME_ISA_AVX512};
+    return &states[isa];
+}
+
+#define TEST_AT_LEVEL(f, isa, lvl)                                                                 \
+    {.name = #f " (" lvl ")", .test_func = f, .initial_state = test_isa_state(isa)}
+
+/* The kernel table of the level in a TEST_AT_LEVEL test's state, or a SKIP. */
+static inline const me_kern *test_need_level(void **state)
+{
+    me_isa isa = *(const me_isa *)*state;
+    const me_kern *k;
+    SKIP_WITHOUT_LEVEL(k, isa, "per-level test");
+    return k;
+}
+
 #endif

@@ -8,6 +8,7 @@
  * No timing here: speed lives in `medembed bench` and bench/.
  */
 #include "test_util.h"
+#include "test_isa.h"
 
 #include <float.h>
 #include <math.h>
@@ -35,25 +36,10 @@ static void fill(float *p, size_t n, float scale)
 }
 
 /* The SIMD levels are tested one by one against the scalar oracle: a test
- * registered with PER_LEVEL runs once per level (its cmocka state, an
- * entry of g_isa), and skips, with a SKIP line, on a CPU without it. */
-static me_isa g_isa[] = {ME_ISA_SCALAR, ME_ISA_AVX2, ME_ISA_AVX512};
-#define AT_LEVEL(f, isa, lvl)                                                                      \
-    {.name = #f " (" lvl ")", .test_func = f, .initial_state = &g_isa[isa]}
+ * registered with PER_LEVEL runs once per level (test_isa.h) and skips,
+ * with a SKIP line, on a CPU without it. */
+#define AT_LEVEL TEST_AT_LEVEL
 #define PER_LEVEL(f) AT_LEVEL(f, ME_ISA_AVX2, "avx2"), AT_LEVEL(f, ME_ISA_AVX512, "avx512")
-
-/* The level a per-level test runs; skips, with a SKIP line, when this CPU
- * cannot run it. */
-static const me_kern *need_level(void **state)
-{
-    me_isa isa = *(const me_isa *)*state;
-    const me_kern *k = me_kern_for(isa);
-    if (!k) {
-        fprintf(stderr, "SKIP: level %s not available on this CPU\n", me_isa_name(isa));
-        skip();
-    }
-    return k;
-}
 
 /* Row counts: every AVX-512 wide-block tile height, 1 to 8 rows (1, 2, 3, 7, 13 = 8 + 5,
  * 30 = 24 + 6, 100 = 96 + 4, 24 = 3 x 8), a last tile of 1 after full ones (17), the
@@ -149,7 +135,7 @@ static void check_linear_level(const me_kern *k, int32_t dtype, double tol, int 
 
 static void test_linear_f32(void **state)
 {
-    const me_kern *k = need_level(state);
+    const me_kern *k = test_need_level(state);
     check_linear_level(k, MEDEMBED_DTYPE_F32, 2e-6, 0);
 }
 
@@ -228,7 +214,7 @@ static float chunked_dot(const float *x, const float *w, int32_t K, int32_t c)
 
 static void test_linear_f32_summation_order(void **state)
 {
-    const me_kern *k = need_level(state);
+    const me_kern *k = test_need_level(state);
     static const int32_t KS[] = {1, 15, 16, 17, 100, 511, 512, 768, 1000, 2047, 2048, 3072, 8192};
     const int32_t N = 50, M = 9;
     me_pool *pool = me_pool_create(2);
@@ -272,7 +258,7 @@ static void test_linear_f32_summation_order(void **state)
 
 static void test_linear_bf16(void **state)
 {
-    const me_kern *k = need_level(state);
+    const me_kern *k = test_need_level(state);
     check_linear_level(k, MEDEMBED_DTYPE_BF16, 2e-6, 0);
 }
 
@@ -284,7 +270,7 @@ static void test_linear_bf16(void **state)
  * cancel). N1 = 70 and 96: a padded and an unpadded row. */
 static void test_bf16_handoff(void **state)
 {
-    const me_kern *k = need_level(state);
+    const me_kern *k = test_need_level(state);
     int takes = 0;
     if (k->bf16_io) { /* the level takes it for bf16 layers in its main layout */
         float w[2 * 40];
@@ -362,7 +348,7 @@ static void test_bf16_handoff(void **state)
 
 static void test_linear_int8(void **state)
 {
-    const me_kern *k = need_level(state);
+    const me_kern *k = test_need_level(state);
     check_linear_level(k, MEDEMBED_DTYPE_INT8, 2e-6, 1);
 }
 
@@ -377,7 +363,7 @@ static void test_linear_int8(void **state)
  * call is unaffected. */
 static void test_int8_extreme_rows(void **state)
 {
-    const me_kern *k = need_level(state);
+    const me_kern *k = test_need_level(state);
     const me_kern *ref = me_kern_for(ME_ISA_SCALAR);
     enum { N = 5, K = 20, M = 3 };
     float w[N * K], b[N], x[M * K], y[M * N], yr[M * N];
@@ -528,7 +514,7 @@ static void test_scalar_rules(void **state)
 
 static void test_gelu(void **state)
 {
-    const me_kern *k = need_level(state);
+    const me_kern *k = test_need_level(state);
     int32_t n = 200001;
     float *x = malloc(sizeof *x * (size_t)n), *x0 = malloc(sizeof *x0 * (size_t)n);
     for (int32_t i = 0; i < n; i++)
@@ -555,7 +541,7 @@ static void test_gelu(void **state)
 
 static void test_layernorm(void **state)
 {
-    const me_kern *k = need_level(state);
+    const me_kern *k = test_need_level(state);
     const int32_t widths[] = {1, 7, 16, 64, 100, 768};
     for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++) {
         int32_t n = widths[wi], rows = 5;
@@ -581,7 +567,7 @@ static void test_layernorm(void **state)
 
 static void test_attention(void **state)
 {
-    const me_kern *k = need_level(state);
+    const me_kern *k = test_need_level(state);
     /* 70: a 64-key bf16 score tile and a 32-key one; 7 and 13: one query row past a block of 6 */
     const int32_t ns[] = {1, 3, 7, 13, 17, 70, 100};
     /* 80: keys transposed in 16-pair chunks with a tail; 28, 56: four vectors of v with a
@@ -875,7 +861,7 @@ static const me_linear *ti_next(const me_linear *self, const me_linear *other, i
  * with or without a next-layer prefetch hint. */
 static void test_linear_latency_threads(void **state)
 {
-    const me_kern *k = need_level(state);
+    const me_kern *k = test_need_level(state);
     int32_t N = 1000, K = 96, M = 5;
     float *w = malloc(sizeof *w * (size_t)N * (size_t)K), *b = malloc(sizeof *b * (size_t)N);
     float *x = malloc(sizeof *x * (size_t)M * (size_t)K);
@@ -931,7 +917,7 @@ static void test_linear_latency_threads(void **state)
  * another address). */
 static void test_dot(void **state)
 {
-    const me_kern *k = need_level(state);
+    const me_kern *k = test_need_level(state);
     const me_kern *ref = me_kern_for(ME_ISA_SCALAR);
     assert_ptr_equal(ref->dot_f32, me_dot_f32_scalar);
     assert_ptr_equal(ref->dot_i8, me_dot_i8_scalar);
