@@ -108,7 +108,7 @@ def test_hnsw_recall_against_numpy(cli, tmp_path):
     db = tmp_path / "h.db"
     cli.ok(["index", "build", "--vectors", tmp_path / "x.npy", "-o", db, "--hnsw-m", "16"])
     info = json.loads(cli.ok(["index", "info", "--index", db]).stdout)
-    assert info["hnsw"] == {"m": 16, "ef_construction": 200}
+    assert info["hnsw"] == {"m": 16, "ef_construction": 200, "graph": "stored"}
     r = cli.ok(["search", "--index", db, "--query-vectors", tmp_path / "q.npy", "-k", "10"])
     got = hits_by_query(r.stdout)
     top = np.argsort(-(q @ x.T), axis=1)[:, :10]
@@ -344,7 +344,9 @@ def test_bad_input_messages(cli, model, other_model, tmp_path):
     assert r.returncode == 1
     err = r.stderr.decode()
     assert "bad.jsonl: line 3: invalid JSON" in err and "--skip-bad" in err
-    os.remove(db)
+    # the failed build removed its partial file, so the rerun is not blocked
+    assert "partial index was removed" in err
+    assert not [p for p in os.listdir(tmp_path) if p.startswith("b.db")]
     r = cli.run(["index", "build", "-m", model, "-i", bad, "-o", db, "--skip-bad"])
     assert r.returncode == 0, r.stderr
     err = r.stderr.decode()
