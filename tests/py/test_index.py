@@ -309,7 +309,16 @@ def test_kill_during_add_keeps_last_commit(cli, tmp_path):
 
     info = json.loads(cli.ok(["index", "info", "--index", db]).stdout)
     assert info["n_docs"] == len(got)
-    # the stale graph is rebuilt at open: HNSW results match exact ones on the stored prefix
+    # the stale graph is rebuilt by the first open, a read-only one, and saved once: the
+    # next opens load it (the graph row now carries the data's generation)
+    assert info["hnsw"]["graph"] == "rebuilt"
+    con = sqlite3.connect(str(db))
+    gen = con.execute("SELECT value FROM settings WHERE key = 'generation'").fetchone()[0]
+    assert con.execute("SELECT generation FROM graph").fetchone()[0] == gen
+    con.close()
+    assert json.loads(cli.ok(["index", "info", "--index", db]).stdout)["hnsw"]["graph"] == \
+        "stored"
+    # HNSW results match exact ones on the stored prefix
     allx = np.concatenate([base, more[:added]])
     q = unit_rows(rng, 5, 64)
     np.save(tmp_path / "q.npy", q)
