@@ -1073,7 +1073,20 @@ int medembed_index_search(medembed_index *ix, const float *query,
         o = *opts;
     me_err e = {{0}};
     pthread_rwlock_rdlock(&ix->rw);
-    int rc = search_locked(ix, query, &o, out, &e);
+    int changed = 0;
+    int rc = ix->readonly ? me_store_changed(ix, &changed, &e) : MEDEMBED_OK;
+    if (rc == MEDEMBED_OK && changed) {
+        /* another process wrote the file: follow it */
+        pthread_rwlock_unlock(&ix->rw);
+        pthread_rwlock_wrlock(&ix->rw);
+        rc = me_store_changed(ix, &changed, &e); /* another thread may have refreshed */
+        if (rc == MEDEMBED_OK && changed)
+            rc = me_store_refresh(ix, &e);
+        pthread_rwlock_unlock(&ix->rw);
+        pthread_rwlock_rdlock(&ix->rw);
+    }
+    if (rc == MEDEMBED_OK)
+        rc = search_locked(ix, query, &o, out, &e);
     pthread_rwlock_unlock(&ix->rw);
     if (rc != MEDEMBED_OK)
         put_err(err, err_len, &e);

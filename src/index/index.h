@@ -238,6 +238,13 @@ int me_store_delete_ids(medembed_index *ix, const char *const *ids, int32_t n,
  * rc is MEDEMBED_OK, else rolls back, and returns the outcome. */
 int me_store_write_begin(medembed_index *ix, me_err *e);
 int me_store_write_end(medembed_index *ix, int rc, me_err *e);
+/* Read-only handles follow the file: *changed = 1 when another handle
+ * committed since this one loaded, or saved the graph this one lacks
+ * (caller holds ix->rw shared; takes db_mu). me_store_refresh (caller holds
+ * ix->rw exclusive) then reloads the data, or only the graph, in one read
+ * transaction; until a stale graph is saved, searches are exact. */
+int me_store_changed(medembed_index *ix, int *changed, me_err *e);
+int me_store_refresh(medembed_index *ix, me_err *e);
 /* Saves ix->hnsw as the graph of ix->generation (inside a write
  * transaction). */
 int me_store_save_graph(medembed_index *ix, me_err *e);

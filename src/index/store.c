@@ -625,6 +625,80 @@ static int read_generation(medembed_index *ix, int64_t *gen, me_err *e)
     return rc;
 }
 
+/* Fills the memory copy again from the file (inside the caller's
+ * transaction); a failure marks the handle broken. */
+static int reload(medembed_index *ix, me_err *e)
+{
+    int32_t dim = ix->dim, dt = ix->vec_dtype;
+    clear_memory(ix);
+    int rc = load_settings(ix, e);
+    if (rc == MEDEMBED_OK && (ix->dim != dim || ix->vec_dtype != dt))
+        rc = me_err_set(e, MEDEMBED_ERR_FORMAT, "%s: settings changed under an open handle",
+                        ix->path);
+    if (rc == MEDEMBED_OK)
+        rc = load_docs(ix, e);
+    if (rc == MEDEMBED_OK)
+        rc = load_chunks(ix, e);
+    if (rc == MEDEMBED_OK)
+        rc = load_graph(ix, e);
+    if (rc != MEDEMBED_OK)
+        ix->broken = 1;
+    ix->reloads++;
+    return rc;
+}
+
+/* The stored generation and the graph's (-1 when there is none). */
+static int read_generations(medembed_index *ix, int64_t *gen, int64_t *graph_gen, me_err *e)
+{
+    FORWARD_IF_ERROR(read_generation(ix, gen, e));
+    *graph_gen = -1;
+    if (ix->hnsw_m == 0)
+        return MEDEMBED_OK;
+    sqlite3_stmt *st = NULL;
+    FORWARD_IF_ERROR(prepare(ix, "SELECT generation FROM graph WHERE id = 1", &st, e));
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW)
+        *graph_gen = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return src == SQLITE_ROW || src == SQLITE_DONE ? MEDEMBED_OK
+                                                   : sql_fail(ix, src, e, "reading the graph");
+}
+
+int me_store_changed(medembed_index *ix, int *changed, me_err *e)
+{
+    int64_t g = 0, gg = -1;
+    *changed = 0;
+    pthread_mutex_lock(&ix->db_mu);
+    int rc = read_generations(ix, &g, &gg, e);
+    pthread_mutex_unlock(&ix->db_mu);
+    if (rc == MEDEMBED_OK)
+        *changed = g != ix->generation || (ix->hnsw_m > 0 && ix->hnsw_stale && gg == g);
+    return rc;
+}
+
+int me_store_refresh(medembed_index *ix, me_err *e)
+{
+    RETURN_ERROR_IF(ix->broken, e, MEDEMBED_ERR_INTERNAL,
+                    "%s: the handle failed earlier; reopen the index", ix->path);
+    /* one read transaction: data and graph are one snapshot */
+    FORWARD_IF_ERROR(exec(ix, "BEGIN", e));
+    int64_t g = 0, gg = -1;
+    int rc = read_generations(ix, &g, &gg, e);
+    if (rc == MEDEMBED_OK && g != ix->generation) {
+        rc = reload(ix, e);
+    } else if (rc == MEDEMBED_OK && ix->hnsw_m > 0 && ix->hnsw_stale && gg == g) {
+        /* the writer has saved the graph for the data this handle holds */
+        me_hnsw_free(ix->hnsw);
+        ix->hnsw = NULL;
+        ix->hnsw_stale = 0;
+        rc = load_graph(ix, e);
+        if (rc != MEDEMBED_OK)
+            ix->broken = 1;
+    }
+    exec(ix, "COMMIT", NULL);
+    return rc;
+}
+
 int me_store_write_begin(medembed_index *ix, me_err *e)
 {
     RETURN_ERROR_IF(ix->broken, e, MEDEMBED_ERR_INTERNAL,
@@ -632,24 +706,8 @@ int me_store_write_begin(medembed_index *ix, me_err *e)
     FORWARD_IF_ERROR(exec(ix, "BEGIN IMMEDIATE", e));
     int64_t gen = 0;
     int rc = read_generation(ix, &gen, e);
-    if (rc == MEDEMBED_OK && gen != ix->generation) {
-        /* Another handle committed since this one loaded: reload. */
-        int32_t dim = ix->dim, dt = ix->vec_dtype;
-        clear_memory(ix);
-        rc = load_settings(ix, e);
-        if (rc == MEDEMBED_OK && (ix->dim != dim || ix->vec_dtype != dt))
-            rc = me_err_set(e, MEDEMBED_ERR_FORMAT, "%s: settings changed under an open handle",
-                            ix->path);
-        if (rc == MEDEMBED_OK)
-            rc = load_docs(ix, e);
-        if (rc == MEDEMBED_OK)
-            rc = load_chunks(ix, e);
-        if (rc == MEDEMBED_OK)
-            rc = load_graph(ix, e);
-        if (rc != MEDEMBED_OK)
-            ix->broken = 1;
-        ix->reloads++;
-    }
+    if (rc == MEDEMBED_OK && gen != ix->generation)
+        rc = reload(ix, e); /* another handle committed since this one loaded */
     if (rc != MEDEMBED_OK)
         rollback(ix);
     return rc;

@@ -528,8 +528,10 @@ static void index_two_writers(void **state)
     medembed_index *a = make_vec_index("two.db", MEDEMBED_VEC_F32, 8, x);
     snprintf(path, sizeof path, "%s/two.db", g_tmp);
     assert_int_equal(medembed_index_flush(a, err, sizeof err), MEDEMBED_OK);
-    medembed_index *b = NULL;
+    medembed_index *b = NULL, *r = NULL;
     assert_int_equal(medembed_index_open(path, 0, &b, err, sizeof err), MEDEMBED_OK);
+    assert_int_equal(medembed_index_open(path, MEDEMBED_INDEX_READONLY, &r, err, sizeof err),
+                     MEDEMBED_OK);
     float y[4 * AD];
     random_unit(y, 4, AD, 99);
     medembed_index_doc d[4] = {{"a0", NULL, 0, NULL}, {"b0", NULL, 0, NULL},
@@ -538,11 +540,27 @@ static void index_two_writers(void **state)
         assert_int_equal(medembed_index_add_vectors(i % 2 ? b : a, &d[i], 1, y + i * AD, err,
                                                     sizeof err),
                          MEDEMBED_OK);
+    /* a reader follows the file: a search reloads the data (exact until the
+     * writers save the graph), and then the graph */
+    medembed_search_opts so;
+    medembed_search_opts_init(&so);
+    so.k = 1;
+    medembed_hits *h = NULL;
+    assert_int_equal(medembed_index_search(r, y + 3 * AD, &so, &h, err, sizeof err), MEDEMBED_OK);
+    assert_string_equal(medembed_hits_id(h, 0), "b1");
+    medembed_hits_free(h);
+    assert_int_equal(medembed_index_n_docs(r), AN + 4);
+    assert_true(r->hnsw_stale && !r->hnsw);
     assert_int_equal(medembed_index_n_docs(a), AN + 3); /* a has not seen b1 yet */
     assert_int_equal(medembed_index_n_docs(b), AN + 4);
     assert_int_equal(medembed_index_flush(a, err, sizeof err), MEDEMBED_OK);
     assert_int_equal(medembed_index_flush(b, err, sizeof err), MEDEMBED_OK);
     assert_int_equal(medembed_index_n_docs(a), AN + 4); /* reloaded by its flush */
+    assert_int_equal(medembed_index_search(r, y + 2 * AD, &so, &h, err, sizeof err), MEDEMBED_OK);
+    assert_string_equal(medembed_hits_id(h, 0), "a1");
+    medembed_hits_free(h);
+    assert_true(!r->hnsw_stale && r->hnsw && me_hnsw_size(r->hnsw) == AN + 4);
+    medembed_index_free(r);
     /* all or nothing: one missing id deletes none, and is named */
     const char *ids[] = {"a0", "nope", "b1"};
     int64_t nd = -1;
@@ -565,11 +583,7 @@ static void index_two_writers(void **state)
     assert_non_null(strstr(info, "\"generation\": 7")); /* 2 builds + 4 adds + 1 delete */
     free(info);
     /* HNSW over the reloaded graph finds each remaining added vector itself */
-    medembed_search_opts so;
-    medembed_search_opts_init(&so);
-    so.k = 1;
     for (int i = 1; i < 3; i++) {
-        medembed_hits *h = NULL;
         assert_int_equal(medembed_index_search(a, y + i * AD, &so, &h, err, sizeof err),
                          MEDEMBED_OK);
         assert_string_equal(medembed_hits_id(h, 0), d[i].id);
