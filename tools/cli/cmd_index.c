@@ -4,6 +4,9 @@
  * build/add stream the corpus in batches of --batch-size documents; each
  * batch is embedded and committed in one SQLite transaction, so a killed
  * run leaves every finished batch in the index and nothing half-written.
+ * A build that fails with an error removes its file; delete is one
+ * transaction for all its ids. Concurrent runs take turns on SQLite's write
+ * lock (src/index/store.c).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -223,7 +226,7 @@ static void index_usage(FILE *f)
             "\n"
             "  -m, --model DIR          model folder\n"
             "  -i, --input FILE         JSONL documents (default stdin)\n"
-            "  -o, --output INDEX       index file to create (build)\n"
+            "  -o, --output INDEX       index file to create (build; a failed build removes it)\n"
             "      --index INDEX        existing index (add, delete, info)\n"
             "      --text-field NAME    JSONL field with the text (default: BEIR title + text)\n"
             "      --chunk-tokens N     tokens per chunk window (default: what fits the model's\n"
@@ -239,8 +242,10 @@ static void index_usage(FILE *f)
             "      --dtype f32|bf16|int8  encoder compute precision (default f32)\n"
             "      --skip-bad           skip malformed lines and duplicate ids, and count them\n"
             "      --vectors FILE.npy   index precomputed float32 (N, D) vectors instead of\n"
-            "                           text (no model; ids from -i, else row numbers)\n"
-            "      --id ID              document to delete (repeatable)\n"
+            "                           text (no model; ids from -i, one record per vector,\n"
+            "                           else row numbers)\n"
+            "      --id ID              document to delete (repeatable; all or nothing: one\n"
+            "                           missing id deletes none)\n"
             "      --prompt TEXT        document prompt (\"\" = none; default: the model's\n"
             "                           \"document\"/\"passage\"/\"corpus\" prompt, else its default\n"
             "                           prompt, else none; MedEmbed defines none)\n"
