@@ -553,7 +553,13 @@ MEDEMBED_API int medembed_index_create(const char *path, const medembed_model *m
 /* Opens an existing index and loads its vectors (and HNSW graph) into
  * memory. Every stored value is validated: a damaged or foreign file gives
  * MEDEMBED_ERR_FORMAT, a missing one MEDEMBED_ERR_NOT_FOUND. A stale HNSW
- * graph (from an interrupted add/delete) is rebuilt in memory.
+ * graph (from an interrupted add/delete) is rebuilt in memory and saved
+ * once (a read-only handle saves it through a short-lived writable
+ * connection when the file is writable and no writer holds it), so later
+ * opens load it; medembed_index_info_json's hnsw.graph says which happened.
+ * Writers (add, delete, flush) in any number of handles and processes
+ * serialise on SQLite's write lock, waiting up to 60 s for it; a handle
+ * whose memory is older than the file reloads it inside its write.
  *   flags : MEDEMBED_INDEX_READONLY or 0.
  * Thread-safe. */
 MEDEMBED_API int medembed_index_open(const char *path, uint32_t flags, medembed_index **out,
@@ -577,7 +583,9 @@ MEDEMBED_API int medembed_index_check_model(const medembed_index *ix, const mede
 /* JSON object describing the index: n_docs, n_chunks, model {path,
  * weights_hash, dim, pooling, dtype, normalize, max_length, doc_prompt (the
  * documents' prompt, "" for none, null before the first add)}, dim, vec_dtype, chunking
- * {chunk_tokens, overlap}, hnsw {m, ef_construction} or null. Returns a
+ * {chunk_tokens, overlap}, hnsw {m, ef_construction, graph: "stored" (loaded
+ * from the file), "rebuilt" (stale, rebuilt and saved by this open) or
+ * "rebuilt, not saved"} or null, generation. Returns a
  * malloc'd NUL-terminated string (free() it), or NULL when out of memory.
  * Thread-safe. */
 MEDEMBED_API char *medembed_index_info_json(const medembed_index *ix);
@@ -626,6 +634,19 @@ MEDEMBED_API int medembed_index_add_vectors(medembed_index *ix, const medembed_i
  * Thread-safe (exclusive). */
 MEDEMBED_API int medembed_index_delete(medembed_index *ix, const char *id, char *err,
                                        size_t err_len);
+
+/* Deletes the n documents named by ids in one transaction, all or nothing:
+ * when any id is not in the index, nothing is deleted and the result is
+ * MEDEMBED_ERR_NOT_FOUND with a message naming the missing ids. An id named
+ * twice is deleted once. n_deleted (may be NULL) gets the number deleted.
+ * Returns as medembed_index_delete. Thread-safe (exclusive). */
+MEDEMBED_API int medembed_index_delete_ids(medembed_index *ix, const char *const *ids, int32_t n,
+                                           int64_t *n_deleted, char *err, size_t err_len);
+
+/* Removes an index file and its SQLite side files (PATH-wal, PATH-shm,
+ * PATH-journal), e.g. after a failed build. No handle may have it open.
+ * Returns MEDEMBED_OK, or _ERR_IO when a file exists but cannot be removed. */
+MEDEMBED_API int medembed_index_remove(const char *path);
 
 /* 1 if a document with this id exists, else 0. Thread-safe. */
 MEDEMBED_API int medembed_index_contains(const medembed_index *ix, const char *id);

@@ -13,7 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "index/index.h"
 #include "model/model.h"
@@ -22,7 +25,7 @@
 #define ME_DEFAULT_EFC 200
 #define ME_MAX_K 10000
 #define ME_MAX_FILTERS 64
-#define ME_BUSY_MS 10000
+#define ME_BUSY_MS 60000 /* how long a writer waits for another's write lock */
 
 struct medembed_hits {
     int32_t n;
@@ -190,13 +193,27 @@ int medembed_index_create(const char *path, const medembed_model *model,
     if (c.hnsw_ef_construction < 1 || c.hnsw_ef_construction > 100000)
         return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "hnsw_ef_construction %d: allowed 1..100000",
                     c.hnsw_ef_construction);
-    struct stat sb;
-    if (strcmp(path, ":memory:") != 0 && stat(path, &sb) == 0)
-        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG,
-                    "%s already exists (use `index add` to extend it, or remove it)", path);
+    /* The file is claimed with O_EXCL, so two creates of one path cannot
+     * both succeed, and a failed create removes only what it made. */
+    int claimed = 0;
+    if (strcmp(path, ":memory:") != 0) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0 && errno == EEXIST)
+            return me_err_buf(err, err_len, MEDEMBED_ERR_ARG,
+                              "%s already exists (use `index add` to extend it, or remove it)",
+                              path);
+        if (fd < 0)
+            return me_err_buf(err, err_len, MEDEMBED_ERR_IO, "%s: cannot create: %s", path,
+                              strerror(errno));
+        close(fd);
+        claimed = 1;
+    }
     medembed_index *ix = ix_alloc(path);
-    if (!ix)
+    if (!ix) {
+        if (claimed)
+            medembed_index_remove(path);
         return me_err_buf(err, err_len, MEDEMBED_ERR_NOMEM, "out of memory");
+    }
     me_err e = {{0}};
     ix->dim = dim;
     ix->vec_dtype = c.vec_dtype;
@@ -244,11 +261,31 @@ int medembed_index_create(const char *path, const medembed_model *model,
     if (rc != MEDEMBED_OK) {
         put_err(err, err_len, &e);
         ix_destroy(ix);
+        if (claimed)
+            medembed_index_remove(path);
         return rc;
     }
     ix->hnsw_dirty = ix->hnsw_m > 0;
     *out = ix;
     return MEDEMBED_OK;
+}
+
+static int flush_locked(medembed_index *ix, me_err *e);
+
+int medembed_index_remove(const char *path)
+{
+    if (!path || !*path)
+        return MEDEMBED_ERR_ARG;
+    int rc = MEDEMBED_OK;
+    static const char *const sfx[] = {"", "-wal", "-shm", "-journal"};
+    for (size_t i = 0; i < sizeof sfx / sizeof *sfx; i++) {
+        char p[4096];
+        if ((size_t)snprintf(p, sizeof p, "%s%s", path, sfx[i]) >= sizeof p)
+            return MEDEMBED_ERR_ARG;
+        if (unlink(p) != 0 && errno != ENOENT)
+            rc = MEDEMBED_ERR_IO;
+    }
+    return rc;
 }
 
 int medembed_index_open(const char *path, uint32_t flags, medembed_index **out, char *err,
@@ -272,8 +309,18 @@ int medembed_index_open(const char *path, uint32_t flags, medembed_index **out, 
     if (rc == MEDEMBED_OK)
         rc = me_store_load(ix, &e);
     if (rc == MEDEMBED_OK && ix->hnsw_m > 0 && (ix->hnsw_stale || !ix->hnsw)) {
+        /* Stale (an add/delete interrupted before its graph was saved):
+         * rebuild it, and save it once so that later opens load it. */
         rc = build_graph(ix, &e);
-        ix->hnsw_dirty = 1; /* saved by the next flush of a writable handle */
+        ix->hnsw_dirty = 1;
+        if (rc == MEDEMBED_OK) {
+            me_err se = {{0}};
+            int saved = ix->readonly ? me_store_save_graph_rw(ix, &se) == MEDEMBED_OK
+                                     : flush_locked(ix, &se) == MEDEMBED_OK;
+            if (saved)
+                ix->hnsw_dirty = 0;
+            ix->graph_at_open = saved ? 1 : 2;
+        }
     }
     if (rc != MEDEMBED_OK) {
         put_err(err, err_len, &e);
@@ -290,11 +337,23 @@ static int flush_locked(medembed_index *ix, me_err *e)
         return MEDEMBED_OK;
     RETURN_ERROR_IF(ix->broken, e, MEDEMBED_ERR_INTERNAL,
                     "%s: the handle failed earlier; reopen the index", ix->path);
+    /* The (long) rebuild is done before taking the write lock; should
+     * another writer commit meanwhile, write_begin reloads and the graph is
+     * rebuilt under the lock. */
     if (ix->hnsw_stale || !ix->hnsw)
         FORWARD_IF_ERROR(build_graph(ix, e));
-    FORWARD_IF_ERROR(me_store_save_graph(ix, e));
-    ix->hnsw_dirty = 0;
-    return MEDEMBED_OK;
+    FORWARD_IF_ERROR(me_store_write_begin(ix, e));
+    int rc = MEDEMBED_OK;
+    if (ix->hnsw_stale || !ix->hnsw) {
+        rc = build_graph(ix, e);
+        ix->hnsw_dirty = 1;
+    }
+    if (rc == MEDEMBED_OK && ix->hnsw_dirty)
+        rc = me_store_save_graph(ix, e);
+    rc = me_store_write_end(ix, rc, e);
+    if (rc == MEDEMBED_OK)
+        ix->hnsw_dirty = 0;
+    return rc;
 }
 
 int medembed_index_flush(medembed_index *ix, char *err, size_t err_len)
@@ -383,6 +442,8 @@ char *medembed_index_info_json(const medembed_index *cix)
         json_t *h = json_object();
         json_object_set_new(h, "m", json_integer(ix->hnsw_m));
         json_object_set_new(h, "ef_construction", json_integer(ix->hnsw_efc));
+        static const char *const at_open[] = {"stored", "rebuilt", "rebuilt, not saved"};
+        json_object_set_new(h, "graph", json_string(at_open[ix->graph_at_open]));
         json_object_set_new(j, "hnsw", h);
     } else {
         json_object_set_new(j, "hnsw", json_null());
@@ -757,18 +818,34 @@ int medembed_index_add_docs(medembed_index *ix, medembed_ctx *ctx, const medembe
     return rc;
 }
 
-int medembed_index_delete(medembed_index *ix, const char *id, char *err, size_t err_len)
+int medembed_index_delete_ids(medembed_index *ix, const char *const *ids, int32_t n,
+                              int64_t *n_deleted, char *err, size_t err_len)
 {
-    if (!ix || !id)
+    int64_t nd = 0;
+    if (n_deleted)
+        *n_deleted = 0;
+    if (!ix || n < 0 || (n > 0 && !ids))
         return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "delete: NULL argument");
+    for (int32_t i = 0; i < n; i++)
+        if (!ids[i])
+            return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "delete: id %d is NULL", i);
     me_err e = {{0}};
     pthread_rwlock_wrlock(&ix->rw);
     int rc = ix->readonly ? me_err_set(&e, MEDEMBED_ERR_ARG, "%s is open read-only", ix->path)
-                          : me_store_delete(ix, id, &e);
+                          : me_store_delete_ids(ix, ids, n, &nd, &e);
     pthread_rwlock_unlock(&ix->rw);
+    if (n_deleted)
+        *n_deleted = nd;
     if (rc != MEDEMBED_OK)
         put_err(err, err_len, &e);
     return rc;
+}
+
+int medembed_index_delete(medembed_index *ix, const char *id, char *err, size_t err_len)
+{
+    if (!id)
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "delete: NULL argument");
+    return medembed_index_delete_ids(ix, &id, 1, NULL, err, err_len);
 }
 
 /* -------------------------------------------------------------- search */
@@ -996,7 +1073,20 @@ int medembed_index_search(medembed_index *ix, const float *query,
         o = *opts;
     me_err e = {{0}};
     pthread_rwlock_rdlock(&ix->rw);
-    int rc = search_locked(ix, query, &o, out, &e);
+    int changed = 0;
+    int rc = ix->readonly ? me_store_changed(ix, &changed, &e) : MEDEMBED_OK;
+    if (rc == MEDEMBED_OK && changed) {
+        /* another process wrote the file: follow it */
+        pthread_rwlock_unlock(&ix->rw);
+        pthread_rwlock_wrlock(&ix->rw);
+        rc = me_store_changed(ix, &changed, &e); /* another thread may have refreshed */
+        if (rc == MEDEMBED_OK && changed)
+            rc = me_store_refresh(ix, &e);
+        pthread_rwlock_unlock(&ix->rw);
+        pthread_rwlock_rdlock(&ix->rw);
+    }
+    if (rc == MEDEMBED_OK)
+        rc = search_locked(ix, query, &o, out, &e);
     pthread_rwlock_unlock(&ix->rw);
     if (rc != MEDEMBED_OK)
         put_err(err, err_len, &e);

@@ -196,6 +196,9 @@ struct medembed_index {
     me_hnsw *hnsw;             /* NULL when hnsw_m == 0 */
     int hnsw_dirty;            /* graph differs from the stored one */
     int hnsw_stale;            /* graph must be rebuilt before use */
+    int graph_at_open;         /* 0 loaded from the file, 1 rebuilt and saved, 2 rebuilt,
+                                  not saved */
+    int64_t reloads;           /* memory reloaded after another handle's commit */
 
     me_pool *pool;             /* exact search workers, created on first use */
     pthread_mutex_t pool_mu;
@@ -224,8 +227,31 @@ typedef struct me_store_doc {
  * the documents' prompt in the same transaction (the first add). */
 int me_store_add(medembed_index *ix, const me_store_doc *docs, int32_t n,
                  const char *record_prompt, me_err *e);
-int me_store_delete(medembed_index *ix, const char *id, me_err *e);
+/* Deletes the documents named by ids in one transaction: all of them, or
+ * none when one is missing (MEDEMBED_ERR_NOT_FOUND naming the missing ids).
+ * An id named twice is deleted once; *n_deleted gets the count. */
+int me_store_delete_ids(medembed_index *ix, const char *const *ids, int32_t n,
+                        int64_t *n_deleted, me_err *e);
+/* Starts a write transaction (BEGIN IMMEDIATE: SQLite's write lock, waiting
+ * up to the busy timeout) and reloads the memory copy when the stored
+ * generation differs from ix->generation. me_store_write_end commits when
+ * rc is MEDEMBED_OK, else rolls back, and returns the outcome. */
+int me_store_write_begin(medembed_index *ix, me_err *e);
+int me_store_write_end(medembed_index *ix, int rc, me_err *e);
+/* Read-only handles follow the file: *changed = 1 when another handle
+ * committed since this one loaded, or saved the graph this one lacks
+ * (caller holds ix->rw shared; takes db_mu). me_store_refresh (caller holds
+ * ix->rw exclusive) then reloads the data, or only the graph, in one read
+ * transaction; until a stale graph is saved, searches are exact. */
+int me_store_changed(medembed_index *ix, int *changed, me_err *e);
+int me_store_refresh(medembed_index *ix, me_err *e);
+/* Saves ix->hnsw as the graph of ix->generation (inside a write
+ * transaction). */
 int me_store_save_graph(medembed_index *ix, me_err *e);
+/* The same through a separate writable connection, in its own transaction,
+ * only while the stored generation is still ix->generation (read-only
+ * handles recovering a stale graph). */
+int me_store_save_graph_rw(medembed_index *ix, me_err *e);
 /* Doc slot by rowid (binary search), or -1. */
 int64_t me_store_doc_slot(const medembed_index *ix, int64_t rowid);
 /* Metadata JSON text of a document (malloc'd), "{}" when none. */

@@ -19,10 +19,19 @@
  *   graph(id = 1, generation, data)       the serialized HNSW graph
  * PRAGMA application_id marks the file as ours.
  *
- * The HNSW graph is saved with the generation it was built for. Every
- * committed add/delete bumps settings.generation, so a graph saved before
- * an interrupted add is recognised as stale at open and rebuilt, never
- * trusted.
+ * Writers serialise on SQLite's write lock: every add, delete and graph
+ * save is one BEGIN IMMEDIATE transaction (me_store_write_begin) that
+ * first reads the stored generation; when another handle has committed
+ * since this one loaded, the memory copy is reloaded from the file inside
+ * that transaction, and the generation is incremented from the stored
+ * value. So concurrent writers (threads or processes) never lose or
+ * mislabel each other's batches.
+ *
+ * The HNSW graph is saved with the generation it was built for, so a graph
+ * saved before an interrupted add/delete is recognised as stale at open and
+ * rebuilt, never trusted. The open that rebuilds it saves it once (through
+ * its own connection, or a short-lived writable one for a read-only
+ * handle), so later opens load it again.
  *
  * Everything read back is validated (ranges, blob sizes, finite floats,
  * chunk grouping), so a damaged or foreign file is MEDEMBED_ERR_FORMAT with
@@ -572,12 +581,145 @@ static int attr_emit(void *arg, const char *key, const double *num, const char *
     return sqlite3_step(a->st) == SQLITE_DONE ? MEDEMBED_OK : MEDEMBED_ERR_IO;
 }
 
+/* Increments the stored generation inside the caller's write transaction
+ * (which me_store_write_begin synced memory with, so it equals
+ * ix->generation + 1 afterwards). */
 static int bump_generation(medembed_index *ix, me_err *e)
 {
-    char sql[128];
-    snprintf(sql, sizeof sql, "UPDATE settings SET value = %lld WHERE key = 'generation'",
-             (long long)(ix->generation + 1));
-    return exec(ix, sql, e);
+    return exec(ix, "UPDATE settings SET value = value + 1 WHERE key = 'generation'", e);
+}
+
+/* Empties the memory copy (documents, chunks, vectors, graph) so the load
+ * functions can fill it again. */
+static void clear_memory(medembed_index *ix)
+{
+    for (int64_t d = 0; d < ix->n_docs; d++)
+        free(ix->doc_ext[d]);
+    ix->n_docs = 0;
+    ix->vecs.n = 0;
+    me_hnsw_free(ix->hnsw);
+    ix->hnsw = NULL;
+    ix->hnsw_stale = 0;
+    ix->hnsw_dirty = 0;
+    free(ix->model_path);
+    ix->model_path = NULL;
+    free(ix->doc_prompt);
+    ix->doc_prompt = NULL;
+}
+
+static int read_generation(medembed_index *ix, int64_t *gen, me_err *e)
+{
+    sqlite3_stmt *st = NULL;
+    FORWARD_IF_ERROR(
+        prepare(ix, "SELECT value FROM settings WHERE key = 'generation'", &st, e));
+    int src = sqlite3_step(st);
+    int rc = MEDEMBED_OK;
+    if (src == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER)
+        *gen = sqlite3_column_int64(st, 0);
+    else if (src == SQLITE_ROW || src == SQLITE_DONE)
+        rc = me_err_set(e, MEDEMBED_ERR_FORMAT, "%s: setting \"generation\" is missing",
+                        ix->path);
+    else
+        rc = sql_fail(ix, src, e, "reading the generation");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Fills the memory copy again from the file (inside the caller's
+ * transaction); a failure marks the handle broken. */
+static int reload(medembed_index *ix, me_err *e)
+{
+    int32_t dim = ix->dim, dt = ix->vec_dtype;
+    clear_memory(ix);
+    int rc = load_settings(ix, e);
+    if (rc == MEDEMBED_OK && (ix->dim != dim || ix->vec_dtype != dt))
+        rc = me_err_set(e, MEDEMBED_ERR_FORMAT, "%s: settings changed under an open handle",
+                        ix->path);
+    if (rc == MEDEMBED_OK)
+        rc = load_docs(ix, e);
+    if (rc == MEDEMBED_OK)
+        rc = load_chunks(ix, e);
+    if (rc == MEDEMBED_OK)
+        rc = load_graph(ix, e);
+    if (rc != MEDEMBED_OK)
+        ix->broken = 1;
+    ix->reloads++;
+    return rc;
+}
+
+/* The stored generation and the graph's (-1 when there is none). */
+static int read_generations(medembed_index *ix, int64_t *gen, int64_t *graph_gen, me_err *e)
+{
+    FORWARD_IF_ERROR(read_generation(ix, gen, e));
+    *graph_gen = -1;
+    if (ix->hnsw_m == 0)
+        return MEDEMBED_OK;
+    sqlite3_stmt *st = NULL;
+    FORWARD_IF_ERROR(prepare(ix, "SELECT generation FROM graph WHERE id = 1", &st, e));
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW)
+        *graph_gen = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return src == SQLITE_ROW || src == SQLITE_DONE ? MEDEMBED_OK
+                                                   : sql_fail(ix, src, e, "reading the graph");
+}
+
+int me_store_changed(medembed_index *ix, int *changed, me_err *e)
+{
+    int64_t g = 0, gg = -1;
+    *changed = 0;
+    pthread_mutex_lock(&ix->db_mu);
+    int rc = read_generations(ix, &g, &gg, e);
+    pthread_mutex_unlock(&ix->db_mu);
+    if (rc == MEDEMBED_OK)
+        *changed = g != ix->generation || (ix->hnsw_m > 0 && ix->hnsw_stale && gg == g);
+    return rc;
+}
+
+int me_store_refresh(medembed_index *ix, me_err *e)
+{
+    RETURN_ERROR_IF(ix->broken, e, MEDEMBED_ERR_INTERNAL,
+                    "%s: the handle failed earlier; reopen the index", ix->path);
+    /* one read transaction: data and graph are one snapshot */
+    FORWARD_IF_ERROR(exec(ix, "BEGIN", e));
+    int64_t g = 0, gg = -1;
+    int rc = read_generations(ix, &g, &gg, e);
+    if (rc == MEDEMBED_OK && g != ix->generation) {
+        rc = reload(ix, e);
+    } else if (rc == MEDEMBED_OK && ix->hnsw_m > 0 && ix->hnsw_stale && gg == g) {
+        /* the writer has saved the graph for the data this handle holds */
+        me_hnsw_free(ix->hnsw);
+        ix->hnsw = NULL;
+        ix->hnsw_stale = 0;
+        rc = load_graph(ix, e);
+        if (rc != MEDEMBED_OK)
+            ix->broken = 1;
+    }
+    exec(ix, "COMMIT", NULL);
+    return rc;
+}
+
+int me_store_write_begin(medembed_index *ix, me_err *e)
+{
+    RETURN_ERROR_IF(ix->broken, e, MEDEMBED_ERR_INTERNAL,
+                    "%s: the handle failed earlier; reopen the index", ix->path);
+    FORWARD_IF_ERROR(exec(ix, "BEGIN IMMEDIATE", e));
+    int64_t gen = 0;
+    int rc = read_generation(ix, &gen, e);
+    if (rc == MEDEMBED_OK && gen != ix->generation)
+        rc = reload(ix, e); /* another handle committed since this one loaded */
+    if (rc != MEDEMBED_OK)
+        rollback(ix);
+    return rc;
+}
+
+int me_store_write_end(medembed_index *ix, int rc, me_err *e)
+{
+    if (rc == MEDEMBED_OK)
+        rc = exec(ix, "COMMIT", e);
+    if (rc != MEDEMBED_OK)
+        rollback(ix);
+    return rc;
 }
 
 int me_store_add(medembed_index *ix, const me_store_doc *docs, int32_t n,
@@ -587,11 +729,6 @@ int me_store_add(medembed_index *ix, const me_store_doc *docs, int32_t n,
     int64_t n_new_chunks = 0;
     for (int32_t i = 0; i < n; i++)
         n_new_chunks += docs[i].n_chunks;
-    /* Everything that can fail in memory is done before the transaction, so
-     * a commit is always followed by a consistent in-memory copy. */
-    RETURN_ERROR_IF(reserve_docs(ix, ix->n_docs + n) != MEDEMBED_OK ||
-                        reserve_chunks(ix, ix->vecs.n + n_new_chunks) != MEDEMBED_OK,
-                    e, MEDEMBED_ERR_NOMEM, "out of memory for %d documents", n);
     char **ext = calloc((size_t)(n ? n : 1), sizeof *ext);
     int64_t *rowids = malloc(sizeof *rowids * (size_t)(n ? n : 1));
     int64_t *crow = malloc(sizeof *crow * (size_t)(n_new_chunks ? n_new_chunks : 1));
@@ -607,9 +744,28 @@ int me_store_add(medembed_index *ix, const me_store_doc *docs, int32_t n,
         goto out;
     }
     sqlite3_stmt *sd = NULL, *sc = NULL, *sa = NULL;
-    rc = exec(ix, "BEGIN IMMEDIATE", e);
+    /* The write lock, held from the generation check to the commit. */
+    rc = me_store_write_begin(ix, e);
     if (rc != MEDEMBED_OK)
         goto out;
+    /* Everything that can fail in memory is done before the commit, so a
+     * commit is always followed by a consistent in-memory copy. */
+    if (reserve_docs(ix, ix->n_docs + n) != MEDEMBED_OK ||
+        reserve_chunks(ix, ix->vecs.n + n_new_chunks) != MEDEMBED_OK)
+        rc = me_err_set(e, MEDEMBED_ERR_NOMEM, "out of memory for %d documents", n);
+    if (rc == MEDEMBED_OK && record_prompt && ix->doc_prompt) {
+        /* another writer recorded the documents' prompt meanwhile */
+        if (strcmp(record_prompt, ix->doc_prompt) != 0)
+            rc = me_err_set(e, MEDEMBED_ERR_MISMATCH,
+                            "the index's documents were embedded with prompt \"%s\" (recorded "
+                            "by another writer), not \"%s\"",
+                            ix->doc_prompt, record_prompt);
+        record_prompt = NULL;
+    }
+    if (rc != MEDEMBED_OK) {
+        rollback(ix);
+        goto out;
+    }
     rc = prepare(ix, "INSERT INTO docs(ext_id, metadata) VALUES (?1, ?2)", &sd, e);
     if (rc == MEDEMBED_OK)
         rc = prepare(ix,
@@ -687,11 +843,9 @@ int me_store_add(medembed_index *ix, const me_store_doc *docs, int32_t n,
             rc = set_setting_text(ix, ss, "doc_prompt", record_prompt, e);
         sqlite3_finalize(ss);
     }
-    if (rc == MEDEMBED_OK)
-        rc = exec(ix, "COMMIT", e);
+    rc = me_store_write_end(ix, rc, e);
     if (rc != MEDEMBED_OK) {
         free(kept);
-        rollback(ix);
         goto out;
     }
     /* Committed: mirror it in memory (capacity was reserved above). */
@@ -740,37 +894,9 @@ out:
 
 /* -------------------------------------------------------------- delete */
 
-int me_store_delete(medembed_index *ix, const char *id, me_err *e)
+/* Removes document slot `slot`, its chunk range and vectors from memory. */
+static void compact_slot(medembed_index *ix, int64_t slot)
 {
-    sqlite3_stmt *st = NULL;
-    FORWARD_IF_ERROR(prepare(ix, "SELECT id FROM docs WHERE ext_id = ?1", &st, e));
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int src = sqlite3_step(st);
-    int64_t rowid = src == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-    sqlite3_finalize(st);
-    if (src != SQLITE_ROW && src != SQLITE_DONE)
-        return sql_fail(ix, src, e, "looking up a document");
-    RETURN_ERROR_IF(rowid < 0, e, MEDEMBED_ERR_NOT_FOUND, "no document with id \"%s\"", id);
-    int64_t slot = me_store_doc_slot(ix, rowid);
-    RETURN_ERROR_IF(slot < 0, e, MEDEMBED_ERR_INTERNAL,
-                    "document \"%s\" is in the file but not in memory", id);
-    char sql[256];
-    FORWARD_IF_ERROR(exec(ix, "BEGIN IMMEDIATE", e));
-    snprintf(sql, sizeof sql,
-             "DELETE FROM chunks WHERE doc = %lld; DELETE FROM attrs WHERE doc = %lld; "
-             "DELETE FROM docs WHERE id = %lld;",
-             (long long)rowid, (long long)rowid, (long long)rowid);
-    int rc = exec(ix, sql, e);
-    if (rc == MEDEMBED_OK)
-        rc = bump_generation(ix, e);
-    if (rc == MEDEMBED_OK)
-        rc = exec(ix, "COMMIT", e);
-    if (rc != MEDEMBED_OK) {
-        rollback(ix);
-        return rc;
-    }
-    ix->generation++;
-    /* Compact memory: remove the document's chunk range and its slot. */
     int64_t c0 = ix->doc_chunk0[slot];
     int64_t nc = ix->doc_n_chunks[slot];
     int64_t tail = ix->vecs.n - (c0 + nc);
@@ -799,36 +925,163 @@ int me_store_delete(medembed_index *ix, const char *id, me_err *e)
     ix->n_docs--;
     for (int64_t s = slot; s < ix->n_docs; s++)
         ix->doc_chunk0[s] -= nc;
-    /* Node ids of the graph shifted: rebuild at flush (exact until then). */
-    if (ix->hnsw_m > 0) {
-        ix->hnsw_stale = 1;
-        ix->hnsw_dirty = 1;
+}
+
+static int cmp_i64_desc(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+int me_store_delete_ids(medembed_index *ix, const char *const *ids, int32_t n,
+                        int64_t *n_deleted, me_err *e)
+{
+    *n_deleted = 0;
+    int64_t *rowid = malloc(sizeof *rowid * (size_t)(n ? n : 1));
+    RETURN_ERROR_IF(!rowid, e, MEDEMBED_ERR_NOMEM, "out of memory");
+    int rc = me_store_write_begin(ix, e);
+    if (rc != MEDEMBED_OK) {
+        free(rowid);
+        return rc;
     }
-    return MEDEMBED_OK;
+    sqlite3_stmt *st = NULL;
+    rc = prepare(ix, "SELECT id FROM docs WHERE ext_id = ?1", &st, e);
+    /* Every id is looked up first: one missing id deletes nothing. */
+    char missing[768] = "";
+    size_t mlen = 0;
+    int32_t n_missing = 0;
+    for (int32_t i = 0; i < n && rc == MEDEMBED_OK; i++) {
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, ids[i], -1, SQLITE_STATIC);
+        int src = sqlite3_step(st);
+        rowid[i] = src == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+        if (src != SQLITE_ROW && src != SQLITE_DONE) {
+            rc = sql_fail(ix, src, e, "looking up a document");
+        } else if (rowid[i] < 0) {
+            if (n_missing++ < 8 && mlen < sizeof missing - 1) {
+                int w = snprintf(missing + mlen, sizeof missing - mlen, "%s\"%.200s\"",
+                                 mlen ? ", " : "", ids[i]);
+                mlen = w > 0 ? mlen + (size_t)w : mlen;
+                if (mlen >= sizeof missing)
+                    mlen = sizeof missing - 1;
+            }
+        } else if (me_store_doc_slot(ix, rowid[i]) < 0) {
+            rc = me_err_set(e, MEDEMBED_ERR_INTERNAL,
+                            "document \"%s\" is in the file but not in memory", ids[i]);
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc == MEDEMBED_OK && n_missing > 0)
+        rc = me_err_set(e, MEDEMBED_ERR_NOT_FOUND,
+                        "no document with id %s%s; nothing was deleted", missing,
+                        n_missing > 8 ? " and more" : "");
+    /* The same id named twice is deleted once. */
+    qsort(rowid, (size_t)n, sizeof *rowid, cmp_i64_desc);
+    int32_t u = 0;
+    for (int32_t i = 0; rc == MEDEMBED_OK && i < n; i++)
+        if (u == 0 || rowid[u - 1] != rowid[i])
+            rowid[u++] = rowid[i];
+    for (int32_t i = 0; rc == MEDEMBED_OK && i < u; i++) {
+        char sql[256];
+        snprintf(sql, sizeof sql,
+                 "DELETE FROM chunks WHERE doc = %lld; DELETE FROM attrs WHERE doc = %lld; "
+                 "DELETE FROM docs WHERE id = %lld;",
+                 (long long)rowid[i], (long long)rowid[i], (long long)rowid[i]);
+        rc = exec(ix, sql, e);
+    }
+    if (rc == MEDEMBED_OK && u > 0)
+        rc = bump_generation(ix, e);
+    rc = me_store_write_end(ix, rc, e);
+    if (rc == MEDEMBED_OK && u > 0) {
+        ix->generation++;
+        /* descending rowids = descending slots: each removal leaves the
+         * slots still to remove in place */
+        for (int32_t i = 0; i < u; i++)
+            compact_slot(ix, me_store_doc_slot(ix, rowid[i]));
+        /* Node ids of the graph shifted: rebuilt at flush (exact until then). */
+        if (ix->hnsw_m > 0) {
+            ix->hnsw_stale = 1;
+            ix->hnsw_dirty = 1;
+        }
+    }
+    *n_deleted = rc == MEDEMBED_OK ? u : 0;
+    free(rowid);
+    return rc;
 }
 
 /* --------------------------------------------------------------- graph */
 
-int me_store_save_graph(medembed_index *ix, me_err *e)
+/* Writes the graph with generation `gen` through connection db (inside the
+ * caller's write transaction). */
+static int save_graph_on(medembed_index *ix, sqlite3 *db, int64_t gen, me_err *e)
 {
     uint8_t *buf = NULL;
     size_t len = 0;
     FORWARD_IF_ERROR(me_hnsw_save(ix->hnsw, &buf, &len, e));
     sqlite3_stmt *st = NULL;
-    int rc = len > (size_t)INT32_MAX
-                 ? me_err_set(e, MEDEMBED_ERR_UNSUPPORTED, "HNSW graph over 2 GiB")
-                 : prepare(ix, "INSERT OR REPLACE INTO graph(id, generation, data) "
-                               "VALUES (1, ?1, ?2)",
-                           &st, e);
-    if (rc == MEDEMBED_OK) {
-        sqlite3_bind_int64(st, 1, ix->generation);
-        sqlite3_bind_blob(st, 2, buf, (int)len, SQLITE_STATIC);
-        int src = sqlite3_step(st);
+    int rc = MEDEMBED_OK;
+    if (len > (size_t)INT32_MAX) {
+        rc = me_err_set(e, MEDEMBED_ERR_UNSUPPORTED, "HNSW graph over 2 GiB");
+    } else {
+        int src = sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO graph(id, generation, data) "
+                                         "VALUES (1, ?1, ?2)",
+                                     -1, &st, NULL);
+        if (src == SQLITE_OK) {
+            sqlite3_bind_int64(st, 1, gen);
+            sqlite3_bind_blob(st, 2, buf, (int)len, SQLITE_STATIC);
+            src = sqlite3_step(st);
+        }
         if (src != SQLITE_DONE)
-            rc = sql_fail(ix, src, e, "saving the HNSW graph");
+            rc = me_err_set(e, sql_status(src), "%s: saving the HNSW graph: %s", ix->path,
+                            sqlite3_errmsg(db));
     }
     sqlite3_finalize(st);
     free(buf);
+    return rc;
+}
+
+int me_store_save_graph(medembed_index *ix, me_err *e)
+{
+    return save_graph_on(ix, ix->db, ix->generation, e);
+}
+
+int me_store_save_graph_rw(medembed_index *ix, me_err *e)
+{
+    sqlite3 *db = NULL;
+    int src = sqlite3_open_v2(ix->path, &db, SQLITE_OPEN_READWRITE, NULL);
+    int rc = MEDEMBED_OK;
+    if (src != SQLITE_OK) {
+        rc = me_err_set(e, MEDEMBED_ERR_IO, "%s: cannot open for writing: %s", ix->path,
+                        db ? sqlite3_errmsg(db) : "out of memory");
+        sqlite3_close_v2(db);
+        return rc;
+    }
+    /* A short wait: a writer holding the lock saves the graph itself. */
+    sqlite3_busy_timeout(db, 200);
+    sqlite3_exec(db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
+    src = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (src != SQLITE_OK) {
+        rc = me_err_set(e, MEDEMBED_ERR_IO, "%s: %s", ix->path, sqlite3_errmsg(db));
+        sqlite3_close_v2(db);
+        return rc;
+    }
+    sqlite3_stmt *st = NULL;
+    int64_t gen = -1;
+    if (sqlite3_prepare_v2(db, "SELECT value FROM settings WHERE key = 'generation'", -1, &st,
+                           NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        gen = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    /* Saved only for the data it was built from. */
+    if (gen != ix->generation)
+        rc = me_err_set(e, MEDEMBED_ERR_IO, "%s: changed since it was loaded", ix->path);
+    if (rc == MEDEMBED_OK)
+        rc = save_graph_on(ix, db, gen, e);
+    if (rc == MEDEMBED_OK && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        rc = me_err_set(e, MEDEMBED_ERR_IO, "%s: %s", ix->path, sqlite3_errmsg(db));
+    if (rc != MEDEMBED_OK)
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close_v2(db);
     return rc;
 }
 

@@ -9,6 +9,7 @@
  * F16/BF16 are converted exactly to fp32 once at load. Q, K and V form one
  * (3*hidden, hidden) projection so a layer reads x once for all three.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "model/model.h"
+#include "thread/pool.h"
 #include "util/file.h"
 #include "util/json.h"
 
@@ -353,6 +355,134 @@ static int open_shards(medembed_model *m, const char *dir, me_err *e)
     return rc;
 }
 
+/* ------------------------------------------------ NaN / infinity scan */
+
+/* A float is NaN or infinite when its exponent bits are all ones: adding
+ * the exponent's lowest bit to (bits & exponent) then carries into the
+ * sign bit, and for no other exponent. So one OR of (bits & E) + low over a
+ * range has its top bit set iff the range holds one. Vector extensions
+ * (the baseline SSE2) do 16 bytes per operation, unaligned data via memcpy. */
+typedef uint32_t me_v4u __attribute__((vector_size(16)));
+typedef uint16_t me_v8h __attribute__((vector_size(16)));
+
+static int has_nonfinite(const uint8_t *p, size_t n_bytes, me_st_dtype dt)
+{
+    size_t i = 0;
+    if (dt == ME_ST_F32) {
+        me_v4u acc = {0}, E = {0x7f800000u, 0x7f800000u, 0x7f800000u, 0x7f800000u},
+               lo = {0x00800000u, 0x00800000u, 0x00800000u, 0x00800000u};
+        for (; i + 16 <= n_bytes; i += 16) {
+            me_v4u w;
+            memcpy(&w, p + i, 16);
+            acc |= (w & E) + lo;
+        }
+        uint32_t r = acc[0] | acc[1] | acc[2] | acc[3];
+        for (; i + 4 <= n_bytes; i += 4) {
+            uint32_t w;
+            memcpy(&w, p + i, 4);
+            r |= (w & 0x7f800000u) + 0x00800000u;
+        }
+        return (int)(r >> 31);
+    }
+    uint16_t e = dt == ME_ST_F16 ? 0x7c00 : 0x7f80, l = dt == ME_ST_F16 ? 0x0400 : 0x0080;
+    me_v8h acc = {0}, E = {e, e, e, e, e, e, e, e}, lo = {l, l, l, l, l, l, l, l};
+    for (; i + 16 <= n_bytes; i += 16) {
+        me_v8h w;
+        memcpy(&w, p + i, 16);
+        acc |= (w & E) + lo;
+    }
+    uint16_t r = 0;
+    for (int k = 0; k < 8; k++)
+        r |= acc[k];
+    for (; i + 2 <= n_bytes; i += 2) {
+        uint16_t w;
+        memcpy(&w, p + i, 2);
+        r = (uint16_t)(r | (uint16_t)((w & e) + l));
+    }
+    return r >> 15;
+}
+
+/* Pieces of at most FINITE_PIECE bytes of one tensor, scanned by all CPUs
+ * (the first read of a mapped file is bound by page walks, which
+ * parallelize). */
+#define FINITE_PIECE ((size_t)4 << 20)
+typedef struct {
+    const me_st_tensor *t;
+    size_t off, n;
+    int bad;
+} finite_piece;
+
+static void finite_task(void *arg, int64_t i, int32_t thread)
+{
+    finite_piece *pc = &((finite_piece *)arg)[i];
+    populate_range((const float *)(const void *)(pc->t->data + pc->off), pc->n);
+    pc->bad = has_nonfinite(pc->t->data + pc->off, pc->n, pc->t->dtype);
+}
+
+/* Refuses weights holding NaN or infinity in any float tensor of any shard
+ * (used or not), naming the first such tensor and element. */
+static int check_finite(medembed_model *m, me_err *e)
+{
+    size_t n_pieces = 0;
+    for (int32_t s = 0; s < m->n_shards; s++)
+        for (int32_t t = 0; t < m->shards[s].n_tensors; t++) {
+            const me_st_tensor *tt = &m->shards[s].tensors[t];
+            if (tt->dtype == ME_ST_F32 || tt->dtype == ME_ST_F16 || tt->dtype == ME_ST_BF16)
+                n_pieces += (tt->n_bytes + FINITE_PIECE - 1) / FINITE_PIECE;
+        }
+    finite_piece *pc = malloc(sizeof *pc * (n_pieces ? n_pieces : 1));
+    RETURN_ERROR_IF(!pc, e, MEDEMBED_ERR_NOMEM, "out of memory");
+    size_t k = 0;
+    for (int32_t s = 0; s < m->n_shards; s++)
+        for (int32_t t = 0; t < m->shards[s].n_tensors; t++) {
+            const me_st_tensor *tt = &m->shards[s].tensors[t];
+            if (tt->dtype != ME_ST_F32 && tt->dtype != ME_ST_F16 && tt->dtype != ME_ST_BF16)
+                continue;
+            for (size_t off = 0; off < tt->n_bytes; off += FINITE_PIECE) {
+                size_t n = tt->n_bytes - off < FINITE_PIECE ? tt->n_bytes - off : FINITE_PIECE;
+                pc[k++] = (finite_piece){tt, off, n, 0};
+            }
+        }
+    me_pool *pool = n_pieces > 1 ? me_pool_create(0) : NULL;
+    me_pool_run(pool, (int64_t)n_pieces, finite_task, pc); /* a NULL pool runs them here */
+    me_pool_free(pool);
+    char msg[900] = "";
+    size_t len = 0;
+    int n_bad = 0;
+    const me_st_tensor *last = NULL;
+    for (size_t i = 0; i < n_pieces; i++) {
+        const me_st_tensor *tt = pc[i].t;
+        if (!pc[i].bad || tt == last)
+            continue;
+        last = tt;
+        if (n_bad++ >= 4)
+            continue;
+        size_t es = tt->dtype == ME_ST_F32 ? 4 : 2, at = pc[i].off / es;
+        float v = 0;
+        for (; at < (size_t)tt->numel; at++) {
+            const uint8_t *q = tt->data + at * es;
+            if (es == 4) {
+                memcpy(&v, q, 4);
+            } else {
+                uint16_t h = (uint16_t)(q[0] | q[1] << 8);
+                v = tt->dtype == ME_ST_F16 ? me_f16_to_f32(h) : me_bf16_to_f32(h);
+            }
+            if (!isfinite(v))
+                break;
+        }
+        int w = snprintf(msg + len, sizeof msg - len, "%stensor \"%.200s\" holds %s at element %zu",
+                         len ? "; " : "", tt->name, isnan(v) ? "NaN" : "infinity", at);
+        if (w > 0)
+            len = len + (size_t)w < sizeof msg ? len + (size_t)w : sizeof msg - 1;
+    }
+    int rc = MEDEMBED_OK;
+    if (n_bad)
+        rc = me_err_set(e, MEDEMBED_ERR_FORMAT, "%s: %s%s: the weights are damaged", m->dir, msg,
+                        n_bad > 4 ? " (and more tensors)" : "");
+    free(pc);
+    return rc;
+}
+
 int me_weights_load(medembed_model *m, const char *dir, me_err *e)
 {
     const me_config *c = &m->cfg;
@@ -405,6 +535,8 @@ int me_weights_load(medembed_model *m, const char *dir, me_err *e)
     RETURN_ERROR_IF(find_any(m, extra, NULL), e, MEDEMBED_ERR_FORMAT,
                     "%s: the weights hold more layers than num_hidden_layers = %d", dir,
                     c->n_layers);
+
+    FORWARD_IF_ERROR(check_finite(m, e));
 
     /* Weight dtype (of the word embeddings) and parameter count. */
     const me_st_tensor *we = find_any(m, "embeddings.word_embeddings.weight", NULL);

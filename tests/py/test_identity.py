@@ -112,6 +112,12 @@ def test_identity_covers_every_input(cli, base, tmp_path, change):
     assert r.returncode != 0 and b"model mismatch" in r.stderr, r.stderr
     if change != "pooling":  # pooling is named as such, before the identity
         assert a["fingerprint"][:12].encode() in r.stderr
+    # adding with the changed model is refused too, and adds nothing
+    more = tmp_path / "more.jsonl"
+    more.write_text(json.dumps({"_id": "x", "text": "heparin"}) + "\n")
+    r = cli.run(["index", "add", "-m", other, "--index", db, "-i", more])
+    assert r.returncode != 0 and b"model mismatch" in r.stderr, r.stderr
+    assert json.loads(cli.ok(["index", "info", "--index", db]).stdout)["n_docs"] == len(TEXTS)
     cli.ok(["search", "-m", base, "--index", db, "-q", "aspirin"])
 
 

@@ -108,7 +108,7 @@ def test_hnsw_recall_against_numpy(cli, tmp_path):
     db = tmp_path / "h.db"
     cli.ok(["index", "build", "--vectors", tmp_path / "x.npy", "-o", db, "--hnsw-m", "16"])
     info = json.loads(cli.ok(["index", "info", "--index", db]).stdout)
-    assert info["hnsw"] == {"m": 16, "ef_construction": 200}
+    assert info["hnsw"] == {"m": 16, "ef_construction": 200, "graph": "stored"}
     r = cli.ok(["search", "--index", db, "--query-vectors", tmp_path / "q.npy", "-k", "10"])
     got = hits_by_query(r.stdout)
     top = np.argsort(-(q @ x.T), axis=1)[:, :10]
@@ -309,7 +309,16 @@ def test_kill_during_add_keeps_last_commit(cli, tmp_path):
 
     info = json.loads(cli.ok(["index", "info", "--index", db]).stdout)
     assert info["n_docs"] == len(got)
-    # the stale graph is rebuilt at open: HNSW results match exact ones on the stored prefix
+    # the stale graph is rebuilt by the first open, a read-only one, and saved once: the
+    # next opens load it (the graph row now carries the data's generation)
+    assert info["hnsw"]["graph"] == "rebuilt"
+    con = sqlite3.connect(str(db))
+    gen = con.execute("SELECT value FROM settings WHERE key = 'generation'").fetchone()[0]
+    assert con.execute("SELECT generation FROM graph").fetchone()[0] == gen
+    con.close()
+    assert json.loads(cli.ok(["index", "info", "--index", db]).stdout)["hnsw"]["graph"] == \
+        "stored"
+    # HNSW results match exact ones on the stored prefix
     allx = np.concatenate([base, more[:added]])
     q = unit_rows(rng, 5, 64)
     np.save(tmp_path / "q.npy", q)
@@ -344,7 +353,9 @@ def test_bad_input_messages(cli, model, other_model, tmp_path):
     assert r.returncode == 1
     err = r.stderr.decode()
     assert "bad.jsonl: line 3: invalid JSON" in err and "--skip-bad" in err
-    os.remove(db)
+    # the failed build removed its partial file, so the rerun is not blocked
+    assert "partial index was removed" in err
+    assert not [p for p in os.listdir(tmp_path) if p.startswith("b.db")]
     r = cli.run(["index", "build", "-m", model, "-i", bad, "-o", db, "--skip-bad"])
     assert r.returncode == 0, r.stderr
     err = r.stderr.decode()

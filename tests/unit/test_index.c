@@ -515,6 +515,86 @@ static void index_api_int8_hnsw(void **state)
     free(x);
 }
 
+/* Two writable handles on one file (as two processes): each write takes
+ * the write lock and reloads a handle whose memory is older than the file,
+ * so neither loses the other's documents and the generation counts every
+ * commit; the graph saved last covers everything. Then delete_ids: all or
+ * nothing. */
+static void index_two_writers(void **state)
+{
+    (void)state;
+    float *x = malloc(sizeof *x * AN * AD);
+    char err[512], path[300];
+    medembed_index *a = make_vec_index("two.db", MEDEMBED_VEC_F32, 8, x);
+    snprintf(path, sizeof path, "%s/two.db", g_tmp);
+    assert_int_equal(medembed_index_flush(a, err, sizeof err), MEDEMBED_OK);
+    medembed_index *b = NULL, *r = NULL;
+    assert_int_equal(medembed_index_open(path, 0, &b, err, sizeof err), MEDEMBED_OK);
+    assert_int_equal(medembed_index_open(path, MEDEMBED_INDEX_READONLY, &r, err, sizeof err),
+                     MEDEMBED_OK);
+    float y[4 * AD];
+    random_unit(y, 4, AD, 99);
+    medembed_index_doc d[4] = {{"a0", NULL, 0, NULL}, {"b0", NULL, 0, NULL},
+                               {"a1", NULL, 0, NULL}, {"b1", NULL, 0, NULL}};
+    for (int i = 0; i < 4; i++) /* alternate: every write finds the other's commit */
+        assert_int_equal(medembed_index_add_vectors(i % 2 ? b : a, &d[i], 1, y + i * AD, err,
+                                                    sizeof err),
+                         MEDEMBED_OK);
+    /* a reader follows the file: a search reloads the data (exact until the
+     * writers save the graph), and then the graph */
+    medembed_search_opts so;
+    medembed_search_opts_init(&so);
+    so.k = 1;
+    medembed_hits *h = NULL;
+    assert_int_equal(medembed_index_search(r, y + 3 * AD, &so, &h, err, sizeof err), MEDEMBED_OK);
+    assert_string_equal(medembed_hits_id(h, 0), "b1");
+    medembed_hits_free(h);
+    assert_int_equal(medembed_index_n_docs(r), AN + 4);
+    assert_true(r->hnsw_stale && !r->hnsw);
+    assert_int_equal(medembed_index_n_docs(a), AN + 3); /* a has not seen b1 yet */
+    assert_int_equal(medembed_index_n_docs(b), AN + 4);
+    assert_int_equal(medembed_index_flush(a, err, sizeof err), MEDEMBED_OK);
+    assert_int_equal(medembed_index_flush(b, err, sizeof err), MEDEMBED_OK);
+    assert_int_equal(medembed_index_n_docs(a), AN + 4); /* reloaded by its flush */
+    assert_int_equal(medembed_index_search(r, y + 2 * AD, &so, &h, err, sizeof err), MEDEMBED_OK);
+    assert_string_equal(medembed_hits_id(h, 0), "a1");
+    medembed_hits_free(h);
+    assert_true(!r->hnsw_stale && r->hnsw && me_hnsw_size(r->hnsw) == AN + 4);
+    medembed_index_free(r);
+    /* all or nothing: one missing id deletes none, and is named */
+    const char *ids[] = {"a0", "nope", "b1"};
+    int64_t nd = -1;
+    assert_int_equal(medembed_index_delete_ids(a, ids, 3, &nd, err, sizeof err),
+                     MEDEMBED_ERR_NOT_FOUND);
+    assert_int_equal(nd, 0);
+    assert_non_null(strstr(err, "\"nope\""));
+    assert_null(strstr(err, "\"a0\""));
+    assert_true(medembed_index_contains(a, "a0") && medembed_index_contains(a, "b1"));
+    const char *ok_ids[] = {"a0", "b1", "a0"};
+    assert_int_equal(medembed_index_delete_ids(b, ok_ids, 3, &nd, err, sizeof err), MEDEMBED_OK);
+    assert_int_equal(nd, 2);
+    medembed_index_free(a);
+    medembed_index_free(b);
+    assert_int_equal(medembed_index_open(path, MEDEMBED_INDEX_READONLY, &a, err, sizeof err),
+                     MEDEMBED_OK);
+    char *info = medembed_index_info_json(a);
+    assert_int_equal(medembed_index_n_docs(a), AN + 2);
+    assert_non_null(strstr(info, "\"graph\": \"stored\""));
+    assert_non_null(strstr(info, "\"generation\": 7")); /* 2 builds + 4 adds + 1 delete */
+    free(info);
+    /* HNSW over the reloaded graph finds each remaining added vector itself */
+    for (int i = 1; i < 3; i++) {
+        assert_int_equal(medembed_index_search(a, y + i * AD, &so, &h, err, sizeof err),
+                         MEDEMBED_OK);
+        assert_string_equal(medembed_hits_id(h, 0), d[i].id);
+        medembed_hits_free(h);
+    }
+    medembed_index_free(a);
+    assert_int_equal(medembed_index_remove(path), MEDEMBED_OK);
+    assert_int_equal(medembed_index_open(path, 0, &a, err, sizeof err), MEDEMBED_ERR_NOT_FOUND);
+    free(x);
+}
+
 /* The index stores int8 vectors with the kernels' row quantizer
  * (me_quant_row_s8): an all-zero vector gets q = 0 and scale 0, and the
  * file with it opens again (the loader once refused a scale of 0); an
@@ -777,6 +857,7 @@ int main(void)
         cmocka_unit_test(hnsw_recall_and_roundtrip),
         cmocka_unit_test(index_api_f32),
         cmocka_unit_test(index_api_int8_hnsw),
+        cmocka_unit_test(index_two_writers),
         cmocka_unit_test(index_int8_quantizer),
         AT_LEVEL(index_scores_follow_level, ME_ISA_SCALAR, "scalar"),
         AT_LEVEL(index_scores_follow_level, ME_ISA_AVX2, "avx2"),

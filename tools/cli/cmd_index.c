@@ -4,6 +4,9 @@
  * build/add stream the corpus in batches of --batch-size documents; each
  * batch is embedded and committed in one SQLite transaction, so a killed
  * run leaves every finished batch in the index and nothing half-written.
+ * A build that fails with an error removes its file; delete is one
+ * transaction for all its ids. Concurrent runs take turns on SQLite's write
+ * lock (src/index/store.c).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -116,52 +119,76 @@ int ingest_corpus(medembed_index *ix, medembed_ctx *ctx, corpus_reader *r, const
 }
 
 /* Adds the rows of a .npy file as single-chunk documents; ids and metadata
- * come from the JSONL records of r when r is non-NULL, else row numbers. */
+ * come from the JSONL records of r when r is non-NULL, else row numbers.
+ * The records are counted before anything is written: a count that differs
+ * from the vectors' is refused and leaves the index as it was. */
 static int ingest_vectors(medembed_index *ix, const npy_matrix *m, corpus_reader *r, int32_t B,
                           int64_t *n_added)
 {
-    medembed_index_doc *docs = calloc((size_t)B, sizeof *docs);
-    corpus_doc *cd = calloc((size_t)B, sizeof *cd);
-    char(*num)[24] = calloc((size_t)B, sizeof *num);
-    int rc = (docs && cd && num) ? 0 : 1;
     *n_added = 0;
+    int64_t n_rec = 0, cap = 0;
+    corpus_doc *rec = NULL;
+    int rc = 0;
+    while (r && !rc) {
+        if (n_rec == cap) {
+            int64_t nc = cap ? cap * 2 : 1024;
+            corpus_doc *p = realloc(rec, sizeof *p * (size_t)nc);
+            if (!p) {
+                cli_error("out of memory reading %s", r->name);
+                rc = 1;
+                break;
+            }
+            memset(p + cap, 0, sizeof *p * (size_t)(nc - cap));
+            rec = p;
+            cap = nc;
+        }
+        int got = corpus_next(r, &rec[n_rec]);
+        if (got < 0)
+            rc = 1;
+        if (got <= 0)
+            break;
+        if (++n_rec > m->rows)
+            break; /* one too many is enough to refuse */
+    }
+    if (!rc && r && n_rec != m->rows) {
+        cli_error("%s has %s%lld records but the vectors file has %lld vectors: they must "
+                  "match one to one; nothing was added",
+                  r->name, n_rec > m->rows ? "more than " : "", (long long)(n_rec > m->rows
+                  ? m->rows : n_rec), (long long)m->rows);
+        rc = 1;
+    }
+    medembed_index_doc *docs = calloc((size_t)B, sizeof *docs);
+    char(*num)[24] = calloc((size_t)B, sizeof *num);
+    if (!rc && (!docs || !num)) {
+        cli_error("out of memory for a batch of %d vectors", B);
+        rc = 1;
+    }
     for (int64_t row = 0; !rc && row < m->rows; row += B) {
         int32_t n = (int32_t)(m->rows - row < B ? m->rows - row : B);
-        for (int32_t i = 0; i < n && !rc; i++) {
+        for (int32_t i = 0; i < n; i++) {
             if (r) {
-                int got = corpus_next(r, &cd[i]);
-                if (got <= 0) {
-                    if (got == 0)
-                        cli_error("%s has fewer records than the %lld vectors", r->name,
-                                  (long long)m->rows);
-                    rc = 1;
-                    n = i;
-                    break;
-                }
-                docs[i].id = cd[i].id;
-                docs[i].metadata = cd[i].metadata;
+                docs[i].id = rec[row + i].id;
+                docs[i].metadata = rec[row + i].metadata;
             } else {
                 snprintf(num[i], sizeof num[i], "%lld", (long long)(row + i));
                 docs[i].id = num[i];
                 docs[i].metadata = NULL;
             }
         }
-        if (!rc) {
-            char err[1024];
-            int arc = medembed_index_add_vectors(ix, docs, n, m->data + (size_t)row * (size_t)m->cols,
-                                                 err, sizeof err);
-            if (arc != MEDEMBED_OK) {
-                cli_error("vectors %lld-%lld: %s", (long long)row, (long long)(row + n - 1), err);
-                rc = 1;
-            } else {
-                *n_added += n;
-            }
+        char err[1024];
+        int arc = medembed_index_add_vectors(ix, docs, n, m->data + (size_t)row * (size_t)m->cols,
+                                             err, sizeof err);
+        if (arc != MEDEMBED_OK) {
+            cli_error("vectors %lld-%lld: %s", (long long)row, (long long)(row + n - 1), err);
+            rc = 1;
+        } else {
+            *n_added += n;
         }
-        for (int32_t i = 0; i < n; i++)
-            corpus_doc_free(&cd[i]);
     }
+    for (int64_t i = 0; i < cap; i++) /* unused entries are zeros */
+        corpus_doc_free(&rec[i]);
+    free(rec);
     free(docs);
-    free(cd);
     free(num);
     return rc;
 }
@@ -181,7 +208,7 @@ typedef struct index_args {
     const char *output, *vectors;
     long efc;
     int no_chunk;
-    const char **ids;
+    const char *const *ids;
     int n_ids;
 } index_args;
 
@@ -199,7 +226,7 @@ static void index_usage(FILE *f)
             "\n"
             "  -m, --model DIR          model folder\n"
             "  -i, --input FILE         JSONL documents (default stdin)\n"
-            "  -o, --output INDEX       index file to create (build)\n"
+            "  -o, --output INDEX       index file to create (build; a failed build removes it)\n"
             "      --index INDEX        existing index (add, delete, info)\n"
             "      --text-field NAME    JSONL field with the text (default: BEIR title + text)\n"
             "      --chunk-tokens N     tokens per chunk window (default: what fits the model's\n"
@@ -215,8 +242,10 @@ static void index_usage(FILE *f)
             "      --dtype f32|bf16|int8  encoder compute precision (default f32)\n"
             "      --skip-bad           skip malformed lines and duplicate ids, and count them\n"
             "      --vectors FILE.npy   index precomputed float32 (N, D) vectors instead of\n"
-            "                           text (no model; ids from -i, else row numbers)\n"
-            "      --id ID              document to delete (repeatable)\n"
+            "                           text (no model; ids from -i, one record per vector,\n"
+            "                           else row numbers)\n"
+            "      --id ID              document to delete (repeatable; all or nothing: one\n"
+            "                           missing id deletes none)\n"
             "      --prompt TEXT        document prompt (\"\" = none; default: the model's\n"
             "                           \"document\"/\"passage\"/\"corpus\" prompt, else its default\n"
             "                           prompt, else none; MedEmbed defines none)\n"
@@ -253,7 +282,8 @@ static int parse_index_args(int argc, char **argv, index_args *a)
     cli_common_init(&a->co, "index", index_usage);
     a->co.batch = 64;
     a->efc = 200;
-    a->ids = calloc((size_t)argc, sizeof *a->ids);
+    const char **ids = calloc((size_t)argc, sizeof *ids);
+    a->ids = ids;
     int c, rc;
     while ((c = getopt_long(argc, argv, ":m:i:o:h", opts, NULL)) != -1) {
         switch (c) {
@@ -275,7 +305,7 @@ static int parse_index_args(int argc, char **argv, index_args *a)
             a->vectors = optarg;
             break;
         case OPT_ID:
-            a->ids[a->n_ids++] = optarg;
+            ids[a->n_ids++] = optarg;
             break;
         default:
             if ((rc = cli_common_opt(&a->co, c, optarg, argv)) != 0)
@@ -407,6 +437,13 @@ static int cmd_build_add(int build, index_args *a)
     if (have_r)
         corpus_close(&r);
     rc = finish(ix, path, rc, added, skipped, t0);
+    if (rc && build) {
+        /* A failed build leaves no file behind to block the rerun. */
+        if (medembed_index_remove(path) == MEDEMBED_OK)
+            fprintf(stderr, "medembed: %s: build failed; the partial index was removed\n", path);
+        else
+            cli_error("%s: build failed, and the partial index could not be removed", path);
+    }
     npy_free(&vm);
     medembed_ctx_free(ctx);
     medembed_model_free(m);
@@ -425,20 +462,19 @@ static int cmd_delete(index_args *a)
         cli_error("%s", err);
         return 1;
     }
-    int rc = 0, deleted = 0;
-    for (int i = 0; i < a->n_ids; i++) {
-        if (medembed_index_delete(ix, a->ids[i], err, sizeof err) != MEDEMBED_OK) {
-            cli_error("%s: %s", a->co.index, err);
-            rc = 1;
-            continue;
-        }
-        deleted++;
+    /* One transaction: every id or none. */
+    int64_t deleted = 0;
+    int rc = 0;
+    if (medembed_index_delete_ids(ix, a->ids, a->n_ids, &deleted, err, sizeof err) !=
+        MEDEMBED_OK) {
+        cli_error("%s: %s", a->co.index, err);
+        rc = 1;
     }
     if (medembed_index_flush(ix, err, sizeof err) != MEDEMBED_OK) {
         cli_error("%s", err);
         rc = 1;
     }
-    printf("{\"deleted\": %d, \"n_docs\": %lld, \"n_chunks\": %lld}\n", deleted,
+    printf("{\"deleted\": %lld, \"n_docs\": %lld, \"n_chunks\": %lld}\n", (long long)deleted,
            (long long)medembed_index_n_docs(ix), (long long)medembed_index_n_chunks(ix));
     medembed_index_free(ix);
     return rc;
@@ -489,6 +525,6 @@ int cmd_index(int argc, char **argv)
         cli_error("unknown index command \"%s\" (build, add, delete or info)", sub);
         rc = 2;
     }
-    free(a.ids);
+    free((void *)a.ids);
     return rc;
 }

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "npy.h"
 
 /* ------------------------------------------------------------ strmap */
 
@@ -271,64 +272,39 @@ int npy_read(const char *path, npy_matrix *m)
         cli_error("%s: cannot open: %s", path, strerror(errno));
         return 1;
     }
-    unsigned char pre[12];
     int rc = 1;
-    char *hdr = NULL;
-    if (fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0) {
-        cli_error("%s: not a .npy file (bad magic)", path);
+    struct stat sb;
+    size_t cap = 12 + ((size_t)1 << 16), got = 0;
+    uint8_t *pre = malloc(cap);
+    npy_info in;
+    char why[300];
+    if (!pre || fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        cli_error("%s: not a regular file", path);
         goto out;
     }
-    size_t hlen;
-    if (pre[6] == 1) {
-        hlen = (size_t)pre[8] | (size_t)pre[9] << 8;
-    } else if (pre[6] == 2 || pre[6] == 3) {
-        if (fread(pre + 10, 1, 2, f) != 2) {
-            cli_error("%s: truncated .npy header", path);
-            goto out;
-        }
-        hlen = (size_t)pre[8] | (size_t)pre[9] << 8 | (size_t)pre[10] << 16 |
-               (size_t)pre[11] << 24;
-    } else {
-        cli_error("%s: unsupported .npy version %d", path, pre[6]);
+    got = fread(pre, 1, cap, f);
+    if (npy_parse(pre, got, (uint64_t)sb.st_size, &in, why, sizeof why)) {
+        cli_error("%s: %s", path, why);
         goto out;
     }
-    if (hlen > 1 << 16) {
-        cli_error("%s: .npy header of %zu bytes is too long", path, hlen);
-        goto out;
-    }
-    hdr = calloc(1, hlen + 1);
-    if (!hdr || fread(hdr, 1, hlen, f) != hlen) {
-        cli_error("%s: truncated .npy header", path);
-        goto out;
-    }
-    if (!strstr(hdr, "'descr': '<f4'") || !strstr(hdr, "'fortran_order': False")) {
-        cli_error("%s: need a C-order float32 array ('<f4'), got header %s", path, hdr);
-        goto out;
-    }
-    const char *sh = strstr(hdr, "'shape': (");
-    long long rows = -1, cols = -1;
-    if (!sh || sscanf(sh, "'shape': (%lld, %lld)", &rows, &cols) != 2 || rows < 0 || cols < 1 ||
-        cols > 65536 || rows > ((long long)1 << 31)) {
-        cli_error("%s: need a 2-D (N, D) array with 1 <= D <= 65536", path);
-        goto out;
-    }
-    size_t cnt = (size_t)rows * (size_t)cols;
+    size_t cnt = (size_t)in.rows * (size_t)in.cols;
     m->data = malloc(sizeof *m->data * (cnt ? cnt : 1));
     if (!m->data) {
-        cli_error("%s: out of memory for %lld x %lld floats", path, rows, cols);
+        cli_error("%s: out of memory for %lld x %d floats", path, (long long)in.rows, in.cols);
         goto out;
     }
-    if (fread(m->data, sizeof *m->data, cnt, f) != cnt) {
-        cli_error("%s: truncated: expected %lld x %lld floats", path, rows, cols);
+    if (fseek(f, (long)in.data_offset, SEEK_SET) != 0 ||
+        fread(m->data, sizeof *m->data, cnt, f) != cnt) {
+        cli_error("%s: truncated: expected %lld x %d floats", path, (long long)in.rows, in.cols);
         free(m->data);
         m->data = NULL;
         goto out;
     }
-    m->rows = rows;
-    m->cols = (int32_t)cols;
+    m->rows = in.rows;
+    m->cols = in.cols;
     rc = 0;
 out:
-    free(hdr);
+    free(pre);
     fclose(f);
     return rc;
 }
