@@ -253,7 +253,7 @@ def probe_results(server):
     d = tempfile.mkdtemp(prefix="medembed-openapi-fifo-")
     model = os.path.join(d, "model")
     _generate(model)
-    os.rename(os.path.join(model, "config.json"), os.path.join(d, "config.json"))
+    os.unlink(os.path.join(model, "config.json"))
     os.mkfifo(os.path.join(model, "config.json"))
     s = Server(model, env={"MEDEMBED_API_KEY": KEY}, wait=False)
     try:
@@ -263,8 +263,9 @@ def probe_results(server):
             hdrs = [JSON_CT, "Content-Length: %d" % len(body)] if body else []
             c = raw_exchange(s.port, http_bytes(op_method, path, hdrs, body))
             cases.append(dict(c, name=name, op_method=op_method, op_path=path))
-        with open(os.path.join(model, "config.json"), "w") as f:  # unblocks the loader
-            f.write(open(os.path.join(d, "config.json")).read())
+        # unblocks the loader, which then fails on what is not a regular file and exits 1
+        os.close(os.open(os.path.join(model, "config.json"), os.O_WRONLY))
+        s.proc.wait(60)
     finally:
         s.close()
         shutil.rmtree(d, ignore_errors=True)
