@@ -12,7 +12,8 @@ serves at GET /openapi.json (tools/server/openapi.json, embedded in the binary):
   response, errors included, has a documented status, content type, headers and body schema;
 - error responses schemathesis cannot provoke (413 by length and chunked, 503 while the
   model loads, HTTP framing errors) are recorded over raw sockets and validated against the
-  document by schemathesis' own response validator;
+  document: status, Content-Type and documented headers here, the body by schemathesis' own
+  response validator;
 - headless Chromium (Debian's `chromium`) renders /docs, and the rendered page lists every
   operation of the document with each of its statuses.
 
@@ -164,6 +165,12 @@ for c in json.load(open(cases_path)):
             got = (c["headers"].get("content-type") or "").split(";")[0].strip()
             if want and got not in want:
                 problems.append("Content-Type %r, documented %s" % (got, want))
+            for h, spec in resp.get("headers", {}).items():
+                v = c["headers"].get(h.lower())
+                if v is None and spec.get("required"):
+                    problems.append("header %s missing" % h)
+                elif v is not None and v not in spec.get("schema", {}).get("enum", [v]):
+                    problems.append("header %s: %r" % (h, v))
         req = requests.Request(c["op_method"], "http://127.0.0.1" + c["op_path"]).prepare()
         r = schemathesis.Response(status_code=c["status"],
                                   headers={k: [v] for k, v in c["headers"].items()},
