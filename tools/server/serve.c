@@ -668,7 +668,7 @@ static void serve_usage(FILE *f)
             "  HTTP server with the OpenAI embeddings API (POST /v1/embeddings) and Hugging\n"
             "  Face text-embeddings-inference routes (POST /embed, /tokenize; GET /info,\n"
             "  /health, /metrics), batching concurrent requests into shared forward passes.\n"
-            "  GET /openapi.json is the OpenAPI 3 description of every route; GET /docs shows it.\n"
+            "  GET /openapi.json describes every route (OpenAPI 3); GET /docs renders it.\n"
             "  -m, --model MODEL               model folder, or hub repo id ORG/NAME[@REV]\n"
             "                                  (found or pulled as for embed: docs/PULL.md)\n"
             "      --host ADDR                 address to bind (default 127.0.0.1)\n"
