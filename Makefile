@@ -108,6 +108,10 @@ $(BUILD)/obj/tools/%.o: tools/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
+# The server's OpenAPI document and /docs page are embedded by assets.c (.incbin).
+SERVER_ASSETS := tools/server/openapi.json tools/server/docs.html
+$(BUILD)/obj/tools/server/assets.o: $(SERVER_ASSETS)
+
 $(BUILD)/obj/cli/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
@@ -128,6 +132,10 @@ $(BUILD)/medembed: $(CLI_OBJ) $(BUILD)/libmedembed.so
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmedembed.a $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(BUILD)/libmedembed.a -lcmocka $(LDLIBS_ALL)
+
+# The route table against the OpenAPI document: the test compiles both in.
+$(BUILD)/tests/test_server_routes: tools/server/routes.c tools/server/routes.h tools/server/assets.c \
+    $(SERVER_ASSETS)
 
 # The generated golden set: tiny random-weight models and their float64 NumPy
 # references in $(BUILD)/golden, so the golden, determinism and level tests

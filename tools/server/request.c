@@ -302,10 +302,12 @@ int srv_request_parse(srv_route route, const char *body, size_t len, const srv_l
                       "the request body must be a JSON object, got %s", json_kind(root));
     } else if (route == SRV_ROUTE_OPENAI) {
         const char *fmt = NULL;
-        const char *model = NULL;
+        const char *model = NULL, *user = NULL;
         rc = take_inputs(root, "input", 1, lim, out, err);
         if (rc == 0)
             rc = opt_string(root, "model", &model, err);
+        if (rc == 0) /* ignored, but a string as OpenAI's API requires */
+            rc = opt_string(root, "user", &user, err);
         if (rc == 0)
             rc = opt_string(root, "encoding_format", &fmt, err);
         if (rc == 0 && fmt) {

@@ -46,6 +46,7 @@
 #include "prepare.h"
 #include "request.h"
 #include "response.h"
+#include "routes.h"
 #include "search.h"
 
 /* ------------------------------------------------------------ state */
@@ -86,17 +87,6 @@ typedef struct server {
 } server;
 
 static server S;
-
-typedef enum kind {
-    K_NONE = 0,
-    K_INFER,    /* POST embeddings / search: take a slot */
-    K_TOKENIZE, /* POST /tokenize */
-    K_HEALTH,
-    K_INFO,
-    K_METRICS,
-    K_NOT_FOUND,
-    K_BAD_METHOD
-} kind;
 
 typedef struct req_state {
     kind kind;
@@ -165,6 +155,22 @@ static enum MHD_Result send_body(struct MHD_Connection *c, unsigned status, srv_
     return ret;
 }
 
+/* Sends bytes that live as long as the process (the embedded documents). */
+static enum MHD_Result send_static(struct MHD_Connection *c, const char *p, unsigned long n,
+                                   const char *ctype)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer((size_t)n, (void *)p, MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    if (atomic_load(&S.draining))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ret = MHD_queue_response(c, 200, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
 /* Sends err in the route's shape and counts it. */
 static enum MHD_Result send_error(struct MHD_Connection *c, const req_state *st,
                                   const srv_error *err)
@@ -222,32 +228,18 @@ static void classify(req_state *st, const char *url, const char *method,
 {
     int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     int post = strcmp(method, "POST") == 0;
-    static const struct {
-        const char *path;
-        kind get_kind, post_kind;
-        srv_route route;
-    } routes[] = {
-        {"/v1/embeddings", K_BAD_METHOD, K_INFER, SRV_ROUTE_OPENAI},
-        {"/embeddings", K_BAD_METHOD, K_INFER, SRV_ROUTE_OPENAI},
-        {"/embed", K_BAD_METHOD, K_INFER, SRV_ROUTE_EMBED},
-        {"/", K_HEALTH, K_INFER, SRV_ROUTE_EMBED},
-        {"/tokenize", K_BAD_METHOD, K_TOKENIZE, SRV_ROUTE_TOKENIZE},
-        {"/search", K_BAD_METHOD, K_INFER, SRV_ROUTE_SEARCH},
-        {"/health", K_HEALTH, K_BAD_METHOD, SRV_ROUTE_EMBED},
-        {"/info", K_INFO, K_BAD_METHOD, SRV_ROUTE_EMBED},
-        {"/metrics", K_METRICS, K_BAD_METHOD, SRV_ROUTE_EMBED},
-    };
     st->kind = K_NOT_FOUND;
     st->route = SRV_ROUTE_EMBED;
     snprintf(what, what_len, "%.16s %.200s", method, url);
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        if (strcmp(url, routes[i].path) != 0)
+    for (size_t i = 0; i < srv_n_routes; i++) {
+        const srv_route_def *rt = &srv_routes[i];
+        if (strcmp(url, rt->path) != 0)
             continue;
-        st->route = routes[i].route;
-        st->kind = get ? routes[i].get_kind : post ? routes[i].post_kind : K_BAD_METHOD;
-        st->allow = routes[i].get_kind == K_BAD_METHOD    ? "POST"
-                    : routes[i].post_kind == K_BAD_METHOD ? "GET, HEAD"
-                                                          : "GET, HEAD, POST";
+        st->route = rt->route;
+        st->kind = get ? rt->get_kind : post ? rt->post_kind : K_BAD_METHOD;
+        st->allow = rt->get_kind == K_BAD_METHOD    ? "POST"
+                    : rt->post_kind == K_BAD_METHOD ? "GET, HEAD"
+                                                    : "GET, HEAD, POST";
         return;
     }
 }
@@ -429,8 +421,8 @@ static enum MHD_Result on_first_call(struct MHD_Connection *c, req_state *st,
                  "%s: method not allowed (allowed: %s)", what, st->allow);
         return MHD_YES;
     }
-    if (st->kind == K_HEALTH || st->kind == K_METRICS)
-        return MHD_YES; /* public, as in TEI */
+    if (srv_kind_public(st->kind))
+        return MHD_YES; /* public, as /health and /metrics in TEI */
     if (!auth_ok(c)) {
         st->rejected = 1;
         srv_fail(e, 401, "Unauthorized", NULL, "invalid_api_key",
@@ -535,6 +527,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return handle_health(c, st);
     case K_METRICS:
         return handle_metrics(c);
+    case K_OPENAPI:
+        return send_static(c, srv_openapi_json, srv_openapi_json_size, "application/json");
+    case K_DOCS:
+        return send_static(c, srv_docs_html, srv_docs_html_size, "text/html; charset=utf-8");
     case K_INFO:
         return handle_info(c, st);
     case K_TOKENIZE:
@@ -672,6 +668,7 @@ static void serve_usage(FILE *f)
             "  HTTP server with the OpenAI embeddings API (POST /v1/embeddings) and Hugging\n"
             "  Face text-embeddings-inference routes (POST /embed, /tokenize; GET /info,\n"
             "  /health, /metrics), batching concurrent requests into shared forward passes.\n"
+            "  GET /openapi.json describes every route (OpenAPI 3); GET /docs renders it.\n"
             "  -m, --model MODEL               model folder, or hub repo id ORG/NAME[@REV]\n"
             "                                  (found or pulled as for embed: docs/PULL.md)\n"
             "      --host ADDR                 address to bind (default 127.0.0.1)\n"
