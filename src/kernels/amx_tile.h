@@ -96,16 +96,25 @@ static inline float me_amx_emu_ftz(float f)
 
 static inline void me_amx_emu_dpbf16ps(me_amx_regs *r, int c, int a, int b)
 {
+    /* All 16 columns are computed (past colsb the tiles hold zeros; fixed
+     * loop counts let the compiler vectorize), nn of them are written. */
     int kn = r->cfg.colsb[a] / 4, nn = r->cfg.colsb[c] / 4;
+    float be[16][16], bo[16][16]; /* B's even and odd elements, k x n, as fp32 (DAZ) */
+    for (int k = 0; k < kn; k++)
+        for (int n = 0; n < 16; n++) {
+            be[k][n] = me_amx_emu_bf16(&r->t[b][k][4 * n]);
+            bo[k][n] = me_amx_emu_bf16(&r->t[b][k][4 * n + 2]);
+        }
     for (int m = 0; m < r->cfg.rows[c]; m++) {
         float even[16] = {0}, odd[16] = {0};
-        for (int k = 0; k < kn; k++)
-            for (int n = 0; n < nn; n++) {
-                even[n] = me_amx_emu_ftz(fmaf(me_amx_emu_bf16(&r->t[a][m][4 * k]),
-                                              me_amx_emu_bf16(&r->t[b][k][4 * n]), even[n]));
-                odd[n] = me_amx_emu_ftz(fmaf(me_amx_emu_bf16(&r->t[a][m][4 * k + 2]),
-                                             me_amx_emu_bf16(&r->t[b][k][4 * n + 2]), odd[n]));
+        for (int k = 0; k < kn; k++) {
+            float ae = me_amx_emu_bf16(&r->t[a][m][4 * k]);
+            float ao = me_amx_emu_bf16(&r->t[a][m][4 * k + 2]);
+            for (int n = 0; n < 16; n++) {
+                even[n] = me_amx_emu_ftz(fmaf(ae, be[k][n], even[n]));
+                odd[n] = me_amx_emu_ftz(fmaf(ao, bo[k][n], odd[n]));
             }
+        }
         for (int n = 0; n < nn; n++) {
             float d;
             memcpy(&d, &r->t[c][m][4 * n], 4);
@@ -119,16 +128,22 @@ static inline void me_amx_emu_dpbf16ps(me_amx_regs *r, int c, int a, int b)
 static inline void me_amx_emu_dpbusd(me_amx_regs *r, int c, int a, int b)
 {
     int kn = r->cfg.colsb[a] / 4, nn = r->cfg.colsb[c] / 4;
-    for (int m = 0; m < r->cfg.rows[c]; m++)
-        for (int n = 0; n < nn; n++) {
-            uint32_t s;
-            memcpy(&s, &r->t[c][m][4 * n], 4);
-            for (int k = 0; k < kn; k++)
-                for (int i = 0; i < 4; i++)
-                    s += (uint32_t)((int32_t)r->t[a][m][4 * k + i] *
-                                    (int32_t)(int8_t)r->t[b][k][4 * n + i]);
-            memcpy(&r->t[c][m][4 * n], &s, 4);
-        }
+    int32_t bw[16][4][16]; /* B's signed bytes, k x i x n (all 16 n, as above) */
+    for (int k = 0; k < kn; k++)
+        for (int i = 0; i < 4; i++)
+            for (int n = 0; n < 16; n++)
+                bw[k][i][n] = (int8_t)r->t[b][k][4 * n + i];
+    for (int m = 0; m < r->cfg.rows[c]; m++) {
+        uint32_t s[16];
+        memcpy(s, r->t[c][m], sizeof s);
+        for (int k = 0; k < kn; k++)
+            for (int i = 0; i < 4; i++) {
+                int32_t av = r->t[a][m][4 * k + i]; /* unsigned byte */
+                for (int n = 0; n < 16; n++)
+                    s[n] += (uint32_t)(av * bw[k][i][n]);
+            }
+        memcpy(r->t[c][m], s, (size_t)nn * 4);
+    }
 }
 
 #define ME_AMX_REGS me_amx_regs me_amx_r_
