@@ -160,7 +160,14 @@ static inline void me_amx_emu_dpbusd(me_amx_regs *r, int c, int a, int b)
 #include <immintrin.h>
 
 #define ME_AMX_REGS int me_amx_r_ __attribute__((unused)) = 0
-#define ME_TILE_CONFIG(cfg) _tile_loadconfig(cfg)
+/* GCC's _tile_loadconfig tells the compiler that it reads a pointer's
+ * worth of the configuration; the empty asm says that all 64 bytes are
+ * read, so that none of their stores is dropped or moved past it. */
+#define ME_TILE_CONFIG(cfg)                                                                        \
+    do {                                                                                           \
+        __asm__ volatile("" ::"m"(*(const me_tilecfg *)(cfg)));                                    \
+        _tile_loadconfig(cfg);                                                                     \
+    } while (0)
 #define ME_TILE_LOAD(t, base, stride) _tile_loadd(t, base, (long)(stride))
 #define ME_TILE_STORE(t, base, stride) _tile_stored(t, base, (long)(stride))
 #define ME_TILE_ZERO(t) _tile_zero(t)
