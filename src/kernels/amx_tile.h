@@ -94,7 +94,19 @@ static inline float me_amx_emu_ftz(float f)
     return fabsf(f) < FLT_MIN ? copysignf(0.0f, f) : f;
 }
 
-static inline void me_amx_emu_dpbf16ps(me_amx_regs *r, int c, int a, int b)
+/* The dot products touch only the register file (fixed-size arrays): not
+ * instrumented by ASan, which made them most of a sanitized test run. The
+ * loads and stores, which touch the caller's memory, stay checked. */
+#if defined(__has_attribute)
+#if __has_attribute(no_sanitize_address)
+#define ME_AMX_EMU_NOASAN __attribute__((no_sanitize_address))
+#endif
+#endif
+#ifndef ME_AMX_EMU_NOASAN
+#define ME_AMX_EMU_NOASAN
+#endif
+
+ME_AMX_EMU_NOASAN static inline void me_amx_emu_dpbf16ps(me_amx_regs *r, int c, int a, int b)
 {
     /* All 16 columns are computed (past colsb the tiles hold zeros; fixed
      * loop counts let the compiler vectorize), nn of them are written. */
@@ -125,7 +137,7 @@ static inline void me_amx_emu_dpbf16ps(me_amx_regs *r, int c, int a, int b)
     }
 }
 
-static inline void me_amx_emu_dpbusd(me_amx_regs *r, int c, int a, int b)
+ME_AMX_EMU_NOASAN static inline void me_amx_emu_dpbusd(me_amx_regs *r, int c, int a, int b)
 {
     int kn = r->cfg.colsb[a] / 4, nn = r->cfg.colsb[c] / 4;
     int32_t bw[16][4][16]; /* B's signed bytes, k x i x n (all 16 n, as above) */
