@@ -160,11 +160,16 @@ def _cpu_has_simd():
     return bool(cpu_flags() & {"avx2", "avx512f"})
 
 
-def test_other_compute_dtypes_run_and_stay_close(cli, models):
+@pytest.mark.parametrize("isa", [None, "amx-emu"])
+def test_other_compute_dtypes_run_and_stay_close(cli, models, isa):
     """--dtype f32 is the default; bf16/int8 are approximations but must not be garbage.
 
     They may be refused (cleanly) only where no SIMD kernel can run them: a CPU without
-    AVX2/AVX-512, or MEDEMBED_ISA=scalar."""
+    AVX2/AVX-512, or MEDEMBED_ISA=scalar. amx-emu: the AMX kernels on emulated tiles, against
+    the same float64 reference."""
+    if isa == "amx-emu" and "avx512f" not in cpu_flags():
+        pytest.skip("amx-emu needs AVX-512, which this CPU lacks")
+    env = {"MEDEMBED_ISA": isa} if isa else None
     d = variant(models, "cls-64-ffn256")["dir"]
     ref = models.ref(d)
     texts = TEXTS[1:6]
@@ -177,7 +182,7 @@ def test_other_compute_dtypes_run_and_stay_close(cli, models):
     refused = []
     for dtype, min_cos in (("bf16", 0.98), ("int8", 0.9)):
         r = cli.run(["embed", "-m", d, "--input-format", "jsonl", "--dtype", dtype],
-                    cli.jsonl_input(texts))
+                    cli.jsonl_input(texts), env=env)
         if r.returncode != 0 and may_refuse:
             assert len(stderr_lines(r)) == 1 and dtype in r.stderr.decode()
             refused.append(stderr_lines(r)[0])
