@@ -2,8 +2,8 @@
 # build/medembed; `make test` runs every suite; `make help` lists the rest.
 #
 # Sources are found by folder (src/*/*.c, tools/cli/*.c, tests/unit/test_*.c),
-# so adding a file needs no edit here. Files named *_avx2.c / *_avx512.c get
-# their ISA flags; nothing else is built with -m flags, and the choice of
+# so adding a file needs no edit here. Files named *_avx2.c / *_avx512.c /
+# *_amx.c get their ISA flags; nothing else is built with -m flags, and the choice of
 # kernel happens at run time (src/kernels/dispatch.c).
 
 CC      ?= cc
@@ -41,6 +41,7 @@ LDLIBS_ALL := $(PKG_LIBS) -lpthread -lm $(LDSAN)
 
 ISA_AVX2   := -mavx2 -mfma -mf16c
 ISA_AVX512 := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mavx512vnni -mfma -mf16c -mprfchw
+ISA_AMX    := $(ISA_AVX512) -mamx-tile -mamx-bf16 -mamx-int8
 
 LIB_SRC  := $(sort $(wildcard src/*.c src/*/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
@@ -99,6 +100,10 @@ $(BUILD)/obj/%_avx2.o: %_avx2.c
 $(BUILD)/obj/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(ISA_AVX512) -DMEDEMBED_BUILD -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%_amx.o: %_amx.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(ISA_AMX) -DMEDEMBED_BUILD -MMD -MP -c $< -o $@
 
 $(BUILD)/obj/src/%.o: src/%.c
 	@mkdir -p $(dir $@)

@@ -8,7 +8,8 @@
 
 /* MEDEMBED_CPU_DISABLE=avx512_bf16,avx512_vnni hides those features, so the
  * fallback kernels (bf16 in fp32 FMA, int8 in vpmaddwd) can be run and
- * tested on a CPU that has them. */
+ * tested on a CPU that has them; amx (or amx_tile, amx_bf16, amx_int8:
+ * the level needs all three) hides the AMX level. */
 static void apply_disable(me_cpu *c)
 {
     const char *env = getenv("MEDEMBED_CPU_DISABLE");
@@ -18,10 +19,41 @@ static void apply_disable(me_cpu *c)
         c->avx512_bf16 = 0;
     if (strstr(env, "avx512_vnni"))
         c->avx512_vnni = 0;
+    if (strstr(env, "amx"))
+        c->amx_tile = c->amx_bf16 = c->amx_int8 = c->os_amx = 0;
 }
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#include <pthread.h>
+
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* Linux (5.16+) gives a process the AMX tile data state only on request
+ * (arch/x86/include/uapi/asm/prctl.h; the kernel's
+ * Documentation/arch/x86/xstate.rst). */
+#define ME_ARCH_GET_XCOMP_PERM 0x1022
+#define ME_ARCH_REQ_XCOMP_PERM 0x1023
+#define ME_XFEATURE_XTILEDATA 18
+#endif
+
+static int g_amx_perm;
+static pthread_once_t g_amx_once = PTHREAD_ONCE_INIT;
+
+/* Once per process: asks for the tile data state, and checks that it was
+ * granted. Any failure (an older kernel, a seccomp filter, another OS)
+ * leaves the AMX level off: the AVX-512 one runs. */
+static void request_amx(void)
+{
+#if defined(__linux__) && defined(SYS_arch_prctl)
+    unsigned long bits = 0;
+    if (syscall(SYS_arch_prctl, ME_ARCH_REQ_XCOMP_PERM, ME_XFEATURE_XTILEDATA) == 0 &&
+        syscall(SYS_arch_prctl, ME_ARCH_GET_XCOMP_PERM, &bits) == 0)
+        g_amx_perm = (bits >> ME_XFEATURE_XTILEDATA) & 1;
+#endif
+}
 
 static uint64_t xgetbv0(void)
 {
@@ -39,11 +71,12 @@ void me_cpu_detect(me_cpu *c)
     int osxsave = (cx >> 27) & 1;
     c->fma = (cx >> 12) & 1;
     c->f16c = (cx >> 29) & 1;
-    int avx = (cx >> 28) & 1;
+    int avx = (cx >> 28) & 1, os_tiles = 0;
     if (osxsave && avx) {
         uint64_t xcr0 = xgetbv0();
         c->os_avx = (xcr0 & 0x6) == 0x6;            /* XMM + YMM */
         c->os_avx512 = (xcr0 & 0xe6) == 0xe6;       /* + opmask, ZMM_Hi256, Hi16_ZMM */
+        os_tiles = (xcr0 & 0x60000) == 0x60000;     /* XTILECFG (17) + XTILEDATA (18) */
     }
     if (__get_cpuid_max(0, NULL) >= 7) {
         __cpuid_count(7, 0, a, b, cx, d);
@@ -53,6 +86,13 @@ void me_cpu_detect(me_cpu *c)
         c->avx512bw = (b >> 30) & 1;
         c->avx512vl = (b >> 31) & 1;
         c->avx512_vnni = (cx >> 11) & 1;
+        c->amx_bf16 = (d >> 22) & 1;
+        c->amx_tile = (d >> 24) & 1;
+        c->amx_int8 = (d >> 25) & 1;
+        if (os_tiles && c->amx_tile) {
+            pthread_once(&g_amx_once, request_amx);
+            c->os_amx = g_amx_perm;
+        }
         __cpuid_count(7, 1, a, b, cx, d);
         c->avx512_bf16 = (a >> 5) & 1;
     }
@@ -72,6 +112,10 @@ const char *me_isa_name(me_isa isa)
         return "avx2";
     case ME_ISA_AVX512:
         return "avx512";
+    case ME_ISA_AMX:
+        return "amx";
+    case ME_ISA_AMX_EMU:
+        return "amx-emu";
     default:
         return "scalar";
     }

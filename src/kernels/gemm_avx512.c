@@ -39,6 +39,7 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "kernels/gemm_avx512.h"
 #include "kernels/gemm_sched.h"
 #include "kernels/kernels.h"
 #include "kernels/simd_avx512.h"
@@ -92,6 +93,7 @@ typedef struct {
  * k = 0 whatever the tile, task or thread, so an output still depends only
  * on its own row of x and of W. */
 #define WB_COLS 48
+_Static_assert(WB_COLS == ME_WB512_COLS, "gemm_avx512.h");
 #define WB_ROWS 8
 #define WB_CHUNK_BF16 64
 #define WB_BYTES(pk) ((size_t)(pk)->steps * WB_COLS * 4)
@@ -147,13 +149,13 @@ static int wide512(int32_t dtype)
            (dtype == MEDEMBED_DTYPE_BF16 && cpu.avx512_bf16);
 }
 
-static void layout_512(int32_t N, int32_t K, int32_t dtype, layout512 *lo)
+static void layout_512(int32_t N, int32_t K, int32_t dtype, int wide, layout512 *lo)
 {
     int f32 = dtype == MEDEMBED_DTYPE_F32, i8 = dtype == MEDEMBED_DTYPE_INT8;
     size_t hdr = (sizeof(pk512) + 63) & ~(size_t)63, side, body;
     memset(lo, 0, sizeof *lo);
     lo->h.kind = f32 ? ME_PACK_F32 : i8 ? ME_PACK_INT8 : ME_PACK_BF16;
-    if (wide512(dtype)) {
+    if (wide) {
         int32_t nwb = cdiv(N, WB_COLS), kb = f32 ? cdiv(K, 16) : cdiv(K, i8 ? 64 : 32);
         lo->h.kblocks = kb;
         lo->h.n_wb = nwb;
@@ -196,7 +198,7 @@ static int pack512_wb(me_linear *L, int32_t dtype)
     int32_t N = L->n_out, K = L->n_in;
     int f32 = dtype == MEDEMBED_DTYPE_F32, i8 = dtype == MEDEMBED_DTYPE_INT8;
     layout512 lo;
-    layout_512(N, K, dtype, &lo);
+    layout_512(N, K, dtype, 1, &lo);
     int32_t nwb = lo.h.n_wb, steps = lo.h.steps;
     size_t bytes = lo.bytes;
     uint8_t *blk = me_alloc_big(bytes);
@@ -269,7 +271,7 @@ static int pack512(me_linear *L, int32_t dtype)
     /* the panels: bf16 without AVX512_BF16, int8 without VNNI */
     int32_t per_block = dtype == MEDEMBED_DTYPE_BF16 ? 32 : 64;
     layout512 lo;
-    layout_512(N, K, dtype, &lo);
+    layout_512(N, K, dtype, 0, &lo);
     int32_t np = lo.h.n_panels, kb = lo.h.kblocks;
     size_t bytes = lo.bytes;
     uint8_t *blk = me_alloc_big(bytes);
@@ -761,13 +763,13 @@ static inline __attribute__((always_inline)) void store_wb(const me_gemm_job *j,
         }
 }
 
-static void store_wb_float(const me_gemm_job *j, const void *acc, int32_t mt, int32_t rows,
+void me_wb512_store_float(const me_gemm_job *j, const void *acc, int32_t mt, int32_t rows,
                            int32_t n0)
 {
     store_wb(j, acc, mt, rows, n0, 0);
 }
 
-static void store_wb_i8(const me_gemm_job *j, const void *acc, int32_t mt, int32_t rows,
+void me_wb512_store_i8(const me_gemm_job *j, const void *acc, int32_t mt, int32_t rows,
                         int32_t n0)
 {
     store_wb(j, acc, mt, rows, n0, 1);
@@ -780,7 +782,7 @@ static void store_wb_i8(const me_gemm_job *j, const void *acc, int32_t mt, int32
 /* Row m at xq + m * ldq, contiguous, for both layouts. bf16 copy of rows
  * (round to nearest even, as me_f32_to_bf16), zero padded to whole
  * 32-element blocks (ldq / 2 values). */
-static void quant_bf16_rows(const me_gemm_job *j, int32_t m0, int32_t m1)
+void me_wb512_quant_bf16(const me_gemm_job *j, int32_t m0, int32_t m1)
 {
     int32_t kpad = (int32_t)(j->ldq / 2);
     for (int32_t m = m0; m < m1; m++) {
@@ -795,7 +797,7 @@ static void quant_bf16_rows(const me_gemm_job *j, int32_t m0, int32_t m1)
 /* u8 copy of rows: q + 128 with q = round(x * 127 / max|x|) (as
  * me_quant_row_s8), padded with 128 (q = 0) to ldq values; the row scale
  * goes to xscale. */
-static void quant_i8_rows(const me_gemm_job *j, int32_t m0, int32_t m1)
+void me_wb512_quant_i8(const me_gemm_job *j, int32_t m0, int32_t m1)
 {
     int32_t kpad = (int32_t)j->ldq;
     for (int32_t m = m0; m < m1; m++) {
@@ -854,9 +856,9 @@ TILE_PANELS(4)
         .cols = WB_COLS, .rows = WB_ROWS, .tile = TILES_WB(NAME), .store = STORE, .quant = QUANT,  \
         .mb_step = 2 * WB_ROWS, .x_bytes = XBYTES, .task_blocks = 2, .pf_tiles = 3                 \
     }
-static const me_gemm_ukernel UK_WB_F32 = UK_WB(f32, store_wb_float, NULL, 512u << 10);
-static const me_gemm_ukernel UK_WB_BF16 = UK_WB(bf16, store_wb_float, quant_bf16_rows, 256u << 10);
-static const me_gemm_ukernel UK_WB_I8 = UK_WB(i8, store_wb_i8, quant_i8_rows, 256u << 10);
+static const me_gemm_ukernel UK_WB_F32 = UK_WB(f32, me_wb512_store_float, NULL, 512u << 10);
+static const me_gemm_ukernel UK_WB_BF16 = UK_WB(bf16, me_wb512_store_float, me_wb512_quant_bf16, 256u << 10);
+static const me_gemm_ukernel UK_WB_I8 = UK_WB(i8, me_wb512_store_i8, me_wb512_quant_i8, 256u << 10);
 #undef UK_WB
 #undef TILES_WB
 #define UK_PANEL(NAME, STORE, QUANT)                                                               \
@@ -867,8 +869,8 @@ static const me_gemm_ukernel UK_WB_I8 = UK_WB(i8, store_wb_i8, quant_i8_rows, 25
         .store = STORE, .quant = QUANT, .finish = gelu_block, .mb_step = 4, .x_bytes = 256u << 10, \
         .task_blocks = 16, .pf_tiles = 0                                                           \
     }
-static const me_gemm_ukernel UK_PANEL_BF16 = UK_PANEL(bf16, store_panel_bf16, quant_bf16_rows);
-static const me_gemm_ukernel UK_PANEL_I8 = UK_PANEL(i8, store_panel_i8, quant_i8_rows);
+static const me_gemm_ukernel UK_PANEL_BF16 = UK_PANEL(bf16, store_panel_bf16, me_wb512_quant_bf16);
+static const me_gemm_ukernel UK_PANEL_I8 = UK_PANEL(i8, store_panel_i8, me_wb512_quant_i8);
 #undef UK_PANEL
 
 /* The scheduler's view of a layer this level packed (gemm_sched.h). */
@@ -952,14 +954,12 @@ static double peak512(int32_t dtype, int64_t iters)
 }
 
 /* A pack cache blob as L's packed form (me_kern.adopt): only the layout
- * layout_512 gives now (the blob's header is not read). */
-static int adopt512(me_linear *L, int32_t dtype, const uint8_t *blob, size_t bytes)
+ * layout_512 gives now (the blob's header is not read); wide: the wide
+ * blocks whatever the CPU (the AMX level's layout). */
+static int adopt_512(me_linear *L, int32_t dtype, const uint8_t *blob, size_t bytes, int wide)
 {
-    if (dtype != MEDEMBED_DTYPE_F32 && dtype != MEDEMBED_DTYPE_BF16 &&
-        dtype != MEDEMBED_DTYPE_INT8)
-        return MEDEMBED_ERR_UNSUPPORTED;
     layout512 lo;
-    layout_512(L->n_out, L->n_in, dtype, &lo);
+    layout_512(L->n_out, L->n_in, dtype, wide, &lo);
     if (bytes != lo.bytes || ((uintptr_t)blob & 63))
         return MEDEMBED_ERR_FORMAT;
     pk512 *pk = malloc(sizeof *pk);
@@ -972,6 +972,35 @@ static int adopt512(me_linear *L, int32_t dtype, const uint8_t *blob, size_t byt
     L->packed_bytes = bytes;
     L->packed_borrowed = 1;
     return MEDEMBED_OK;
+}
+
+static int adopt512(me_linear *L, int32_t dtype, const uint8_t *blob, size_t bytes)
+{
+    if (dtype != MEDEMBED_DTYPE_F32 && dtype != MEDEMBED_DTYPE_BF16 &&
+        dtype != MEDEMBED_DTYPE_INT8)
+        return MEDEMBED_ERR_UNSUPPORTED;
+    return adopt_512(L, dtype, blob, bytes, wide512(dtype));
+}
+
+int me_wb512_pack(me_linear *L, int32_t dtype)
+{
+    if (dtype != MEDEMBED_DTYPE_F32 && dtype != MEDEMBED_DTYPE_BF16 &&
+        dtype != MEDEMBED_DTYPE_INT8)
+        return MEDEMBED_ERR_UNSUPPORTED;
+    return pack512_wb(L, dtype);
+}
+
+int me_wb512_adopt(me_linear *L, int32_t dtype, const uint8_t *blob, size_t bytes)
+{
+    if (dtype != MEDEMBED_DTYPE_F32 && dtype != MEDEMBED_DTYPE_BF16 &&
+        dtype != MEDEMBED_DTYPE_INT8)
+        return MEDEMBED_ERR_UNSUPPORTED;
+    return adopt_512(L, dtype, blob, bytes, 1);
+}
+
+int me_wb512_plan(const me_linear *L, me_gemm_plan *p)
+{
+    return plan512(L, p);
 }
 
 /* The bf16 hand-off needs the wide-block tiles (their epilogue writes bf16

@@ -25,7 +25,7 @@
 #include "kernels/ranges.h"
 
 /* The most rows a tile may take (the tile table's size). */
-#define ME_GEMM_ROWS_MAX 8
+#define ME_GEMM_ROWS_MAX 16
 
 typedef struct me_gemm_job me_gemm_job;
 
@@ -37,8 +37,9 @@ typedef struct me_gemm_job me_gemm_job;
 typedef void (*me_gemm_tile_fn)(const uint8_t *x, size_t ldx, const uint8_t *w, int32_t steps,
                                 const uint8_t *pf, int32_t pfs, void *acc);
 
-/* The accumulators of one tile: 24 zmm registers at most. */
-#define ME_GEMM_ACC_BYTES (24 * 64)
+/* The accumulators of one tile: 24 zmm registers (AVX-512), or 16 rows of
+ * 48 fp32 / int32 (AMX), at most. */
+#define ME_GEMM_ACC_BYTES (48 * 64)
 
 /* The microkernel of one level and packed dtype. */
 typedef struct me_gemm_ukernel {

@@ -7,12 +7,15 @@
  * products), pack.c (weight and row quantization shared by every level and
  * by the index). gemm_avx2.c / gemm_avx512.c (+ attn_*.c, dot_*.c) hold the
  * SIMD versions; gemm_sched.c schedules the GEMMs of every SIMD level.
- * dispatch.c fills `me_kern` once from cpuid + XGETBV (cpu.c), or from
- * MEDEMBED_ISA=scalar|avx2|avx512: choosing a level chooses every kernel,
- * the index's included.
+ * gemm_amx.c is the AMX level: the AVX-512 table with the bf16 and int8
+ * linear layers on tiles, through the tile operations of amx_tile.h
+ * (native, or emulated in C for the tests). dispatch.c fills `me_kern`
+ * once from cpuid + XGETBV (cpu.c), or from
+ * MEDEMBED_ISA=scalar|avx2|avx512|amx: choosing a level chooses every
+ * kernel, the index's included.
  *
- * What a SIMD level provides (gemm_avx2.c, gemm_avx512.c; an AMX or NEON
- * level the same way), in its file with its own compiler flags:
+ * What a SIMD level provides (gemm_avx2.c, gemm_avx512.c, gemm_amx.c; a
+ * NEON level the same way), in its file with its own compiler flags:
  *   - pack / adopt / unpack: its packed layout, in column blocks (a block:
  *     `cols` outputs, their weights for every k step together);
  *   - a plan (gemm_sched.h, me_gemm_plan_fn) that describes a packed layer
@@ -35,18 +38,23 @@
  * summation order differs between levels):
  *   f32  : fp32 products; AVX-512 and AVX2 sum each output serially in
  *          chunks of me_f32_chunk(K) consecutive k (from k = 0) and add the
- *          chunk sums in order (the same bits on both levels); the scalar reference
- *          sums in double.
+ *          chunk sums in order (the same bits on both levels, and on AMX,
+ *          which keeps the AVX-512 fp32 path); the scalar reference sums in
+ *          double.
  *   bf16 : weights and the GEMM input rows rounded to bf16 (round to
  *          nearest even), exact products, fp32 sums (vdpbf16ps semantics).
  *          CPUs without AVX512_BF16, and AVX2, compute the same products in
- *          fp32 FMA.
+ *          fp32 FMA. AMX: tdpbf16ps, whose every instruction sums 32
+ *          consecutive k (from k = 0) in two fp32 sums (even and odd k)
+ *          and adds them to the output's running sum (amx_tile.h says
+ *          how, with its denormal rules).
  *   int8 : weights per output channel: s_w = max|W[n,:]| / 127,
  *          q_w = round(W / s_w) in [-127, 127]; input rows per row (dynamic):
  *          s_x = max|x[m,:]| / 127, q_x = round(x / s_x) in [-127, 127];
  *          y = s_x s_w (sum q_x q_w) + b with an exact int32 sum
- *          (vpdpbusd on q_x + 128 with the 128 * sum(q_w) correction;
- *          vpmaddwd on int16 pairs of q_x and q_w on AVX2).
+ *          (vpdpbusd, or AMX tdpbusd, on q_x + 128 with the 128 * sum(q_w)
+ *          correction; vpmaddwd on int16 pairs of q_x and q_w on AVX2):
+ *          AVX-512 and AMX give the same bits.
  *   Attention, LayerNorm, softmax and GELU are fp32 in every dtype.
  */
 #ifndef ME_KERNELS_H
@@ -58,14 +66,27 @@
 
 #include "thread/pool.h"
 
-/* CPU levels, ordered. */
-typedef enum me_isa { ME_ISA_SCALAR = 0, ME_ISA_AVX2 = 1, ME_ISA_AVX512 = 2 } me_isa;
+/* CPU levels, ordered (ME_ISA_AMX_EMU excepted). ME_ISA_AMX_EMU is the AMX
+ * level's kernels on emulated tiles (amx_tile.h): any AVX-512 CPU runs it,
+ * slowly; it is how the AMX code is tested on CPUs without AMX, and is
+ * never chosen unless MEDEMBED_ISA=amx-emu asks for it. */
+typedef enum me_isa {
+    ME_ISA_SCALAR = 0,
+    ME_ISA_AVX2 = 1,
+    ME_ISA_AVX512 = 2,
+    ME_ISA_AMX = 3,
+    ME_ISA_AMX_EMU = 4
+} me_isa;
 
 typedef struct me_cpu {
     int avx2, fma, f16c;
     int avx512f, avx512bw, avx512vl, avx512dq;
     int avx512_bf16, avx512_vnni;
+    int amx_tile, amx_bf16, amx_int8;
     int os_avx, os_avx512; /* XGETBV says the OS saves the registers */
+    /* XCR0 enables the tile state (XTILECFG, XTILEDATA) and Linux granted
+     * this process the tile data (arch_prctl ARCH_REQ_XCOMP_PERM) */
+    int os_amx;
 } me_cpu;
 
 void me_cpu_detect(me_cpu *c);

@@ -160,11 +160,16 @@ def _cpu_has_simd():
     return bool(cpu_flags() & {"avx2", "avx512f"})
 
 
-def test_other_compute_dtypes_run_and_stay_close(cli, models):
+@pytest.mark.parametrize("isa", [None, "amx-emu"])
+def test_other_compute_dtypes_run_and_stay_close(cli, models, isa):
     """--dtype f32 is the default; bf16/int8 are approximations but must not be garbage.
 
     They may be refused (cleanly) only where no SIMD kernel can run them: a CPU without
-    AVX2/AVX-512, or MEDEMBED_ISA=scalar."""
+    AVX2/AVX-512, or MEDEMBED_ISA=scalar. amx-emu: the AMX kernels on emulated tiles, against
+    the same float64 reference."""
+    if isa == "amx-emu" and "avx512f" not in cpu_flags():
+        pytest.skip("amx-emu needs AVX-512, which this CPU lacks")
+    env = {"MEDEMBED_ISA": isa} if isa else None
     d = variant(models, "cls-64-ffn256")["dir"]
     ref = models.ref(d)
     texts = TEXTS[1:6]
@@ -177,7 +182,7 @@ def test_other_compute_dtypes_run_and_stay_close(cli, models):
     refused = []
     for dtype, min_cos in (("bf16", 0.98), ("int8", 0.9)):
         r = cli.run(["embed", "-m", d, "--input-format", "jsonl", "--dtype", dtype],
-                    cli.jsonl_input(texts))
+                    cli.jsonl_input(texts), env=env)
         if r.returncode != 0 and may_refuse:
             assert len(stderr_lines(r)) == 1 and dtype in r.stderr.decode()
             refused.append(stderr_lines(r)[0])
@@ -192,15 +197,19 @@ def test_other_compute_dtypes_run_and_stay_close(cli, models):
         pytest.skip("; ".join(refused))
 
 
-@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512", "amx", "amx-emu"])
 def test_forced_isa_matches_reference(cli, models, isa):
     """MEDEMBED_ISA forces a kernel level; every level must give the reference result."""
+    if isa == "amx" and "amx_tile" not in cpu_flags():
+        pytest.skip("this CPU lacks AMX (MEDEMBED_ISA=amx falls back: "
+                    "test_info_and_bench_report_the_level)")
     for name in ("max-ragged-40x5-ffn72-3layers", "cls-64-ffn256"):
         d = variant(models, name)["dir"]
         ref = models.ref(d)
         r = cli.run(["embed", "-m", d, "--input-format", "jsonl"], cli.jsonl_input(TEXTS),
                     env={"MEDEMBED_ISA": isa})
-        need = {"scalar": None, "avx2": "avx2", "avx512": "avx512f"}[isa]
+        need = {"scalar": None, "avx2": "avx2", "avx512": "avx512f", "amx": "amx_tile",
+                "amx-emu": "avx512f"}[isa]
         if r.returncode != 0 and need is not None and need not in cpu_flags():
             lines = stderr_lines(r)
             assert len(lines) == 1, lines
@@ -209,6 +218,31 @@ def test_forced_isa_matches_reference(cli, models, isa):
         recs = [json.loads(x) for x in r.stdout.decode().splitlines()]
         for rec, seq in zip(recs, cli.tokenize(d, TEXTS)):
             assert_close(rec["embedding"], numpy_ref.embed(ref, seq), "%s %s" % (isa, name))
+
+
+def test_info_and_bench_report_the_level(cli, models):
+    """`info` and `bench --json` name the kernel level in use ("isa"): the best this CPU runs
+    (from /proc/cpuinfo's flags here), the forced one, or, for a forced level the CPU lacks,
+    the best below it; MEDEMBED_CPU_DISABLE=amx leaves AVX-512."""
+    d = variant(models, "cls-64-ffn256")["dir"]
+    f = cpu_flags()
+    below_amx = "avx512" if "avx512f" in f else "avx2" if "avx2" in f else "scalar"
+    has_amx = {"amx_tile", "amx_bf16", "amx_int8", "avx512f"} <= f
+    cases = [({}, "amx" if has_amx else below_amx),
+             ({"MEDEMBED_ISA": "amx"}, "amx" if has_amx else below_amx),
+             ({"MEDEMBED_CPU_DISABLE": "amx"}, below_amx),
+             ({"MEDEMBED_ISA": "amx-emu"}, "amx-emu" if "avx512f" in f else below_amx),
+             ({"MEDEMBED_ISA": "avx512"}, below_amx),
+             ({"MEDEMBED_ISA": "scalar"}, "scalar")]
+    for env, want in cases:
+        env = dict({"MEDEMBED_ISA": "", "MEDEMBED_CPU_DISABLE": ""}, **env)
+        r = cli.run(["info", "-m", d, "--dtype", "int8"], env=env)
+        assert r.returncode == 0, r.stderr.decode()
+        assert json.loads(r.stdout.decode())["isa"] == want, (env, want)
+        r = cli.run(["bench", "-m", d, "--dtype", "int8", "--shapes", "1x4", "--runs", "1",
+                     "--warmup", "0", "--peak-seconds", "0", "--json"], env=env)
+        assert r.returncode == 0, r.stderr.decode()
+        assert [x["isa"] for x in json.loads(r.stdout.decode())["results"]] == [want], env
 
 
 # --------------------------------------------------------------------------- truncation

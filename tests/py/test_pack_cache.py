@@ -33,7 +33,9 @@ M64 = 2 ** 64 - 1
 ALIGN = 4096
 
 
-LEVELS = [isa for isa, flag in (("avx2", "avx2"), ("avx512", "avx512f")) if flag in cpu_flags()]
+# amx-emu: the AMX kernels on emulated tiles, which every AVX-512 CPU runs
+LEVELS = [isa for isa, flag in (("avx2", "avx2"), ("avx512", "avx512f"), ("amx", "amx_tile"),
+                                ("amx-emu", "avx512f")) if flag in cpu_flags()]
 
 
 def level(isa):
@@ -68,6 +70,25 @@ def status(cli, model, cache, isa=None, dtype="f32"):
     r = cli.run(["info", "-m", model, "--dtype", dtype], env=env)
     assert r.returncode == 0, r.stderr.decode()
     return json.loads(r.stdout.decode())["pack_cache"]
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "int8"])
+def test_levels_never_share_a_file(cli, model, tmp_path, dtype):
+    """The AMX level packs the same bytes as AVX-512's wide blocks, yet each level keys its own
+    file: one level's file is never another's hit, and writing one leaves the other's alone."""
+    if "avx512f" not in cpu_flags():
+        pytest.skip("this CPU lacks AVX-512: no AVX-512 or amx-emu level to compare")
+    cache = str(tmp_path / "cache")
+    want = embed(cli, model, "", dtype, "avx512")
+    embed(cli, model, cache, dtype, "avx512")
+    assert status(cli, model, cache, "avx512", dtype)["status"] == "hit"
+    st = status(cli, model, cache, "amx-emu", dtype)
+    assert st["status"] != "hit" and "-%s-%s.mepack" % (level("amx-emu"), dtype) in st["path"], st
+    assert status(cli, model, cache, "amx-emu", dtype)["status"] == "hit"
+    assert status(cli, model, cache, "avx512", dtype)["status"] == "hit"
+    assert len(cache_files(cache)) == 2
+    if dtype == "int8":  # exact sums on both: the same bits, from either file
+        assert embed(cli, model, cache, dtype, "amx-emu") == want
 
 
 def cache_files(d):
@@ -235,7 +256,8 @@ def test_scalar_level_has_no_cache(cli, model, tmp_path):
     assert cache_files(cache) == []
 
 
-NAME = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{32})-([a-z0-9+]+)-(\w+)\.mepack$")
+# FOLDER-KEY-LEVEL-DTYPE.mepack; a LEVEL may hold a dash (amx-emu)
+NAME = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{32})-([a-z0-9+-]+)-(\w+)\.mepack$")
 
 
 def test_a_new_file_removes_the_stale_ones_and_nothing_else(cli, models, model, tmp_path):

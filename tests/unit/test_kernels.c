@@ -39,7 +39,9 @@ static void fill(float *p, size_t n, float scale)
  * registered with PER_LEVEL runs once per level (test_isa.h) and skips,
  * with a SKIP line, on a CPU without it. */
 #define AT_LEVEL TEST_AT_LEVEL
-#define PER_LEVEL(f) AT_LEVEL(f, ME_ISA_AVX2, "avx2"), AT_LEVEL(f, ME_ISA_AVX512, "avx512")
+#define PER_LEVEL(f)                                                                               \
+    AT_LEVEL(f, ME_ISA_AVX2, "avx2"), AT_LEVEL(f, ME_ISA_AVX512, "avx512"),                        \
+        AT_LEVEL(f, ME_ISA_AMX, "amx"), AT_LEVEL(f, ME_ISA_AMX_EMU, "amx-emu")
 
 /* Row counts: every AVX-512 wide-block tile height, 1 to 8 rows (1, 2, 3, 7, 13 = 8 + 5,
  * 30 = 24 + 6, 100 = 96 + 4, 24 = 3 x 8), a last tile of 1 after full ones (17), the
@@ -634,10 +636,11 @@ static void test_attention(void **state)
             af.fast = 2;
             memset(of, 0, sizeof *of * (size_t)n * (size_t)ldo);
             k->attention(&af);
-            /* Only AVX-512 with AVX512_BF16 has bf16 attention (even d);
+            /* Only AVX-512 with AVX512_BF16 (and AMX: its attention is
+             * AVX-512's) has bf16 attention (even d);
              * AVX2 runs fast = 2 as fast = 1 (fp32 scores: the same
              * bits), and AVX-512 without it takes fp32 scores too. */
-            int bf16_path = k->isa == ME_ISA_AVX512 && cpu.avx512_bf16 && d % 2 == 0;
+            int bf16_path = k->isa >= ME_ISA_AVX512 && cpu.avx512_bf16 && d % 2 == 0;
             if (!bf16_path) {
                 assert_memory_equal(of, of1, sizeof *of * (size_t)n * (size_t)ldo);
             } else {
