@@ -174,6 +174,11 @@ def test_expect_100_continue(model):
         sk.close()
         assert not raw.startswith(b"HTTP/1.1 100"), raw[:200]
         one_json_error(raw, 413)
+        # any refusal decided by the head comes before the body: here a 404
+        raw = raw_exchange(s.port, b"POST /nope HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                           b"Content-Length: 1000\r\n\r\n", timeout=5)
+        assert not raw.startswith(b"HTTP/1.1 100"), raw[:200]
+        one_json_error(raw, 404)
 
         body = json.dumps({"inputs": "aspirin"}).encode()
         sk = socket.create_connection(("127.0.0.1", s.port), timeout=5)
