@@ -470,7 +470,8 @@ PROBES = [
     (b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n",
      413, False),
     (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, False),
-    (b"GET /v1/embeddings?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, True),
+    (b"POST /v1/embeddings?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, True),
+    (b"GET /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n", 400, False),
     (b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 20000 + b"\r\n\r\n", 431, False),
 ]
 
@@ -494,7 +495,7 @@ def test_framing_probes_get_one_json_answer(model):
         tei_error(400, json.loads(rs[1][2]), 400, "Validation")
         after = failures(s)
         grew = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-        assert grew["bad_request"] == 12, grew
+        assert grew["bad_request"] == 13, grew
         assert grew["head_too_large"] == 3, grew
         assert grew["payload"] == 1, grew
         assert s.post("/embed", {"inputs": "fine"})[0] == 200

@@ -51,7 +51,8 @@ static int check_request_line(const char *p, size_t ll, const srv_head_limits *l
             return bad(err, "a control byte in the request target");
         t1++;
     }
-    out->openai = openai_target(p + t0, t1 - t0);
+    /* As the handler answers: the OpenAI shape for a POST to an OpenAI route. */
+    out->openai = i == 4 && memcmp(p, "POST", 4) == 0 && openai_target(p + t0, t1 - t0);
     if (t1 - t0 > lim->max_target)
         return srv_fail(err, 414, "Validation", NULL, "uri_too_long",
                         "the request target is %zu bytes; at most %zu are accepted", t1 - t0,
