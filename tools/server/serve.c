@@ -3,7 +3,9 @@
  * API and Hugging Face text-embeddings-inference (TEI), on libmicrohttpd.
  *
  * Threads:
- *   - libmicrohttpd's listener plus one thread per connection
+ *   - the gate (gate.c): accepts, checks each new connection's head and
+ *     keeps the deadlines, then hands the connection to libmicrohttpd;
+ *   - libmicrohttpd's internal thread plus one thread per connection
  *     (MHD_USE_THREAD_PER_CONNECTION). A connection thread reads the body,
  *     parses it (request.c), tokenizes it (prepare.c) and blocks in
  *     srv_batcher_run() until its vectors are ready. Blocking is the point:
@@ -15,7 +17,7 @@
  *   - main, which waits for SIGTERM/SIGINT with sigwait(): no async-signal
  *     handler anywhere.
  *
- * Shutdown (SIGTERM/SIGINT): stop accepting (MHD_quiesce_daemon), answer
+ * Shutdown (SIGTERM/SIGINT): stop accepting (the gate closes its socket), answer
  * every request already received (responses then carry Connection: close),
  * wait until none has been in flight for a short quiet period (bounded by
  * --shutdown-timeout), then stop.
