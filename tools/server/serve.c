@@ -714,6 +714,17 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = 0;
+    /* libmicrohttpd answers a few malformed requests itself (a bad
+     * Content-Length on a later request of a keep-alive connection): count
+     * them with the others, by the status its log line names. */
+    unsigned status = 0;
+    if (sscanf(msg, "Error processing request (HTTP response code is %u", &status) == 1 &&
+        status >= 400) {
+        srv_error e;
+        srv_fail(&e, (int)status, "Validation", NULL, status == 400 ? "bad_request" : "",
+                 "answered by libmicrohttpd");
+        srv_metrics_failure(&S.metrics, srv_fail_kind_of(&e));
+    }
     slog("libmicrohttpd: %s", msg);
 }
 
