@@ -385,7 +385,7 @@ def test_slow_clients_do_not_lock_out_others(model):
                                src="127.0.0.2", timeout=10)
             rs = parse_responses(out)
             assert len(rs) == 1 and rs[0][0] == 200, out[:300]
-        assert time.time() - t0 < 8
+        assert time.time() - t0 < 20  # locked out, they would wait for the 3 s deadlines
     finally:
         for sk in socks:
             sk.close()
@@ -440,12 +440,13 @@ def test_header_and_body_deadlines(model):
     at a time is cut at --request-timeout: deadlines are totals, not restarted per byte."""
     s = Server(model, "--header-timeout", 1, "--request-timeout", 1.5)
     try:
-        took, out = trickle(s.port, b"POST /embed HTTP/1.1\r\nHost: x\r\n", b"X", 0.1, 8)
-        assert 0.9 < took < 3, took
+        # a deadline restarted by each byte would let this run to the 12 s limit
+        took, out = trickle(s.port, b"POST /embed HTTP/1.1\r\nHost: x\r\n", b"X", 0.1, 12)
+        assert 0.9 < took < 6, took
         one_json_error(out, 408)
         took, out = trickle(s.port, b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Length: 100000"
-                            b"\r\n\r\n{", b" ", 0.1, 8)
-        assert 1.4 < took < 3.5, took
+                            b"\r\n\r\n{", b" ", 0.1, 12)
+        assert 1.4 < took < 6.5, took
         assert not out.startswith(b"HTTP/1.1 200"), out[:200]
         assert failures(s)["timeout"] == 2
         assert s.post("/embed", {"inputs": "on time"})[0] == 200
