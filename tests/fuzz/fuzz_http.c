@@ -1,17 +1,21 @@
 /* fuzz_http.c - libFuzzer target for the HTTP server's request parser
- * (tools/server/request.c) and the JSON it writes back (response.c).
+ * (tools/server/request.c), its request-head checks and log escaping
+ * (head.c), and the JSON it writes back (response.c).
  *
- * Input: byte 0 picks the route (OpenAI, /embed, /tokenize, /search), the
- * rest is the request body. The parser must either accept the body with
- * every invariant of srv_request holding, or reject it with a 4xx/500
- * status and a message; the error bodies and every echoed text must then
- * be valid JSON that round-trips. The server's sources are included here
- * so the target needs nothing but jansson. */
+ * Input: byte 0 with its top bit set: the rest is the bytes received on a
+ * connection, checked as a request head. Otherwise byte 0 picks the route
+ * (OpenAI, /embed, /tokenize, /search) and the rest is the request body.
+ * The parser must either accept the body with every invariant of
+ * srv_request holding, or reject it with a 4xx/500 status and a message;
+ * the error bodies and every echoed text must then be valid JSON that
+ * round-trips. The server's sources are included here so the target needs
+ * nothing but jansson. */
 #include <assert.h>
 #include <jansson.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "../../tools/server/head.c"
 #include "../../tools/server/request.c"
 #include "../../tools/server/response.c"
 
@@ -24,13 +28,56 @@ static void check_json(const srv_buf *b)
     json_decref(j);
 }
 
+static void check_error_json(const srv_error *e)
+{
+    srv_buf b = {0};
+    srv_error_json_tei(&b, e);
+    check_json(&b);
+    srv_buf_free(&b);
+    srv_error_json_openai(&b, e);
+    check_json(&b);
+    srv_buf_free(&b);
+}
+
+static void fuzz_head(const char *p, size_t n)
+{
+    const srv_head_limits lim = {.max_target = 64, .max_head = 256};
+    srv_head h;
+    srv_error e;
+    memset(&e, 0, sizeof e);
+    int rc = srv_head_check(p, n, &lim, &h, &e);
+    assert(rc == -1 || rc == 0 || rc == 1);
+    if (rc == 0) {
+        assert(h.head_len >= 4 && h.head_len <= n && h.head_len <= lim.max_head);
+        assert(memcmp(p + h.head_len - 4, "\r\n\r\n", 4) == 0);
+        assert(h.content_length >= -1 && !(h.chunked && h.content_length >= 0));
+    } else if (rc == -1) {
+        assert(e.status == 400 || e.status == 414 || e.status == 431 || e.status == 505);
+        assert(e.code && e.msg[0] && memchr(e.msg, 0, sizeof e.msg));
+        check_error_json(&e);
+    } else {
+        assert(n <= lim.max_head);
+    }
+    /* Escaped log text: no control byte, always terminated, within the cap. */
+    char esc[64];
+    srv_log_escape(p, n, esc, sizeof esc);
+    size_t len = strnlen(esc, sizeof esc);
+    assert(len < sizeof esc);
+    for (size_t i = 0; i < len; i++)
+        assert((unsigned char)esc[i] >= 0x20 && esc[i] != 0x7f);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
+    if (data[0] & 0x80) {
+        fuzz_head((const char *)data + 1, size - 1);
+        return 0;
+    }
     srv_route route = (srv_route)(data[0] % 4);
     const srv_limits lim = {.max_client_batch = 8, .dim = 16, .vocab_size = 100, .max_k = 50,
-                            .max_filters = 4};
+                            .max_filters = 4, .max_values = 200};
     srv_request r;
     srv_error e;
     memset(&e, 0, sizeof e);
@@ -40,13 +87,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         assert(e.type && e.msg[0]);
         assert(memchr(e.msg, 0, sizeof e.msg));
         assert(r.root == NULL && r.inputs == NULL);
-        srv_buf b = {0};
-        srv_error_json_tei(&b, &e);
-        check_json(&b);
-        srv_buf_free(&b);
-        srv_error_json_openai(&b, &e);
-        check_json(&b);
-        srv_buf_free(&b);
+        check_error_json(&e);
         return 0;
     }
     assert(r.route == route && r.n >= 1 && r.n <= lim.max_client_batch);

@@ -650,7 +650,8 @@ def test_error_rows(server, info):
         ({"input": "a", "dimensions": 0}, 422, "invalid_dimensions", "dimensions"),
         ({"input": "a", "encoding_format": "int8"}, 422, "invalid_value", "encoding_format"),
         ({"input": "a", "model": 3}, 422, "invalid_type", "model"),
-        ({"inputs": "a"}, 422, "missing_field", "input"),
+        ({"model": "m"}, 422, "missing_field", "input"),
+        ({"inputs": "a"}, 422, "unknown_field", None),  # refused before parsing
     ]
     for body, want_status, code, param in openai_rows:
         status, got = server.post("/v1/embeddings", body)
@@ -750,24 +751,23 @@ def _finish_partial(sk, body, sent):
 
 
 def test_concurrency_limit_429(model):
+    """A slot is taken when a request's body is complete and held until it is answered:
+    bodies still arriving hold none, and requests over the limit get 429 in both shapes.
+    (test_server_hardening.py holds slots with unread answers and checks every route.)"""
     s = Server(model, "--max-concurrent-requests", 2)
     try:
         body = json.dumps({"inputs": "held"}).encode()
-        held = [_open_partial(s.port, "/embed", body, 5) for _ in range(2)]
+        held = [_open_partial(s.port, "/embed", body, 5) for _ in range(3)]
         deadline = time.time() + 10
-        while s.metrics()["te_requests_in_flight"] < 3 and time.time() < deadline:
-            time.sleep(0.01)  # both held requests (+ this scrape) are in
-        status, got = s.post("/embed", {"inputs": "third"})
-        tei_error(status, got, 429, "Overloaded")
-        status, got = s.post("/v1/embeddings", {"input": "third"})
-        openai_error(status, got, 429, "rate_limit_exceeded")
-        assert s.request("POST", "/tokenize", {"inputs": "a"})[0] == 200  # not limited
+        while s.metrics()["te_requests_in_flight"] < 4 and time.time() < deadline:
+            time.sleep(0.01)  # the three incomplete requests (+ this scrape) are in
+        assert s.post("/embed", {"inputs": "not blocked"})[0] == 200
+        assert s.request("POST", "/tokenize", {"inputs": "a"})[0] == 200
         for sk in held:
             status, got = _finish_partial(sk, body, 5)
             assert status == 200 and len(got) == 1
-        assert s.post("/embed", {"inputs": "after"})[0] == 200
         m = s.metrics()
-        assert m['te_request_failure{err="overloaded"}'] == 2
+        assert m.get('te_request_failure{err="overloaded"}', 0) == 0
     finally:
         assert s.close() == 0
 

@@ -15,7 +15,8 @@ static const char *const ROUTE_NAMES[SRV_N_ROUTES] = {"/v1/embeddings", "/embed"
                                                       "/search"};
 static const char *const FAIL_NAMES[SRV_FAIL_COUNT] = {
     "validation", "empty",       "batch_size", "too_long",  "json",      "payload",
-    "overloaded", "unauthorized", "unhealthy", "not_found", "inference", "disconnected"};
+    "overloaded", "unauthorized", "unhealthy", "not_found", "inference", "disconnected",
+    "bad_request", "head_too_large", "timeout", "connections", "memory"};
 
 static const struct {
     const char *name, *help;
@@ -125,7 +126,16 @@ srv_fail_kind srv_fail_kind_of(const srv_error *e)
     const char *code = e->code ? e->code : "";
     switch (e->status) {
     case 400:
+        if (strcmp(code, "bad_request") == 0)
+            return SRV_FAIL_BAD_REQUEST;
         return strcmp(code, "invalid_json") == 0 ? SRV_FAIL_JSON : SRV_FAIL_EMPTY;
+    case 505:
+        return SRV_FAIL_BAD_REQUEST;
+    case 414:
+    case 431:
+        return SRV_FAIL_HEAD_TOO_LARGE;
+    case 408:
+        return SRV_FAIL_TIMEOUT;
     case 401:
         return SRV_FAIL_UNAUTHORIZED;
     case 404:
@@ -134,9 +144,10 @@ srv_fail_kind srv_fail_kind_of(const srv_error *e)
     case 413:
         return SRV_FAIL_PAYLOAD;
     case 429:
-        return SRV_FAIL_OVERLOADED;
+        return strcmp(code, "too_many_connections") == 0 ? SRV_FAIL_CONNECTIONS
+                                                         : SRV_FAIL_OVERLOADED;
     case 503:
-        return SRV_FAIL_UNHEALTHY;
+        return strcmp(code, "memory_budget_exceeded") == 0 ? SRV_FAIL_MEMORY : SRV_FAIL_UNHEALTHY;
     case 422:
         if (strcmp(code, "too_many_inputs") == 0)
             return SRV_FAIL_BATCH_SIZE;

@@ -20,7 +20,8 @@
 typedef enum srv_hist_id {
     SRV_H_REQUEST_DURATION = 0,  /* te_request_duration: whole request */
     SRV_H_TOKENIZATION_DURATION, /* te_request_tokenization_duration */
-    SRV_H_QUEUE_DURATION,        /* te_request_queue_duration: queued until first batch */
+    SRV_H_QUEUE_DURATION,        /* te_request_queue_duration: queued until first batch
+                                  */
     SRV_H_INFERENCE_DURATION,    /* te_request_inference_duration: forward passes */
     SRV_H_INPUT_LENGTH,          /* te_request_input_length: tokens per input */
     SRV_H_BATCH_SIZE,            /* te_batch_next_size: sequences per forward call */
@@ -43,6 +44,11 @@ typedef enum srv_fail_kind {
     SRV_FAIL_NOT_FOUND,
     SRV_FAIL_INFERENCE,
     SRV_FAIL_DISCONNECTED,
+    SRV_FAIL_BAD_REQUEST,    /* malformed HTTP: framing, version */
+    SRV_FAIL_HEAD_TOO_LARGE, /* 414, 431 */
+    SRV_FAIL_TIMEOUT,        /* a head or body past its deadline */
+    SRV_FAIL_CONNECTIONS,    /* over --max-connections-per-ip */
+    SRV_FAIL_MEMORY,         /* over --max-memory */
     SRV_FAIL_COUNT
 } srv_fail_kind;
 

@@ -3,7 +3,8 @@
  * rules). Field shapes follow TEI's router types and OpenAI's embeddings
  * API: an input is a string, an array of strings, an array of token ids or
  * an array of such arrays (strings and id arrays may be mixed, as TEI's
- * untagged `Input` enum allows). Unknown fields are ignored, as serde does.
+ * untagged `Input` enum allows). Unknown fields are refused (serde's
+ * deny_unknown_fields), before the body is parsed.
  */
 #include "request.h"
 
@@ -199,7 +200,8 @@ static int opt_dimensions(const json_t *root, const srv_limits *lim, srv_request
     json_int_t d = json_integer_value(v);
     if (d < 1 || d > lim->dim)
         return srv_fail(err, 422, "Validation", "dimensions", "invalid_dimensions",
-                        "`dimensions` must be between 1 and %d (the model's dimension), got %lld",
+                        "`dimensions` must be between 1 and %d (the model's "
+                        "dimension), got %lld",
                         lim->dim, (long long)d);
     r->dimensions = (int32_t)d;
     return 0;
@@ -277,6 +279,81 @@ static int parse_search(const json_t *root, const srv_limits *lim, srv_request *
     return 0;
 }
 
+/* The top-level fields each route defines. */
+static int known_field(srv_route route, const char *k, size_t n)
+{
+    static const char *const openai[] = {"input",      "model", "encoding_format",
+                                         "dimensions", "user",  NULL};
+    static const char *const embed[] = {"inputs",    "truncate",    "truncation_direction",
+                                        "normalize", "prompt_name", "dimensions",
+                                        NULL};
+    static const char *const tokenize[] = {"inputs", "add_special_tokens", "prompt_name", NULL};
+    static const char *const search[] = {"query", "k", "filter", "prompt_name", NULL};
+    const char *const *names = route == SRV_ROUTE_OPENAI     ? openai
+                               : route == SRV_ROUTE_EMBED    ? embed
+                               : route == SRV_ROUTE_TOKENIZE ? tokenize
+                                                             : search;
+    for (; *names; names++)
+        if (strlen(*names) == n && memcmp(*names, k, n) == 0)
+            return 1;
+    return 0;
+}
+
+#define MAX_DEPTH 32
+
+/* One pass over the raw bytes, before jansson allocates anything: refuses
+ * unknown top-level fields, nesting deeper than MAX_DEPTH and more than
+ * lim->max_values values (each '[', '{' and ',' counts one). Syntax errors
+ * are left to jansson, which names them. */
+static int prescan(srv_route route, const char *b, size_t n, const srv_limits *lim, srv_error *err)
+{
+    int depth = 0, top_object = 0, want_key = 0;
+    uint64_t values = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = b[i];
+        if (c == '"') {
+            size_t s = ++i;
+            while (i < n && b[i] != '"')
+                i += b[i] == '\\' ? 2 : 1;
+            if (i >= n)
+                return 0;
+            if (want_key && depth == 1) {
+                want_key = 0;
+                if (!known_field(route, b + s, i - s)) {
+                    int printable = i - s <= 64;
+                    for (size_t k = s; k < i && printable; k++)
+                        printable = b[k] >= 0x20 && b[k] < 0x7f && b[k] != '\\';
+                    if (printable)
+                        return srv_fail(err, 422, "Validation", NULL, "unknown_field",
+                                        "unknown field `%.*s`", (int)(i - s), b + s);
+                    return srv_fail(err, 422, "Validation", NULL, "unknown_field",
+                                    "unknown field in the request body");
+                }
+            }
+        } else if (c == '{' || c == '[') {
+            if (++depth > MAX_DEPTH)
+                return srv_fail(err, 422, "Validation", NULL, "too_many_values",
+                                "the request body nests deeper than %d levels", MAX_DEPTH);
+            if (depth == 1) {
+                top_object = c == '{';
+                want_key = top_object;
+            }
+            values++;
+        } else if (c == '}' || c == ']') {
+            if (depth > 0)
+                depth--;
+        } else if (c == ',') {
+            values++;
+            if (depth == 1 && top_object)
+                want_key = 1;
+        }
+        if (lim->max_values > 0 && values > (uint64_t)lim->max_values)
+            return srv_fail(err, 422, "Validation", NULL, "too_many_values",
+                            "the request body has more than %d JSON values", lim->max_values);
+    }
+    return 0;
+}
+
 int srv_request_parse(srv_route route, const char *body, size_t len, const srv_limits *lim,
                       srv_request *out, srv_error *err)
 {
@@ -289,9 +366,12 @@ int srv_request_parse(srv_route route, const char *body, size_t len, const srv_l
     if (!body || len == 0)
         return srv_fail(err, 400, "Validation", NULL, "invalid_json",
                         "the request body is empty; send a JSON object");
+    if (prescan(route, body, len, lim, err) != 0)
+        return -1;
     json_error_t je;
-    /* JSON_ALLOW_NUL: "\u0000" inside a text is data, and lengths are kept. */
-    json_t *root = json_loadb(body, len, JSON_ALLOW_NUL, &je);
+    /* JSON_ALLOW_NUL: "\u0000" inside a text is data, and lengths are kept.
+     * A repeated key would be read differently by different parsers. */
+    json_t *root = json_loadb(body, len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &je);
     if (!root)
         return srv_fail(err, 400, "Validation", NULL, "invalid_json",
                         "malformed JSON at line %d, column %d: %s", je.line, je.column, je.text);

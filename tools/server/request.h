@@ -15,6 +15,11 @@
  *   wrong type, missing field, bad enum value         422 Validation
  *   more inputs than --max-client-batch-size          422 Validation
  *   `dimensions` outside 1..dim, id outside vocab     422 Validation
+ *   a top-level field the route does not define       422 Validation
+ * (unknown_field) more JSON values than max_values, nesting over 32 422
+ * Validation (too_many_values) The last two are found by a scan of the raw
+ * bytes before anything is allocated, so a hostile body costs no more memory
+ * than its own size.
  */
 #ifndef MEDEMBED_SERVER_REQUEST_H
 #define MEDEMBED_SERVER_REQUEST_H
@@ -37,6 +42,7 @@ typedef struct srv_limits {
     int32_t vocab_size;       /* token ids must be in [0, vocab_size) */
     int32_t max_k;            /* /search: k must be in 1..max_k */
     int32_t max_filters;      /* /search: at most this many filter expressions */
+    int32_t max_values;       /* JSON values (arrays, objects, elements) per body; 0: any */
 } srv_limits;
 
 /* One input: a text (pointing into the parsed JSON, so valid while the

@@ -3,7 +3,9 @@
  * API and Hugging Face text-embeddings-inference (TEI), on libmicrohttpd.
  *
  * Threads:
- *   - libmicrohttpd's listener plus one thread per connection
+ *   - the gate (gate.c): accepts, checks each new connection's head and
+ *     keeps the deadlines, then hands the connection to libmicrohttpd;
+ *   - libmicrohttpd's internal thread plus one thread per connection
  *     (MHD_USE_THREAD_PER_CONNECTION). A connection thread reads the body,
  *     parses it (request.c), tokenizes it (prepare.c) and blocks in
  *     srv_batcher_run() until its vectors are ready. Blocking is the point:
@@ -15,7 +17,7 @@
  *   - main, which waits for SIGTERM/SIGINT with sigwait(): no async-signal
  *     handler anywhere.
  *
- * Shutdown (SIGTERM/SIGINT): stop accepting (MHD_quiesce_daemon), answer
+ * Shutdown (SIGTERM/SIGINT): stop accepting (the gate closes its socket), answer
  * every request already received (responses then carry Connection: close),
  * wait until none has been in flight for a short quiet period (bounded by
  * --shutdown-timeout), then stop.
@@ -27,6 +29,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -42,6 +46,8 @@
 
 #include "../cli/cli.h"
 #include "batcher.h"
+#include "gate.h"
+#include "head.h"
 #include "metrics.h"
 #include "prepare.h"
 #include "request.h"
@@ -68,6 +74,11 @@ typedef struct server {
     long threads;
     int dtype;
     long shutdown_timeout;
+    double header_timeout;
+    double request_timeout;
+    long max_per_ip;
+    long long max_memory;
+    srv_head_limits head_limits;
 
     /* Written by the loader before `ready` is set (release), read by
      * handlers after they see it (acquire). */
@@ -82,6 +93,8 @@ typedef struct server {
     atomic_int draining;
     atomic_long slots;     /* requests holding a concurrency slot */
     atomic_long in_flight; /* requests between first callback and completion */
+    atomic_llong mem_used; /* bytes reserved by requests against --max-memory */
+    srv_gate *gate;
     srv_metrics metrics;
     pthread_t main_thread;
 } server;
@@ -96,8 +109,10 @@ typedef struct req_state {
     int rejected; /* pre-decided error in `pre` */
     srv_error pre;
     int too_large;
-    const char *allow; /* methods of the matched route, for 405 */
-    char what[96];     /* "POST /embed", for log lines */
+    long long reserved; /* bytes of the memory budget this request holds */
+    size_t dropped;     /* body bytes read and discarded after a refusal */
+    const char *allow;  /* methods of the matched route, for 405 */
+    char what[96];      /* "POST /embed", for log lines */
     char *body;
     size_t len, cap;
     double t_start;
@@ -111,19 +126,22 @@ static void slog(const char *fmt, ...)
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    /* Every field may come from a client: escape control bytes, so a
+     * logged value can neither forge a line nor drive the terminal. */
+    char msg[1024], esc[4096];
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s medembed serve: ", ts);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    srv_log_escape(msg, strlen(msg), esc, sizeof esc);
+    fprintf(stderr, "%s medembed serve: %s\n", ts, esc);
 }
 
 /* ------------------------------------------------------------ responses */
 
-static enum MHD_Result send_body(struct MHD_Connection *c, unsigned status, srv_buf *b,
-                                 const char *ctype, const char *extra_name,
-                                 const char *extra_value)
+static enum MHD_Result send_body_close(struct MHD_Connection *c, unsigned status, srv_buf *b,
+                                       const char *ctype, const char *extra_name,
+                                       const char *extra_value, int close_after)
 {
     struct MHD_Response *resp;
     if (b->oom) {
@@ -148,11 +166,17 @@ static enum MHD_Result send_body(struct MHD_Connection *c, unsigned status, srv_
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     if (extra_name)
         MHD_add_response_header(resp, extra_name, extra_value);
-    if (atomic_load(&S.draining))
+    if (close_after || atomic_load(&S.draining))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(c, status, resp);
     MHD_destroy_response(resp);
     return ret;
+}
+
+static enum MHD_Result send_body(struct MHD_Connection *c, unsigned status, srv_buf *b,
+                                 const char *ctype, const char *extra_name, const char *extra_value)
+{
+    return send_body_close(c, status, b, ctype, extra_name, extra_value, 0);
 }
 
 /* Sends bytes that live as long as the process (the embedded documents). */
@@ -193,7 +217,9 @@ static enum MHD_Result send_error(struct MHD_Connection *c, const req_state *st,
         hn = MHD_HTTP_HEADER_ALLOW;
         hv = st->allow ? st->allow : "GET, HEAD, POST";
     }
-    return send_body(c, (unsigned)err->status, &b, "application/json", hn, hv);
+    /* After a framing error the stream cannot be trusted: close it. */
+    int close_after = err->code && strcmp(err->code, "bad_request") == 0;
+    return send_body_close(c, (unsigned)err->status, &b, "application/json", hn, hv, close_after);
 }
 
 /* ------------------------------------------------------------ routing */
@@ -284,10 +310,16 @@ static int client_fd(struct MHD_Connection *c)
 static void log_inputs(const srv_request *r)
 {
     for (int32_t i = 0; i < r->n; i++) {
-        if (r->inputs[i].text)
-            fprintf(stderr, "medembed serve: input %d: %.*s\n", i, (int)r->inputs[i].len,
-                    r->inputs[i].text);
-        else
+        if (r->inputs[i].text) {
+            /* Escaped as every logged field is, piece by piece. */
+            fprintf(stderr, "medembed serve: input %d: ", i);
+            char esc[1040];
+            for (size_t o = 0; o < r->inputs[i].len; o += 256) {
+                size_t k = r->inputs[i].len - o < 256 ? r->inputs[i].len - o : 256;
+                fputs(srv_log_escape(r->inputs[i].text + o, k, esc, sizeof esc), stderr);
+            }
+            fputc('\n', stderr);
+        } else
             fprintf(stderr, "medembed serve: input %d: %d token ids\n", i,
                     r->inputs[i].n_ids);
     }
@@ -404,64 +436,132 @@ static enum MHD_Result handle_tokenize(struct MHD_Connection *c, req_state *st)
 
 /* ------------------------------------------------------------ MHD callbacks */
 
-/* First call of a request: route it and decide the errors that need no
- * body (503, 401, 413 by Content-Length, 429). */
-static enum MHD_Result on_first_call(struct MHD_Connection *c, req_state *st,
+/* What the header fields say about framing and size, for every request
+ * (the gate checked the first head of a connection; later heads on a
+ * keep-alive connection are checked here). */
+typedef struct head_scan {
+    size_t bytes;
+    int n_cl, cl_differ, n_te;
+    const char *cl;
+} head_scan;
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind vk, const char *key,
+                                   const char *value)
+{
+    (void)vk;
+    head_scan *h = cls;
+    h->bytes += strlen(key) + (value ? strlen(value) : 0) + 4;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        if (h->n_cl++ && (!value || !h->cl || strcmp(value, h->cl) != 0))
+            h->cl_differ = 1;
+        if (!h->cl)
+            h->cl = value;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        h->n_te++;
+    }
+    return MHD_YES;
+}
+
+static long long drain_limit(void)
+{
+    return 4LL * S.payload_limit + (1LL << 20);
+}
+
+/* Bytes of the memory budget a request with this body reserves: the body
+ * itself plus what parsing and tokenizing it can take (bounded by the
+ * parser's value limit). */
+static long long request_cost(long long body_bytes)
+{
+    return body_bytes * 8 + 65536;
+}
+
+/* First call of a request: check its framing, then (in this order) the
+ * API key, the route, readiness, the size and the memory budget. The
+ * concurrency slot is taken later, once the body is complete. */
+static enum MHD_Result on_first_call(struct MHD_Connection *c, req_state *st, const char *url,
                                      const char *what)
 {
     srv_error *e = &st->pre;
-    if (st->kind == K_NOT_FOUND) {
-        st->rejected = 1;
-        srv_fail(e, 404, "NotFound", NULL, "not_found", "no route for %s", what);
-        return MHD_YES;
+    head_scan h;
+    memset(&h, 0, sizeof h);
+    MHD_get_connection_values(c, MHD_HEADER_KIND, scan_header, &h);
+    srv_error fe;
+    fe.status = 0;
+    if (h.cl_differ)
+        srv_fail(&fe, 400, "Validation", NULL, "bad_request",
+                 "malformed HTTP request: two different Content-Length headers");
+    else if (h.n_cl && h.n_te)
+        srv_fail(&fe, 400, "Validation", NULL, "bad_request",
+                 "malformed HTTP request: Content-Length and Transfer-Encoding together");
+    else if (strlen(url) > S.head_limits.max_target)
+        srv_fail(&fe, 414, "Validation", NULL, "uri_too_long",
+                 "the request target is over %zu bytes", S.head_limits.max_target);
+    else if (h.bytes > S.head_limits.max_head)
+        srv_fail(&fe, 431, "Validation", NULL, "headers_too_large",
+                 "the request head is over %zu bytes", S.head_limits.max_head);
+    if (fe.status) {
+        st->rejected = 2; /* answered now; the connection then closes */
+        return send_error(c, st, &fe);
     }
-    if (st->kind == K_BAD_METHOD) {
-        st->rejected = 1;
-        srv_fail(e, 405, "Validation", NULL, "method_not_allowed",
-                 "%s: method not allowed (allowed: %s)", what, st->allow);
-        return MHD_YES;
-    }
-    if (srv_kind_public(st->kind))
-        return MHD_YES; /* public, as /health and /metrics in TEI */
-    if (!auth_ok(c)) {
+    int public = srv_kind_public(st->kind);
+    if (!public && !auth_ok(c)) {
+        /* Before routing: without the key, nothing about the routes leaks. */
         st->rejected = 1;
         srv_fail(e, 401, "Unauthorized", NULL, "invalid_api_key",
                  "missing or wrong API key: send the header \"Authorization: Bearer KEY\"");
-        return MHD_YES;
-    }
-    if (!is_ready()) {
+    } else if (st->kind == K_NOT_FOUND) {
+        st->rejected = 1;
+        srv_fail(e, 404, "NotFound", NULL, "not_found", "no route for %s", what);
+    } else if (st->kind == K_BAD_METHOD) {
+        st->rejected = 1;
+        srv_fail(e, 405, "Validation", NULL, "method_not_allowed",
+                 "%s: method not allowed (allowed: %s)", what, st->allow);
+    } else if (!public && !is_ready()) {
         st->rejected = 1;
         srv_fail(e, 503, "Unhealthy", NULL, "model_loading", "the model is loading");
-        return MHD_YES;
     }
-    const char *cl =
-        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl) {
+
+    long long cl = -1;
+    if (h.cl) {
         char *end = NULL;
         errno = 0;
-        unsigned long long v = strtoull(cl, &end, 10);
-        if (errno == 0 && end != cl && v > (unsigned long long)S.payload_limit) {
-            /* Answer now rather than read megabytes; MHD closes the
-             * connection afterwards since the body is left unread. */
-            srv_error pe;
-            srv_fail(&pe, 413, "Validation", NULL, "payload_too_large",
-                     "the request body is %llu bytes, over the payload limit of %ld bytes", v,
-                     S.payload_limit);
-            st->rejected = 2; /* already answered */
-            return send_error(c, st, &pe);
-        }
+        unsigned long long v = strtoull(h.cl, &end, 10);
+        cl = errno || end == h.cl || v > (unsigned long long)LLONG_MAX ? LLONG_MAX : (long long)v;
     }
-    if (st->kind == K_INFER) {
-        long n = atomic_fetch_add(&S.slots, 1);
-        st->has_slot = 1;
-        if (n >= S.max_concurrent) {
+    int has_body = cl > 0 || h.n_te > 0;
+    if (!st->rejected && cl > S.payload_limit) {
+        st->rejected = 1;
+        srv_fail(e, 413, "Validation", NULL, "payload_too_large",
+                 "the request body is %lld bytes, over the payload limit of %ld bytes", cl,
+                 S.payload_limit);
+    }
+    if (!st->rejected && has_body) {
+        long long cost = request_cost(cl > 0 ? cl : S.payload_limit);
+        long long used = atomic_fetch_add(&S.mem_used, cost);
+        st->reserved = cost;
+        if (used + cost > S.max_memory) {
             st->rejected = 1;
-            srv_fail(e, 429, "Overloaded", NULL, "rate_limit_exceeded",
-                     "Model is overloaded: %ld concurrent requests is the limit "
-                     "(--max-concurrent-requests)",
-                     S.max_concurrent);
+            srv_fail(e, 503, "Overloaded", NULL, "memory_budget_exceeded",
+                     "the server's memory budget (--max-memory %lld bytes) is in use by other "
+                     "requests; retry",
+                     S.max_memory);
         }
     }
+    if (st->rejected && has_body) {
+        const char *expect =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+        if ((expect && strcasecmp(expect, "100-continue") == 0) || cl > drain_limit()) {
+            /* The client waits for a go-ahead before sending the body (or
+             * the body is too large to read and drop): answer now, and
+             * libmicrohttpd closes the connection. */
+            st->rejected = 2;
+            return send_error(c, st, e);
+        }
+        /* Otherwise the body is read and dropped (up to drain_limit()) and
+         * the answer follows it, so that the client, still sending, reads
+         * the answer instead of a reset connection. */
+    }
+    srv_gate_set_phase(S.gate, c, SRV_GATE_BODY);
     return MHD_YES;
 }
 
@@ -483,26 +583,37 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         char what[256];
         classify(st, url, method, what, sizeof what);
         snprintf(st->what, sizeof st->what, "%.16s %.64s", method, url);
-        return on_first_call(c, st, what);
+        return on_first_call(c, st, url, what);
     }
     if (st->rejected == 2)
         return MHD_YES;
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (st->rejected || st->too_large)
-            return MHD_YES; /* read and drop: the answer is already decided */
+        if (st->rejected || st->too_large) {
+            /* Read and drop: the answer is already decided. */
+            st->dropped += n;
+            return st->dropped > (size_t)drain_limit() ? MHD_NO : MHD_YES;
+        }
         if (st->len + n > (size_t)S.payload_limit) {
             st->too_large = 1;
+            st->dropped = st->len + n;
             free(st->body);
             st->body = NULL;
             st->len = st->cap = 0;
             return MHD_YES;
         }
         if (st->len + n > st->cap) {
-            size_t cap = st->cap ? st->cap : 4096;
+            /* Content-Length (reserved in the budget) is the first guess. */
+            const char *cl =
+                MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+            size_t cap = st->cap ? st->cap : cl ? (size_t)strtoull(cl, NULL, 10) : 4096;
+            if (cap < 4096)
+                cap = 4096;
             while (cap < st->len + n)
                 cap *= 2;
+            if (cap > (size_t)S.payload_limit)
+                cap = (size_t)S.payload_limit;
             char *p = realloc(st->body, cap);
             if (!p)
                 return MHD_NO;
@@ -514,6 +625,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     /* The whole request is in. */
+    srv_gate_set_phase(S.gate, c, SRV_GATE_WORKING);
     if (st->rejected)
         return send_error(c, st, &st->pre);
     if (st->too_large) {
@@ -521,6 +633,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         srv_fail(&e, 413, "Validation", NULL, "payload_too_large",
                  "the request body is over the payload limit of %ld bytes", S.payload_limit);
         return send_error(c, st, &e);
+    }
+    if (st->kind != K_HEALTH && st->kind != K_METRICS) {
+        /* Every route that does work holds a slot while it does, and only
+         * then: a client still sending its body holds none. */
+        long n = atomic_fetch_add(&S.slots, 1);
+        st->has_slot = 1;
+        if (n >= S.max_concurrent) {
+            srv_error e;
+            srv_fail(&e, 429, "Overloaded", NULL, "rate_limit_exceeded",
+                     "Model is overloaded: %ld concurrent requests is the limit "
+                     "(--max-concurrent-requests)",
+                     S.max_concurrent);
+            return send_error(c, st, &e);
+        }
     }
     switch (st->kind) {
     case K_HEALTH:
@@ -550,13 +676,29 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         return;
     if (st->has_slot)
         atomic_fetch_sub(&S.slots, 1);
+    if (st->reserved)
+        atomic_fetch_sub(&S.mem_used, st->reserved);
     if (st->counted) {
         srv_metrics_gauge_add(&S.metrics, &S.metrics.in_flight, -1);
         atomic_fetch_sub(&S.in_flight, 1);
     }
+    int big = st->cap >= (1u << 20);
     free(st->body);
     free(st);
     *con_cls = NULL;
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        srv_gate_set_phase(S.gate, c, SRV_GATE_IDLE);
+    /* Parsing a large body leaves many small blocks in the connection
+     * thread's arena: give the pages back, so a burst does not stay. */
+    if (big)
+        malloc_trim(0);
+}
+
+static void on_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+                      enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls;
+    srv_gate_notify(S.gate, c, socket_context, toe);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
@@ -567,6 +709,17 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = 0;
+    /* libmicrohttpd answers a few malformed requests itself (a bad
+     * Content-Length on a later request of a keep-alive connection): count
+     * them with the others, by the status its log line names. */
+    unsigned status = 0;
+    if (sscanf(msg, "Error processing request (HTTP response code is %u", &status) == 1 &&
+        status >= 400) {
+        srv_error e;
+        srv_fail(&e, (int)status, "Validation", NULL, status == 400 ? "bad_request" : "",
+                 "answered by libmicrohttpd");
+        srv_metrics_failure(&S.metrics, srv_fail_kind_of(&e));
+    }
     slog("libmicrohttpd: %s", msg);
 }
 
@@ -635,6 +788,10 @@ static void *loader_main(void *arg)
     S.limits.vocab_size = S.model.vocab_size;
     S.limits.max_k = 10000;
     S.limits.max_filters = 64;
+    /* Token ids beyond four times the input limit are of no use even with
+     * truncation; the bound keeps parsing memory near the body size. */
+    S.limits.max_values =
+        (int32_t)(S.max_client_batch * (4 * (long)S.model.max_length + 16) + 1024);
     S.info_body = build_info();
     if (!S.info_body) {
         cli_error("out of memory");
@@ -673,12 +830,25 @@ static void serve_usage(FILE *f)
             "                                  (found or pulled as for embed: docs/PULL.md)\n"
             "      --host ADDR                 address to bind (default 127.0.0.1)\n"
             "      --port N                    TCP port (default 8080; 0 = any free port)\n"
-            "      --api-key KEY               require \"Authorization: Bearer KEY\" (or set\n"
-            "                                  MEDEMBED_API_KEY); /health and /metrics stay open\n"
+            "      --api-key-file FILE         require \"Authorization: Bearer KEY\", KEY being\n"
+            "                                  the file's first line; or set MEDEMBED_API_KEY.\n"
+            "                                  Prefer these to --api-key KEY, which other local\n"
+            "                                  users can read in the process list.\n"
+            "                                  /health and /metrics stay open\n"
+            "      --api-key KEY               as --api-key-file, the key on the command line\n"
             "      --max-batch-tokens N        tokens per forward pass (default 16384)\n"
             "      --max-client-batch-size N   inputs per request (default 32)\n"
             "      --max-concurrent-requests N requests in progress before 429 (default 512)\n"
             "      --payload-limit BYTES       request body limit (default 2000000)\n"
+            "      --max-memory BYTES          memory budget of requests in progress; beyond\n"
+            "                                  it 503 (default: 16 bodies at the payload limit\n"
+            "                                  at 8x, at least 256 MiB)\n"
+            "      --header-timeout S          seconds to send a request head; also the\n"
+            "                                  keep-alive idle limit (default 10)\n"
+            "      --request-timeout S         seconds to send a body after its head, in total\n"
+            "                                  (default 60)\n"
+            "      --max-connections-per-ip N  connections from one address (default 128;\n"
+            "                                  raise it behind a reverse proxy)\n"
             "      --auto-truncate true|false  truncate long inputs when a request does not\n"
             "                                  say (default false: 422, as TEI)\n"
             "      --index INDEX               serve POST /search over this index\n"
@@ -699,8 +869,43 @@ enum {
     O_PAYLOAD,
     O_AUTO_TRUNC,
     O_LOG_INPUTS,
-    O_SHUTDOWN
+    O_SHUTDOWN,
+    O_API_KEY_FILE,
+    O_MAX_MEMORY,
+    O_HEADER_TIMEOUT,
+    O_REQUEST_TIMEOUT,
+    O_PER_IP
 };
+
+/* The first line of path, without its line end: the API key. */
+static char *read_key_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cli_error("--api-key-file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    n = strcspn(buf, "\r\n");
+    buf[n] = 0;
+    if (n == 0) {
+        cli_error("--api-key-file %s: the file's first line is empty; put the key there", path);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)buf[i] < 0x21 || buf[i] == 0x7f) {
+            cli_error("--api-key-file %s: the key contains a space or control byte", path);
+            return NULL;
+        }
+    }
+    char *k = strdup(buf);
+    if (!k)
+        cli_error("out of memory");
+    return k;
+}
 
 static int parse_bool(const char *flag, const char *s, int *out)
 {
@@ -712,6 +917,21 @@ static int parse_bool(const char *flag, const char *s, int *out)
         cli_error("%s expects true or false, got \"%s\"", flag, s);
         return -1;
     }
+    return 0;
+}
+
+/* Seconds with up to three decimals (0.5, 10) into milliseconds, 1 ms to a day.
+ */
+static int parse_seconds(const char *flag, const char *s, long *ms)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= 0.001 && v <= 86400)) {
+        cli_error("%s expects seconds between 0.001 and 86400, got \"%s\"", flag, s);
+        return -1;
+    }
+    *ms = (long)(v * 1000 + 0.5);
     return 0;
 }
 
@@ -732,6 +952,11 @@ static int parse_args(int argc, char **argv)
         CLI_OPTION_THREADS,
         CLI_OPTION_DTYPE,
         {"shutdown-timeout", required_argument, 0, O_SHUTDOWN},
+        {"api-key-file", required_argument, 0, O_API_KEY_FILE},
+        {"max-memory", required_argument, 0, O_MAX_MEMORY},
+        {"header-timeout", required_argument, 0, O_HEADER_TIMEOUT},
+        {"request-timeout", required_argument, 0, O_REQUEST_TIMEOUT},
+        {"max-connections-per-ip", required_argument, 0, O_PER_IP},
         CLI_OPTION_HELP,
         CLI_OPTION_END,
     };
@@ -744,6 +969,11 @@ static int parse_args(int argc, char **argv)
     S.max_concurrent = 512;
     S.payload_limit = 2000000;
     S.shutdown_timeout = 30;
+    S.header_timeout = 10;
+    S.request_timeout = 60;
+    S.max_per_ip = 128;
+    long max_memory = 0, header_ms = 0, request_ms = 0;
+    const char *key_file = NULL;
     S.api_key = getenv("MEDEMBED_API_KEY");
     if (S.api_key && !*S.api_key)
         S.api_key = NULL;
@@ -793,6 +1023,25 @@ static int parse_args(int argc, char **argv)
             if (cli_parse_int("--shutdown-timeout", optarg, 0, 86400, &S.shutdown_timeout))
                 return 2;
             break;
+        case O_API_KEY_FILE:
+            key_file = optarg;
+            break;
+        case O_MAX_MEMORY:
+            if (cli_parse_int("--max-memory", optarg, 1L << 20, 1L << 50, &max_memory))
+                return 2;
+            break;
+        case O_HEADER_TIMEOUT:
+            if (parse_seconds("--header-timeout", optarg, &header_ms))
+                return 2;
+            break;
+        case O_REQUEST_TIMEOUT:
+            if (parse_seconds("--request-timeout", optarg, &request_ms))
+                return 2;
+            break;
+        case O_PER_IP:
+            if (cli_parse_int("--max-connections-per-ip", optarg, 1, 100000, &S.max_per_ip))
+                return 2;
+            break;
         default:
             if ((rc = cli_common_opt(&co, c, optarg, argv)) != 0)
                 return rc; /* -1: --help */
@@ -808,8 +1057,30 @@ static int parse_args(int argc, char **argv)
         cli_error("no model given: pass -m MODEL (a folder or a hub repo id)");
         return 2;
     }
+    if (key_file) {
+        static char *file_key;
+        free(file_key);
+        file_key = read_key_file(key_file);
+        if (!file_key)
+            return 2;
+        S.api_key = file_key;
+    }
     if (S.api_key)
         S.api_key_len = strlen(S.api_key);
+    if (header_ms)
+        S.header_timeout = (double)header_ms / 1000;
+    if (request_ms)
+        S.request_timeout = (double)request_ms / 1000;
+    long long full = request_cost(S.payload_limit);
+    S.max_memory = max_memory ? max_memory : 16 * full > (256LL << 20) ? 16 * full : (256LL << 20);
+    if (S.max_memory < full) {
+        cli_error("--max-memory %lld is below what one request at the payload limit may "
+                  "need (%lld bytes: 8x --payload-limit, plus 64 KiB)",
+                  S.max_memory, full);
+        return 2;
+    }
+    S.head_limits.max_target = 8192;
+    S.head_limits.max_head = 16384;
     return 0;
 }
 
@@ -833,6 +1104,23 @@ static int resolve_bind(struct sockaddr_storage *addr, socklen_t *len, int *ipv6
     *ipv6 = res->ai_family == AF_INET6;
     freeaddrinfo(res);
     return 0;
+}
+
+/* A non-blocking listening socket on addr; -1 (errno set) on failure. */
+static int open_listener(const struct sockaddr_storage *addr, socklen_t len)
+{
+    int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (const struct sockaddr *)addr, len) != 0 || listen(fd, 1024) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
 }
 
 /* ------------------------------------------------------------ main */
@@ -861,27 +1149,65 @@ int cmd_serve(int argc, char **argv)
     S.main_thread = pthread_self();
     srv_metrics_init(&S.metrics);
 
+    /* Large bodies get their own mappings, returned to the system when
+     * freed (the default threshold rises after such a free, and later
+     * bodies would then stay in the heap). */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+
+    /* The gate (gate.c) owns the listening socket and hands connections
+     * with a valid head to libmicrohttpd. */
+    int lfd = open_listener(&addr, addr_len);
+    if (lfd < 0) {
+        cli_error("cannot listen on %s port %ld: %s", S.host, S.port, strerror(errno));
+        srv_metrics_destroy(&S.metrics);
+        return 1;
+    }
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD |
-                     MHD_USE_ITC | MHD_USE_ERROR_LOG | (ipv6 ? MHD_USE_IPv6 : 0);
+                     MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     /* Connections beyond the concurrency limit still get a 429 rather
      * than a refused connection, up to a margin. */
     unsigned conn_limit = (unsigned)S.max_concurrent + 64;
+    /* libmicrohttpd's own limits sit above the server's (head.c), which
+     * answer first and in JSON. */
+    size_t pool = 4 * S.head_limits.max_head + 65536;
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, (uint16_t)S.port, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER,
-        mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT, conn_limit,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-        (unsigned)1024, MHD_OPTION_END);
+        flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, on_notify,
+        NULL, MHD_OPTION_CONNECTION_LIMIT, conn_limit, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)(S.request_timeout + S.header_timeout + 1), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        pool, MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_END);
     if (!d) {
-        cli_error("cannot listen on %s port %ld: %s", S.host, S.port,
-                  errno ? strerror(errno) : "libmicrohttpd failed to start");
+        cli_error("cannot start libmicrohttpd: %s", errno ? strerror(errno) : "unknown error");
+        close(lfd);
         srv_metrics_destroy(&S.metrics);
         return 1;
     }
     long port = S.port;
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    if (di && di->port)
-        port = di->port;
+    struct sockaddr_storage bound;
+    socklen_t bound_len = sizeof bound;
+    if (getsockname(lfd, (struct sockaddr *)&bound, &bound_len) == 0)
+        port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                 : ((struct sockaddr_in *)&bound)->sin_port);
+    srv_gate_opts go = {
+        .listen_fd = lfd,
+        .daemon = d,
+        .head = S.head_limits,
+        .header_timeout = S.header_timeout,
+        .request_timeout = S.request_timeout,
+        .max_per_ip = S.max_per_ip,
+        .max_pending = (long)conn_limit,
+        .payload_limit = S.payload_limit,
+        .max_announced = drain_limit(),
+        .metrics = &S.metrics,
+        .log = slog,
+    };
+    if (srv_gate_start(&go, &S.gate) != 0) {
+        cli_error("cannot start the accepting thread: %s", strerror(errno));
+        close(lfd);
+        MHD_stop_daemon(d);
+        srv_metrics_destroy(&S.metrics);
+        return 1;
+    }
     char shown[NI_MAXHOST];
     if (getnameinfo((struct sockaddr *)&addr, addr_len, shown, sizeof shown, NULL, 0,
                     NI_NUMERICHOST) != 0)
@@ -915,9 +1241,7 @@ int cmd_serve(int argc, char **argv)
 
     /* Drain. */
     atomic_store(&S.draining, 1);
-    MHD_socket lfd = MHD_quiesce_daemon(d);
-    if (lfd != MHD_INVALID_SOCKET)
-        close(lfd);
+    srv_gate_quiesce(S.gate);
     if (have_loader)
         pthread_join(loader, NULL);
     double t_end = srv_now() + (double)S.shutdown_timeout;
@@ -945,7 +1269,9 @@ int cmd_serve(int argc, char **argv)
     if (atomic_load(&S.in_flight) > 0)
         slog("shutdown timeout: waiting for %ld request(s) still in flight",
              atomic_load(&S.in_flight));
+    srv_gate_stop(S.gate);
     MHD_stop_daemon(d);
+    srv_gate_free(S.gate);
     srv_batcher_free(S.batcher);
     srv_search_free(S.search);
     srv_model_free(&S.model);
