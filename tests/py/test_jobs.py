@@ -250,3 +250,60 @@ def test_python_encode_progress_bar(model, tmp_path):
                    r"UTF-8, [0-9.]+ s", text)
     assert m2 and int(m2.group(1)) == want_tokens, text
     assert np.array_equal(np.load(str(tmp_path / "o.npy")), want)
+
+
+def test_server_splits_big_client_batches(model, tmp_path):
+    """512 inputs (the default --max-client-batch-size) in one request are split
+    into --max-batch-tokens forward passes and come back in order, bitwise
+    equal to `medembed embed`; 513 get TEI's 422; --strict-client-batch brings
+    back TEI's limit of 32; a request whose answer does not fit --max-memory
+    gets 503 instead of being computed."""
+    import base64
+    import numpy as np
+    from test_server import Server, assert_bits_equal, cli_vectors, tei_error
+    rng = random.Random(3)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 90))) for _ in range(513)]
+    want = cli_vectors(model, texts[:512])
+    s = Server(model, "--max-batch-tokens", 256, "--auto-truncate", "true")
+    try:
+        status, got = s.post("/embed", {"inputs": texts[:512]})
+        assert status == 200 and len(got) == 512
+        assert_bits_equal(got, want)
+        status, body = s.post("/v1/embeddings", {"input": texts[:512], "encoding_format": "base64"})
+        assert status == 200
+        assert [d["index"] for d in body["data"]] == list(range(512))
+        raw = np.stack([np.frombuffer(base64.b64decode(d["embedding"]), "<f4")
+                        for d in body["data"]])
+        assert raw.tobytes() == want.tobytes()
+        status, body = s.post("/embed", {"inputs": texts})
+        tei_error(status, body, 422, "Validation")
+        assert "batch size 513 > maximum allowed batch size 512" in body["error"]
+        status, hdrs, data = s.request("GET", "/info")
+        assert json.loads(data)["max_client_batch_size"] == 512
+        # the body limit still applies to a big batch
+        status, body = s.post("/embed", {"inputs": ["x" * 5000] * 500})
+        assert status == 413, body
+    finally:
+        assert s.close() == 0
+    s = Server(model, "--strict-client-batch", "--auto-truncate", "true")
+    try:
+        status, got = s.post("/embed", {"inputs": texts[:32]})
+        assert status == 200
+        assert_bits_equal(got, want[:32])
+        status, body = s.post("/embed", {"inputs": texts[:33]})
+        tei_error(status, body, 422, "Validation")
+        assert "batch size 33 > maximum allowed batch size 32" in body["error"]
+    finally:
+        assert s.close() == 0
+    # --max-memory just above what one body may cost (864 kB here): 1500 tiny
+    # inputs are a 6 kB body but a 1.15 MB answer (1500 x 32 dims x 24 bytes),
+    # reserved once the request is parsed
+    s = Server(model, "--payload-limit", 100000, "--max-memory", 1 << 20,
+               "--max-client-batch-size", 2000)
+    try:
+        status, body = s.post("/embed", {"inputs": ["a"] * 1500})
+        tei_error(status, body, 503, "Overloaded")
+        status, got = s.post("/embed", {"inputs": ["a"] * 16})
+        assert status == 200 and len(got) == 16
+    finally:
+        assert s.close() == 0
