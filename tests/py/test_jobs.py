@@ -307,3 +307,62 @@ def test_server_splits_big_client_batches(model, tmp_path):
         assert status == 200 and len(got) == 16
     finally:
         assert s.close() == 0
+
+
+def read_shards(prefix):
+    import numpy as np
+    d = os.path.dirname(str(prefix))
+    with open(str(prefix) + ".manifest.json", encoding="utf-8") as f:
+        m = json.load(f)
+    rows = [np.load(os.path.join(d, s["file"]), allow_pickle=False) for s in m["shards"]]
+    ids = []
+    for s in m["shards"]:
+        with open(os.path.join(d, s["ids"]), encoding="utf-8") as f:
+            ids += json.load(f)
+    assert [len(r) for r in rows] == [s["rows"] for s in m["shards"]]
+    return m, (np.concatenate(rows) if rows else None), ids
+
+
+def test_npy_shards_equal_one_file_and_resume_per_shard(cli, model, tmp_path):
+    import numpy as np
+    inp = write_lines(tmp_path / "in.jsonl", 2500, jsonl=True)
+    ref = tmp_path / "ref.npy"
+    t0 = time.time()
+    cli.ok(["embed", "-m", model, "-i", inp, "--format", "npy", "-o", ref])
+    seconds = time.time() - t0
+    want = np.load(str(ref))
+    want_ids = ["d%05d" % i for i in range(2500)]
+    cli.ok(["embed", "-m", model, "-i", inp, "--format", "npy", "--shard-size", "300", "-o",
+            tmp_path / "clean.npy"])
+    m, got, ids = read_shards(tmp_path / "clean")
+    assert m["complete"] and m["rows"] == 2500 and m["dim"] == want.shape[1]
+    assert [s["rows"] for s in m["shards"]] == [300] * 8 + [100]
+    assert got.tobytes() == want.tobytes() and ids == want_ids
+
+    out = tmp_path / "k.npy"
+    argv = [cli.path, "embed", "-m", model, "-i", inp, "--format", "npy", "--shard-size", "300",
+            "-o", str(out), "--resume", "--batch-size", "8"]
+
+    def whole_shards_only():
+        if os.path.exists(str(tmp_path / "k.manifest.json")):
+            m, got, ids = read_shards(tmp_path / "k")
+            n = m["rows"]
+            assert got is None or got.tobytes() == want[:n].tobytes()
+            assert ids == want_ids[:n]
+
+    kill_three_times_then_finish(argv, seconds, whole_shards_only)
+    m2, got2, ids2 = read_shards(tmp_path / "k")
+    assert json.dumps(m2).replace("k-", "clean-") == json.dumps(m)
+    assert got2.tobytes() == want.tobytes() and ids2 == want_ids
+    for i in range(9):
+        assert (tmp_path / ("k-%05d.npy" % i)).read_bytes() == \
+            (tmp_path / ("clean-%05d.npy" % i)).read_bytes()
+    # a finished run resumed with a longer input is refused; other sizes too
+    longer = write_lines(tmp_path / "longer.jsonl", 2600, jsonl=True)
+    r = cli.run(argv[1:5] + [longer] + argv[6:])
+    assert r.returncode == 1 and b"it is not this input's output" in r.stderr
+    r = cli.run(["embed", "-m", model, "-i", inp, "--format", "npy", "--shard-size", "200",
+                 "-o", out, "--resume"])
+    assert r.returncode == 2 and b"--shard-size 300" in r.stderr
+    r = cli.run(["embed", "-m", model, "-i", inp, "--shard-size", "200", "-o", out])
+    assert r.returncode == 2 and b"--shard-size needs .npy output" in r.stderr

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "shards.h"
 
 static void tokenize_usage(FILE *f)
 {
@@ -55,7 +56,12 @@ static void embed_usage(FILE *f)
             "      --resume             continue a killed run: keeps the complete lines\n"
             "                           already in -o FILE (JSONL; a torn last line is\n"
             "                           dropped), skips as many inputs and appends the rest;\n"
-            "                           the file ends as an uninterrupted run's would\n" CLI_HELP_PROGRESS);
+            "                           the file ends as an uninterrupted run's would;\n"
+            "                           with --shard-size, continues after the last whole\n"
+            "                           shard the manifest lists\n"
+            "      --shard-size N       .npy output in shards of N rows: NAME-00000.npy, ...\n"
+            "                           their ids in NAME-00000.ids.json, ..., and a manifest\n"
+            "                           NAME.manifest.json (shards, row counts, complete)\n" CLI_HELP_PROGRESS);
 }
 
 enum {
@@ -67,6 +73,7 @@ enum {
     OPT_STRICT,
     OPT_TEXT,
     OPT_RESUME,
+    OPT_SHARD_SIZE,
 };
 
 #define MAX_CLI_TEXTS 64
@@ -79,6 +86,7 @@ typedef struct {
     const char *output;
     int npy, input_jsonl, strict, no_norm, no_trunc, resume;
     long max_length;
+    long shard_size; /* --shard-size: rows per .npy shard, 0 = one file */
 } embed_args;
 
 static int parse_args(int argc, char **argv, embed_args *a, int tokenize_mode)
@@ -101,6 +109,7 @@ static int parse_args(int argc, char **argv, embed_args *a, int tokenize_mode)
         CLI_OPTION_DTYPE,
         {"text", required_argument, 0, OPT_TEXT},
         {"resume", no_argument, 0, OPT_RESUME},
+        {"shard-size", required_argument, 0, OPT_SHARD_SIZE},
         CLI_OPTION_PROGRESS,
         CLI_OPTION_QUIET,
         CLI_OPTION_HELP,
@@ -151,6 +160,10 @@ static int parse_args(int argc, char **argv, embed_args *a, int tokenize_mode)
         case OPT_RESUME:
             a->resume = 1;
             break;
+        case OPT_SHARD_SIZE:
+            if (cli_parse_int("--shard-size", optarg, 1, 1L << 31, &a->shard_size))
+                return 2;
+            break;
         case OPT_TEXT:
             if (a->n_texts == MAX_CLI_TEXTS) {
                 cli_error("at most %d --text values; use -i FILE for more", MAX_CLI_TEXTS);
@@ -163,8 +176,14 @@ static int parse_args(int argc, char **argv, embed_args *a, int tokenize_mode)
                 return rc; /* -1: --help */
         }
     }
-    if (a->resume && (tokenize_mode || a->npy || !a->output || strcmp(a->output, "-") == 0)) {
-        cli_error("--resume needs a JSONL output file (-o FILE, --format jsonl)");
+    int to_file = a->output && strcmp(a->output, "-") != 0;
+    if (a->shard_size && (tokenize_mode || !a->npy || !to_file)) {
+        cli_error("--shard-size needs .npy output to a file (--format npy -o NAME.npy)");
+        return 2;
+    }
+    if (a->resume && (tokenize_mode || (a->npy && !a->shard_size) || !to_file)) {
+        cli_error("--resume needs a JSONL output file (-o FILE) or sharded .npy output "
+                  "(--format npy --shard-size N -o NAME.npy)");
         return 2;
     }
     return cli_common_end(&a->co, argc, argv, "texts are read from -i FILE or stdin");
@@ -276,6 +295,19 @@ static int resume_scan(const char *path, int64_t *n_done, char **last_id)
     return rc;
 }
 
+/* 1 when the input's id (raw JSON text) is the output's (raw or compact). */
+static int same_id(const char *want, const char *have)
+{
+    if (strcmp(want, have) == 0)
+        return 1;
+    json_t *v = json_loads(want, JSON_DECODE_ANY, NULL);
+    char *c = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+    int same = c && strcmp(c, have) == 0;
+    free(c);
+    json_decref(v);
+    return same;
+}
+
 /* Reads past the n inputs an earlier run wrote and checks that the last
  * of them has the id the output's last line holds. */
 static int resume_skip(cli_input *in, int64_t n, const char *last_id, const char *out_path)
@@ -295,7 +327,7 @@ static int resume_skip(cli_input *in, int64_t n, const char *last_id, const char
             char idx[32];
             snprintf(idx, sizeof idx, "%lld", (long long)i);
             const char *want = r.id_json ? r.id_json : idx;
-            if (strcmp(want, last_id) != 0) {
+            if (!same_id(want, last_id)) {
                 cli_error("%s: the last record has id %s but input record %lld has id %s: it "
                           "is not this input's output",
                           out_path, last_id, (long long)n, want);
@@ -385,15 +417,22 @@ int cmd_embed(int argc, char **argv)
     cli_progress prog;
     cli_progress_begin(&prog, a.co.progress, "embed", CLI_TOTAL_BYTES,
                        a.n_texts ? 0 : cli_progress_file_size(in.f));
-    if (a.resume) {
+    int32_t dim = medembed_model_dim(m);
+    cli_shards sh = {0};
+    if (a.shard_size) {
+        rc = cli_shards_open(&sh, a.output, a.shard_size, dim, a.resume);
+        done = sh.rows;
+        if (!rc && done > 0)
+            rc = resume_skip(&in, done, sh.last_id, a.output);
+        cli_progress_skip(&prog, a.n_texts ? 0 : (int64_t)ftello(in.f));
+    } else if (a.resume) {
         rc = resume_scan(a.output, &done, &last_id);
         if (!rc && done > 0)
             rc = resume_skip(&in, done, last_id, a.output);
         free(last_id);
         cli_progress_skip(&prog, a.n_texts ? 0 : (int64_t)ftello(in.f));
     }
-    out = rc ? NULL : open_output(a.output, a.resume);
-    int32_t dim = medembed_model_dim(m);
+    out = rc || a.shard_size ? NULL : open_output(a.output, a.resume);
     size_t B = (size_t)a.co.batch;
     cli_record *recs = calloc(B, sizeof *recs);
     const char **texts = calloc(B, sizeof *texts);
@@ -403,12 +442,12 @@ int cmd_embed(int argc, char **argv)
     cli_npy npy;
     if (rc) {
         /* printed */
-    } else if (!out) {
+    } else if (!out && !a.shard_size) {
         rc = 1;
     } else if (!recs || !texts || !lens || !emb || !info) {
         cli_error("out of memory for a batch of %zu texts", B);
         rc = 1;
-    } else if (a.npy && cli_npy_begin(&npy, out, dim) != 0) {
+    } else if (a.npy && !a.shard_size && cli_npy_begin(&npy, out, dim) != 0) {
         cli_error("%s: cannot write the .npy header", a.output ? a.output : "<stdout>");
         rc = 1;
     }
@@ -444,7 +483,9 @@ int cmd_embed(int argc, char **argv)
                     cli_error("%s", *msg ? msg : medembed_status_str(erc));
                 rc = 1;
             } else {
-                if (a.npy) {
+                if (a.shard_size) {
+                    rc = cli_shards_rows(&sh, emb, recs, done, n) != 0;
+                } else if (a.npy) {
                     if (cli_npy_rows(&npy, emb, n) != 0) {
                         cli_error("write failed (out of memory or disk full)");
                         rc = 1;
@@ -465,7 +506,11 @@ int cmd_embed(int argc, char **argv)
         for (int32_t i = 0; i < n; i++)
             cli_record_free(&recs[i]);
     }
-    if (!rc && a.npy && cli_npy_end(&npy) != 0) {
+    if (!rc && a.shard_size && cli_shards_close(&sh) != 0)
+        rc = 1;
+    if (a.shard_size)
+        cli_shards_free(&sh);
+    if (!rc && a.npy && !a.shard_size && cli_npy_end(&npy) != 0) {
         cli_error("%s: write failed", a.output ? a.output : "<stdout>");
         rc = 1;
     }
