@@ -134,6 +134,24 @@ def test_progress_of_index_eval_and_bench(cli, model, tmp_path):
     assert rc == 0
     m = re.search(r"medembed index build: done: (\d+) texts, tokens n/a", term.decode())
     assert m and int(m.group(1)) == 200, term
+    # eval: the corpus by its size in bytes, then the queries of the qrels by count
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    os.replace(corpus, str(beir / "corpus.jsonl"))
+    with open(str(beir / "queries.jsonl"), "w") as f:
+        for i in range(12):
+            f.write(json.dumps({"_id": "q%d" % i, "text": WORDS[i] + " " + WORDS[i + 1]}) + "\n")
+    with open(str(beir / "qrels" / "test.tsv"), "w") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        for i in range(10):
+            f.write("q%d\td%05d\t1\n" % (i, i))
+    rc, out, term = run_pty([cli.path, "eval", "-m", model, "--beir", str(beir), "--json"])
+    assert rc == 0, term
+    text = term.decode()
+    assert re.search(r"medembed eval corpus: done: 200 texts, tokens n/a", text), text
+    m = re.search(r"medembed eval queries: done: 10 texts, (\d+) tokens", text)
+    assert m and int(m.group(1)) > 10 * 2, text
+    assert json.loads(out)["n_queries"] == 10
     r = cli.ok(["bench", "-m", model, "--shapes", "2x8,3x16", "--runs", "2", "--warmup", "1",
                 "--peak-seconds", "0", "--progress"])
     m = re.search(r"medembed bench: done: (\d+) texts, (\d+) tokens", r.stderr.decode())
