@@ -432,6 +432,7 @@ int cmd_embed(int argc, char **argv)
         free(last_id);
         cli_progress_skip(&prog, a.n_texts ? 0 : (int64_t)ftello(in.f));
     }
+    int64_t skipped = done; /* written by the run this one resumes */
     out = rc || a.shard_size ? NULL : open_output(a.output, a.resume);
     size_t B = (size_t)a.co.batch;
     cli_record *recs = calloc(B, sizeof *recs);
@@ -524,7 +525,7 @@ int cmd_embed(int argc, char **argv)
                  in.n_invalid_lines);
     if (n_truncated && !rc)
         cli_warn("%lld of %lld text(s) were truncated to %d tokens", (long long)n_truncated,
-                 (long long)done, a.max_length > 0 && a.max_length < medembed_model_max_length(m)
+                 (long long)(done - skipped), a.max_length > 0 && a.max_length < medembed_model_max_length(m)
                                       ? (int)a.max_length
                                       : (int)medembed_model_max_length(m));
     free(recs);
