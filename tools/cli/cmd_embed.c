@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "resume.h"
 #include "shards.h"
 
 static void tokenize_usage(FILE *f)
@@ -257,23 +258,13 @@ static int resume_scan(const char *path, int64_t *n_done, char **last_id)
         line = malloc(len + 1);
         rc = !line || fseeko(f, last_start, SEEK_SET) != 0 || fread(line, 1, len, f) != len;
         if (!rc) {
-            line[len] = 0;
-            json_error_t je;
-            json_t *o = json_loadb(line, len, 0, &je);
-            const char *pre = "{\"id\": ", *mid = ", \"embedding\": [";
-            char *e = strstr(line, mid);
-            if (!json_is_object(o) || !json_is_array(json_object_get(o, "embedding")) ||
-                strncmp(line, pre, strlen(pre)) != 0 || !e) {
-                cli_error("%s: line %lld is not a medembed embed record; --resume appends only "
-                          "to the output of an earlier `medembed embed` run",
-                          path, (long long)lines);
+            char why[128];
+            if (cli_resume_record(line, len - 1, last_id, why, sizeof why) != 0) {
+                cli_error("%s: line %lld is not a medembed embed record (%s); --resume appends "
+                          "only to the output of an earlier `medembed embed` run",
+                          path, (long long)lines, why);
                 rc = 2;
-            } else {
-                *e = 0;
-                *last_id = strdup(line + strlen(pre));
-                rc = *last_id == NULL;
             }
-            json_decref(o);
         } else {
             cli_error("%s: cannot read the output to resume", path);
         }
