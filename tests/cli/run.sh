@@ -49,6 +49,15 @@ expect "bad format" 2 "--format expects jsonl or npy" -- "$bin" embed -m x --for
 expect "bad dtype" 2 "--dtype expects" -- "$bin" embed -m x --dtype f64
 expect "unknown option" 2 "unknown option" -- "$bin" embed -m x --frob
 expect "missing value" 2 "needs a value" -- "$bin" embed -m
+expect "resume to stdout" 2 "--resume needs a JSONL output file" -- "$bin" embed -m x --resume
+expect "resume single npy" 2 "--resume needs a JSONL output file" -- "$bin" embed -m x --format npy -o "$tmp/x.npy" --resume
+expect "shard-size 0" 2 "--shard-size expects an integer" -- "$bin" embed -m x --shard-size 0
+expect "shard-size jsonl" 2 "--shard-size needs .npy output" -- "$bin" embed -m x --shard-size 10 -o "$tmp/x.jsonl"
+expect "tokenize resume" 2 "--resume needs" -- "$bin" tokenize -m x --resume -o "$tmp/t.jsonl"
+for cmd in embed "index build" eval bench; do
+    expect "${cmd%% *}: --progress/--quiet parse" 0 "" -- "$bin" $cmd --progress --quiet --help
+done
+check "embed --help lists --resume and --shard-size" bash -c '"$0" embed --help | grep -q -- "--shard-size" && "$0" embed --help | grep -q -- "--resume"' "$bin"
 
 # The options commands share have one rule each (tools/cli/util.c): the same
 # range, words and message in every command that takes them, and the same

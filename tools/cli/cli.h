@@ -12,6 +12,7 @@
 #include <stdio.h>
 
 #include "medembed.h"
+#include "progress.h"
 
 /* One-line error to stderr, prefixed "medembed: error: ". */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -48,6 +49,8 @@ enum {
     CLI_OPT_CHUNK_TOKENS,
     CLI_OPT_OVERLAP,
     CLI_OPT_EF_SEARCH,
+    CLI_OPT_PROGRESS,
+    CLI_OPT_QUIET,
     CLI_OPT_LOCAL = 0x200, /* a command's own long-only options start here */
 };
 
@@ -66,6 +69,8 @@ enum {
 #define CLI_OPTION_CHUNK_TOKENS {"chunk-tokens", required_argument, 0, CLI_OPT_CHUNK_TOKENS}
 #define CLI_OPTION_OVERLAP {"overlap", required_argument, 0, CLI_OPT_OVERLAP}
 #define CLI_OPTION_EF_SEARCH {"ef-search", required_argument, 0, CLI_OPT_EF_SEARCH}
+#define CLI_OPTION_PROGRESS {"progress", no_argument, 0, CLI_OPT_PROGRESS}
+#define CLI_OPTION_QUIET {"quiet", no_argument, 0, CLI_OPT_QUIET}
 #define CLI_OPTION_HELP {"help", no_argument, 0, CLI_OPT_HELP}
 #define CLI_OPTION_END {0, 0, 0, 0}
 
@@ -80,6 +85,7 @@ typedef struct cli_common {
     int skip_bad;
     int int8;      /* --quantize int8 */
     int chunk_set; /* --chunk-tokens was given */
+    int progress;  /* CLI_PROGRESS_AUTO, _FORCE (--progress) or _QUIET (--quiet) */
 } cli_common;
 
 /* Clears c and readies getopt_long for a new parse (optind 1, opterr 0). */
@@ -156,6 +162,11 @@ typedef struct cli_npy {
 int cli_npy_begin(cli_npy *w, FILE *f, int32_t dim);
 int cli_npy_rows(cli_npy *w, const float *rows, int64_t n);
 int cli_npy_end(cli_npy *w);
+
+/* The --progress / --quiet lines of a command's --help. */
+#define CLI_HELP_PROGRESS                                                                      \
+    "      --progress           show progress on stderr even when it is not a terminal\n"     \
+    "      --quiet              no progress line and no summary\n"
 
 /* ---- commands ---- */
 int cmd_embed(int argc, char **argv);

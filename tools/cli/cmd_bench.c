@@ -40,7 +40,8 @@ static void bench_usage(FILE *f)
                "      --text-field NAME    JSONL field holding the text (default text)\n"
                "      --batch-tokens N     token budget per forward pass (default: library's)\n"
                "      --peak-seconds S     time spent measuring the peak (default 0.5; 0 = skip)\n"
-               "      --json               print {\"results\": [...]} JSON instead of a table\n");
+               "      --json               print {\"results\": [...]} JSON instead of a table\n"
+               CLI_HELP_PROGRESS);
 }
 
 typedef struct {
@@ -199,6 +200,9 @@ static void report_row(report *r, const char *what, int32_t batch, int32_t seq, 
         json_decref(extra);
 }
 
+/* The progress line: texts embedded over all runs of all workloads. */
+static cli_progress prog;
+
 static int bench_shape(medembed_ctx *c, const dims *d, shape s, int warmup, int runs, report *r)
 {
     size_t n = (size_t)s.batch * (size_t)s.seq;
@@ -235,6 +239,7 @@ static int bench_shape(medembed_ctx *c, const dims *d, shape s, int warmup, int 
         double t0 = now_s(), c0 = cpu_s();
         int e = medembed_ctx_embed_ids(c, ids, lens, s.batch, 0, out);
         double t1 = now_s(), c1 = cpu_s();
+        cli_progress_add(&prog, s.batch, (int64_t)s.batch * s.seq, 0, -1);
         if (e != MEDEMBED_OK) {
             cli_error("embed %dx%d: %s: %s", s.batch, s.seq, medembed_status_str(e),
                       medembed_ctx_last_error(c));
@@ -297,10 +302,21 @@ static int bench_corpus(medembed_ctx *c, const medembed_model *m, const dims *d,
     medembed_embed_opts o;
     medembed_embed_opts_init(&o);
     o.batch_tokens = batch_tokens;
+    prog.total += (int64_t)n * (warmup + runs);
+    if (prog.total > 0)
+        prog.total_kind = CLI_TOTAL_ITEMS;
     for (int i = 0; i < warmup + runs && rc == 0; i++) {
         double t0 = now_s(), c0 = cpu_s();
         int e = medembed_ctx_embed(c, (const char *const *)texts, lens, n, &o, out, info);
         double t1 = now_s(), c1 = cpu_s();
+        if (e == MEDEMBED_OK) {
+            int64_t tok = 0, trunc = 0;
+            for (int32_t k = 0; k < n; k++) {
+                tok += info[k].n_tokens;
+                trunc += info[k].truncated;
+            }
+            cli_progress_add(&prog, n, tok, trunc, -1);
+        }
         if (e != MEDEMBED_OK) {
             cli_error("embed %s: %s: %s", path, medembed_status_str(e), medembed_ctx_last_error(c));
             rc = 1;
@@ -372,6 +388,8 @@ int cmd_bench(int argc, char **argv)
         {"peak-seconds", required_argument, 0, OPT_PEAK},
         CLI_OPTION_TEXT_FIELD,
         {"batch-tokens", required_argument, 0, OPT_BTOK},
+        CLI_OPTION_PROGRESS,
+        CLI_OPTION_QUIET,
         CLI_OPTION_HELP,
         CLI_OPTION_END,
     };
@@ -475,10 +493,16 @@ int cmd_bench(int argc, char **argv)
         printf("%-7s %6s %6s %10s %9s %10s %10s %9s %7s %10s\n", "what", "batch", "seq", "tokens/s",
                "seq/s", "ms median", "ms p90", "GFLOP/s", "peak", "cpu ms");
     }
+    int64_t planned = 0;
+    for (int i = 0; i < n_shapes; i++)
+        planned += (int64_t)shapes[i].batch * (warmup + runs);
+    cli_progress_begin(&prog, co.progress, "bench", CLI_TOTAL_ITEMS, planned);
     for (int i = 0; i < n_shapes && rc == 0; i++)
         rc = bench_shape(c, &d, shapes[i], (int)warmup, (int)runs, &r);
     if (input && rc == 0)
         rc = bench_corpus(c, m, &d, &in, input, (int32_t)btok, (int)warmup, (int)runs, &r);
+    if (rc == 0)
+        cli_progress_end(&prog, input ? in.n_invalid_lines : 0);
     if (!json && rc == 0)
         printf("peak RSS %.0f MiB (weights + activations + runtime)\n", rss_peak_mb());
     if (json && rc == 0) {

@@ -8,10 +8,14 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "resume.h"
+#include "shards.h"
 
 static void tokenize_usage(FILE *f)
 {
@@ -49,7 +53,16 @@ static void embed_usage(FILE *f)
             "      --no-truncate        a text over the limit is an error instead\n"
             "      --strict             invalid UTF-8 is an error (default: U+FFFD + warning)\n"
             "      --dtype f32|bf16|int8  compute precision (default f32; int8 keeps the\n"
-            "                           QKV projection in bf16; accuracy: docs/MODELS.md)\n");
+            "                           QKV projection in bf16; accuracy: docs/MODELS.md)\n"
+            "      --resume             continue a killed run: keeps the complete lines\n"
+            "                           already in -o FILE (JSONL; a torn last line is\n"
+            "                           dropped), skips as many inputs and appends the rest;\n"
+            "                           the file ends as an uninterrupted run's would;\n"
+            "                           with --shard-size, continues after the last whole\n"
+            "                           shard the manifest lists\n"
+            "      --shard-size N       .npy output in shards of N rows: NAME-00000.npy, ...\n"
+            "                           their ids in NAME-00000.ids.json, ..., and a manifest\n"
+            "                           NAME.manifest.json (shards, row counts, complete)\n" CLI_HELP_PROGRESS);
 }
 
 enum {
@@ -60,6 +73,8 @@ enum {
     OPT_NO_TRUNC,
     OPT_STRICT,
     OPT_TEXT,
+    OPT_RESUME,
+    OPT_SHARD_SIZE,
 };
 
 #define MAX_CLI_TEXTS 64
@@ -70,8 +85,9 @@ typedef struct {
     int n_texts;
     char *mem;                        /* --text values as JSONL, for the reader */
     const char *output;
-    int npy, input_jsonl, strict, no_norm, no_trunc;
+    int npy, input_jsonl, strict, no_norm, no_trunc, resume;
     long max_length;
+    long shard_size; /* --shard-size: rows per .npy shard, 0 = one file */
 } embed_args;
 
 static int parse_args(int argc, char **argv, embed_args *a, int tokenize_mode)
@@ -93,6 +109,10 @@ static int parse_args(int argc, char **argv, embed_args *a, int tokenize_mode)
         {"strict", no_argument, 0, OPT_STRICT},
         CLI_OPTION_DTYPE,
         {"text", required_argument, 0, OPT_TEXT},
+        {"resume", no_argument, 0, OPT_RESUME},
+        {"shard-size", required_argument, 0, OPT_SHARD_SIZE},
+        CLI_OPTION_PROGRESS,
+        CLI_OPTION_QUIET,
         CLI_OPTION_HELP,
         CLI_OPTION_END,
     };
@@ -138,6 +158,13 @@ static int parse_args(int argc, char **argv, embed_args *a, int tokenize_mode)
         case OPT_STRICT:
             a->strict = 1;
             break;
+        case OPT_RESUME:
+            a->resume = 1;
+            break;
+        case OPT_SHARD_SIZE:
+            if (cli_parse_int("--shard-size", optarg, 1, 1L << 31, &a->shard_size))
+                return 2;
+            break;
         case OPT_TEXT:
             if (a->n_texts == MAX_CLI_TEXTS) {
                 cli_error("at most %d --text values; use -i FILE for more", MAX_CLI_TEXTS);
@@ -149,6 +176,16 @@ static int parse_args(int argc, char **argv, embed_args *a, int tokenize_mode)
             if ((rc = cli_common_opt(&a->co, c, optarg, argv)) != 0)
                 return rc; /* -1: --help */
         }
+    }
+    int to_file = a->output && strcmp(a->output, "-") != 0;
+    if (a->shard_size && (tokenize_mode || !a->npy || !to_file)) {
+        cli_error("--shard-size needs .npy output to a file (--format npy -o NAME.npy)");
+        return 2;
+    }
+    if (a->resume && (tokenize_mode || (a->npy && !a->shard_size) || !to_file)) {
+        cli_error("--resume needs a JSONL output file (-o FILE) or sharded .npy output "
+                  "(--format npy --shard-size N -o NAME.npy)");
+        return 2;
     }
     return cli_common_end(&a->co, argc, argv, "texts are read from -i FILE or stdin");
 }
@@ -188,11 +225,117 @@ static int open_input(cli_input *in, embed_args *a)
     return 0;
 }
 
-static FILE *open_output(const char *path)
+/* --resume: keeps the complete lines of the JSONL file at path and cuts a
+ * torn last line (a run killed mid-write). *n_done gets the number of
+ * complete lines and *last_id the raw id text of the last one (malloc'd;
+ * NULL when the file is empty or missing). Returns 0, or 1 after an error. */
+static int resume_scan(const char *path, int64_t *n_done, char **last_id)
+{
+    *n_done = 0;
+    *last_id = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (errno == ENOENT)
+            return 0;
+        cli_error("%s: cannot read the output to resume: %s", path, strerror(errno));
+        return 1;
+    }
+    static char buf[1 << 16];
+    int64_t off = 0, end_ok = 0, last_start = 0, lines = 0;
+    size_t got;
+    while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
+        for (char *q = buf; (q = memchr(q, '\n', (size_t)(buf + got - q))) != NULL; q++) {
+            last_start = end_ok;
+            end_ok = off + (q - buf) + 1;
+            lines++;
+        }
+        off += (int64_t)got;
+    }
+    int rc = ferror(f) ? 1 : 0;
+    char *line = NULL;
+    if (!rc && lines > 0) {
+        size_t len = (size_t)(end_ok - last_start);
+        line = malloc(len + 1);
+        rc = !line || fseeko(f, last_start, SEEK_SET) != 0 || fread(line, 1, len, f) != len;
+        if (!rc) {
+            char why[128];
+            if (cli_resume_record(line, len - 1, last_id, why, sizeof why) != 0) {
+                cli_error("%s: line %lld is not a medembed embed record (%s); --resume appends "
+                          "only to the output of an earlier `medembed embed` run",
+                          path, (long long)lines, why);
+                rc = 2;
+            }
+        } else {
+            cli_error("%s: cannot read the output to resume", path);
+        }
+    } else if (rc) {
+        cli_error("%s: cannot read the output to resume: %s", path, strerror(errno));
+    }
+    free(line);
+    fclose(f);
+    if (!rc && off > end_ok) {
+        if (truncate(path, (off_t)end_ok) != 0) {
+            cli_error("%s: cannot cut the torn last line: %s", path, strerror(errno));
+            rc = 1;
+        } else {
+            cli_warn("%s: dropped a torn last line (%lld bytes); resuming after line %lld", path,
+                     (long long)(off - end_ok), (long long)lines);
+        }
+    }
+    *n_done = lines;
+    return rc;
+}
+
+/* 1 when the input's id (raw JSON text) is the output's (raw or compact). */
+static int same_id(const char *want, const char *have)
+{
+    if (strcmp(want, have) == 0)
+        return 1;
+    json_t *v = json_loads(want, JSON_DECODE_ANY, NULL);
+    char *c = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+    int same = c && strcmp(c, have) == 0;
+    free(c);
+    json_decref(v);
+    return same;
+}
+
+/* Reads past the n inputs an earlier run wrote and checks that the last
+ * of them has the id the output's last line holds. */
+static int resume_skip(cli_input *in, int64_t n, const char *last_id, const char *out_path)
+{
+    cli_record r;
+    for (int64_t i = 0; i < n; i++) {
+        int got = cli_input_next(in, &r);
+        if (got < 0)
+            return 1;
+        if (got == 0) {
+            cli_error("%s holds %lld records but the input has only %lld: it is not this "
+                      "input's output",
+                      out_path, (long long)n, (long long)i);
+            return 1;
+        }
+        if (i == n - 1) {
+            char idx[32];
+            snprintf(idx, sizeof idx, "%lld", (long long)i);
+            const char *want = r.id_json ? r.id_json : idx;
+            if (!same_id(want, last_id)) {
+                cli_error("%s: the last record has id %s but input record %lld has id %s: it "
+                          "is not this input's output",
+                          out_path, last_id, (long long)n, want);
+                cli_record_free(&r);
+                return 1;
+            }
+        }
+        cli_record_free(&r);
+    }
+    return 0;
+}
+
+static FILE *open_output(const char *path, int append)
 {
     if (!path || strcmp(path, "-") == 0)
         return stdout;
-    FILE *f = fopen(path, "wb");
+    FILE *f = fopen(path, append ? "ab" : "wb");
     if (!f)
         cli_error("%s: cannot open output: %s", path, strerror(errno));
     return f;
@@ -260,8 +403,28 @@ int cmd_embed(int argc, char **argv)
         medembed_model_free(m);
         return orc;
     }
-    out = open_output(a.output);
+    int64_t done = 0, n_truncated = 0;
+    char *last_id = NULL;
+    cli_progress prog;
+    cli_progress_begin(&prog, a.co.progress, "embed", CLI_TOTAL_BYTES,
+                       a.n_texts ? 0 : cli_progress_file_size(in.f));
     int32_t dim = medembed_model_dim(m);
+    cli_shards sh = {0};
+    if (a.shard_size) {
+        rc = cli_shards_open(&sh, a.output, a.shard_size, dim, a.resume);
+        done = sh.rows;
+        if (!rc && done > 0)
+            rc = resume_skip(&in, done, sh.last_id, a.output);
+        cli_progress_skip(&prog, a.n_texts ? 0 : (int64_t)ftello(in.f));
+    } else if (a.resume) {
+        rc = resume_scan(a.output, &done, &last_id);
+        if (!rc && done > 0)
+            rc = resume_skip(&in, done, last_id, a.output);
+        free(last_id);
+        cli_progress_skip(&prog, a.n_texts ? 0 : (int64_t)ftello(in.f));
+    }
+    int64_t skipped = done; /* written by the run this one resumes */
+    out = rc || a.shard_size ? NULL : open_output(a.output, a.resume);
     size_t B = (size_t)a.co.batch;
     cli_record *recs = calloc(B, sizeof *recs);
     const char **texts = calloc(B, sizeof *texts);
@@ -269,18 +432,19 @@ int cmd_embed(int argc, char **argv)
     float *emb = malloc(sizeof *emb * B * (size_t)dim);
     medembed_text_info *info = calloc(B, sizeof *info);
     cli_npy npy;
-    if (!out) {
+    if (rc) {
+        /* printed */
+    } else if (!out && !a.shard_size) {
         rc = 1;
     } else if (!recs || !texts || !lens || !emb || !info) {
         cli_error("out of memory for a batch of %zu texts", B);
         rc = 1;
-    } else if (a.npy && cli_npy_begin(&npy, out, dim) != 0) {
+    } else if (a.npy && !a.shard_size && cli_npy_begin(&npy, out, dim) != 0) {
         cli_error("%s: cannot write the .npy header", a.output ? a.output : "<stdout>");
         rc = 1;
     }
     eo.max_length = (int32_t)a.max_length;
     eo.flags = (a.no_norm ? MEDEMBED_F_NO_NORMALIZE : 0) | (a.no_trunc ? MEDEMBED_F_NO_TRUNCATE : 0);
-    int64_t done = 0, n_truncated = 0;
     int eof = 0;
     while (!rc && !eof) {
         int32_t n = 0;
@@ -311,7 +475,9 @@ int cmd_embed(int argc, char **argv)
                     cli_error("%s", *msg ? msg : medembed_status_str(erc));
                 rc = 1;
             } else {
-                if (a.npy) {
+                if (a.shard_size) {
+                    rc = cli_shards_rows(&sh, emb, recs, done, n) != 0;
+                } else if (a.npy) {
                     if (cli_npy_rows(&npy, emb, n) != 0) {
                         cli_error("write failed (out of memory or disk full)");
                         rc = 1;
@@ -319,27 +485,38 @@ int cmd_embed(int argc, char **argv)
                 } else {
                     write_jsonl(out, recs, n, done, emb, dim, info);
                 }
-                for (int32_t i = 0; i < n; i++)
-                    n_truncated += info[i].truncated;
+                int64_t tok = 0, trunc = 0;
+                for (int32_t i = 0; i < n; i++) {
+                    trunc += info[i].truncated;
+                    tok += info[i].n_tokens;
+                }
+                n_truncated += trunc;
                 done += n;
+                cli_progress_add(&prog, n, tok, trunc, a.n_texts ? -1 : (int64_t)ftello(in.f));
             }
         }
         for (int32_t i = 0; i < n; i++)
             cli_record_free(&recs[i]);
     }
-    if (!rc && a.npy && cli_npy_end(&npy) != 0) {
+    if (!rc && a.shard_size && cli_shards_close(&sh) != 0)
+        rc = 1;
+    if (a.shard_size)
+        cli_shards_free(&sh);
+    if (!rc && a.npy && !a.shard_size && cli_npy_end(&npy) != 0) {
         cli_error("%s: write failed", a.output ? a.output : "<stdout>");
         rc = 1;
     }
     if (out && close_output(out, a.output))
         rc = 1;
+    if (!rc)
+        cli_progress_end(&prog, in.n_invalid_lines);
     if (in.n_invalid_lines)
         cli_warn("%ld input line(s) had invalid UTF-8, replaced with U+FFFD (use --strict to "
                  "fail instead)",
                  in.n_invalid_lines);
     if (n_truncated && !rc)
         cli_warn("%lld of %lld text(s) were truncated to %d tokens", (long long)n_truncated,
-                 (long long)done, a.max_length > 0 && a.max_length < medembed_model_max_length(m)
+                 (long long)(done - skipped), a.max_length > 0 && a.max_length < medembed_model_max_length(m)
                                       ? (int)a.max_length
                                       : (int)medembed_model_max_length(m));
     free(recs);
@@ -370,7 +547,7 @@ int cmd_tokenize(int argc, char **argv)
         medembed_model_free(m);
         return orc;
     }
-    FILE *out = open_output(a.output);
+    FILE *out = open_output(a.output, 0);
     int rc = out ? 0 : 1;
     int32_t cap = 1024;
     int32_t *ids = malloc(sizeof *ids * (size_t)cap);

@@ -59,7 +59,8 @@ static void eval_usage(FILE *f)
             "      --batch-size N       documents per batch (default 64)\n"
             "      --threads N          threads (default: all CPUs)\n"
             "      --dtype f32|bf16|int8  encoder compute precision\n"
-            "      --skip-bad           skip malformed corpus/query lines, and count them\n");
+            "      --skip-bad           skip malformed corpus/query lines, and count them\n"
+            CLI_HELP_PROGRESS);
 }
 
 typedef struct eval_args {
@@ -89,6 +90,8 @@ static int parse(int argc, char **argv, eval_args *a)
         CLI_OPTION_THREADS,
         CLI_OPTION_DTYPE,
         CLI_OPTION_SKIP_BAD,
+        CLI_OPTION_PROGRESS,
+        CLI_OPTION_QUIET,
         CLI_OPTION_HELP,
         CLI_OPTION_END,
     };
@@ -257,12 +260,18 @@ int cmd_eval(int argc, char **argv)
         rc = 1;
         goto out;
     }
-    ingest_opts io = {(int32_t)a.co.batch, a.co.skip_bad, &deo};
+    cli_progress prog;
+    cli_progress_begin(&prog, a.co.progress, "eval corpus", CLI_TOTAL_BYTES,
+                       cli_progress_file_size(cr.f));
+    prog.no_tokens = 1;
+    ingest_opts io = {(int32_t)a.co.batch, a.co.skip_bad, &deo, 0, &prog, NULL};
     int64_t added = 0, skipped = 0;
     rc = ingest_corpus(ix, ctx, &cr, &io, &added, &skipped);
     corpus_close(&cr);
     if (rc)
         goto out;
+    cli_progress_end(&prog, 0);
+    cli_progress_begin(&prog, a.co.progress, "eval queries", CLI_TOTAL_ITEMS, qr.n_q);
     /* Queries: embed each one in the qrels (with the prompt) and search. */
     corpus_reader qrd;
     if (corpus_open(&qrd, queries_p, "text", a.co.skip_bad)) {
@@ -290,7 +299,8 @@ int cmd_eval(int argc, char **argv)
             done[*qi] = 1;
             const char *text = d.text;
             medembed_hits *h = NULL;
-            if (medembed_ctx_embed(ctx, &text, &d.len, 1, &qeo, q, NULL) != MEDEMBED_OK) {
+            medembed_text_info ti = {0};
+            if (medembed_ctx_embed(ctx, &text, &d.len, 1, &qeo, q, &ti) != MEDEMBED_OK) {
                 cli_error("%s: line %ld: %s", queries_p, d.line, medembed_ctx_last_error(ctx));
                 rc = 1;
             } else if (medembed_index_search(ix, q, &so, &h, err, sizeof err) != MEDEMBED_OK) {
@@ -301,9 +311,12 @@ int cmd_eval(int argc, char **argv)
                 rc = 1;
             }
             medembed_hits_free(h);
+            cli_progress_add(&prog, 1, ti.n_tokens, ti.truncated, -1);
         }
         corpus_doc_free(&d);
     }
+    if (!rc)
+        cli_progress_end(&prog, 0);
     long missing = 0;
     for (int64_t i = 0; done && i < qr.n_q; i++)
         missing += !done[i];

@@ -12,23 +12,16 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "corpus.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* ------------------------------------------------------------ ingest */
 
 static int flush_batch(medembed_index *ix, medembed_ctx *ctx, medembed_index_doc *docs,
                        corpus_doc *cd, int32_t n, const ingest_opts *o, const char *name,
-                       int64_t *n_added)
+                       int64_t pos, int64_t *n_added)
 {
     if (n == 0)
         return 0;
@@ -39,6 +32,8 @@ static int flush_batch(medembed_index *ix, medembed_ctx *ctx, medembed_index_doc
         return 1;
     }
     *n_added += n;
+    if (o->prog)
+        cli_progress_add(o->prog, n, 0, 0, pos);
     return 0;
 }
 
@@ -79,6 +74,13 @@ int ingest_corpus(medembed_index *ix, medembed_ctx *ctx, corpus_reader *r, const
             snprintf(why, sizeof why, "first seen on line %lld", (long long)first);
             dup = why;
         } else if (medembed_index_contains(ix, cd[n].id)) {
+            if (o->resume) {
+                /* committed by the run this one resumes (one transaction per batch) */
+                if (o->n_present)
+                    (*o->n_present)++;
+                corpus_doc_free(&cd[n]);
+                continue;
+            }
             dup = "already in the index";
         }
         if (dup) {
@@ -101,14 +103,14 @@ int ingest_corpus(medembed_index *ix, medembed_ctx *ctx, corpus_reader *r, const
         docs[n].metadata = cd[n].metadata;
         n++;
         if (n == B) {
-            rc = flush_batch(ix, ctx, docs, cd, n, o, r->name, n_added);
+            rc = flush_batch(ix, ctx, docs, cd, n, o, r->name, (int64_t)ftello(r->f), n_added);
             for (int32_t i = 0; i < n; i++)
                 corpus_doc_free(&cd[i]);
             n = 0;
         }
     }
     if (!rc)
-        rc = flush_batch(ix, ctx, docs, cd, n, o, r->name, n_added);
+        rc = flush_batch(ix, ctx, docs, cd, n, o, r->name, (int64_t)ftello(r->f), n_added);
     for (int32_t i = 0; i < n; i++)
         corpus_doc_free(&cd[i]);
     *n_skipped += r->n_bad;
@@ -201,6 +203,7 @@ enum {
     OPT_EFC,
     OPT_VECTORS,
     OPT_ID,
+    OPT_RESUME,
 };
 
 typedef struct index_args {
@@ -208,6 +211,7 @@ typedef struct index_args {
     const char *output, *vectors;
     long efc;
     int no_chunk;
+    int resume;
     const char *const *ids;
     int n_ids;
 } index_args;
@@ -249,7 +253,10 @@ static void index_usage(FILE *f)
             "      --prompt TEXT        document prompt (\"\" = none; default: the model's\n"
             "                           \"document\"/\"passage\"/\"corpus\" prompt, else its default\n"
             "                           prompt, else none; MedEmbed defines none)\n"
-            "      --prompt-name NAME   a prompt from config_sentence_transformers.json\n");
+            "      --prompt-name NAME   a prompt from config_sentence_transformers.json\n"
+            "      --resume             continue a killed build/add: ids already in the index\n"
+            "                           (committed a batch at a time) are skipped quietly;\n"
+            "                           build opens INDEX when it exists and keeps it on error\n" CLI_HELP_PROGRESS);
 }
 
 static int parse_index_args(int argc, char **argv, index_args *a)
@@ -273,6 +280,9 @@ static int parse_index_args(int argc, char **argv, index_args *a)
         CLI_OPTION_SKIP_BAD,
         {"vectors", required_argument, 0, OPT_VECTORS},
         {"id", required_argument, 0, OPT_ID},
+        {"resume", no_argument, 0, OPT_RESUME},
+        CLI_OPTION_PROGRESS,
+        CLI_OPTION_QUIET,
         CLI_OPTION_PROMPT,
         CLI_OPTION_PROMPT_NAME,
         CLI_OPTION_HELP,
@@ -289,6 +299,9 @@ static int parse_index_args(int argc, char **argv, index_args *a)
         switch (c) {
         case 'o':
             a->output = optarg;
+            break;
+        case OPT_RESUME:
+            a->resume = 1;
             break;
         case OPT_NO_CHUNK:
             a->no_chunk = 1;
@@ -346,7 +359,7 @@ static int finish(medembed_index *ix, const char *path, int rc, int64_t added, i
             "%lld chunks (%.1f s)\n",
             path, (long long)added, rc ? " before the error" : "", (long long)skipped,
             (long long)medembed_index_n_docs(ix), (long long)medembed_index_n_chunks(ix),
-            now_s() - t0);
+            cli_now_s() - t0);
     medembed_index_free(ix);
     return rc;
 }
@@ -367,7 +380,7 @@ static int cmd_build_add(int build, index_args *a)
         cli_error("chunking, --quantize and --hnsw are fixed when the index is built");
         return 2;
     }
-    double t0 = now_s();
+    double t0 = cli_now_s();
     medembed_model *m = NULL;
     medembed_ctx *ctx = NULL;
     npy_matrix vm = {0};
@@ -386,7 +399,8 @@ static int cmd_build_add(int build, index_args *a)
     char err[1024];
     medembed_index *ix = NULL;
     int rc;
-    if (build) {
+    int reopen = build && a->resume && access(path, F_OK) == 0;
+    if (build && !reopen) {
         medembed_index_config cfg;
         medembed_index_config_init(&cfg);
         cfg.dim = m ? 0 : vm.cols;
@@ -416,7 +430,8 @@ static int cmd_build_add(int build, index_args *a)
         medembed_model_free(m);
         return rc == MEDEMBED_ERR_ARG && build ? 2 : 1;
     }
-    int64_t added = 0, skipped = 0;
+    int64_t added = 0, skipped = 0, present = 0;
+    cli_progress prog = {0};
     corpus_reader r;
     int have_r = 0;
     if (!a->vectors || a->co.input) {
@@ -430,14 +445,23 @@ static int cmd_build_add(int build, index_args *a)
         if (a->vectors) {
             rc = ingest_vectors(ix, &vm, have_r ? &r : NULL, (int32_t)a->co.batch, &added);
         } else {
-            ingest_opts io = {(int32_t)a->co.batch, a->co.skip_bad, &eo};
+            ingest_opts io = {(int32_t)a->co.batch, a->co.skip_bad, &eo, a->resume, &prog,
+                              &present};
+            cli_progress_begin(&prog, a->co.progress, build ? "index build" : "index add",
+                               CLI_TOTAL_BYTES, cli_progress_file_size(r.f));
+            prog.no_tokens = 1;
             rc = ingest_corpus(ix, ctx, &r, &io, &added, &skipped);
         }
     }
+    if (!rc && prog.on)
+        cli_progress_end(&prog, 0);
+    if (present)
+        fprintf(stderr, "medembed: %s: %lld document(s) were already in the index (--resume)\n",
+                path, (long long)present);
     if (have_r)
         corpus_close(&r);
     rc = finish(ix, path, rc, added, skipped, t0);
-    if (rc && build) {
+    if (rc && build && !a->resume) {
         /* A failed build leaves no file behind to block the rerun. */
         if (medembed_index_remove(path) == MEDEMBED_OK)
             fprintf(stderr, "medembed: %s: build failed; the partial index was removed\n", path);

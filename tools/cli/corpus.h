@@ -78,11 +78,15 @@ void qrels_free(qrels *q);
 
 /* ---- loading documents into an index (index build/add, eval) ---- */
 #include "medembed.h"
+#include "progress.h"
 
 typedef struct ingest_opts {
     int32_t batch;               /* documents per transaction */
     int skip_bad;                /* skip (and count) bad lines and duplicate ids */
     const medembed_embed_opts *eo;
+    int resume;                  /* an id already in the index is skipped quietly */
+    cli_progress *prog;          /* counts committed batches; NULL = none */
+    int64_t *n_present;          /* resume: ids found already in the index */
 } ingest_opts;
 
 /* Reads every record of r and adds it to ix in batches (one transaction

@@ -116,7 +116,7 @@ int hub_opts_from_env(hub_opts *o)
         env_long("MEDEMBED_STALL_TIMEOUT", 60, 1, 3600, &o->stall_timeout) ||
         env_long("MEDEMBED_PULL_RETRIES", 3, 0, 20, &o->retries))
         return -1;
-    o->progress = isatty(STDERR_FILENO);
+    o->progress = cli_progress_wanted(CLI_PROGRESS_AUTO);
     return 0;
 }
 
@@ -240,24 +240,6 @@ static int64_t file_size(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode) ? (int64_t)st.st_size : -1;
 }
 
-static void human(char *out, size_t n, int64_t bytes)
-{
-    if (bytes >= (int64_t)1 << 30)
-        snprintf(out, n, "%.2f GB", (double)bytes / 1e9);
-    else if (bytes >= 1000000)
-        snprintf(out, n, "%.1f MB", (double)bytes / 1e6);
-    else if (bytes >= 1000)
-        snprintf(out, n, "%.1f kB", (double)bytes / 1e3);
-    else
-        snprintf(out, n, "%lld B", (long long)bytes);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* --------------------------------------------------------------- transfer */
 
@@ -305,7 +287,7 @@ static void draw_progress(pull *p, int64_t now_in_file, int force)
 {
     if (!p->o->progress)
         return;
-    double t = now_s();
+    double t = cli_now_s();
     if (!force && t - p->last_draw < 0.1)
         return;
     p->last_draw = t;
@@ -314,10 +296,10 @@ static void draw_progress(pull *p, int64_t now_in_file, int force)
     if (pct > 100)
         pct = 100;
     char a[32], b[32], r[32];
-    human(a, sizeof a, done);
-    human(b, sizeof b, p->total_bytes);
+    cli_human_bytes(a, sizeof a, done);
+    cli_human_bytes(b, sizeof b, p->total_bytes);
     double dt = t - p->t0;
-    human(r, sizeof r, dt > 0.2 ? (int64_t)((double)(done - p->t0_bytes) / dt) : 0);
+    cli_human_bytes(r, sizeof r, dt > 0.2 ? (int64_t)((double)(done - p->t0_bytes) / dt) : 0);
     char bar[21];
     int fill = (int)(pct / 5);
     for (int i = 0; i < 20; i++)
@@ -1090,27 +1072,27 @@ static int pull_run(pull *p, const char *dest, const char *parent, const char *b
     if (statvfs(parent, &vfs) == 0 && need > 0 &&
         (double)vfs.f_bavail * (double)vfs.f_frsize < (double)need) {
         char a[32], b[32];
-        human(a, sizeof a, need);
-        human(b, sizeof b, (int64_t)((double)vfs.f_bavail * (double)vfs.f_frsize));
+        cli_human_bytes(a, sizeof a, need);
+        cli_human_bytes(b, sizeof b, (int64_t)((double)vfs.f_bavail * (double)vfs.f_frsize));
         cli_error("%s needs %s but only %s is free on %s", p->ref, a, b, parent);
         hub_listing_free(&l);
         return HUB_PULL_ERROR;
     }
     char total[32];
-    human(total, sizeof total, l.total);
+    cli_human_bytes(total, sizeof total, l.total);
     if (!o->quiet) {
         fprintf(stderr, "medembed: pulling %s (commit %.12s): %zu files, %s, into %s\n", p->ref,
                 l.commit[0] ? l.commit : "unknown", l.n_files, total, dest);
         if (resumed) {
             char h[32];
-            human(h, sizeof h, here);
+            cli_human_bytes(h, sizeof h, here);
             fprintf(stderr, "medembed: resuming an interrupted pull (%s already here)\n", h);
         }
     }
     const char *commit = l.commit[0] ? l.commit : (p->rev[0] ? p->rev : ME_HUB_DEFAULT_REVISION);
     p->total_bytes = l.total;
     p->n_files = l.n_files;
-    p->t0 = now_s();
+    p->t0 = cli_now_s();
     p->t0_bytes = 0;
     for (size_t i = 0; i < l.n_files && rc == HUB_PULL_OK; i++) {
         p->file_i = i;

@@ -17,6 +17,7 @@ void cli_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
+    cli_progress_clear(NULL); /* a message starts on a clean line */
     fputs("medembed: error: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
@@ -27,6 +28,7 @@ void cli_warn(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
+    cli_progress_clear(NULL);
     fputs("medembed: warning: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
@@ -127,6 +129,12 @@ int cli_common_opt(cli_common *c, int opt, const char *arg, char **argv)
             cli_error("--quantize expects int8 or none, got \"%s\"", arg);
             return 2;
         }
+        return 0;
+    case CLI_OPT_PROGRESS:
+        c->progress = CLI_PROGRESS_FORCE;
+        return 0;
+    case CLI_OPT_QUIET:
+        c->progress = CLI_PROGRESS_QUIET;
         return 0;
     case CLI_OPT_HELP:
         c->usage(stdout);

@@ -325,6 +325,23 @@ static void log_inputs(const srv_request *r)
     }
 }
 
+/* The vectors of a request and their JSON text grow with its number of
+ * inputs, not with its body (512 one-letter inputs are a 3 kB body and a
+ * few MB of answer): once parsed, a request reserves them in the memory
+ * budget too, n * dim * (4 bytes of float + up to 20 of JSON text). */
+static int reserve_outputs(req_state *st, int32_t n, srv_error *e)
+{
+    long long more = (long long)n * S.model.dim * 24;
+    long long used = atomic_fetch_add(&S.mem_used, more);
+    st->reserved += more;
+    if (used + more > S.max_memory)
+        return srv_fail(e, 503, "Overloaded", NULL, "memory_budget_exceeded",
+                        "the server's memory budget (--max-memory %lld bytes) is in use by "
+                        "other requests; retry",
+                        S.max_memory);
+    return 0;
+}
+
 /* POST /v1/embeddings, /embed, /search: parse, tokenize, batch, answer. */
 static enum MHD_Result handle_infer(struct MHD_Connection *c, req_state *st)
 {
@@ -335,6 +352,10 @@ static enum MHD_Result handle_infer(struct MHD_Connection *c, req_state *st)
         return send_error(c, st, &e);
     }
     srv_metrics_request(&S.metrics, (int)st->route, !r.single);
+    if (reserve_outputs(st, r.n, &e) != 0) {
+        srv_request_free(&r);
+        return send_error(c, st, &e);
+    }
     if (S.log_inputs)
         log_inputs(&r);
     if (st->route == SRV_ROUTE_SEARCH && !S.search) {
@@ -838,7 +859,11 @@ static void serve_usage(FILE *f)
             "                                  stay open\n"
             "      --api-key KEY               as --api-key-file, the key on the command line\n"
             "      --max-batch-tokens N        tokens per forward pass (default 16384)\n"
-            "      --max-client-batch-size N   inputs per request (default 32)\n"
+            "      --max-client-batch-size N   inputs per request (default 512; more: 422);\n"
+            "                                  a big request is split into the batcher's\n"
+            "                                  token-budgeted forward passes, in order\n"
+            "      --strict-client-batch       TEI's limit: --max-client-batch-size defaults\n"
+            "                                  to 32, TEI's, for clients that rely on its 422\n"
             "      --max-concurrent-requests N requests in progress before 429 (default 512)\n"
             "      --payload-limit BYTES       request body limit (default 2000000)\n"
             "      --max-memory BYTES          memory budget of requests in progress; beyond\n"
@@ -875,7 +900,8 @@ enum {
     O_MAX_MEMORY,
     O_HEADER_TIMEOUT,
     O_REQUEST_TIMEOUT,
-    O_PER_IP
+    O_PER_IP,
+    O_STRICT_CLIENT_BATCH
 };
 
 /* The first line of path, without its line end: the API key. */
@@ -945,6 +971,7 @@ static int parse_args(int argc, char **argv)
         {"api-key", required_argument, 0, O_API_KEY},
         {"max-batch-tokens", required_argument, 0, O_MAX_BATCH_TOKENS},
         {"max-client-batch-size", required_argument, 0, O_MAX_CLIENT_BATCH},
+        {"strict-client-batch", no_argument, 0, O_STRICT_CLIENT_BATCH},
         {"max-concurrent-requests", required_argument, 0, O_MAX_CONCURRENT},
         {"payload-limit", required_argument, 0, O_PAYLOAD},
         {"auto-truncate", required_argument, 0, O_AUTO_TRUNC},
@@ -966,7 +993,8 @@ static int parse_args(int argc, char **argv)
     S.host = "127.0.0.1";
     S.port = 8080;
     S.max_batch_tokens = 16384;
-    S.max_client_batch = 32;
+    S.max_client_batch = 0; /* 512, or TEI's 32 with --strict-client-batch */
+    int strict_client_batch = 0;
     S.max_concurrent = 512;
     S.payload_limit = 2000000;
     S.shutdown_timeout = 30;
@@ -998,6 +1026,9 @@ static int parse_args(int argc, char **argv)
         case O_MAX_BATCH_TOKENS:
             if (cli_parse_int("--max-batch-tokens", optarg, 2, 1 << 24, &S.max_batch_tokens))
                 return 2;
+            break;
+        case O_STRICT_CLIENT_BATCH:
+            strict_client_batch = 1;
             break;
         case O_MAX_CLIENT_BATCH:
             if (cli_parse_int("--max-client-batch-size", optarg, 1, 1 << 20,
@@ -1072,6 +1103,8 @@ static int parse_args(int argc, char **argv)
         S.header_timeout = (double)header_ms / 1000;
     if (request_ms)
         S.request_timeout = (double)request_ms / 1000;
+    if (!S.max_client_batch)
+        S.max_client_batch = strict_client_batch ? 32 : 512;
     long long full = request_cost(S.payload_limit);
     S.max_memory = max_memory ? max_memory : 16 * full > (256LL << 20) ? 16 * full : (256LL << 20);
     if (S.max_memory < full) {

@@ -14,7 +14,6 @@ import ctypes
 import json
 import os
 import re
-import sys
 import threading
 import weakref
 
@@ -22,6 +21,7 @@ import numpy as np
 
 from . import _lib
 from .errors import InvalidArgument, MedembedError, from_status
+from .progress import Progress
 from .quantization import PRECISIONS, quantize_embeddings
 
 _load_lock = threading.Lock()
@@ -346,7 +346,7 @@ class Model:
         return None if s is None else s.decode("utf-8")
 
     # ---- embedding -------------------------------------------------------------------
-    def _embed_batch(self, ctx, raw, opts, out):
+    def _embed_batch(self, ctx, raw, opts, out, info=None):
         n = len(raw)
         arr = (ctypes.c_char_p * n)(*raw)
         lens = (ctypes.c_size_t * n)(*[len(b) for b in raw])
@@ -354,7 +354,7 @@ class Model:
             if ctx.ptr is None:
                 raise InvalidArgument("this Model is closed")
             rc = _lib.lib().medembed_ctx_embed(ctx.ptr, arr, lens, n, ctypes.byref(opts),
-                                               out.ctypes.data, None)
+                                               out.ctypes.data, info)
             if rc != 0:
                 return rc, ctx.error(rc)
         return 0, None
@@ -425,21 +425,24 @@ class Model:
         out = np.empty((len(raw), self.dim), dtype=np.float32)
         ctx = self._ctx()
         n_batches = (len(raw) + batch_size - 1) // batch_size
+        bar = Progress("encode", len(raw)) if show_progress_bar else None
+        info = (_lib.TextInfo * min(batch_size, max(1, len(raw))))() if bar else None
         for b in range(n_batches):
             s = b * batch_size
             e = min(len(raw), s + batch_size)
-            rc, msg = self._embed_batch(ctx, raw[s:e], opts, out[s:e])
+            rc, msg = self._embed_batch(ctx, raw[s:e], opts, out[s:e], info)
             if rc != 0:
                 # The library names a text by its index within the batch; report the global one.
                 m = re.match(r"text (\d+)(.*)$", msg, re.S)
                 if m:
                     msg = "text %d%s" % (s + int(m.group(1)), m.group(2))
                 raise from_status(rc, msg)
-            if show_progress_bar:
-                sys.stderr.write("\rmedembed: batch %d/%d" % (b + 1, n_batches))
-                if b + 1 == n_batches:
-                    sys.stderr.write("\n")
-                sys.stderr.flush()
+            if bar:
+                got = info[:e - s]
+                bar.add(e - s, sum(i.n_tokens for i in got), sum(i.truncated != 0 for i in got),
+                        sum(i.n_invalid_utf8 != 0 for i in got))
+        if bar:
+            bar.end()
         if normalize_embeddings and not self.has_normalize and len(raw):
             # torch.nn.functional.normalize(p=2, eps=1e-12), as ST's normalize_embeddings does.
             norms = np.linalg.norm(out, axis=1, keepdims=True)
