@@ -334,11 +334,16 @@ static int reserve_outputs(req_state *st, int32_t n, srv_error *e)
     long long more = (long long)n * S.model.dim * 24;
     long long used = atomic_fetch_add(&S.mem_used, more);
     st->reserved += more;
-    if (used + more > S.max_memory)
+    if (used + more > S.max_memory) {
+        /* refused: given back now, not when the answer has gone out, so a
+         * client's next request does not find it still held */
+        atomic_fetch_sub(&S.mem_used, more);
+        st->reserved -= more;
         return srv_fail(e, 503, "Overloaded", NULL, "memory_budget_exceeded",
                         "the server's memory budget (--max-memory %lld bytes) is in use by "
                         "other requests; retry",
                         S.max_memory);
+    }
     return 0;
 }
 
@@ -561,6 +566,8 @@ static enum MHD_Result on_first_call(struct MHD_Connection *c, req_state *st, co
         long long used = atomic_fetch_add(&S.mem_used, cost);
         st->reserved = cost;
         if (used + cost > S.max_memory) {
+            atomic_fetch_sub(&S.mem_used, cost); /* a dropped body holds nothing */
+            st->reserved = 0;
             st->rejected = 1;
             srv_fail(e, 503, "Overloaded", NULL, "memory_budget_exceeded",
                      "the server's memory budget (--max-memory %lld bytes) is in use by other "
