@@ -247,7 +247,7 @@ class Engine:
     def __init__(self, engine, precision, d, threads):
         self.engine, self.precision, self.threads = engine, precision, threads
         self.compiled_precision = precision
-        self.versions = {}
+        self.versions, self.ov_props = {}, None
         if engine == "ort":
             import onnxruntime as ort
             if precision not in ("f32", "int8"):
@@ -266,7 +266,7 @@ class Engine:
                 sys.exit("peer_bench: OpenVINO precision is f32 or bf16, not %s" % precision)
             self.ov = ov
             self.core = ov.Core()
-            self.xml = os.path.join(d, "model.xml")
+            self.model = self.core.read_model(os.path.join(d, "model.xml"))
             self.compiled = {}
             self.versions = {"openvino": ov.get_version()}
         else:
@@ -275,7 +275,7 @@ class Engine:
     def _ov_compiled(self, shape):
         key = shape or "dynamic"
         if key not in self.compiled:
-            m = self.core.read_model(self.xml)
+            m = self.model.clone()
             if shape:
                 m.reshape({"input_ids": list(shape), "attention_mask": list(shape)})
             cfg = {"INFERENCE_PRECISION_HINT": self.precision,
@@ -284,6 +284,9 @@ class Engine:
             got = cm.get_property("INFERENCE_PRECISION_HINT")
             got = got.to_string() if hasattr(got, "to_string") else str(got)
             self.compiled_precision = got
+            self.ov_props = {k: str(cm.get_property(k)) for k in (
+                "INFERENCE_NUM_THREADS", "PERFORMANCE_HINT", "ENABLE_CPU_PINNING",
+                "NUM_STREAMS", "ENABLE_HYPER_THREADING")}
             if got != self.precision:
                 print("peer_bench: OpenVINO compiled %s although %s was asked: refusing to "
                       "report it as %s" % (got, self.precision, self.precision), file=sys.stderr)
@@ -407,6 +410,8 @@ def cmd_time(a):
                 "warmup": a.warmup, "ms": ms, "cpu_ms": cpu, "ms_median": med,
                 "tokens_per_s": b * s / (med * 1e-3)})
     doc["precision_compiled"] = eng.compiled_precision
+    if eng.ov_props:
+        doc["openvino_compiled"] = eng.ov_props
     doc["precision_ok"] = eng.compiled_precision == a.precision
     json.dump(doc, sys.stdout)
     print()

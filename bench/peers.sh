@@ -6,21 +6,23 @@
 #   1. installs what it needs: the Python tool environment .venv/ (scripts/venv.sh:
 #      numpy, onnx, onnxruntime, openvino of requirements-dev.txt);
 #   2. writes a random MedEmbed-base-shaped model (12 layers, 768 hidden, 12 heads, FFN
-#      3072, 512 tokens) with tests/py/gen_model.py, and its ONNX graph, ONNX Runtime int8
+#      3072, 512 tokens) with tests/py/gen_model.py, on bert-base-uncased's vocabulary
+#      (VOCAB, default ../shared's; without it gen_model's synthetic one, which splits
+#      words into more pieces, so corpus token counts differ), and its ONNX graph, ONNX Runtime int8
 #      twin and OpenVINO fp32 IR with bench/peer_bench.py export;
 #   3. builds medembed;
-#   4. fixed shapes (default 1x16,32x128,8x512) in ROUNDS interleaved rounds: each round
-#      runs every peer and every medembed dtype once (in an order rotated from round to
-#      round), all on the same token ids, so all see the same background load;
-#   5. the corpus end to end (CORPUS, default ../shared's PubMedQA; SKIP when absent):
+#   4. the corpus end to end (CORPUS, default ../shared's PubMedQA; SKIP when absent):
 #      medembed `bench -i` (tokenization included), the peers fed medembed's ids
 #      (`medembed tokenize`) in length-sorted padded batches of 32;
+#   5. fixed shapes (default 1x16,32x128,8x512) in ROUNDS interleaved rounds: each round
+#      runs every peer and every medembed dtype once (in an order rotated from round to
+#      round), all on the same token ids, so all see the same background load;
 #   6. bench/summarize.py writes OUT/results.json (every raw timing, medians per round and
 #      over rounds, the ratios of the issue's targets) and prints the tables.
 #
 # Environment: OUT (bench/out, git-ignored), MODEL (a model folder instead of the random
-# one), THREADS (2), ROUNDS (5), RUNS (5), WARMUP (2), SHAPES, DTYPES ("f32 bf16 int8"),
-# PEERS ("ort-f32 ort-int8 ov-f32 ov-bf16"), CORPUS (a JSONL corpus, {"text"} a line),
+# one), VOCAB (a vocab.txt), THREADS (2), ROUNDS (5), RUNS (5), WARMUP (2), SHAPES,
+# DTYPES ("f32 bf16 int8"), PEERS ("ort-f32 ort-int8 ov-f32 ov-bf16"), CORPUS (a JSONL corpus, {"text"} a line),
 # CORPUS_DOCS (the first N documents; 0 = all), CORPUS_ROUNDS (1; 0 skips the corpus),
 # CORPUS_DTYPES ("f32 bf16 int8"), PY (a Python with the peers: skips step 1),
 # MEDEMBED_BIN (a built medembed: skips step 3), MEDEMBED_SHARED (../shared).
@@ -37,6 +39,7 @@ warmup=${WARMUP:-2}
 shapes=${SHAPES:-1x16,32x128,8x512}
 dtypes=${DTYPES:-f32 bf16 int8}
 peers=${PEERS:-ort-f32 ort-int8 ov-f32 ov-bf16}
+vocab=${VOCAB:-$shared/reference/bert-base-uncased/vocab.txt}
 corpus=${CORPUS:-$shared/data/pubmedqa/corpus.jsonl}
 corpus_docs=${CORPUS_DOCS:-0}
 corpus_rounds=${CORPUS_ROUNDS:-1}
@@ -66,9 +69,16 @@ fi
 # 2. model and the peers' files
 model=${MODEL:-$out/base-f32}
 if [ ! -f "$model/config.json" ]; then
+    va=()
+    if [ -f "$vocab" ]; then
+        va=(--vocab "$vocab")
+    else
+        log "no $vocab: the synthetic vocabulary (set VOCAB=vocab.txt for real token counts)"
+    fi
     log "gen_model.py base shape -> $model"
     "$PY" "$root/tests/py/gen_model.py" --out "$model" --layers 12 --hidden 768 --heads 12 \
-        --ffn 3072 --std 0.02 --max-seq-length 512 --max-position-embeddings 512 --seed 1 >&2
+        --ffn 3072 --std 0.02 --max-seq-length 512 --max-position-embeddings 512 --seed 1 \
+        "${va[@]}" >&2
 fi
 peer_dir=$out/peer-$(basename "$model")
 stamp=$( (cat "$model/config.json"; stat -c '%s %Y' "$model"/*.safetensors; sha256sum "$here/peer_bench.py") | sha256sum | cut -c1-16)
@@ -122,17 +132,7 @@ run_one() {
     fi
 }
 
-# 4. fixed shapes, interleaved rounds
-engines=($peers)
-for dt in $dtypes; do engines+=("medembed-$dt"); done
-n=${#engines[@]}
-for r in $(seq "$rounds"); do
-    for i in $(seq 0 $((n - 1))); do
-        run_one shapes "$r" "${engines[$(((i + r - 1) % n))]}" "$rounds"
-    done
-done
-
-# 5. the corpus
+# 4. the corpus (first: its single round is the longest step)
 if [ "$corpus_rounds" -gt 0 ]; then
     if [ -f "$corpus" ]; then
         if [ "$corpus_docs" -gt 0 ]; then head -n "$corpus_docs" "$corpus"; else cat "$corpus"; fi \
@@ -150,6 +150,17 @@ if [ "$corpus_rounds" -gt 0 ]; then
         echo "SKIP: corpus: $corpus is absent (set CORPUS=FILE.jsonl, {\"text\": ...} a line)"
     fi
 fi
+
+# 5. fixed shapes, interleaved rounds
+engines=($peers)
+for dt in $dtypes; do engines+=("medembed-$dt"); done
+n=${#engines[@]}
+for r in $(seq "$rounds"); do
+    for i in $(seq 0 $((n - 1))); do
+        run_one shapes "$r" "${engines[$(((i + r - 1) % n))]}" "$rounds"
+    done
+done
+
 sed -i "s/}\$/, \"loadavg_end\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}/" "$out/raw/machine.json"
 
 # 6. summary
