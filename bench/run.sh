@@ -1,4 +1,4 @@
 #!/usr/bin/env bash
-# `make bench`: the ONNX Runtime comparison (bench/ort_compare.sh) with its
-# defaults; see that script for the knobs.
-exec bash "$(dirname "$0")/ort_compare.sh" "$@"
+# `make bench`: medembed side by side with ONNX Runtime and OpenVINO (bench/peers.sh) with
+# its defaults; see that script for the knobs.
+exec bash "$(dirname "$0")/peers.sh" "$@"

@@ -1,11 +1,17 @@
-#!/usr/bin/python3
-"""Summarize bench/ort_compare.sh results (OUT folder given as argv[1]).
+"""Summarize a bench/peers.sh run: OUT folder as argv[1]; writes OUT/results.json.
 
-For every shape and dtype: the median over rounds of each engine's
-per-round median, and the median over rounds of the per-round ratio
-medembed / ORT (tokens/s; for 1x16 also the latency ratio medembed ms / ORT
-ms). Ratios are taken within a round, so both engines saw the same
-background load. Writes OUT/summary.json and prints a Markdown table.
+Reads OUT/raw/: machine.json, shapes_rR_LABEL.json and corpus_rR_LABEL.json, where LABEL
+is ort-f32, ort-int8, ov-f32, ov-bf16 or medembed-DTYPE. For every workload and engine it
+takes the median over rounds of each round's median; every ratio is taken within a round
+(all engines of a round saw the same background load), then its median over rounds is
+reported. Throughput ratios are medembed / peer tokens per second (higher is better);
+latency ratios (1x16) are medembed / peer milliseconds (lower is better). The peers of each
+target are those of issue 22: the best f32 peer (ONNX Runtime or OpenVINO f32) for f32,
+OpenVINO bf16 for bf16, the best of ONNX Runtime int8 and OpenVINO bf16 for int8. An
+OpenVINO run whose compiled precision is not the one asked is left out of every ratio.
+
+results.json: {"machine", "raw": {file: its JSON}, "summary": {"shapes", "corpus",
+"targets", "excluded"}}.
 """
 import glob
 import json
@@ -14,7 +20,24 @@ import re
 import statistics
 import sys
 
-out = sys.argv[1]
+# medembed dtype -> (the peers it is compared with, the target's name for them)
+TARGET_PEERS = {"f32": (["ort-f32", "ov-f32"], "best f32 peer"),
+                "bf16": (["ov-bf16"], "OpenVINO bf16"),
+                "int8": (["ort-int8", "ov-bf16"], "best of ORT int8 / OpenVINO bf16")}
+# (dtype, workload, kind, bound, ">=" or "<=")
+TARGETS = [("f32", "32x128", "throughput", 1.15, ">="),
+           ("f32", "1x16", "latency", 0.70, "<="),
+           ("bf16", "32x128", "throughput", 1.25, ">="),
+           ("bf16", "1x16", "latency", 0.80, "<="),
+           ("int8", "32x128", "throughput", 1.25, ">="),
+           ("f32", "corpus", "throughput", 1.30, ">="),
+           ("bf16", "corpus", "throughput", 1.25, ">=")]
+CORPUS_PEERS = {"f32": (["ort-f32"], "ONNX Runtime f32"), "bf16": (["ov-bf16"], "OpenVINO bf16"),
+                "int8": (["ort-int8", "ov-bf16"], "best of ORT int8 / OpenVINO bf16")}
+
+
+def med(xs):
+    return statistics.median(xs) if xs else None
 
 
 def load(path):
@@ -22,103 +45,135 @@ def load(path):
         return json.load(f)
 
 
-def med(xs):
-    return statistics.median(xs) if xs else float("nan")
-
-
-def by_shape(results):
-    return {(r["batch"], r["seq"]): r for r in results}
-
-
-rounds = sorted(int(re.search(r"_(\d+)\.json$", p).group(1))
-                for p in glob.glob(os.path.join(out, "ort_shapes_*.json")))
-dtypes = sorted({re.search(r"me_shapes_(\w+?)_\d+\.json$", p).group(1)
-                 for p in glob.glob(os.path.join(out, "me_shapes_*.json"))},
-                key=lambda d: ["f32", "bf16", "int8"].index(d) if d in ("f32", "bf16", "int8") else 9)
-
-summary = {"shapes": [], "corpus": []}
-rows = []
-shapes = []
-for r in rounds:
-    for k in by_shape(load(os.path.join(out, f"ort_shapes_{r}.json"))["results"]):
-        if k not in shapes:
-            shapes.append(k)
-
-for shp in shapes:
-    ort_tps, ort_ms = [], []
-    for r in rounds:
-        o = by_shape(load(os.path.join(out, f"ort_shapes_{r}.json"))["results"]).get(shp)
-        if o:
-            ort_tps.append(o["tokens_per_s"])
-            ort_ms.append(o["ms_median"])
-    entry = {"batch": shp[0], "seq": shp[1], "ort_tokens_per_s": med(ort_tps),
-             "ort_ms_median": med(ort_ms), "rounds": len(ort_tps), "medembed": {}}
-    for dt in dtypes:
-        tps, ms, ratio, lat_ratio = [], [], [], []
-        for r in rounds:
-            p = os.path.join(out, f"me_shapes_{dt}_{r}.json")
-            q = os.path.join(out, f"ort_shapes_{r}.json")
-            if not (os.path.exists(p) and os.path.exists(q)):
-                continue
-            m = by_shape(load(p)["results"]).get(shp)
-            o = by_shape(load(q)["results"]).get(shp)
-            if not (m and o):
-                continue
-            tps.append(m["tokens_per_s"])
-            ms.append(m["ms_median"])
-            ratio.append(m["tokens_per_s"] / o["tokens_per_s"])
-            lat_ratio.append(m["ms_median"] / o["ms_median"])
-        entry["medembed"][dt] = {"tokens_per_s": med(tps), "ms_median": med(ms),
-                                 "ratio_vs_ort": med(ratio), "latency_ratio_vs_ort": med(lat_ratio),
-                                 "ratios": ratio}
-        rows.append((f"{shp[0]}x{shp[1]}", dt, med(tps), med(ms), med(ort_tps), med(ort_ms),
-                     med(ratio), med(lat_ratio)))
-    summary["shapes"].append(entry)
-
-print("| shape | dtype | medembed tok/s | medembed ms | ORT fp32 tok/s | ORT ms | ratio tok/s | latency ratio |")
-print("|---|---|---|---|---|---|---|---|")
-for s, dt, tps, ms, otps, oms, ra, lr in rows:
-    print(f"| {s} | {dt} | {tps:.1f} | {ms:.2f} | {otps:.1f} | {oms:.2f} | {ra:.2f}x | {lr:.2f} |")
-
-corpus_rounds = sorted(int(re.search(r"_(\d+)\.json$", p).group(1))
-                       for p in glob.glob(os.path.join(out, "ort_corpus_*.json")))
-if corpus_rounds:
-    print()
-    print("| corpus | dtype | medembed docs/s | medembed tok/s | ORT fp32 docs/s | ratio | CPU-time ratio |")
-    print("|---|---|---|---|---|---|---|")
-    for dt in ["f32", "bf16", "int8"]:
-        dps, tps, odps, ratio, cratio = [], [], [], [], []
-        for r in corpus_rounds:
-            p = os.path.join(out, f"me_corpus_{dt}_{r}.json")
-            if not os.path.exists(p):
-                continue
-            m = load(p)["results"][0]
-            o = load(os.path.join(out, f"ort_corpus_{r}.json"))
-            dps.append(m["docs_per_s"])
-            tps.append(m["tokens_per_s"])
-            o_dps = o["docs_per_s"] if "docs_per_s" in o else o["docs"] / o["seconds"]
-            odps.append(o_dps)
-            ratio.append(m["docs_per_s"] / o_dps)
-            if "cpu_ms_median" in o and m.get("cpu_ms_median"):
-                cratio.append(o["cpu_ms_median"] / m["cpu_ms_median"])
-        if not dps:
+def main(out):
+    raw_dir = os.path.join(out, "raw")
+    raw = {os.path.basename(p): load(p) for p in sorted(glob.glob(os.path.join(raw_dir, "*.json")))}
+    machine = raw.get("machine.json", {})
+    # per[(workload, label)][round] = {"tps", "ms"}; workload "BxS" or "corpus"
+    per, excluded = {}, set()
+    for name, doc in raw.items():
+        m = re.match(r"(shapes|corpus)_r(\d+)_(.+)\.json$", name)
+        if not m:
             continue
-        summary["corpus"].append({"dtype": dt, "docs_per_s": med(dps), "tokens_per_s": med(tps),
-                                  "ort_docs_per_s": med(odps), "ratio_vs_ort": med(ratio),
-                                  "ratios": ratio, "cpu_time_ratio_vs_ort": med(cratio)})
-        cr = f"{med(cratio):.2f}x" if cratio else "n/a"
-        print(f"| PubMedQA {m['docs']} docs, {m['mean_tokens']:.0f} tok mean | {dt} | {med(dps):.2f} | "
-              f"{med(tps):.0f} | {med(odps):.2f} | {med(ratio):.2f}x | {cr} |")
-    cli = os.path.join(out, "me_embed_cli.json")
-    if os.path.exists(cli):
-        summary["embed_cli_s"] = load(cli)["embed_cli_s"]
-        print(f"\n`medembed embed` end to end (f32, load + tokenize + embed + write): "
-              f"{summary['embed_cli_s']:.1f} s")
+        what, r, label = m.group(1), int(m.group(2)), m.group(3)
+        if doc.get("precision_ok") is False:
+            excluded.add(label)
+            continue
+        for res in doc["results"]:
+            if what == "shapes":
+                key, v = "%dx%d" % (res["batch"], res["seq"]), {"tps": res["tokens_per_s"],
+                                                               "ms": res["ms_median"]}
+            else:
+                key = "corpus"
+                v = {"tps": res["tokens_per_s"], "docs_per_s": res["docs_per_s"]}
+            per.setdefault((key, label), {})[r] = v
+    workloads = []
+    for k, _ in per:
+        if k not in workloads:
+            workloads.append(k)
+    workloads.sort(key=lambda k: (k == "corpus", [int(v) for v in k.split("x")] if "x" in k else 0))
 
-peak = os.path.join(out, "me_peak_f32.json")
-if os.path.exists(peak):
-    summary["peak_gflops_f32"] = load(peak)["results"][0]["peak_gflops"]
-    print(f"\nmeasured fp32 FMA peak: {summary['peak_gflops_f32']:.1f} GFLOP/s")
+    def ratio_rounds(work, dtype, peers, kind):
+        """Per-round ratios of medembed-DTYPE to the best of `peers` in that round."""
+        me = per.get((work, "medembed-" + dtype), {})
+        out_r = {}
+        for r, v in sorted(me.items()):
+            ps = [per[(work, p)][r] for p in peers if r in per.get((work, p), {})]
+            if not ps:
+                continue
+            if kind == "throughput":
+                out_r[r] = v["tps"] / max(p["tps"] for p in ps)
+            else:
+                out_r[r] = v["ms"] / min(p["ms"] for p in ps)
+        return out_r
 
-with open(os.path.join(out, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=1)
+    summary = {"workloads": [], "targets": [], "excluded": sorted(excluded)}
+    for work in workloads:
+        labels = sorted({l for (k, l) in per if k == work},
+                        key=lambda l: (l.startswith("medembed"), l))
+        entry = {"workload": work, "engines": {}, "ratios": {}}
+        for l in labels:
+            rs = per[(work, l)]
+            e = {"rounds": len(rs), "tokens_per_s": med([v["tps"] for v in rs.values()]),
+                 "tokens_per_s_rounds": [rs[r]["tps"] for r in sorted(rs)]}
+            if work == "corpus":
+                e["docs_per_s"] = med([v["docs_per_s"] for v in rs.values()])
+            else:
+                e["ms_median"] = med([v["ms"] for v in rs.values()])
+                e["ms_rounds"] = [rs[r]["ms"] for r in sorted(rs)]
+            entry["engines"][l] = e
+        table = CORPUS_PEERS if work == "corpus" else TARGET_PEERS
+        kinds = ["throughput"] + (["latency"] if work != "corpus" else [])
+        for dt, (peers, name) in table.items():
+            for kind in kinds:
+                rr = ratio_rounds(work, dt, peers, kind)
+                if rr:
+                    entry["ratios"]["%s %s vs %s" % (dt, kind, name)] = {
+                        "median": med(list(rr.values())), "rounds": [rr[r] for r in sorted(rr)],
+                        "peers": peers}
+            for p in sorted({p for ps, _ in table.values() for p in ps} | {"ort-f32"}):
+                for kind in kinds:
+                    rr = ratio_rounds(work, dt, [p], kind)
+                    if rr:
+                        entry["ratios"]["%s %s vs %s" % (dt, kind, p)] = {
+                            "median": med(list(rr.values())),
+                            "rounds": [rr[r] for r in sorted(rr)], "peers": [p]}
+        for kind in kinds:
+            rr = ratio_rounds(work, "bf16", ["medembed-f32"], kind)
+            if rr:
+                entry["ratios"]["bf16 %s vs medembed f32" % kind] = {
+                    "median": med(list(rr.values())), "rounds": [rr[r] for r in sorted(rr)],
+                    "peers": ["medembed-f32"]}
+        summary["workloads"].append(entry)
+
+    for dt, work, kind, bound, op in TARGETS:
+        name = (CORPUS_PEERS if work == "corpus" else TARGET_PEERS)[dt][1]
+        key = "%s %s vs %s" % (dt, kind, name)
+        w = next((e for e in summary["workloads"] if e["workload"] == work), None)
+        got = w["ratios"].get(key) if w else None
+        t = {"dtype": dt, "workload": work, "kind": kind, "vs": name, "target": op + str(bound)}
+        if got is None:
+            t.update(value=None, met=None)
+        else:
+            v = got["median"]
+            t.update(value=v, met=(v >= bound) if op == ">=" else (v <= bound),
+                     by=(v / bound - 1) if op == ">=" else (bound / v - 1))
+        summary["targets"].append(t)
+
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump({"machine": machine, "raw": raw, "summary": summary}, f, indent=1)
+
+    print("\n%s (%s), %s threads, %s rounds of %s calls; load %s -> %s" % (
+        machine.get("cpu_model"), machine.get("cpu_family_model"), machine.get("threads"),
+        machine.get("rounds"), machine.get("runs"), machine.get("loadavg_start"),
+        machine.get("loadavg_end")))
+    if excluded:
+        print("left out (OpenVINO compiled another precision than asked): " +
+              ", ".join(sorted(excluded)))
+    for e in summary["workloads"]:
+        print("\n%s | tokens/s%s | rounds" % (e["workload"],
+                                             "" if e["workload"] == "corpus" else " | ms"))
+        for l, v in e["engines"].items():
+            ms = "" if e["workload"] == "corpus" else " | %.2f" % v["ms_median"]
+            print("  %-14s | %9.1f%s | %d" % (l, v["tokens_per_s"], ms, v["rounds"]))
+        for k, v in e["ratios"].items():
+            if any(k.endswith(" vs " + p) for p in ("ort-int8", "ov-f32", "ov-bf16")):
+                continue  # in results.json; the printout keeps the targets' peers
+            print("  ratio %-52s %.3f  (rounds %s)" % (
+                k, v["median"], " ".join("%.2f" % x for x in v["rounds"])))
+    print("\ntargets (median over rounds of the per-round ratios):")
+    for t in summary["targets"]:
+        if t["value"] is None:
+            print("  %-5s %-7s %-10s vs %-34s %s: not measured" % (
+                t["dtype"], t["workload"], t["kind"], t["vs"], t["target"]))
+        else:
+            print("  %-5s %-7s %-10s vs %-34s %s: %.3f  %s" % (
+                t["dtype"], t["workload"], t["kind"], t["vs"], t["target"], t["value"],
+                "met" if t["met"] else "MISSED by %.0f%%" % (-100 * t["by"])))
+    print("\nwrote %s" % os.path.join(out, "results.json"))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: summarize.py OUT_DIR")
+    main(sys.argv[1])

@@ -27,7 +27,8 @@ Usage:
     /usr/bin/python3 tests/py/gen_model.py --out /tmp/m --layers 2 --hidden 32 --heads 4 \\
         --ffn 64 [--dtype f32|f16|bf16] [--pooling cls|mean|max|mean_sqrt_len] [--no-normalize] \\
         [--max-seq-length N] [--max-position-embeddings N] [--bert-prefix] [--position-ids] \\
-        [--shards 2] [--prompt NAME=TEXT ...] [--default-prompt NAME] [--cased] [--seed N]
+        [--shards 2] [--prompt NAME=TEXT ...] [--default-prompt NAME] [--cased] [--seed N] \\
+        [--vocab VOCAB_TXT]
 
 Library use:
     import gen_model
@@ -77,6 +78,16 @@ def make_vocab(cased=False):
             seen.add(t)
             out.append(t)
     return out
+
+
+def read_vocab(path):
+    """The tokens of a vocab.txt (one a line), which must hold the five special tokens."""
+    with open(path, encoding="utf-8") as f:
+        vocab = [line.rstrip("\n") for line in f]
+    missing = [t for t in SPECIALS if t not in vocab]
+    if missing:
+        raise ValueError("%s: no %s token" % (path, ", ".join(missing)))
+    return vocab
 
 
 # --------------------------------------------------------------------------- weights
@@ -265,11 +276,13 @@ def make_model(out, layers=2, hidden=32, heads=4, ffn=64, dtype="f32", pooling="
                normalize=True, max_seq_length=128, max_position_embeddings=128,
                bert_prefix=False, position_ids=False, shards=1, prompts=None,
                default_prompt_name=None, cased=False, seed=0, std=0.3, extra_head=False,
-               type_vocab_size=2):
+               type_vocab_size=2, vocab_file=None):
     """Write a complete model folder to `out` and return a dict describing it.
 
     extra_head adds BertForMaskedLM's `cls.predictions.*` tensors, which an embedding engine
-    must ignore. Returns {"dir", "vocab", "n_params", "n_params_encoder", ...}.
+    must ignore. vocab_file (a vocab.txt, one token a line, with the five special tokens)
+    replaces the synthetic vocabulary, e.g. bert-base-uncased's for realistic token counts.
+    Returns {"dir", "vocab", "n_params", "n_params_encoder", ...}.
     """
     if pooling not in POOLING_MODES:
         raise ValueError("pooling %r" % pooling)
@@ -278,7 +291,7 @@ def make_model(out, layers=2, hidden=32, heads=4, ffn=64, dtype="f32", pooling="
     if shards not in (1, 2):
         raise ValueError("shards must be 1 or 2")
     os.makedirs(os.path.join(out, "1_Pooling"), exist_ok=True)
-    vocab = make_vocab(cased)
+    vocab = read_vocab(vocab_file) if vocab_file else make_vocab(cased)
     lowercase = not cased
 
     config = {
@@ -409,6 +422,8 @@ def main(argv=None):
     ap.add_argument("--default-prompt", default=None)
     ap.add_argument("--cased", action="store_true", help="no lowercasing; A-Z in the vocab")
     ap.add_argument("--extra-head", action="store_true", help="add cls.predictions.* tensors")
+    ap.add_argument("--vocab", default=None, metavar="VOCAB_TXT",
+                    help="use this vocab.txt instead of the synthetic vocabulary")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--std", type=float, default=0.3)
     a = ap.parse_args(argv)
@@ -416,7 +431,7 @@ def main(argv=None):
     info = make_model(a.out, a.layers, a.hidden, a.heads, a.ffn, a.dtype, a.pooling,
                       not a.no_normalize, a.max_seq_length, a.max_position_embeddings,
                       a.bert_prefix, a.position_ids, a.shards, prompts, a.default_prompt,
-                      a.cased, a.seed, a.std, a.extra_head)
+                      a.cased, a.seed, a.std, a.extra_head, vocab_file=a.vocab)
     print("wrote %s: layers=%d hidden=%d heads=%d ffn=%d dtype=%s pooling=%s normalize=%s "
           "max_length=%d vocab=%d params=%d" % (
               a.out, a.layers, a.hidden, a.heads, a.ffn, a.dtype, a.pooling,
