@@ -533,7 +533,10 @@ typedef struct medembed_index_config {
                              texts are truncated to the model's limit, as MTEB does;
                              -1 = the most that fits beside [CLS], [SEP] and the
                              document prompt (medembed_resolve_prompt) */
-    int32_t overlap;      /* pieces shared by consecutive windows; 0 <= overlap < chunk_tokens */
+    int32_t overlap;      /* pieces shared by consecutive windows; 0 <= overlap < chunk_tokens;
+                             -1 (the default) = min(64, chunk_tokens / 2). The last window
+                             ends at the document's end and is full length, so no chunk is
+                             shorter than min(document, chunk_tokens) */
     int32_t hnsw_m;       /* 0 = exact search only; else HNSW links per node (16 is typical) */
     int32_t hnsw_ef_construction; /* HNSW build beam; default 200 */
 } medembed_index_config;

@@ -47,6 +47,7 @@ void medembed_index_config_init(medembed_index_config *c)
         return;
     memset(c, 0, sizeof *c);
     c->vec_dtype = MEDEMBED_VEC_F32;
+    c->overlap = -1;
     c->hnsw_ef_construction = ME_DEFAULT_EFC;
 }
 
@@ -182,6 +183,8 @@ int medembed_index_create(const char *path, const medembed_model *model,
         return me_err_buf(err, err_len, MEDEMBED_ERR_ARG,
                     "chunk_tokens %d: allowed 0..%d (the model's limit minus [CLS] and [SEP])",
                     c.chunk_tokens, max_win);
+    if (c.overlap == -1)
+        c.overlap = me_chunk_overlap_default(c.chunk_tokens);
     if (c.overlap < 0 || (c.chunk_tokens > 0 && c.overlap >= c.chunk_tokens) ||
         (c.chunk_tokens == 0 && c.overlap != 0))
         return me_err_buf(err, err_len, MEDEMBED_ERR_ARG,

@@ -119,10 +119,17 @@ typedef struct me_span {
     int32_t start, end; /* [start, end) in pieces */
 } me_span;
 
-/* Windows over n_pieces pieces: size w, stride w - overlap; the last window
- * ends at n_pieces. Zero pieces give one empty window. Returns the count
- * written (<= cap) or the count needed when spans is NULL. w must be > 0
- * and 0 <= overlap < w. */
+/* Default overlap when the caller names none: 64 pieces, at most w / 2. */
+#define ME_CHUNK_OVERLAP 64
+int32_t me_chunk_overlap_default(int32_t w);
+
+/* Windows over n_pieces pieces: size w, stride w - overlap, while a window
+ * ends before n_pieces; then a last full window [n_pieces - w, n_pieces)
+ * (overlapping its neighbour by overlap or more). A document of at most w
+ * pieces is one window [0, n_pieces); zero pieces give one empty window.
+ * Every window has min(n_pieces, w) pieces. Returns the count written
+ * (<= cap) or the count needed when spans is NULL. w must be > 0 and
+ * 0 <= overlap < w. */
 int32_t me_chunk_spans(int32_t n_pieces, int32_t w, int32_t overlap, me_span *spans, int32_t cap);
 
 /* ------------------------------------------------------------- filter.c */

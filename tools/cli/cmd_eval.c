@@ -133,7 +133,7 @@ static int parse(int argc, char **argv, eval_args *a)
         cli_error("no model given: pass -m MODEL_DIR");
         return 2;
     }
-    if (a->co.overlap && !a->co.chunk) {
+    if (a->co.overlap >= 0 && !a->co.chunk) {
         cli_error("--overlap needs --chunk-tokens");
         return 2;
     }

@@ -231,7 +231,9 @@ static void index_usage(FILE *f)
             "      --text-field NAME    JSONL field with the text (default: BEIR title + text)\n"
             "      --chunk-tokens N     tokens per chunk window (default: what fits the model's\n"
             "                           limit beside [CLS], [SEP] and the document prompt)\n"
-            "      --overlap M          tokens shared by consecutive windows (default 0)\n"
+            "      --overlap M          tokens shared by consecutive windows (default\n"
+            "                           min(64, N/2)); the last window ends at the\n"
+            "                           document's end and is full length\n"
             "      --no-chunk           one vector per document, truncated (as MTEB)\n"
             "      --quantize int8      store int8 vectors, rescored with f32 at search\n"
             "      --hnsw               build an HNSW graph (M 32, ef_construction 200)\n"
@@ -314,7 +316,7 @@ static int parse_index_args(int argc, char **argv, index_args *a)
     }
     if (cli_common_end(&a->co, argc, argv, NULL))
         return 2;
-    if (a->no_chunk && (a->co.chunk_set || a->co.overlap)) {
+    if (a->no_chunk && (a->co.chunk_set || a->co.overlap >= 0)) {
         cli_error("--no-chunk cannot be combined with --chunk-tokens or --overlap");
         return 2;
     }
@@ -363,7 +365,7 @@ static int cmd_build_add(int build, index_args *a)
         cli_error("no model given: pass -m MODEL_DIR (or --vectors FILE.npy)");
         return 2;
     }
-    if (!build && (a->co.chunk_set || a->co.overlap || a->no_chunk || a->co.hnsw_m || a->co.int8)) {
+    if (!build && (a->co.chunk_set || a->co.overlap >= 0 || a->no_chunk || a->co.hnsw_m || a->co.int8)) {
         cli_error("chunking, --quantize and --hnsw are fixed when the index is built");
         return 2;
     }

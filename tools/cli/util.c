@@ -61,6 +61,7 @@ int cli_parse_dtype(const char *s)
 void cli_common_init(cli_common *c, const char *cmd, void (*usage)(FILE *))
 {
     memset(c, 0, sizeof *c);
+    c->overlap = -1; /* not given: the library's default */
     c->cmd = cmd;
     c->usage = usage;
     c->dtype = MEDEMBED_DTYPE_F32;
