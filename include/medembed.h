@@ -632,8 +632,8 @@ MEDEMBED_API int medembed_index_add_docs(medembed_index *ix, medembed_ctx *ctx,
                                          size_t err_len);
 
 /* Stores n documents of one chunk each with caller-supplied vectors
- * (n * dim floats, row-major; text is ignored). Same contract as
- * medembed_index_add_docs. */
+ * (n * dim floats, row-major; text, when not NULL, only feeds the keyword
+ * index). Same contract as medembed_index_add_docs. */
 MEDEMBED_API int medembed_index_add_vectors(medembed_index *ix, const medembed_index_doc *docs,
                                             int32_t n, const float *vecs, char *err,
                                             size_t err_len);

@@ -298,3 +298,35 @@ def test_bad_mode_and_alpha(cli, model, db):
                       (["--alpha", "0.5"], b"--alpha applies to --mode hybrid")]:
         r = cli.run(["search", "-m", model, "--index", db, "-q", "x"] + args)
         assert r.returncode == 2 and msg in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("mode", [["bm25"], ["hybrid"], ["hybrid", "--alpha", "0.4"]])
+def test_eval_mode_ranks_as_search_does(cli, model, corpus, tmp_path, mode):
+    """eval --mode retrieves what search --mode returns on an index of the same corpus."""
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    qs = corpus["queries"][:4]
+    with open(beir / "corpus.jsonl", "w") as f:
+        for x in corpus["docs"]:
+            f.write(json.dumps(x) + "\n")
+    with open(beir / "queries.jsonl", "w") as f:
+        for q in qs:
+            f.write(json.dumps(q) + "\n")
+    with open(beir / "qrels" / "test.tsv", "w") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        for q in qs:
+            f.write("%s\t%s\t1\n" % (q["_id"], q["_id"][1:]))
+    run = tmp_path / "run.trec"
+    got = json.loads(cli.ok(["eval", "-m", model, "--beir", beir, "--json", "--run", run,
+                             "-k", "20", "--mode"] + mode).stdout)
+    assert got["mode"] == {"bm25": "bm25", "hybrid": "hybrid-rrf"}.get(
+        mode[0] if len(mode) == 1 else "", "hybrid-weighted")
+    ranked = {}
+    for line in open(run):
+        qid, _, doc, rank, score, _ = line.split()
+        ranked.setdefault(qid, []).append(doc)
+    db = tmp_path / "same.db"
+    cli.ok(["index", "build", "-m", model, "-i", beir / "corpus.jsonl", "-o", db, "--no-chunk"])
+    for q in qs:
+        hits = search(cli, model, db, q["text"], "-k", 20, "--exact", "--mode", *mode)
+        assert ranked[q["_id"]] == [h["id"] for h in hits]

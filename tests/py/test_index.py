@@ -233,7 +233,8 @@ def test_pubmedqa_end_to_end(cli, model, other_model, beir, tmp_path):
                 "--chunk-tokens", "100", "--overlap", "20"])
     got = json.loads(r.stdout)
     assert set(got) == {"ndcg_at_10", "map_at_10", "mrr_at_10", "recall_at_10",
-                        "recall_at_100", "precision_at_10", "n_queries"}
+                        "recall_at_100", "precision_at_10", "n_queries", "mode", "ms_per_query"}
+    assert got["mode"] == "dense" and got["ms_per_query"] > 0
     assert got["n_queries"] == len(beir["queries"]) + 1  # qnone counts, as in pytrec_eval
     runs = {}
     for line in open(run_path):
