@@ -1082,6 +1082,12 @@ static int cmp_hit(const void *a, const void *b)
     return x->doc < y->doc ? -1 : x->doc > y->doc;
 }
 
+static int cmp_hit_doc(const void *a, const void *b)
+{
+    const hit_src *x = a, *y = b;
+    return x->doc < y->doc ? -1 : x->doc > y->doc;
+}
+
 #define ME_RRF_K 60
 
 /* Fuses the legs: RRF (alpha < 0) or alpha * dense + (1 - alpha) * bm25 of
@@ -1097,15 +1103,18 @@ static int32_t fuse(medembed_index *ix, const me_topk *dn, const int32_t *bslot,
         dmax = fmaxf(dmax, dn->score[i]);
         hs[n++] = (hit_src){ix->ch_doc[dn->id[i]], dn->id[i], 0, i + 1, 0, dn->score[i], 0};
     }
+    /* the dense leg's documents sorted by slot: each keyword hit finds its
+     * dense entry by binary search (a document is in each leg once) */
+    qsort(hs, (size_t)n, sizeof *hs, cmp_hit_doc);
     int32_t nd = n;
     for (int32_t i = 0; i < bn; i++) {
         bmin = fminf(bmin, bscore[i]);
         bmax = fmaxf(bmax, bscore[i]);
-        int32_t j = 0;
-        while (j < nd && hs[j].doc != bslot[i])
-            j++;
-        if (j == nd)
-            hs[n++] = (hit_src){bslot[i], -1, 0, 0, 0, 0, 0};
+        hit_src key = {.doc = bslot[i]};
+        hit_src *f = nd ? bsearch(&key, hs, (size_t)nd, sizeof *hs, cmp_hit_doc) : NULL;
+        int32_t j = f ? (int32_t)(f - hs) : n++;
+        if (!f)
+            hs[j] = (hit_src){bslot[i], -1, 0, 0, 0, 0, 0};
         hs[j].br = i + 1;
         hs[j].bs = bscore[i];
     }
