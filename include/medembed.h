@@ -533,7 +533,10 @@ typedef struct medembed_index_config {
                              texts are truncated to the model's limit, as MTEB does;
                              -1 = the most that fits beside [CLS], [SEP] and the
                              document prompt (medembed_resolve_prompt) */
-    int32_t overlap;      /* pieces shared by consecutive windows; 0 <= overlap < chunk_tokens */
+    int32_t overlap;      /* pieces shared by consecutive windows; 0 <= overlap < chunk_tokens;
+                             -1 (the default) = min(64, chunk_tokens / 2). The last window
+                             ends at the document's end and is full length, so no chunk is
+                             shorter than min(document, chunk_tokens) */
     int32_t hnsw_m;       /* 0 = exact search only; else HNSW links per node (16 is typical) */
     int32_t hnsw_ef_construction; /* HNSW build beam; default 200 */
 } medembed_index_config;
@@ -585,7 +588,8 @@ MEDEMBED_API const medembed_model *medembed_ctx_model(const medembed_ctx *ctx);
 MEDEMBED_API int medembed_index_check_model(const medembed_index *ix, const medembed_model *model,
                                             char *err, size_t err_len);
 
-/* JSON object describing the index: n_docs, n_chunks, model {path,
+/* JSON object describing the index: n_docs, n_chunks, bm25_docs (documents
+ * in the keyword index; null for a file without one), model {path,
  * weights_hash, dim, pooling, dtype, normalize, max_length, doc_prompt (the
  * documents' prompt, "" for none, null before the first add)}, dim, vec_dtype, chunking
  * {chunk_tokens, overlap}, hnsw {m, ef_construction, graph: "stored" (loaded
@@ -628,8 +632,8 @@ MEDEMBED_API int medembed_index_add_docs(medembed_index *ix, medembed_ctx *ctx,
                                          size_t err_len);
 
 /* Stores n documents of one chunk each with caller-supplied vectors
- * (n * dim floats, row-major; text is ignored). Same contract as
- * medembed_index_add_docs. */
+ * (n * dim floats, row-major; text, when not NULL, only feeds the keyword
+ * index). Same contract as medembed_index_add_docs. */
 MEDEMBED_API int medembed_index_add_vectors(medembed_index *ix, const medembed_index_doc *docs,
                                             int32_t n, const float *vecs, char *err,
                                             size_t err_len);
@@ -671,7 +675,25 @@ typedef struct medembed_search_opts {
     int32_t n_filters;
     int32_t n_threads;          /* exact search threads; 0 = all CPUs, 1 = caller only */
     int32_t with_metadata;      /* 1 (default) = fetch each hit's metadata */
+    int32_t mode;               /* medembed_search_mode; default DENSE */
+    float alpha;                /* HYBRID fusion: < 0 (default -1) = reciprocal rank fusion
+                                   (k = 60); 0..1 = weighted fusion of min-max normalised
+                                   scores, alpha * dense + (1 - alpha) * bm25 */
+    const char *text;           /* the query's words for BM25 / HYBRID (set by
+                                   medembed_index_search_text) */
+    int32_t candidates;         /* HYBRID: documents taken from each leg; 0 = max(100, k) */
 } medembed_search_opts;
+
+/* Retrieval modes. DENSE scores vectors; BM25 ranks documents by SQLite
+ * FTS5's bm25() over their text (unicode61 tokenizer, diacritics removed;
+ * every word of the query is matched as a quoted phrase, OR-ed, so FTS5
+ * syntax in user text is never interpreted); HYBRID fuses both legs'
+ * top `candidates`. Filters apply to every mode, inside each leg. */
+typedef enum medembed_search_mode {
+    MEDEMBED_SEARCH_DENSE = 0,
+    MEDEMBED_SEARCH_BM25 = 1,
+    MEDEMBED_SEARCH_HYBRID = 2
+} medembed_search_mode;
 
 MEDEMBED_API void medembed_search_opts_init(medembed_search_opts *opts);
 
@@ -684,7 +706,7 @@ MEDEMBED_API void medembed_search_opts_init(medembed_search_opts *opts);
  * MEDEMBED_ERR_ARG with the expression in err. */
 
 /* Searches with a query vector of medembed_index_dim() floats (normalize it
- * as the model does).
+ * as the model does; may be NULL in BM25 mode, which needs opts->text).
  *   out : OUT: the hits, best first (ties: smaller internal order first),
  *         owned by the caller (medembed_hits_free).
  * Returns MEDEMBED_OK, _ERR_ARG (bad k or filter), _ERR_IO, _ERR_NOMEM.
@@ -710,6 +732,23 @@ MEDEMBED_API float medembed_hits_score(const medembed_hits *h, int32_t i);
  * [start, end) in pieces after [CLS]. Returns the chunk number or -1. */
 MEDEMBED_API int32_t medembed_hits_chunk(const medembed_hits *h, int32_t i, int32_t *tok_start,
                                          int32_t *tok_end);
+/* The fusion's inputs for hit i: each leg's 1-based rank and score (rank 0
+ * and score NaN when the document was not among that leg's candidates).
+ * DENSE hits fill the dense pair, BM25 hits the bm25 pair. Any pointer may
+ * be NULL. Returns 0, or -1 for a bad i. A BM25-only hit has no chunk
+ * (medembed_hits_chunk returns -1). */
+MEDEMBED_API int medembed_hits_components(const medembed_hits *h, int32_t i, int32_t *dense_rank,
+                                          float *dense_score, int32_t *bm25_rank,
+                                          float *bm25_score);
+/* Replaces the keyword (BM25) text of documents already in the index, in
+ * one transaction, e.g. to fill the keyword index of a file built before it
+ * existed (`medembed index fts-rebuild`). docs[i].text is the text (BEIR:
+ * title + " " + text, as add_docs takes it); ids not in the index are
+ * skipped and counted in *n_missing (may be NULL). Returns MEDEMBED_OK,
+ * _ERR_ARG (read-only handle), _ERR_IO. Thread-safe (exclusive). */
+MEDEMBED_API int medembed_index_set_texts(medembed_index *ix, const medembed_index_doc *docs,
+                                          int32_t n, int64_t *n_missing, char *err,
+                                          size_t err_len);
 /* The document's metadata as JSON object text ("{}" when none). */
 MEDEMBED_API const char *medembed_hits_metadata(const medembed_hits *h, int32_t i);
 MEDEMBED_API void medembed_hits_free(medembed_hits *h);

@@ -33,6 +33,8 @@ struct medembed_hits {
     float *score;
     int32_t *chunk, *start, *end;
     char **meta;
+    int32_t *dense_rank, *bm25_rank;
+    float *dense_score, *bm25_score;
 };
 
 static void put_err(char *err, size_t err_len, const me_err *e)
@@ -47,6 +49,7 @@ void medembed_index_config_init(medembed_index_config *c)
         return;
     memset(c, 0, sizeof *c);
     c->vec_dtype = MEDEMBED_VEC_F32;
+    c->overlap = -1;
     c->hnsw_ef_construction = ME_DEFAULT_EFC;
 }
 
@@ -57,6 +60,7 @@ void medembed_search_opts_init(medembed_search_opts *o)
     memset(o, 0, sizeof *o);
     o->k = 10;
     o->with_metadata = 1;
+    o->alpha = -1;
 }
 
 /* ------------------------------------------------------------ lifetime */
@@ -182,6 +186,8 @@ int medembed_index_create(const char *path, const medembed_model *model,
         return me_err_buf(err, err_len, MEDEMBED_ERR_ARG,
                     "chunk_tokens %d: allowed 0..%d (the model's limit minus [CLS] and [SEP])",
                     c.chunk_tokens, max_win);
+    if (c.overlap == -1)
+        c.overlap = me_chunk_overlap_default(c.chunk_tokens);
     if (c.overlap < 0 || (c.chunk_tokens > 0 && c.overlap >= c.chunk_tokens) ||
         (c.chunk_tokens == 0 && c.overlap != 0))
         return me_err_buf(err, err_len, MEDEMBED_ERR_ARG,
@@ -308,6 +314,8 @@ int medembed_index_open(const char *path, uint32_t flags, medembed_index **out, 
         sqlite3_exec(ix->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
     if (rc == MEDEMBED_OK)
         rc = me_store_load(ix, &e);
+    if (rc == MEDEMBED_OK && !ix->readonly)
+        rc = me_store_fts_ensure(ix, &e);
     if (rc == MEDEMBED_OK && ix->hnsw_m > 0 && (ix->hnsw_stale || !ix->hnsw)) {
         /* Stale (an add/delete interrupted before its graph was saved):
          * rebuild it, and save it once so that later opens load it. */
@@ -416,6 +424,8 @@ char *medembed_index_info_json(const medembed_index *cix)
     json_object_set_new(j, "path", json_string(ix->path));
     json_object_set_new(j, "n_docs", json_integer(ix->n_docs));
     json_object_set_new(j, "n_chunks", json_integer(ix->vecs.n));
+    int64_t nk = me_store_fts_count(ix);
+    json_object_set_new(j, "bm25_docs", nk >= 0 ? json_integer(nk) : json_null());
     json_object_set_new(j, "dim", json_integer(ix->dim));
     json_object_set_new(j, "dtype", json_string(ix->vec_dtype == MEDEMBED_VEC_INT8 ? "int8"
                                                                                    : "f32"));
@@ -542,6 +552,8 @@ int medembed_index_add_vectors(medembed_index *ix, const medembed_index_doc *doc
     for (int32_t i = 0; rc == MEDEMBED_OK && i < n; i++) {
         sd[i].id = docs[i].id;
         sd[i].metadata = docs[i].metadata;
+        sd[i].text = docs[i].text;
+        sd[i].text_len = docs[i].text_len;
         sd[i].n_chunks = 1;
         sd[i].spans = &span0;
         sd[i].vecs = vecs + (size_t)i * (size_t)ix->dim;
@@ -799,6 +811,8 @@ int medembed_index_add_docs(medembed_index *ix, medembed_ctx *ctx, const medembe
     for (int32_t i = 0; rc == MEDEMBED_OK && i < n; i++) {
         sd[i].id = docs[i].id;
         sd[i].metadata = docs[i].metadata;
+        sd[i].text = docs[i].text;
+        sd[i].text_len = docs[i].text_len;
     }
     if (rc == MEDEMBED_OK)
         rc = me_store_add(ix, sd, n, n > 0 ? record : NULL, &e);
@@ -952,27 +966,46 @@ static int rescore(medembed_index *ix, const float *q, const me_topk *cands, me_
     return rc;
 }
 
-static int hits_from(medembed_index *ix, const me_topk *t, int with_meta, medembed_hits **out,
-                     me_err *e)
+/* One result before it becomes a hit: document slot, best chunk (-1 for
+ * none), final score and the two legs' ranks (0 = absent) and scores. */
+typedef struct hit_src {
+    int32_t doc;
+    int64_t chunk;
+    float score;
+    int32_t dr, br;
+    float ds, bs;
+} hit_src;
+
+static int hits_from(medembed_index *ix, const hit_src *t, int32_t n_hits, int with_meta,
+                     medembed_hits **out, me_err *e)
 {
     medembed_hits *h = calloc(1, sizeof *h);
     RETURN_ERROR_IF(!h, e, MEDEMBED_ERR_NOMEM, "out of memory");
-    size_t n = (size_t)(t->n ? t->n : 1);
+    size_t n = (size_t)(n_hits ? n_hits : 1);
     h->id = calloc(n, sizeof *h->id);
     h->meta = calloc(n, sizeof *h->meta);
     h->score = malloc(sizeof *h->score * n);
     h->chunk = malloc(sizeof *h->chunk * n);
     h->start = malloc(sizeof *h->start * n);
     h->end = malloc(sizeof *h->end * n);
-    int ok = h->id && h->meta && h->score && h->chunk && h->start && h->end;
-    for (int32_t i = 0; ok && i < t->n; i++) {
-        int64_t c = t->id[i];
-        int32_t d = ix->ch_doc[c];
+    h->dense_rank = malloc(sizeof *h->dense_rank * n);
+    h->bm25_rank = malloc(sizeof *h->bm25_rank * n);
+    h->dense_score = malloc(sizeof *h->dense_score * n);
+    h->bm25_score = malloc(sizeof *h->bm25_score * n);
+    int ok = h->id && h->meta && h->score && h->chunk && h->start && h->end && h->dense_rank &&
+             h->bm25_rank && h->dense_score && h->bm25_score;
+    for (int32_t i = 0; ok && i < n_hits; i++) {
+        int64_t c = t[i].chunk;
+        int32_t d = t[i].doc;
         h->id[i] = strdup(ix->doc_ext[d]);
-        h->score[i] = t->score[i];
-        h->chunk[i] = ix->ch_no[c];
-        h->start[i] = ix->ch_start[c];
-        h->end[i] = ix->ch_end[c];
+        h->score[i] = t[i].score;
+        h->chunk[i] = c >= 0 ? ix->ch_no[c] : -1;
+        h->start[i] = c >= 0 ? ix->ch_start[c] : 0;
+        h->end[i] = c >= 0 ? ix->ch_end[c] : 0;
+        h->dense_rank[i] = t[i].dr;
+        h->bm25_rank[i] = t[i].br;
+        h->dense_score[i] = t[i].dr ? t[i].ds : NAN;
+        h->bm25_score[i] = t[i].br ? t[i].bs : NAN;
         h->meta[i] = with_meta ? me_store_metadata(ix, ix->doc_rowid[d]) : NULL;
         h->n = i + 1;
         ok = h->id[i] && (!with_meta || h->meta[i]);
@@ -983,6 +1016,122 @@ static int hits_from(medembed_index *ix, const me_topk *t, int with_meta, medemb
     }
     *out = h;
     return MEDEMBED_OK;
+}
+
+/* Dense leg: the best k documents (ids = best chunk), sorted. */
+static int dense_leg(medembed_index *ix, const float *q, const medembed_search_opts *o,
+                     const uint8_t *allowed, int64_t n_allowed, int32_t k, me_topk *fin,
+                     me_err *e)
+{
+    int int8 = ix->vec_dtype == MEDEMBED_VEC_INT8;
+    int32_t kc = k; /* candidates before rescoring */
+    if (int8) {
+        int64_t m = (int64_t)k * (o->rescore ? o->rescore : 4);
+        kc = m > ME_MAX_K * 4 ? ME_MAX_K * 4 : (int32_t)m;
+    }
+    me_topk cands = {0};
+    int rc = MEDEMBED_OK;
+    if (me_topk_init(&cands, kc) != MEDEMBED_OK || me_topk_init(fin, k) != MEDEMBED_OK)
+        rc = me_err_set(e, MEDEMBED_ERR_NOMEM, "out of memory");
+    /* A selective filter leaves few documents: scanning them exactly is
+     * cheaper and exact, while the graph would wander through rejected
+     * nodes. */
+    int use_hnsw = ix->hnsw && !ix->hnsw_stale && !o->exact && ix->vecs.n > 0 &&
+                   (!allowed || n_allowed * 10 >= ix->n_docs);
+    if (rc == MEDEMBED_OK && n_allowed > 0) {
+        if (use_hnsw) {
+            int32_t ef = o->ef_search ? o->ef_search : (2 * kc > 128 ? 2 * kc : 128);
+            if (ef < kc)
+                ef = kc;
+            rc = hnsw_docs(ix, q, allowed, kc, ef, &cands, e);
+        } else {
+            rc = me_flat_search(ix, q, allowed, o->n_threads, &cands, e);
+        }
+    }
+    if (rc == MEDEMBED_OK) {
+        if (int8) {
+            rc = rescore(ix, q, &cands, fin, e);
+        } else {
+            for (int32_t i = 0; i < cands.n; i++)
+                me_topk_push(fin, cands.score[i], cands.id[i]);
+        }
+    }
+    if (rc == MEDEMBED_OK)
+        me_topk_sort(fin);
+    me_topk_free(&cands);
+    return rc;
+}
+
+/* Keyword leg: the best k documents by BM25 (slots and scores, sorted). */
+static int bm25_leg(medembed_index *ix, const char *text, const uint8_t *allowed, int32_t k,
+                    int32_t *slot, float *score, int32_t *n, me_err *e)
+{
+    *n = 0;
+    char *match = me_fts_query(text);
+    RETURN_ERROR_IF(!match, e, MEDEMBED_ERR_NOMEM, "out of memory");
+    int rc = match[0] ? me_store_bm25(ix, match, allowed, k, slot, score, n, e) : MEDEMBED_OK;
+    free(match);
+    return rc;
+}
+
+static int cmp_hit(const void *a, const void *b)
+{
+    const hit_src *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score > y->score ? -1 : 1;
+    return x->doc < y->doc ? -1 : x->doc > y->doc;
+}
+
+static int cmp_hit_doc(const void *a, const void *b)
+{
+    const hit_src *x = a, *y = b;
+    return x->doc < y->doc ? -1 : x->doc > y->doc;
+}
+
+#define ME_RRF_K 60
+
+/* Fuses the legs: RRF (alpha < 0) or alpha * dense + (1 - alpha) * bm25 of
+ * min-max normalised scores (a constant leg normalises to 1; a document
+ * missing from a leg gets 0 there). Keeps the best k in hs. */
+static int32_t fuse(medembed_index *ix, const me_topk *dn, const int32_t *bslot,
+                    const float *bscore, int32_t bn, float alpha, int32_t k, hit_src *hs)
+{
+    int32_t n = 0;
+    float dmin = INFINITY, dmax = -INFINITY, bmin = INFINITY, bmax = -INFINITY;
+    for (int32_t i = 0; i < dn->n; i++) {
+        dmin = fminf(dmin, dn->score[i]);
+        dmax = fmaxf(dmax, dn->score[i]);
+        hs[n++] = (hit_src){ix->ch_doc[dn->id[i]], dn->id[i], 0, i + 1, 0, dn->score[i], 0};
+    }
+    /* the dense leg's documents sorted by slot: each keyword hit finds its
+     * dense entry by binary search (a document is in each leg once) */
+    qsort(hs, (size_t)n, sizeof *hs, cmp_hit_doc);
+    int32_t nd = n;
+    for (int32_t i = 0; i < bn; i++) {
+        bmin = fminf(bmin, bscore[i]);
+        bmax = fmaxf(bmax, bscore[i]);
+        hit_src key = {.doc = bslot[i]};
+        hit_src *f = nd ? bsearch(&key, hs, (size_t)nd, sizeof *hs, cmp_hit_doc) : NULL;
+        int32_t j = f ? (int32_t)(f - hs) : n++;
+        if (!f)
+            hs[j] = (hit_src){bslot[i], -1, 0, 0, 0, 0, 0};
+        hs[j].br = i + 1;
+        hs[j].bs = bscore[i];
+    }
+    for (int32_t i = 0; i < n; i++) {
+        double f = 0;
+        if (alpha < 0) {
+            f = (hs[i].dr ? 1.0 / (ME_RRF_K + hs[i].dr) : 0) +
+                (hs[i].br ? 1.0 / (ME_RRF_K + hs[i].br) : 0);
+        } else {
+            double dnrm = !hs[i].dr ? 0 : dmax > dmin ? (hs[i].ds - dmin) / (dmax - dmin) : 1;
+            double bnrm = !hs[i].br ? 0 : bmax > bmin ? (hs[i].bs - bmin) / (bmax - bmin) : 1;
+            f = alpha * dnrm + (1 - alpha) * bnrm;
+        }
+        hs[i].score = (float)f;
+    }
+    qsort(hs, (size_t)n, sizeof *hs, cmp_hit);
+    return n < k ? n : k;
 }
 
 static int search_locked(medembed_index *ix, const float *q, const medembed_search_opts *o,
@@ -996,7 +1145,19 @@ static int search_locked(medembed_index *ix, const float *q, const medembed_sear
                     ME_MAX_FILTERS);
     RETURN_ERROR_IF(o->ef_search < 0 || o->rescore < 0 || o->n_threads < 0, e, MEDEMBED_ERR_ARG,
                     "negative ef_search, rescore or n_threads");
-    for (int32_t i = 0; i < ix->dim; i++)
+    RETURN_ERROR_IF(o->mode < MEDEMBED_SEARCH_DENSE || o->mode > MEDEMBED_SEARCH_HYBRID, e,
+                    MEDEMBED_ERR_ARG, "search mode %d: use dense (0), bm25 (1) or hybrid (2)",
+                    o->mode);
+    RETURN_ERROR_IF(!(o->alpha < 0 || (o->alpha >= 0 && o->alpha <= 1)) || isnan(o->alpha), e,
+                    MEDEMBED_ERR_ARG, "alpha %g: allowed 0..1 (or negative for RRF)",
+                    (double)o->alpha);
+    RETURN_ERROR_IF(o->candidates < 0 || o->candidates > ME_MAX_K, e, MEDEMBED_ERR_ARG,
+                    "candidates %d: allowed 0..%d", o->candidates, ME_MAX_K);
+    int use_dense = o->mode != MEDEMBED_SEARCH_BM25, use_bm25 = o->mode != MEDEMBED_SEARCH_DENSE;
+    RETURN_ERROR_IF(use_dense && !q, e, MEDEMBED_ERR_ARG, "search: no query vector");
+    RETURN_ERROR_IF(use_bm25 && !o->text, e, MEDEMBED_ERR_ARG,
+                    "search: bm25 and hybrid modes need the query text");
+    for (int32_t i = 0; use_dense && i < ix->dim; i++)
         RETURN_ERROR_IF(!isfinite(q[i]), e, MEDEMBED_ERR_ARG,
                         "query vector holds NaN or infinity at %d", i);
     uint8_t *allowed = NULL;
@@ -1018,45 +1179,43 @@ static int search_locked(medembed_index *ix, const float *q, const medembed_sear
             n_allowed += allowed[d];
     }
     int32_t k = o->k;
-    int int8 = ix->vec_dtype == MEDEMBED_VEC_INT8;
-    int32_t kc = k; /* candidates before rescoring */
-    if (int8) {
-        int64_t m = (int64_t)k * (o->rescore ? o->rescore : 4);
-        kc = m > ME_MAX_K * 4 ? ME_MAX_K * 4 : (int32_t)m;
-    }
-    me_topk cands = {0}, fin = {0};
-    if (rc == MEDEMBED_OK && (me_topk_init(&cands, kc) != MEDEMBED_OK ||
-                              me_topk_init(&fin, k) != MEDEMBED_OK))
-        rc = me_err_set(e, MEDEMBED_ERR_NOMEM, "out of memory");
-    /* A selective filter leaves few documents: scanning them exactly is
-     * cheaper and exact, while the graph would wander through rejected
-     * nodes. */
-    int use_hnsw = ix->hnsw && !ix->hnsw_stale && !o->exact && ix->vecs.n > 0 &&
-                   (!allowed || n_allowed * 10 >= ix->n_docs);
-    if (rc == MEDEMBED_OK && n_allowed > 0) {
-        if (use_hnsw) {
-            int32_t ef = o->ef_search ? o->ef_search : (2 * kc > 128 ? 2 * kc : 128);
-            if (ef < kc)
-                ef = kc;
-            rc = hnsw_docs(ix, q, allowed, kc, ef, &cands, e);
-        } else {
-            rc = me_flat_search(ix, q, allowed, o->n_threads, &cands, e);
-        }
+    int32_t kl = k; /* per leg */
+    if (o->mode == MEDEMBED_SEARCH_HYBRID)
+        kl = o->candidates ? (o->candidates > k ? o->candidates : k) : (k > 100 ? k : 100);
+    me_topk dn = {0};
+    int32_t *bslot = NULL, bn = 0;
+    float *bscore = NULL;
+    hit_src *hs = NULL;
+    if (rc == MEDEMBED_OK && use_dense)
+        rc = dense_leg(ix, q, o, allowed, n_allowed, kl, &dn, e);
+    if (rc == MEDEMBED_OK && use_bm25) {
+        bslot = malloc(sizeof *bslot * (size_t)kl);
+        bscore = malloc(sizeof *bscore * (size_t)kl);
+        rc = bslot && bscore ? bm25_leg(ix, o->text, allowed, kl, bslot, bscore, &bn, e)
+                             : me_err_set(e, MEDEMBED_ERR_NOMEM, "out of memory");
     }
     if (rc == MEDEMBED_OK) {
-        if (int8) {
-            rc = rescore(ix, q, &cands, &fin, e);
-        } else {
-            for (int32_t i = 0; i < cands.n; i++)
-                me_topk_push(&fin, cands.score[i], cands.id[i]);
-        }
+        hs = malloc(sizeof *hs * (size_t)(dn.n + bn + 1));
+        rc = hs ? MEDEMBED_OK : me_err_set(e, MEDEMBED_ERR_NOMEM, "out of memory");
     }
     if (rc == MEDEMBED_OK) {
-        me_topk_sort(&fin);
-        rc = hits_from(ix, &fin, o->with_metadata, out, e);
+        int32_t n = 0;
+        if (o->mode == MEDEMBED_SEARCH_DENSE) {
+            for (int32_t i = 0; i < dn.n; i++)
+                hs[n++] = (hit_src){ix->ch_doc[dn.id[i]], dn.id[i], dn.score[i], i + 1, 0,
+                                    dn.score[i], 0};
+        } else if (o->mode == MEDEMBED_SEARCH_BM25) {
+            for (int32_t i = 0; i < bn; i++)
+                hs[n++] = (hit_src){bslot[i], -1, bscore[i], 0, i + 1, 0, bscore[i]};
+        } else {
+            n = fuse(ix, &dn, bslot, bscore, bn, o->alpha, k, hs);
+        }
+        rc = hits_from(ix, hs, n, o->with_metadata, out, e);
     }
-    me_topk_free(&cands);
-    me_topk_free(&fin);
+    me_topk_free(&dn);
+    free(bslot);
+    free(bscore);
+    free(hs);
     free(allowed);
     return rc;
 }
@@ -1065,7 +1224,7 @@ int medembed_index_search(medembed_index *ix, const float *query,
                           const medembed_search_opts *opts, medembed_hits **out, char *err,
                           size_t err_len)
 {
-    if (!ix || !query || !out)
+    if (!ix || !out || (!query && !(opts && opts->mode == MEDEMBED_SEARCH_BM25)))
         return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "search: NULL argument");
     medembed_search_opts o;
     medembed_search_opts_init(&o);
@@ -1097,8 +1256,16 @@ int medembed_index_search_text(medembed_index *ix, medembed_ctx *ctx, const char
                                const medembed_embed_opts *eo, const medembed_search_opts *opts,
                                medembed_hits **out, char *err, size_t err_len)
 {
-    if (!ix || !ctx || !query || !out)
+    medembed_search_opts so;
+    medembed_search_opts_init(&so);
+    if (opts)
+        so = *opts;
+    so.text = query;
+    int dense = so.mode != MEDEMBED_SEARCH_BM25;
+    if (!ix || (dense && !ctx) || !query || !out)
         return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "search_text: NULL argument");
+    if (!dense)
+        return medembed_index_search(ix, NULL, &so, out, err, err_len);
     FORWARD_IF_ERROR(medembed_index_check_model(ix, medembed_ctx_model(ctx), err, err_len));
     float *q = malloc(sizeof *q * (size_t)ix->dim);
     if (!q)
@@ -1112,9 +1279,51 @@ int medembed_index_search_text(medembed_index *ix, medembed_ctx *ctx, const char
     if (rc != MEDEMBED_OK) {
         me_err_buf(err, err_len, rc, "query: %s", medembed_ctx_last_error(ctx));
     } else {
-        rc = medembed_index_search(ix, q, opts, out, err, err_len);
+        rc = medembed_index_search(ix, q, &so, out, err, err_len);
     }
     free(q);
+    return rc;
+}
+
+int medembed_index_set_texts(medembed_index *ix, const medembed_index_doc *docs, int32_t n,
+                             int64_t *n_missing, char *err, size_t err_len)
+{
+    if (!ix || (n > 0 && !docs) || n < 0)
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "set_texts: NULL argument");
+    if (ix->readonly)
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "%s: opened read-only", ix->path);
+    const char **ids = malloc(sizeof *ids * (size_t)(n ? n : 1));
+    const char **texts = malloc(sizeof *texts * (size_t)(n ? n : 1));
+    size_t *lens = malloc(sizeof *lens * (size_t)(n ? n : 1));
+    if (!ids || !texts || !lens) {
+        free(ids);
+        free(texts);
+        free(lens);
+        return me_err_buf(err, err_len, MEDEMBED_ERR_NOMEM, "out of memory");
+    }
+    int bad = 0;
+    for (int32_t i = 0; i < n; i++) {
+        ids[i] = docs[i].id;
+        texts[i] = docs[i].text ? docs[i].text : "";
+        lens[i] = docs[i].text_len == (size_t)-1 || !docs[i].text ? strlen(texts[i])
+                                                                   : docs[i].text_len;
+        bad |= !ids[i] || lens[i] > INT32_MAX;
+    }
+    me_err e = {{0}};
+    int64_t miss = 0;
+    int rc = bad ? me_err_set(&e, MEDEMBED_ERR_ARG, "set_texts: NULL id or text over 2 GiB")
+                 : MEDEMBED_OK;
+    pthread_rwlock_wrlock(&ix->rw);
+    if (rc == MEDEMBED_OK)
+        rc = me_store_set_texts(ix, ids, texts, lens, n, &miss, &e);
+    pthread_rwlock_unlock(&ix->rw);
+    free(ids);
+    free(texts);
+    free(lens);
+    if (n_missing)
+        *n_missing = miss;
+    if (rc != MEDEMBED_OK)
+        put_err(err, err_len, &e);
     return rc;
 }
 
@@ -1147,6 +1356,22 @@ int32_t medembed_hits_chunk(const medembed_hits *h, int32_t i, int32_t *tok_star
     return h->chunk[i];
 }
 
+int medembed_hits_components(const medembed_hits *h, int32_t i, int32_t *dense_rank,
+                             float *dense_score, int32_t *bm25_rank, float *bm25_score)
+{
+    if (!h || i < 0 || i >= h->n)
+        return -1;
+    if (dense_rank)
+        *dense_rank = h->dense_rank[i];
+    if (dense_score)
+        *dense_score = h->dense_score[i];
+    if (bm25_rank)
+        *bm25_rank = h->bm25_rank[i];
+    if (bm25_score)
+        *bm25_score = h->bm25_score[i];
+    return 0;
+}
+
 const char *medembed_hits_metadata(const medembed_hits *h, int32_t i)
 {
     if (!h || i < 0 || i >= h->n)
@@ -1168,5 +1393,9 @@ void medembed_hits_free(medembed_hits *h)
     free(h->chunk);
     free(h->start);
     free(h->end);
+    free(h->dense_rank);
+    free(h->bm25_rank);
+    free(h->dense_score);
+    free(h->bm25_score);
     free(h);
 }

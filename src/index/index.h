@@ -119,10 +119,17 @@ typedef struct me_span {
     int32_t start, end; /* [start, end) in pieces */
 } me_span;
 
-/* Windows over n_pieces pieces: size w, stride w - overlap; the last window
- * ends at n_pieces. Zero pieces give one empty window. Returns the count
- * written (<= cap) or the count needed when spans is NULL. w must be > 0
- * and 0 <= overlap < w. */
+/* Default overlap when the caller names none: 64 pieces, at most w / 2. */
+#define ME_CHUNK_OVERLAP 64
+int32_t me_chunk_overlap_default(int32_t w);
+
+/* Windows over n_pieces pieces: size w, stride w - overlap, while a window
+ * ends before n_pieces; then a last full window [n_pieces - w, n_pieces)
+ * (overlapping its neighbour by overlap or more). A document of at most w
+ * pieces is one window [0, n_pieces); zero pieces give one empty window.
+ * Every window has min(n_pieces, w) pieces. Returns the count written
+ * (<= cap) or the count needed when spans is NULL. w must be > 0 and
+ * 0 <= overlap < w. */
 int32_t me_chunk_spans(int32_t n_pieces, int32_t w, int32_t overlap, me_span *spans, int32_t cap);
 
 /* ------------------------------------------------------------- filter.c */
@@ -216,6 +223,8 @@ int me_store_load(medembed_index *ix, me_err *e);
 /* One document ready to store. */
 typedef struct me_store_doc {
     const char *id;
+    const char *text;     /* words for the keyword index, or NULL */
+    size_t text_len;
     const char *metadata; /* JSON object text or NULL */
     int32_t n_chunks;
     const me_span *spans; /* n_chunks */
@@ -262,6 +271,35 @@ int me_store_chunk_f32(medembed_index *ix, int64_t chunk_rowid, float *out, me_e
  * n_docs bytes, set to 1 first). */
 int me_store_filter(medembed_index *ix, const me_filter *f, int32_t n, uint8_t *allowed,
                     me_err *e);
+
+/* Keyword index: an FTS5 table `fts` whose rowid is the document's rowid,
+ * holding its text (medembed_index_doc.text), tokenized with unicode61
+ * (diacritics removed). Add and delete keep it in their transactions. */
+#define ME_FTS_TABLE "fts USING fts5(text, tokenize = 'unicode61 remove_diacritics 2')"
+#define ME_FTS_SCHEMA "CREATE VIRTUAL TABLE " ME_FTS_TABLE ";"
+/* Creates the (empty) table in a file written before it existed. */
+int me_store_fts_ensure(medembed_index *ix, me_err *e);
+/* Documents with keyword text, or -1 when the file has no table. */
+int64_t me_store_fts_count(medembed_index *ix);
+/* Replaces the keyword text of the documents named by ids, in one write
+ * transaction; ids not in the index are counted in *n_missing. lens may be
+ * NULL (NUL-terminated). */
+int me_store_set_texts(medembed_index *ix, const char *const *ids, const char *const *texts,
+                       const size_t *lens, int32_t n, int64_t *n_missing, me_err *e);
+/* BM25 top-k documents for an FTS5 MATCH expression (built by
+ * me_fts_query), skipping documents not allowed: slot and score (the
+ * negated bm25(), higher is better), best first; ties by rowid. */
+int me_store_bm25(medembed_index *ix, const char *match, const uint8_t *allowed, int32_t k,
+                  int32_t *slot, float *score, int32_t *n_out, me_err *e);
+
+/* ---------------------------------------------------------------- fts.c */
+
+/* User text -> FTS5 query: every whitespace-separated word that holds a
+ * letter or digit becomes one quoted phrase (a '"' doubled), the phrases
+ * joined by OR. FTS5 operators in the text (AND, NEAR, *, ^, :, parens)
+ * are therefore only words. Returns malloc'd text ("" when no word
+ * remains), or NULL when out of memory. */
+char *me_fts_query(const char *text);
 
 /* --------------------------------------------------------------- flat.c */
 

@@ -130,7 +130,7 @@ static const char *SCHEMA =
     "CREATE INDEX attrs_str ON attrs(key, str);"
     "CREATE INDEX attrs_doc ON attrs(doc);"
     "CREATE TABLE graph(id INTEGER PRIMARY KEY CHECK (id = 1), generation INTEGER NOT NULL, "
-    "data BLOB NOT NULL);";
+    "data BLOB NOT NULL);" ME_FTS_SCHEMA;
 
 int me_store_create(medembed_index *ix, me_err *e)
 {
@@ -743,7 +743,7 @@ int me_store_add(medembed_index *ix, const me_store_doc *docs, int32_t n,
         me_err_set(e, rc, "out of memory for %d documents", n);
         goto out;
     }
-    sqlite3_stmt *sd = NULL, *sc = NULL, *sa = NULL;
+    sqlite3_stmt *sd = NULL, *sc = NULL, *sa = NULL, *sf = NULL;
     /* The write lock, held from the generation check to the commit. */
     rc = me_store_write_begin(ix, e);
     if (rc != MEDEMBED_OK)
@@ -774,6 +774,8 @@ int me_store_add(medembed_index *ix, const me_store_doc *docs, int32_t n,
                      &sc, e);
     if (rc == MEDEMBED_OK)
         rc = prepare(ix, "INSERT INTO attrs(doc, key, num, str) VALUES (?1, ?2, ?3, ?4)", &sa, e);
+    if (rc == MEDEMBED_OK)
+        rc = prepare(ix, "INSERT INTO fts(rowid, text) VALUES (?1, ?2)", &sf, e);
     int64_t ci = 0;
     for (int32_t i = 0; i < n && rc == MEDEMBED_OK; i++) {
         sqlite3_reset(sd);
@@ -793,6 +795,16 @@ int me_store_add(medembed_index *ix, const me_store_doc *docs, int32_t n,
             break;
         }
         rowids[i] = sqlite3_last_insert_rowid(ix->db);
+        if (docs[i].text) {
+            sqlite3_reset(sf);
+            sqlite3_bind_int64(sf, 1, rowids[i]);
+            sqlite3_bind_text(sf, 2, docs[i].text, (int)docs[i].text_len, SQLITE_STATIC);
+            src = sqlite3_step(sf);
+            if (src != SQLITE_DONE) {
+                rc = sql_fail(ix, src, e, "indexing a document's words");
+                break;
+            }
+        }
         attr_ctx ac = {ix, sa, rowids[i]};
         rc = me_attrs_from_json(docs[i].metadata, attr_emit, &ac, e);
         if (rc != MEDEMBED_OK) {
@@ -830,6 +842,7 @@ int me_store_add(medembed_index *ix, const me_store_doc *docs, int32_t n,
     sqlite3_finalize(sd);
     sqlite3_finalize(sc);
     sqlite3_finalize(sa);
+    sqlite3_finalize(sf);
     if (rc == MEDEMBED_OK)
         rc = bump_generation(ix, e);
     char *kept = NULL;
@@ -982,11 +995,12 @@ int me_store_delete_ids(medembed_index *ix, const char *const *ids, int32_t n,
         if (u == 0 || rowid[u - 1] != rowid[i])
             rowid[u++] = rowid[i];
     for (int32_t i = 0; rc == MEDEMBED_OK && i < u; i++) {
-        char sql[256];
+        char sql[320];
         snprintf(sql, sizeof sql,
                  "DELETE FROM chunks WHERE doc = %lld; DELETE FROM attrs WHERE doc = %lld; "
-                 "DELETE FROM docs WHERE id = %lld;",
-                 (long long)rowid[i], (long long)rowid[i], (long long)rowid[i]);
+                 "DELETE FROM fts WHERE rowid = %lld; DELETE FROM docs WHERE id = %lld;",
+                 (long long)rowid[i], (long long)rowid[i], (long long)rowid[i],
+                 (long long)rowid[i]);
         rc = exec(ix, sql, e);
     }
     if (rc == MEDEMBED_OK && u > 0)
@@ -1183,5 +1197,119 @@ int me_store_filter(medembed_index *ix, const me_filter *f, int32_t n, uint8_t *
     }
     pthread_mutex_unlock(&ix->db_mu);
     free(hit);
+    return rc;
+}
+
+/* ------------------------------------------------------------ keywords */
+
+int me_store_fts_ensure(medembed_index *ix, me_err *e)
+{
+    sqlite3_stmt *st = NULL;
+    FORWARD_IF_ERROR(prepare(ix, "SELECT 1 FROM sqlite_master WHERE name = 'fts'", &st, e));
+    int src = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (src == SQLITE_ROW)
+        return MEDEMBED_OK;
+    if (src != SQLITE_DONE)
+        return sql_fail(ix, src, e, "reading the schema");
+    /* An index written before the keyword table existed: add it, empty
+     * (medembed_index_set_texts fills it). */
+    FORWARD_IF_ERROR(exec(ix, "BEGIN IMMEDIATE", e));
+    int rc = exec(ix, "CREATE VIRTUAL TABLE IF NOT EXISTS " ME_FTS_TABLE, e);
+    if (rc == MEDEMBED_OK)
+        return exec(ix, "COMMIT", e);
+    rollback(ix);
+    return rc;
+}
+
+int64_t me_store_fts_count(medembed_index *ix)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t n = -1;
+    pthread_mutex_lock(&ix->db_mu);
+    if (sqlite3_prepare_v2(ix->db, "SELECT count(*) FROM fts", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&ix->db_mu);
+    return n;
+}
+
+int me_store_set_texts(medembed_index *ix, const char *const *ids, const char *const *texts,
+                       const size_t *lens, int32_t n, int64_t *n_missing, me_err *e)
+{
+    *n_missing = 0;
+    FORWARD_IF_ERROR(me_store_write_begin(ix, e));
+    sqlite3_stmt *sl = NULL, *sdel = NULL, *sins = NULL;
+    int rc = prepare(ix, "SELECT id FROM docs WHERE ext_id = ?1", &sl, e);
+    if (rc == MEDEMBED_OK)
+        rc = prepare(ix, "DELETE FROM fts WHERE rowid = ?1", &sdel, e);
+    if (rc == MEDEMBED_OK)
+        rc = prepare(ix, "INSERT INTO fts(rowid, text) VALUES (?1, ?2)", &sins, e);
+    for (int32_t i = 0; i < n && rc == MEDEMBED_OK; i++) {
+        sqlite3_reset(sl);
+        sqlite3_bind_text(sl, 1, ids[i], -1, SQLITE_STATIC);
+        int src = sqlite3_step(sl);
+        if (src == SQLITE_DONE) {
+            (*n_missing)++;
+            continue;
+        }
+        if (src != SQLITE_ROW) {
+            rc = sql_fail(ix, src, e, "looking up a document");
+            break;
+        }
+        int64_t rowid = sqlite3_column_int64(sl, 0);
+        sqlite3_reset(sdel);
+        sqlite3_bind_int64(sdel, 1, rowid);
+        src = sqlite3_step(sdel);
+        if (src == SQLITE_DONE) {
+            sqlite3_reset(sins);
+            sqlite3_bind_int64(sins, 1, rowid);
+            sqlite3_bind_text(sins, 2, texts[i], lens ? (int)lens[i] : -1, SQLITE_STATIC);
+            src = sqlite3_step(sins);
+        }
+        if (src != SQLITE_DONE)
+            rc = sql_fail(ix, src, e, "indexing a document's words");
+    }
+    sqlite3_finalize(sl);
+    sqlite3_finalize(sdel);
+    sqlite3_finalize(sins);
+    return me_store_write_end(ix, rc, e);
+}
+
+int me_store_bm25(medembed_index *ix, const char *match, const uint8_t *allowed, int32_t k,
+                  int32_t *slot, float *score, int32_t *n_out, me_err *e)
+{
+    *n_out = 0;
+    sqlite3_stmt *st = NULL;
+    pthread_mutex_lock(&ix->db_mu);
+    int src = sqlite3_prepare_v2(ix->db,
+                                 "SELECT rowid, bm25(fts) FROM fts WHERE fts MATCH ?1 "
+                                 "ORDER BY rank, rowid",
+                                 -1, &st, NULL);
+    int rc = MEDEMBED_OK;
+    if (src != SQLITE_OK) {
+        if (strstr(sqlite3_errmsg(ix->db), "no such table"))
+            rc = me_err_set(e, MEDEMBED_ERR_FORMAT,
+                            "%s has no keyword index yet: open it writable once and fill it "
+                            "with `medembed index fts-rebuild`", ix->path);
+        else
+            rc = sql_fail(ix, src, e, "preparing the keyword search");
+    } else {
+        sqlite3_bind_text(st, 1, match, -1, SQLITE_STATIC);
+        while (*n_out < k && (src = sqlite3_step(st)) == SQLITE_ROW) {
+            int64_t s = me_store_doc_slot(ix, sqlite3_column_int64(st, 0));
+            if (s < 0 || (allowed && !allowed[s]))
+                continue;
+            slot[*n_out] = (int32_t)s;
+            /* bm25() is lower-is-better (negative): report it as a score */
+            score[*n_out] = (float)-sqlite3_column_double(st, 1);
+            (*n_out)++;
+        }
+        if (src != SQLITE_ROW && src != SQLITE_DONE)
+            rc = sql_fail(ix, src, e, "running the keyword search");
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&ix->db_mu);
     return rc;
 }

@@ -120,15 +120,32 @@ def test_hnsw_recall_against_numpy(cli, tmp_path):
 # ------------------------------------------------------------------ chunking
 
 
-def test_chunks_are_token_exact(cli, model, models, beir, tmp_path):
+def chunk_windows(n, w, overlap):
+    """The chunking rule of docs/SEARCH.md, written from the text: a document
+    of at most w pieces is one window; otherwise full windows every w - overlap
+    pieces while they end before the document, then one full window ending at
+    the document's end."""
+    if n <= w:
+        return [(0, n)]
+    return [(s, s + w) for s in range(0, n - w, w - overlap)] + [(n - w, n)]
+
+
+@pytest.mark.parametrize("chunk,overlap", [(40, 8), (40, None), (23, 0)])
+def test_chunks_are_token_exact(cli, model, models, beir, tmp_path, chunk, overlap):
     docs = beir["docs"][:6]
     path = tmp_path / "c.jsonl"
     with open(path, "w") as f:
         for x in docs:
             f.write(json.dumps(x) + "\n")
     db = tmp_path / "c.db"
-    cli.ok(["index", "build", "-m", model, "-i", path, "-o", db, "--chunk-tokens", "40",
-            "--overlap", "8"])
+    args = ["index", "build", "-m", model, "-i", path, "-o", db, "--chunk-tokens", str(chunk)]
+    if overlap is not None:
+        args += ["--overlap", str(overlap)]
+    cli.ok(args)
+    if overlap is None:  # the default: min(64, window / 2)
+        overlap = min(64, chunk // 2)
+        assert json.loads(cli.ok(["index", "info", "--index", db]).stdout)["chunking"] == {
+            "chunk_tokens": chunk, "overlap": overlap}
     texts = [(x["title"] + " " + x["text"]).strip() for x in docs]
     ids = cli.tokenize(model, texts, ["--no-truncate"])
     ref = models.ref(model)
@@ -139,21 +156,20 @@ def test_chunks_are_token_exact(cli, model, models, beir, tmp_path):
     by_doc = {}
     for ext, no, s, e, blob in rows:
         by_doc.setdefault(ext, []).append((no, s, e, np.frombuffer(blob, dtype="<f4")))
+    n_multi = 0
     for x, tok in zip(docs, ids):
         pieces = tok[1:-1]
-        spans, start = [], 0
-        while True:
-            end = min(start + 40, len(pieces))
-            spans.append((start, end))
-            if end >= len(pieces):
-                break
-            start = end - 8
+        spans = chunk_windows(len(pieces), chunk, overlap)
         got = by_doc[x["_id"]]
         assert [(s, e) for _, s, e, _ in got] == spans
         assert [no for no, _, _, _ in got] == list(range(len(spans)))
+        # no scraps: every chunk has min(document, window) pieces
+        assert all(e - s == min(len(pieces), chunk) for _, s, e, _ in got)
+        n_multi += len(spans) > 1
         for (s, e), (_, _, _, vec) in zip(spans, got):
             want = numpy_ref.embed(ref, [tok[0]] + pieces[s:e] + [tok[-1]])
             np.testing.assert_allclose(vec, want, atol=1e-5)
+    assert n_multi > 0  # the documents are long enough to be cut
 
 
 # ------------------------------------------------------------------ metrics
@@ -217,7 +233,8 @@ def test_pubmedqa_end_to_end(cli, model, other_model, beir, tmp_path):
                 "--chunk-tokens", "100", "--overlap", "20"])
     got = json.loads(r.stdout)
     assert set(got) == {"ndcg_at_10", "map_at_10", "mrr_at_10", "recall_at_10",
-                        "recall_at_100", "precision_at_10", "n_queries"}
+                        "recall_at_100", "precision_at_10", "n_queries", "mode", "ms_per_query"}
+    assert got["mode"] == "dense" and got["ms_per_query"] > 0
     assert got["n_queries"] == len(beir["queries"]) + 1  # qnone counts, as in pytrec_eval
     runs = {}
     for line in open(run_path):

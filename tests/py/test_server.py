@@ -1110,6 +1110,64 @@ def test_search(workdir, model):
     assert r.returncode == 1 and b"--index" in r.stderr
 
 
+def _cli_search(model, path, query, *args):
+    r = subprocess.run([BIN, "search", "-m", model, "--index", path, "-q", query, "--metadata"]
+                       + list(args), capture_output=True, timeout=60, env=_clean_env())
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line) for line in r.stdout.decode().splitlines()]
+
+
+def test_search_modes(workdir, model):
+    """mode bm25 / hybrid (+ alpha) answer what `medembed search --mode` prints for the same
+    index (whose values tests/py/test_hybrid.py checks against Python references)."""
+    docs = [("d%d" % i, t, {"year": 2000 + i}) for i, t in enumerate(TEXTS)]
+    docs.append(("code", "Diagnosis E11.9; HbA1c 8.1; given 5-FU", {"year": 1990}))
+    path = os.path.join(workdir, "modes.db")
+    _build_index(model, path, docs)
+    s = Server(model, "--index", path)
+    try:
+        for query in ("aspirin stroke prevention", "E11.9 HbA1c", 'NEAR(aspirin "stroke" *'):
+            for mode, extra, body_extra in (("bm25", [], {}), ("hybrid", [], {}),
+                                            ("hybrid", ["--alpha", "0.25"], {"alpha": 0.25})):
+                want = _cli_search(model, path, query, "--mode", mode, "-k", "5", *extra)
+                status, body = s.post("/search", dict({"query": query, "k": 5, "mode": mode},
+                                                      **body_extra))
+                assert status == 200, body
+                got = body["hits"]
+                assert [h["id"] for h in got] == [w["id"] for w in want]
+                for h, w in zip(got, want):
+                    assert h["score"] == pytest.approx(w["score"], rel=1e-6)
+                    assert h["metadata"] == w["metadata"]
+                    if w["chunk"] is None:
+                        assert (h["chunk"], h["start"], h["end"]) == (-1, 0, 0)
+                    else:
+                        assert h["chunk"] == w["chunk"]["index"]
+                    if mode == "hybrid":
+                        for leg in ("dense", "bm25"):
+                            if w[leg] is None:
+                                assert h[leg] is None
+                            else:
+                                assert h[leg]["rank"] == w[leg]["rank"]
+                                assert h[leg]["score"] == pytest.approx(w[leg]["score"],
+                                                                        rel=1e-6)
+                    else:
+                        assert "dense" not in h and "bm25" not in h
+        status, body = s.post("/search", {"query": "E11.9", "mode": "bm25"})
+        assert status == 200 and [h["id"] for h in body["hits"]] == ["code"]
+        status, body = s.post("/search", {"query": "E11.9", "mode": "bm25",
+                                          "filter": "year>=2000"})
+        assert status == 200 and body["hits"] == []
+        for bad in ({"query": "a", "mode": "sparse"}, {"query": "a", "mode": 1},
+                    {"query": "a", "mode": "hybrid", "alpha": 2},
+                    {"query": "a", "mode": "hybrid", "alpha": "0.5"},
+                    {"query": "a", "alpha": 0.5},
+                    {"query": "a\u0000b", "mode": "bm25"}):
+            status, body = s.post("/search", bad)
+            tei_error(status, body, 422)
+    finally:
+        assert s.close() == 0
+
+
 # --------------------------------------------------------------------------- openai client
 
 OPENAI_SCRIPT = r"""

@@ -93,6 +93,14 @@ static void chunk_windows(void **state)
     assert_true(s[1].start == 1 && s[1].end == 5);
     assert_int_equal(me_chunk_spans(650, 510, 0, NULL, 0), 2);
     assert_int_equal(me_chunk_spans(10, 4, 4, s, 8), 0); /* overlap must be < window */
+    /* a 2-piece tail becomes a full window that overlaps its neighbour more */
+    assert_int_equal(me_chunk_spans(11, 4, 1, s, 8), 4);
+    assert_true(s[2].start == 6 && s[2].end == 10 && s[3].start == 7 && s[3].end == 11);
+    assert_int_equal(me_chunk_spans(3, 4, 1, s, 8), 1);
+    assert_true(s[0].start == 0 && s[0].end == 3);
+    assert_int_equal(me_chunk_overlap_default(510), 64);
+    assert_int_equal(me_chunk_overlap_default(40), 20);
+    assert_int_equal(me_chunk_overlap_default(1), 0);
 }
 
 static int cmp_pair(const void *a, const void *b)

@@ -51,6 +51,8 @@ enum {
     CLI_OPT_EF_SEARCH,
     CLI_OPT_PROGRESS,
     CLI_OPT_QUIET,
+    CLI_OPT_MODE,
+    CLI_OPT_ALPHA,
     CLI_OPT_LOCAL = 0x200, /* a command's own long-only options start here */
 };
 
@@ -71,6 +73,8 @@ enum {
 #define CLI_OPTION_EF_SEARCH {"ef-search", required_argument, 0, CLI_OPT_EF_SEARCH}
 #define CLI_OPTION_PROGRESS {"progress", no_argument, 0, CLI_OPT_PROGRESS}
 #define CLI_OPTION_QUIET {"quiet", no_argument, 0, CLI_OPT_QUIET}
+#define CLI_OPTION_MODE {"mode", required_argument, 0, CLI_OPT_MODE}
+#define CLI_OPTION_ALPHA {"alpha", required_argument, 0, CLI_OPT_ALPHA}
 #define CLI_OPTION_HELP {"help", no_argument, 0, CLI_OPT_HELP}
 #define CLI_OPTION_END {0, 0, 0, 0}
 
@@ -86,7 +90,16 @@ typedef struct cli_common {
     int int8;      /* --quantize int8 */
     int chunk_set; /* --chunk-tokens was given */
     int progress;  /* CLI_PROGRESS_AUTO, _FORCE (--progress) or _QUIET (--quiet) */
+    int mode;      /* --mode dense|bm25|hybrid: medembed_search_mode */
+    double alpha;  /* --alpha A (hybrid weighted fusion); -1 = RRF */
 } cli_common;
+
+/* Usage lines of --mode and --alpha (search and eval print the same). */
+#define CLI_MODE_USAGE                                                                      \
+    "      --mode M             dense (default), bm25 (keywords, SQLite FTS5) or hybrid\n"   \
+    "      --alpha A            hybrid: weighted fusion A*dense + (1-A)*bm25 of min-max\n"  \
+    "                           normalised scores, A in [0, 1]; default: reciprocal\n"      \
+    "                           rank fusion (k = 60)\n"
 
 /* Clears c and readies getopt_long for a new parse (optind 1, opterr 0). */
 void cli_common_init(cli_common *c, const char *cmd, void (*usage)(FILE *));

@@ -8,13 +8,16 @@
  * searched exactly for the top -k documents, and the metrics are those of
  * pytrec_eval (medembed_metrics_query) averaged over the queries of the
  * qrels that appear in queries.jsonl; a query without relevant documents
- * counts as 0, as in pytrec_eval / MTEB.
+ * counts as 0, as in pytrec_eval / MTEB. --mode bm25|hybrid searches the
+ * index's keyword leg too (docs/SEARCH.md), and the time per query (query
+ * embedding + search) is reported for comparing modes.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "cli.h"
 #include "corpus.h"
@@ -27,6 +30,13 @@ enum {
     OPT_DOC_PROMPT,
     OPT_DOC_PROMPT_NAME,
 };
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 static void eval_usage(FILE *f)
 {
@@ -41,9 +51,11 @@ static void eval_usage(FILE *f)
             "      --beir DIR           BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv\n"
             "      --split NAME         qrels split (default test)\n"
             "  -k N                     documents retrieved per query (default 100)\n"
+            CLI_MODE_USAGE
             "      --json               print {\"ndcg_at_10\", \"map_at_10\", \"mrr_at_10\",\n"
             "                           \"recall_at_10\", \"recall_at_100\", \"precision_at_10\",\n"
-            "                           \"n_queries\"} instead of a table\n"
+            "                           \"n_queries\", \"mode\", \"ms_per_query\"} instead of a table\n"
+            "                           (ms_per_query: query embedding + search, mean)\n"
             "      --run FILE           write the ranking as a TREC run file\n"
             "      --prompt TEXT        query prompt (\"\" = none; default: the model's \"query\"\n"
             "                           prompt, else its default prompt; MedEmbed: none)\n"
@@ -92,6 +104,8 @@ static int parse(int argc, char **argv, eval_args *a)
         CLI_OPTION_SKIP_BAD,
         CLI_OPTION_PROGRESS,
         CLI_OPTION_QUIET,
+        CLI_OPTION_MODE,
+        CLI_OPTION_ALPHA,
         CLI_OPTION_HELP,
         CLI_OPTION_END,
     };
@@ -136,7 +150,11 @@ static int parse(int argc, char **argv, eval_args *a)
         cli_error("no model given: pass -m MODEL_DIR");
         return 2;
     }
-    if (a->co.overlap && !a->co.chunk) {
+    if (a->co.alpha >= 0 && a->co.mode != MEDEMBED_SEARCH_HYBRID) {
+        cli_error("--alpha applies to --mode hybrid");
+        return 2;
+    }
+    if (a->co.overlap >= 0 && !a->co.chunk) {
         cli_error("--overlap needs --chunk-tokens");
         return 2;
     }
@@ -284,6 +302,10 @@ int cmd_eval(int argc, char **argv)
     so.ef_search = (int32_t)a.co.ef_search;
     so.with_metadata = 0;
     so.n_threads = (int32_t)a.co.threads;
+    so.mode = a.co.mode;
+    so.alpha = (float)a.co.alpha;
+    int dense = so.mode != MEDEMBED_SEARCH_BM25;
+    double secs = 0;
     float *q = malloc(sizeof *q * (size_t)medembed_index_dim(ix));
     uint8_t *done = calloc((size_t)qr.n_q, 1);
     totals t = {0};
@@ -300,11 +322,17 @@ int cmd_eval(int argc, char **argv)
             const char *text = d.text;
             medembed_hits *h = NULL;
             medembed_text_info ti = {0};
-            if (medembed_ctx_embed(ctx, &text, &d.len, 1, &qeo, q, &ti) != MEDEMBED_OK) {
+            so.text = d.text;
+            double t0 = now_s();
+            if (dense &&
+                medembed_ctx_embed(ctx, &text, &d.len, 1, &qeo, q, &ti) != MEDEMBED_OK) {
                 cli_error("%s: line %ld: %s", queries_p, d.line, medembed_ctx_last_error(ctx));
                 rc = 1;
-            } else if (medembed_index_search(ix, q, &so, &h, err, sizeof err) != MEDEMBED_OK) {
+            } else if (medembed_index_search(ix, dense ? q : NULL, &so, &h, err, sizeof err) !=
+                       MEDEMBED_OK) {
                 cli_error("%s", err);
+                rc = 1;
+            } else if ((secs += now_s() - t0) < 0) {
                 rc = 1;
             } else if (score_query(h, &qr.q[*qi], &t, run)) {
                 cli_error("out of memory scoring query \"%s\"", d.id);
@@ -334,11 +362,18 @@ int cmd_eval(int argc, char **argv)
         goto out;
     }
     double n = (double)t.n;
+    char mode_name[32];
+    snprintf(mode_name, sizeof mode_name, "%s",
+             so.mode == MEDEMBED_SEARCH_DENSE ? "dense"
+             : so.mode == MEDEMBED_SEARCH_BM25 ? "bm25"
+             : a.co.alpha < 0                  ? "hybrid-rrf"
+                                               : "hybrid-weighted");
     if (a.json) {
         printf("{\"ndcg_at_10\": %.5f, \"map_at_10\": %.5f, \"mrr_at_10\": %.5f, "
                "\"recall_at_10\": %.5f, \"recall_at_100\": %.5f, \"precision_at_10\": %.5f, "
-               "\"n_queries\": %ld}\n",
-               t.ndcg10 / n, t.map10 / n, t.mrr10 / n, t.r10 / n, t.r100 / n, t.p10 / n, t.n);
+               "\"n_queries\": %ld, \"mode\": \"%s\", \"ms_per_query\": %.3f}\n",
+               t.ndcg10 / n, t.map10 / n, t.mrr10 / n, t.r10 / n, t.r100 / n, t.p10 / n, t.n,
+               mode_name, 1e3 * secs / n);
     } else {
         printf("%-14s %s\n", "metric", "value");
         printf("%-14s %.5f\n", "nDCG@10", t.ndcg10 / n);
@@ -348,6 +383,8 @@ int cmd_eval(int argc, char **argv)
         printf("%-14s %.5f\n", "Recall@100", t.r100 / n);
         printf("%-14s %.5f\n", "P@10", t.p10 / n);
         printf("%-14s %ld\n", "queries", t.n);
+        printf("%-14s %s\n", "mode", mode_name);
+        printf("%-14s %.3f\n", "ms/query", 1e3 * secs / n);
         printf("%-14s %lld (%lld chunks)\n", "documents", (long long)medembed_index_n_docs(ix),
                (long long)medembed_index_n_chunks(ix));
     }

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -223,10 +224,16 @@ static void index_usage(FILE *f)
             "       medembed index add   -m MODEL -i more.jsonl --index INDEX [options]\n"
             "       medembed index delete --index INDEX --id ID [--id ID ...]\n"
             "       medembed index info  --index INDEX\n"
+            "       medembed index fts-rebuild --index INDEX -i corpus.jsonl\n"
             "\n"
             "Input is BEIR JSONL ({\"_id\", \"title\", \"text\", ...}: the text is title + \" \" +\n"
             "text, other fields are kept as metadata for --filter) or any JSONL with\n"
             "--text-field NAME and an \"_id\" or \"id\".\n"
+            "\n"
+            "build and add also fill the keyword (BM25, SQLite FTS5) index in the same\n"
+            "transactions; delete removes from it. fts-rebuild (re)fills the keyword text\n"
+            "of the documents already in INDEX from -i (ids not in the index are counted and\n"
+            "skipped), e.g. for a file built before the keyword index existed.\n"
             "\n"
             "  -m, --model DIR          model folder\n"
             "  -i, --input FILE         JSONL documents (default stdin)\n"
@@ -235,7 +242,9 @@ static void index_usage(FILE *f)
             "      --text-field NAME    JSONL field with the text (default: BEIR title + text)\n"
             "      --chunk-tokens N     tokens per chunk window (default: what fits the model's\n"
             "                           limit beside [CLS], [SEP] and the document prompt)\n"
-            "      --overlap M          tokens shared by consecutive windows (default 0)\n"
+            "      --overlap M          tokens shared by consecutive windows (default\n"
+            "                           min(64, N/2)); the last window ends at the\n"
+            "                           document's end and is full length\n"
             "      --no-chunk           one vector per document, truncated (as MTEB)\n"
             "      --quantize int8      store int8 vectors, rescored with f32 at search\n"
             "      --hnsw               build an HNSW graph (M 32, ef_construction 200)\n"
@@ -327,7 +336,7 @@ static int parse_index_args(int argc, char **argv, index_args *a)
     }
     if (cli_common_end(&a->co, argc, argv, NULL))
         return 2;
-    if (a->no_chunk && (a->co.chunk_set || a->co.overlap)) {
+    if (a->no_chunk && (a->co.chunk_set || a->co.overlap >= 0)) {
         cli_error("--no-chunk cannot be combined with --chunk-tokens or --overlap");
         return 2;
     }
@@ -376,7 +385,7 @@ static int cmd_build_add(int build, index_args *a)
         cli_error("no model given: pass -m MODEL_DIR (or --vectors FILE.npy)");
         return 2;
     }
-    if (!build && (a->co.chunk_set || a->co.overlap || a->no_chunk || a->co.hnsw_m || a->co.int8)) {
+    if (!build && (a->co.chunk_set || a->co.overlap >= 0 || a->no_chunk || a->co.hnsw_m || a->co.int8)) {
         cli_error("chunking, --quantize and --hnsw are fixed when the index is built");
         return 2;
     }
@@ -525,6 +534,70 @@ static int cmd_info_index(index_args *a)
     return s ? 0 : 1;
 }
 
+static int cmd_fts_rebuild(index_args *a)
+{
+    if (!a->co.index) {
+        cli_error("usage: medembed index fts-rebuild --index INDEX -i corpus.jsonl");
+        return 2;
+    }
+    char err[1024];
+    medembed_index *ix = NULL;
+    /* a writable open adds the keyword table to a file that lacks it */
+    if (medembed_index_open(a->co.index, 0, &ix, err, sizeof err) != MEDEMBED_OK) {
+        cli_error("%s", err);
+        return 1;
+    }
+    corpus_reader r;
+    if (corpus_open(&r, a->co.input, a->co.text_field, a->co.skip_bad)) {
+        medembed_index_free(ix);
+        return 1;
+    }
+    enum { B = 256 };
+    corpus_doc cd[B];
+    medembed_index_doc docs[B];
+    int64_t done = 0, missing = 0;
+    int rc = 0, n = 0;
+    for (;;) {
+        int got = n < B ? corpus_next(&r, &cd[n]) : 1;
+        if (got < 0) {
+            rc = 1;
+            break;
+        }
+        if (got > 0 && n < B) {
+            docs[n] = (medembed_index_doc){cd[n].id, cd[n].text, cd[n].len, NULL};
+            n++;
+            if (n < B)
+                continue;
+        }
+        int64_t miss = 0;
+        if (n > 0 && medembed_index_set_texts(ix, docs, n, &miss, err, sizeof err) != MEDEMBED_OK) {
+            cli_error("%s: %s", a->co.index, err);
+            rc = 1;
+        }
+        done += n - miss;
+        missing += miss;
+        for (int i = 0; i < n; i++)
+            corpus_doc_free(&cd[i]);
+        n = 0;
+        if (rc || got == 0)
+            break;
+    }
+    for (int i = 0; i < n; i++)
+        corpus_doc_free(&cd[i]);
+    corpus_close(&r);
+    char *info = medembed_index_info_json(ix);
+    json_t *j = info ? json_loads(info, 0, NULL) : NULL;
+    json_t *bd = j ? json_object_get(j, "bm25_docs") : NULL;
+    printf("{\"indexed\": %lld, \"not_in_index\": %lld, \"n_docs\": %lld, \"bm25_docs\": "
+           "%lld}\n",
+           (long long)done, (long long)missing, (long long)medembed_index_n_docs(ix),
+           bd ? (long long)json_integer_value(bd) : -1LL);
+    json_decref(j);
+    free(info);
+    medembed_index_free(ix);
+    return rc;
+}
+
 int cmd_index(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -545,8 +618,11 @@ int cmd_index(int argc, char **argv)
         rc = cmd_delete(&a);
     } else if (strcmp(sub, "info") == 0) {
         rc = cmd_info_index(&a);
+    } else if (strcmp(sub, "fts-rebuild") == 0) {
+        rc = cmd_fts_rebuild(&a);
     } else {
-        cli_error("unknown index command \"%s\" (build, add, delete or info)", sub);
+        cli_error("unknown index command \"%s\" (build, add, delete, info or fts-rebuild)",
+                  sub);
         rc = 2;
     }
     free((void *)a.ids);

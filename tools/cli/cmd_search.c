@@ -3,7 +3,10 @@
  * one query per line / JSONL record) or with precomputed vectors
  * (--query-vectors), and print one JSON line per hit:
  *   {"query_id", "id", "score", "chunk": {"index", "start", "end"}, "rank"}
- * chunk is the best chunk of the document and its token span [start, end).
+ * chunk is the best chunk of the document and its token span [start, end)
+ * (null for a hit found by keywords only). Hybrid hits add
+ * "dense": {"rank", "score"} and "bm25": {"rank", "score"} (null when the
+ * document was not among that leg's candidates).
  */
 #include <getopt.h>
 #include <stdlib.h>
@@ -28,7 +31,9 @@ static void search_usage(FILE *f)
             "       medembed search --index INDEX --query-vectors Q.npy [options]\n"
             "\n"
             "Prints one JSON line per hit: {\"query_id\", \"id\", \"score\", \"chunk\":\n"
-            "{\"index\", \"start\", \"end\"}, \"rank\"}; chunk is the document's best chunk.\n"
+            "{\"index\", \"start\", \"end\"}, \"rank\"}; chunk is the document's best chunk\n"
+            "(null for a keyword-only hit). Hybrid hits add \"dense\" and \"bm25\": {\"rank\",\n"
+            "\"score\"} of each leg, or null where the leg did not return the document.\n"
             "\n"
             "  -m, --model DIR          the model the index was built with\n"
             "      --index INDEX        index file\n"
@@ -37,6 +42,7 @@ static void search_usage(FILE *f)
             "      --text-field NAME    JSONL field with the query (default text)\n"
             "      --query-vectors F    float32 (N, D) .npy of query vectors (no model)\n"
             "  -k N                     hits per query (default 10)\n"
+            CLI_MODE_USAGE
             "      --filter EXPR        metadata filter, e.g. 'year>=2015' (repeatable, ANDed);\n"
             "                           ops = != < <= > >=; applied during the search\n"
             "      --exact              exact search even if the index has HNSW\n"
@@ -77,6 +83,8 @@ static int parse(int argc, char **argv, search_args *a)
         {"query-vectors", required_argument, 0, OPT_QVEC},
         CLI_OPTION_TEXT_FIELD,
         CLI_OPTION_DTYPE,
+        CLI_OPTION_MODE,
+        CLI_OPTION_ALPHA,
         CLI_OPTION_HELP,
         CLI_OPTION_END,
     };
@@ -121,15 +129,32 @@ static int parse(int argc, char **argv, search_args *a)
         cli_error("give exactly one of -q TEXT, -i FILE or --query-vectors FILE");
         return 2;
     }
-    if (!a->qvec && !a->co.model) {
+    if (a->co.alpha >= 0 && a->co.mode != MEDEMBED_SEARCH_HYBRID) {
+        cli_error("--alpha applies to --mode hybrid");
+        return 2;
+    }
+    if (a->qvec && a->co.mode != MEDEMBED_SEARCH_DENSE) {
+        cli_error("--query-vectors has no words for --mode bm25 or hybrid: use -q or -i");
+        return 2;
+    }
+    if (!a->qvec && !a->co.model && a->co.mode != MEDEMBED_SEARCH_BM25) {
         cli_error("no model given: pass -m MODEL_DIR (the one the index was built with)");
         return 2;
     }
     return 0;
 }
 
+static void print_leg(const char *name, int32_t rank, float score)
+{
+    printf(", \"%s\": ", name);
+    if (rank > 0)
+        printf("{\"rank\": %d, \"score\": %.9g}", rank, (double)score);
+    else
+        fputs("null", stdout);
+}
+
 /* Prints the hits of one query; query_id is JSON text. */
-static void print_hits(const medembed_hits *h, const char *query_id, int metadata)
+static void print_hits(const medembed_hits *h, const char *query_id, int metadata, int hybrid)
 {
     for (int32_t i = 0; i < medembed_hits_count(h); i++) {
         int32_t s = 0, e = 0;
@@ -139,9 +164,19 @@ static void print_hits(const medembed_hits *h, const char *query_id, int metadat
         fputs(query_id, stdout);
         fputs(", \"id\": ", stdout);
         cli_json_string(stdout, id, strlen(id));
-        printf(", \"score\": %.9g, \"chunk\": {\"index\": %d, \"start\": %d, \"end\": %d}, "
-               "\"rank\": %d",
-               (double)medembed_hits_score(h, i), c, s, e, i + 1);
+        printf(", \"score\": %.9g, \"chunk\": ", (double)medembed_hits_score(h, i));
+        if (c >= 0)
+            printf("{\"index\": %d, \"start\": %d, \"end\": %d}", c, s, e);
+        else
+            fputs("null", stdout);
+        printf(", \"rank\": %d", i + 1);
+        if (hybrid) {
+            int32_t dr = 0, br = 0;
+            float ds = 0, bs = 0;
+            medembed_hits_components(h, i, &dr, &ds, &br, &bs);
+            print_leg("dense", dr, ds);
+            print_leg("bm25", br, bs);
+        }
         if (metadata) {
             fputs(", \"metadata\": ", stdout);
             fputs(medembed_hits_metadata(h, i), stdout);
@@ -150,9 +185,10 @@ static void print_hits(const medembed_hits *h, const char *query_id, int metadat
     }
 }
 
-static int run_one(medembed_index *ix, const float *q, const medembed_search_opts *so,
-                   const char *qid, int metadata)
+static int run_one(medembed_index *ix, const float *q, medembed_search_opts *so,
+                   const char *text, const char *qid, int metadata)
 {
+    so->text = text;
     char err[1024];
     medembed_hits *h = NULL;
     int rc = medembed_index_search(ix, q, so, &h, err, sizeof err);
@@ -160,7 +196,7 @@ static int run_one(medembed_index *ix, const float *q, const medembed_search_opt
         cli_error("%s", err);
         return rc == MEDEMBED_ERR_ARG ? 2 : 1;
     }
-    print_hits(h, qid, metadata);
+    print_hits(h, qid, metadata, so->mode == MEDEMBED_SEARCH_HYBRID);
     medembed_hits_free(h);
     return 0;
 }
@@ -195,6 +231,8 @@ int cmd_search(int argc, char **argv)
     so.n_filters = a.n_filters;
     so.n_threads = (int32_t)a.co.threads;
     so.with_metadata = a.metadata;
+    so.mode = a.co.mode;
+    so.alpha = (float)a.co.alpha;
     int32_t dim = medembed_index_dim(ix);
     if (a.qvec) {
         rc = npy_read(a.qvec, &qv);
@@ -206,10 +244,19 @@ int cmd_search(int argc, char **argv)
         for (int64_t r = 0; !rc && r < qv.rows; r++) {
             char qid[32];
             snprintf(qid, sizeof qid, "%lld", (long long)r);
-            rc = run_one(ix, qv.data + (size_t)r * (size_t)dim, &so, qid, a.metadata);
+            rc = run_one(ix, qv.data + (size_t)r * (size_t)dim, &so, NULL, qid, a.metadata);
         }
         goto out;
     }
+    int dense = a.co.mode != MEDEMBED_SEARCH_BM25;
+    medembed_embed_opts eo;
+    float *q = NULL;
+    if (!dense && a.query) {
+        rc = run_one(ix, NULL, &so, a.query, "0", a.metadata);
+        goto out;
+    }
+    if (!dense)
+        goto queries;
     if (cli_load_model(a.co.model, a.co.dtype, 0, &m)) {
         rc = 1;
         goto out;
@@ -224,12 +271,11 @@ int cmd_search(int argc, char **argv)
         rc = 1;
         goto out;
     }
-    medembed_embed_opts eo;
     if (cli_embed_opts(m, a.co.prompt, a.co.prompt_name, MEDEMBED_ROLE_QUERY, &eo)) {
         rc = 2;
         goto out;
     }
-    float *q = malloc(sizeof *q * (size_t)dim);
+    q = malloc(sizeof *q * (size_t)dim);
     if (!q) {
         rc = 1;
         goto out;
@@ -240,11 +286,12 @@ int cmd_search(int argc, char **argv)
             cli_error("query: %s", medembed_ctx_last_error(ctx));
             rc = 1;
         } else {
-            rc = run_one(ix, q, &so, "0", a.metadata);
+            rc = run_one(ix, q, &so, a.query, "0", a.metadata);
         }
         free(q);
         goto out;
     }
+queries:
     cli_input in;
     if (cli_input_open(&in, a.co.input, -1, a.co.text_field, 0)) {
         free(q);
@@ -260,13 +307,16 @@ int cmd_search(int argc, char **argv)
             break;
         }
         const char *t = r.text;
-        if (medembed_ctx_embed(ctx, &t, &r.len, 1, &eo, q, NULL) != MEDEMBED_OK) {
+        if (dense && medembed_ctx_embed(ctx, &t, &r.len, 1, &eo, q, NULL) != MEDEMBED_OK) {
             cli_error("%s: line %ld: %s", in.name, r.line, medembed_ctx_last_error(ctx));
+            rc = 1;
+        } else if (strlen(t) != r.len) {
+            cli_error("%s: line %ld: the query holds a NUL byte", in.name, r.line);
             rc = 1;
         } else {
             char qid[32];
             snprintf(qid, sizeof qid, "%ld", n);
-            rc = run_one(ix, q, &so, r.id_json ? r.id_json : qid, a.metadata);
+            rc = run_one(ix, dense ? q : NULL, &so, t, r.id_json ? r.id_json : qid, a.metadata);
         }
         n++;
         cli_record_free(&r);

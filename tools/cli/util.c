@@ -63,6 +63,8 @@ int cli_parse_dtype(const char *s)
 void cli_common_init(cli_common *c, const char *cmd, void (*usage)(FILE *))
 {
     memset(c, 0, sizeof *c);
+    c->overlap = -1; /* not given: the library's default */
+    c->alpha = -1;
     c->cmd = cmd;
     c->usage = usage;
     c->dtype = MEDEMBED_DTYPE_F32;
@@ -112,6 +114,28 @@ int cli_common_opt(cli_common *c, int opt, const char *arg, char **argv)
         return int_opt("--chunk-tokens", arg, 1, 1 << 20, &c->chunk);
     case CLI_OPT_OVERLAP:
         return int_opt("--overlap", arg, 0, 1 << 20, &c->overlap);
+    case CLI_OPT_MODE:
+        if (strcmp(arg, "dense") == 0) {
+            c->mode = MEDEMBED_SEARCH_DENSE;
+        } else if (strcmp(arg, "bm25") == 0) {
+            c->mode = MEDEMBED_SEARCH_BM25;
+        } else if (strcmp(arg, "hybrid") == 0) {
+            c->mode = MEDEMBED_SEARCH_HYBRID;
+        } else {
+            cli_error("--mode expects dense, bm25 or hybrid, got \"%s\"", arg);
+            return 2;
+        }
+        return 0;
+    case CLI_OPT_ALPHA: {
+        char *end = NULL;
+        double v = strtod(arg, &end);
+        if (!*arg || *end || !(v >= 0 && v <= 1)) {
+            cli_error("--alpha expects a number in [0, 1], got \"%s\"", arg);
+            return 2;
+        }
+        c->alpha = v;
+        return 0;
+    }
     case CLI_OPT_EF_SEARCH:
         return int_opt("--ef-search", arg, 1, 1 << 20, &c->ef_search);
     case CLI_OPT_DTYPE: {

@@ -8,6 +8,8 @@
  */
 #include "request.h"
 
+#include "medembed.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -243,6 +245,39 @@ static int parse_search(const json_t *root, const srv_limits *lim, srv_request *
     r->single = 1;
     r->inputs[0].text = json_string_value(q);
     r->inputs[0].len = json_string_length(q);
+    r->alpha = -1;
+    const json_t *mode = json_object_get(root, "mode");
+    if (mode && !json_is_null(mode)) {
+        if (!json_is_string(mode))
+            return bad_type(err, "mode", "a string", mode);
+        const char *m = json_string_value(mode);
+        if (strcmp(m, "dense") == 0)
+            r->search_mode = MEDEMBED_SEARCH_DENSE;
+        else if (strcmp(m, "bm25") == 0)
+            r->search_mode = MEDEMBED_SEARCH_BM25;
+        else if (strcmp(m, "hybrid") == 0)
+            r->search_mode = MEDEMBED_SEARCH_HYBRID;
+        else
+            return srv_fail(err, 422, "Validation", "mode", "invalid_value",
+                            "`mode` must be \"dense\", \"bm25\" or \"hybrid\"");
+    }
+    if (r->search_mode != MEDEMBED_SEARCH_DENSE &&
+        strlen(r->inputs[0].text) != r->inputs[0].len)
+        return srv_fail(err, 422, "Validation", "query", "invalid_value",
+                        "`query` cannot contain NUL characters for keyword search");
+    const json_t *al = json_object_get(root, "alpha");
+    if (al && !json_is_null(al)) {
+        if (!json_is_number(al))
+            return bad_type(err, "alpha", "a number", al);
+        double a = json_number_value(al);
+        if (!(a >= 0 && a <= 1))
+            return srv_fail(err, 422, "Validation", "alpha", "invalid_value",
+                            "`alpha` must be between 0 and 1, got %g", a);
+        if (r->search_mode != MEDEMBED_SEARCH_HYBRID)
+            return srv_fail(err, 422, "Validation", "alpha", "invalid_value",
+                            "`alpha` applies to `mode` \"hybrid\"");
+        r->alpha = a;
+    }
     const json_t *k = json_object_get(root, "k");
     if (k && !json_is_null(k)) {
         if (!json_is_integer(k))
@@ -288,7 +323,8 @@ static int known_field(srv_route route, const char *k, size_t n)
                                         "normalize", "prompt_name", "dimensions",
                                         NULL};
     static const char *const tokenize[] = {"inputs", "add_special_tokens", "prompt_name", NULL};
-    static const char *const search[] = {"query", "k", "filter", "prompt_name", NULL};
+    static const char *const search[] = {"query", "k",    "filter", "prompt_name",
+                                         "mode",  "alpha", NULL};
     const char *const *names = route == SRV_ROUTE_OPENAI     ? openai
                                : route == SRV_ROUTE_EMBED    ? embed
                                : route == SRV_ROUTE_TOKENIZE ? tokenize

@@ -69,6 +69,8 @@ typedef struct srv_request {
     int32_t k;              /* /search, default 10 */
     const char **filters;   /* /search filter expressions (into the JSON) */
     int32_t n_filters;
+    int32_t search_mode;    /* /search `mode`: medembed_search_mode, default dense */
+    double alpha;           /* /search `alpha` (hybrid weighted fusion), -1 = RRF */
     json_t *root; /* owns every string above */
 } srv_request;
 

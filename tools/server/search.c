@@ -44,6 +44,9 @@ int srv_search_respond(srv_search *s, const srv_request *r, const float *query, 
     so.k = r->k;
     so.filters = r->filters;
     so.n_filters = r->n_filters;
+    so.mode = r->search_mode;
+    so.alpha = (float)r->alpha;
+    so.text = r->inputs[0].text;
     /* Requests already run concurrently, one per connection thread. */
     so.n_threads = 1;
     medembed_hits *h = NULL;
@@ -52,6 +55,8 @@ int srv_search_respond(srv_search *s, const srv_request *r, const float *query, 
     if (rc != MEDEMBED_OK) {
         if (rc == MEDEMBED_ERR_ARG)
             return srv_fail(e, 422, "Validation", "filter", "invalid_filter", "%s", err);
+        if (rc == MEDEMBED_ERR_FORMAT) /* a file without the keyword index */
+            return srv_fail(e, 422, "Validation", "mode", "no_keyword_index", "%s", err);
         return srv_fail(e, 500, "Backend", NULL, "search_failed", "search failed: %s", err);
     }
     srv_buf_puts(b, "{\"hits\":[");
@@ -63,7 +68,30 @@ int srv_search_respond(srv_search *s, const srv_request *r, const float *query, 
         srv_buf_json_string(b, id, strlen(id));
         srv_buf_puts(b, ",\"score\":");
         srv_buf_float(b, medembed_hits_score(h, i));
-        srv_buf_printf(b, ",\"chunk\":%d,\"start\":%d,\"end\":%d,\"metadata\":", chunk, t0, t1);
+        srv_buf_printf(b, ",\"chunk\":%d,\"start\":%d,\"end\":%d,", chunk, chunk < 0 ? 0 : t0,
+                       chunk < 0 ? 0 : t1);
+        if (so.mode == MEDEMBED_SEARCH_HYBRID) {
+            int32_t dr = 0, br = 0;
+            float ds = 0, bs = 0;
+            medembed_hits_components(h, i, &dr, &ds, &br, &bs);
+            srv_buf_puts(b, "\"dense\":");
+            if (dr > 0) {
+                srv_buf_printf(b, "{\"rank\":%d,\"score\":", dr);
+                srv_buf_float(b, ds);
+                srv_buf_puts(b, "},");
+            } else {
+                srv_buf_puts(b, "null,");
+            }
+            srv_buf_puts(b, "\"bm25\":");
+            if (br > 0) {
+                srv_buf_printf(b, "{\"rank\":%d,\"score\":", br);
+                srv_buf_float(b, bs);
+                srv_buf_puts(b, "},");
+            } else {
+                srv_buf_puts(b, "null,");
+            }
+        }
+        srv_buf_puts(b, "\"metadata\":");
         const char *md = medembed_hits_metadata(h, i);
         srv_buf_puts(b, md && *md ? md : "{}");
         srv_buf_puts(b, "}");

@@ -7,11 +7,13 @@
 
 A thin ctypes layer over libmedembed.so (see _lib.py for how it is found). The output equals
 the `medembed embed` CLI bit for bit. Submodules: medembed.dask (batch embedding of dask
-DataFrames), medembed.spark (the mapInPandas function for Spark).
+DataFrames), medembed.spark (the mapInPandas function for Spark). medembed.Index searches an
+index file: dense, bm25 (keywords) or hybrid (docs/SEARCH.md).
 """
 from ._lib import LibraryNotFound, lib_path
 from .errors import (EncodingError, FormatError, InvalidArgument, IOFailure, MedembedError,
                      Mismatch, NotFound, OutOfMemory, TextTooLong, Unsupported)
+from .index import Index
 from .model import Model, get_model, load_count, resolve_model_path
 from .quantization import quantize_embeddings
 
@@ -24,7 +26,7 @@ def library_version():
     return _lib.lib().medembed_version().decode("ascii")
 
 
-__all__ = ["Model", "get_model", "load_count", "resolve_model_path", "quantize_embeddings",
+__all__ = ["Model", "Index", "get_model", "load_count", "resolve_model_path", "quantize_embeddings",
            "library_version", "lib_path", "LibraryNotFound", "MedembedError", "InvalidArgument",
            "OutOfMemory", "IOFailure", "FormatError", "Unsupported", "TextTooLong", "NotFound",
            "EncodingError", "Mismatch"]

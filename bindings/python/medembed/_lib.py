@@ -50,6 +50,18 @@ class EmbedOpts(ctypes.Structure):
                 ("prompt_name", ctypes.c_char_p), ("role", ctypes.c_int32)]
 
 
+class SearchOpts(ctypes.Structure):
+    _fields_ = [("k", ctypes.c_int32), ("exact", ctypes.c_int32), ("ef_search", ctypes.c_int32),
+                ("rescore", ctypes.c_int32), ("filters", ctypes.POINTER(ctypes.c_char_p)),
+                ("n_filters", ctypes.c_int32), ("n_threads", ctypes.c_int32),
+                ("with_metadata", ctypes.c_int32), ("mode", ctypes.c_int32),
+                ("alpha", ctypes.c_float), ("text", ctypes.c_char_p),
+                ("candidates", ctypes.c_int32)]
+
+
+# medembed_search_mode
+SEARCH_MODES = {"dense": 0, "bm25": 1, "hybrid": 2}
+
 F_NO_NORMALIZE = 0x1
 F_NO_TRUNCATE = 0x2
 # medembed_role: which prompt the library's rule picks when none is named
@@ -103,6 +115,26 @@ _PROTOS = {
                                               ctypes.c_uint32, ctypes.c_void_p]),
     "medembed_ctx_threads": (_I32, [_P]),
     "medembed_isa": (ctypes.c_char_p, []),
+    "medembed_index_open": (ctypes.c_int, [ctypes.c_char_p, ctypes.c_uint32, ctypes.POINTER(_P),
+                                           ctypes.c_char_p, _SZ]),
+    "medembed_index_free": (None, [_P]),
+    "medembed_index_n_docs": (ctypes.c_int64, [_P]),
+    "medembed_index_check_model": (ctypes.c_int, [_P, _P, ctypes.c_char_p, _SZ]),
+    "medembed_search_opts_init": (None, [ctypes.POINTER(SearchOpts)]),
+    "medembed_index_search_text": (ctypes.c_int, [_P, _P, ctypes.c_char_p,
+                                                  ctypes.POINTER(EmbedOpts),
+                                                  ctypes.POINTER(SearchOpts), ctypes.POINTER(_P),
+                                                  ctypes.c_char_p, _SZ]),
+    "medembed_hits_count": (_I32, [_P]),
+    "medembed_hits_id": (ctypes.c_char_p, [_P, _I32]),
+    "medembed_hits_score": (ctypes.c_float, [_P, _I32]),
+    "medembed_hits_chunk": (_I32, [_P, _I32, ctypes.POINTER(_I32), ctypes.POINTER(_I32)]),
+    "medembed_hits_metadata": (ctypes.c_char_p, [_P, _I32]),
+    "medembed_hits_components": (ctypes.c_int, [_P, _I32, ctypes.POINTER(_I32),
+                                                ctypes.POINTER(ctypes.c_float),
+                                                ctypes.POINTER(_I32),
+                                                ctypes.POINTER(ctypes.c_float)]),
+    "medembed_hits_free": (None, [_P]),
 }
 
 
