@@ -67,7 +67,7 @@ def make_mix(payload_limit, oversize):
         ("bad_json", 8, "POST", "/embed", lambda r: b'{"inputs": ["unterminated', 400),
         ("empty_input", 4, "POST", "/v1/embeddings", lambda r: body({"input": ""}), 400),
         ("bad_type", 8, "POST", "/embed", lambda r: body({"inputs": 42, "truncate": "yes"}), 422),
-        ("too_many", 4, "POST", "/embed", lambda r: body({"inputs": ["x"] * 100}), 422),
+        ("too_many", 4, "POST", "/embed", lambda r: body({"inputs": ["x"] * 600}), 422),
         ("not_found", 3, "GET", "/v2/nothing", None, 404),
         ("bad_method", 3, "DELETE", "/embed", None, 405),
         ("oversized", 3, "POST", "/embed", lambda r: big, 413),
