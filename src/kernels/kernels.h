@@ -15,8 +15,8 @@
  * MEDEMBED_ISA=scalar|avx2|avx512|amx|neon: choosing a level chooses every
  * kernel, the index's included.
  *
- * What a SIMD level provides (gemm_avx2.c, gemm_avx512.c, gemm_amx.c; a
- * NEON level the same way), in its file with its own compiler flags:
+ * What a SIMD level provides (gemm_avx2.c, gemm_avx512.c, gemm_amx.c,
+ * gemm_neon.c), in its file with its own compiler flags:
  *   - pack / adopt / unpack: its packed layout, in column blocks (a block:
  *     `cols` outputs, their weights for every k step together);
  *   - a plan (gemm_sched.h, me_gemm_plan_fn) that describes a packed layer
