@@ -3,8 +3,11 @@
 #
 # Sources are found by folder (src/*/*.c, tools/cli/*.c, tests/unit/test_*.c),
 # so adding a file needs no edit here. Files named *_avx2.c / *_avx512.c /
-# *_amx.c get their ISA flags; nothing else is built with -m flags, and the choice of
-# kernel happens at run time (src/kernels/dispatch.c).
+# *_amx.c (x86-64) and *_neon.c / *_dotprod.c (ARM64) get their ISA flags and
+# are built only when the compiler targets their architecture (`$(CC)
+# -dumpmachine`, not the host: `make CC=aarch64-linux-gnu-gcc` cross-builds);
+# nothing else is built with -m flags, and the choice of kernel happens at run
+# time (src/kernels/dispatch.c).
 
 CC      ?= cc
 BUILD   ?= build
@@ -14,11 +17,22 @@ SAN     ?=
 VENV    ?= .venv
 PY      ?= $(if $(wildcard $(VENV)/bin/python),$(VENV)/bin/python,/usr/bin/python3)
 
+# The compiler's target (x86_64-linux-gnu, aarch64-linux-gnu, ...): it decides
+# which kernel files are built. A cross compiler reads the target's
+# libraries through pkg-config's multiarch folder (Debian's :arm64 packages).
+TARGET  := $(shell $(CC) -dumpmachine 2>/dev/null)
+ARCH    := $(firstword $(subst -, ,$(TARGET)))
+HOST_TARGET := $(shell cc -dumpmachine 2>/dev/null)
+ifneq ($(TARGET),$(HOST_TARGET))
+PKG_CONFIG ?= PKG_CONFIG_LIBDIR=/usr/lib/$(TARGET)/pkgconfig:/usr/share/pkgconfig pkg-config
+else
+PKG_CONFIG ?= pkg-config
+endif
 PKGS      := libutf8proc jansson sqlite3
 CLI_PKGS  := libcurl libmicrohttpd
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lutf8proc -ljansson -lsqlite3)
-CLI_LIBS   := $(shell pkg-config --libs $(CLI_PKGS) 2>/dev/null || echo -lcurl -lmicrohttpd)
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null || echo -lutf8proc -ljansson -lsqlite3)
+CLI_LIBS   := $(shell $(PKG_CONFIG) --libs $(CLI_PKGS) 2>/dev/null || echo -lcurl -lmicrohttpd)
 
 WARN    := -Wall -Wextra -Wshadow -Wvla -Wformat=2 -Wno-format-truncation -Wno-unused-parameter
 ifneq (,$(findstring clang,$(CC)))
@@ -42,8 +56,23 @@ LDLIBS_ALL := $(PKG_LIBS) -lpthread -lm $(LDSAN)
 ISA_AVX2   := -mavx2 -mfma -mf16c
 ISA_AVX512 := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mavx512vnni -mfma -mf16c -mprfchw
 ISA_AMX    := $(ISA_AVX512) -mamx-tile -mamx-bf16 -mamx-int8
+# ARM64: Advanced SIMD (NEON) is part of the base architecture; the dot
+# product files need FEAT_DotProd (Armv8.2-A's sdot/udot), checked at run time.
+ISA_NEON    :=
+ISA_DOTPROD := -march=armv8.2-a+dotprod
 
-LIB_SRC  := $(sort $(wildcard src/*.c src/*/*.c))
+# The per-ISA files of the other architectures are left out.
+X86_SRC_PAT   := %_avx2.c %_avx512.c %_amx.c
+ARM64_SRC_PAT := %_neon.c %_dotprod.c
+ifneq (,$(filter x86_64 i386 i486 i586 i686,$(ARCH)))
+OTHER_ISA_PAT := $(ARM64_SRC_PAT)
+else ifeq ($(ARCH),aarch64)
+OTHER_ISA_PAT := $(X86_SRC_PAT)
+else
+OTHER_ISA_PAT := $(X86_SRC_PAT) $(ARM64_SRC_PAT)
+endif
+
+LIB_SRC  := $(filter-out $(OTHER_ISA_PAT),$(sort $(wildcard src/*.c src/*/*.c)))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_SRC  := $(sort $(wildcard tools/cli/*.c tools/server/*.c))
 # Library sources the CLI compiles into its own binary, as curl's tool borrows
@@ -58,7 +87,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
 .PHONY: all deps venv run lib cli test unit golden-gen cli-test py-test fuzz-replay check asan ubsan fuzz fuzz-build \
-        bench bench-tools clean help format-check
+        bench bench-tools clean help format-check test-arm64
 
 all: lib cli
 
@@ -70,6 +99,7 @@ help:
 	@echo "make asan       the test suite under ASan+UBSan (build-asan/)"
 	@echo "make ubsan      the test suite under UBSan alone (build-ubsan/)"
 	@echo "make fuzz       build the libFuzzer targets (clang) and run each briefly"
+	@echo "make test-arm64 ARM64 cross build (build-arm64/) + unit and golden tests under qemu-aarch64"
 	@echo "make bench      run bench/ scripts (not part of the tests)"
 	@echo "make bench-tools build/gemm_bench, build/attn_bench (one GEMM / attention alone)"
 
@@ -104,6 +134,14 @@ $(BUILD)/obj/%_avx512.o: %_avx512.c
 $(BUILD)/obj/%_amx.o: %_amx.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(ISA_AMX) -DMEDEMBED_BUILD -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%_neon.o: %_neon.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(ISA_NEON) -fvisibility=hidden -DMEDEMBED_BUILD -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%_dotprod.o: %_dotprod.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(ISA_DOTPROD) -fvisibility=hidden -DMEDEMBED_BUILD -MMD -MP -c $< -o $@
 
 $(BUILD)/obj/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
@@ -196,6 +234,17 @@ test: deps venv
 
 check: test
 
+# ARM64 on any Debian machine (docs/ARM64.md): the cross build with Debian's
+# aarch64-linux-gnu-gcc and :arm64 libraries, then the unit and golden tests
+# under qemu-aarch64, on a CPU with the optional extensions and on one without.
+ARM64_CC    ?= aarch64-linux-gnu-gcc
+ARM64_BUILD ?= build-arm64
+test-arm64:
+	@bash scripts/deps.sh --arm64
+	@$(MAKE) --no-print-directory CC=$(ARM64_CC) BUILD=$(ARM64_BUILD) all \
+	    $(UNIT_SRC:tests/unit/%.c=$(ARM64_BUILD)/tests/%) golden-gen
+	@bash tests/run_arm64.sh $(ARM64_BUILD)
+
 asan:
 	$(MAKE) BUILD=build-asan SAN=asan OPT=-O1 test
 
@@ -215,6 +264,6 @@ format-check:
 	clang-format --dry-run --Werror $(LIB_SRC) $(CLI_SRC) include/medembed.h
 
 clean:
-	rm -rf build build-asan build-ubsan build-fuzz
+	rm -rf build build-asan build-ubsan build-fuzz build-arm64
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

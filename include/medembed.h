@@ -452,14 +452,16 @@ MEDEMBED_API int32_t medembed_ctx_threads(const medembed_ctx *ctx);
 /* ------------------------------------------------------------------------ */
 
 /* The kernel level in use: "scalar", "avx2", "avx512" or "amx" (AVX-512
- * with bf16 / int8 layers on AMX tiles), chosen from cpuid + XGETBV once
+ * with bf16 / int8 layers on AMX tiles), or "neon" on ARM64 (from
+ * getauxval's hardware capabilities), chosen from cpuid + XGETBV once
  * (and, for amx, Linux's permission to use the tiles), or forced with
- * MEDEMBED_ISA=scalar|avx2|avx512|amx; "amx-emu" (MEDEMBED_ISA=amx-emu) is
+ * MEDEMBED_ISA=scalar|avx2|avx512|amx|neon; "amx-emu" (MEDEMBED_ISA=amx-emu) is
  * the AMX kernels on emulated tiles, for tests. A forced level the CPU
  * lacks falls back to the best below it.
  * MEDEMBED_CPU_DISABLE=avx512_bf16,avx512_vnni hides those features when
  * weights are packed, so the bf16 / int8 fallback kernels run instead;
- * amx hides the AMX level. */
+ * amx hides the AMX level; on ARM64, dotprod hides FEAT_DotProd (int8
+ * without sdot) and neon the NEON level. */
 MEDEMBED_API const char *medembed_isa(void);
 
 

@@ -7,6 +7,9 @@
 #                            (scripts/venv.sh: sentence-transformers runs on it), and chromium
 #                            (tests/py/test_openapi.py renders the server's /docs page headless)
 #   scripts/deps.sh --ci     both, and the fuzzing toolchain (clang's libFuzzer)
+#   scripts/deps.sh --arm64  the ARM64 cross build and its emulated tests (`make test-arm64`):
+#                            Debian's cross compiler, qemu-user and the :arm64 libraries
+#                            (multiarch: they install beside the amd64 ones)
 set -euo pipefail
 pkgs=(build-essential pkg-config libutf8proc-dev libjansson-dev libsqlite3-dev
       libcurl4-openssl-dev libmicrohttpd-dev libcmocka-dev
@@ -15,6 +18,9 @@ pkgs=(build-essential pkg-config libutf8proc-dev libjansson-dev libsqlite3-dev
 case "${1:-}" in
     --test) pkgs+=(python3-torch libopenblas0-pthread chromium) ;;
     --ci) pkgs+=(python3-torch libopenblas0-pthread chromium clang libclang-rt-14-dev) ;;
+    --arm64) pkgs+=(gcc-aarch64-linux-gnu qemu-user libc6-dev:arm64 libutf8proc-dev:arm64
+                    libjansson-dev:arm64 libsqlite3-dev:arm64 libcurl4-openssl-dev:arm64
+                    libmicrohttpd-dev:arm64 libcmocka-dev:arm64) ;;
 esac
 missing=()
 for p in "${pkgs[@]}"; do
@@ -29,5 +35,8 @@ if [ "$(id -u)" -ne 0 ]; then
     fi
 fi
 export DEBIAN_FRONTEND=noninteractive
+if [ "${1:-}" = --arm64 ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    $sudo dpkg --add-architecture arm64
+fi
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,6 +1,8 @@
-/* cpu.c - CPU feature detection: cpuid for what the chip has, XGETBV for
- * what the OS saves on context switch (a chip with AVX-512 under an OS that
- * does not enable the ZMM state must not use it). */
+/* cpu.c - CPU feature detection. x86: cpuid for what the chip has, XGETBV
+ * for what the OS saves on context switch (a chip with AVX-512 under an OS
+ * that does not enable the ZMM state must not use it). ARM64 Linux: the
+ * kernel's hardware capabilities (getauxval AT_HWCAP, AT_HWCAP2), which
+ * list only what the kernel lets user space run. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,7 +11,9 @@
 /* MEDEMBED_CPU_DISABLE=avx512_bf16,avx512_vnni hides those features, so the
  * fallback kernels (bf16 in fp32 FMA, int8 in vpmaddwd) can be run and
  * tested on a CPU that has them; amx (or amx_tile, amx_bf16, amx_int8:
- * the level needs all three) hides the AMX level. */
+ * the level needs all three) hides the AMX level. On ARM64, dotprod hides
+ * FEAT_DotProd (int8 then multiplies in smull/sadalp), and neon the NEON
+ * level. */
 static void apply_disable(me_cpu *c)
 {
     const char *env = getenv("MEDEMBED_CPU_DISABLE");
@@ -21,6 +25,10 @@ static void apply_disable(me_cpu *c)
         c->avx512_vnni = 0;
     if (strstr(env, "amx"))
         c->amx_tile = c->amx_bf16 = c->amx_int8 = c->os_amx = 0;
+    if (strstr(env, "dotprod"))
+        c->dotprod = 0;
+    if (strstr(env, "neon"))
+        c->neon = c->dotprod = c->arm_bf16 = c->i8mm = 0;
 }
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -98,6 +106,33 @@ void me_cpu_detect(me_cpu *c)
     }
     apply_disable(c);
 }
+#elif defined(__aarch64__)
+#if defined(__linux__)
+#include <sys/auxv.h>
+#endif
+/* The bits of Linux's arch/arm64/include/uapi/asm/hwcap.h, defined here for
+ * C libraries whose headers predate them. */
+#define ME_HWCAP_ASIMD (1ul << 1)
+#define ME_HWCAP_ASIMDDP (1ul << 20)
+#define ME_HWCAP2_I8MM (1ul << 13)
+#define ME_HWCAP2_BF16 (1ul << 14)
+
+void me_cpu_detect(me_cpu *c)
+{
+    memset(c, 0, sizeof *c);
+#if defined(__linux__)
+    unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
+    c->neon = (hw & ME_HWCAP_ASIMD) != 0;
+    c->dotprod = c->neon && (hw & ME_HWCAP_ASIMDDP) != 0;
+    c->arm_bf16 = c->neon && (hw2 & ME_HWCAP2_BF16) != 0;
+    c->i8mm = c->neon && (hw2 & ME_HWCAP2_I8MM) != 0;
+#else
+    /* Advanced SIMD is part of every ARMv8-A core; the optional extensions
+     * stay off where the OS gives no way to ask */
+    c->neon = 1;
+#endif
+    apply_disable(c);
+}
 #else
 void me_cpu_detect(me_cpu *c)
 {
@@ -116,6 +151,8 @@ const char *me_isa_name(me_isa isa)
         return "amx";
     case ME_ISA_AMX_EMU:
         return "amx-emu";
+    case ME_ISA_NEON:
+        return "neon";
     default:
         return "scalar";
     }

@@ -1,5 +1,5 @@
 /* dispatch.c - chooses the kernel table once per process from the CPU's
- * features, or from MEDEMBED_ISA=scalar|avx2|avx512|amx (a forced level the
+ * features, or from MEDEMBED_ISA=scalar|avx2|avx512|amx|neon (a forced level the
  * CPU cannot run falls back to the best it can, so tests can request every
  * level everywhere); MEDEMBED_ISA=amx-emu runs the AMX kernels on emulated
  * tiles (kernels.h, ME_ISA_AMX_EMU), for tests. */
@@ -36,6 +36,10 @@ extern const me_kern me_kern_avx512;
 extern const me_kern me_kern_amx;
 extern const me_kern me_kern_amx_emu;
 #endif
+#if defined(__aarch64__)
+#define ME_ARM64 1
+extern const me_kern me_kern_neon;
+#endif
 
 static const me_kern *g_kern;
 static const me_kern *g_forced;
@@ -67,6 +71,10 @@ const me_kern *me_kern_for(me_isa isa)
             return &me_kern_avx2;
         return NULL;
 #endif
+#ifdef ME_ARM64
+    case ME_ISA_NEON:
+        return c.neon ? &me_kern_neon : NULL;
+#endif
     default:
         return isa == ME_ISA_SCALAR ? &KERN_SCALAR : NULL;
     }
@@ -75,6 +83,12 @@ const me_kern *me_kern_for(me_isa isa)
 static void choose(void)
 {
     const char *env = getenv("MEDEMBED_ISA");
+#ifdef ME_ARM64
+    if (!(env && strcmp(env, "scalar") == 0) && me_kern_for(ME_ISA_NEON)) {
+        g_kern = me_kern_for(ME_ISA_NEON);
+        return;
+    }
+#endif
     me_isa want = ME_ISA_AMX;
     if (env && *env) {
         if (strcmp(env, "scalar") == 0)

@@ -10,12 +10,13 @@
  * gemm_amx.c is the AMX level: the AVX-512 table with the bf16 and int8
  * linear layers on tiles, through the tile operations of amx_tile.h
  * (native, or emulated in C for the tests). dispatch.c fills `me_kern`
- * once from cpuid + XGETBV (cpu.c), or from
- * MEDEMBED_ISA=scalar|avx2|avx512|amx: choosing a level chooses every
+ * once from cpuid + XGETBV (cpu.c; getauxval's hardware capabilities on
+ * ARM64, where gemm_neon.c is the NEON level), or from
+ * MEDEMBED_ISA=scalar|avx2|avx512|amx|neon: choosing a level chooses every
  * kernel, the index's included.
  *
- * What a SIMD level provides (gemm_avx2.c, gemm_avx512.c, gemm_amx.c; a
- * NEON level the same way), in its file with its own compiler flags:
+ * What a SIMD level provides (gemm_avx2.c, gemm_avx512.c, gemm_amx.c,
+ * gemm_neon.c), in its file with its own compiler flags:
  *   - pack / adopt / unpack: its packed layout, in column blocks (a block:
  *     `cols` outputs, their weights for every k step together);
  *   - a plan (gemm_sched.h, me_gemm_plan_fn) that describes a packed layer
@@ -75,7 +76,8 @@ typedef enum me_isa {
     ME_ISA_AVX2 = 1,
     ME_ISA_AVX512 = 2,
     ME_ISA_AMX = 3,
-    ME_ISA_AMX_EMU = 4
+    ME_ISA_AMX_EMU = 4,
+    ME_ISA_NEON = 5 /* ARM64: Advanced SIMD, + sdot where FEAT_DotProd is there */
 } me_isa;
 
 typedef struct me_cpu {
@@ -87,6 +89,9 @@ typedef struct me_cpu {
     /* XCR0 enables the tile state (XTILECFG, XTILEDATA) and Linux granted
      * this process the tile data (arch_prctl ARCH_REQ_XCOMP_PERM) */
     int os_amx;
+    /* ARM64 (getauxval AT_HWCAP / AT_HWCAP2): Advanced SIMD, FEAT_DotProd
+     * (sdot/udot), FEAT_BF16, FEAT_I8MM */
+    int neon, dotprod, arm_bf16, i8mm;
 } me_cpu;
 
 void me_cpu_detect(me_cpu *c);

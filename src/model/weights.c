@@ -172,15 +172,20 @@ static void release_range(medembed_model *m, const float *p, size_t bytes)
 /* Maps a layer's fp32 source in one call when it will be read through the
  * mapping (not staged): one MADV_POPULATE_READ (Linux 5.14+; ignored
  * elsewhere) instead of a page fault per 64 KiB. */
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22
+#if defined(__linux__) && !defined(MADV_POPULATE_READ)
+#define MADV_POPULATE_READ 22 /* Linux's value, for C libraries older than 5.14's headers */
 #endif
 static void populate_range(const float *p, size_t bytes)
 {
+#ifdef MADV_POPULATE_READ
     long pg = sysconf(_SC_PAGESIZE);
     uintptr_t a = (uintptr_t)p & ~((uintptr_t)pg - 1);
     uintptr_t z = (uintptr_t)p + bytes;
     (void)madvise((void *)a, z - a, MADV_POPULATE_READ);
+#else
+    (void)p; /* other systems fault the pages in as they are read */
+    (void)bytes;
+#endif
 }
 
 /* L's fp32 source in order of output rows: w whole, or its w_part blocks

@@ -870,6 +870,7 @@ int main(void)
         AT_LEVEL(index_scores_follow_level, ME_ISA_SCALAR, "scalar"),
         AT_LEVEL(index_scores_follow_level, ME_ISA_AVX2, "avx2"),
         AT_LEVEL(index_scores_follow_level, ME_ISA_AVX512, "avx512"),
+        AT_LEVEL(index_scores_follow_level, ME_ISA_NEON, "neon"),
         cmocka_unit_test(index_concurrent_search),
         cmocka_unit_test(index_open_errors),
     };

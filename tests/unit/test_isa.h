@@ -1,8 +1,9 @@
 /*
  * test_isa.h - the kernel levels a unit test can run here, for tests that
- * check every level (scalar, avx2, avx512, amx, and amx-emu: the AMX
- * kernels on emulated tiles, which every AVX-512 CPU runs, so that the AMX
- * code is tested on CPUs without AMX). A level this CPU lacks is a
+ * check every level (x86-64: scalar, avx2, avx512, amx, and amx-emu: the
+ * AMX kernels on emulated tiles, which every AVX-512 CPU runs, so that the
+ * AMX code is tested on CPUs without AMX; ARM64: scalar and neon). The
+ * other architecture's levels are visible SKIPs. A level this CPU lacks is a
  * visible SKIP, never a silent pass: give each level its own cmocka test and
  * call SKIP_WITHOUT_LEVEL first.
  *
@@ -16,7 +17,7 @@
 
 #include "kernels/kernels.h"
 
-#define TEST_N_LEVELS (ME_ISA_AMX_EMU + 1)
+#define TEST_N_LEVELS (ME_ISA_NEON + 1)
 
 /* 1 if MEDEMBED_TEST_HIDE_LEVELS lists this level's name. */
 static inline int test_level_hidden(me_isa isa)
@@ -56,8 +57,8 @@ static inline const me_kern *test_level(me_isa isa)
  * with TEST_AT_LEVEL; the test then calls test_need_level(state). */
 static inline me_isa *test_isa_state(me_isa isa)
 {
-    static me_isa states[TEST_N_LEVELS] = {ME_ISA_SCALAR, ME_ISA_AVX2, ME_ISA_AVX512, ME_ISA_AMX,
-                                          ME_ISA_AMX_EMU};
+    static me_isa states[TEST_N_LEVELS] = {ME_ISA_SCALAR, ME_ISA_AVX2,    ME_ISA_AVX512,
+                                          ME_ISA_AMX,    ME_ISA_AMX_EMU, ME_ISA_NEON};
     return &states[isa];
 }
 

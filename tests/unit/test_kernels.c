@@ -41,7 +41,8 @@ static void fill(float *p, size_t n, float scale)
 #define AT_LEVEL TEST_AT_LEVEL
 #define PER_LEVEL(f)                                                                               \
     AT_LEVEL(f, ME_ISA_AVX2, "avx2"), AT_LEVEL(f, ME_ISA_AVX512, "avx512"),                        \
-        AT_LEVEL(f, ME_ISA_AMX, "amx"), AT_LEVEL(f, ME_ISA_AMX_EMU, "amx-emu")
+        AT_LEVEL(f, ME_ISA_AMX, "amx"), AT_LEVEL(f, ME_ISA_AMX_EMU, "amx-emu"),                    \
+        AT_LEVEL(f, ME_ISA_NEON, "neon")
 
 /* Row counts: every AVX-512 wide-block tile height, 1 to 8 rows (1, 2, 3, 7, 13 = 8 + 5,
  * 30 = 24 + 6, 100 = 96 + 4, 24 = 3 x 8), a last tile of 1 after full ones (17), the
@@ -420,6 +421,42 @@ static void test_linear_fallbacks(void **state)
     k->unpack(&a);
     k->unpack(&b);
     check_linear_level(k, MEDEMBED_DTYPE_BF16, 2e-6, 0);
+    check_linear_level(k, MEDEMBED_DTYPE_INT8, 2e-6, 1);
+}
+
+/* ARM64: the int8 tiles without sdot (smull + sadalp, for CPUs without
+ * FEAT_DotProd) on a CPU that has it, against the oracle (exact, as with
+ * sdot) and bit for bit against the sdot tiles on the same packed layer. */
+static void test_linear_fallbacks_neon(void **state)
+{
+    (void)state;
+    const me_kern *k = test_level(ME_ISA_NEON);
+    me_cpu cpu;
+    me_cpu_detect(&cpu);
+    if (!k || !cpu.dotprod) {
+        fprintf(stderr, "SKIP: no NEON level with FEAT_DotProd here; the fallback is the "
+                        "normal path where there is a NEON level\n");
+        skip();
+    }
+    const int32_t M = 13, N = 37, K = 131;
+    float *w = malloc(sizeof *w * (size_t)N * (size_t)K), *x = malloc(sizeof *x * (size_t)M * K);
+    float *ya = malloc(sizeof *ya * (size_t)M * N), *yb = malloc(sizeof *yb * (size_t)M * N);
+    assert_true(w && x && ya && yb);
+    fill(w, (size_t)N * (size_t)K, 0.5f);
+    fill(x, (size_t)M * (size_t)K, 2.0f);
+    me_linear L = {.n_out = N, .n_in = K, .w = w};
+    assert_int_equal(k->pack(&L, MEDEMBED_DTYPE_INT8), MEDEMBED_OK);
+    run_linear(k, &L, x, M, ya, NULL, 0, NULL);
+    setenv("MEDEMBED_CPU_DISABLE", "dotprod", 1);
+    me_cpu_detect(&cpu);
+    assert_false(cpu.dotprod);
+    run_linear(k, &L, x, M, yb, NULL, 0, NULL);
+    assert_memory_equal(ya, yb, sizeof *ya * (size_t)M * (size_t)N);
+    k->unpack(&L);
+    free(w);
+    free(x);
+    free(ya);
+    free(yb);
     check_linear_level(k, MEDEMBED_DTYPE_INT8, 2e-6, 1);
 }
 
@@ -989,6 +1026,7 @@ int main(void)
         cmocka_unit_test(test_block_ranges),
         PER_LEVEL(test_linear_latency_threads),
         cmocka_unit_test_teardown(test_linear_fallbacks, unset_cpu_disable),
+        cmocka_unit_test_teardown(test_linear_fallbacks_neon, unset_cpu_disable),
         PER_LEVEL(test_gelu),
         PER_LEVEL(test_layernorm),
         PER_LEVEL(test_attention),

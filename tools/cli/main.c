@@ -30,9 +30,10 @@ static void usage(FILE *f)
     fprintf(f, "usage: medembed COMMAND [options]   (medembed COMMAND --help for details)\n\n");
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
-    fprintf(f, "\nEnvironment: MEDEMBED_ISA=scalar|avx2|avx512|amx forces a kernel level\n"
+    fprintf(f, "\nEnvironment: MEDEMBED_ISA=scalar|avx2|avx512|amx|neon forces a kernel level\n"
                "(amx-emu: the AMX kernels on emulated tiles, slow, for tests);\n"
-               "MEDEMBED_CPU_DISABLE=avx512_bf16,avx512_vnni,amx hides those CPU features (their\n"
+               "MEDEMBED_CPU_DISABLE=avx512_bf16,avx512_vnni,amx (ARM64: dotprod,neon) hides\n"
+               "those CPU features (their\n"
                "fallback kernels run instead); MEDEMBED_PACK_CACHE=DIR keeps each model's\n"
                "packed weights in a file in DIR that later loads map instead of packing again\n"
                "(faster loads, one shared copy; a new file replaces the same model's stale\n"
