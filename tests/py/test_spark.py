@@ -6,7 +6,7 @@ the model once (each worker appends "pid loads rows" per batch to $MEDEMBED_SPAR
 the model card's pipeline runs with our stage in BGEEmbeddings' place; save/load round-trips.
 
 Needs pyspark + pyarrow (requirements-dev.txt) and Java 17 (scripts/deps.sh --test). Under
-the ASan preload the JVM cannot start, so these tests skip there with a message."""
+the ASan preload Spark's launcher scripts hang, so these tests skip there with a message."""
 import glob
 import os
 import shutil
@@ -21,8 +21,8 @@ import pytest
 import pkg_support as ps
 
 if "libasan" in os.environ.get("LD_PRELOAD", ""):
-    pytest.skip("the JVM does not run with the ASan runtime preloaded; the Spark tests run in "
-                "the normal (non-sanitizer) test pass", allow_module_level=True)
+    pytest.skip("Spark's launcher (bin/spark-class) hangs with the ASan runtime preloaded; "
+                "the Spark tests run in the normal test pass", allow_module_level=True)
 medembed = ps.import_medembed()
 pd = pytest.importorskip("pandas")
 pytest.importorskip("pyarrow", reason="pyarrow is not installed (requirements-dev.txt)")
