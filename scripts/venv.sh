@@ -58,7 +58,8 @@ fail() {
         exit 1
     fi
     echo "SKIP: the Python tool environment ($venv): $1; tests that need" \
-         "sentence-transformers, tokenizers, onnxruntime, openvino or openai will skip" >&2
+         "sentence-transformers, tokenizers, onnxruntime, openvino, openai or pyspark" \
+         "will skip" >&2
     rm -rf "$venv"
     exit 0
 }
@@ -78,7 +79,8 @@ if ! PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/pip" install -q --timeout 60 -r 
     fail "pip could not install requirements-dev.txt (is PyPI reachable?)"
 fi
 rm -f "$log"
-"$venv/bin/python" -c 'import torch, sentence_transformers, tokenizers, onnxruntime, openai' 2>&1 |
+"$venv/bin/python" -c 'import torch, sentence_transformers, tokenizers, onnxruntime, openai
+import pyspark, pyarrow' 2>&1 |
     tail -3 >&2
 [ "${PIPESTATUS[0]}" = 0 ] || fail "the installed packages do not import (python3-torch missing?)"
 echo "$want" >"$venv/.medembed-stamp"

@@ -1,6 +1,6 @@
 """medembed.spark.embed_partitions: the Iterator[pandas.DataFrame] -> Iterator[DataFrame]
-function Spark's mapInPandas takes, run here on plain pandas iterators (PySpark cannot be
-installed on these machines), and the DDL schema that goes with it."""
+function Spark's mapInPandas takes, run here on plain pandas iterators (no pyspark needed),
+and the DDL schema that goes with it. MedEmbedEmbeddings on real Spark: test_spark.py."""
 import numpy as np
 import pytest
 

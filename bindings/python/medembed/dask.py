@@ -232,16 +232,18 @@ def parquet_engine():
 
 def to_parquet(ddf, path, column="text", model=None, output_column="embedding", compute=True,
                **kw):
-    """Embeds like embed() and writes Parquet (the vector as a list<float> column).
+    """Embeds like embed() and writes Parquet with pyarrow: the input columns plus the vector
+    as a list<float> column (list<int8> for int8/binary, list<uint8> for uint8/ubinary).
 
-    Needs pyarrow or fastparquet; Debian 12 packages neither, so without them this raises
-    ImportError naming the alternatives (to_npy writes .npy shards with no extra package)."""
-    engine = parquet_engine()
-    if engine is None:
-        raise ImportError("Parquet output needs pyarrow or fastparquet, and neither is "
-                          "installed; install one, or write .npy shards with "
-                          "medembed.dask.to_npy()")
+    Needs pyarrow; without it this raises ImportError (to_npy writes .npy shards with no extra
+    package)."""
+    if parquet_engine() != "pyarrow":
+        raise ImportError("Parquet output needs pyarrow (pip install pyarrow); without it, "
+                          "write .npy shards with medembed.dask.to_npy()")
+    import pyarrow as pa
+    precision = kw.get("precision", "float32")
+    elem = {"float32": pa.float32(), "int8": pa.int8(), "binary": pa.int8(),
+            "uint8": pa.uint8(), "ubinary": pa.uint8()}.get(precision, pa.float32())
     out = embed(ddf, column=column, model=model, output_column=output_column, **kw)
-    out[output_column] = out[output_column].map(lambda v: v.tolist(), meta=(output_column,
-                                                                            object))
-    return out.to_parquet(path, engine=engine, compute=compute)
+    return out.to_parquet(path, engine="pyarrow", compute=compute,
+                          schema={output_column: pa.list_(elem)})
