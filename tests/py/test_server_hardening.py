@@ -29,7 +29,7 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from conftest import sanitizer_build  # noqa: E402
+from conftest import clean_env, sanitizer_build  # noqa: E402
 from test_server import BIN, Server, _generate, openai_error, tei_error  # noqa: E402
 
 BIG = 2_100_000  # bytes: over the default --payload-limit of 2000000, as in the issue
@@ -144,7 +144,7 @@ def test_413_reaches_every_client(model, tmp_path):
             r = subprocess.run(["curl", "-s", "-S", "-o", "-", "-w", "\n%{http_code}",
                                 "-H", "Content-Type: application/json", "-H", "Expect:",
                                 "--data-binary", "@%s" % f, url],
-                               capture_output=True, timeout=60)
+                               capture_output=True, timeout=60, env=clean_env())
             assert r.returncode == 0, r.stderr
             out, _, code = r.stdout.rpartition(b"\n")
             tei_error(int(code), json.loads(out), 413, "Validation")
