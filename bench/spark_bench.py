@@ -22,24 +22,12 @@ import os
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.normpath(os.path.join(HERE, ".."))
-sys.path.insert(0, os.path.join(REPO, "bindings", "python"))
-sys.path.insert(0, os.path.join(REPO, "tests", "py"))
-os.environ.setdefault("MEDEMBED_LIB", os.path.join(REPO, "build", "libmedembed.so"))
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    [os.path.join(REPO, "bindings", "python")] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# dask_bench sets up the paths (bindings, tests/py, MEDEMBED_LIB) and owns the corpus loader
+from dask_bench import REPO, texts  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-
-
-def texts(n):
-    import pkg_support
-    recs = pkg_support.corpus_texts()
-    while len(recs) < n:
-        recs = recs + recs
-    return [t for _, t in recs[:n]]
 
 
 def default_model():
