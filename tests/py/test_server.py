@@ -1152,8 +1152,21 @@ def test_search_modes(workdir, model):
                                                                         rel=1e-6)
                     else:
                         assert "dense" not in h and "bm25" not in h
+        # BM25 ranks words: the query is not embedded (no forward pass), and a query longer
+        # than the model's max_length is not cut (its last word still matches).
+        before = s.metrics()
         status, body = s.post("/search", {"query": "E11.9", "mode": "bm25"})
         assert status == 200 and [h["id"] for h in body["hits"]] == ["code"]
+        status, body = s.post("/search", {"query": " ".join(["xyzzy"] * 600) + " E11.9",
+                                          "mode": "bm25"})
+        assert status == 200 and [h["id"] for h in body["hits"]] == ["code"]
+        after = s.metrics()
+        assert after["te_batch_inference_count"] == before["te_batch_inference_count"]
+        ok = 'te_request_success{route="/search",method="single"}'
+        assert after[ok] - before[ok] == 2
+        status, body = s.post("/search", {"query": "E11.9", "mode": "hybrid"})
+        assert status == 200
+        assert s.metrics()["te_batch_inference_count"] > after["te_batch_inference_count"]
         status, body = s.post("/search", {"query": "E11.9", "mode": "bm25",
                                           "filter": "year>=2000"})
         assert status == 200 and body["hits"] == []

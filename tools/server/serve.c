@@ -347,6 +347,26 @@ static int reserve_outputs(req_state *st, int32_t n, srv_error *e)
     return 0;
 }
 
+/* POST /search in BM25 mode: the query's words go to the keyword index as
+ * they are; nothing is embedded. Takes ownership of r. */
+static enum MHD_Result answer_keyword_search(struct MHD_Connection *c, req_state *st,
+                                             srv_request *r)
+{
+    srv_error e;
+    srv_buf b = {0};
+    enum MHD_Result ret;
+    if (srv_search_respond(S.search, r, NULL, &b, &e) != 0) {
+        srv_buf_free(&b);
+        ret = send_error(c, st, &e);
+    } else {
+        srv_metrics_success(&S.metrics, SRV_ROUTE_SEARCH, 0, 1, 0);
+        srv_metrics_observe(&S.metrics, SRV_H_REQUEST_DURATION, srv_now() - st->t_start);
+        ret = send_body(c, 200, &b, "application/json", NULL, NULL);
+    }
+    srv_request_free(r);
+    return ret;
+}
+
 /* POST /v1/embeddings, /embed, /search: parse, tokenize, batch, answer. */
 static enum MHD_Result handle_infer(struct MHD_Connection *c, req_state *st)
 {
@@ -369,6 +389,8 @@ static enum MHD_Result handle_infer(struct MHD_Connection *c, req_state *st)
                  "POST /search needs the server to be started with --index INDEX");
         return send_error(c, st, &e);
     }
+    if (st->route == SRV_ROUTE_SEARCH && r.search_mode == MEDEMBED_SEARCH_BM25)
+        return answer_keyword_search(c, st, &r);
     if (st->route == SRV_ROUTE_SEARCH)
         r.truncate = 1; /* a long query is cut, as a search box would */
 
