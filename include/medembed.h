@@ -241,9 +241,12 @@ MEDEMBED_API const char *medembed_model_fingerprint(const medembed_model *model)
  *        a. medembed's cache: $MEDEMBED_HOME/models/ORG/NAME when REV is
  *           absent or "main", else $MEDEMBED_HOME/models/ORG/NAME@REV with
  *           '/' and '%' in REV percent-encoded (refs/pr/1 -> @refs%2Fpr%2F1);
- *           MEDEMBED_HOME defaults to ~/.cache/medembed;
- *        b. the Hugging Face hub cache ($HF_HUB_CACHE, else $HF_HOME/hub,
- *           else ~/.cache/huggingface/hub), as huggingface_hub lays it out:
+ *           MEDEMBED_HOME defaults to $XDG_CACHE_HOME/medembed, else
+ *           ~/.cache/medembed;
+ *        b. the Hugging Face hub cache, found as huggingface_hub finds it
+ *           ($HF_HUB_CACHE, else $HUGGINGFACE_HUB_CACHE, else $HF_HOME/hub,
+ *           else $XDG_CACHE_HOME/huggingface/hub, else
+ *           ~/.cache/huggingface/hub), and laid out as it lays it out:
  *           models--ORG--NAME/snapshots/C, where C is the 40-hex commit
  *           stored in models--ORG--NAME/refs/REV (REV default main), or REV
  *           itself when REV is a 40-hex commit.

@@ -52,7 +52,23 @@ static int home_dir(char *out, size_t n)
     return w < 0 || (size_t)w >= n ? -1 : 0;
 }
 
-/* The cache root: $MEDEMBED_HOME, else ~/.cache/medembed. */
+/* "$XDG_CACHE_HOME", else "~/.cache": the user's cache folder. */
+static int user_cache(char *out, size_t n)
+{
+    const char *x = env("XDG_CACHE_HOME");
+    char home[PATH_BUF];
+    int w;
+    if (x)
+        w = snprintf(out, n, "%s", x);
+    else if (home_dir(home, sizeof home) == 0)
+        w = snprintf(out, n, "%s/.cache", home);
+    else
+        return -1;
+    return w < 0 || (size_t)w >= n ? -1 : 0;
+}
+
+/* The cache root: $MEDEMBED_HOME, else $XDG_CACHE_HOME/medembed, else
+ * ~/.cache/medembed. */
 static int cache_root(char *out, size_t n, char *err, size_t err_len)
 {
     const char *h = env("MEDEMBED_HOME");
@@ -60,11 +76,11 @@ static int cache_root(char *out, size_t n, char *err, size_t err_len)
     if (h) {
         w = snprintf(out, n, "%s", h);
     } else {
-        char home[PATH_BUF];
-        if (home_dir(home, sizeof home) != 0)
+        char base[PATH_BUF];
+        if (user_cache(base, sizeof base) != 0)
             return me_err_buf(err, err_len, MEDEMBED_ERR_NOT_FOUND,
                         "cannot place the model cache: set MEDEMBED_HOME (or HOME)");
-        w = snprintf(out, n, "%s/.cache/medembed", home);
+        w = snprintf(out, n, "%s/medembed", base);
     }
     if (w < 0 || (size_t)w >= n)
         return me_err_buf(err, err_len, MEDEMBED_ERR_ARG,
@@ -93,19 +109,22 @@ static int our_dir(const char *root, const char *repo, const char *rev, char *ou
     return w < 0 || (size_t)w >= n ? -1 : 0;
 }
 
-/* The Hugging Face hub cache: $HF_HUB_CACHE, else $HF_HOME/hub, else
- * ~/.cache/huggingface/hub. */
+/* The Hugging Face hub cache, in huggingface_hub's order: $HF_HUB_CACHE,
+ * else $HUGGINGFACE_HUB_CACHE, else $HF_HOME/hub, else
+ * $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub. */
 static int hf_root(char *out, size_t n)
 {
     const char *c = env("HF_HUB_CACHE"), *h = env("HF_HOME");
-    char home[PATH_BUF];
+    char base[PATH_BUF];
     int w;
+    if (!c)
+        c = env("HUGGINGFACE_HUB_CACHE");
     if (c)
         w = snprintf(out, n, "%s", c);
     else if (h)
         w = snprintf(out, n, "%s/hub", h);
-    else if (home_dir(home, sizeof home) == 0)
-        w = snprintf(out, n, "%s/.cache/huggingface/hub", home);
+    else if (user_cache(base, sizeof base) == 0)
+        w = snprintf(out, n, "%s/huggingface/hub", base);
     else
         return -1;
     return w < 0 || (size_t)w >= n ? -1 : 0;

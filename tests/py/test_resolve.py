@@ -292,7 +292,10 @@ def test_cache_home_follows_the_library(monkeypatch, tmp_path):
     assert medembed.model.cache_home() == str(tmp_path / "h")
     monkeypatch.setenv("MEDEMBED_HOME", "")  # empty counts as unset
     monkeypatch.setenv("HOME", str(tmp_path / "u"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     assert medembed.model.cache_home() == str(tmp_path / "u" / ".cache" / "medembed")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert medembed.model.cache_home() == str(tmp_path / "x" / "medembed")
 
 
 def test_pulled_model_is_where_python_and_the_library_look(srcs, fingerprints, tmp_path,

@@ -81,6 +81,8 @@ static int setup(void **state)
     setenv("MEDEMBED_HOME", path_of(p, sizeof p, f, "home"), 1);
     setenv("HF_HUB_CACHE", path_of(p, sizeof p, f, "hf"), 1);
     unsetenv("HF_HOME");
+    unsetenv("HUGGINGFACE_HUB_CACHE");
+    unsetenv("XDG_CACHE_HOME");
     setenv("HOME", path_of(p, sizeof p, f, "user"), 1);
     mkdirs(path_of(p, sizeof p, f, "cwd"));
     if (chdir(p) != 0)
@@ -221,6 +223,13 @@ static void test_cache_dir(void **state)
     /* and the resolver looks there too */
     model_folder(path_of(want, sizeof want, f, "user/.cache/medembed/models/acme/deflt"));
     expect_dir("acme/deflt", want);
+    /* XDG_CACHE_HOME set: $XDG_CACHE_HOME/medembed */
+    char p[4096];
+    setenv("XDG_CACHE_HOME", path_of(p, sizeof p, f, "xdg"), 1);
+    assert_int_equal(medembed_cache_dir("acme/tiny", dir, sizeof dir, err, sizeof err),
+                     MEDEMBED_OK);
+    assert_string_equal(dir, path_of(want, sizeof want, f, "xdg/medembed/models/acme/tiny"));
+    unsetenv("XDG_CACHE_HOME");
 }
 
 /* A hub-cache repo as huggingface_hub leaves it: refs/<rev> holds the
@@ -303,13 +312,31 @@ static void test_hf_env_variables(void **state)
     expect_dir("acme/viahome", path_of(want, sizeof want, f,
                                        "hfhome/hub/models--acme--viahome/snapshots/" COMMIT_A));
     expect_fail("acme/viauser", MEDEMBED_ERR_NOT_FOUND, NULL);
-    /* neither: ~/.cache/huggingface/hub */
+    /* HUGGINGFACE_HUB_CACHE (the older name) comes before HF_HOME, after HF_HUB_CACHE */
+    hf_repo(f, "oldname", "models--acme--viaold", "main", COMMIT_A, 1);
+    setenv("HUGGINGFACE_HUB_CACHE", path_of(p, sizeof p, f, "oldname"), 1);
+    expect_dir("acme/viaold", path_of(want, sizeof want, f,
+                                      "oldname/models--acme--viaold/snapshots/" COMMIT_A));
+    expect_fail("acme/viahome", MEDEMBED_ERR_NOT_FOUND, NULL);
+    setenv("HF_HUB_CACHE", path_of(p, sizeof p, f, "hf"), 1);
+    expect_fail("acme/viaold", MEDEMBED_ERR_NOT_FOUND, NULL);
+    unsetenv("HUGGINGFACE_HUB_CACHE");
+    /* neither: $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub */
     unsetenv("HF_HUB_CACHE");
     unsetenv("HF_HOME");
+    hf_repo(f, "xdg/huggingface/hub", "models--acme--viaxdg", "main", COMMIT_B, 1);
+    setenv("XDG_CACHE_HOME", path_of(p, sizeof p, f, "xdg"), 1);
+    expect_dir("acme/viaxdg",
+               path_of(want, sizeof want, f,
+                       "xdg/huggingface/hub/models--acme--viaxdg/snapshots/" COMMIT_B));
+    expect_fail("acme/viauser", MEDEMBED_ERR_NOT_FOUND, NULL);
+    setenv("XDG_CACHE_HOME", "", 1); /* empty counts as unset, as HF_HOME does */
     expect_dir("acme/viauser",
                path_of(want, sizeof want, f,
                        "user/.cache/huggingface/hub/models--acme--viauser/snapshots/" COMMIT_B));
     expect_fail("acme/viahome", MEDEMBED_ERR_NOT_FOUND, NULL);
+    expect_fail("acme/viaxdg", MEDEMBED_ERR_NOT_FOUND, NULL);
+    unsetenv("XDG_CACHE_HOME");
 }
 
 static void test_not_found_names_where_it_looked(void **state)

@@ -39,7 +39,8 @@ static void usage(FILE *f)
                "(faster loads, one shared copy; a new file replaces the same model's stale\n"
                "ones; `medembed info --dtype D` shows its status).\n");
     fprintf(f, "-m takes a folder or a hub repo id (pulled into $MEDEMBED_HOME, default\n"
-               "~/.cache/medembed); without -m the model is abhinand/MedEmbed-base-v0.1.\n");
+               "$XDG_CACHE_HOME/medembed or ~/.cache/medembed); without -m the model is\n"
+               "abhinand/MedEmbed-base-v0.1.\n");
 }
 
 int main(int argc, char **argv)

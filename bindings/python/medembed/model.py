@@ -58,7 +58,8 @@ def _resolved(fn, name):
 
 
 def cache_home():
-    """The model cache root shared with the CLI, $MEDEMBED_HOME (default ~/.cache/medembed),
+    """The model cache root shared with the CLI, $MEDEMBED_HOME (default
+    $XDG_CACHE_HOME/medembed, else ~/.cache/medembed),
     as libmedembed computes it (medembed_cache_dir)."""
     return _resolved(_lib.lib().medembed_cache_dir, None)
 
