@@ -191,5 +191,15 @@ int cmd_eval(int argc, char **argv);   /* cmd_eval.c */
 int cmd_serve(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_rerank(int argc, char **argv); /* cmd_rerank.c */
+
+/* Loads -m as a reranker: a cross-encoder with one label (anything else is
+ * refused with a message naming the model's kind) and a ctx for it.
+ * Returns 0, or prints an error and returns 1 (nothing left to free). */
+int cli_load_reranker(const char *arg, int32_t dtype, long threads, medembed_model **m,
+                      medembed_ctx **ctx);
+/* order = the indices of scores[0..n) best first, ties in index order.
+ * Returns 0, or 1 when out of memory. */
+int cli_rank_order(const float *scores, int32_t n, int32_t *order);
 
 #endif
