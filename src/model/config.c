@@ -83,6 +83,10 @@ static int activation_from_name(const char *name)
 static int parse_cross_encoder(const json_t *j, const char *what, me_config *c, me_err *e)
 {
     c->kind = MEDEMBED_KIND_CROSS_ENCODER;
+    RETURN_ERROR_IF(c->type_vocab < 2, e, MEDEMBED_ERR_UNSUPPORTED,
+                    "%s: a cross-encoder needs type_vocab_size >= 2 (a pair's second text has "
+                    "token type 1), not %d",
+                    what, c->type_vocab);
     json_t *id2label = json_object_get(j, "id2label");
     int64_t nl = 0;
     if (id2label && !json_is_null(id2label)) {

@@ -502,11 +502,6 @@ int me_weights_load(medembed_model *m, const char *dir, me_err *e)
     if (c->type_vocab > 0)
         FORWARD_IF_ERROR(get_f32(m, "embeddings.token_type_embeddings.weight", c->type_vocab, H,
                                  &m->type_emb, e));
-    RETURN_ERROR_IF(c->kind == MEDEMBED_KIND_CROSS_ENCODER && c->type_vocab < 2, e,
-                    MEDEMBED_ERR_UNSUPPORTED,
-                    "%s: a cross-encoder needs type_vocab_size >= 2 (the pair's second text "
-                    "has token type 1); config.json says %d",
-                    dir, c->type_vocab);
     if (c->kind == MEDEMBED_KIND_CROSS_ENCODER) {
         FORWARD_IF_ERROR(get_f32(m, "pooler.dense.weight", H, H, &m->pool_w, e));
         FORWARD_IF_ERROR(get_f32(m, "pooler.dense.bias", H, 0, &m->pool_b, e));

@@ -107,3 +107,131 @@ def test_low_precision_dtypes_track_reference(cli, models, tmp_path, dtype, tol,
     rho = spearman(got, want)
     print("%s max |logit error| / spread %.4f, spearman %.4f" % (dtype, rel, rho))
     assert rel < tol and rho > min_rho
+
+
+def test_matches_sentence_transformers_cross_encoder(cli, models, tmp_path):
+    """Scores, logits and ranking equal CrossEncoder(folder).predict on the same pairs,
+    with pairs over the limit truncated from the right and from the left."""
+    m = ce_model(models, seed=13)
+    rng = np.random.default_rng(3)
+    query = words(rng, 4)
+    texts = [words(rng, int(n)) for n in (2, 5, 9, 14, 22, 29, 35, 60)]
+    ref = hf_reference(tmp_path, m["dir"], [[query, t] for t in texts], m["max_length"],
+                       st=True)
+    got, order = rerank(cli, m["dir"], query, texts)
+    np.testing.assert_allclose(got, ref["st_scores"], rtol=0, atol=2e-5)
+    assert order == list(np.argsort(-ref["st_scores"], kind="stable"))
+    raw, _ = rerank(cli, m["dir"], query, texts, ["--raw-scores"])
+    np.testing.assert_allclose(raw, ref["st_logits"], rtol=0, atol=5e-5)
+    left, _ = rerank(cli, m["dir"], query, texts, ["--truncation-direction", "left"])
+    ref_left = hf_reference(tmp_path, m["dir"], [[query, t] for t in texts], m["max_length"],
+                            direction="left", st=True)
+    np.testing.assert_allclose(left, ref_left["st_scores"], rtol=0, atol=2e-5)
+    assert np.abs(left - got).max() > 1e-3  # the direction matters on these pairs
+
+
+@pytest.mark.parametrize("direction", ["right", "left"])
+def test_pair_truncation_matches_hf_tokenizers(cli, models, tmp_path, direction):
+    """Every (query, text) length combination from 1 to 18 pieces for the query and 0 to 18
+    for the text at a limit of 16 (ties, one side short, both long) is cut as `tokenizers`
+    cuts it: the raw logits equal the float64 reference run on HF's encodings."""
+    m = ce_model(models, max_seq_length=16, seed=14)
+    rng = np.random.default_rng(4)
+    pool_q = [str(rng.choice(WORDS)) for _ in range(18)]
+    pool_d = [str(rng.choice(WORDS)) for _ in range(18)]
+    pairs = [[" ".join(pool_q[:a]), " ".join(pool_d[:b])]
+             for a in range(1, 19) for b in range(19)]
+    ref = hf_reference(tmp_path, m["dir"], pairs, 16, direction=direction)
+    assert sum(len(ids) == 16 for ids, _ in ref["pairs"]) > 200
+    want = numpy_scores(models, m["dir"], ref["pairs"], True)[:, 0]
+    flags = ["--raw-scores", "--truncation-direction", direction]
+    got = []
+    for a in range(1, 19):  # one query per call, its 19 texts
+        s, _ = rerank(cli, m["dir"], " ".join(pool_q[:a]),
+                      [" ".join(pool_d[:b]) for b in range(19)], flags)
+        got.extend(s)
+    np.testing.assert_allclose(np.array(got), want, rtol=0, atol=2e-5)
+
+
+def _err(r):
+    return r.stderr.decode("utf-8", "replace")
+
+
+def test_kinds_are_refused_where_the_other_is_needed(cli, models, tmp_path):
+    """A cross-encoder to embed / index / search and an embedder to rerank fail with a
+    message naming the kind; info reports kind and num_labels."""
+    ce = ce_model(models)
+    emb = models.get(pooling="mean", seed=15)
+    info = json.loads(cli.ok(["info", "-m", ce["dir"]]).stdout)
+    assert (info["kind"], info["num_labels"]) == ("cross-encoder", 1)
+    info = json.loads(cli.ok(["info", "-m", emb["dir"]]).stdout)
+    assert (info["kind"], info["num_labels"]) == ("embedder", 0)
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text('{"_id": "1", "text": "heart disease"}\n')
+    r = cli.run(["embed", "-m", ce["dir"]], input="heart\n")
+    assert r.returncode == 1 and "is a cross-encoder" in _err(r)
+    r = cli.run(["index", "build", "-m", ce["dir"], "-i", docs, "-o", tmp_path / "x.db"])
+    assert r.returncode == 1 and "is a cross-encoder" in _err(r)
+    assert not (tmp_path / "x.db").exists()
+    cli.ok(["index", "build", "-m", emb["dir"], "-i", docs, "-o", tmp_path / "e.db", "--quiet"])
+    r = cli.run(["search", "-m", ce["dir"], "--index", tmp_path / "e.db", "-q", "heart"])
+    assert r.returncode == 1 and "is a cross-encoder" in _err(r)
+    r = cli.run(["rerank", "-m", emb["dir"], "-q", "heart", "-i", docs])
+    assert r.returncode == 1 and "is an embedder, not a cross-encoder" in _err(r)
+
+
+def test_bad_input_is_refused_with_a_clear_message(cli, models, tmp_path):
+    ce = ce_model(models)
+    cands = tmp_path / "c.jsonl"
+    cands.write_text('{"text": "heart", "id": 1}\n"blood"\n')
+    r = cli.run(["rerank", "-m", ce["dir"], "-q", "", "-i", cands])
+    assert r.returncode == 2 and "query is empty" in _err(r)
+    (tmp_path / "e.jsonl").write_text("\n")
+    r = cli.run(["rerank", "-m", ce["dir"], "-q", "a", "-i", tmp_path / "e.jsonl"])
+    assert r.returncode == 1 and "no candidates" in _err(r)
+    r = cli.run(["rerank", "-m", ce["dir"], "-q", "a", "-i", "-"],
+                input='"ok"\n{"text": "fine"}\n{broken\n')
+    assert r.returncode == 1 and "line 3: invalid JSON" in _err(r)
+    r = cli.run(["rerank", "-m", ce["dir"], "-q", "a", "-i", "-"], input='"ok"\n{"id": 2}\n')
+    assert r.returncode == 1 and 'line 2: no string field "text"' in _err(r)
+    long = json.dumps(" ".join(["heart"] * 40))
+    r = cli.run(["rerank", "-m", ce["dir"], "-q", "a", "-i", "-", "--no-truncate"],
+                input='"ok"\n' + long + "\n")
+    assert r.returncode == 1 and "line 2: pair 1: 44 tokens" in _err(r), _err(r)
+    assert "limit of %d" % ce["max_length"] in _err(r)
+    r = cli.run(["rerank", "-m", ce["dir"], "-q", "a", "-i", cands,
+                 "--truncation-direction", "up"])
+    assert r.returncode == 2 and "left or right" in _err(r)
+
+
+def _copy_model(src, dst):
+    import shutil
+    shutil.copytree(src, dst)
+    return str(dst)
+
+
+def test_broken_cross_encoder_folders_are_refused(cli, models, tmp_path):
+    """Missing classifier weights, a label count that disagrees with the classifier's
+    shape, an unknown activation and a single token type: each named on load."""
+    emb = models.get(pooling="cls", seed=16)  # has bert pooler weights, no classifier
+    d = _copy_model(emb["dir"], tmp_path / "noclf")
+    cfg = json.load(open(os.path.join(d, "config.json")))
+    cfg["architectures"] = ["BertForSequenceClassification"]
+    json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+    r = cli.run(["info", "-m", d])
+    assert r.returncode == 1 and '"classifier.weight" is missing' in _err(r), _err(r)
+
+    ce = ce_model(models)
+    for name, edit, msg in [
+        ("labels", lambda c: c.update(id2label={"0": "a", "1": "b"}),
+         'tensor "classifier.weight" has shape [1, 32] but the config needs [2, 32]'),
+        ("act", lambda c: c.update(sbert_ce_default_activation_function="torch.nn.ReLU"),
+         '"torch.nn.ReLU" is not supported'),
+        ("types", lambda c: c.update(type_vocab_size=1), "type_vocab_size >= 2"),
+    ]:
+        d = _copy_model(ce["dir"], tmp_path / name)
+        cfg = json.load(open(os.path.join(d, "config.json")))
+        edit(cfg)
+        json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+        r = cli.run(["info", "-m", d])
+        assert r.returncode == 1 and msg in _err(r), (name, _err(r))

@@ -120,6 +120,9 @@ int cli_common_end(const cli_common *c, int argc, char **argv, const char *hint)
 int cli_resolve_model(const char *arg, char *out, size_t out_len);
 /* Loads the model named by -m with the given dtype; prints errors. */
 int cli_load_model(const char *arg, int32_t dtype, int32_t max_length, medembed_model **out);
+/* cli_load_model for the commands that embed (embed, index, search, eval):
+ * a cross-encoder is refused with a message saying what it is for. */
+int cli_load_embedder(const char *arg, int32_t dtype, int32_t max_length, medembed_model **out);
 /* Same, loading only the tokenizer (and config if present): for tokenize. */
 int cli_load_tokenizer(const char *arg, int32_t max_length, medembed_model **out);
 /* Embed options for --prompt / --prompt-name and a role (medembed_role),

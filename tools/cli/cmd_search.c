@@ -257,7 +257,7 @@ int cmd_search(int argc, char **argv)
     }
     if (!dense)
         goto queries;
-    if (cli_load_model(a.co.model, a.co.dtype, 0, &m)) {
+    if (cli_load_embedder(a.co.model, a.co.dtype, 0, &m)) {
         rc = 1;
         goto out;
     }
