@@ -802,6 +802,16 @@ MEDEMBED_API int medembed_hits_components(const medembed_hits *h, int32_t i, int
 MEDEMBED_API int medembed_index_set_texts(medembed_index *ix, const medembed_index_doc *docs,
                                           int32_t n, int64_t *n_missing, char *err,
                                           size_t err_len);
+/* The text stored for document `id` (docs[i].text as add_docs took it:
+ * title + " " + text for BEIR), which BM25 searches and a cross-encoder
+ * reranks (`search --rerank`). *text gets a NUL-terminated malloc'd copy
+ * (free() it), *len (may be NULL) its length in bytes. Returns MEDEMBED_OK,
+ * _ERR_NOT_FOUND (no such document, or a file written before the keyword
+ * index existed: `medembed index fts-rebuild` fills the texts; err says
+ * which), _ERR_IO, _ERR_NOMEM, _ERR_ARG. Thread-safe (concurrent with
+ * searches). */
+MEDEMBED_API int medembed_index_doc_text(medembed_index *ix, const char *id, char **text,
+                                         size_t *len, char *err, size_t err_len);
 /* The document's metadata as JSON object text ("{}" when none). */
 MEDEMBED_API const char *medembed_hits_metadata(const medembed_hits *h, int32_t i);
 MEDEMBED_API void medembed_hits_free(medembed_hits *h);

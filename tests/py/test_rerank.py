@@ -235,3 +235,63 @@ def test_broken_cross_encoder_folders_are_refused(cli, models, tmp_path):
         json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
         r = cli.run(["info", "-m", d])
         assert r.returncode == 1 and msg in _err(r), (name, _err(r))
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_search_rerank_reorders_the_first_stage(cli, models, tmp_path, mode):
+    """search --rerank: the first --rerank-top hits of the mode, scored on (query, document
+    text as indexed: title + " " + text) as the float64 reference scores them, best first;
+    first_stage keeps the plain search's rank and score."""
+    emb = models.get(pooling="mean", seed=17)
+    ce = ce_model(models, seed=18)
+    rng = np.random.default_rng(5)
+    docs = [{"_id": "d%d" % i, "title": words(rng, 2), "text": words(rng, int(n))}
+            for i, n in enumerate(rng.integers(3, 40, 30))]
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    ix = tmp_path / "ix.db"
+    cli.ok(["index", "build", "-m", emb["dir"], "-i", corpus, "-o", ix, "--quiet"])
+    query = " ".join(docs[3]["text"].split()[:3])
+    base = ["search", "--index", ix, "-q", query, "--mode", mode]
+    if mode != "bm25":
+        base += ["-m", emb["dir"]]
+    plain = [json.loads(x) for x in cli.ok(base + ["-k", "12"]).stdout.decode().splitlines()]
+    assert len(plain) >= 6
+    out = cli.ok(base + ["-k", "5", "--rerank", ce["dir"], "--rerank-top", "12"])
+    hits = [json.loads(x) for x in out.stdout.decode().splitlines()]
+    assert len(hits) == 5 and [h["rank"] for h in hits] == [1, 2, 3, 4, 5]
+    by_id = {d["_id"]: d["title"] + " " + d["text"] for d in docs}
+    enc = hf_reference(tmp_path, ce["dir"], [[query, by_id[p["id"]]] for p in plain],
+                       ce["max_length"])
+    want = numpy_scores(models, ce["dir"], enc["pairs"], False)[:, 0]
+    best = sorted(range(len(plain)), key=lambda i: (-want[i], i))[:5]
+    assert [h["id"] for h in hits] == [plain[i]["id"] for i in best]
+    for h, i in zip(hits, best):
+        assert h["first_stage"] == {"rank": plain[i]["rank"], "score": plain[i]["score"]}
+        assert abs(h["score"] - want[i]) < 5e-6
+        if mode == "hybrid":
+            assert h["dense"] == plain[i]["dense"] and h["bm25"] == plain[i]["bm25"]
+
+
+def test_search_rerank_bad_input(cli, models, tmp_path):
+    import sqlite3
+    emb = models.get(pooling="mean", seed=17)
+    ce = ce_model(models, seed=18)
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"_id": "a", "text": "heart disease"}\n{"_id": "b", "text": "lung"}\n')
+    ix = tmp_path / "ix.db"
+    cli.ok(["index", "build", "-m", emb["dir"], "-i", corpus, "-o", ix, "--quiet"])
+    base = ["search", "-m", emb["dir"], "--index", ix, "-q", "heart"]
+    r = cli.run(base + ["-k", "60", "--rerank", ce["dir"]])
+    assert r.returncode == 2 and "-k 60 is more than --rerank-top 50" in _err(r)
+    r = cli.run(base + ["--rerank-top", "5"])
+    assert r.returncode == 2 and "--rerank-top applies to --rerank" in _err(r)
+    r = cli.run(base + ["--rerank", emb["dir"]])
+    assert r.returncode == 1 and "is an embedder, not a cross-encoder" in _err(r)
+    db = sqlite3.connect(str(ix))  # a file whose texts are gone (as before the keyword index)
+    db.execute("DROP TABLE fts")
+    db.commit()
+    db.close()
+    r = cli.run(base + ["--rerank", ce["dir"]])
+    assert r.returncode == 1 and "stores no document texts" in _err(r), _err(r)
+    assert "fts-rebuild" in _err(r)
