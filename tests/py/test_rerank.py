@@ -16,7 +16,7 @@ import pytest
 
 import gen_model
 import numpy_ref
-from conftest import clean_env, peer_python, read_jsonl
+from conftest import clean_env, cpu_flags, peer_python
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORDS = gen_model.WORDS
@@ -58,10 +58,12 @@ def numpy_scores(models, model_dir, encoded, raw):
     return np.array([numpy_ref.ce_score(ref, ids, types, raw=raw) for ids, types in encoded])
 
 
-def rerank(cli, model_dir, query, texts, args=()):
+def rerank(cli, model_dir, query, texts, args=(), env=None):
     """Runs medembed rerank; returns scores in input order (and the printed order)."""
     inp = "".join(json.dumps({"text": t, "id": "d%d" % i}) + "\n" for i, t in enumerate(texts))
-    r = cli.ok(["rerank", "-m", model_dir, "-q", query, "-i", "-"] + list(args), input=inp)
+    r = cli.run(["rerank", "-m", model_dir, "-q", query, "-i", "-"] + list(args), input=inp,
+                env=env)
+    assert r.returncode == 0, r.stderr.decode("utf-8", "replace")
     recs = [json.loads(line) for line in r.stdout.decode().splitlines()]
     scores = np.full(len(texts), np.nan)
     for rec in recs:
@@ -84,6 +86,23 @@ def test_scores_match_float64_reference(cli, models, tmp_path):
         want = numpy_scores(models, m["dir"], enc["pairs"], raw)[:, 0]
         np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 if raw else 5e-6)
         assert order == sorted(range(len(texts)), key=lambda i: (-got[i], i))
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512", "amx-emu"])
+def test_every_kernel_level_matches_reference(cli, models, tmp_path, isa):
+    """MEDEMBED_ISA forces a kernel level; f32 logits equal the float64 reference at each
+    (pairs of several lengths, batched together, token types 0 and 1)."""
+    need = {"scalar": None, "avx2": "avx2", "avx512": "avx512f", "amx-emu": "avx512f"}[isa]
+    if need and need not in cpu_flags():
+        pytest.skip("this CPU lacks %s" % need)
+    m = ce_model(models, hidden=40, heads=5, ffn=72, layers=3, seed=19)
+    rng = np.random.default_rng(6)
+    query = words(rng, 4)
+    texts = [words(rng, int(n)) for n in (1, 7, 15, 26, 50)]
+    enc = hf_reference(tmp_path, m["dir"], [[query, t] for t in texts], m["max_length"])
+    want = numpy_scores(models, m["dir"], enc["pairs"], True)[:, 0]
+    got, _ = rerank(cli, m["dir"], query, texts, ["--raw-scores"], env={"MEDEMBED_ISA": isa})
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-5)
 
 
 def spearman(a, b):
