@@ -128,15 +128,21 @@ def test_low_precision_dtypes_track_reference(cli, models, tmp_path, dtype, tol,
     assert rel < tol and rho > min_rho
 
 
-def test_matches_sentence_transformers_cross_encoder(cli, models, tmp_path):
+@pytest.mark.parametrize("activation", [None, "torch.nn.modules.linear.Identity"])
+def test_matches_sentence_transformers_cross_encoder(cli, models, tmp_path, activation):
     """Scores, logits and ranking equal CrossEncoder(folder).predict on the same pairs,
-    with pairs over the limit truncated from the right and from the left."""
-    m = ce_model(models, seed=13)
+    with pairs over the limit truncated from the right and from the left; the default
+    activation (sigmoid for one label) and one named by sbert_ce_default_activation_function
+    (Identity, as ms-marco cross-encoders set it)."""
+    m = ce_model(models, seed=13, activation=activation)
     rng = np.random.default_rng(3)
     query = words(rng, 4)
     texts = [words(rng, int(n)) for n in (2, 5, 9, 14, 22, 29, 35, 60)]
     ref = hf_reference(tmp_path, m["dir"], [[query, t] for t in texts], m["max_length"],
                        st=True)
+    # the float64 reference itself agrees with sentence-transformers (torch, float32)
+    np.testing.assert_allclose(numpy_scores(models, m["dir"], ref["pairs"], True)[:, 0],
+                               ref["st_logits"], rtol=0, atol=5e-5)
     got, order = rerank(cli, m["dir"], query, texts)
     np.testing.assert_allclose(got, ref["st_scores"], rtol=0, atol=2e-5)
     assert order == list(np.argsort(-ref["st_scores"], kind="stable"))
