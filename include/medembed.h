@@ -119,6 +119,17 @@ typedef enum medembed_pooling {
     MEDEMBED_POOLING_MEAN_SQRT_LEN = 3
 } medembed_pooling;
 
+/* What a model computes (medembed_model_kind()). An embedder (BertModel,
+ * optionally with the sentence-transformers modules) maps a text to one
+ * vector; a cross-encoder (BertForSequenceClassification, as
+ * sentence-transformers' CrossEncoder saves it) scores a (query, text) pair.
+ * Only the enum tag is declared: the function medembed_model_kind() owns the
+ * plain name. */
+enum medembed_model_kind {
+    MEDEMBED_KIND_EMBEDDER = 0,
+    MEDEMBED_KIND_CROSS_ENCODER = 1
+};
+
 /* ------------------------------------------------------------------------ */
 /* Model                                                                     */
 /* ------------------------------------------------------------------------ */
@@ -188,7 +199,19 @@ MEDEMBED_API int32_t medembed_model_dtype(const medembed_model *model);
 MEDEMBED_API const char *medembed_pooling_name(int32_t pooling);
 MEDEMBED_API const char *medembed_dtype_name(int32_t dtype);
 
-/* JSON description (architecture, dims, layers, heads, pooling, normalize,
+/* The model's kind (enum medembed_model_kind): a config.json whose
+ * architectures[0] is "BertForSequenceClassification" loads as a
+ * cross-encoder, anything else as an embedder. Embedding calls refuse a
+ * cross-encoder and medembed_ctx_rerank refuses an embedder, both with
+ * MEDEMBED_ERR_MISMATCH and a message saying which kind each needs. */
+MEDEMBED_API int32_t medembed_model_kind(const medembed_model *model);
+/* "embedder" or "cross-encoder" ("?" for other values). */
+MEDEMBED_API const char *medembed_model_kind_name(int32_t kind);
+/* A cross-encoder's number of output scores per pair (config.json num_labels,
+ * or the size of id2label); 0 for embedders. */
+MEDEMBED_API int32_t medembed_model_num_labels(const medembed_model *model);
+
+/* JSON description (kind, num_labels, architecture, dims, layers, heads, pooling, normalize,
  * max_length, weight dtype, compute dtype, parameter count, prompts).
  * Writes at most buf_len bytes incl. NUL; returns the length the full string
  * needs (excl. NUL), so call with buf_len 0 to size the buffer. */
@@ -291,6 +314,7 @@ MEDEMBED_API int medembed_cache_dir(const char *name, char *dir, size_t dir_len,
 #define MEDEMBED_F_TRUNCATE_LEFT 0x10u /* truncation keeps the end: [CLS] + the last pieces + [SEP] */
 #define MEDEMBED_F_ALL_TOKENS 0x20u /* medembed_tokens_add_texts: keep every token, for display
                                        (such a set cannot be embedded if over the limit) */
+#define MEDEMBED_F_RAW_SCORES 0x40u /* rerank: logits, without the activation */
 
 /* Per-text information reported by tokenize and embed. */
 typedef struct medembed_text_info {
@@ -441,6 +465,33 @@ MEDEMBED_API int medembed_ctx_embed(medembed_ctx *ctx, const char *const *texts,
 MEDEMBED_API int medembed_ctx_embed_ids(medembed_ctx *ctx, const int32_t *ids,
                                         const int32_t *n_ids, int32_t n, uint32_t flags,
                                         float *out);
+
+/* Scores the n pairs (query, texts[i]) with a cross-encoder ctx.
+ *   query, query_len : the query (query_len (size_t)-1: NUL-terminated).
+ *   texts, lens      : n UTF-8 strings and byte lengths (lens NULL: NUL-terminated).
+ *   scores           : OUT: n * medembed_model_num_labels() floats, row-major,
+ *                      in the order of texts.
+ * Each pair is tokenized as [CLS] query [SEP] text [SEP] with token types 0
+ * for "[CLS] query [SEP]" and 1 for "text [SEP]". A pair over
+ * medembed_model_max_length() tokens is cut as Hugging Face tokenizers'
+ * "longest_first" truncation does: the longer of the two token lists loses
+ * tokens first (on a tie the query keeps floor(room/2) and the text the
+ * rest). The score is the classifier's logits passed through the model's
+ * activation, as sentence-transformers' CrossEncoder.predict() computes it:
+ * config.json's sbert_ce_default_activation_function (or
+ * sentence_transformers.activation_fn) when present, else the sigmoid for
+ * one label and the identity for more. Pairs are batched, padding-free,
+ * like embedding, in the model's dtype.
+ * flags: MEDEMBED_F_RAW_SCORES (logits, without the activation),
+ * MEDEMBED_F_NO_TRUNCATE (a pair longer than max_length is _ERR_TOO_LONG),
+ * MEDEMBED_F_TRUNCATE_LEFT (truncation drops tokens from the start of each
+ * sequence), MEDEMBED_F_STRICT_UTF8.
+ * Returns MEDEMBED_OK, _ERR_MISMATCH (an embedder ctx), _ERR_TOO_LONG,
+ * _ERR_ENCODING, _ERR_NOMEM, _ERR_ARG (NULL pointers, n < 0); the message is
+ * in medembed_ctx_last_error(). n == 0 scores nothing and succeeds. */
+MEDEMBED_API int medembed_ctx_rerank(medembed_ctx *ctx, const char *query, size_t query_len,
+                                     const char *const *texts, const size_t *lens, int32_t n,
+                                     uint32_t flags, float *scores);
 
 /* Last hidden state of one pre-tokenized sequence, (n_ids, dim) floats,
  * before pooling; for debugging and reference checks. */
@@ -754,6 +805,16 @@ MEDEMBED_API int medembed_hits_components(const medembed_hits *h, int32_t i, int
 MEDEMBED_API int medembed_index_set_texts(medembed_index *ix, const medembed_index_doc *docs,
                                           int32_t n, int64_t *n_missing, char *err,
                                           size_t err_len);
+/* The text stored for document `id` (docs[i].text as add_docs took it:
+ * title + " " + text for BEIR), which BM25 searches and a cross-encoder
+ * reranks (`search --rerank`). *text gets a NUL-terminated malloc'd copy
+ * (free() it), *len (may be NULL) its length in bytes. Returns MEDEMBED_OK,
+ * _ERR_NOT_FOUND (no such document, or a file written before the keyword
+ * index existed: `medembed index fts-rebuild` fills the texts; err says
+ * which), _ERR_IO, _ERR_NOMEM, _ERR_ARG. Thread-safe (concurrent with
+ * searches). */
+MEDEMBED_API int medembed_index_doc_text(medembed_index *ix, const char *id, char **text,
+                                         size_t *len, char *err, size_t err_len);
 /* The document's metadata as JSON object text ("{}" when none). */
 MEDEMBED_API const char *medembed_hits_metadata(const medembed_hits *h, int32_t i);
 MEDEMBED_API void medembed_hits_free(medembed_hits *h);

@@ -253,6 +253,20 @@ int32_t medembed_model_dim(const medembed_model *m)
 {
     return m ? m->cfg.hidden : 0;
 }
+int32_t medembed_model_kind(const medembed_model *m)
+{
+    return m ? m->cfg.kind : MEDEMBED_KIND_EMBEDDER;
+}
+const char *medembed_model_kind_name(int32_t kind)
+{
+    return kind == MEDEMBED_KIND_EMBEDDER        ? "embedder"
+           : kind == MEDEMBED_KIND_CROSS_ENCODER ? "cross-encoder"
+                                                 : "?";
+}
+int32_t medembed_model_num_labels(const medembed_model *m)
+{
+    return m && m->cfg.kind == MEDEMBED_KIND_CROSS_ENCODER ? m->cfg.num_labels : 0;
+}
 int32_t medembed_model_max_length(const medembed_model *m)
 {
     return m ? m->max_length : 0;
@@ -388,6 +402,8 @@ size_t medembed_model_info_json(const medembed_model *m, char *buf, size_t buf_l
     if (!m)
         return 0;
     json_t *j = json_object();
+    json_object_set_new(j, "kind", json_string(medembed_model_kind_name(m->cfg.kind)));
+    json_object_set_new(j, "num_labels", json_integer(medembed_model_num_labels(m)));
     json_object_set_new(j, "architecture", json_string(m->cfg.architecture));
     json_object_set_new(j, "model_type", json_string("bert"));
     json_object_set_new(j, "path", json_string(m->dir));
@@ -544,6 +560,27 @@ static int ctx_fail(medembed_ctx *c, int status, const char *fmt, ...)
     return status;
 }
 
+/* MEDEMBED_ERR_MISMATCH unless the ctx's model is of kind `want`, with a
+ * message that says what each kind is for: the one rule every surface
+ * (CLI, server, Python) reports when a model is used as the other kind. */
+static int need_kind(medembed_ctx *c, int32_t want)
+{
+    const medembed_model *m = c->m;
+    if (m->cfg.kind == want)
+        return MEDEMBED_OK;
+    if (want == MEDEMBED_KIND_EMBEDDER)
+        return ctx_fail(c, MEDEMBED_ERR_MISMATCH,
+                        "%s is a cross-encoder (%s): it scores (query, text) pairs (medembed "
+                        "rerank, search --rerank, POST /rerank) and makes no embeddings; embed, "
+                        "index and search need an embedding model",
+                        m->dir, m->cfg.architecture);
+    return ctx_fail(c, MEDEMBED_ERR_MISMATCH,
+                    "%s is an embedding model (%s), not a cross-encoder: reranking needs a "
+                    "BertForSequenceClassification folder as sentence-transformers' "
+                    "CrossEncoder saves it",
+                    m->dir, m->cfg.architecture);
+}
+
 /* Scratch for batches of up to t_cap tokens; allocated once, grown rarely. */
 static int ensure_scratch(medembed_ctx *c, int32_t t_cap)
 {
@@ -560,6 +597,7 @@ typedef struct {
     size_t off;        /* into ids */
     int32_t len;       /* tokens embedded */
     int32_t skip;      /* leading tokens pooling leaves out (include_prompt false) */
+    int32_t n_a;       /* leading tokens of type 0 (a pair's first segment; else len) */
     medembed_text_info info;
 } tok_seq;
 
@@ -589,7 +627,8 @@ static int cmp_seq(const void *a, const void *b)
 
 /* Runs the model over the set's sequences, sorted by length (stable), in
  * forward passes of at most `budget` tokens, and pools each into its row of
- * out. */
+ * out (hidden floats each), or for a cross-encoder scores each with the
+ * head (num_labels floats each; MEDEMBED_F_RAW_SCORES: logits). */
 static int run_batches(medembed_ctx *c, const medembed_tokens *set, int32_t budget,
                        uint32_t flags, float *out)
 {
@@ -603,13 +642,19 @@ static int run_batches(medembed_ctx *c, const medembed_tokens *set, int32_t budg
         budget = m->max_length;
     FORWARD_IF_ERROR(ensure_scratch(c, budget));
     int normalize = m->cfg.normalize && !(flags & MEDEMBED_F_NO_NORMALIZE);
+    int ce = m->cfg.kind == MEDEMBED_KIND_CROSS_ENCODER;
+    int32_t width = ce ? m->cfg.num_labels : H;
     seq_ref *refs = malloc(sizeof *refs * (size_t)n);
     int32_t *bids = malloc(sizeof *bids * (size_t)budget);
     int32_t *blen = malloc(sizeof *blen * (size_t)n);
-    if (!refs || !bids || !blen) {
+    int32_t *bna = malloc(sizeof *bna * (size_t)n);
+    float *work = ce ? malloc(sizeof *work * (size_t)H) : NULL;
+    if (!refs || !bids || !blen || !bna || (ce && !work)) {
         free(refs);
         free(bids);
         free(blen);
+        free(bna);
+        free(work);
         return ctx_fail(c, MEDEMBED_ERR_NOMEM, "out of memory for batches (%d sequences)", n);
     }
     for (int32_t i = 0; i < n; i++) {
@@ -624,16 +669,21 @@ static int run_batches(medembed_ctx *c, const medembed_tokens *set, int32_t budg
             const tok_seq *q = &set->seq[refs[i + k].idx];
             memcpy(bids + T, set->ids + q->off, sizeof *bids * (size_t)q->len);
             blen[k] = q->len;
+            bna[k] = q->n_a;
             T += q->len;
             k++;
         }
-        me_bert_forward(m, &c->s, c->pool, bids, blen, k,
+        me_bert_forward(m, &c->s, c->pool, bids, blen, bna, k,
                         m->cfg.pooling == MEDEMBED_POOLING_CLS);
         int32_t t = 0;
         for (int32_t q = 0; q < k; q++) {
             int32_t idx = refs[i + q].idx;
-            me_pool_embed(m, c->s.x + (size_t)t * (size_t)H, blen[q], set->seq[idx].skip,
-                          normalize, out + (size_t)idx * (size_t)H);
+            const float *h = c->s.x + (size_t)t * (size_t)H;
+            float *o = out + (size_t)idx * (size_t)width;
+            if (ce)
+                me_ce_head(m, h, (flags & MEDEMBED_F_RAW_SCORES) != 0, work, o);
+            else
+                me_pool_embed(m, h, blen[q], set->seq[idx].skip, normalize, o);
             t += blen[q];
         }
         i += k;
@@ -641,6 +691,8 @@ static int run_batches(medembed_ctx *c, const medembed_tokens *set, int32_t budg
     free(refs);
     free(bids);
     free(blen);
+    free(bna);
+    free(work);
     return MEDEMBED_OK;
 }
 
@@ -739,6 +791,7 @@ static void push_seq(medembed_tokens *t, const int32_t *ids, int32_t n, int32_t 
     q->off = t->n_ids;
     q->len = n;
     q->skip = skip;
+    q->n_a = n;
     q->info.n_tokens = n;
     q->info.n_untruncated = n_full;
     q->info.truncated = n_full > n;
@@ -896,6 +949,7 @@ int medembed_ctx_embed_tokens(medembed_ctx *c, const medembed_tokens *t, uint32_
     c->last_error[0] = 0;
     if (!t || t->m != c->m || (t->n > 0 && !out))
         return ctx_fail(c, MEDEMBED_ERR_ARG, "embed_tokens: bad arguments (a set of another model?)");
+    FORWARD_IF_ERROR(need_kind(c, MEDEMBED_KIND_EMBEDDER));
     for (int32_t i = 0; i < t->n; i++)
         if (t->seq[i].len < 1 || t->seq[i].len > c->m->max_length)
             return ctx_fail(c, MEDEMBED_ERR_TOO_LONG,
@@ -913,6 +967,7 @@ int medembed_ctx_embed(medembed_ctx *c, const char *const *texts, const size_t *
     c->last_error[0] = 0;
     if (n < 0 || (n > 0 && (!texts || !out)))
         return ctx_fail(c, MEDEMBED_ERR_ARG, "medembed_ctx_embed: bad arguments (n = %d)", n);
+    FORWARD_IF_ERROR(need_kind(c, MEDEMBED_KIND_EMBEDDER));
     if (n == 0)
         return MEDEMBED_OK;
     if (!c->set && medembed_tokens_create(c->m, &c->set) != MEDEMBED_OK)
@@ -937,6 +992,7 @@ int medembed_ctx_embed_ids(medembed_ctx *c, const int32_t *ids, const int32_t *n
     c->last_error[0] = 0;
     if (n < 0 || (n > 0 && (!ids || !n_ids || !out)))
         return ctx_fail(c, MEDEMBED_ERR_ARG, "medembed_ctx_embed_ids: bad arguments (n = %d)", n);
+    FORWARD_IF_ERROR(need_kind(c, MEDEMBED_KIND_EMBEDDER));
     if (!c->set && medembed_tokens_create(c->m, &c->set) != MEDEMBED_OK)
         return ctx_fail(c, MEDEMBED_ERR_NOMEM, "out of memory");
     medembed_tokens_clear(c->set);
@@ -949,6 +1005,133 @@ int medembed_ctx_embed_ids(medembed_ctx *c, const int32_t *ids, const int32_t *n
         off += (size_t)n_ids[i];
     }
     return medembed_ctx_embed_tokens(c, c->set, flags, 0, out);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Cross-encoder                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* How many of a pair's n1 and n2 pieces stay within `room` (the limit less
+ * the three specials), as Hugging Face tokenizers' "longest_first"
+ * truncation counts them: the shorter list stays whole if the longer one
+ * can absorb the cut; else both get half, the longer (the second on a
+ * tie) the odd one. */
+static void pair_keep(int32_t n1, int32_t n2, int32_t room, int32_t *k1, int32_t *k2)
+{
+    if (n1 + n2 <= room) {
+        *k1 = n1;
+        *k2 = n2;
+        return;
+    }
+    int swap = n1 > n2;
+    int32_t a = swap ? n2 : n1, b; /* a: the shorter */
+    b = a > room ? a : (a > room - a ? a : room - a);
+    if (a + b > room) {
+        a = room / 2;
+        b = a + room % 2;
+    }
+    int32_t x = swap ? b : a, y = swap ? a : b;
+    *k1 = x < n1 ? x : n1;
+    *k2 = y < n2 ? y : n2;
+}
+
+/* Appends [CLS] q[...] [SEP] d[...] [SEP] with kq of the nq query pieces and
+ * kd of the nd text pieces (the first ones, or the last with `left`). */
+static int push_pair(medembed_tokens *t, int32_t cls, int32_t sep, const int32_t *q, int32_t nq,
+                     int32_t kq, const int32_t *d, int32_t nd, int32_t kd, int left,
+                     int32_t n_bad)
+{
+    int32_t n = kq + kd + 3;
+    if (tokens_reserve(t, 1, (size_t)n) != MEDEMBED_OK)
+        return MEDEMBED_ERR_NOMEM;
+    int32_t *o = t->ids + t->n_ids;
+    o[0] = cls;
+    memcpy(o + 1, q + (left ? nq - kq : 0), sizeof *o * (size_t)kq);
+    o[1 + kq] = sep;
+    memcpy(o + 2 + kq, d + (left ? nd - kd : 0), sizeof *o * (size_t)kd);
+    o[n - 1] = sep;
+    tok_seq *s = &t->seq[t->n++];
+    s->off = t->n_ids;
+    s->len = n;
+    s->skip = 0;
+    s->n_a = kq + 2;
+    s->info.n_tokens = n;
+    s->info.n_untruncated = nq + nd + 3;
+    s->info.truncated = kq < nq || kd < nd;
+    s->info.n_invalid_utf8 = n_bad;
+    t->n_ids += (size_t)n;
+    return MEDEMBED_OK;
+}
+
+int medembed_ctx_rerank(medembed_ctx *c, const char *query, size_t query_len,
+                        const char *const *texts, const size_t *lens, int32_t n, uint32_t flags,
+                        float *scores)
+{
+    if (!c)
+        return MEDEMBED_ERR_ARG;
+    c->last_error[0] = 0;
+    if (n < 0 || (n > 0 && (!texts || !scores)) ||
+        (!query && query_len && query_len != (size_t)-1))
+        return ctx_fail(c, MEDEMBED_ERR_ARG, "medembed_ctx_rerank: bad arguments (n = %d)", n);
+    FORWARD_IF_ERROR(need_kind(c, MEDEMBED_KIND_CROSS_ENCODER));
+    if (n == 0)
+        return MEDEMBED_OK;
+    const medembed_model *m = c->m;
+    int32_t room = m->max_length - 3;
+    if (room < 1)
+        return ctx_fail(c, MEDEMBED_ERR_ARG,
+                        "max_length %d leaves no room for a pair ([CLS] a [SEP] b [SEP])",
+                        m->max_length);
+    if (!query)
+        query = "";
+    if (query_len == (size_t)-1)
+        query_len = strlen(query);
+    if (!c->set && medembed_tokens_create(m, &c->set) != MEDEMBED_OK)
+        return ctx_fail(c, MEDEMBED_ERR_NOMEM, "out of memory");
+    medembed_tokens *set = c->set;
+    medembed_tokens_clear(set);
+    uint32_t tf = tok_flags(m, flags);
+    int left = (flags & MEDEMBED_F_TRUNCATE_LEFT) != 0;
+    me_ids qv = {0};
+    me_err e;
+    int32_t nf = 0, qbad = 0;
+    int rc = me_tokenizer_encode(m->tok, query, query_len, 0, tf, &qv, &nf, &qbad, &e);
+    if (rc != MEDEMBED_OK) {
+        me_ids_free(&qv);
+        return ctx_fail(c, rc, "query: %s", e.msg);
+    }
+    /* [CLS] pieces [SEP]: the specials come from the tokenizer */
+    int32_t cls = qv.ids[0], sep = qv.ids[qv.n - 1], nq = qv.n - 2;
+    for (int32_t i = 0; i < n && rc == MEDEMBED_OK; i++) {
+        const char *s = texts[i] ? texts[i] : "";
+        size_t len = lens ? lens[i] : strlen(s);
+        int32_t dbad = 0;
+        rc = me_tokenizer_encode(m->tok, s, len, 0, tf, &set->tok, &nf, &dbad, &e);
+        if (rc != MEDEMBED_OK) {
+            ctx_fail(c, rc, "text %d: %s", i, e.msg);
+            break;
+        }
+        int32_t nd = set->tok.n - 2, kq = nq, kd = nd;
+        if (nq + nd > room) {
+            if (flags & MEDEMBED_F_NO_TRUNCATE) {
+                rc = ctx_fail(c, MEDEMBED_ERR_TOO_LONG,
+                              "pair %d: %d tokens (query %d + text %d + 3 special) is over the "
+                              "model's limit of %d",
+                              i, nq + nd + 3, nq, nd, m->max_length);
+                break;
+            }
+            pair_keep(nq, nd, room, &kq, &kd);
+        }
+        rc = push_pair(set, cls, sep, qv.ids + 1, nq, kq, set->tok.ids + 1, nd, kd, left,
+                       qbad + dbad);
+        if (rc != MEDEMBED_OK)
+            ctx_fail(c, rc, "text %d: out of memory for %d tokens", i, kq + kd + 3);
+    }
+    me_ids_free(&qv);
+    if (rc == MEDEMBED_OK)
+        rc = run_batches(c, set, 0, flags, scores);
+    medembed_tokens_clear(set);
+    return rc;
 }
 
 int medembed_ctx_hidden(medembed_ctx *c, const int32_t *ids, int32_t n_ids, float *out)
@@ -964,7 +1147,7 @@ int medembed_ctx_hidden(medembed_ctx *c, const int32_t *ids, int32_t n_ids, floa
             return ctx_fail(c, MEDEMBED_ERR_ARG, "token id %d is outside the vocabulary [0, %d)",
                             ids[k], m->cfg.vocab_size);
     FORWARD_IF_ERROR(ensure_scratch(c, m->max_length));
-    me_bert_forward(m, &c->s, c->pool, ids, &n_ids, 1, 0);
+    me_bert_forward(m, &c->s, c->pool, ids, &n_ids, NULL, 1, 0);
     memcpy(out, c->s.x, sizeof *out * (size_t)n_ids * (size_t)m->cfg.hidden);
     return MEDEMBED_OK;
 }

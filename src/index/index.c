@@ -498,6 +498,65 @@ int medembed_index_contains(const medembed_index *cix, const char *id)
     return found;
 }
 
+int medembed_index_doc_text(medembed_index *ix, const char *id, char **text, size_t *len,
+                            char *err, size_t err_len)
+{
+    if (text)
+        *text = NULL;
+    if (len)
+        *len = 0;
+    if (!ix || !id || !text)
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "doc_text: bad arguments");
+    int rc = MEDEMBED_OK;
+    pthread_rwlock_rdlock(&ix->rw);
+    pthread_mutex_lock(&ix->db_mu);
+    sqlite3_stmt *st = NULL;
+    int src = sqlite3_prepare_v2(ix->db,
+                                 "SELECT fts.text FROM docs JOIN fts ON fts.rowid = docs.id "
+                                 "WHERE docs.ext_id = ?1",
+                                 -1, &st, NULL);
+    if (src != SQLITE_OK) {
+        if (strstr(sqlite3_errmsg(ix->db), "no such table"))
+            rc = me_err_buf(err, err_len, MEDEMBED_ERR_NOT_FOUND,
+                            "%s stores no document texts (written before the keyword index "
+                            "existed): fill them with `medembed index fts-rebuild`",
+                            ix->path);
+        else
+            rc = me_err_buf(err, err_len, MEDEMBED_ERR_IO, "%s: reading a document text: %s",
+                            ix->path, sqlite3_errmsg(ix->db));
+    } else {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        src = sqlite3_step(st);
+        if (src == SQLITE_ROW) {
+            const char *t = (const char *)sqlite3_column_text(st, 0);
+            size_t n = (size_t)sqlite3_column_bytes(st, 0);
+            *text = malloc(n + 1);
+            if (!*text) {
+                rc = me_err_buf(err, err_len, MEDEMBED_ERR_NOMEM, "out of memory");
+            } else {
+                if (n)
+                    memcpy(*text, t, n);
+                (*text)[n] = 0;
+                if (len)
+                    *len = n;
+            }
+        } else if (src == SQLITE_DONE) {
+            rc = me_err_buf(err, err_len, MEDEMBED_ERR_NOT_FOUND,
+                            "%s: document \"%s\" has no stored text (not in the index, or "
+                            "added before the keyword index existed: `medembed index "
+                            "fts-rebuild` fills it)",
+                            ix->path, id);
+        } else {
+            rc = me_err_buf(err, err_len, MEDEMBED_ERR_IO, "%s: reading a document text: %s",
+                            ix->path, sqlite3_errmsg(ix->db));
+        }
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&ix->db_mu);
+    pthread_rwlock_unlock(&ix->rw);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- add */
 
 static int cmp_str_ptr(const void *a, const void *b)

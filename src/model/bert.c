@@ -6,15 +6,18 @@
  * is spent on padding; attention runs per (sequence, head). The math is
  * transformers' BertModel (post-LayerNorm):
  *
- *   x   = LN(word[id] + pos[p] + type[0])
+ *   x   = LN(word[id] + pos[p] + type[t])
  *   per layer:
  *     qkv = x Wqkv^T + b                         (fused Q, K, V)
  *     a   = softmax(q k^T / sqrt(d_head)) v      (per sequence and head)
  *     h1  = LN(a Wo^T + bo + x)
  *     x   = LN(gelu(h1 W1^T + b1) W2^T + b2 + h1)
  *
- * with exact erf GELU, absolute positions and token type 0, as HF computes
- * for a single-segment input.
+ * with exact erf GELU and absolute positions. The token type t is 0 for a
+ * single text and for the first segment of a pair ([CLS] a [SEP]), 1 for
+ * the second (b [SEP]), as HF's tokenizers set token_type_ids. A
+ * cross-encoder (BertForSequenceClassification) adds its head on the
+ * [CLS] row: me_ce_head.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -77,6 +80,7 @@ typedef struct {
     me_scratch *s;
     const int32_t *ids;
     const int32_t *n_ids;
+    const int32_t *n_a;    /* tokens of type 0 per sequence, or NULL (all) */
     const int32_t *starts; /* first token of each sequence */
     int32_t n_seq;
     int32_t T;
@@ -95,13 +99,16 @@ static void embed_task(void *arg, int64_t task, int32_t thread)
     const medembed_model *m = j->m;
     int32_t H = m->cfg.hidden;
     int32_t s = (int32_t)task;
+    int32_t n_a = j->n_a ? j->n_a[s] : j->n_ids[s];
     for (int32_t p = 0; p < j->n_ids[s]; p++) {
         int32_t t = j->starts[s] + p;
         float *x = j->s->x + (size_t)t * (size_t)H;
         const float *we = m->word_emb + (size_t)j->ids[t] * (size_t)H;
         const float *pe = m->pos_emb + (size_t)p * (size_t)H;
+        /* type 1 exists whenever a pair is run (weights.c checks it) */
+        const float *te = m->type_emb ? m->type_emb + (p < n_a ? 0 : (size_t)H) : NULL;
         for (int32_t i = 0; i < H; i++)
-            x[i] = we[i] + (m->type_emb0 ? m->type_emb0[i] : 0.0f) + pe[i];
+            x[i] = we[i] + (te ? te[i] : 0.0f) + pe[i];
         m->kern->layernorm(x, 1, H, m->emb_ln_g, m->emb_ln_b, m->cfg.ln_eps);
     }
 }
@@ -200,7 +207,7 @@ static void last_layer_cls(const medembed_model *m, me_scratch *s, me_pool *pool
 }
 
 void me_bert_forward(const medembed_model *m, me_scratch *s, me_pool *pool, const int32_t *ids,
-                     const int32_t *n_ids, int32_t n, int cls_only)
+                     const int32_t *n_ids, const int32_t *n_a, int32_t n, int cls_only)
 {
     int32_t *starts = s->starts; /* n <= T <= t_cap: every sequence has a token */
     int32_t T = 0;
@@ -210,7 +217,8 @@ void me_bert_forward(const medembed_model *m, me_scratch *s, me_pool *pool, cons
     }
     const me_kern *k = m->kern;
     void *w = s->lin_work;
-    fwd_job j = {.m = m, .s = s, .ids = ids, .n_ids = n_ids, .starts = starts, .n_seq = n, .T = T};
+    fwd_job j = {.m = m, .s = s, .ids = ids, .n_ids = n_ids, .n_a = n_a, .starts = starts,
+                 .n_seq = n, .T = T};
     me_pool_run(pool, n, embed_task, &j);
     for (int32_t il = 0; il < m->cfg.n_layers; il++) {
         const me_layer *L = &m->layers[il];
@@ -266,5 +274,30 @@ void me_pool_embed(const medembed_model *m, const float *h, int32_t n, int32_t s
             nrm = 1e-12;
         for (int32_t i = 0; i < H; i++)
             out[i] = (float)(out[i] / nrm);
+    }
+}
+
+/* Dot product of n floats in double: the head is a few thousand
+ * multiply-adds per pair, next to millions in the encoder. */
+static double dot_d(const float *a, const float *b, int32_t n)
+{
+    double acc = 0;
+    for (int32_t i = 0; i < n; i++)
+        acc += (double)a[i] * b[i];
+    return acc;
+}
+
+void me_ce_head(const medembed_model *m, const float *h, int raw, float *work, float *out)
+{
+    int32_t H = m->cfg.hidden, L = m->cfg.num_labels;
+    for (int32_t i = 0; i < H; i++)
+        work[i] = (float)tanh(dot_d(m->pool_w + (size_t)i * (size_t)H, h, H) + m->pool_b[i]);
+    for (int32_t l = 0; l < L; l++) {
+        double z = dot_d(m->cls_w + (size_t)l * (size_t)H, work, H) + m->cls_b[l];
+        if (!raw && m->cfg.activation == ME_ACT_SIGMOID)
+            z = 1.0 / (1.0 + exp(-z));
+        else if (!raw && m->cfg.activation == ME_ACT_TANH)
+            z = tanh(z);
+        out[l] = (float)z;
     }
 }

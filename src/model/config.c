@@ -63,6 +63,82 @@ const char *me_dtype_name(int32_t d)
     return d == MEDEMBED_DTYPE_BF16 ? "bf16" : d == MEDEMBED_DTYPE_INT8 ? "int8" : "f32";
 }
 
+/* The activation named by a class path such as
+ * "torch.nn.modules.activation.Sigmoid"; -1 if not supported. */
+static int activation_from_name(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    const char *base = dot ? dot + 1 : name;
+    if (strcmp(base, "Sigmoid") == 0)
+        return ME_ACT_SIGMOID;
+    if (strcmp(base, "Identity") == 0)
+        return ME_ACT_IDENTITY;
+    if (strcmp(base, "Tanh") == 0)
+        return ME_ACT_TANH;
+    return -1;
+}
+
+/* A BertForSequenceClassification config: the number of labels and the
+ * activation sentence-transformers' CrossEncoder applies in predict(). */
+static int parse_cross_encoder(const json_t *j, const char *what, me_config *c, me_err *e)
+{
+    c->kind = MEDEMBED_KIND_CROSS_ENCODER;
+    RETURN_ERROR_IF(c->type_vocab < 2, e, MEDEMBED_ERR_UNSUPPORTED,
+                    "%s: a cross-encoder needs type_vocab_size >= 2 (a pair's second text has "
+                    "token type 1), not %d",
+                    what, c->type_vocab);
+    json_t *id2label = json_object_get(j, "id2label");
+    int64_t nl = 0;
+    if (id2label && !json_is_null(id2label)) {
+        RETURN_ERROR_IF(!json_is_object(id2label), e, MEDEMBED_ERR_FORMAT,
+                        "%s: \"id2label\" must be an object", what);
+        nl = (int64_t)json_object_size(id2label);
+        RETURN_ERROR_IF(nl < 1 || nl > 65536, e, MEDEMBED_ERR_FORMAT,
+                        "%s: \"id2label\" has %lld labels; 1..65536 are supported", what,
+                        (long long)nl);
+    } else {
+        FORWARD_IF_ERROR(me_json_int(j, "num_labels", 1, 65536, 2, 0, what, &nl, e));
+    }
+    c->num_labels = (int32_t)nl;
+    const char *act = NULL;
+    FORWARD_IF_ERROR(me_json_str(j, "sbert_ce_default_activation_function", 0, what, &act, e));
+    const char *key = "sbert_ce_default_activation_function";
+    json_t *st = json_object_get(j, "sentence_transformers");
+    if (!act && json_is_object(st)) {
+        FORWARD_IF_ERROR(me_json_str(st, "activation_fn", 0, what, &act, e));
+        key = "sentence_transformers.activation_fn";
+    }
+    if (act) {
+        int a = activation_from_name(act);
+        RETURN_ERROR_IF(a < 0, e, MEDEMBED_ERR_UNSUPPORTED,
+                        "%s: %s \"%s\" is not supported (Sigmoid, Identity and Tanh are)", what,
+                        key, act);
+        c->activation = a;
+    } else {
+        c->activation = c->num_labels == 1 ? ME_ACT_SIGMOID : ME_ACT_IDENTITY;
+    }
+    c->pooling = MEDEMBED_POOLING_CLS; /* the pooler reads the [CLS] row */
+    return MEDEMBED_OK;
+}
+
+/* A cross-encoder's token limit: sentence-transformers' CrossEncoder
+ * truncates pairs at the tokenizer's model_max_length
+ * (tokenizer_config.json) when that is set. */
+static int load_ce_max_length(const char *dir, me_config *c, me_err *e)
+{
+    char path[4096];
+    me_path_join(path, sizeof path, dir, "tokenizer_config.json");
+    if (!me_file_exists(path))
+        return MEDEMBED_OK;
+    json_t *j = NULL;
+    FORWARD_IF_ERROR(me_json_load_file(path, &j, e));
+    json_t *v = json_object_get(j, "model_max_length");
+    if (json_is_integer(v) && json_integer_value(v) >= 2 && json_integer_value(v) <= 1 << 20)
+        c->max_seq_length = (int32_t)json_integer_value(v);
+    json_decref(j);
+    return MEDEMBED_OK;
+}
+
 int me_config_parse_bert(const json_t *j, const char *what, me_config *c, me_err *e)
 {
     const char *mt = NULL;
@@ -106,6 +182,9 @@ int me_config_parse_bert(const json_t *j, const char *what, me_config *c, me_err
     json_t *arch = json_object_get(j, "architectures");
     const char *a0 = json_is_array(arch) ? json_string_value(json_array_get(arch, 0)) : NULL;
     snprintf(c->architecture, sizeof c->architecture, "%s", a0 ? a0 : "BertModel");
+    c->kind = MEDEMBED_KIND_EMBEDDER;
+    if (a0 && strcmp(a0, "BertForSequenceClassification") == 0)
+        FORWARD_IF_ERROR(parse_cross_encoder(j, what, c, e));
     return MEDEMBED_OK;
 }
 
@@ -310,6 +389,8 @@ int me_config_load(const char *dir, me_config *c, me_err *e)
     json_decref(j);
     FORWARD_IF_ERROR(rc);
 
+    if (c->kind == MEDEMBED_KIND_CROSS_ENCODER)
+        return load_ce_max_length(dir, c, e);
     char pool_dir[1024];
     FORWARD_IF_ERROR(load_modules(dir, c, pool_dir, sizeof pool_dir, e));
     if (c->has_st)

@@ -23,6 +23,10 @@ typedef struct me_config {
     int32_t type_vocab;  /* type_vocab_size */
     double ln_eps;       /* layer_norm_eps */
     char architecture[64];
+    int32_t kind;        /* enum medembed_model_kind, from architectures[0] */
+    int32_t num_labels;  /* cross-encoder: len(id2label), else num_labels, else 2 (as
+                            transformers' PretrainedConfig); 0 for embedders */
+    int32_t activation;  /* cross-encoder score activation: me_activation */
 
     /* sentence-transformers */
     int32_t pooling;        /* medembed_pooling */
@@ -36,6 +40,14 @@ typedef struct me_config {
     json_t *prompts;            /* object, owned (never NULL after load) */
     char *default_prompt_name;  /* or NULL */
 } me_config;
+
+/* The function a cross-encoder applies to its logits (sentence-transformers'
+ * CrossEncoder default_activation_function). */
+typedef enum me_activation {
+    ME_ACT_IDENTITY = 0,
+    ME_ACT_SIGMOID = 1,
+    ME_ACT_TANH = 2
+} me_activation;
 
 /* Loads every config file of dir. Unsupported architectures or settings are
  * MEDEMBED_ERR_UNSUPPORTED with a message naming the file and the field. */

@@ -34,10 +34,16 @@ struct medembed_model {
 
     const float *word_emb;  /* (vocab, hidden) */
     const float *pos_emb;   /* (max_pos, hidden) */
-    const float *type_emb0; /* (hidden): token type 0 row, or NULL */
+    const float *type_emb;  /* (type_vocab, hidden): token type rows, or NULL */
     const float *emb_ln_g;  /* (hidden) */
     const float *emb_ln_b;
     me_layer *layers;       /* (n_layers) */
+    /* cross-encoder head (cfg.kind MEDEMBED_KIND_CROSS_ENCODER), fp32:
+     * pooler tanh(W h_cls + b), then the classifier */
+    const float *pool_w;    /* (hidden, hidden) */
+    const float *pool_b;    /* (hidden) */
+    const float *cls_w;     /* (num_labels, hidden) */
+    const float *cls_b;     /* (num_labels) */
 
     int32_t max_length;   /* effective token cap incl. specials */
     int32_t dtype;        /* medembed_dtype for compute */
@@ -112,12 +118,19 @@ int me_scratch_init(me_scratch *s, const medembed_model *m, int32_t t_cap, int32
 void me_scratch_free(me_scratch *s);
 
 /* Runs the encoder over n sequences packed back to back in `ids`
- * (lengths n_ids[i], sum <= s->t_cap). On return s->x holds the last hidden
+ * (lengths n_ids[i], sum <= s->t_cap). Token types: the first n_a[i]
+ * tokens of sequence i are type 0, the rest type 1 (a pair's second
+ * segment); n_a NULL: every token is type 0. On return s->x holds the last hidden
  * state, (sum n_ids, hidden), row-major; with cls_only, only each
  * sequence's first row is valid (what CLS pooling reads; the other rows hold
  * stale values), and the last layer skips the work for the rest. */
 void me_bert_forward(const medembed_model *m, me_scratch *s, me_pool *pool, const int32_t *ids,
-                     const int32_t *n_ids, int32_t n, int cls_only);
+                     const int32_t *n_ids, const int32_t *n_a, int32_t n, int cls_only);
+
+/* A cross-encoder's head on one [CLS] row h (hidden): the pooler
+ * tanh(W h + b), the classifier, then the activation unless raw. Writes
+ * cfg.num_labels floats to out; work holds hidden floats. */
+void me_ce_head(const medembed_model *m, const float *h, int raw, float *work, float *out);
 
 /* Pools one sequence's hidden rows h (n, hidden) into out (hidden);
  * `skip` leading tokens are left out of mean/max pooling (include_prompt

@@ -498,10 +498,16 @@ int me_weights_load(medembed_model *m, const char *dir, me_err *e)
         get_f32(m, "embeddings.word_embeddings.weight", c->vocab_size, H, &m->word_emb, e));
     FORWARD_IF_ERROR(
         get_f32(m, "embeddings.position_embeddings.weight", c->max_pos, H, &m->pos_emb, e));
-    m->type_emb0 = NULL;
+    m->type_emb = NULL;
     if (c->type_vocab > 0)
         FORWARD_IF_ERROR(get_f32(m, "embeddings.token_type_embeddings.weight", c->type_vocab, H,
-                                 &m->type_emb0, e));
+                                 &m->type_emb, e));
+    if (c->kind == MEDEMBED_KIND_CROSS_ENCODER) {
+        FORWARD_IF_ERROR(get_f32(m, "pooler.dense.weight", H, H, &m->pool_w, e));
+        FORWARD_IF_ERROR(get_f32(m, "pooler.dense.bias", H, 0, &m->pool_b, e));
+        FORWARD_IF_ERROR(get_f32(m, "classifier.weight", c->num_labels, H, &m->cls_w, e));
+        FORWARD_IF_ERROR(get_f32(m, "classifier.bias", c->num_labels, 0, &m->cls_b, e));
+    }
     FORWARD_IF_ERROR(get_f32(m, "embeddings.LayerNorm.weight", H, 0, &m->emb_ln_g, e));
     FORWARD_IF_ERROR(get_f32(m, "embeddings.LayerNorm.bias", H, 0, &m->emb_ln_b, e));
 

@@ -62,7 +62,7 @@ check "embed --help lists --resume and --shard-size" bash -c '"$0" embed --help 
 # The options commands share have one rule each (tools/cli/util.c): the same
 # range, words and message in every command that takes them, and the same
 # usage-error tail. The model is never loaded: these fail, or pass, parsing.
-for cmd in embed tokenize "index build" search eval bench serve; do
+for cmd in embed tokenize "index build" search eval bench serve rerank; do
     name=${cmd%% *}
     expect "$name: threads 0" 2 '--threads expects an integer in [1, 256], got "0"' -- "$bin" $cmd -m x --threads 0
     expect "$name: threads 257" 2 '--threads expects an integer in [1, 256], got "257"' -- "$bin" $cmd -m x --threads 257

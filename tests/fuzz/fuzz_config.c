@@ -19,6 +19,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         assert(c.hidden > 0 && c.n_heads > 0 && c.hidden % c.n_heads == 0);
         assert(c.n_layers > 0 && c.ffn > 0 && c.vocab_size > 0 && c.max_pos >= 2);
         assert(c.ln_eps > 0 && c.ln_eps < 1);
+        assert(c.kind == MEDEMBED_KIND_EMBEDDER ||
+               (c.kind == MEDEMBED_KIND_CROSS_ENCODER && c.num_labels >= 1 &&
+                c.num_labels <= 65536 && c.type_vocab >= 2 && c.activation >= ME_ACT_IDENTITY &&
+                c.activation <= ME_ACT_TANH));
     }
     json_decref(j);
     return 0;

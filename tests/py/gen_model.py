@@ -276,12 +276,18 @@ def make_model(out, layers=2, hidden=32, heads=4, ffn=64, dtype="f32", pooling="
                normalize=True, max_seq_length=128, max_position_embeddings=128,
                bert_prefix=False, position_ids=False, shards=1, prompts=None,
                default_prompt_name=None, cased=False, seed=0, std=0.3, extra_head=False,
-               type_vocab_size=2, vocab_file=None):
+               type_vocab_size=2, vocab_file=None, cross_encoder=False, num_labels=1,
+               activation=None):
     """Write a complete model folder to `out` and return a dict describing it.
 
     extra_head adds BertForMaskedLM's `cls.predictions.*` tensors, which an embedding engine
     must ignore. vocab_file (a vocab.txt, one token a line, with the five special tokens)
     replaces the synthetic vocabulary, e.g. bert-base-uncased's for realistic token counts.
+    cross_encoder writes the folder sentence-transformers' CrossEncoder saves instead: a
+    BertForSequenceClassification config with id2label (num_labels entries), weights named
+    bert.* plus bert.pooler.dense.* and classifier.weight/bias, the tokenizer files, and no
+    sentence-transformers module files; activation (a class path such as
+    "torch.nn.modules.linear.Identity") goes to sbert_ce_default_activation_function.
     Returns {"dir", "vocab", "n_params", "n_params_encoder", ...}.
     """
     if pooling not in POOLING_MODES:
@@ -320,6 +326,13 @@ def make_model(out, layers=2, hidden=32, heads=4, ffn=64, dtype="f32", pooling="
     }
     if extra_head:
         config["architectures"] = ["BertForMaskedLM"]
+    if cross_encoder:
+        config["architectures"] = ["BertForSequenceClassification"]
+        config["id2label"] = {str(i): "LABEL_%d" % i for i in range(num_labels)}
+        config["label2id"] = {"LABEL_%d" % i: i for i in range(num_labels)}
+        if activation:
+            config["sbert_ce_default_activation_function"] = activation
+        bert_prefix = True
     _write_json(os.path.join(out, "config.json"), config)
 
     w = make_weights(layers, hidden, heads, ffn, len(vocab), max_position_embeddings,
@@ -331,6 +344,11 @@ def make_model(out, layers=2, hidden=32, heads=4, ffn=64, dtype="f32", pooling="
                                                  dtype=np.int64).reshape(1, -1)
     if bert_prefix:
         w = {"bert." + n: a for n, a in w.items()}
+    if cross_encoder:
+        rng = np.random.default_rng(seed + 2)
+        w["classifier.weight"] = rng.normal(0, std, (num_labels, hidden)).astype(np.float32)
+        w["classifier.bias"] = rng.normal(0, std, num_labels).astype(np.float32)
+        n_params += hidden * num_labels + num_labels
     if extra_head:
         rng = np.random.default_rng(seed + 1)
         w["cls.predictions.bias"] = rng.normal(0, 0.3, len(vocab)).astype(np.float32)
@@ -364,6 +382,13 @@ def make_model(out, layers=2, hidden=32, heads=4, ffn=64, dtype="f32", pooling="
     _write_json(os.path.join(out, "tokenizer_config.json"),
                 tokenizer_config(vocab, lowercase, max_seq_length))
     _write_json(os.path.join(out, "special_tokens_map.json"), special_tokens_map())
+    if cross_encoder:
+        os.rmdir(os.path.join(out, "1_Pooling"))
+        return {
+            "dir": out, "vocab": vocab, "config": config, "dtype": dtype,
+            "max_length": min(max_position_embeddings, max_seq_length),
+            "n_params": n_params, "num_labels": num_labels, "cased": cased,
+        }
 
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},

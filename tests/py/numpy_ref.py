@@ -254,11 +254,12 @@ def _linear(x, model, name):
     return x @ wt + model.w[name + ".bias"]
 
 
-def hidden(model, ids):
+def hidden(model, ids, type_ids=None):
     """Last hidden state (len(ids), dim) float64 for one sequence of token ids.
 
     The ids are used as given (the caller adds [CLS]/[SEP] and truncates); every position is
-    attended, as a single unpadded sequence is in HF.
+    attended, as a single unpadded sequence is in HF. type_ids: one token type per id
+    (token_type_ids; None: all 0).
     """
     ids = np.asarray(list(ids), dtype=np.int64)
     n = ids.shape[0]
@@ -271,7 +272,9 @@ def hidden(model, ids):
 
     x = (w["embeddings.word_embeddings.weight"][ids]
          + w["embeddings.position_embeddings.weight"][:n]
-         + w["embeddings.token_type_embeddings.weight"][0])
+         + w["embeddings.token_type_embeddings.weight"][
+             np.zeros(n, dtype=np.int64) if type_ids is None
+             else np.asarray(list(type_ids), dtype=np.int64)])
     x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], model.eps)
 
     nh = model.heads
@@ -326,6 +329,44 @@ def embed(model, ids, normalize=None):
 
 def embed_many(model, id_lists, normalize=None):
     return np.stack([embed(model, ids, normalize) for ids in id_lists])
+
+
+# --------------------------------------------------------------------------- cross-encoder
+
+def pair_ids(cls_id, sep_id, a, b):
+    """[CLS] a [SEP] b [SEP] and its token_type_ids (0 for [CLS] a [SEP], 1 for b [SEP])."""
+    ids = [cls_id] + list(a) + [sep_id] + list(b) + [sep_id]
+    types = [0] * (len(a) + 2) + [1] * (len(b) + 1)
+    return ids, types
+
+
+def ce_logits(model, ids, type_ids):
+    """BertForSequenceClassification logits (num_labels,) float64: the pooler
+    tanh(W h[CLS] + b), then the classifier."""
+    h = hidden(model, ids, type_ids)[0]
+    w = model.w
+    pooled = np.tanh(w["pooler.dense.weight"] @ h + w["pooler.dense.bias"])
+    return w["classifier.weight"] @ pooled + w["classifier.bias"]
+
+
+def ce_activation(model):
+    """The activation sentence-transformers 3.3.1's CrossEncoder.predict applies: the
+    config's sbert_ce_default_activation_function, else Sigmoid for one label, else
+    Identity."""
+    name = model.config.get("sbert_ce_default_activation_function")
+    if name is None:
+        name = (model.config.get("sentence_transformers") or {}).get("activation_fn")
+    labels = len(model.config.get("id2label") or {}) or int(model.config.get("num_labels", 2))
+    if name is None:
+        name = "Sigmoid" if labels == 1 else "Identity"
+    base = name.rsplit(".", 1)[-1]
+    return {"Sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)), "Identity": lambda z: z,
+            "Tanh": np.tanh}[base]
+
+
+def ce_score(model, ids, type_ids, raw=False):
+    z = ce_logits(model, ids, type_ids)
+    return z if raw else ce_activation(model)(z)
 
 
 def main(argv=None):

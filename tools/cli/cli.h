@@ -120,6 +120,9 @@ int cli_common_end(const cli_common *c, int argc, char **argv, const char *hint)
 int cli_resolve_model(const char *arg, char *out, size_t out_len);
 /* Loads the model named by -m with the given dtype; prints errors. */
 int cli_load_model(const char *arg, int32_t dtype, int32_t max_length, medembed_model **out);
+/* cli_load_model for the commands that embed (embed, index, search, eval):
+ * a cross-encoder is refused with a message saying what it is for. */
+int cli_load_embedder(const char *arg, int32_t dtype, int32_t max_length, medembed_model **out);
 /* Same, loading only the tokenizer (and config if present): for tokenize. */
 int cli_load_tokenizer(const char *arg, int32_t max_length, medembed_model **out);
 /* Embed options for --prompt / --prompt-name and a role (medembed_role),
@@ -191,5 +194,15 @@ int cmd_eval(int argc, char **argv);   /* cmd_eval.c */
 int cmd_serve(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_rerank(int argc, char **argv); /* cmd_rerank.c */
+
+/* Loads -m as a reranker: a cross-encoder with one label (anything else is
+ * refused with a message naming the model's kind) and a ctx for it.
+ * Returns 0, or prints an error and returns 1 (nothing left to free). */
+int cli_load_reranker(const char *arg, int32_t dtype, long threads, medembed_model **m,
+                      medembed_ctx **ctx);
+/* order = the indices of scores[0..n) best first, ties in index order.
+ * Returns 0, or 1 when out of memory. */
+int cli_rank_order(const float *scores, int32_t n, int32_t *order);
 
 #endif

@@ -380,7 +380,7 @@ int cmd_embed(int argc, char **argv)
     if (prc)
         return prc < 0 ? 0 : prc;
     medembed_model *m = NULL;
-    if (cli_load_model(a.co.model, a.co.dtype, (int32_t)a.max_length, &m))
+    if (cli_load_embedder(a.co.model, a.co.dtype, (int32_t)a.max_length, &m))
         return 1;
     medembed_embed_opts eo;
     if (cli_embed_opts(m, a.co.prompt, a.co.prompt_name, MEDEMBED_ROLE_TEXT, &eo)) {

@@ -235,7 +235,7 @@ int cmd_eval(int argc, char **argv)
     FILE *run = NULL;
     int rc = 0;
     char err[1024];
-    if (cli_load_model(a.co.model, a.co.dtype, 0, &m)) {
+    if (cli_load_embedder(a.co.model, a.co.dtype, 0, &m)) {
         qrels_free(&qr);
         return 1;
     }

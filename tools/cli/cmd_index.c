@@ -345,7 +345,7 @@ static int parse_index_args(int argc, char **argv, index_args *a)
 
 static int open_ctx(const index_args *a, medembed_model **m, medembed_ctx **ctx)
 {
-    if (cli_load_model(a->co.model, a->co.dtype, 0, m))
+    if (cli_load_embedder(a->co.model, a->co.dtype, 0, m))
         return 1;
     if (medembed_ctx_create(*m, (int32_t)a->co.threads, ctx) != MEDEMBED_OK) {
         cli_error("cannot create a context (out of memory?)");

@@ -6,7 +6,10 @@
  * chunk is the best chunk of the document and its token span [start, end)
  * (null for a hit found by keywords only). Hybrid hits add
  * "dense": {"rank", "score"} and "bm25": {"rank", "score"} (null when the
- * document was not among that leg's candidates).
+ * document was not among that leg's candidates). With --rerank CE the top
+ * --rerank-top hits are scored by the cross-encoder on (query, document
+ * text) and reordered: "score" and "rank" are then the cross-encoder's, and
+ * "first_stage": {"rank", "score"} keeps the search's own.
  */
 #include <getopt.h>
 #include <stdlib.h>
@@ -21,7 +24,11 @@ enum {
     OPT_METADATA,
     OPT_QVEC,
     OPT_RESCORE,
+    OPT_RERANK,
+    OPT_RERANK_TOP,
 };
+
+#define RERANK_TOP_DEFAULT 50
 
 static void search_usage(FILE *f)
 {
@@ -49,6 +56,11 @@ static void search_usage(FILE *f)
             "      --ef-search N        HNSW beam width (default max(128, 2k))\n"
             "      --rescore N          int8 index: rescore N*k candidates (default 4)\n"
             "      --metadata           add each hit's \"metadata\"\n"
+            "      --rerank CE          rerank the first --rerank-top hits with a cross-encoder\n"
+            "                           (medembed rerank) on (query, document text): \"score\"\n"
+            "                           and \"rank\" become its, \"first_stage\": {\"rank\",\n"
+            "                           \"score\"} keeps the search's; -k N <= --rerank-top\n"
+            "      --rerank-top N       hits the cross-encoder reads (default 50)\n"
             "      --prompt TEXT        query prompt (\"\" = none; default: the model's \"query\"\n"
             "                           prompt, else its default prompt; MedEmbed: none)\n"
             "      --prompt-name NAME   a prompt from config_sentence_transformers.json\n"
@@ -58,8 +70,8 @@ static void search_usage(FILE *f)
 
 typedef struct search_args {
     cli_common co; /* -m, -i, -k, --index, --threads, --dtype, --prompt, ... */
-    const char *query, *qvec;
-    long rescore;
+    const char *query, *qvec, *rerank;
+    long rescore, rerank_top;
     int exact, metadata;
     const char **filters;
     int n_filters;
@@ -81,6 +93,8 @@ static int parse(int argc, char **argv, search_args *a)
         CLI_OPTION_PROMPT_NAME,
         {"metadata", no_argument, 0, OPT_METADATA},
         {"query-vectors", required_argument, 0, OPT_QVEC},
+        {"rerank", required_argument, 0, OPT_RERANK},
+        {"rerank-top", required_argument, 0, OPT_RERANK_TOP},
         CLI_OPTION_TEXT_FIELD,
         CLI_OPTION_DTYPE,
         CLI_OPTION_MODE,
@@ -114,6 +128,13 @@ static int parse(int argc, char **argv, search_args *a)
         case OPT_QVEC:
             a->qvec = optarg;
             break;
+        case OPT_RERANK:
+            a->rerank = optarg;
+            break;
+        case OPT_RERANK_TOP:
+            if (cli_parse_int("--rerank-top", optarg, 1, 10000, &a->rerank_top))
+                return 2;
+            break;
         default:
             if ((rc = cli_common_opt(&a->co, c, optarg, argv)) != 0)
                 return rc; /* -1: --help */
@@ -137,6 +158,24 @@ static int parse(int argc, char **argv, search_args *a)
         cli_error("--query-vectors has no words for --mode bm25 or hybrid: use -q or -i");
         return 2;
     }
+    if (a->rerank_top && !a->rerank) {
+        cli_error("--rerank-top applies to --rerank CROSS_ENCODER");
+        return 2;
+    }
+    if (a->rerank) {
+        if (a->qvec) {
+            cli_error("--rerank needs the query's words: use -q or -i, not --query-vectors");
+            return 2;
+        }
+        if (!a->rerank_top)
+            a->rerank_top = RERANK_TOP_DEFAULT;
+        if (a->co.k > a->rerank_top) {
+            cli_error("-k %ld is more than --rerank-top %ld: the cross-encoder orders only the "
+                      "hits it reads (raise --rerank-top)",
+                      a->co.k, a->rerank_top);
+            return 2;
+        }
+    }
     if (!a->qvec && !a->co.model && a->co.mode != MEDEMBED_SEARCH_BM25) {
         cli_error("no model given: pass -m MODEL_DIR (the one the index was built with)");
         return 2;
@@ -153,10 +192,15 @@ static void print_leg(const char *name, int32_t rank, float score)
         fputs("null", stdout);
 }
 
-/* Prints the hits of one query; query_id is JSON text. */
-static void print_hits(const medembed_hits *h, const char *query_id, int metadata, int hybrid)
+/* Prints the hits of one query; query_id is JSON text. With a rerank
+ * (order != NULL), the first n_print hits in `order` with the
+ * cross-encoder's scores rr[i] and the search's rank and score kept. */
+static void print_hits(const medembed_hits *h, const char *query_id, int metadata, int hybrid,
+                       const int32_t *order, const float *rr, int32_t n_print)
 {
-    for (int32_t i = 0; i < medembed_hits_count(h); i++) {
+    int32_t n = order ? n_print : medembed_hits_count(h);
+    for (int32_t r = 0; r < n; r++) {
+        int32_t i = order ? order[r] : r;
         int32_t s = 0, e = 0;
         int32_t c = medembed_hits_chunk(h, i, &s, &e);
         const char *id = medembed_hits_id(h, i);
@@ -164,12 +208,16 @@ static void print_hits(const medembed_hits *h, const char *query_id, int metadat
         fputs(query_id, stdout);
         fputs(", \"id\": ", stdout);
         cli_json_string(stdout, id, strlen(id));
-        printf(", \"score\": %.9g, \"chunk\": ", (double)medembed_hits_score(h, i));
+        printf(", \"score\": %.9g, \"chunk\": ",
+               (double)(order ? rr[i] : medembed_hits_score(h, i)));
         if (c >= 0)
             printf("{\"index\": %d, \"start\": %d, \"end\": %d}", c, s, e);
         else
             fputs("null", stdout);
-        printf(", \"rank\": %d", i + 1);
+        printf(", \"rank\": %d", r + 1);
+        if (order)
+            printf(", \"first_stage\": {\"rank\": %d, \"score\": %.9g}", i + 1,
+                   (double)medembed_hits_score(h, i));
         if (hybrid) {
             int32_t dr = 0, br = 0;
             float ds = 0, bs = 0;
@@ -185,8 +233,49 @@ static void print_hits(const medembed_hits *h, const char *query_id, int metadat
     }
 }
 
+/* The reranking stage: a cross-encoder ctx and the hits it prints (-k);
+ * the search returns the --rerank-top it reads. */
+typedef struct rerank_stage {
+    medembed_ctx *ctx;
+    int32_t k;
+} rerank_stage;
+
+/* Scores (query, document text) for the first n hits with the
+ * cross-encoder and orders them best first (ties: the search's order). */
+static int rerank_hits(medembed_index *ix, const rerank_stage *rs, const char *query,
+                       const medembed_hits *h, int32_t n, float *rr, int32_t *order)
+{
+    char **texts = calloc((size_t)(n ? n : 1), sizeof *texts);
+    size_t *lens = calloc((size_t)(n ? n : 1), sizeof *lens);
+    int rc = texts && lens ? 0 : 1;
+    if (rc)
+        cli_error("out of memory reranking %d hits", n);
+    for (int32_t i = 0; i < n && !rc; i++) {
+        char err[1024];
+        if (medembed_index_doc_text(ix, medembed_hits_id(h, i), &texts[i], &lens[i], err,
+                                    sizeof err) != MEDEMBED_OK) {
+            cli_error("--rerank: %s", err);
+            rc = 1;
+        }
+    }
+    if (!rc && medembed_ctx_rerank(rs->ctx, query, (size_t)-1, (const char *const *)texts, lens,
+                                   n, 0, rr) != MEDEMBED_OK) {
+        cli_error("--rerank: %s", medembed_ctx_last_error(rs->ctx));
+        rc = 1;
+    }
+    if (!rc && cli_rank_order(rr, n, order)) {
+        cli_error("out of memory");
+        rc = 1;
+    }
+    for (int32_t i = 0; i < n && texts; i++)
+        free(texts[i]);
+    free(texts);
+    free(lens);
+    return rc;
+}
+
 static int run_one(medembed_index *ix, const float *q, medembed_search_opts *so,
-                   const char *text, const char *qid, int metadata)
+                   const char *text, const char *qid, int metadata, const rerank_stage *rs)
 {
     so->text = text;
     char err[1024];
@@ -196,9 +285,21 @@ static int run_one(medembed_index *ix, const float *q, medembed_search_opts *so,
         cli_error("%s", err);
         return rc == MEDEMBED_ERR_ARG ? 2 : 1;
     }
-    print_hits(h, qid, metadata, so->mode == MEDEMBED_SEARCH_HYBRID);
+    int hybrid = so->mode == MEDEMBED_SEARCH_HYBRID;
+    if (rs) {
+        int32_t n = medembed_hits_count(h);
+        float *rr = malloc(sizeof *rr * (size_t)(n ? n : 1));
+        int32_t *order = malloc(sizeof *order * (size_t)(n ? n : 1));
+        rc = rr && order ? rerank_hits(ix, rs, text, h, n, rr, order) : 1;
+        if (!rc)
+            print_hits(h, qid, metadata, hybrid, order, rr, n < rs->k ? n : rs->k);
+        free(rr);
+        free(order);
+    } else {
+        print_hits(h, qid, metadata, hybrid, NULL, NULL, 0);
+    }
     medembed_hits_free(h);
-    return 0;
+    return rc;
 }
 
 int cmd_search(int argc, char **argv)
@@ -221,9 +322,20 @@ int cmd_search(int argc, char **argv)
         free(a.filters);
         return 1;
     }
+    medembed_model *ce = NULL;
+    rerank_stage rstage = {0}, *rs = NULL;
+    if (a.rerank) {
+        if (cli_load_reranker(a.rerank, a.co.dtype, a.co.threads, &ce, &rstage.ctx)) {
+            medembed_index_free(ix);
+            free(a.filters);
+            return 1;
+        }
+        rstage.k = (int32_t)a.co.k;
+        rs = &rstage;
+    }
     medembed_search_opts so;
     medembed_search_opts_init(&so);
-    so.k = (int32_t)a.co.k;
+    so.k = (int32_t)(rs ? a.rerank_top : a.co.k);
     so.exact = a.exact;
     so.ef_search = (int32_t)a.co.ef_search;
     so.rescore = (int32_t)a.rescore;
@@ -244,7 +356,7 @@ int cmd_search(int argc, char **argv)
         for (int64_t r = 0; !rc && r < qv.rows; r++) {
             char qid[32];
             snprintf(qid, sizeof qid, "%lld", (long long)r);
-            rc = run_one(ix, qv.data + (size_t)r * (size_t)dim, &so, NULL, qid, a.metadata);
+            rc = run_one(ix, qv.data + (size_t)r * (size_t)dim, &so, NULL, qid, a.metadata, rs);
         }
         goto out;
     }
@@ -252,12 +364,12 @@ int cmd_search(int argc, char **argv)
     medembed_embed_opts eo;
     float *q = NULL;
     if (!dense && a.query) {
-        rc = run_one(ix, NULL, &so, a.query, "0", a.metadata);
+        rc = run_one(ix, NULL, &so, a.query, "0", a.metadata, rs);
         goto out;
     }
     if (!dense)
         goto queries;
-    if (cli_load_model(a.co.model, a.co.dtype, 0, &m)) {
+    if (cli_load_embedder(a.co.model, a.co.dtype, 0, &m)) {
         rc = 1;
         goto out;
     }
@@ -286,7 +398,7 @@ int cmd_search(int argc, char **argv)
             cli_error("query: %s", medembed_ctx_last_error(ctx));
             rc = 1;
         } else {
-            rc = run_one(ix, q, &so, a.query, "0", a.metadata);
+            rc = run_one(ix, q, &so, a.query, "0", a.metadata, rs);
         }
         free(q);
         goto out;
@@ -316,7 +428,8 @@ queries:
         } else {
             char qid[32];
             snprintf(qid, sizeof qid, "%ld", n);
-            rc = run_one(ix, dense ? q : NULL, &so, t, r.id_json ? r.id_json : qid, a.metadata);
+            rc = run_one(ix, dense ? q : NULL, &so, t, r.id_json ? r.id_json : qid, a.metadata,
+                         rs);
         }
         n++;
         cli_record_free(&r);
@@ -331,6 +444,8 @@ out:
     npy_free(&qv);
     medembed_ctx_free(ctx);
     medembed_model_free(m);
+    medembed_ctx_free(rstage.ctx);
+    medembed_model_free(ce);
     medembed_index_free(ix);
     free(a.filters);
     return rc;

@@ -18,6 +18,7 @@ static const command COMMANDS[] = {
     {"info", cmd_info, "describe a model folder as JSON"},
     {"index", cmd_index, "build, extend, prune or describe a search index (SQLite file)"},
     {"search", cmd_search, "query an index: JSONL hits with id, score, chunk span, rank"},
+    {"rerank", cmd_rerank, "score candidate texts against a query with a cross-encoder"},
     {"eval", cmd_eval, "score retrieval on a BEIR folder (nDCG@10, MAP, MRR, recall, P)"},
     {"serve", cmd_serve, "HTTP server: OpenAI /v1/embeddings + TEI /embed, dynamic batching"},
     {"pull", cmd_pull, "download a model from the Hugging Face hub into the cache"},

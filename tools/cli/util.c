@@ -213,6 +213,21 @@ int cli_load_model(const char *arg, int32_t dtype, int32_t max_length, medembed_
     return load(arg, dtype, max_length, 0, out);
 }
 
+int cli_load_embedder(const char *arg, int32_t dtype, int32_t max_length, medembed_model **out)
+{
+    if (load(arg, dtype, max_length, 0, out))
+        return 1;
+    if (medembed_model_kind(*out) != MEDEMBED_KIND_EMBEDDER) {
+        cli_error("%s is a %s: it scores (query, text) pairs (medembed rerank, search --rerank) "
+                  "and makes no embeddings; this command needs an embedding model",
+                  arg ? arg : "the model", medembed_model_kind_name(medembed_model_kind(*out)));
+        medembed_model_free(*out);
+        *out = NULL;
+        return 1;
+    }
+    return 0;
+}
+
 int cli_load_tokenizer(const char *arg, int32_t max_length, medembed_model **out)
 {
     return load(arg, MEDEMBED_DTYPE_F32, max_length, 1, out);

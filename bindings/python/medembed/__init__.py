@@ -8,11 +8,13 @@
 A thin ctypes layer over libmedembed.so (see _lib.py for how it is found). The output equals
 the `medembed embed` CLI bit for bit. Submodules: medembed.dask (batch embedding of dask
 DataFrames), medembed.spark (the mapInPandas function for Spark). medembed.Index searches an
-index file: dense, bm25 (keywords) or hybrid (docs/SEARCH.md).
+index file: dense, bm25 (keywords) or hybrid (docs/SEARCH.md). medembed.CrossEncoder scores
+(query, text) pairs with a cross-encoder (predict, rank) and reranks Index.search hits.
 """
 from ._lib import LibraryNotFound, lib_path
 from .errors import (EncodingError, FormatError, InvalidArgument, IOFailure, MedembedError,
                      Mismatch, NotFound, OutOfMemory, TextTooLong, Unsupported)
+from .crossencoder import CrossEncoder
 from .index import Index
 from .model import Model, get_model, load_count, resolve_model_path
 from .quantization import quantize_embeddings
@@ -26,7 +28,7 @@ def library_version():
     return _lib.lib().medembed_version().decode("ascii")
 
 
-__all__ = ["Model", "Index", "get_model", "load_count", "resolve_model_path", "quantize_embeddings",
+__all__ = ["Model", "CrossEncoder", "Index", "get_model", "load_count", "resolve_model_path", "quantize_embeddings",
            "library_version", "lib_path", "LibraryNotFound", "MedembedError", "InvalidArgument",
            "OutOfMemory", "IOFailure", "FormatError", "Unsupported", "TextTooLong", "NotFound",
            "EncodingError", "Mismatch"]

@@ -68,6 +68,8 @@ F_NO_TRUNCATE = 0x2
 ROLE_TEXT, ROLE_QUERY, ROLE_DOCUMENT = 0, 1, 2
 F_STRICT_UTF8 = 0x4
 F_RAW_TOKENIZER = 0x8
+F_TRUNCATE_LEFT = 0x10
+F_RAW_SCORES = 0x40
 
 DTYPES = {"f32": 0, "float32": 0, "bf16": 1, "bfloat16": 1, "int8": 2}
 POOLINGS = {0: "cls", 1: "mean", 2: "max", 3: "mean_sqrt_len"}
@@ -135,6 +137,15 @@ _PROTOS = {
                                                 ctypes.POINTER(_I32),
                                                 ctypes.POINTER(ctypes.c_float)]),
     "medembed_hits_free": (None, [_P]),
+    "medembed_model_kind": (_I32, [_P]),
+    "medembed_model_kind_name": (ctypes.c_char_p, [_I32]),
+    "medembed_model_num_labels": (_I32, [_P]),
+    "medembed_ctx_rerank": (ctypes.c_int, [_P, ctypes.c_char_p, _SZ,
+                                           ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(_SZ),
+                                           _I32, ctypes.c_uint32, ctypes.c_void_p]),
+    "medembed_index_doc_text": (ctypes.c_int, [_P, ctypes.c_char_p,
+                                               ctypes.POINTER(ctypes.c_void_p),
+                                               ctypes.POINTER(_SZ), ctypes.c_char_p, _SZ]),
 }
 
 

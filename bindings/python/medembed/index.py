@@ -11,6 +11,11 @@ fusion, or with ``alpha`` by a weighted sum of min-max normalised scores). Each 
 id, score, chunk / start / end (the best chunk and its token span; None for a keyword-only
 hit), metadata, and for hybrid hits ``dense`` and ``bm25``: {"rank", "score"} of each leg, or
 None where that leg did not return the document.
+
+With ``rerank=medembed.CrossEncoder(...)`` the first ``rerank_top`` hits (default 50) are
+scored by the cross-encoder on (query, document text as indexed) and the best ``k`` returned:
+``score`` is then the cross-encoder's and ``first_stage`` keeps {"rank", "score"} of the
+search, as `medembed search --rerank` prints them.
 """
 import ctypes
 import json
@@ -19,6 +24,18 @@ from . import _lib
 from .errors import from_status
 
 INDEX_READONLY = 1
+
+_free = None
+
+
+def _libc_free(p):
+    """free() for a buffer the library malloc'd."""
+    global _free
+    if _free is None:
+        _free = ctypes.CDLL(None).free
+        _free.argtypes = [ctypes.c_void_p]
+        _free.restype = None
+    _free(p)
 
 
 class Index:
@@ -60,8 +77,10 @@ class Index:
         return self._ptr
 
     def search(self, query, model=None, k=10, mode="dense", alpha=None, filters=None,
-               exact=False, ef_search=0, metadata=True):
-        """The best ``k`` documents for the text ``query``, best first (a list of dicts)."""
+               exact=False, ef_search=0, metadata=True, rerank=None, rerank_top=50):
+        """The best ``k`` documents for the text ``query``, best first (a list of dicts).
+        rerank: a medembed.CrossEncoder that reorders the first ``rerank_top`` hits
+        (k <= rerank_top)."""
         if not isinstance(query, str):
             raise TypeError("query must be a str, not %s" % type(query).__name__)
         if mode not in _lib.SEARCH_MODES:
@@ -72,13 +91,19 @@ class Index:
             raise ValueError("mode %r needs the model the index was built with" % mode)
         if "\0" in query and mode != "dense":
             raise ValueError("query cannot contain NUL characters for keyword search")
+        if rerank is not None:
+            if not hasattr(rerank, "_score") or getattr(rerank, "num_labels", 0) != 1:
+                raise ValueError("rerank must be a medembed.CrossEncoder with one label")
+            if int(rerank_top) < 1 or int(k) > int(rerank_top):
+                raise ValueError("k %d is more than rerank_top %d: the cross-encoder orders "
+                                 "only the hits it reads" % (int(k), int(rerank_top)))
         if isinstance(filters, str):
             filters = [filters]
         filters = list(filters or [])
         so = _lib.SearchOpts()
         lib = _lib.lib()
         lib.medembed_search_opts_init(ctypes.byref(so))
-        so.k = int(k)
+        so.k = int(rerank_top) if rerank is not None else int(k)
         so.exact = 1 if exact else 0
         so.ef_search = int(ef_search)
         so.with_metadata = 1 if metadata else 0
@@ -103,10 +128,34 @@ class Index:
         if rc != 0:
             raise from_status(rc, err.value.decode("utf-8", "replace"))
         try:
-            return [self._hit(lib, hits, i, mode == "hybrid", metadata)
-                    for i in range(lib.medembed_hits_count(hits))]
+            out = [self._hit(lib, hits, i, mode == "hybrid", metadata)
+                   for i in range(lib.medembed_hits_count(hits))]
         finally:
             lib.medembed_hits_free(hits)
+        if rerank is None:
+            return out
+        texts = [self.doc_text(h["id"]) for h in out]
+        scores = rerank._score(query, texts, 0)[:, 0]
+        order = sorted(range(len(out)), key=lambda i: (-float(scores[i]), i))[:int(k)]
+        for i in order:
+            out[i]["first_stage"] = {"rank": i + 1, "score": out[i]["score"]}
+            out[i]["score"] = float(scores[i])
+        return [out[i] for i in order]
+
+    def doc_text(self, doc_id):
+        """The text stored for document ``doc_id`` (title + " " + text for BEIR input), as
+        BM25 searches it and a cross-encoder reranks it."""
+        lib = _lib.lib()
+        err = ctypes.create_string_buffer(1024)
+        p, n = ctypes.c_void_p(), ctypes.c_size_t()
+        rc = lib.medembed_index_doc_text(self._handle(), str(doc_id).encode("utf-8"),
+                                         ctypes.byref(p), ctypes.byref(n), err, len(err))
+        if rc != 0:
+            raise from_status(rc, err.value.decode("utf-8", "replace"))
+        try:
+            return ctypes.string_at(p, n.value).decode("utf-8", "replace")
+        finally:
+            _libc_free(p)
 
     @staticmethod
     def _hit(lib, hits, i, hybrid, metadata):

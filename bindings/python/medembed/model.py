@@ -227,6 +227,8 @@ class Model:
         self.pooling = _lib.POOLINGS.get(int(L.medembed_model_pooling(ptr)), "unknown")
         self.has_normalize = bool(L.medembed_model_normalize(ptr))
         self.fingerprint = L.medembed_model_fingerprint(ptr).decode("ascii")
+        self.kind = L.medembed_model_kind_name(L.medembed_model_kind(ptr)).decode("ascii")
+        self.num_labels = int(L.medembed_model_num_labels(ptr))
         self._pad_id = None
 
     # ---- lifetime -------------------------------------------------------------------
