@@ -4,7 +4,7 @@
  *
  * Input: byte 0 with its top bit set: the rest is the bytes received on a
  * connection, checked as a request head. Otherwise byte 0 picks the route
- * (OpenAI, /embed, /tokenize, /search) and the rest is the request body.
+ * (OpenAI, /embed, /tokenize, /search, /rerank) and the rest is the request body.
  * The parser must either accept the body with every invariant of
  * srv_request holding, or reject it with a 4xx/500 status and a message;
  * the error bodies and every echoed text must then be valid JSON that
@@ -75,7 +75,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_head((const char *)data + 1, size - 1);
         return 0;
     }
-    srv_route route = (srv_route)(data[0] % 4);
+    srv_route route = (srv_route)(data[0] % 5);
     const srv_limits lim = {.max_client_batch = 8, .dim = 16, .vocab_size = 100, .max_k = 50,
                             .max_filters = 4, .max_values = 200};
     srv_request r;
@@ -100,7 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const srv_input *in = &r.inputs[i];
         assert((in->text != NULL) != (in->ids != NULL));
         if (in->text) {
-            assert(in->len >= 1);
+            assert(in->len >= 1 || route == SRV_ROUTE_RERANK); /* an empty document ranks */
             /* Echoing a text through the JSON writer gives the same bytes back. */
             srv_buf b = {0};
             srv_buf_json_string(&b, in->text, in->len);
@@ -115,6 +115,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 assert(in->ids[k] >= 0 && in->ids[k] < lim.vocab_size);
         }
     }
+    if (route == SRV_ROUTE_RERANK)
+        assert(r.query && r.query_len >= 1 && r.raw_scores >= 0 && r.raw_scores <= 1 &&
+               r.return_text >= 0 && r.return_text <= 1);
+    else
+        assert(!r.query && !r.raw_scores && !r.return_text);
     srv_request_free(&r);
     return 0;
 }

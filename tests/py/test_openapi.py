@@ -1,6 +1,6 @@
 """test_openapi.py - the OpenAPI document of `medembed serve` is its contract.
 
-A real server (generated model, an index, an API key) is checked against the document it
+A real server (generated model, an index, a cross-encoder, an API key) is checked against the document it
 serves at GET /openapi.json (tools/server/openapi.json, embedded in the binary):
 
 - the document and the /docs page are served, byte for byte the files of the repository;
@@ -61,7 +61,11 @@ def server():
     _generate(model)
     index = os.path.join(d, "index.db")
     _build_index(model, index, [("d%d" % i, t, {"year": 2000 + i}) for i, t in enumerate(TEXTS)])
-    s = Server(model, "--index", index, env={"MEDEMBED_API_KEY": KEY})
+    import gen_model  # tests/py/gen_model.py: a cross-encoder, so /rerank answers too
+    ce = os.path.join(d, "ce")
+    gen_model.make_model(ce, layers=1, hidden=32, heads=4, ffn=64, max_seq_length=128,
+                         max_position_embeddings=128, cross_encoder=True)
+    s = Server(model, "--index", index, "--rerank", ce, env={"MEDEMBED_API_KEY": KEY})
     yield s
     assert s.close() == 0
     shutil.rmtree(d, ignore_errors=True)

@@ -12,11 +12,11 @@ static const double TOKEN_BOUNDS[] = {2,   4,    8,    16,   32,   64,    128,  
 static const double SIZE_BOUNDS[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048};
 
 static const char *const ROUTE_NAMES[SRV_N_ROUTES] = {"/v1/embeddings", "/embed", "/tokenize",
-                                                      "/search"};
+                                                      "/search", "/rerank"};
 static const char *const FAIL_NAMES[SRV_FAIL_COUNT] = {
     "validation", "empty",       "batch_size", "too_long",  "json",      "payload",
     "overloaded", "unauthorized", "unhealthy", "not_found", "inference", "disconnected",
-    "bad_request", "head_too_large", "timeout", "connections", "memory"};
+    "bad_request", "head_too_large", "timeout", "connections", "memory", "model_type"};
 
 static const struct {
     const char *name, *help;
@@ -148,6 +148,8 @@ srv_fail_kind srv_fail_kind_of(const srv_error *e)
                                                          : SRV_FAIL_OVERLOADED;
     case 503:
         return strcmp(code, "memory_budget_exceeded") == 0 ? SRV_FAIL_MEMORY : SRV_FAIL_UNHEALTHY;
+    case 424:
+        return SRV_FAIL_MODEL_TYPE;
     case 422:
         if (strcmp(code, "too_many_inputs") == 0)
             return SRV_FAIL_BATCH_SIZE;

@@ -49,10 +49,11 @@ typedef enum srv_fail_kind {
     SRV_FAIL_TIMEOUT,        /* a head or body past its deadline */
     SRV_FAIL_CONNECTIONS,    /* over --max-connections-per-ip */
     SRV_FAIL_MEMORY,         /* over --max-memory */
+    SRV_FAIL_MODEL_TYPE,     /* 424: a route the served model cannot do */
     SRV_FAIL_COUNT
 } srv_fail_kind;
 
-#define SRV_N_ROUTES 4 /* srv_route values */
+#define SRV_N_ROUTES 5 /* srv_route values */
 #define SRV_HIST_MAX_BUCKETS 20
 
 typedef struct srv_hist {

@@ -314,6 +314,53 @@ static int parse_search(const json_t *root, const srv_limits *lim, srv_request *
     return 0;
 }
 
+/* POST /rerank: {query, texts, truncate, truncation_direction, raw_scores,
+ * return_text}, as TEI. texts become the inputs; an empty text is a
+ * document like any other (TEI scores it), an empty query is refused. */
+static int parse_rerank(const json_t *root, const srv_limits *lim, srv_request *r,
+                        srv_error *err)
+{
+    const json_t *q = json_object_get(root, "query");
+    if (!q)
+        return srv_fail(err, 422, "Validation", "query", "missing_field",
+                        "missing field `query`");
+    if (!json_is_string(q))
+        return bad_type(err, "query", "a string", q);
+    if (json_string_length(q) == 0)
+        return srv_fail(err, 400, "Empty", "query", "empty_input", "`query` cannot be empty");
+    r->query = json_string_value(q);
+    r->query_len = json_string_length(q);
+    const json_t *t = json_object_get(root, "texts");
+    if (!t)
+        return srv_fail(err, 422, "Validation", "texts", "missing_field",
+                        "missing field `texts`");
+    if (!json_is_array(t))
+        return bad_type(err, "texts", "an array of strings", t);
+    size_t n = json_array_size(t);
+    if (n == 0)
+        return srv_fail(err, 400, "Empty", "texts", "empty_input", "`texts` cannot be empty");
+    if (n > (size_t)lim->max_client_batch)
+        return srv_fail(err, 422, "Validation", "texts", "too_many_inputs",
+                        "batch size %zu > maximum allowed batch size %d", n,
+                        lim->max_client_batch);
+    r->inputs = calloc(n, sizeof *r->inputs);
+    if (!r->inputs)
+        return srv_fail(err, 500, "Backend", NULL, "out_of_memory", "out of memory");
+    r->n = (int32_t)n;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *e = json_array_get(t, i);
+        if (!json_is_string(e))
+            return srv_fail(err, 422, "Validation", "texts", "invalid_type",
+                            "`texts[%zu]` must be a string, got %s", i, json_kind(e));
+        r->inputs[i].text = json_string_value(e);
+        r->inputs[i].len = json_string_length(e);
+    }
+    if (parse_tei_common(root, r, err) != 0 ||
+        opt_bool(root, "raw_scores", &r->raw_scores, err) != 0)
+        return -1;
+    return opt_bool(root, "return_text", &r->return_text, err);
+}
+
 /* The top-level fields each route defines. */
 static int known_field(srv_route route, const char *k, size_t n)
 {
@@ -325,9 +372,13 @@ static int known_field(srv_route route, const char *k, size_t n)
     static const char *const tokenize[] = {"inputs", "add_special_tokens", "prompt_name", NULL};
     static const char *const search[] = {"query", "k",    "filter", "prompt_name",
                                          "mode",  "alpha", NULL};
+    static const char *const rerank[] = {"query",      "texts",       "truncate",
+                                         "truncation_direction", "raw_scores",
+                                         "return_text", NULL};
     const char *const *names = route == SRV_ROUTE_OPENAI     ? openai
                                : route == SRV_ROUTE_EMBED    ? embed
                                : route == SRV_ROUTE_TOKENIZE ? tokenize
+                               : route == SRV_ROUTE_RERANK   ? rerank
                                                              : search;
     for (; *names; names++)
         if (strlen(*names) == n && memcmp(*names, k, n) == 0)
@@ -449,6 +500,8 @@ int srv_request_parse(srv_route route, const char *body, size_t len, const srv_l
             rc = opt_bool(root, "add_special_tokens", &out->add_special_tokens, err);
         if (rc == 0)
             rc = opt_string(root, "prompt_name", &out->prompt_name, err);
+    } else if (route == SRV_ROUTE_RERANK) {
+        rc = parse_rerank(root, lim, out, err);
     } else {
         rc = parse_search(root, lim, out, err);
         if (rc == 0)

@@ -32,7 +32,8 @@ typedef enum srv_route {
     SRV_ROUTE_OPENAI = 0, /* POST /v1/embeddings, /embeddings */
     SRV_ROUTE_EMBED,      /* POST /embed (TEI) */
     SRV_ROUTE_TOKENIZE,   /* POST /tokenize (TEI) */
-    SRV_ROUTE_SEARCH      /* POST /search */
+    SRV_ROUTE_SEARCH,     /* POST /search */
+    SRV_ROUTE_RERANK      /* POST /rerank (TEI) */
 } srv_route;
 
 /* What the parser needs to know about the served model. */
@@ -71,6 +72,10 @@ typedef struct srv_request {
     int32_t n_filters;
     int32_t search_mode;    /* /search `mode`: medembed_search_mode, default dense */
     double alpha;           /* /search `alpha` (hybrid weighted fusion), -1 = RRF */
+    const char *query;      /* /rerank `query` (into the JSON; may hold NUL) */
+    size_t query_len;
+    int raw_scores;         /* /rerank `raw_scores`: logits, no sigmoid */
+    int return_text;        /* /rerank `return_text` */
     json_t *root; /* owns every string above */
 } srv_request;
 

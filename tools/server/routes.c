@@ -10,6 +10,7 @@ const srv_route_def srv_routes[] = {
     {"/", K_HEALTH, K_INFER, SRV_ROUTE_EMBED},
     {"/tokenize", K_BAD_METHOD, K_TOKENIZE, SRV_ROUTE_TOKENIZE},
     {"/search", K_BAD_METHOD, K_INFER, SRV_ROUTE_SEARCH},
+    {"/rerank", K_BAD_METHOD, K_INFER, SRV_ROUTE_RERANK},
     {"/health", K_HEALTH, K_BAD_METHOD, SRV_ROUTE_EMBED},
     {"/info", K_INFO, K_BAD_METHOD, SRV_ROUTE_EMBED},
     {"/metrics", K_METRICS, K_BAD_METHOD, SRV_ROUTE_EMBED},

@@ -50,6 +50,7 @@
 #include "head.h"
 #include "metrics.h"
 #include "prepare.h"
+#include "rerank.h"
 #include "request.h"
 #include "response.h"
 #include "routes.h"
@@ -70,6 +71,7 @@ typedef struct server {
     long payload_limit;
     int auto_truncate;
     const char *index_path;
+    const char *rerank_arg; /* --rerank CROSS_ENCODER */
     int log_inputs;
     long threads;
     int dtype;
@@ -82,7 +84,10 @@ typedef struct server {
 
     /* Written by the loader before `ready` is set (release), read by
      * handlers after they see it (acquire). */
-    srv_model model;
+    srv_model model;       /* -m: an embedder, or a cross-encoder (then also `reranker`) */
+    int embedder;          /* -m is an embedding model: the embedding routes work */
+    srv_model rr_model;     /* --rerank's cross-encoder */
+    srv_reranker *reranker; /* POST /rerank: on rr_model, or on model; or NULL */
     srv_batcher *batcher;
     srv_search *search;
     srv_limits limits;
@@ -367,7 +372,29 @@ static enum MHD_Result answer_keyword_search(struct MHD_Connection *c, req_state
     return ret;
 }
 
-/* POST /v1/embeddings, /embed, /search: parse, tokenize, batch, answer. */
+/* POST /rerank: the cross-encoder scores every (query, text) pair. Takes
+ * ownership of r. */
+static enum MHD_Result answer_rerank(struct MHD_Connection *c, req_state *st, srv_request *r)
+{
+    srv_error e;
+    srv_buf b = {0};
+    enum MHD_Result ret;
+    double infer = 0;
+    if (srv_rerank_respond(S.reranker, r, S.auto_truncate, &b, &e, &infer) != 0) {
+        srv_buf_free(&b);
+        ret = send_error(c, st, &e);
+    } else {
+        srv_metrics_observe(&S.metrics, SRV_H_INFERENCE_DURATION, infer);
+        srv_metrics_success(&S.metrics, SRV_ROUTE_RERANK, 1, r->n, 0);
+        srv_metrics_observe(&S.metrics, SRV_H_REQUEST_DURATION, srv_now() - st->t_start);
+        ret = send_body(c, 200, &b, "application/json", NULL, NULL);
+    }
+    srv_request_free(r);
+    return ret;
+}
+
+/* POST /v1/embeddings, /embed, /search, /rerank: parse, tokenize, batch,
+ * answer. */
 static enum MHD_Result handle_infer(struct MHD_Connection *c, req_state *st)
 {
     srv_request r;
@@ -377,6 +404,16 @@ static enum MHD_Result handle_infer(struct MHD_Connection *c, req_state *st)
         return send_error(c, st, &e);
     }
     srv_metrics_request(&S.metrics, (int)st->route, !r.single);
+    if (st->route == SRV_ROUTE_RERANK ? !S.reranker : !S.embedder) {
+        /* TEI's answer to a route the served model cannot do */
+        srv_request_free(&r);
+        srv_fail(&e, 424, "Backend", NULL, "model_type",
+                 st->route == SRV_ROUTE_RERANK
+                     ? "model is not a re-ranker model (serve a cross-encoder with -m, or "
+                       "add one with --rerank)"
+                     : "model is not an embedding model");
+        return send_error(c, st, &e);
+    }
     if (reserve_outputs(st, r.n, &e) != 0) {
         srv_request_free(&r);
         return send_error(c, st, &e);
@@ -391,6 +428,8 @@ static enum MHD_Result handle_infer(struct MHD_Connection *c, req_state *st)
     }
     if (st->route == SRV_ROUTE_SEARCH && r.search_mode == MEDEMBED_SEARCH_BM25)
         return answer_keyword_search(c, st, &r);
+    if (st->route == SRV_ROUTE_RERANK)
+        return answer_rerank(c, st, &r);
     if (st->route == SRV_ROUTE_SEARCH)
         r.truncate = 1; /* a long query is cut, as a search box would */
 
@@ -785,12 +824,29 @@ static char *build_info(void)
                                                     : "float32";
     srv_buf_puts(&b, "{\"model_id\":");
     srv_buf_json_string(&b, S.model.id, strlen(S.model.id));
-    srv_buf_printf(&b, ",\"model_sha\":null,\"model_dtype\":\"%s\","
-                       "\"model_type\":{\"embedding\":{\"pooling\":",
-                   dtype);
-    srv_buf_json_string(&b, pool, strlen(pool));
+    srv_buf_printf(&b, ",\"model_sha\":null,\"model_dtype\":\"%s\",\"model_type\":", dtype);
+    if (S.embedder) {
+        srv_buf_puts(&b, "{\"embedding\":{\"pooling\":");
+        srv_buf_json_string(&b, pool, strlen(pool));
+        srv_buf_puts(&b, "}}");
+    } else {
+        /* transformers' default label names for a one-label head */
+        srv_buf_puts(&b, "{\"reranker\":{\"id2label\":{\"0\":\"LABEL_0\"},"
+                         "\"label2id\":{\"LABEL_0\":0}}}");
+    }
+    /* medembed: the cross-encoder served next to the embedder (--rerank) */
+    srv_buf_puts(&b, ",\"reranker\":");
+    if (S.reranker && S.embedder) {
+        const srv_model *rm = srv_reranker_model(S.reranker);
+        srv_buf_puts(&b, "{\"model_id\":");
+        srv_buf_json_string(&b, rm->id, strlen(rm->id));
+        srv_buf_printf(&b, ",\"max_input_length\":%d,\"medembed\":%s}", rm->max_length,
+                       rm->info_json);
+    } else {
+        srv_buf_puts(&b, "null");
+    }
     srv_buf_printf(&b,
-                   "}},\"max_concurrent_requests\":%ld,\"max_input_length\":%d,"
+                   ",\"max_concurrent_requests\":%ld,\"max_input_length\":%d,"
                    "\"max_batch_tokens\":%ld,\"max_batch_requests\":null,"
                    "\"max_client_batch_size\":%ld,\"auto_truncate\":%s,"
                    "\"tokenization_workers\":%ld,\"version\":\"%s\",\"sha\":null,"
@@ -816,13 +872,41 @@ static void *loader_main(void *arg)
         goto fail;
     }
     m = NULL; /* S.model owns it */
+    S.embedder = medembed_model_kind(S.model.m) == MEDEMBED_KIND_EMBEDDER;
+    if (!S.embedder && S.rerank_arg) {
+        cli_error("-m %s is a cross-encoder: give the embedding model to -m and the "
+                  "cross-encoder to --rerank",
+                  S.model_arg);
+        goto fail;
+    }
+    if (!S.embedder && S.index_path) {
+        cli_error("--index needs an embedding model; -m %s is a cross-encoder", S.model_arg);
+        goto fail;
+    }
+    if (S.rerank_arg) {
+        if (cli_load_model(S.rerank_arg, S.dtype, 0, &m) != 0)
+            goto fail;
+        if (srv_model_init(&S.rr_model, m, S.rerank_arg) != 0) {
+            cli_error("out of memory after loading the cross-encoder");
+            goto fail;
+        }
+        m = NULL; /* S.rr_model owns it */
+    }
+    if (!S.embedder || S.rerank_arg) {
+        char err[512];
+        if (srv_reranker_open(S.embedder ? &S.rr_model : &S.model, (int32_t)S.threads,
+                              &S.reranker, err, sizeof err) != 0) {
+            cli_error("%s%s", S.embedder ? "--rerank: " : "-m: ", err);
+            goto fail;
+        }
+    }
     if (S.max_batch_tokens < S.model.max_length) {
         cli_error("--max-batch-tokens %ld is below the model's input limit of %d tokens; "
                   "raise it to at least %d",
                   S.max_batch_tokens, S.model.max_length, S.model.max_length);
         goto fail;
     }
-    if (medembed_ctx_create(S.model.m, (int32_t)S.threads, &ctx) != MEDEMBED_OK) {
+    if (S.embedder && medembed_ctx_create(S.model.m, (int32_t)S.threads, &ctx) != MEDEMBED_OK) {
         cli_error("cannot create a context (out of memory?)");
         goto fail;
     }
@@ -847,14 +931,21 @@ static void *loader_main(void *arg)
         cli_error("out of memory");
         goto fail;
     }
-    if (srv_batcher_create(ctx, S.model.dim, (int32_t)S.max_batch_tokens, &S.metrics,
-                           &S.batcher) != 0) {
-        cli_error("cannot start the batching thread");
-        goto fail;
+    if (S.embedder) {
+        if (srv_batcher_create(ctx, S.model.dim, (int32_t)S.max_batch_tokens, &S.metrics,
+                               &S.batcher) != 0) {
+            cli_error("cannot start the batching thread");
+            goto fail;
+        }
+        slog("model %s loaded: dim %d, max %d tokens, %d threads, kernels %s", S.model.id,
+             S.model.dim, S.model.max_length, (int)medembed_ctx_threads(ctx), medembed_isa());
+        ctx = NULL; /* the batcher owns it */
     }
-    slog("model %s loaded: dim %d, max %d tokens, %d threads, kernels %s", S.model.id,
-         S.model.dim, S.model.max_length, (int)medembed_ctx_threads(ctx), medembed_isa());
-    ctx = NULL; /* the batcher owns it */
+    if (S.reranker) {
+        const srv_model *rm = srv_reranker_model(S.reranker);
+        slog("cross-encoder %s loaded for /rerank: max %d tokens per pair, kernels %s", rm->id,
+             rm->max_length, medembed_isa());
+    }
     atomic_store_explicit(&S.ready, 1, memory_order_release);
     pthread_kill(S.main_thread, SIGUSR1);
     return NULL;
@@ -873,8 +964,9 @@ static void serve_usage(FILE *f)
     fprintf(f,
             "usage: medembed serve -m MODEL [options]\n"
             "  HTTP server with the OpenAI embeddings API (POST /v1/embeddings) and Hugging\n"
-            "  Face text-embeddings-inference routes (POST /embed, /tokenize; GET /info,\n"
-            "  /health, /metrics), batching concurrent requests into shared forward passes.\n"
+            "  Face text-embeddings-inference routes (POST /embed, /rerank, /tokenize;\n"
+            "  GET /info, /health, /metrics), batching concurrent requests into shared\n"
+            "  forward passes.\n"
             "  GET /openapi.json describes every route (OpenAPI 3); GET /docs renders it.\n"
             "  -m, --model MODEL               model folder, or hub repo id ORG/NAME[@REV]\n"
             "                                  (found or pulled as for embed: docs/PULL.md)\n"
@@ -907,6 +999,9 @@ static void serve_usage(FILE *f)
             "      --auto-truncate true|false  truncate long inputs when a request does not\n"
             "                                  say (default false: 422, as TEI)\n"
             "      --index INDEX               serve POST /search over this index\n"
+            "      --rerank CROSS_ENCODER      also serve POST /rerank (TEI) with this\n"
+            "                                  cross-encoder folder or repo id; -m may itself\n"
+            "                                  be a cross-encoder, which serves /rerank alone\n"
             "      --threads N                 inference threads (default: all CPUs)\n"
             "      --dtype f32|bf16|int8       compute precision (default f32)\n"
             "      --shutdown-timeout S        on SIGTERM, wait at most S seconds for\n"
@@ -930,7 +1025,8 @@ enum {
     O_HEADER_TIMEOUT,
     O_REQUEST_TIMEOUT,
     O_PER_IP,
-    O_STRICT_CLIENT_BATCH
+    O_STRICT_CLIENT_BATCH,
+    O_RERANK
 };
 
 /* The first line of path, without its line end: the API key. */
@@ -1014,6 +1110,7 @@ static int parse_args(int argc, char **argv)
         {"header-timeout", required_argument, 0, O_HEADER_TIMEOUT},
         {"request-timeout", required_argument, 0, O_REQUEST_TIMEOUT},
         {"max-connections-per-ip", required_argument, 0, O_PER_IP},
+        {"rerank", required_argument, 0, O_RERANK},
         CLI_OPTION_HELP,
         CLI_OPTION_END,
     };
@@ -1086,6 +1183,9 @@ static int parse_args(int argc, char **argv)
             break;
         case O_API_KEY_FILE:
             key_file = optarg;
+            break;
+        case O_RERANK:
+            S.rerank_arg = optarg;
             break;
         case O_MAX_MEMORY:
             if (cli_parse_int("--max-memory", optarg, 1L << 20, 1L << 50, &max_memory))
@@ -1336,8 +1436,10 @@ int cmd_serve(int argc, char **argv)
     MHD_stop_daemon(d);
     srv_gate_free(S.gate);
     srv_batcher_free(S.batcher);
+    srv_reranker_free(S.reranker);
     srv_search_free(S.search);
     srv_model_free(&S.model);
+    srv_model_free(&S.rr_model);
     free(S.info_body);
     srv_metrics_destroy(&S.metrics);
     if (rc == 0)
