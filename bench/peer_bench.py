@@ -9,7 +9,9 @@ onnxruntime, openvino). Three commands:
         OUT_DIR/model.onnx; its ONNX Runtime int8 twin, quantize_dynamic with QInt8 weights:
         OUT_DIR/model.int8.onnx; and OpenVINO's fp32 IR (compress_to_fp16=False):
         OUT_DIR/model.xml. Inputs input_ids and attention_mask (int64, batch x seq),
-        output "embedding" (batch x hidden).
+        output "embedding" (batch x hidden). A cross-encoder folder
+        (BertForSequenceClassification) adds the input token_type_ids and ends in the tanh
+        pooler and the classifier: output "logits" (batch x num_labels).
     peer_bench.py time --engine ort|ov --precision f32|int8|bf16 --dir OUT_DIR
                        [--shapes 1x16,32x128] [--corpus IDS.jsonl] [--threads 2]
                        [--runs 5] [--warmup 2] [--vocab N]
@@ -97,6 +99,15 @@ def model_info(model_dir):
     if cfg.get("model_type", "bert") != "bert":
         sys.exit("peer_bench: %s: model_type %r; only BERT is exported" %
                  (model_dir, cfg.get("model_type")))
+    if (cfg.get("architectures") or [""])[0] == "BertForSequenceClassification":
+        # a cross-encoder: token types, the pooler and the classifier; logits out
+        labels = len(cfg.get("id2label") or {}) or int(cfg.get("num_labels", 2))
+        return {"hidden": cfg["hidden_size"], "heads": cfg["num_attention_heads"],
+                "layers": cfg["num_hidden_layers"], "ffn": cfg["intermediate_size"],
+                "vocab": cfg["vocab_size"], "eps": cfg.get("layer_norm_eps", 1e-12),
+                "max_seq": cfg.get("max_position_embeddings", 512),
+                "pad": cfg.get("pad_token_id", 0), "pooling": "cls", "normalize": False,
+                "cross_encoder": True, "num_labels": labels}
     pool = read_json(os.path.join(model_dir, "1_Pooling", "config.json"),
                      {"pooling_mode_cls_token": True})
     if pool.get("pooling_mode_cls_token"):
@@ -152,8 +163,15 @@ def build_onnx(model_dir):
     # embeddings: word + token type 0 + position, LayerNorm
     word = node("Gather", [init("word", w["embeddings.word_embeddings.weight"]), "input_ids"],
                 "emb_word", axis=0)
-    typ = node("Add", [word, init("type0", w["embeddings.token_type_embeddings.weight"][0])],
-               "emb_type")
+    ce = info.get("cross_encoder", False)
+    if ce:  # a pair: token type 0 for [CLS] query [SEP], 1 for text [SEP]
+        tt = node("Gather", [init("types", w["embeddings.token_type_embeddings.weight"]),
+                             "token_type_ids"], "emb_types", axis=0)
+        typ = node("Add", [word, tt], "emb_type")
+    else:
+        typ = node("Add", [word, init("type0",
+                                      w["embeddings.token_type_embeddings.weight"][0])],
+                   "emb_type")
     seq = node("Shape", ["input_ids"], "seq_len", start=1, end=2)
     pos = node("Slice", [init("pos", w["embeddings.position_embeddings.weight"]),
                          const(np.array([0], np.int64)), seq, const(np.array([0], np.int64))],
@@ -205,16 +223,23 @@ def build_onnx(model_dir):
         sm = node("ReduceSum", [xs, const(np.array([1], np.int64))], "sum_tokens", keepdims=0)
         cnt = node("ReduceSum", [maskf, const(np.array([1], np.int64))], "n_tokens", keepdims=1)
         pooled = node("Div", [sm, cnt], "pooled")
-    if info["normalize"]:
-        node("LpNormalization", [pooled], "embedding", axis=-1, p=2)
+    inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+              helper.make_tensor_value_info("attention_mask", TensorProto.INT64,
+                                            ["batch", "seq"])]
+    if ce:  # BertForSequenceClassification: tanh pooler on [CLS], then the classifier
+        pooled = node("Tanh", [linear(pooled, "pooler.dense", "pooler_lin")], "pooler")
+        linear(pooled, "classifier", "logits")
+        inputs.append(helper.make_tensor_value_info("token_type_ids", TensorProto.INT64,
+                                                    ["batch", "seq"]))
+        output = helper.make_tensor_value_info("logits", TensorProto.FLOAT,
+                                               ["batch", info["num_labels"]])
     else:
-        node("Identity", [pooled], "embedding")
-    graph = helper.make_graph(
-        nodes, "medembed_peer_bert",
-        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
-         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])],
-        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", H])],
-        inits)
+        if info["normalize"]:
+            node("LpNormalization", [pooled], "embedding", axis=-1, p=2)
+        else:
+            node("Identity", [pooled], "embedding")
+        output = helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", H])
+    graph = helper.make_graph(nodes, "medembed_peer_bert", inputs, [output], inits)
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                           producer_name="medembed bench/peer_bench.py")
     m.ir_version = 8
@@ -277,7 +302,7 @@ class Engine:
         if key not in self.compiled:
             m = self.model.clone()
             if shape:
-                m.reshape({"input_ids": list(shape), "attention_mask": list(shape)})
+                m.reshape({i.get_any_name(): list(shape) for i in m.inputs})
             cfg = {"INFERENCE_PRECISION_HINT": self.precision,
                    "INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY"}
             cm = self.core.compile_model(m, "CPU", cfg)
@@ -298,11 +323,16 @@ class Engine:
         if self.engine == "ov":
             self._ov_compiled(shape)
 
-    def run(self, ids, mask, static=True):
+    def run(self, ids, mask, static=True, types=None):
+        """The graph's one output (embeddings, or a cross-encoder's logits: then types, the
+        token_type_ids, is required)."""
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if types is not None:
+            feeds["token_type_ids"] = types
         if self.engine == "ort":
-            return self.sess.run(["embedding"], {"input_ids": ids, "attention_mask": mask})[0]
+            return self.sess.run(None, feeds)[0]
         req = self._ov_compiled(ids.shape if static else None)
-        res = req.infer({"input_ids": ids, "attention_mask": mask})
+        res = req.infer(feeds)
         return next(iter(res.values()))
 
     def describe(self):
