@@ -34,23 +34,32 @@ def ce_model(models, **kw):
 
 
 def hf_reference(tmp_path, model_dir, pairs, max_length, direction="right", st=False):
+    """ce_ref.py's output for pairs: {"pairs": [(ids, type_ids)], "st_scores", "st_logits"}
+    for one truncation direction, or a dict of those by direction for a tuple of them (one
+    process for all)."""
     py = peer_python("sentence_transformers" if st else "tokenizers")
+    dirs = (direction,) if isinstance(direction, str) else tuple(direction)
     src = tmp_path / "pairs.jsonl"
     src.write_text("".join(json.dumps(p) + "\n" for p in pairs), encoding="utf-8")
     out = tmp_path / "ref.npz"
     cmd = [py, os.path.join(HERE, "ce_ref.py"), model_dir, str(src), str(out),
-           "--max-length", str(max_length), "--direction", direction] + (["--st"] if st else [])
-    r = subprocess.run(cmd, capture_output=True, env=clean_env(), timeout=600)
+           "--max-length", str(max_length), "--direction", ",".join(dirs)]
+    r = subprocess.run(cmd + (["--st"] if st else []), capture_output=True, env=clean_env(),
+                       timeout=600)
     assert r.returncode == 0, r.stderr.decode("utf-8", "replace")[-3000:]
     z = np.load(out)
-    res, off = {"pairs": []}, 0
-    for n in z["lens"]:
-        res["pairs"].append((z["ids"][off:off + n].tolist(), z["types"][off:off + n].tolist()))
-        off += n
-    for k in ("st_scores", "st_logits"):
-        if k in z:
-            res[k] = z[k]
-    return res
+    res = {}
+    for d in dirs:
+        one, off = {"pairs": []}, 0
+        for n in z["lens_" + d]:
+            one["pairs"].append((z["ids_" + d][off:off + n].tolist(),
+                                 z["types_" + d][off:off + n].tolist()))
+            off += n
+        for k in ("st_scores", "st_logits"):
+            if k + "_" + d in z:
+                one[k] = z[k + "_" + d]
+        res[d] = one
+    return res[direction] if isinstance(direction, str) else res
 
 
 def numpy_scores(models, model_dir, encoded, raw):
@@ -138,8 +147,9 @@ def test_matches_sentence_transformers_cross_encoder(cli, models, tmp_path, acti
     rng = np.random.default_rng(3)
     query = words(rng, 4)
     texts = [words(rng, int(n)) for n in (2, 5, 9, 14, 22, 29, 35, 60)]
-    ref = hf_reference(tmp_path, m["dir"], [[query, t] for t in texts], m["max_length"],
-                       st=True)
+    both = hf_reference(tmp_path, m["dir"], [[query, t] for t in texts], m["max_length"],
+                        direction=("right", "left"), st=True)
+    ref, ref_left = both["right"], both["left"]
     # the float64 reference itself agrees with sentence-transformers (torch, float32)
     np.testing.assert_allclose(numpy_scores(models, m["dir"], ref["pairs"], True)[:, 0],
                                ref["st_logits"], rtol=0, atol=5e-5)
@@ -149,8 +159,6 @@ def test_matches_sentence_transformers_cross_encoder(cli, models, tmp_path, acti
     raw, _ = rerank(cli, m["dir"], query, texts, ["--raw-scores"])
     np.testing.assert_allclose(raw, ref["st_logits"], rtol=0, atol=5e-5)
     left, _ = rerank(cli, m["dir"], query, texts, ["--truncation-direction", "left"])
-    ref_left = hf_reference(tmp_path, m["dir"], [[query, t] for t in texts], m["max_length"],
-                            direction="left", st=True)
     np.testing.assert_allclose(left, ref_left["st_scores"], rtol=0, atol=2e-5)
     assert np.abs(left - got).max() > 1e-3  # the direction matters on these pairs
 
