@@ -328,3 +328,45 @@ def test_search_rerank_bad_input(cli, models, tmp_path):
     r = cli.run(base + ["--rerank", ce["dir"]])
     assert r.returncode == 1 and "stores no document texts" in _err(r), _err(r)
     assert "fts-rebuild" in _err(r)
+
+
+def test_eval_rerank_ranks_as_search_rerank_does(cli, models, tmp_path):
+    """eval --rerank scores the ranking search --rerank prints on an index of the same corpus
+    (the run file holds it, with the cross-encoder's scores)."""
+    emb = models.get(pooling="mean", seed=17)
+    ce = ce_model(models, seed=18)
+    rng = np.random.default_rng(10)
+    docs = [{"_id": "d%d" % i, "title": words(rng, 2), "text": words(rng, int(n))}
+            for i, n in enumerate(rng.integers(3, 40, 25))]
+    qs = [{"_id": "q%d" % i, "text": " ".join(docs[i]["text"].split()[:3])} for i in range(4)]
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (beir / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in qs))
+    (beir / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join("q%d\td%d\t1\n" % (i, i) for i in range(4)))
+    run = tmp_path / "run.trec"
+    got = json.loads(cli.ok(["eval", "-m", emb["dir"], "--beir", beir, "--json", "--run", run,
+                             "-k", "5", "--rerank", ce["dir"], "--rerank-top", "10",
+                             "--mode", "hybrid"]).stdout)
+    assert got["rerank"] == ce["dir"] and got["rerank_top"] == 10 and got["n_queries"] == 4
+    ranked = {}
+    for line in open(run):
+        qid, _, doc, rank, score, _ = line.split()
+        ranked.setdefault(qid, []).append((doc, float(score)))
+    db = tmp_path / "same.db"
+    cli.ok(["index", "build", "-m", emb["dir"], "-i", beir / "corpus.jsonl", "-o", db,
+            "--no-chunk", "--quiet"])
+    for q in qs:
+        out = cli.ok(["search", "-m", emb["dir"], "--index", db, "-q", q["text"], "-k", "5",
+                      "--exact", "--mode", "hybrid", "--rerank", ce["dir"], "--rerank-top", "10"])
+        hits = [json.loads(x) for x in out.stdout.decode().splitlines()]
+        assert [d for d, _ in ranked[q["_id"]]] == [h["id"] for h in hits]
+        for (_, s), h in zip(ranked[q["_id"]], hits):
+            assert abs(s - h["score"]) < 1e-6
+    dflt = json.loads(cli.ok(["eval", "-m", emb["dir"], "--beir", beir, "--json", "--rerank",
+                              ce["dir"]]).stdout)
+    assert dflt["rerank_top"] == 100  # -k's default
+    r = cli.run(["eval", "-m", emb["dir"], "--beir", beir, "-k", "20", "--rerank", ce["dir"],
+                 "--rerank-top", "10"])
+    assert r.returncode == 2 and "-k 20 is more than --rerank-top 10" in _err(r)
