@@ -1100,6 +1100,10 @@ int medembed_ctx_rerank(medembed_ctx *c, const char *query, size_t query_len,
         me_ids_free(&qv);
         return ctx_fail(c, rc, "query: %s", e.msg);
     }
+    if (qv.n < 2) { /* encode always adds [CLS] and [SEP]; never trust it blindly */
+        me_ids_free(&qv);
+        return ctx_fail(c, MEDEMBED_ERR_INTERNAL, "query: the tokenizer gave no [CLS]/[SEP]");
+    }
     /* [CLS] pieces [SEP]: the specials come from the tokenizer */
     int32_t cls = qv.ids[0], sep = qv.ids[qv.n - 1], nq = qv.n - 2;
     for (int32_t i = 0; i < n && rc == MEDEMBED_OK; i++) {
@@ -1109,6 +1113,11 @@ int medembed_ctx_rerank(medembed_ctx *c, const char *query, size_t query_len,
         rc = me_tokenizer_encode(m->tok, s, len, 0, tf, &set->tok, &nf, &dbad, &e);
         if (rc != MEDEMBED_OK) {
             ctx_fail(c, rc, "text %d: %s", i, e.msg);
+            break;
+        }
+        if (set->tok.n < 2) {
+            rc = ctx_fail(c, MEDEMBED_ERR_INTERNAL, "text %d: the tokenizer gave no [CLS]/[SEP]",
+                          i);
             break;
         }
         int32_t nd = set->tok.n - 2, kq = nq, kd = nd;

@@ -34,23 +34,32 @@ def ce_model(models, **kw):
 
 
 def hf_reference(tmp_path, model_dir, pairs, max_length, direction="right", st=False):
+    """ce_ref.py's output for pairs: {"pairs": [(ids, type_ids)], "st_scores", "st_logits"}
+    for one truncation direction, or a dict of those by direction for a tuple of them (one
+    process for all)."""
     py = peer_python("sentence_transformers" if st else "tokenizers")
+    dirs = (direction,) if isinstance(direction, str) else tuple(direction)
     src = tmp_path / "pairs.jsonl"
     src.write_text("".join(json.dumps(p) + "\n" for p in pairs), encoding="utf-8")
     out = tmp_path / "ref.npz"
     cmd = [py, os.path.join(HERE, "ce_ref.py"), model_dir, str(src), str(out),
-           "--max-length", str(max_length), "--direction", direction] + (["--st"] if st else [])
-    r = subprocess.run(cmd, capture_output=True, env=clean_env(), timeout=600)
+           "--max-length", str(max_length), "--direction", ",".join(dirs)]
+    r = subprocess.run(cmd + (["--st"] if st else []), capture_output=True, env=clean_env(),
+                       timeout=600)
     assert r.returncode == 0, r.stderr.decode("utf-8", "replace")[-3000:]
     z = np.load(out)
-    res, off = {"pairs": []}, 0
-    for n in z["lens"]:
-        res["pairs"].append((z["ids"][off:off + n].tolist(), z["types"][off:off + n].tolist()))
-        off += n
-    for k in ("st_scores", "st_logits"):
-        if k in z:
-            res[k] = z[k]
-    return res
+    res = {}
+    for d in dirs:
+        one, off = {"pairs": []}, 0
+        for n in z["lens_" + d]:
+            one["pairs"].append((z["ids_" + d][off:off + n].tolist(),
+                                 z["types_" + d][off:off + n].tolist()))
+            off += n
+        for k in ("st_scores", "st_logits"):
+            if k + "_" + d in z:
+                one[k] = z[k + "_" + d]
+        res[d] = one
+    return res[direction] if isinstance(direction, str) else res
 
 
 def numpy_scores(models, model_dir, encoded, raw):
@@ -138,8 +147,9 @@ def test_matches_sentence_transformers_cross_encoder(cli, models, tmp_path, acti
     rng = np.random.default_rng(3)
     query = words(rng, 4)
     texts = [words(rng, int(n)) for n in (2, 5, 9, 14, 22, 29, 35, 60)]
-    ref = hf_reference(tmp_path, m["dir"], [[query, t] for t in texts], m["max_length"],
-                       st=True)
+    both = hf_reference(tmp_path, m["dir"], [[query, t] for t in texts], m["max_length"],
+                        direction=("right", "left"), st=True)
+    ref, ref_left = both["right"], both["left"]
     # the float64 reference itself agrees with sentence-transformers (torch, float32)
     np.testing.assert_allclose(numpy_scores(models, m["dir"], ref["pairs"], True)[:, 0],
                                ref["st_logits"], rtol=0, atol=5e-5)
@@ -149,8 +159,6 @@ def test_matches_sentence_transformers_cross_encoder(cli, models, tmp_path, acti
     raw, _ = rerank(cli, m["dir"], query, texts, ["--raw-scores"])
     np.testing.assert_allclose(raw, ref["st_logits"], rtol=0, atol=5e-5)
     left, _ = rerank(cli, m["dir"], query, texts, ["--truncation-direction", "left"])
-    ref_left = hf_reference(tmp_path, m["dir"], [[query, t] for t in texts], m["max_length"],
-                            direction="left", st=True)
     np.testing.assert_allclose(left, ref_left["st_scores"], rtol=0, atol=2e-5)
     assert np.abs(left - got).max() > 1e-3  # the direction matters on these pairs
 
@@ -320,3 +328,45 @@ def test_search_rerank_bad_input(cli, models, tmp_path):
     r = cli.run(base + ["--rerank", ce["dir"]])
     assert r.returncode == 1 and "stores no document texts" in _err(r), _err(r)
     assert "fts-rebuild" in _err(r)
+
+
+def test_eval_rerank_ranks_as_search_rerank_does(cli, models, tmp_path):
+    """eval --rerank scores the ranking search --rerank prints on an index of the same corpus
+    (the run file holds it, with the cross-encoder's scores)."""
+    emb = models.get(pooling="mean", seed=17)
+    ce = ce_model(models, seed=18)
+    rng = np.random.default_rng(10)
+    docs = [{"_id": "d%d" % i, "title": words(rng, 2), "text": words(rng, int(n))}
+            for i, n in enumerate(rng.integers(3, 40, 25))]
+    qs = [{"_id": "q%d" % i, "text": " ".join(docs[i]["text"].split()[:3])} for i in range(4)]
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (beir / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in qs))
+    (beir / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join("q%d\td%d\t1\n" % (i, i) for i in range(4)))
+    run = tmp_path / "run.trec"
+    got = json.loads(cli.ok(["eval", "-m", emb["dir"], "--beir", beir, "--json", "--run", run,
+                             "-k", "5", "--rerank", ce["dir"], "--rerank-top", "10",
+                             "--mode", "hybrid"]).stdout)
+    assert got["rerank"] == ce["dir"] and got["rerank_top"] == 10 and got["n_queries"] == 4
+    ranked = {}
+    for line in open(run):
+        qid, _, doc, rank, score, _ = line.split()
+        ranked.setdefault(qid, []).append((doc, float(score)))
+    db = tmp_path / "same.db"
+    cli.ok(["index", "build", "-m", emb["dir"], "-i", beir / "corpus.jsonl", "-o", db,
+            "--no-chunk", "--quiet"])
+    for q in qs:
+        out = cli.ok(["search", "-m", emb["dir"], "--index", db, "-q", q["text"], "-k", "5",
+                      "--exact", "--mode", "hybrid", "--rerank", ce["dir"], "--rerank-top", "10"])
+        hits = [json.loads(x) for x in out.stdout.decode().splitlines()]
+        assert [d for d, _ in ranked[q["_id"]]] == [h["id"] for h in hits]
+        for (_, s), h in zip(ranked[q["_id"]], hits):
+            assert abs(s - h["score"]) < 1e-6
+    dflt = json.loads(cli.ok(["eval", "-m", emb["dir"], "--beir", beir, "--json", "--rerank",
+                              ce["dir"]]).stdout)
+    assert dflt["rerank_top"] == 100  # -k's default
+    r = cli.run(["eval", "-m", emb["dir"], "--beir", beir, "-k", "20", "--rerank", ce["dir"],
+                 "--rerank-top", "10"])
+    assert r.returncode == 2 and "-k 20 is more than --rerank-top 10" in _err(r)

@@ -10,7 +10,8 @@
  * qrels that appear in queries.jsonl; a query without relevant documents
  * counts as 0, as in pytrec_eval / MTEB. --mode bm25|hybrid searches the
  * index's keyword leg too (docs/SEARCH.md), and the time per query (query
- * embedding + search) is reported for comparing modes.
+ * embedding + search) is reported for comparing modes. --rerank CE reorders
+ * each query's first --rerank-top hits with a cross-encoder before scoring.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -29,6 +30,8 @@ enum {
     OPT_RUN,
     OPT_DOC_PROMPT,
     OPT_DOC_PROMPT_NAME,
+    OPT_RERANK,
+    OPT_RERANK_TOP,
 };
 
 static double now_s(void)
@@ -55,7 +58,11 @@ static void eval_usage(FILE *f)
             "      --json               print {\"ndcg_at_10\", \"map_at_10\", \"mrr_at_10\",\n"
             "                           \"recall_at_10\", \"recall_at_100\", \"precision_at_10\",\n"
             "                           \"n_queries\", \"mode\", \"ms_per_query\"} instead of a table\n"
-            "                           (ms_per_query: query embedding + search, mean)\n"
+            "                           (ms_per_query: query embedding + search [+ rerank],\n"
+            "                           mean; with --rerank also \"rerank\", \"rerank_top\")\n"
+            "      --rerank CE          reorder each query's first --rerank-top hits with a\n"
+            "                           cross-encoder (as search --rerank) before scoring\n"
+            "      --rerank-top N       hits the cross-encoder reads (default: -k; >= -k)\n"
             "      --run FILE           write the ranking as a TREC run file\n"
             "      --prompt TEXT        query prompt (\"\" = none; default: the model's \"query\"\n"
             "                           prompt, else its default prompt; MedEmbed: none)\n"
@@ -77,7 +84,8 @@ static void eval_usage(FILE *f)
 
 typedef struct eval_args {
     cli_common co; /* -m, -k, chunking, --quantize, --hnsw-m, --prompt (queries), ... */
-    const char *beir, *split, *run, *doc_prompt, *doc_prompt_name;
+    const char *beir, *split, *run, *doc_prompt, *doc_prompt_name, *rerank;
+    long rerank_top;
     int json;
 } eval_args;
 
@@ -93,6 +101,8 @@ static int parse(int argc, char **argv, eval_args *a)
         CLI_OPTION_PROMPT_NAME,
         {"doc-prompt", required_argument, 0, OPT_DOC_PROMPT},
         {"doc-prompt-name", required_argument, 0, OPT_DOC_PROMPT_NAME},
+        {"rerank", required_argument, 0, OPT_RERANK},
+        {"rerank-top", required_argument, 0, OPT_RERANK_TOP},
         CLI_OPTION_CHUNK_TOKENS,
         CLI_OPTION_OVERLAP,
         CLI_OPTION_QUANTIZE,
@@ -135,6 +145,13 @@ static int parse(int argc, char **argv, eval_args *a)
         case OPT_DOC_PROMPT_NAME:
             a->doc_prompt_name = optarg;
             break;
+        case OPT_RERANK:
+            a->rerank = optarg;
+            break;
+        case OPT_RERANK_TOP:
+            if (cli_parse_int("--rerank-top", optarg, 1, 10000, &a->rerank_top))
+                return 2;
+            break;
         default:
             if ((rc = cli_common_opt(&a->co, c, optarg, argv)) != 0)
                 return rc; /* -1: --help */
@@ -152,6 +169,18 @@ static int parse(int argc, char **argv, eval_args *a)
     }
     if (a->co.alpha >= 0 && a->co.mode != MEDEMBED_SEARCH_HYBRID) {
         cli_error("--alpha applies to --mode hybrid");
+        return 2;
+    }
+    if (a->rerank_top && !a->rerank) {
+        cli_error("--rerank-top applies to --rerank CROSS_ENCODER");
+        return 2;
+    }
+    if (a->rerank && !a->rerank_top)
+        a->rerank_top = a->co.k;
+    if (a->rerank && a->co.k > a->rerank_top) {
+        cli_error("-k %ld is more than --rerank-top %ld: the cross-encoder orders only the hits "
+                  "it reads (raise --rerank-top)",
+                  a->co.k, a->rerank_top);
         return 2;
     }
     if (a->co.overlap >= 0 && !a->co.chunk) {
@@ -176,10 +205,14 @@ typedef struct totals {
     long n;
 } totals;
 
-/* Scores one query's hits against its judgments and writes its run lines. */
-static int score_query(const medembed_hits *h, const struct qrels_query *qq, totals *t, FILE *run)
+/* Scores one query's hits against its judgments and writes its run lines:
+ * the first n hits in `order` with scores rr (a rerank), or all hits in
+ * the search's order with its scores (order NULL). */
+static int score_query(const medembed_hits *h, const int32_t *order, const float *rr, int32_t n,
+                       const struct qrels_query *qq, totals *t, FILE *run)
 {
-    int32_t n = medembed_hits_count(h);
+    if (!order)
+        n = medembed_hits_count(h);
     const char **ids = malloc(sizeof *ids * (size_t)(n ? n : 1));
     float *sc = malloc(sizeof *sc * (size_t)(n ? n : 1));
     if (!ids || !sc) {
@@ -188,8 +221,9 @@ static int score_query(const medembed_hits *h, const struct qrels_query *qq, tot
         return 1;
     }
     for (int32_t i = 0; i < n; i++) {
-        ids[i] = medembed_hits_id(h, i);
-        sc[i] = medembed_hits_score(h, i);
+        int32_t j = order ? order[i] : i;
+        ids[i] = medembed_hits_id(h, j);
+        sc[i] = order ? rr[j] : medembed_hits_score(h, j);
         if (run)
             fprintf(run, "%s Q0 %s %d %.7g medembed\n", qq->qid, ids[i], i + 1, (double)sc[i]);
     }
@@ -229,8 +263,8 @@ int cmd_eval(int argc, char **argv)
     qrels qr;
     if (qrels_load(qrels_p, &qr))
         return 1;
-    medembed_model *m = NULL;
-    medembed_ctx *ctx = NULL;
+    medembed_model *m = NULL, *ce = NULL;
+    medembed_ctx *ctx = NULL, *ce_ctx = NULL;
     medembed_index *ix = NULL;
     FILE *run = NULL;
     int rc = 0;
@@ -238,6 +272,10 @@ int cmd_eval(int argc, char **argv)
     if (cli_load_embedder(a.co.model, a.co.dtype, 0, &m)) {
         qrels_free(&qr);
         return 1;
+    }
+    if (a.rerank && cli_load_reranker(a.rerank, a.co.dtype, a.co.threads, &ce, &ce_ctx)) {
+        rc = 1;
+        goto out;
     }
     medembed_embed_opts qeo;
     if (cli_embed_opts(m, a.co.prompt, a.co.prompt_name, MEDEMBED_ROLE_QUERY, &qeo)) {
@@ -298,7 +336,7 @@ int cmd_eval(int argc, char **argv)
     }
     medembed_search_opts so;
     medembed_search_opts_init(&so);
-    so.k = (int32_t)a.co.k;
+    so.k = (int32_t)(a.rerank ? a.rerank_top : a.co.k);
     so.ef_search = (int32_t)a.co.ef_search;
     so.with_metadata = 0;
     so.n_threads = (int32_t)a.co.threads;
@@ -308,9 +346,11 @@ int cmd_eval(int argc, char **argv)
     double secs = 0;
     float *q = malloc(sizeof *q * (size_t)medembed_index_dim(ix));
     uint8_t *done = calloc((size_t)qr.n_q, 1);
+    float *rr = ce ? malloc(sizeof *rr * (size_t)so.k) : NULL;
+    int32_t *order = ce ? malloc(sizeof *order * (size_t)so.k) : NULL;
     totals t = {0};
     corpus_doc d;
-    while (!rc && q && done) {
+    while (!rc && q && done && (!ce || (rr && order))) {
         int got = corpus_next(&qrd, &d);
         if (got <= 0) {
             rc = got < 0;
@@ -332,9 +372,15 @@ int cmd_eval(int argc, char **argv)
                        MEDEMBED_OK) {
                 cli_error("%s", err);
                 rc = 1;
+            } else if (ce && cli_rerank_hits(ix, ce_ctx, d.text, h, medembed_hits_count(h), rr,
+                                             order)) {
+                rc = 1;
             } else if ((secs += now_s() - t0) < 0) {
                 rc = 1;
-            } else if (score_query(h, &qr.q[*qi], &t, run)) {
+            } else if (score_query(h, ce ? order : NULL, rr,
+                                   medembed_hits_count(h) < a.co.k ? medembed_hits_count(h)
+                                                                   : (int32_t)a.co.k,
+                                   &qr.q[*qi], &t, run)) {
                 cli_error("out of memory scoring query \"%s\"", d.id);
                 rc = 1;
             }
@@ -350,6 +396,8 @@ int cmd_eval(int argc, char **argv)
         missing += !done[i];
     free(q);
     free(done);
+    free(rr);
+    free(order);
     corpus_close(&qrd);
     if (rc)
         goto out;
@@ -371,9 +419,15 @@ int cmd_eval(int argc, char **argv)
     if (a.json) {
         printf("{\"ndcg_at_10\": %.5f, \"map_at_10\": %.5f, \"mrr_at_10\": %.5f, "
                "\"recall_at_10\": %.5f, \"recall_at_100\": %.5f, \"precision_at_10\": %.5f, "
-               "\"n_queries\": %ld, \"mode\": \"%s\", \"ms_per_query\": %.3f}\n",
+               "\"n_queries\": %ld, \"mode\": \"%s\", \"ms_per_query\": %.3f",
                t.ndcg10 / n, t.map10 / n, t.mrr10 / n, t.r10 / n, t.r100 / n, t.p10 / n, t.n,
                mode_name, 1e3 * secs / n);
+        if (ce) {
+            fputs(", \"rerank\": ", stdout);
+            cli_json_string(stdout, a.rerank, strlen(a.rerank));
+            printf(", \"rerank_top\": %ld", a.rerank_top);
+        }
+        fputs("}\n", stdout);
     } else {
         printf("%-14s %s\n", "metric", "value");
         printf("%-14s %.5f\n", "nDCG@10", t.ndcg10 / n);
@@ -384,6 +438,8 @@ int cmd_eval(int argc, char **argv)
         printf("%-14s %.5f\n", "P@10", t.p10 / n);
         printf("%-14s %ld\n", "queries", t.n);
         printf("%-14s %s\n", "mode", mode_name);
+        if (ce)
+            printf("%-14s %s (top %ld)\n", "rerank", a.rerank, a.rerank_top);
         printf("%-14s %.3f\n", "ms/query", 1e3 * secs / n);
         printf("%-14s %lld (%lld chunks)\n", "documents", (long long)medembed_index_n_docs(ix),
                (long long)medembed_index_n_chunks(ix));
@@ -401,6 +457,8 @@ out:
     medembed_index_free(ix);
     medembed_ctx_free(ctx);
     medembed_model_free(m);
+    medembed_ctx_free(ce_ctx);
+    medembed_model_free(ce);
     qrels_free(&qr);
     return rc;
 }

@@ -188,6 +188,38 @@ int cli_rank_order(const float *scores, int32_t n, int32_t *order)
     return 0;
 }
 
+int cli_rerank_hits(medembed_index *ix, medembed_ctx *ctx, const char *query,
+                    const medembed_hits *h, int32_t n, float *rr, int32_t *order)
+{
+    char **texts = calloc((size_t)(n ? n : 1), sizeof *texts);
+    size_t *lens = calloc((size_t)(n ? n : 1), sizeof *lens);
+    int rc = texts && lens ? 0 : 1;
+    if (rc)
+        cli_error("out of memory reranking %d hits", n);
+    for (int32_t i = 0; i < n && !rc; i++) {
+        char err[1024];
+        if (medembed_index_doc_text(ix, medembed_hits_id(h, i), &texts[i], &lens[i], err,
+                                    sizeof err) != MEDEMBED_OK) {
+            cli_error("--rerank: %s", err);
+            rc = 1;
+        }
+    }
+    if (!rc && medembed_ctx_rerank(ctx, query, (size_t)-1, (const char *const *)texts, lens, n, 0,
+                                   rr) != MEDEMBED_OK) {
+        cli_error("--rerank: %s", medembed_ctx_last_error(ctx));
+        rc = 1;
+    }
+    if (!rc && cli_rank_order(rr, n, order)) {
+        cli_error("out of memory");
+        rc = 1;
+    }
+    for (int32_t i = 0; i < n && texts; i++)
+        free(texts[i]);
+    free(texts);
+    free(lens);
+    return rc;
+}
+
 int cmd_rerank(int argc, char **argv)
 {
     rerank_args a;

@@ -240,40 +240,6 @@ typedef struct rerank_stage {
     int32_t k;
 } rerank_stage;
 
-/* Scores (query, document text) for the first n hits with the
- * cross-encoder and orders them best first (ties: the search's order). */
-static int rerank_hits(medembed_index *ix, const rerank_stage *rs, const char *query,
-                       const medembed_hits *h, int32_t n, float *rr, int32_t *order)
-{
-    char **texts = calloc((size_t)(n ? n : 1), sizeof *texts);
-    size_t *lens = calloc((size_t)(n ? n : 1), sizeof *lens);
-    int rc = texts && lens ? 0 : 1;
-    if (rc)
-        cli_error("out of memory reranking %d hits", n);
-    for (int32_t i = 0; i < n && !rc; i++) {
-        char err[1024];
-        if (medembed_index_doc_text(ix, medembed_hits_id(h, i), &texts[i], &lens[i], err,
-                                    sizeof err) != MEDEMBED_OK) {
-            cli_error("--rerank: %s", err);
-            rc = 1;
-        }
-    }
-    if (!rc && medembed_ctx_rerank(rs->ctx, query, (size_t)-1, (const char *const *)texts, lens,
-                                   n, 0, rr) != MEDEMBED_OK) {
-        cli_error("--rerank: %s", medembed_ctx_last_error(rs->ctx));
-        rc = 1;
-    }
-    if (!rc && cli_rank_order(rr, n, order)) {
-        cli_error("out of memory");
-        rc = 1;
-    }
-    for (int32_t i = 0; i < n && texts; i++)
-        free(texts[i]);
-    free(texts);
-    free(lens);
-    return rc;
-}
-
 static int run_one(medembed_index *ix, const float *q, medembed_search_opts *so,
                    const char *text, const char *qid, int metadata, const rerank_stage *rs)
 {
@@ -290,7 +256,7 @@ static int run_one(medembed_index *ix, const float *q, medembed_search_opts *so,
         int32_t n = medembed_hits_count(h);
         float *rr = malloc(sizeof *rr * (size_t)(n ? n : 1));
         int32_t *order = malloc(sizeof *order * (size_t)(n ? n : 1));
-        rc = rr && order ? rerank_hits(ix, rs, text, h, n, rr, order) : 1;
+        rc = rr && order ? cli_rerank_hits(ix, rs->ctx, text, h, n, rr, order) : 1;
         if (!rc)
             print_hits(h, qid, metadata, hybrid, order, rr, n < rs->k ? n : rs->k);
         free(rr);
