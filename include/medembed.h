@@ -815,6 +815,33 @@ MEDEMBED_API int medembed_index_set_texts(medembed_index *ix, const medembed_ind
  * searches). */
 MEDEMBED_API int medembed_index_doc_text(medembed_index *ix, const char *id, char **text,
                                          size_t *len, char *err, size_t err_len);
+/* The reranking stage of a search (`search --rerank`, POST /search with
+ * "rerank", Python's Index.search(rerank=)): scores (query, the stored text
+ * of each hit's document, medembed_index_doc_text) with the cross-encoder
+ * ctx `ce` (one label), reorders the hits by that score (equal scores keep
+ * the search's order: medembed_rank_order), and keeps the first k (k <= 0 or
+ * more than there are: all). Afterwards medembed_hits_score() is the
+ * cross-encoder's score and medembed_hits_first_stage() the search's rank
+ * and score; chunks, hybrid components and metadata move with their hit.
+ * flags: as medembed_ctx_rerank (MEDEMBED_F_RAW_SCORES, ...); pairs over the
+ * model's limit are truncated unless MEDEMBED_F_NO_TRUNCATE. On failure the
+ * hits are unchanged. Returns MEDEMBED_OK, _ERR_MISMATCH (ce is not a
+ * one-label cross-encoder), _ERR_NOT_FOUND (a file without stored texts:
+ * `medembed index fts-rebuild`), _ERR_ARG (already reranked), and
+ * medembed_ctx_rerank's codes. ce is used by this thread only for the call. */
+MEDEMBED_API int medembed_hits_rerank(medembed_hits *h, medembed_index *ix, medembed_ctx *ce,
+                                      const char *query, int32_t k, uint32_t flags, char *err,
+                                      size_t err_len);
+/* After medembed_hits_rerank: hit i's rank (1-based) and score in the search
+ * before reranking; returns 1. Returns 0 (outputs untouched) for hits that
+ * were not reranked. */
+MEDEMBED_API int medembed_hits_first_stage(const medembed_hits *h, int32_t i, int32_t *rank,
+                                           float *score);
+/* Orders n scores best first: order[r] is the index of the r-th best; equal
+ * scores keep their input order; NaN sorts last. The one ranking rule of
+ * `medembed rerank`, POST /rerank and medembed_hits_rerank. Returns
+ * MEDEMBED_OK, _ERR_ARG, _ERR_NOMEM. */
+MEDEMBED_API int medembed_rank_order(const float *scores, int32_t n, int32_t *order);
 /* The document's metadata as JSON object text ("{}" when none). */
 MEDEMBED_API const char *medembed_hits_metadata(const medembed_hits *h, int32_t i);
 MEDEMBED_API void medembed_hits_free(medembed_hits *h);

@@ -35,6 +35,8 @@ struct medembed_hits {
     char **meta;
     int32_t *dense_rank, *bm25_rank;
     float *dense_score, *bm25_score;
+    int32_t *first_rank; /* after medembed_hits_rerank: the search's rank (1-based) */
+    float *first_score;  /* and score; NULL before */
 };
 
 static void put_err(char *err, size_t err_len, const me_err *e)
@@ -1438,6 +1440,171 @@ const char *medembed_hits_metadata(const medembed_hits *h, int32_t i)
     return h->meta[i] ? h->meta[i] : "{}";
 }
 
+int medembed_hits_first_stage(const medembed_hits *h, int32_t i, int32_t *rank, float *score)
+{
+    if (!h || i < 0 || i >= h->n || !h->first_rank)
+        return 0;
+    if (rank)
+        *rank = h->first_rank[i];
+    if (score)
+        *score = h->first_score[i];
+    return 1;
+}
+
+typedef struct ranked {
+    float score;
+    int32_t index;
+} ranked;
+
+/* Best first; equal scores keep their input order; NaN last. */
+static int cmp_ranked(const void *x, const void *y)
+{
+    const ranked *a = x, *b = y;
+    int an = isnan(a->score), bn = isnan(b->score);
+    if (an != bn)
+        return an - bn;
+    if (!an && a->score != b->score)
+        return a->score > b->score ? -1 : 1;
+    return a->index < b->index ? -1 : a->index > b->index;
+}
+
+int medembed_rank_order(const float *scores, int32_t n, int32_t *order)
+{
+    if (n < 0 || (n > 0 && (!scores || !order)))
+        return MEDEMBED_ERR_ARG;
+    ranked *r = malloc(sizeof *r * (size_t)(n ? n : 1));
+    if (!r)
+        return MEDEMBED_ERR_NOMEM;
+    for (int32_t i = 0; i < n; i++)
+        r[i] = (ranked){scores[i], i};
+    qsort(r, (size_t)n, sizeof *r, cmp_ranked);
+    for (int32_t i = 0; i < n; i++)
+        order[i] = r[i].index;
+    free(r);
+    return MEDEMBED_OK;
+}
+
+/* Every per-hit array of g, for k hits; 0, or -1 when out of memory. */
+static int hits_alloc(medembed_hits *g, int32_t k)
+{
+    size_t n = (size_t)(k ? k : 1);
+    g->id = calloc(n, sizeof *g->id);
+    g->meta = calloc(n, sizeof *g->meta);
+    g->score = malloc(sizeof *g->score * n);
+    g->chunk = malloc(sizeof *g->chunk * n);
+    g->start = malloc(sizeof *g->start * n);
+    g->end = malloc(sizeof *g->end * n);
+    g->dense_rank = malloc(sizeof *g->dense_rank * n);
+    g->bm25_rank = malloc(sizeof *g->bm25_rank * n);
+    g->dense_score = malloc(sizeof *g->dense_score * n);
+    g->bm25_score = malloc(sizeof *g->bm25_score * n);
+    g->first_rank = malloc(sizeof *g->first_rank * n);
+    g->first_score = malloc(sizeof *g->first_score * n);
+    return g->id && g->meta && g->score && g->chunk && g->start && g->end && g->dense_rank &&
+                   g->bm25_rank && g->dense_score && g->bm25_score && g->first_rank &&
+                   g->first_score
+               ? 0
+               : -1;
+}
+
+static void hits_release(medembed_hits *g)
+{
+    free(g->id);
+    free(g->meta);
+    free(g->score);
+    free(g->chunk);
+    free(g->start);
+    free(g->end);
+    free(g->dense_rank);
+    free(g->bm25_rank);
+    free(g->dense_score);
+    free(g->bm25_score);
+    free(g->first_rank);
+    free(g->first_score);
+}
+
+int medembed_hits_rerank(medembed_hits *h, medembed_index *ix, medembed_ctx *ce,
+                         const char *query, int32_t k, uint32_t flags, char *err, size_t err_len)
+{
+    if (!h || !ix || !ce || !query)
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "hits_rerank: bad arguments");
+    if (h->first_rank)
+        return me_err_buf(err, err_len, MEDEMBED_ERR_ARG, "these hits are already reranked");
+    const medembed_model *cm = medembed_ctx_model(ce);
+    if (medembed_model_kind(cm) != MEDEMBED_KIND_CROSS_ENCODER ||
+        medembed_model_num_labels(cm) != 1)
+        return me_err_buf(err, err_len, MEDEMBED_ERR_MISMATCH,
+                          "reranking hits needs a cross-encoder with one label (a relevance "
+                          "score); %s",
+                          medembed_model_kind(cm) == MEDEMBED_KIND_CROSS_ENCODER
+                              ? "this one has several"
+                              : "this is an embedding model");
+    int32_t n = h->n;
+    if (k <= 0 || k > n)
+        k = n;
+    char **texts = calloc((size_t)(n ? n : 1), sizeof *texts);
+    size_t *lens = calloc((size_t)(n ? n : 1), sizeof *lens);
+    float *rr = malloc(sizeof *rr * (size_t)(n ? n : 1));
+    int32_t *order = malloc(sizeof *order * (size_t)(n ? n : 1));
+    medembed_hits g;
+    memset(&g, 0, sizeof g);
+    int rc = MEDEMBED_OK;
+    if (!texts || !lens || !rr || !order || hits_alloc(&g, k) != 0) {
+        rc = me_err_buf(err, err_len, MEDEMBED_ERR_NOMEM, "out of memory reranking %d hits",
+                        (int)n);
+        goto out;
+    }
+    for (int32_t i = 0; i < n && rc == MEDEMBED_OK; i++)
+        rc = medembed_index_doc_text(ix, h->id[i], &texts[i], &lens[i], err, err_len);
+    if (rc != MEDEMBED_OK)
+        goto out;
+    rc = medembed_ctx_rerank(ce, query, (size_t)-1, (const char *const *)texts, lens, n, flags,
+                             rr);
+    if (rc != MEDEMBED_OK) {
+        me_err_buf(err, err_len, rc, "%s", medembed_ctx_last_error(ce));
+        goto out;
+    }
+    rc = medembed_rank_order(rr, n, order);
+    if (rc != MEDEMBED_OK) {
+        me_err_buf(err, err_len, rc, "out of memory reranking %d hits", (int)n);
+        goto out;
+    }
+    /* Nothing can fail from here: the hits move into g, in the new order. */
+    for (int32_t r = 0; r < k; r++) {
+        int32_t i = order[r];
+        g.id[r] = h->id[i];
+        g.meta[r] = h->meta[i];
+        h->id[i] = h->meta[i] = NULL;
+        g.score[r] = rr[i];
+        g.chunk[r] = h->chunk[i];
+        g.start[r] = h->start[i];
+        g.end[r] = h->end[i];
+        g.dense_rank[r] = h->dense_rank[i];
+        g.bm25_rank[r] = h->bm25_rank[i];
+        g.dense_score[r] = h->dense_score[i];
+        g.bm25_score[r] = h->bm25_score[i];
+        g.first_rank[r] = i + 1;
+        g.first_score[r] = h->score[i];
+    }
+    for (int32_t i = 0; i < n; i++) { /* the hits past k */
+        free(h->id[i]);
+        free(h->meta[i]);
+    }
+    hits_release(h);
+    g.n = k;
+    *h = g;
+    memset(&g, 0, sizeof g);
+out:
+    hits_release(&g);
+    for (int32_t i = 0; texts && i < n; i++)
+        free(texts[i]);
+    free(texts);
+    free(lens);
+    free(rr);
+    free(order);
+    return rc;
+}
+
 void medembed_hits_free(medembed_hits *h)
 {
     if (!h)
@@ -1446,6 +1613,8 @@ void medembed_hits_free(medembed_hits *h)
         free(h->id[i]);
         free(h->meta[i]);
     }
+    free(h->first_rank);
+    free(h->first_score);
     free(h->id);
     free(h->meta);
     free(h->score);

@@ -120,6 +120,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                r.return_text >= 0 && r.return_text <= 1);
     else
         assert(!r.query && !r.raw_scores && !r.return_text);
+    if (r.rerank)
+        assert(route == SRV_ROUTE_SEARCH && r.rerank_top >= r.k && r.rerank_top <= lim.max_k);
+    else
+        assert(r.rerank_top == 0);
     srv_request_free(&r);
     return 0;
 }

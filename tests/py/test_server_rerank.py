@@ -21,8 +21,8 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from test_server import (BIN, Server, _clean_env, _generate, openai_error,  # noqa: E402
-                         tei_error)
+from test_server import (BIN, TEXTS, Server, _build_index, _clean_env,  # noqa: E402
+                         _generate, openai_error, tei_error)
 
 try:
     import gen_model  # tests/py/gen_model.py
@@ -252,3 +252,60 @@ def test_multi_label_classifier_refused(workdir):
     r = subprocess.run([BIN, "serve", "-m", out, "--port", "0"], capture_output=True,
                        timeout=120, env=_clean_env())
     assert r.returncode != 0 and "3 labels" in r.stderr.decode(), r.stderr.decode()
+
+
+def _cli_search(emb, path, query, *args):
+    r = subprocess.run([BIN, "search", "-m", emb, "--index", path, "-q", query, "--metadata"]
+                       + list(args), capture_output=True, timeout=120, env=_clean_env())
+    assert r.returncode == 0, r.stderr.decode()
+    return [json.loads(line) for line in r.stdout.decode().splitlines()]
+
+
+def test_search_with_rerank(workdir, emb, ce):
+    """POST /search with "rerank" returns what `medembed search --rerank` prints: the same
+    documents in the same order, the cross-encoder's scores, the search's rank and score kept
+    as first_stage, in every mode."""
+    docs = [("d%d" % i, t, {"year": 2000 + i}) for i, t in enumerate(TEXTS + DOCS[:2] + DOCS[3:])]
+    path = os.path.join(workdir, "rr.db")
+    _build_index(emb, path, docs)
+    s = Server(emb, "--index", path, "--rerank", ce)
+    try:
+        for mode in ("dense", "bm25", "hybrid"):
+            for k, top in ((3, 8), (5, None)):
+                body = {"query": QUERY, "k": k, "mode": mode, "rerank": True}
+                args = ["--mode", mode, "-k", str(k), "--rerank", ce]
+                if top:
+                    body["rerank_top"] = top
+                    args += ["--rerank-top", str(top)]
+                want = _cli_search(emb, path, QUERY, *args)
+                status, got = s.post("/search", body)
+                assert status == 200, got
+                got = got["hits"]
+                assert [h["id"] for h in got] == [w["id"] for w in want], mode
+                for h, w in zip(got, want):
+                    assert np.float32(h["score"]) == np.float32(w["score"])
+                    assert h["first_stage"]["rank"] == w["first_stage"]["rank"]
+                    assert np.float32(h["first_stage"]["score"]) == \
+                        np.float32(w["first_stage"]["score"])
+                    assert h["metadata"] == w["metadata"]
+                scores = [np.float32(h["score"]) for h in got]
+                assert scores == sorted(scores, reverse=True)
+        # without rerank, no first_stage
+        status, got = s.post("/search", {"query": QUERY, "k": 3})
+        assert status == 200 and all("first_stage" not in h for h in got["hits"])
+        for bad in ({"query": QUERY, "rerank_top": 5},
+                    {"query": QUERY, "rerank": True, "k": 9, "rerank_top": 5},
+                    {"query": QUERY, "rerank": "yes"},
+                    {"query": QUERY, "rerank": True, "rerank_top": 0},
+                    {"query": "a\u0000b", "rerank": True}):
+            status, body = s.post("/search", bad)
+            tei_error(status, body, 422, "Validation")
+    finally:
+        assert s.close() == 0
+    s = Server(emb, "--index", path)  # no cross-encoder
+    try:
+        status, body = s.post("/search", {"query": QUERY, "rerank": True})
+        tei_error(status, body, 424, "Backend")
+        assert "--rerank" in body["error"]
+    finally:
+        assert s.close() == 0

@@ -853,9 +853,47 @@ static int teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+/* medembed_rank_order against a stable insertion sort written here: best
+ * first, equal scores in input order, NaN last. */
+static void rank_order_rule(void **state)
+{
+    (void)state;
+    uint32_t seed = 7;
+    for (int trial = 0; trial < 200; trial++) {
+        int32_t n = trial % 23;
+        float sc[32];
+        int32_t got[32], want[32];
+        for (int32_t i = 0; i < n; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            uint32_t v = seed >> 28; /* few values: many ties */
+            sc[i] = v == 15 ? NAN : (float)v - 7.0f;
+            want[i] = i;
+        }
+        for (int32_t i = 1; i < n; i++) { /* stable insertion sort */
+            int32_t x = want[i], j = i - 1;
+            for (; j >= 0; j--) {
+                float a = sc[want[j]], b = sc[x];
+                int after = isnan(a) ? !isnan(b) : (!isnan(b) && b > a);
+                if (!after)
+                    break;
+                want[j + 1] = want[j];
+            }
+            want[j + 1] = x;
+        }
+        assert_int_equal(medembed_rank_order(sc, n, got), MEDEMBED_OK);
+        for (int32_t i = 0; i < n; i++)
+            assert_int_equal(got[i], want[i]);
+    }
+    int32_t o[1];
+    assert_int_equal(medembed_rank_order(NULL, 1, o), MEDEMBED_ERR_ARG);
+    assert_int_equal(medembed_rank_order(NULL, 0, NULL), MEDEMBED_OK);
+    assert_int_equal(medembed_rank_order(NULL, -1, o), MEDEMBED_ERR_ARG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(rank_order_rule),
         cmocka_unit_test(metrics_graded),
         cmocka_unit_test(metrics_ties),
         cmocka_unit_test(metrics_no_relevant),

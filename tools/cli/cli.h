@@ -201,14 +201,5 @@ int cmd_rerank(int argc, char **argv); /* cmd_rerank.c */
  * Returns 0, or prints an error and returns 1 (nothing left to free). */
 int cli_load_reranker(const char *arg, int32_t dtype, long threads, medembed_model **m,
                       medembed_ctx **ctx);
-/* order = the indices of scores[0..n) best first, ties in index order.
- * Returns 0, or 1 when out of memory. */
-int cli_rank_order(const float *scores, int32_t n, int32_t *order);
-/* The reranking stage of search and eval --rerank: scores (query, the
- * stored text of hit i) for the first n hits with the cross-encoder ctx
- * into rr[i] and orders them best first into order (ties: the search's
- * order). Returns 0, or prints an error and returns 1. */
-int cli_rerank_hits(medembed_index *ix, medembed_ctx *ctx, const char *query,
-                    const medembed_hits *h, int32_t n, float *rr, int32_t *order);
 
 #endif

@@ -205,14 +205,11 @@ typedef struct totals {
     long n;
 } totals;
 
-/* Scores one query's hits against its judgments and writes its run lines:
- * the first n hits in `order` with scores rr (a rerank), or all hits in
- * the search's order with its scores (order NULL). */
-static int score_query(const medembed_hits *h, const int32_t *order, const float *rr, int32_t n,
-                       const struct qrels_query *qq, totals *t, FILE *run)
+/* Scores one query's hits (as medembed_hits_rerank left them, if
+ * reranked) against its judgments and writes its run lines. */
+static int score_query(const medembed_hits *h, const struct qrels_query *qq, totals *t, FILE *run)
 {
-    if (!order)
-        n = medembed_hits_count(h);
+    int32_t n = medembed_hits_count(h);
     const char **ids = malloc(sizeof *ids * (size_t)(n ? n : 1));
     float *sc = malloc(sizeof *sc * (size_t)(n ? n : 1));
     if (!ids || !sc) {
@@ -221,9 +218,8 @@ static int score_query(const medembed_hits *h, const int32_t *order, const float
         return 1;
     }
     for (int32_t i = 0; i < n; i++) {
-        int32_t j = order ? order[i] : i;
-        ids[i] = medembed_hits_id(h, j);
-        sc[i] = order ? rr[j] : medembed_hits_score(h, j);
+        ids[i] = medembed_hits_id(h, i);
+        sc[i] = medembed_hits_score(h, i);
         if (run)
             fprintf(run, "%s Q0 %s %d %.7g medembed\n", qq->qid, ids[i], i + 1, (double)sc[i]);
     }
@@ -346,11 +342,9 @@ int cmd_eval(int argc, char **argv)
     double secs = 0;
     float *q = malloc(sizeof *q * (size_t)medembed_index_dim(ix));
     uint8_t *done = calloc((size_t)qr.n_q, 1);
-    float *rr = ce ? malloc(sizeof *rr * (size_t)so.k) : NULL;
-    int32_t *order = ce ? malloc(sizeof *order * (size_t)so.k) : NULL;
     totals t = {0};
     corpus_doc d;
-    while (!rc && q && done && (!ce || (rr && order))) {
+    while (!rc && q && done) {
         int got = corpus_next(&qrd, &d);
         if (got <= 0) {
             rc = got < 0;
@@ -372,15 +366,13 @@ int cmd_eval(int argc, char **argv)
                        MEDEMBED_OK) {
                 cli_error("%s", err);
                 rc = 1;
-            } else if (ce && cli_rerank_hits(ix, ce_ctx, d.text, h, medembed_hits_count(h), rr,
-                                             order)) {
+            } else if (ce && medembed_hits_rerank(h, ix, ce_ctx, d.text, (int32_t)a.co.k, 0, err,
+                                                  sizeof err) != MEDEMBED_OK) {
+                cli_error("--rerank: %s", err);
                 rc = 1;
             } else if ((secs += now_s() - t0) < 0) {
                 rc = 1;
-            } else if (score_query(h, ce ? order : NULL, rr,
-                                   medembed_hits_count(h) < a.co.k ? medembed_hits_count(h)
-                                                                   : (int32_t)a.co.k,
-                                   &qr.q[*qi], &t, run)) {
+            } else if (score_query(h, &qr.q[*qi], &t, run)) {
                 cli_error("out of memory scoring query \"%s\"", d.id);
                 rc = 1;
             }
@@ -396,8 +388,6 @@ int cmd_eval(int argc, char **argv)
         missing += !done[i];
     free(q);
     free(done);
-    free(rr);
-    free(order);
     corpus_close(&qrd);
     if (rc)
         goto out;

@@ -160,66 +160,6 @@ static int parse(int argc, char **argv, rerank_args *a)
     return 0;
 }
 
-typedef struct {
-    float score;
-    int32_t index;
-} ranked;
-
-/* Best first; equal scores keep the input order. */
-static int cmp_ranked(const void *x, const void *y)
-{
-    const ranked *a = x, *b = y;
-    if (a->score != b->score)
-        return a->score > b->score ? -1 : 1;
-    return a->index < b->index ? -1 : a->index > b->index;
-}
-
-int cli_rank_order(const float *scores, int32_t n, int32_t *order)
-{
-    ranked *r = malloc(sizeof *r * (size_t)(n ? n : 1));
-    if (!r)
-        return 1;
-    for (int32_t i = 0; i < n; i++)
-        r[i] = (ranked){scores[i], i};
-    qsort(r, (size_t)n, sizeof *r, cmp_ranked);
-    for (int32_t i = 0; i < n; i++)
-        order[i] = r[i].index;
-    free(r);
-    return 0;
-}
-
-int cli_rerank_hits(medembed_index *ix, medembed_ctx *ctx, const char *query,
-                    const medembed_hits *h, int32_t n, float *rr, int32_t *order)
-{
-    char **texts = calloc((size_t)(n ? n : 1), sizeof *texts);
-    size_t *lens = calloc((size_t)(n ? n : 1), sizeof *lens);
-    int rc = texts && lens ? 0 : 1;
-    if (rc)
-        cli_error("out of memory reranking %d hits", n);
-    for (int32_t i = 0; i < n && !rc; i++) {
-        char err[1024];
-        if (medembed_index_doc_text(ix, medembed_hits_id(h, i), &texts[i], &lens[i], err,
-                                    sizeof err) != MEDEMBED_OK) {
-            cli_error("--rerank: %s", err);
-            rc = 1;
-        }
-    }
-    if (!rc && medembed_ctx_rerank(ctx, query, (size_t)-1, (const char *const *)texts, lens, n, 0,
-                                   rr) != MEDEMBED_OK) {
-        cli_error("--rerank: %s", medembed_ctx_last_error(ctx));
-        rc = 1;
-    }
-    if (!rc && cli_rank_order(rr, n, order)) {
-        cli_error("out of memory");
-        rc = 1;
-    }
-    for (int32_t i = 0; i < n && texts; i++)
-        free(texts[i]);
-    free(texts);
-    free(lens);
-    return rc;
-}
-
 int cmd_rerank(int argc, char **argv)
 {
     rerank_args a;
@@ -298,7 +238,7 @@ int cmd_rerank(int argc, char **argv)
             rc = 1;
         }
     }
-    if (!rc && cli_rank_order(scores, (int32_t)n, order)) {
+    if (!rc && medembed_rank_order(scores, (int32_t)n, order) != MEDEMBED_OK) {
         cli_error("out of memory");
         rc = 1;
     }

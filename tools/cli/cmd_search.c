@@ -192,15 +192,16 @@ static void print_leg(const char *name, int32_t rank, float score)
         fputs("null", stdout);
 }
 
-/* Prints the hits of one query; query_id is JSON text. With a rerank
- * (order != NULL), the first n_print hits in `order` with the
- * cross-encoder's scores rr[i] and the search's rank and score kept. */
-static void print_hits(const medembed_hits *h, const char *query_id, int metadata, int hybrid,
-                       const int32_t *order, const float *rr, int32_t n_print)
+/* Prints the hits of one query; query_id is JSON text. Reranked hits
+ * (medembed_hits_rerank) carry the cross-encoder's score and keep the
+ * search's rank and score as "first_stage". */
+static void print_hits(const medembed_hits *h, const char *query_id, int metadata, int hybrid)
 {
-    int32_t n = order ? n_print : medembed_hits_count(h);
-    for (int32_t r = 0; r < n; r++) {
-        int32_t i = order ? order[r] : r;
+    int32_t n = medembed_hits_count(h);
+    for (int32_t i = 0; i < n; i++) {
+        int32_t r = i, first_rank = 0;
+        float first_score = 0;
+        int reranked = medembed_hits_first_stage(h, i, &first_rank, &first_score);
         int32_t s = 0, e = 0;
         int32_t c = medembed_hits_chunk(h, i, &s, &e);
         const char *id = medembed_hits_id(h, i);
@@ -208,16 +209,15 @@ static void print_hits(const medembed_hits *h, const char *query_id, int metadat
         fputs(query_id, stdout);
         fputs(", \"id\": ", stdout);
         cli_json_string(stdout, id, strlen(id));
-        printf(", \"score\": %.9g, \"chunk\": ",
-               (double)(order ? rr[i] : medembed_hits_score(h, i)));
+        printf(", \"score\": %.9g, \"chunk\": ", (double)medembed_hits_score(h, i));
         if (c >= 0)
             printf("{\"index\": %d, \"start\": %d, \"end\": %d}", c, s, e);
         else
             fputs("null", stdout);
         printf(", \"rank\": %d", r + 1);
-        if (order)
-            printf(", \"first_stage\": {\"rank\": %d, \"score\": %.9g}", i + 1,
-                   (double)medembed_hits_score(h, i));
+        if (reranked)
+            printf(", \"first_stage\": {\"rank\": %d, \"score\": %.9g}", first_rank,
+                   (double)first_score);
         if (hybrid) {
             int32_t dr = 0, br = 0;
             float ds = 0, bs = 0;
@@ -252,17 +252,12 @@ static int run_one(medembed_index *ix, const float *q, medembed_search_opts *so,
         return rc == MEDEMBED_ERR_ARG ? 2 : 1;
     }
     int hybrid = so->mode == MEDEMBED_SEARCH_HYBRID;
-    if (rs) {
-        int32_t n = medembed_hits_count(h);
-        float *rr = malloc(sizeof *rr * (size_t)(n ? n : 1));
-        int32_t *order = malloc(sizeof *order * (size_t)(n ? n : 1));
-        rc = rr && order ? cli_rerank_hits(ix, rs->ctx, text, h, n, rr, order) : 1;
-        if (!rc)
-            print_hits(h, qid, metadata, hybrid, order, rr, n < rs->k ? n : rs->k);
-        free(rr);
-        free(order);
+    if (rs && medembed_hits_rerank(h, ix, rs->ctx, text, rs->k, 0, err, sizeof err) !=
+                  MEDEMBED_OK) {
+        cli_error("--rerank: %s", err);
+        rc = 1;
     } else {
-        print_hits(h, qid, metadata, hybrid, NULL, NULL, 0);
+        print_hits(h, qid, metadata, hybrid);
     }
     medembed_hits_free(h);
     return rc;

@@ -288,6 +288,34 @@ static int parse_search(const json_t *root, const srv_limits *lim, srv_request *
                             "`k` must be between 1 and %d, got %lld", lim->max_k, (long long)kv);
         r->k = (int32_t)kv;
     }
+    if (opt_bool(root, "rerank", &r->rerank, err) != 0)
+        return -1;
+    const json_t *rt = json_object_get(root, "rerank_top");
+    if (rt && !json_is_null(rt)) {
+        if (!json_is_integer(rt))
+            return bad_type(err, "rerank_top", "an integer", rt);
+        json_int_t v = json_integer_value(rt);
+        if (v < 1 || v > lim->max_k)
+            return srv_fail(err, 422, "Validation", "rerank_top", "invalid_value",
+                            "`rerank_top` must be between 1 and %d, got %lld", lim->max_k,
+                            (long long)v);
+        if (!r->rerank)
+            return srv_fail(err, 422, "Validation", "rerank_top", "invalid_value",
+                            "`rerank_top` applies with `rerank`: true");
+        r->rerank_top = (int32_t)v;
+    }
+    if (r->rerank) {
+        if (!r->rerank_top)
+            r->rerank_top = r->k > 50 ? r->k : 50;
+        if (r->k > r->rerank_top)
+            return srv_fail(err, 422, "Validation", "k", "invalid_value",
+                            "`k` %d is more than `rerank_top` %d: the cross-encoder orders only "
+                            "the hits it reads",
+                            (int)r->k, (int)r->rerank_top);
+        if (strlen(r->inputs[0].text) != r->inputs[0].len)
+            return srv_fail(err, 422, "Validation", "query", "invalid_value",
+                            "`query` cannot contain NUL characters for reranking");
+    }
     const json_t *f = json_object_get(root, "filter");
     if (f && !json_is_null(f)) {
         size_t n = json_is_array(f) ? json_array_size(f) : 1;
@@ -370,8 +398,8 @@ static int known_field(srv_route route, const char *k, size_t n)
                                         "normalize", "prompt_name", "dimensions",
                                         NULL};
     static const char *const tokenize[] = {"inputs", "add_special_tokens", "prompt_name", NULL};
-    static const char *const search[] = {"query", "k",    "filter", "prompt_name",
-                                         "mode",  "alpha", NULL};
+    static const char *const search[] = {"query", "k",     "filter", "prompt_name", "mode",
+                                         "alpha", "rerank", "rerank_top", NULL};
     static const char *const rerank[] = {"query",      "texts",       "truncate",
                                          "truncation_direction", "raw_scores",
                                          "return_text", NULL};

@@ -76,6 +76,8 @@ typedef struct srv_request {
     size_t query_len;
     int raw_scores;         /* /rerank `raw_scores`: logits, no sigmoid */
     int return_text;        /* /rerank `return_text` */
+    int rerank;             /* /search `rerank`: reorder with the --rerank cross-encoder */
+    int32_t rerank_top;     /* /search `rerank_top`: hits it reads (default 50) */
     json_t *root; /* owns every string above */
 } srv_request;
 

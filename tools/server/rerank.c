@@ -59,17 +59,18 @@ const srv_model *srv_reranker_model(const srv_reranker *rr)
     return rr->model;
 }
 
-typedef struct ranked {
-    float score;
-    int32_t index;
-} ranked;
-
-static int by_score(const void *a, const void *b)
+int srv_rerank_hits(srv_reranker *rr, medembed_hits *h, medembed_index *ix, const char *query,
+                    int32_t k, srv_error *e)
 {
-    const ranked *x = a, *y = b;
-    if (x->score != y->score)
-        return x->score > y->score ? -1 : 1;
-    return x->index < y->index ? -1 : x->index > y->index;
+    char err[512];
+    pthread_mutex_lock(&rr->lock);
+    int st = medembed_hits_rerank(h, ix, rr->ctx, query, k, 0, err, sizeof err);
+    pthread_mutex_unlock(&rr->lock);
+    if (st == MEDEMBED_OK)
+        return 0;
+    if (st == MEDEMBED_ERR_NOT_FOUND) /* a file without stored texts */
+        return srv_fail(e, 422, "Validation", "rerank", "no_document_texts", "%s", err);
+    return srv_fail(e, 500, "Backend", NULL, "rerank_failed", "reranking failed: %s", err);
 }
 
 int srv_rerank_respond(srv_reranker *rr, const srv_request *r, int auto_truncate,
@@ -82,10 +83,10 @@ int srv_rerank_respond(srv_reranker *rr, const srv_request *r, int auto_truncate
                      (r->raw_scores ? MEDEMBED_F_RAW_SCORES : 0);
     const char **texts = malloc(sizeof *texts * (size_t)r->n);
     size_t *lens = malloc(sizeof *lens * (size_t)r->n);
-    ranked *rk = malloc(sizeof *rk * (size_t)r->n);
+    int32_t *order = malloc(sizeof *order * (size_t)r->n);
     float *scores = malloc(sizeof *scores * (size_t)r->n);
     int rc = -1;
-    if (!texts || !lens || !rk || !scores) {
+    if (!texts || !lens || !order || !scores) {
         srv_fail(e, 500, "Backend", NULL, "out_of_memory", "out of memory");
         goto out;
     }
@@ -118,20 +119,22 @@ int srv_rerank_respond(srv_reranker *rr, const srv_request *r, int auto_truncate
             srv_fail(e, 500, "Backend", NULL, "inference_failed", "score is NaN");
             goto out;
         }
-        rk[i].score = scores[i];
-        rk[i].index = i;
     }
-    qsort(rk, (size_t)r->n, sizeof *rk, by_score);
+    if (medembed_rank_order(scores, r->n, order) != MEDEMBED_OK) {
+        srv_fail(e, 500, "Backend", NULL, "out_of_memory", "out of memory");
+        goto out;
+    }
     srv_buf_puts(b, "[");
     for (int32_t i = 0; i < r->n; i++) {
-        srv_buf_printf(b, "%s{\"index\":%d,", i ? "," : "", (int)rk[i].index);
+        int32_t j = order[i];
+        srv_buf_printf(b, "%s{\"index\":%d,", i ? "," : "", (int)j);
         if (r->return_text) {
             srv_buf_puts(b, "\"text\":");
-            srv_buf_json_string(b, texts[rk[i].index], lens[rk[i].index]);
+            srv_buf_json_string(b, texts[j], lens[j]);
             srv_buf_puts(b, ",");
         }
         srv_buf_puts(b, "\"score\":");
-        srv_buf_float(b, rk[i].score);
+        srv_buf_float(b, scores[j]);
         srv_buf_puts(b, "}");
     }
     srv_buf_puts(b, "]");
@@ -139,7 +142,7 @@ int srv_rerank_respond(srv_reranker *rr, const srv_request *r, int auto_truncate
 out:
     free(texts);
     free(lens);
-    free(rk);
+    free(order);
     free(scores);
     return rc;
 }

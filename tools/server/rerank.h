@@ -24,6 +24,11 @@ int srv_reranker_open(const srv_model *sm, int32_t threads, srv_reranker **out, 
 void srv_reranker_free(srv_reranker *rr);
 const srv_model *srv_reranker_model(const srv_reranker *rr);
 
+/* The reranking stage of POST /search: medembed_hits_rerank on rr's ctx
+ * (taking its turn), keeping k hits. Returns 0, or -1 with e set. */
+int srv_rerank_hits(srv_reranker *rr, medembed_hits *h, medembed_index *ix, const char *query,
+                    int32_t k, srv_error *e);
+
 /* Scores r's pairs and writes TEI's answer, [{index, text?, score}] best
  * first (ties: lower index first). auto_truncate applies when r does not
  * say. Returns 0, or -1 with e set (422 for a pair too long without

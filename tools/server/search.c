@@ -36,12 +36,12 @@ void srv_search_free(srv_search *s)
     free(s);
 }
 
-int srv_search_respond(srv_search *s, const srv_request *r, const float *query, srv_buf *b,
-                       srv_error *e)
+int srv_search_respond(srv_search *s, const srv_request *r, const float *query,
+                       srv_reranker *rr, srv_buf *b, srv_error *e)
 {
     medembed_search_opts so;
     medembed_search_opts_init(&so);
-    so.k = r->k;
+    so.k = r->rerank ? r->rerank_top : r->k;
     so.filters = r->filters;
     so.n_filters = r->n_filters;
     so.mode = r->search_mode;
@@ -58,6 +58,10 @@ int srv_search_respond(srv_search *s, const srv_request *r, const float *query, 
         if (rc == MEDEMBED_ERR_FORMAT) /* a file without the keyword index */
             return srv_fail(e, 422, "Validation", "mode", "no_keyword_index", "%s", err);
         return srv_fail(e, 500, "Backend", NULL, "search_failed", "search failed: %s", err);
+    }
+    if (r->rerank && srv_rerank_hits(rr, h, s->ix, r->inputs[0].text, r->k, e) != 0) {
+        medembed_hits_free(h);
+        return -1;
     }
     srv_buf_puts(b, "{\"hits\":[");
     for (int32_t i = 0; i < medembed_hits_count(h); i++) {
@@ -90,6 +94,13 @@ int srv_search_respond(srv_search *s, const srv_request *r, const float *query, 
             } else {
                 srv_buf_puts(b, "null,");
             }
+        }
+        int32_t fr = 0;
+        float fs = 0;
+        if (medembed_hits_first_stage(h, i, &fr, &fs)) {
+            srv_buf_printf(b, "\"first_stage\":{\"rank\":%d,\"score\":", fr);
+            srv_buf_float(b, fs);
+            srv_buf_puts(b, "},");
         }
         srv_buf_puts(b, "\"metadata\":");
         const char *md = medembed_hits_metadata(h, i);

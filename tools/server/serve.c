@@ -360,7 +360,7 @@ static enum MHD_Result answer_keyword_search(struct MHD_Connection *c, req_state
     srv_error e;
     srv_buf b = {0};
     enum MHD_Result ret;
-    if (srv_search_respond(S.search, r, NULL, &b, &e) != 0) {
+    if (srv_search_respond(S.search, r, NULL, S.reranker, &b, &e) != 0) {
         srv_buf_free(&b);
         ret = send_error(c, st, &e);
     } else {
@@ -412,6 +412,13 @@ static enum MHD_Result handle_infer(struct MHD_Connection *c, req_state *st)
                      ? "model is not a re-ranker model (serve a cross-encoder with -m, or "
                        "add one with --rerank)"
                      : "model is not an embedding model");
+        return send_error(c, st, &e);
+    }
+    if (st->route == SRV_ROUTE_SEARCH && r.rerank && !S.reranker) {
+        srv_request_free(&r);
+        srv_fail(&e, 424, "Backend", "rerank", "model_type",
+                 "`rerank` needs a cross-encoder: start the server with --rerank "
+                 "CROSS_ENCODER");
         return send_error(c, st, &e);
     }
     if (reserve_outputs(st, r.n, &e) != 0) {
@@ -481,7 +488,7 @@ static enum MHD_Result handle_infer(struct MHD_Connection *c, req_state *st)
             srv_openai_response(&b, vecs, p.n, d, r.base64, S.model.id, p.n_tokens);
         } else if (st->route == SRV_ROUTE_EMBED) {
             srv_tei_embed_response(&b, vecs, p.n, d);
-        } else if (srv_search_respond(S.search, &r, vecs, &b, &e) != 0) {
+        } else if (srv_search_respond(S.search, &r, vecs, S.reranker, &b, &e) != 0) {
             srv_buf_free(&b);
             ret = send_error(c, st, &e);
             goto done;

@@ -124,7 +124,11 @@ class CrossEncoder:
         docs = list(documents)
         flags = self._flags(raw_scores, truncate, truncation_direction)
         scores = self._score(query, docs, flags)[:, 0]
-        order = sorted(range(len(docs)), key=lambda i: (-float(scores[i]), i))
+        order = np.empty(len(docs), dtype=np.int32)  # the library's ranking rule
+        rc = _lib.lib().medembed_rank_order(scores.ctypes.data, len(docs), order.ctypes.data)
+        if rc != 0:
+            raise from_status(rc, "ranking %d scores" % len(docs))
+        order = [int(i) for i in order]
         if top_k is not None:
             order = order[:int(top_k)]
         out = []

@@ -128,19 +128,18 @@ class Index:
         if rc != 0:
             raise from_status(rc, err.value.decode("utf-8", "replace"))
         try:
+            if rerank is not None:  # the library's reranking stage, as `search --rerank`
+                cctx = rerank.model._ctx()
+                with cctx.lock:
+                    rc = lib.medembed_hits_rerank(hits, self._handle(), cctx.ptr, q, int(k), 0,
+                                                  err, len(err))
+                if rc != 0:
+                    raise from_status(rc, err.value.decode("utf-8", "replace"))
             out = [self._hit(lib, hits, i, mode == "hybrid", metadata)
                    for i in range(lib.medembed_hits_count(hits))]
         finally:
             lib.medembed_hits_free(hits)
-        if rerank is None:
-            return out
-        texts = [self.doc_text(h["id"]) for h in out]
-        scores = rerank._score(query, texts, 0)[:, 0]
-        order = sorted(range(len(out)), key=lambda i: (-float(scores[i]), i))[:int(k)]
-        for i in order:
-            out[i]["first_stage"] = {"rank": i + 1, "score": out[i]["score"]}
-            out[i]["score"] = float(scores[i])
-        return [out[i] for i in order]
+        return out
 
     def doc_text(self, doc_id):
         """The text stored for document ``doc_id`` (title + " " + text for BEIR input), as
@@ -175,4 +174,7 @@ class Index:
                                          ctypes.byref(br), ctypes.byref(bs))
             h["dense"] = {"rank": dr.value, "score": float(ds.value)} if dr.value else None
             h["bm25"] = {"rank": br.value, "score": float(bs.value)} if br.value else None
+        fr, fs = ctypes.c_int32(), ctypes.c_float()
+        if lib.medembed_hits_first_stage(hits, i, ctypes.byref(fr), ctypes.byref(fs)):
+            h["first_stage"] = {"rank": fr.value, "score": float(fs.value)}
         return h
