@@ -829,6 +829,8 @@ MEDEMBED_API int medembed_index_doc_text(medembed_index *ix, const char *id, cha
  * one-label cross-encoder), _ERR_NOT_FOUND (a file without stored texts:
  * `medembed index fts-rebuild`), _ERR_ARG (already reranked), and
  * medembed_ctx_rerank's codes. ce is used by this thread only for the call. */
+/* Hits a reranking stage reads when the caller does not say: max(this, k). */
+#define MEDEMBED_RERANK_TOP_DEFAULT 50
 MEDEMBED_API int medembed_hits_rerank(medembed_hits *h, medembed_index *ix, medembed_ctx *ce,
                                       const char *query, int32_t k, uint32_t flags, char *err,
                                       size_t err_len);

@@ -3,6 +3,8 @@
 reference and sentence-transformers), multi-label output and an empty query against the float64
 reference directly, and clear errors for the wrong kind of model."""
 import json
+import os
+import re
 
 import numpy as np
 import pytest
@@ -105,3 +107,30 @@ def test_index_search_rerank_equals_the_cli(cli, models, tmp_path):
             ix.search(query, model=m, k=20, rerank=c, rerank_top=10)
         with pytest.raises(medembed.NotFound):
             ix.doc_text("nope")
+
+
+def test_default_rerank_top_is_the_libraries(cli, models, tmp_path):
+    """Without rerank_top, Python reads as many hits as `search --rerank` does (max(50, k),
+    MEDEMBED_RERANK_TOP_DEFAULT of the header): 60 documents make the default matter."""
+    header = open(os.path.join(ps.REPO, "include", "medembed.h")).read()
+    m = re.search(r"#define MEDEMBED_RERANK_TOP_DEFAULT (\d+)", header)
+    assert m and int(m.group(1)) == medembed._lib.RERANK_TOP_DEFAULT
+    emb = ps.make_model(str(tmp_path / "emb"))
+    ce = ce_model(models, seed=29)
+    rng = np.random.default_rng(4)
+    docs = [{"_id": "d%d" % i, "title": "", "text": words(rng, int(n))}
+            for i, n in enumerate(rng.integers(3, 20, 60))]
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    db = str(tmp_path / "ix.db")
+    cli.ok(["index", "build", "-m", emb, "-i", corpus, "-o", db, "--quiet"])
+    query = words(rng, 4)
+    with medembed.Model(emb) as mo, medembed.CrossEncoder(ce["dir"]) as c, \
+            medembed.Index(db) as ix:
+        for k in (3, 55):
+            out = cli.ok(["search", "-m", emb, "--index", db, "-q", query, "-k", str(k),
+                          "--rerank", ce["dir"]])
+            want = [json.loads(x) for x in out.stdout.decode().splitlines()]
+            got = ix.search(query, model=mo, k=k, rerank=c)
+            assert [h["id"] for h in got] == [h["id"] for h in want]
+            assert max(h["first_stage"]["rank"] for h in got) <= max(50, k)

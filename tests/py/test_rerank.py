@@ -315,7 +315,7 @@ def test_search_rerank_bad_input(cli, models, tmp_path):
     ix = tmp_path / "ix.db"
     cli.ok(["index", "build", "-m", emb["dir"], "-i", corpus, "-o", ix, "--quiet"])
     base = ["search", "-m", emb["dir"], "--index", ix, "-q", "heart"]
-    r = cli.run(base + ["-k", "60", "--rerank", ce["dir"]])
+    r = cli.run(base + ["-k", "60", "--rerank", ce["dir"], "--rerank-top", "50"])
     assert r.returncode == 2 and "-k 60 is more than --rerank-top 50" in _err(r)
     r = cli.run(base + ["--rerank-top", "5"])
     assert r.returncode == 2 and "--rerank-top applies to --rerank" in _err(r)

@@ -62,7 +62,7 @@ static void eval_usage(FILE *f)
             "                           mean; with --rerank also \"rerank\", \"rerank_top\")\n"
             "      --rerank CE          reorder each query's first --rerank-top hits with a\n"
             "                           cross-encoder (as search --rerank) before scoring\n"
-            "      --rerank-top N       hits the cross-encoder reads (default: -k; >= -k)\n"
+            "      --rerank-top N       hits the cross-encoder reads (default max(50, k); >= k)\n"
             "      --run FILE           write the ranking as a TREC run file\n"
             "      --prompt TEXT        query prompt (\"\" = none; default: the model's \"query\"\n"
             "                           prompt, else its default prompt; MedEmbed: none)\n"
@@ -176,7 +176,8 @@ static int parse(int argc, char **argv, eval_args *a)
         return 2;
     }
     if (a->rerank && !a->rerank_top)
-        a->rerank_top = a->co.k;
+        a->rerank_top = a->co.k > MEDEMBED_RERANK_TOP_DEFAULT ? a->co.k
+                                                              : MEDEMBED_RERANK_TOP_DEFAULT;
     if (a->rerank && a->co.k > a->rerank_top) {
         cli_error("-k %ld is more than --rerank-top %ld: the cross-encoder orders only the hits "
                   "it reads (raise --rerank-top)",

@@ -28,7 +28,6 @@ enum {
     OPT_RERANK_TOP,
 };
 
-#define RERANK_TOP_DEFAULT 50
 
 static void search_usage(FILE *f)
 {
@@ -60,7 +59,7 @@ static void search_usage(FILE *f)
             "                           (medembed rerank) on (query, document text): \"score\"\n"
             "                           and \"rank\" become its, \"first_stage\": {\"rank\",\n"
             "                           \"score\"} keeps the search's; -k N <= --rerank-top\n"
-            "      --rerank-top N       hits the cross-encoder reads (default 50)\n"
+            "      --rerank-top N       hits the cross-encoder reads (default max(50, k))\n"
             "      --prompt TEXT        query prompt (\"\" = none; default: the model's \"query\"\n"
             "                           prompt, else its default prompt; MedEmbed: none)\n"
             "      --prompt-name NAME   a prompt from config_sentence_transformers.json\n"
@@ -168,7 +167,8 @@ static int parse(int argc, char **argv, search_args *a)
             return 2;
         }
         if (!a->rerank_top)
-            a->rerank_top = RERANK_TOP_DEFAULT;
+            a->rerank_top = a->co.k > MEDEMBED_RERANK_TOP_DEFAULT ? a->co.k
+                                                                  : MEDEMBED_RERANK_TOP_DEFAULT;
         if (a->co.k > a->rerank_top) {
             cli_error("-k %ld is more than --rerank-top %ld: the cross-encoder orders only the "
                       "hits it reads (raise --rerank-top)",

@@ -306,7 +306,8 @@ static int parse_search(const json_t *root, const srv_limits *lim, srv_request *
     }
     if (r->rerank) {
         if (!r->rerank_top)
-            r->rerank_top = r->k > 50 ? r->k : 50;
+            r->rerank_top = r->k > MEDEMBED_RERANK_TOP_DEFAULT ? r->k
+                                                               : MEDEMBED_RERANK_TOP_DEFAULT;
         if (r->k > r->rerank_top)
             return srv_fail(err, 422, "Validation", "k", "invalid_value",
                             "`k` %d is more than `rerank_top` %d: the cross-encoder orders only "

@@ -61,6 +61,7 @@ class SearchOpts(ctypes.Structure):
 
 # medembed_search_mode
 SEARCH_MODES = {"dense": 0, "bm25": 1, "hybrid": 2}
+RERANK_TOP_DEFAULT = 50  # MEDEMBED_RERANK_TOP_DEFAULT (include/medembed.h)
 
 F_NO_NORMALIZE = 0x1
 F_NO_TRUNCATE = 0x2

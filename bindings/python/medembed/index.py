@@ -12,7 +12,7 @@ id, score, chunk / start / end (the best chunk and its token span; None for a ke
 hit), metadata, and for hybrid hits ``dense`` and ``bm25``: {"rank", "score"} of each leg, or
 None where that leg did not return the document.
 
-With ``rerank=medembed.CrossEncoder(...)`` the first ``rerank_top`` hits (default 50) are
+With ``rerank=medembed.CrossEncoder(...)`` the first ``rerank_top`` hits (default max(50, k)) are
 scored by the cross-encoder on (query, document text as indexed) and the best ``k`` returned:
 ``score`` is then the cross-encoder's and ``first_stage`` keeps {"rank", "score"} of the
 search, as `medembed search --rerank` prints them.
@@ -77,10 +77,10 @@ class Index:
         return self._ptr
 
     def search(self, query, model=None, k=10, mode="dense", alpha=None, filters=None,
-               exact=False, ef_search=0, metadata=True, rerank=None, rerank_top=50):
+               exact=False, ef_search=0, metadata=True, rerank=None, rerank_top=None):
         """The best ``k`` documents for the text ``query``, best first (a list of dicts).
         rerank: a medembed.CrossEncoder that reorders the first ``rerank_top`` hits
-        (k <= rerank_top)."""
+        (default max(50, k); k <= rerank_top)."""
         if not isinstance(query, str):
             raise TypeError("query must be a str, not %s" % type(query).__name__)
         if mode not in _lib.SEARCH_MODES:
@@ -94,6 +94,8 @@ class Index:
         if rerank is not None:
             if not hasattr(rerank, "_score") or getattr(rerank, "num_labels", 0) != 1:
                 raise ValueError("rerank must be a medembed.CrossEncoder with one label")
+            if rerank_top is None:
+                rerank_top = max(_lib.RERANK_TOP_DEFAULT, int(k))
             if int(rerank_top) < 1 or int(k) > int(rerank_top):
                 raise ValueError("k %d is more than rerank_top %d: the cross-encoder orders "
                                  "only the hits it reads" % (int(k), int(rerank_top)))
