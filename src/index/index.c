@@ -1037,24 +1037,38 @@ typedef struct hit_src {
     float ds, bs;
 } hit_src;
 
+/* Every per-hit array of g, for k hits (first: the first-stage arrays of a
+ * rerank too); 0, or -1 when out of memory. */
+static int hits_alloc(medembed_hits *g, int32_t k, int first)
+{
+    size_t n = (size_t)(k ? k : 1);
+    g->id = calloc(n, sizeof *g->id);
+    g->meta = calloc(n, sizeof *g->meta);
+    g->score = malloc(sizeof *g->score * n);
+    g->chunk = malloc(sizeof *g->chunk * n);
+    g->start = malloc(sizeof *g->start * n);
+    g->end = malloc(sizeof *g->end * n);
+    g->dense_rank = malloc(sizeof *g->dense_rank * n);
+    g->bm25_rank = malloc(sizeof *g->bm25_rank * n);
+    g->dense_score = malloc(sizeof *g->dense_score * n);
+    g->bm25_score = malloc(sizeof *g->bm25_score * n);
+    if (first) {
+        g->first_rank = malloc(sizeof *g->first_rank * n);
+        g->first_score = malloc(sizeof *g->first_score * n);
+    }
+    return g->id && g->meta && g->score && g->chunk && g->start && g->end && g->dense_rank &&
+                   g->bm25_rank && g->dense_score && g->bm25_score &&
+                   (!first || (g->first_rank && g->first_score))
+               ? 0
+               : -1;
+}
+
 static int hits_from(medembed_index *ix, const hit_src *t, int32_t n_hits, int with_meta,
                      medembed_hits **out, me_err *e)
 {
     medembed_hits *h = calloc(1, sizeof *h);
     RETURN_ERROR_IF(!h, e, MEDEMBED_ERR_NOMEM, "out of memory");
-    size_t n = (size_t)(n_hits ? n_hits : 1);
-    h->id = calloc(n, sizeof *h->id);
-    h->meta = calloc(n, sizeof *h->meta);
-    h->score = malloc(sizeof *h->score * n);
-    h->chunk = malloc(sizeof *h->chunk * n);
-    h->start = malloc(sizeof *h->start * n);
-    h->end = malloc(sizeof *h->end * n);
-    h->dense_rank = malloc(sizeof *h->dense_rank * n);
-    h->bm25_rank = malloc(sizeof *h->bm25_rank * n);
-    h->dense_score = malloc(sizeof *h->dense_score * n);
-    h->bm25_score = malloc(sizeof *h->bm25_score * n);
-    int ok = h->id && h->meta && h->score && h->chunk && h->start && h->end && h->dense_rank &&
-             h->bm25_rank && h->dense_score && h->bm25_score;
+    int ok = hits_alloc(h, n_hits, 0) == 0;
     for (int32_t i = 0; ok && i < n_hits; i++) {
         int64_t c = t[i].chunk;
         int32_t d = t[i].doc;
@@ -1484,29 +1498,6 @@ int medembed_rank_order(const float *scores, int32_t n, int32_t *order)
     return MEDEMBED_OK;
 }
 
-/* Every per-hit array of g, for k hits; 0, or -1 when out of memory. */
-static int hits_alloc(medembed_hits *g, int32_t k)
-{
-    size_t n = (size_t)(k ? k : 1);
-    g->id = calloc(n, sizeof *g->id);
-    g->meta = calloc(n, sizeof *g->meta);
-    g->score = malloc(sizeof *g->score * n);
-    g->chunk = malloc(sizeof *g->chunk * n);
-    g->start = malloc(sizeof *g->start * n);
-    g->end = malloc(sizeof *g->end * n);
-    g->dense_rank = malloc(sizeof *g->dense_rank * n);
-    g->bm25_rank = malloc(sizeof *g->bm25_rank * n);
-    g->dense_score = malloc(sizeof *g->dense_score * n);
-    g->bm25_score = malloc(sizeof *g->bm25_score * n);
-    g->first_rank = malloc(sizeof *g->first_rank * n);
-    g->first_score = malloc(sizeof *g->first_score * n);
-    return g->id && g->meta && g->score && g->chunk && g->start && g->end && g->dense_rank &&
-                   g->bm25_rank && g->dense_score && g->bm25_score && g->first_rank &&
-                   g->first_score
-               ? 0
-               : -1;
-}
-
 static void hits_release(medembed_hits *g)
 {
     free(g->id);
@@ -1549,7 +1540,7 @@ int medembed_hits_rerank(medembed_hits *h, medembed_index *ix, medembed_ctx *ce,
     medembed_hits g;
     memset(&g, 0, sizeof g);
     int rc = MEDEMBED_OK;
-    if (!texts || !lens || !rr || !order || hits_alloc(&g, k) != 0) {
+    if (!texts || !lens || !rr || !order || hits_alloc(&g, k, 1) != 0) {
         rc = me_err_buf(err, err_len, MEDEMBED_ERR_NOMEM, "out of memory reranking %d hits",
                         (int)n);
         goto out;
@@ -1613,17 +1604,6 @@ void medembed_hits_free(medembed_hits *h)
         free(h->id[i]);
         free(h->meta[i]);
     }
-    free(h->first_rank);
-    free(h->first_score);
-    free(h->id);
-    free(h->meta);
-    free(h->score);
-    free(h->chunk);
-    free(h->start);
-    free(h->end);
-    free(h->dense_rank);
-    free(h->bm25_rank);
-    free(h->dense_score);
-    free(h->bm25_score);
+    hits_release(h);
     free(h);
 }

@@ -227,8 +227,8 @@ static int parse_tei_common(const json_t *root, srv_request *r, srv_error *err)
     return opt_string(root, "prompt_name", &r->prompt_name, err);
 }
 
-static int parse_search(const json_t *root, const srv_limits *lim, srv_request *r,
-                        srv_error *err)
+/* The required, non-empty string `query` (/search, /rerank). */
+static int take_query(const json_t *root, const char **text, size_t *len, srv_error *err)
 {
     const json_t *q = json_object_get(root, "query");
     if (!q)
@@ -238,13 +238,25 @@ static int parse_search(const json_t *root, const srv_limits *lim, srv_request *
         return bad_type(err, "query", "a string", q);
     if (json_string_length(q) == 0)
         return srv_fail(err, 400, "Empty", "query", "empty_input", "`query` cannot be empty");
+    *text = json_string_value(q);
+    *len = json_string_length(q);
+    return 0;
+}
+
+static int parse_search(const json_t *root, const srv_limits *lim, srv_request *r,
+                        srv_error *err)
+{
+    const char *qt;
+    size_t ql;
+    if (take_query(root, &qt, &ql, err) != 0)
+        return -1;
     r->inputs = calloc(1, sizeof *r->inputs);
     if (!r->inputs)
         return srv_fail(err, 500, "Backend", NULL, "out_of_memory", "out of memory");
     r->n = 1;
     r->single = 1;
-    r->inputs[0].text = json_string_value(q);
-    r->inputs[0].len = json_string_length(q);
+    r->inputs[0].text = qt;
+    r->inputs[0].len = ql;
     r->alpha = -1;
     const json_t *mode = json_object_get(root, "mode");
     if (mode && !json_is_null(mode)) {
@@ -349,16 +361,8 @@ static int parse_search(const json_t *root, const srv_limits *lim, srv_request *
 static int parse_rerank(const json_t *root, const srv_limits *lim, srv_request *r,
                         srv_error *err)
 {
-    const json_t *q = json_object_get(root, "query");
-    if (!q)
-        return srv_fail(err, 422, "Validation", "query", "missing_field",
-                        "missing field `query`");
-    if (!json_is_string(q))
-        return bad_type(err, "query", "a string", q);
-    if (json_string_length(q) == 0)
-        return srv_fail(err, 400, "Empty", "query", "empty_input", "`query` cannot be empty");
-    r->query = json_string_value(q);
-    r->query_len = json_string_length(q);
+    if (take_query(root, &r->query, &r->query_len, err) != 0)
+        return -1;
     const json_t *t = json_object_get(root, "texts");
     if (!t)
         return srv_fail(err, 422, "Validation", "texts", "missing_field",
