@@ -227,6 +227,23 @@ static int parse_tei_common(const json_t *root, srv_request *r, srv_error *err)
     return opt_string(root, "prompt_name", &r->prompt_name, err);
 }
 
+/* Optional integer in 1..max: absent or null leaves *out unchanged. */
+static int opt_count(const json_t *root, const char *field, int32_t max, int32_t *out,
+                     srv_error *err)
+{
+    const json_t *v = json_object_get(root, field);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v))
+        return bad_type(err, field, "an integer", v);
+    json_int_t x = json_integer_value(v);
+    if (x < 1 || x > max)
+        return srv_fail(err, 422, "Validation", field, "invalid_value",
+                        "`%s` must be between 1 and %d, got %lld", field, max, (long long)x);
+    *out = (int32_t)x;
+    return 0;
+}
+
 /* The required, non-empty string `query` (/search, /rerank). */
 static int take_query(const json_t *root, const char **text, size_t *len, srv_error *err)
 {
@@ -290,32 +307,13 @@ static int parse_search(const json_t *root, const srv_limits *lim, srv_request *
                             "`alpha` applies to `mode` \"hybrid\"");
         r->alpha = a;
     }
-    const json_t *k = json_object_get(root, "k");
-    if (k && !json_is_null(k)) {
-        if (!json_is_integer(k))
-            return bad_type(err, "k", "an integer", k);
-        json_int_t kv = json_integer_value(k);
-        if (kv < 1 || kv > lim->max_k)
-            return srv_fail(err, 422, "Validation", "k", "invalid_value",
-                            "`k` must be between 1 and %d, got %lld", lim->max_k, (long long)kv);
-        r->k = (int32_t)kv;
-    }
-    if (opt_bool(root, "rerank", &r->rerank, err) != 0)
+    if (opt_count(root, "k", lim->max_k, &r->k, err) != 0 ||
+        opt_bool(root, "rerank", &r->rerank, err) != 0 ||
+        opt_count(root, "rerank_top", lim->max_k, &r->rerank_top, err) != 0)
         return -1;
-    const json_t *rt = json_object_get(root, "rerank_top");
-    if (rt && !json_is_null(rt)) {
-        if (!json_is_integer(rt))
-            return bad_type(err, "rerank_top", "an integer", rt);
-        json_int_t v = json_integer_value(rt);
-        if (v < 1 || v > lim->max_k)
-            return srv_fail(err, 422, "Validation", "rerank_top", "invalid_value",
-                            "`rerank_top` must be between 1 and %d, got %lld", lim->max_k,
-                            (long long)v);
-        if (!r->rerank)
-            return srv_fail(err, 422, "Validation", "rerank_top", "invalid_value",
-                            "`rerank_top` applies with `rerank`: true");
-        r->rerank_top = (int32_t)v;
-    }
+    if (r->rerank_top && !r->rerank)
+        return srv_fail(err, 422, "Validation", "rerank_top", "invalid_value",
+                        "`rerank_top` applies with `rerank`: true");
     if (r->rerank) {
         if (!r->rerank_top)
             r->rerank_top = r->k > MEDEMBED_RERANK_TOP_DEFAULT ? r->k
