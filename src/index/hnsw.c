@@ -635,7 +635,7 @@ static int insert_batch(batch_job *j, me_pool *pool, int32_t nt)
     j->top = g->max_level;
     int64_t need = 0;
     for (int64_t b = j->b0; b < j->b1; b++)
-        need += (int64_t)(g->level[b] + 1) * g->m;
+        need += g->m0 + (int64_t)g->level[b] * g->m;
     if (need > j->cap_rl) {
         free(j->rl);
         free(j->grp);
