@@ -7,7 +7,9 @@
 
 Builds the same vectors with the same M, ef_construction and build threads
 in each library, rounds interleaved (medembed, hnswlib, faiss, medembed, ...),
-and prints per library the median build seconds, the distance evaluations
+and prints per library the median build seconds (wall clock, and CPU
+seconds of all threads: on a shared machine the wall clock depends on the
+other jobs, the CPU time much less), the distance evaluations
 of the build, and per ef_search the queries per second and Recall@10 against
 exact brute force (numpy, float32), medians over the rounds, then the range
 of Recall@10 over the rounds' graphs (a threaded hnswlib or FAISS build
@@ -36,6 +38,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -43,6 +46,13 @@ import tempfile
 import time
 
 import numpy as np
+
+
+def cpu_seconds():
+    """User + system seconds of this process and its waited-for children."""
+    a = resource.getrusage(resource.RUSAGE_SELF)
+    b = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
 
 def cpu_line():
@@ -240,22 +250,27 @@ def main():
             np.save(q1path, q[:1])
             gt = exact_top10(x, q)
             build = {l.name: [] for l in libs}
+            bcpu = {l.name: [] for l in libs}
             ndist = {l.name: None for l in libs}
             res = {l.name: {ef: [] for ef in args.ef} for l in libs}
             for r in range(args.rounds):
                 for lib in libs:
+                    c0 = cpu_seconds()
                     dt, nd = lib.build(xpath, x)
                     build[lib.name].append(dt)
+                    bcpu[lib.name].append(cpu_seconds() - c0)
                     ndist[lib.name] = nd
-                    print(f"  round {r + 1} {lib.name}: build {dt:.2f} s "
+                    print(f"  round {r + 1} {lib.name}: build {dt:.2f} s, "
+                          f"{bcpu[lib.name][-1]:.2f} CPU s "
                           f"(load {os.getloadavg()[0]:.2f})", flush=True)
                     for ef in args.ef:
                         qps, found, snd = lib.search(qpath, q1path, q.shape[0], ef)
                         res[lib.name][ef].append((qps, recall(found, gt), snd))
-            print(f"{'method':10} {'build s':>8} {'build dist':>12}  "
+            print(f"{'method':10} {'build s':>8} {'CPU s':>8} {'build dist':>12}  "
                   + "  ".join(f"ef{ef}: QPS / R@10" for ef in args.ef))
             for lib in libs:
-                row = f"{lib.name:10} {statistics.median(build[lib.name]):8.2f} "
+                row = (f"{lib.name:10} {statistics.median(build[lib.name]):8.2f} "
+                       f"{statistics.median(bcpu[lib.name]):8.2f} ")
                 nd = ndist[lib.name]
                 row += f"{nd if nd is not None else 'n/a':>12}  "
                 cells, spread = [], []
