@@ -86,6 +86,8 @@ def make_data(kind, n, nq, dim, args, rng):
         x = np.load(kind).astype(np.float32)
         if x.ndim != 2 or x.shape[0] <= nq:
             sys.exit(f"{kind}: need a (N, D) matrix with more than --nq={nq} rows")
+        if n and n + nq > x.shape[0]:
+            sys.exit(f"{kind}: {x.shape[0]} rows, fewer than --n {n} + --nq {nq}")
         x = x[: n + nq] if n else x
     x = unit(np.ascontiguousarray(x, dtype=np.float32))
     return np.ascontiguousarray(x[:-nq]), np.ascontiguousarray(x[-nq:])
@@ -205,7 +207,9 @@ class Faiss:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, nargs="+", default=[20000, 100000])
+    ap.add_argument("--n", type=int, nargs="+",
+                    help="vectors indexed (default 20000 100000; with --vectors all rows "
+                    "but the queries)")
     ap.add_argument("--dim", type=int, default=768)
     ap.add_argument("--nq", type=int, default=1000)
     ap.add_argument("--data", nargs="+", default=["random", "clustered"],
@@ -240,7 +244,7 @@ def main():
     sets = [args.vectors] if args.vectors else args.data
     rng = np.random.default_rng(args.seed)
     for kind in sets:
-        for n in ([0] if args.vectors and not args.n else args.n):
+        for n in args.n or ([0] if args.vectors else [20000, 100000]):
             x, q = make_data(kind, n, args.nq, args.dim, args, rng)
             label = os.path.basename(kind) if args.vectors else kind
             print(f"\n== {label}: {x.shape[0]} x {x.shape[1]}, {q.shape[0]} queries")
