@@ -8,6 +8,8 @@
 #                            (tests/py/test_openapi.py renders the server's /docs page headless)
 #                            and Java 17 (openjdk-17-jre-headless: the JVM of pyspark, which
 #                            tests/py/test_spark.py runs as local[2] and a standalone cluster)
+#                            and hnswlib (python3-hnswlib: tests/py/test_hnsw_recall.py compares
+#                            the graph's recall with it, run by /usr/bin/python3)
 #   scripts/deps.sh --ci     both, and the fuzzing toolchain (clang's libFuzzer)
 #   scripts/deps.sh --arm64  the ARM64 cross build and its emulated tests (`make test-arm64`):
 #                            Debian's cross compiler, qemu-user and the :arm64 libraries
@@ -18,9 +20,10 @@ pkgs=(build-essential pkg-config libutf8proc-dev libjansson-dev libsqlite3-dev
       python3 python3-numpy python3-pytest python3-pandas python3-dask python3-distributed
       python3-setuptools python3-wheel python3-pip python3-venv ca-certificates)
 case "${1:-}" in
-    --test) pkgs+=(python3-torch libopenblas0-pthread chromium openjdk-17-jre-headless) ;;
-    --ci) pkgs+=(python3-torch libopenblas0-pthread chromium openjdk-17-jre-headless clang
-                 libclang-rt-14-dev) ;;
+    --test) pkgs+=(python3-torch libopenblas0-pthread chromium openjdk-17-jre-headless
+                   python3-hnswlib) ;;
+    --ci) pkgs+=(python3-torch libopenblas0-pthread chromium openjdk-17-jre-headless
+                 python3-hnswlib clang libclang-rt-14-dev) ;;
     --arm64) pkgs+=(gcc-aarch64-linux-gnu qemu-user libc6-dev:arm64 libutf8proc-dev:arm64
                     libjansson-dev:arm64 libsqlite3-dev:arm64 libcurl4-openssl-dev:arm64
                     libmicrohttpd-dev:arm64 libcmocka-dev:arm64) ;;

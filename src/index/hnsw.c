@@ -19,16 +19,28 @@
  *    the result set and its stopping bound (as hnswlib's filtered search),
  *    so filters apply during the search.
  *
- * Builds of many nodes run on the pool: levels are drawn sequentially, then
- * nodes are linked in parallel with striped locks around link lists (the
- * graph then depends on thread timing, as hnswlib's does; small additions
- * and pool-less builds are sequential and deterministic). Searches are
+ * Builds insert nodes in batches, on the pool when there is one. A batch
+ * of B new nodes runs in two parallel phases over a graph that does not
+ * change under them:
+ *  1. each new node searches the graph as it stood before the batch (Alg. 2
+ *     with ef_construction), adds the batch's other nodes as candidates
+ *     (B - 1 more scores, so nodes of one batch still find each other), and
+ *     selects its links with the heuristic;
+ *  2. the reverse links are grouped by the node that receives them, and each
+ *     receiving node takes its new links in node order, shrinking its list
+ *     with the heuristic when full.
+ * Neither phase depends on which thread runs what, so a graph is the same
+ * for any thread count, with or without a pool: it depends only on the
+ * vectors, the seed and the sizes of the me_hnsw_add calls. No locks are
+ * taken. B grows with the graph (1 at the start, so that the first nodes
+ * are inserted one by one as in Alg. 1) up to HNSW_MAX_BATCH. Searches are
  * read-only and run concurrently, each with its own visited array taken
  * from a small free list.
  */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,9 +51,10 @@
 #define HNSW_MAX_NODES ((int64_t)1 << 31)
 #define HNSW_MAGIC "MEHNSW01"
 #define VIS_KEEP 16
-#define HNSW_STRIPES 1024
-/* Below this many new nodes a parallel build is not worth its locking. */
-#define HNSW_MIN_PARALLEL 2048
+/* A batch is at most this many nodes and at most 1/HNSW_BATCH_DIV of the
+ * graph it is inserted into. */
+#define HNSW_MAX_BATCH 128
+#define HNSW_BATCH_DIV 8
 
 typedef struct visited {
     uint32_t *mark;
@@ -62,11 +75,9 @@ struct me_hnsw {
     pthread_mutex_t vis_mu;
     visited *vis_free[VIS_KEEP];
     int n_vis_free;
-    /* parallel build only: link lists are read and written under striped
-     * locks, entry/max_level under top_mu */
-    int concurrent;
-    pthread_mutex_t *stripes; /* (HNSW_STRIPES) */
-    pthread_mutex_t top_mu;
+    /* distance evaluations, reported under MEDEMBED_HNSW_STATS */
+    atomic_llong n_dist_build, n_dist_search, n_search;
+    int64_t n_built;
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -83,30 +94,22 @@ static inline int32_t max_links(const me_hnsw *g, int32_t l)
     return l == 0 ? g->m0 : g->m;
 }
 
-static inline void node_lock(const me_hnsw *g, int64_t node)
+/* Starts fetching row i of v, to be scored a little later. */
+static inline void prefetch_row(const me_vecs *v, int64_t i)
 {
-    if (g->concurrent)
-        pthread_mutex_lock(&g->stripes[node & (HNSW_STRIPES - 1)]);
-}
-
-static inline void node_unlock(const me_hnsw *g, int64_t node)
-{
-    if (g->concurrent)
-        pthread_mutex_unlock(&g->stripes[node & (HNSW_STRIPES - 1)]);
-}
-
-/* Copies the links of node on layer l into buf (1 + max_links ints) while
- * a parallel build may change them; returns buf, or the list itself when
- * no build runs concurrently. */
-static inline const int32_t *links_read(const me_hnsw *g, int64_t node, int32_t l, int32_t *buf)
-{
-    const int32_t *L = links(g, node, l);
-    if (!g->concurrent)
-        return L;
-    node_lock(g, node);
-    memcpy(buf, L, sizeof *buf * (size_t)(1 + L[0]));
-    node_unlock(g, node);
-    return buf;
+    const char *p;
+    size_t bytes;
+    if (v->dtype == MEDEMBED_VEC_INT8) {
+        p = (const char *)(v->q + (size_t)i * (size_t)v->dim);
+        bytes = (size_t)v->dim;
+    } else {
+        p = (const char *)(v->f + (size_t)i * (size_t)v->dim);
+        bytes = sizeof(float) * (size_t)v->dim;
+    }
+    if (bytes > 1024)
+        bytes = 1024;
+    for (size_t o = 0; o < bytes; o += 64)
+        __builtin_prefetch(p + o, 0, 3);
 }
 
 static uint64_t rng_next(uint64_t *s)
@@ -139,6 +142,9 @@ int me_hnsw_create(const me_hnsw_params *p, me_hnsw **out)
     g->rng = p->seed ? p->seed : 0x5eed5eedull;
     g->entry = -1;
     pthread_mutex_init(&g->vis_mu, NULL);
+    atomic_init(&g->n_dist_build, 0);
+    atomic_init(&g->n_dist_search, 0);
+    atomic_init(&g->n_search, 0);
     *out = g;
     return MEDEMBED_OK;
 }
@@ -147,6 +153,13 @@ void me_hnsw_free(me_hnsw *g)
 {
     if (!g)
         return;
+    const char *st = getenv("MEDEMBED_HNSW_STATS");
+    if (st && *st && strcmp(st, "0") != 0 && (g->n_built > 0 || atomic_load(&g->n_search) > 0))
+        fprintf(stderr,
+                "medembed: hnsw stats: %lld nodes inserted with %lld distance evaluations; "
+                "%lld searches with %lld distance evaluations\n",
+                (long long)g->n_built, (long long)atomic_load(&g->n_dist_build),
+                (long long)atomic_load(&g->n_search), (long long)atomic_load(&g->n_dist_search));
     for (int64_t i = 0; i < g->n; i++)
         free(g->up[i]);
     free(g->up);
@@ -157,12 +170,6 @@ void me_hnsw_free(me_hnsw *g)
         free(g->vis_free[i]);
     }
     pthread_mutex_destroy(&g->vis_mu);
-    if (g->stripes) {
-        for (int i = 0; i < HNSW_STRIPES; i++)
-            pthread_mutex_destroy(&g->stripes[i]);
-        free(g->stripes);
-        pthread_mutex_destroy(&g->top_mu);
-    }
     free(g);
 }
 
@@ -227,6 +234,15 @@ static visited *vis_get(const me_hnsw *gc, int64_t n)
         v->stamp = 1;
     }
     return v;
+}
+
+/* A fresh stamp: every node reads as not visited. */
+static void vis_reset(visited *v)
+{
+    if (++v->stamp == 0) {
+        memset(v->mark, 0, sizeof *v->mark * (size_t)v->cap);
+        v->stamp = 1;
+    }
 }
 
 static void vis_put(const me_hnsw *gc, visited *v)
@@ -318,40 +334,47 @@ static void ch_free(cand_heap *h)
 /* --------------------------------------------------------- search layer */
 
 /* Beam search on layer l from entry points eps (n_eps), keeping the best
- * `ef` accepted nodes in W (W->k == ef). */
+ * `ef` accepted nodes in W (W->k == ef). C is the caller's candidate heap
+ * (emptied here, kept allocated); *nd counts the distance evaluations. */
 static int search_layer(const me_hnsw *g, const me_vecs *v, const me_vec_kern *k, const float *q,
                         const int64_t *eps, int32_t n_eps, int32_t l, me_hnsw_accept_fn accept,
-                        void *arg, me_topk *W, visited *vis)
+                        void *arg, me_topk *W, visited *vis, cand_heap *C, int64_t *nd)
 {
-    cand_heap C = {0};
     int rc = MEDEMBED_OK;
-    int32_t lbuf[2 * HNSW_MAX_M + 1];
+    int64_t count = 0;
+    C->n = 0;
     for (int32_t i = 0; i < n_eps && rc == MEDEMBED_OK; i++) {
         int64_t e = eps[i];
         if (vis->mark[e] == vis->stamp)
             continue;
         vis->mark[e] = vis->stamp;
         float s = me_vecs_score(v, k, q, e);
-        rc = ch_push(&C, s, e);
+        count++;
+        rc = ch_push(C, s, e);
         if (!accept || accept(arg, e))
             me_topk_push(W, s, e);
     }
-    while (rc == MEDEMBED_OK && C.n > 0) {
+    while (rc == MEDEMBED_OK && C->n > 0) {
         float cs;
         int64_t c;
-        ch_pop(&C, &cs, &c);
+        ch_pop(C, &cs, &c);
         if (W->n >= W->k && cs < me_topk_floor(W))
             break;
-        const int32_t *L = links_read(g, c, l, lbuf);
+        const int32_t *L = links(g, c, l);
         int32_t cnt = L[0];
+        if (cnt > 0)
+            prefetch_row(v, L[1]);
         for (int32_t j = 1; j <= cnt; j++) {
             int64_t e = L[j];
+            if (j < cnt)
+                prefetch_row(v, L[j + 1]);
             if (vis->mark[e] == vis->stamp)
                 continue;
             vis->mark[e] = vis->stamp;
             float s = me_vecs_score(v, k, q, e);
+            count++;
             if (W->n < W->k || s > me_topk_floor(W)) {
-                rc = ch_push(&C, s, e);
+                rc = ch_push(C, s, e);
                 if (rc != MEDEMBED_OK)
                     break;
                 if (!accept || accept(arg, e))
@@ -359,24 +382,25 @@ static int search_layer(const me_hnsw *g, const me_vecs *v, const me_vec_kern *k
             }
         }
     }
-    ch_free(&C);
+    *nd += count;
     return rc;
 }
 
 /* Greedy descent from the entry point down to layer `stop` + 1. */
 static int64_t greedy(const me_hnsw *g, const me_vecs *v, const me_vec_kern *k, const float *q,
-                      int64_t entry, int32_t top, int32_t stop)
+                      int64_t entry, int32_t top, int32_t stop, int64_t *nd)
 {
     int64_t ep = entry;
     float best = me_vecs_score(v, k, q, ep);
-    int32_t lbuf[2 * HNSW_MAX_M + 1];
+    int64_t count = 1;
     for (int32_t l = top; l > stop; l--) {
         int changed = 1;
         while (changed) {
             changed = 0;
-            const int32_t *L = links_read(g, ep, l, lbuf);
+            const int32_t *L = links(g, ep, l);
             for (int32_t j = 1; j <= L[0]; j++) {
                 float s = me_vecs_score(v, k, q, L[j]);
+                count++;
                 if (s > best || (s == best && L[j] < ep)) {
                     best = s;
                     ep = L[j];
@@ -385,10 +409,23 @@ static int64_t greedy(const me_hnsw *g, const me_vecs *v, const me_vec_kern *k, 
             }
         }
     }
+    *nd += count;
     return ep;
 }
 
 /* ------------------------------------------------------------- insert */
+
+/* One thread's buffers for a build, allocated once per me_hnsw_add. */
+typedef struct worker {
+    float *q, *tmp, *tmp2; /* (dim) each */
+    me_topk W;             /* (ef_construction) */
+    cand_heap C;
+    visited *vis;
+    int64_t *ids;          /* (ef_construction + HNSW_MAX_BATCH) candidates */
+    float *sc;
+    int32_t *sel;          /* (m0 + 1) */
+    int64_t nd;            /* distance evaluations */
+} worker;
 
 /* Similarity of two stored rows. */
 static float pair_score(const me_vecs *v, const me_vec_kern *k, int64_t a, int64_t b, float *tmp)
@@ -404,12 +441,14 @@ static float pair_score(const me_vecs *v, const me_vec_kern *k, int64_t a, int64
 /* Alg. 4: from candidates (ids, scores to the base node; best first) keep
  * up to M that are each closer to the base than to any kept one. */
 static int32_t select_heuristic(const me_vecs *v, const me_vec_kern *k, const int64_t *ids,
-                                const float *sc, int32_t n, int32_t M, int32_t *out, float *tmp)
+                                const float *sc, int32_t n, int32_t M, int32_t *out, float *tmp,
+                                int64_t *nd)
 {
     int32_t r = 0;
     for (int32_t i = 0; i < n && r < M; i++) {
         int good = 1;
         for (int32_t j = 0; j < r; j++) {
+            ++*nd;
             if (pair_score(v, k, ids[i], out[j], tmp) > sc[i]) {
                 good = 0;
                 break;
@@ -421,49 +460,10 @@ static int32_t select_heuristic(const me_vecs *v, const me_vec_kern *k, const in
     return r;
 }
 
-static int add_link_locked(me_hnsw *g, const me_vecs *v, const me_vec_kern *k, int64_t from,
-                           int64_t to, int32_t l, float *tmp, float *tmp2);
-
-/* Adds link from -> to on layer l, shrinking from's list with the heuristic
- * when it is full. */
-static int add_link(me_hnsw *g, const me_vecs *v, const me_vec_kern *k, int64_t from, int64_t to,
-                    int32_t l, float *tmp, float *tmp2)
+/* Sorts candidates by score desc, id asc: the heuristic's order, and one
+ * that does not depend on the order they were found in. */
+static void sort_cands(int64_t *ids, float *sc, int32_t n)
 {
-    node_lock(g, from);
-    int rc = add_link_locked(g, v, k, from, to, l, tmp, tmp2);
-    node_unlock(g, from);
-    return rc;
-}
-
-static int add_link_locked(me_hnsw *g, const me_vecs *v, const me_vec_kern *k, int64_t from,
-                           int64_t to, int32_t l, float *tmp, float *tmp2)
-{
-    int32_t *L = links(g, from, l);
-    int32_t M = max_links(g, l);
-    for (int32_t j = 1; j <= L[0]; j++)
-        if (L[j] == to)
-            return MEDEMBED_OK;
-    if (L[0] < M) {
-        L[1 + L[0]] = (int32_t)to;
-        L[0]++;
-        return MEDEMBED_OK;
-    }
-    int32_t n = L[0] + 1;
-    int64_t *ids = malloc(sizeof *ids * (size_t)n);
-    float *sc = malloc(sizeof *sc * (size_t)n);
-    int32_t *keep = malloc(sizeof *keep * (size_t)n);
-    if (!ids || !sc || !keep) {
-        free(ids);
-        free(sc);
-        free(keep);
-        return MEDEMBED_ERR_NOMEM;
-    }
-    me_vecs_row(v, from, tmp2);
-    for (int32_t j = 0; j < n; j++) {
-        ids[j] = j < L[0] ? L[1 + j] : to;
-        sc[j] = me_vecs_score(v, k, tmp2, ids[j]);
-    }
-    /* insertion sort by score desc, id asc (n <= 2M + 1) */
     for (int32_t i = 1; i < n; i++) {
         float s = sc[i];
         int64_t d = ids[i];
@@ -476,13 +476,37 @@ static int add_link_locked(me_hnsw *g, const me_vecs *v, const me_vec_kern *k, i
         sc[j + 1] = s;
         ids[j + 1] = d;
     }
-    int32_t r = select_heuristic(v, k, ids, sc, n, M, keep, tmp);
+}
+
+/* Adds link from -> to on layer l, shrinking from's list with the heuristic
+ * when it is full. The caller owns from's lists. */
+static void add_link(me_hnsw *g, const me_vecs *v, const me_vec_kern *k, int64_t from, int64_t to,
+                     int32_t l, worker *w)
+{
+    int32_t *L = links(g, from, l);
+    int32_t M = max_links(g, l);
+    for (int32_t j = 1; j <= L[0]; j++)
+        if (L[j] == to)
+            return;
+    if (L[0] < M) {
+        L[1 + L[0]] = (int32_t)to;
+        L[0]++;
+        return;
+    }
+    int32_t n = L[0] + 1;
+    int64_t ids[2 * HNSW_MAX_M + 1];
+    float sc[2 * HNSW_MAX_M + 1];
+    int32_t keep[2 * HNSW_MAX_M + 1];
+    me_vecs_row(v, from, w->tmp2);
+    for (int32_t j = 0; j < n; j++) {
+        ids[j] = j < L[0] ? L[1 + j] : to;
+        sc[j] = me_vecs_score(v, k, w->tmp2, ids[j]);
+    }
+    w->nd += n;
+    sort_cands(ids, sc, n);
+    int32_t r = select_heuristic(v, k, ids, sc, n, M, keep, w->tmp, &w->nd);
     memcpy(L + 1, keep, sizeof *keep * (size_t)r);
     L[0] = r;
-    free(ids);
-    free(sc);
-    free(keep);
-    return MEDEMBED_OK;
 }
 
 /* Gives node its level and empty link lists (sequential: it draws from the
@@ -500,101 +524,166 @@ static int prepare_node(me_hnsw *g, int64_t node, me_err *e)
     return MEDEMBED_OK;
 }
 
-/* Alg. 1 for a prepared node. Safe to run for different nodes at once when
- * g->concurrent is set: link lists are only touched under their stripe
- * lock, and a node that raises the top level holds top_mu throughout (as
- * hnswlib does), so the entry point never moves under a running insert. */
-static int link_node(me_hnsw *g, const me_vecs *v, const me_vec_kern *k, int64_t node, float *q,
-                     float *tmp, float *tmp2, me_err *e)
+/* A reverse link of a batch: `to` (a new node) links to `from`'s list. */
+typedef struct rlink {
+    int32_t from, to, l;
+} rlink;
+
+static int rlink_cmp(const void *a, const void *b)
 {
-    int32_t lvl = g->level[node];
-    if (g->concurrent)
-        pthread_mutex_lock(&g->top_mu);
-    int64_t entry = g->entry;
-    int32_t top = g->max_level;
-    if (entry < 0) {
-        g->entry = node;
-        g->max_level = lvl;
-        if (g->concurrent)
-            pthread_mutex_unlock(&g->top_mu);
-        return MEDEMBED_OK;
-    }
-    int hold_top = g->concurrent && lvl > top;
-    if (g->concurrent && !hold_top)
-        pthread_mutex_unlock(&g->top_mu);
-    me_vecs_row(v, node, q);
-    int64_t ep = greedy(g, v, k, q, entry, top, lvl);
-    me_topk W = {0};
-    visited *vis = vis_get(g, g->n);
-    int32_t *sel = malloc(sizeof *sel * (size_t)(g->m0 + 1));
-    int rc = (vis && sel && me_topk_init(&W, g->efc) == MEDEMBED_OK) ? MEDEMBED_OK
-                                                                     : MEDEMBED_ERR_NOMEM;
-    for (int32_t l = lvl < top ? lvl : top; l >= 0 && rc == MEDEMBED_OK; l--) {
-        W.n = 0;
-        if (++vis->stamp == 0) {
-            memset(vis->mark, 0, sizeof *vis->mark * (size_t)vis->cap);
-            vis->stamp = 1;
-        }
-        vis->mark[node] = vis->stamp; /* never link to itself */
-        rc = search_layer(g, v, k, q, &ep, 1, l, NULL, NULL, &W, vis);
-        if (rc != MEDEMBED_OK || W.n == 0)
-            break;
-        me_topk_sort(&W);
-        int32_t r = select_heuristic(v, k, W.id, W.score, W.n, g->m, sel, tmp);
-        node_lock(g, node);
-        int32_t *L = links(g, node, l);
-        memcpy(L + 1, sel, sizeof *sel * (size_t)r);
-        L[0] = r;
-        node_unlock(g, node);
-        for (int32_t j = 0; j < r && rc == MEDEMBED_OK; j++)
-            rc = add_link(g, v, k, sel[j], node, l, tmp, tmp2);
-        ep = W.id[0];
-    }
-    free(sel);
-    vis_put(g, vis);
-    me_topk_free(&W);
-    if (rc == MEDEMBED_OK && lvl > top) {
-        g->max_level = lvl;
-        g->entry = node;
-    }
-    if (hold_top)
-        pthread_mutex_unlock(&g->top_mu);
-    RETURN_ERROR_IF(rc != MEDEMBED_OK, e, rc, "out of memory while linking HNSW node %lld",
-                    (long long)node);
-    return MEDEMBED_OK;
+    const rlink *x = a, *y = b;
+    if (x->from != y->from)
+        return x->from < y->from ? -1 : 1;
+    if (x->l != y->l)
+        return x->l < y->l ? -1 : 1;
+    return (x->to > y->to) - (x->to < y->to);
 }
 
-typedef struct build_job {
+typedef struct batch_job {
     me_hnsw *g;
     const me_vecs *v;
     const me_vec_kern *k;
-    int64_t first;
-    float *scratch; /* (threads, 3 dim) */
+    int64_t b0, b1;   /* the batch: nodes [b0, b1) */
+    int64_t entry;    /* the graph before the batch */
+    int32_t top;
+    worker *w;        /* (threads) */
+    rlink *rl;        /* phase 2: reverse links sorted by from (cap_rl) */
+    int64_t *grp;     /* (n_grp + 1) starts of each from's run in rl */
+    int64_t n_grp, cap_rl;
     atomic_int failed;
-} build_job;
+} batch_job;
 
-static void build_task(void *arg, int64_t task, int32_t thread)
+/* Phase 1 for one new node: search the graph before the batch, add the
+ * batch's other nodes as candidates, and select the node's own links. */
+static int link_out(batch_job *j, int64_t node, worker *w)
 {
-    build_job *j = arg;
+    me_hnsw *g = j->g;
+    const me_vecs *v = j->v;
+    const me_vec_kern *k = j->k;
+    int32_t lvl = g->level[node];
+    me_vecs_row(v, node, w->q);
+    int64_t ep = j->entry >= 0 ? greedy(g, v, k, w->q, j->entry, j->top, lvl, &w->nd) : -1;
+    for (int32_t l = lvl; l >= 0; l--) {
+        int32_t n = 0;
+        if (ep >= 0 && l <= j->top) {
+            w->W.n = 0;
+            vis_reset(w->vis);
+            int rc = search_layer(g, v, k, w->q, &ep, 1, l, NULL, NULL, &w->W, w->vis, &w->C,
+                                  &w->nd);
+            if (rc != MEDEMBED_OK)
+                return rc;
+            float best = -INFINITY;
+            for (int32_t i = 0; i < w->W.n; i++) {
+                w->ids[n] = w->W.id[i];
+                w->sc[n] = w->W.score[i];
+                if (w->sc[n] > best || (w->sc[n] == best && w->ids[n] < ep)) {
+                    best = w->sc[n];
+                    ep = w->ids[n];
+                }
+                n++;
+            }
+        }
+        for (int64_t b = j->b0; b < j->b1; b++) {
+            if (b == node || g->level[b] < l)
+                continue;
+            w->ids[n] = b;
+            w->sc[n] = me_vecs_score(v, k, w->q, b);
+            w->nd++;
+            n++;
+        }
+        sort_cands(w->ids, w->sc, n);
+        int32_t r = select_heuristic(v, k, w->ids, w->sc, n, g->m, w->sel, w->tmp, &w->nd);
+        int32_t *L = links(g, node, l);
+        memcpy(L + 1, w->sel, sizeof *w->sel * (size_t)r);
+        L[0] = r;
+    }
+    return MEDEMBED_OK;
+}
+
+static void phase1_task(void *arg, int64_t task, int32_t thread)
+{
+    batch_job *j = arg;
     if (atomic_load_explicit(&j->failed, memory_order_relaxed))
         return;
-    float *s = j->scratch + (size_t)thread * 3 * (size_t)j->v->dim;
-    if (link_node(j->g, j->v, j->k, j->first + task, s, s + j->v->dim, s + 2 * (size_t)j->v->dim,
-                  NULL) != MEDEMBED_OK)
+    if (link_out(j, j->b0 + task, &j->w[thread]) != MEDEMBED_OK)
         atomic_store(&j->failed, 1);
 }
 
-static int init_stripes(me_hnsw *g)
+/* Phase 2 for one receiving node: its new links, in (layer, node) order. */
+static void phase2_task(void *arg, int64_t task, int32_t thread)
 {
-    if (g->stripes)
-        return MEDEMBED_OK;
-    g->stripes = malloc(sizeof *g->stripes * HNSW_STRIPES);
-    if (!g->stripes)
+    batch_job *j = arg;
+    for (int64_t i = j->grp[task]; i < j->grp[task + 1]; i++)
+        add_link(j->g, j->v, j->k, j->rl[i].from, j->rl[i].to, j->rl[i].l, &j->w[thread]);
+}
+
+static void run_tasks(me_pool *pool, int32_t nt, int64_t n, me_task_fn fn, void *arg)
+{
+    if (nt > 1 && n > 1) {
+        me_pool_run(pool, n, fn, arg);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++)
+        fn(arg, i, 0);
+}
+
+/* Inserts nodes [b0, b1), whose levels are drawn. */
+static int insert_batch(batch_job *j, me_pool *pool, int32_t nt)
+{
+    me_hnsw *g = j->g;
+    j->entry = g->entry;
+    j->top = g->max_level;
+    int64_t need = 0;
+    for (int64_t b = j->b0; b < j->b1; b++)
+        need += g->m0 + (int64_t)g->level[b] * g->m;
+    if (need > j->cap_rl) {
+        free(j->rl);
+        free(j->grp);
+        j->rl = malloc(sizeof *j->rl * (size_t)need);
+        j->grp = malloc(sizeof *j->grp * (size_t)(need + 1));
+        j->cap_rl = j->rl && j->grp ? need : 0;
+        if (!j->cap_rl)
+            return MEDEMBED_ERR_NOMEM;
+    }
+    run_tasks(pool, nt, j->b1 - j->b0, phase1_task, j);
+    if (atomic_load(&j->failed))
         return MEDEMBED_ERR_NOMEM;
-    for (int i = 0; i < HNSW_STRIPES; i++)
-        pthread_mutex_init(&g->stripes[i], NULL);
-    pthread_mutex_init(&g->top_mu, NULL);
+    int64_t n = 0;
+    for (int64_t b = j->b0; b < j->b1; b++)
+        for (int32_t l = 0; l <= g->level[b]; l++) {
+            const int32_t *L = links(g, b, l);
+            for (int32_t i = 1; i <= L[0]; i++)
+                j->rl[n++] = (rlink){L[i], (int32_t)b, l};
+        }
+    qsort(j->rl, (size_t)n, sizeof *j->rl, rlink_cmp);
+    j->n_grp = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (i == 0 || j->rl[i].from != j->rl[i - 1].from)
+            j->grp[j->n_grp++] = i;
+    j->grp[j->n_grp] = n;
+    run_tasks(pool, nt, j->n_grp, phase2_task, j);
+    for (int64_t b = j->b0; b < j->b1; b++)
+        if (g->entry < 0 || g->level[b] > g->max_level) {
+            g->entry = b;
+            g->max_level = g->level[b];
+        }
+    g->n = j->b1;
     return MEDEMBED_OK;
+}
+
+static void workers_free(me_hnsw *g, worker *w, int32_t nt)
+{
+    for (int32_t t = 0; w && t < nt; t++) {
+        free(w[t].q);
+        me_topk_free(&w[t].W);
+        ch_free(&w[t].C);
+        vis_put(g, w[t].vis);
+        free(w[t].ids);
+        free(w[t].sc);
+        free(w[t].sel);
+        atomic_fetch_add(&g->n_dist_build, w[t].nd);
+    }
+    free(w);
 }
 
 int me_hnsw_add(me_hnsw *g, const me_vecs *v, int64_t upto, me_pool *pool, me_err *e)
@@ -605,7 +694,6 @@ int me_hnsw_add(me_hnsw *g, const me_vecs *v, int64_t upto, me_pool *pool, me_er
         return MEDEMBED_OK;
     RETURN_ERROR_IF(reserve(g, upto) != MEDEMBED_OK, e, MEDEMBED_ERR_NOMEM,
                     "out of memory for an HNSW graph of %lld nodes", (long long)upto);
-    const me_vec_kern *k = me_vec_kern_get();
     int64_t first = g->n;
     for (int64_t i = first; i < upto; i++) {
         int rc = prepare_node(g, i, e);
@@ -618,30 +706,55 @@ int me_hnsw_add(me_hnsw *g, const me_vecs *v, int64_t upto, me_pool *pool, me_er
         }
     }
     int32_t nt = pool ? me_pool_threads(pool) : 1;
-    float *buf = malloc(sizeof *buf * (size_t)v->dim * 3 * (size_t)nt);
-    RETURN_ERROR_IF(!buf, e, MEDEMBED_ERR_NOMEM, "out of memory");
-    int rc = MEDEMBED_OK;
-    if (nt > 1 && upto - first >= HNSW_MIN_PARALLEL && init_stripes(g) == MEDEMBED_OK) {
-        /* Every node id below upto may be visited from now on. */
-        g->n = upto;
-        if (g->entry < 0)
-            rc = link_node(g, v, k, first++, buf, buf + v->dim, buf + 2 * (size_t)v->dim, e);
-        build_job j = {g, v, k, first, buf, 0};
-        if (rc == MEDEMBED_OK) {
-            g->concurrent = 1;
-            me_pool_run(pool, upto - first, build_task, &j);
-            g->concurrent = 0;
-            if (atomic_load(&j.failed))
-                rc = me_err_set(e, MEDEMBED_ERR_NOMEM, "out of memory building the HNSW graph");
-        }
-    } else {
-        for (int64_t i = first; i < upto && rc == MEDEMBED_OK; i++) {
-            g->n = i + 1;
-            rc = link_node(g, v, k, i, buf, buf + v->dim, buf + 2 * (size_t)v->dim, e);
+    if (nt < 1)
+        nt = 1;
+    size_t d = (size_t)v->dim;
+    int32_t ncand = g->efc + HNSW_MAX_BATCH;
+    batch_job j = {.g = g, .v = v, .k = me_vec_kern_get()};
+    atomic_init(&j.failed, 0);
+    j.w = calloc((size_t)nt, sizeof *j.w);
+    int ok = j.w != NULL;
+    for (int32_t t = 0; ok && t < nt; t++) {
+        worker *w = &j.w[t];
+        w->q = malloc(sizeof *w->q * d * 3);
+        w->vis = vis_get(g, upto);
+        w->ids = malloc(sizeof *w->ids * (size_t)ncand);
+        w->sc = malloc(sizeof *w->sc * (size_t)ncand);
+        w->sel = malloc(sizeof *w->sel * (size_t)(g->m0 + 1));
+        ok = w->q && w->vis && w->ids && w->sc && w->sel &&
+             me_topk_init(&w->W, g->efc) == MEDEMBED_OK;
+        if (w->q) {
+            w->tmp = w->q + d;
+            w->tmp2 = w->q + 2 * d;
         }
     }
-    free(buf);
-    return rc;
+    int rc = ok ? MEDEMBED_OK : MEDEMBED_ERR_NOMEM;
+    for (int64_t b0 = first; b0 < upto && rc == MEDEMBED_OK;) {
+        int64_t B = g->n / HNSW_BATCH_DIV;
+        if (B < 1)
+            B = 1;
+        if (B > HNSW_MAX_BATCH)
+            B = HNSW_MAX_BATCH;
+        if (B > upto - b0)
+            B = upto - b0;
+        j.b0 = b0;
+        j.b1 = b0 + B;
+        rc = insert_batch(&j, pool, nt);
+        b0 = j.b1;
+    }
+    workers_free(g, j.w, nt);
+    free(j.rl);
+    free(j.grp);
+    if (rc != MEDEMBED_OK) {
+        /* Nodes not inserted are dropped; the caller rebuilds. */
+        for (int64_t i = g->n; i < upto; i++) {
+            free(g->up[i]);
+            g->up[i] = NULL;
+        }
+        return me_err_set(e, MEDEMBED_ERR_NOMEM, "out of memory building the HNSW graph");
+    }
+    g->n_built += upto - first;
+    return MEDEMBED_OK;
 }
 
 int me_hnsw_search(const me_hnsw *g, const me_vecs *v, const float *q, int32_t ef,
@@ -651,14 +764,21 @@ int me_hnsw_search(const me_hnsw *g, const me_vecs *v, const float *q, int32_t e
     if (g->n == 0)
         return MEDEMBED_OK;
     const me_vec_kern *k = me_vec_kern_get();
-    int64_t ep = greedy(g, v, k, q, g->entry, g->max_level, 0);
+    int64_t nd = 0;
+    int64_t ep = greedy(g, v, k, q, g->entry, g->max_level, 0, &nd);
     me_topk W;
     if (ef < out->k)
         ef = out->k;
     RETURN_ERROR_IF(me_topk_init(&W, ef) != MEDEMBED_OK, e, MEDEMBED_ERR_NOMEM, "out of memory");
     visited *vis = vis_get(g, g->n);
-    int rc = vis ? search_layer(g, v, k, q, &ep, 1, 0, accept, arg, &W, vis) : MEDEMBED_ERR_NOMEM;
+    cand_heap C = {0};
+    int rc = vis ? search_layer(g, v, k, q, &ep, 1, 0, accept, arg, &W, vis, &C, &nd)
+                 : MEDEMBED_ERR_NOMEM;
+    ch_free(&C);
     vis_put(g, vis);
+    me_hnsw *gm = (me_hnsw *)g; /* the counters are the only mutable part */
+    atomic_fetch_add_explicit(&gm->n_dist_search, nd, memory_order_relaxed);
+    atomic_fetch_add_explicit(&gm->n_search, 1, memory_order_relaxed);
     if (rc == MEDEMBED_OK)
         for (int32_t i = 0; i < W.n; i++)
             me_topk_push(out, W.score[i], W.id[i]);

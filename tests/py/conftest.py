@@ -67,12 +67,15 @@ def clean_env(env=None, leaks=False, **extra):
     return env
 
 
-def peer_python(*modules):
+def peer_python(*modules, system=False):
     """An interpreter that imports all of `modules`: this one's executable (a child process,
-    so a sanitizer preload never meets them), or the venv of scripts/venv.sh. Skips (or fails
+    so a sanitizer preload never meets them), or the venv of scripts/venv.sh, or with
+    system=True Debian's /usr/bin/python3 (peers packaged as python3-*). Skips (or fails
     under MEDEMBED_REQUIRE_PEERS=1) when none does."""
     code = "import " + ", ".join(modules)
     cands = [sys.executable, os.path.join(REPO, ".venv", "bin", "python")]
+    if system:
+        cands.append("/usr/bin/python3")
     for py in dict.fromkeys(c for c in cands if os.access(c, os.X_OK)):
         r = subprocess.run([py, "-c", code], capture_output=True, env=clean_env(), timeout=300)
         if r.returncode == 0:
