@@ -13,17 +13,19 @@
  *         me_f32_chunk(K) consecutive k, from 0, the chunk sums added in
  *         order: the arithmetic of the AVX2 and AVX-512 fp32 tiles, so an
  *         fp32 GEMM gives the same bits as on those levels.
- *   bf16: weights stored as bf16 and widened to fp32 as they are loaded
- *         (a shift), times a bf16-rounded fp32 copy of x, in the fp32
- *         chunks: the AVX2 level's bf16 arithmetic (exact products, fp32
- *         sums), whatever the CPU. FEAT_BF16's bfdot / bfmmla are not used:
- *         Arm defines their sums with their own rounding (round to odd
- *         between the pair sums, denormals flushed without FEAT_EBF16), so
- *         they would give other bits than every other level.
+ *   bf16: where the CPU has FEAT_BF16, bfmmla (gemm_mmla.c) on its own
+ *         layout ([quad][16][4] bf16) and a bf16 copy of x: Arm's BFDotAdd
+ *         sums (round to odd, denormals flushed; gemm_mmla.c says how), so
+ *         other bits than the other levels' within the bf16 budget. Else
+ *         weights stored as bf16 and widened to fp32 as they are loaded (a
+ *         shift), times a bf16-rounded fp32 copy of x, in the fp32 chunks:
+ *         the AVX2 level's bf16 arithmetic (exact products, fp32 sums). The
+ *         layout is chosen at pack time and the tiles follow it.
  *   int8: a step is a quad of k ([block][quad][16][4] int8), x a copy of
- *         q_x (int8, zero-padded to whole quads); sdot (gemm_dotprod.c)
- *         where the CPU has FEAT_DotProd, else smull + addp + sadalp: both
- *         the exact int32 sum of the scalar oracle, so the same bits.
+ *         q_x (int8, zero-padded to whole quads); smmla (gemm_mmla.c) where
+ *         the CPU has FEAT_I8MM, sdot (gemm_dotprod.c) where it has
+ *         FEAT_DotProd, else smull + addp + sadalp: all the exact int32 sum
+ *         of the scalar oracle, so the same bits.
  * Determinism as at every level: an output's arithmetic depends only on its
  * row of x and its row of W.
  */
@@ -38,20 +40,21 @@
 
 typedef struct {
     int32_t kind;  /* ME_PACK_* */
+    int32_t mm;    /* bf16 in the bfmmla layout ([quad][16][4]; FEAT_BF16) */
     int32_t n_b;   /* ceil(n_out / NB_COLS) */
-    int32_t steps; /* k steps per block: K (fp32, bf16) or ceil(K / 4) (int8 quads) */
+    int32_t steps; /* k steps per block: K (fp32, bf16) or ceil(K / 4) (int8, bfmmla quads) */
     float *scale;  /* int8: per-channel scales, one per (padded) output */
     uint8_t *data;
 } pkneon;
 
-static size_t step_bytes(int32_t kind)
+static size_t step_bytes(int32_t kind, int32_t mm)
 {
-    return NB_COLS * (size_t)(kind == ME_PACK_BF16 ? 2 : 4);
+    return NB_COLS * (size_t)(mm ? 8 : kind == ME_PACK_BF16 ? 2 : 4);
 }
 
 static size_t block_bytes(const pkneon *pk)
 {
-    return (size_t)pk->steps * step_bytes(pk->kind);
+    return (size_t)pk->steps * step_bytes(pk->kind, pk->mm);
 }
 
 static int32_t cdiv(int32_t a, int32_t b)
@@ -67,17 +70,24 @@ static int32_t kind_of(int32_t dtype)
                                           : ME_PACK_NONE;
 }
 
-/* The packed form of an (N, K) layer (shared by pack and adopt). */
+/* The packed form of an (N, K) layer on this CPU (shared by pack and
+ * adopt): bf16 takes the bfmmla layout where the CPU has FEAT_BF16
+ * (MEDEMBED_CPU_DISABLE=bf16 hides it). */
 static size_t layout_neon(int32_t N, int32_t K, int32_t kind, pkneon *h, size_t *side)
 {
     int i8 = kind == ME_PACK_INT8;
     size_t hdr = (sizeof(pkneon) + 63) & ~(size_t)63;
     memset(h, 0, sizeof *h);
     h->kind = kind;
+    if (kind == ME_PACK_BF16) {
+        me_cpu c;
+        me_cpu_detect(&c);
+        h->mm = c.arm_bf16;
+    }
     h->n_b = cdiv(N, NB_COLS);
-    h->steps = i8 ? cdiv(K, 4) : K;
+    h->steps = i8 || h->mm ? cdiv(K, 4) : K;
     *side = i8 ? ((size_t)h->n_b * NB_COLS * 4 + 63) & ~(size_t)63 : 0;
-    return hdr + *side + (size_t)h->n_b * (size_t)h->steps * step_bytes(kind);
+    return hdr + *side + (size_t)h->n_b * (size_t)h->steps * step_bytes(kind, h->mm);
 }
 
 static void pk_at(pkneon *pk, const pkneon *h, size_t side, const uint8_t *blob)
@@ -123,6 +133,9 @@ static int pack_neon(me_linear *L, int32_t dtype)
             for (int32_t k = 0; k < K; k++) {
                 if (kind == ME_PACK_F32)
                     ((float *)(void *)b)[(size_t)k * NB_COLS + (size_t)c] = rows[c][k];
+                else if (h.mm) /* [quad][16][4] */
+                    ((uint16_t *)(void *)b)[((size_t)(k / 4) * NB_COLS + (size_t)c) * 4 +
+                                            (size_t)(k % 4)] = me_f32_to_bf16(rows[c][k]);
                 else if (kind == ME_PACK_BF16)
                     ((uint16_t *)(void *)b)[(size_t)k * NB_COLS + (size_t)c] =
                         me_f32_to_bf16(rows[c][k]);
@@ -340,6 +353,19 @@ static void round_bf16_rows(const me_gemm_job *j, int32_t m0, int32_t m1)
     }
 }
 
+/* bf16 for bfmmla: x rounded to bf16 (me_f32_to_bf16), the last quad
+ * zero-padded. */
+static void bf16_rows(const me_gemm_job *j, int32_t m0, int32_t m1)
+{
+    for (int32_t m = m0; m < m1; m++) {
+        const float *x = j->x + (size_t)m * (size_t)j->K;
+        uint16_t *q = (uint16_t *)(void *)(j->xq + (size_t)m * j->ldq);
+        memset(q, 0, j->ldq);
+        for (int32_t k = 0; k < j->K; k++)
+            q[k] = me_f32_to_bf16(x[k]);
+    }
+}
+
 /* int8: q_x and the row scale by the one quantizer (pack.c), the last
  * quad zero-padded. */
 static void quant_i8_rows(const me_gemm_job *j, int32_t m0, int32_t m1)
@@ -364,12 +390,31 @@ static const me_gemm_ukernel UK_BF16 = {
     UK_NB(store_float, round_bf16_rows),
     .tile = {tile_bf16_1, tile_bf16_2, tile_bf16_3, tile_bf16_4, tile_bf16_5, tile_bf16_6},
 };
+/* the bfmmla tiles are gemm_mmla.c's (uk_with) */
+static const me_gemm_ukernel UK_BF16_MM = {
+    UK_NB(store_float, bf16_rows),
+};
 static const me_gemm_ukernel UK_I8 = {
     UK_NB(store_i8, quant_i8_rows),
     .tile = {tile_i8_1, tile_i8_2, tile_i8_3, tile_i8_4, tile_i8_5, tile_i8_6},
 };
-static me_gemm_ukernel g_uk_i8_sdot;
+/* the tables with the extensions' tiles (gemm_dotprod.c, gemm_mmla.c),
+ * filled on first use */
+static me_gemm_ukernel g_uk_i8_sdot, g_uk_i8_smmla, g_uk_bf16_mm;
 #undef UK_NB
+
+/* *u = base with an extension's tiles, made on first use (the same fields
+ * each time: a benign race) */
+static const me_gemm_ukernel *uk_with(me_gemm_ukernel *u, const me_gemm_ukernel *base,
+                                      const me_gemm_tile_fn tiles[NB_ROWS])
+{
+    if (!u->cols) {
+        me_gemm_ukernel t = *base;
+        memcpy(t.tile, tiles, sizeof(me_gemm_tile_fn) * NB_ROWS);
+        *u = t;
+    }
+    return u;
+}
 
 static int plan_neon(const me_linear *L, me_gemm_plan *p)
 {
@@ -378,24 +423,22 @@ static int plan_neon(const me_linear *L, me_gemm_plan *p)
         return 0;
     memset(p, 0, sizeof *p);
     if (pk->kind == ME_PACK_INT8) {
+        /* MEDEMBED_CPU_DISABLE=i8mm: sdot; dotprod too: the smull tiles */
         me_cpu c;
-        me_cpu_detect(&c); /* MEDEMBED_CPU_DISABLE=dotprod: the smull tiles */
-        p->uk = &UK_I8;
-        if (c.dotprod) {
-            if (!g_uk_i8_sdot.cols) { /* the same fields each time: a benign race */
-                me_gemm_ukernel u = UK_I8;
-                memcpy(u.tile, me_neon_tile_i8_sdot, sizeof me_neon_tile_i8_sdot);
-                g_uk_i8_sdot = u;
-            }
-            p->uk = &g_uk_i8_sdot;
-        }
-    } else
+        me_cpu_detect(&c);
+        p->uk = c.i8mm      ? uk_with(&g_uk_i8_smmla, &UK_I8, me_neon_tile_i8_smmla)
+                : c.dotprod ? uk_with(&g_uk_i8_sdot, &UK_I8, me_neon_tile_i8_sdot)
+                            : &UK_I8;
+    } else if (pk->mm) /* the layout decides: pack chose it */
+        p->uk = uk_with(&g_uk_bf16_mm, &UK_BF16_MM, me_neon_tile_bf16_mmla);
+    else
         p->uk = pk->kind == ME_PACK_F32 ? &UK_F32 : &UK_BF16;
     p->blocks = pk->data;
     p->block_bytes = block_bytes(pk);
     p->n_blocks = pk->n_b;
     p->steps = pk->steps;
     p->ldq = pk->kind == ME_PACK_F32    ? 0
+             : pk->mm                   ? (size_t)pk->steps * 8
              : pk->kind == ME_PACK_BF16 ? (size_t)L->n_in * 4
                                         : (size_t)pk->steps * 4;
     p->scale = pk->kind == ME_PACK_INT8 ? pk->scale : NULL;
@@ -410,9 +453,13 @@ static void linear_neon(const me_linear *L, const float *x, int32_t M, float *y,
 
 static double peak_neon(int32_t dtype, int64_t iters)
 {
+    me_cpu c;
+    me_cpu_detect(&c);
+    if (dtype == MEDEMBED_DTYPE_BF16 && c.arm_bf16)
+        return me_neon_peak_mmla(1, iters);
     if (dtype == MEDEMBED_DTYPE_INT8) {
-        me_cpu c;
-        me_cpu_detect(&c);
+        if (c.i8mm)
+            return me_neon_peak_mmla(0, iters);
         if (c.dotprod)
             return me_neon_peak_sdot(iters);
         /* without sdot: smull + addp + sadalp for 16 multiply-adds, whose
