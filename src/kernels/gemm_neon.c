@@ -511,9 +511,9 @@ const me_kern me_kern_neon = {
     .unpack = me_unpack_generic,
     .adopt = adopt_neon,
     .attention = me_attention_scalar,
-    .layernorm = me_layernorm_scalar,
+    .layernorm = me_layernorm_neon,
     .gelu = gelu_neon,
     .peak = peak_neon,
-    .dot_f32 = me_dot_f32_scalar,
-    .dot_i8 = me_dot_i8_scalar,
+    .dot_f32 = me_dot_f32_neon,
+    .dot_i8 = me_dot_i8_neon,
 };
