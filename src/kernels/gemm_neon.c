@@ -30,12 +30,12 @@
  * row of x and its row of W.
  */
 #include <arm_neon.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/gemm_neon.h"
 #include "kernels/kernels.h"
+#include "kernels/simd_neon.h"
 #include "medembed.h"
 
 typedef struct {
@@ -271,19 +271,21 @@ TILES(6)
 #undef TILE_F_ONE
 #undef TILE_I8
 
-/* GELU as the x86 levels compute it, 0.5 x erfc(-x / sqrt 2): no
+/* GELU as the x86 levels compute it, 0.5 x erfc(-x / sqrt 2) (no
  * cancellation for negative x, where 1 + erf(x / sqrt 2) loses the relative
- * accuracy (the scalar reference's form); per element, with the C library's
- * erfcf. */
-static inline float gelu1(float x)
-{
-    return 0.5f * x * erfcf(-x * 0.70710678118654752440f);
-}
-
+ * accuracy), 4 lanes at a time (simd_neon.h); the tail through a zeroed
+ * vector. */
 static void gelu_neon(float *x, int32_t n)
 {
-    for (int32_t i = 0; i < n; i++)
-        x[i] = gelu1(x[i]);
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        vst1q_f32(x + i, me_gelu_f32x4(vld1q_f32(x + i)));
+    if (i < n) {
+        float t[4] = {0};
+        memcpy(t, x + i, sizeof *t * (size_t)(n - i));
+        vst1q_f32(t, me_gelu_f32x4(vld1q_f32(t)));
+        memcpy(x + i, t, sizeof *t * (size_t)(n - i));
+    }
 }
 
 /* rows mt..mt+rows-1, outputs n0..n0+15, in the order of the other levels'
@@ -317,16 +319,12 @@ static inline __attribute__((always_inline)) void store_nb(const me_gemm_job *j,
                 v = ((const float32x4_t *)acc)[4 * r + c];
             if (b)
                 v = vaddq_f32(v, vb);
+            if (gelu)
+                v = me_gelu_f32x4(v);
             float t[4];
             vst1q_f32(t, v);
-            for (int32_t i = 0; i < nv; i++) {
-                float e = t[i];
-                if (gelu)
-                    e = gelu1(e);
-                if (resid)
-                    e += j->res[o + (size_t)i];
-                j->y[o + (size_t)i] = e;
-            }
+            for (int32_t i = 0; i < nv; i++)
+                j->y[o + (size_t)i] = resid ? t[i] + j->res[o + (size_t)i] : t[i];
         }
     }
 }
