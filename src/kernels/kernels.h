@@ -48,7 +48,9 @@
  *          fp32 FMA. AMX: tdpbf16ps, whose every instruction sums 32
  *          consecutive k (from k = 0) in two fp32 sums (even and odd k)
  *          and adds them to the output's running sum (amx_tile.h says
- *          how, with its denormal rules).
+ *          how, with its denormal rules). NEON with FEAT_BF16: bfmmla,
+ *          whose sums are Arm's BFDotAdd, two k a step, rounded to odd
+ *          with denormals flushed (gemm_mmla.c); without it, fp32 FMA.
  *   int8 : weights per output channel: s_w = max|W[n,:]| / 127,
  *          q_w = round(W / s_w) in [-127, 127]; input rows per row (dynamic):
  *          s_x = max|x[m,:]| / 127, q_x = round(x / s_x) in [-127, 127];
