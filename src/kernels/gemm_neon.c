@@ -33,28 +33,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/blocks.h"
 #include "kernels/gemm_neon.h"
 #include "kernels/kernels.h"
 #include "kernels/simd_neon.h"
 #include "medembed.h"
 
-typedef struct {
-    int32_t kind;  /* ME_PACK_* */
-    int32_t mm;    /* bf16 in the bfmmla layout ([quad][16][4]; FEAT_BF16) */
-    int32_t n_b;   /* ceil(n_out / NB_COLS) */
-    int32_t steps; /* k steps per block: K (fp32, bf16) or ceil(K / 4) (int8, bfmmla quads) */
-    float *scale;  /* int8: per-channel scales, one per (padded) output */
-    uint8_t *data;
-} pkneon;
+/* Packed layer (blocks.h): n_b = ceil(n_out / NB_COLS) blocks of `steps`
+ * steps: K (fp32, bf16) or ceil(K / 4) (int8 quads; bf16 quads in the
+ * bfmmla layout, variant 1, FEAT_BF16). */
+typedef me_blocks pkneon;
 
 static size_t step_bytes(int32_t kind, int32_t mm)
 {
     return NB_COLS * (size_t)(mm ? 8 : kind == ME_PACK_BF16 ? 2 : 4);
-}
-
-static size_t block_bytes(const pkneon *pk)
-{
-    return (size_t)pk->steps * step_bytes(pk->kind, pk->mm);
 }
 
 static int32_t cdiv(int32_t a, int32_t b)
@@ -62,64 +54,40 @@ static int32_t cdiv(int32_t a, int32_t b)
     return (a + b - 1) / b;
 }
 
-static int32_t kind_of(int32_t dtype)
-{
-    return dtype == MEDEMBED_DTYPE_F32    ? ME_PACK_F32
-           : dtype == MEDEMBED_DTYPE_BF16 ? ME_PACK_BF16
-           : dtype == MEDEMBED_DTYPE_INT8 ? ME_PACK_INT8
-                                          : ME_PACK_NONE;
-}
-
 /* The packed form of an (N, K) layer on this CPU (shared by pack and
  * adopt): bf16 takes the bfmmla layout where the CPU has FEAT_BF16
  * (MEDEMBED_CPU_DISABLE=bf16 hides it). */
 static size_t layout_neon(int32_t N, int32_t K, int32_t kind, pkneon *h, size_t *side)
 {
-    int i8 = kind == ME_PACK_INT8;
-    size_t hdr = (sizeof(pkneon) + 63) & ~(size_t)63;
-    memset(h, 0, sizeof *h);
-    h->kind = kind;
+    int32_t mm = 0;
     if (kind == ME_PACK_BF16) {
         me_cpu c;
         me_cpu_detect(&c);
-        h->mm = c.arm_bf16;
+        mm = c.arm_bf16;
     }
-    h->n_b = cdiv(N, NB_COLS);
-    h->steps = i8 || h->mm ? cdiv(K, 4) : K;
-    *side = i8 ? ((size_t)h->n_b * NB_COLS * 4 + 63) & ~(size_t)63 : 0;
-    return hdr + *side + (size_t)h->n_b * (size_t)h->steps * step_bytes(kind, h->mm);
-}
-
-static void pk_at(pkneon *pk, const pkneon *h, size_t side, const uint8_t *blob)
-{
-    size_t hdr = (sizeof(pkneon) + 63) & ~(size_t)63;
-    *pk = *h;
-    pk->data = (uint8_t *)(uintptr_t)(blob + hdr + side);
-    if (h->kind == ME_PACK_INT8)
-        pk->scale = (float *)(uintptr_t)(blob + hdr);
+    return me_blocks_layout(h, kind, mm, cdiv(N, NB_COLS), NB_COLS,
+                            kind == ME_PACK_INT8 || mm ? cdiv(K, 4) : K, step_bytes(kind, mm),
+                            side);
 }
 
 static int pack_neon(me_linear *L, int32_t dtype)
 {
     int32_t N = L->n_out, K = L->n_in;
-    int32_t kind = kind_of(dtype);
+    int32_t kind = me_pack_kind(dtype);
     if (kind == ME_PACK_NONE)
         return MEDEMBED_ERR_UNSUPPORTED;
     int i8 = kind == ME_PACK_INT8;
     pkneon h;
     size_t side, bytes = layout_neon(N, K, kind, &h, &side);
-    uint8_t *blk = me_alloc_big(bytes);
+    pkneon *pk = me_blocks_alloc(&h, side, bytes, 1); /* outputs past N, k past K: zero */
     int8_t *q = i8 ? me_alloc_big((size_t)NB_COLS * (size_t)K) : NULL;
-    if (!blk || (i8 && !q)) {
-        me_free_big(blk);
+    if (!pk || (i8 && !q)) {
+        me_free_big(pk);
         me_free_big(q);
         return MEDEMBED_ERR_NOMEM;
     }
-    pkneon *pk = (pkneon *)(void *)blk;
-    memset(blk, 0, bytes);
-    pk_at(pk, &h, side, blk);
     for (int32_t nb = 0; nb < h.n_b; nb++) {
-        uint8_t *b = pk->data + (size_t)nb * block_bytes(pk);
+        uint8_t *b = pk->data + (size_t)nb * pk->block_bytes;
         const float *rows[NB_COLS];
         for (int32_t c = 0; c < NB_COLS; c++) {
             int32_t n = nb * NB_COLS + c;
@@ -133,7 +101,7 @@ static int pack_neon(me_linear *L, int32_t dtype)
             for (int32_t k = 0; k < K; k++) {
                 if (kind == ME_PACK_F32)
                     ((float *)(void *)b)[(size_t)k * NB_COLS + (size_t)c] = rows[c][k];
-                else if (h.mm) /* [quad][16][4] */
+                else if (h.variant) /* bfmmla: [quad][16][4] */
                     ((uint16_t *)(void *)b)[((size_t)(k / 4) * NB_COLS + (size_t)c) * 4 +
                                             (size_t)(k % 4)] = me_f32_to_bf16(rows[c][k]);
                 else if (kind == ME_PACK_BF16)
@@ -146,10 +114,7 @@ static int pack_neon(me_linear *L, int32_t dtype)
         }
     }
     me_free_big(q);
-    L->packed = pk;
-    L->packed_kind = kind;
-    L->packed_dtype = dtype;
-    L->packed_bytes = bytes;
+    me_blocks_own(L, pk, dtype, bytes);
     return MEDEMBED_OK;
 }
 
@@ -427,16 +392,16 @@ static int plan_neon(const me_linear *L, me_gemm_plan *p)
         p->uk = c.i8mm      ? uk_with(&g_uk_i8_smmla, &UK_I8, me_neon_tile_i8_smmla)
                 : c.dotprod ? uk_with(&g_uk_i8_sdot, &UK_I8, me_neon_tile_i8_sdot)
                             : &UK_I8;
-    } else if (pk->mm) /* the layout decides: pack chose it */
+    } else if (pk->variant) /* the layout decides: pack chose it */
         p->uk = uk_with(&g_uk_bf16_mm, &UK_BF16_MM, me_neon_tile_bf16_mmla);
     else
         p->uk = pk->kind == ME_PACK_F32 ? &UK_F32 : &UK_BF16;
     p->blocks = pk->data;
-    p->block_bytes = block_bytes(pk);
+    p->block_bytes = pk->block_bytes;
     p->n_blocks = pk->n_b;
     p->steps = pk->steps;
     p->ldq = pk->kind == ME_PACK_F32    ? 0
-             : pk->mm                   ? (size_t)pk->steps * 8
+             : pk->variant              ? (size_t)pk->steps * 8
              : pk->kind == ME_PACK_BF16 ? (size_t)L->n_in * 4
                                         : (size_t)pk->steps * 4;
     p->scale = pk->kind == ME_PACK_INT8 ? pk->scale : NULL;
@@ -480,26 +445,14 @@ static double peak_neon(int32_t dtype, int64_t iters)
     return (double)iters * 16 * 8;
 }
 
-_Static_assert((sizeof(pkneon) + 63) / 64 * 64 == ME_PACK_HDR, "pkneon header size");
 static int adopt_neon(me_linear *L, int32_t dtype, const uint8_t *blob, size_t bytes)
 {
-    int32_t kind = kind_of(dtype);
+    int32_t kind = me_pack_kind(dtype);
     if (kind == ME_PACK_NONE)
         return MEDEMBED_ERR_UNSUPPORTED;
     pkneon h;
-    size_t side;
-    if (bytes != layout_neon(L->n_out, L->n_in, kind, &h, &side) || ((uintptr_t)blob & 63))
-        return MEDEMBED_ERR_FORMAT;
-    pkneon *pk = malloc(sizeof *pk);
-    if (!pk)
-        return MEDEMBED_ERR_NOMEM;
-    pk_at(pk, &h, side, blob);
-    L->packed = pk;
-    L->packed_kind = kind;
-    L->packed_dtype = dtype;
-    L->packed_bytes = bytes;
-    L->packed_borrowed = 1;
-    return MEDEMBED_OK;
+    size_t side, want = layout_neon(L->n_out, L->n_in, kind, &h, &side);
+    return me_blocks_adopt(L, dtype, &h, side, want, blob, bytes);
 }
 
 const me_kern me_kern_neon = {

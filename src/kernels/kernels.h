@@ -5,7 +5,8 @@
  * the test oracles for the ISA files): gemm.c (linear layers in every
  * dtype), attn.c (attention, LayerNorm), dot.c (the search index's dot
  * products), pack.c (weight and row quantization shared by every level and
- * by the index). gemm_avx2.c / gemm_avx512.c (+ attn_*.c, dot_*.c) hold the
+ * by the index), blocks.c (the packed column-block form, header and
+ * pack cache adoption, that the AVX2 and NEON levels share). gemm_avx2.c / gemm_avx512.c (+ attn_*.c, dot_*.c) hold the
  * SIMD versions; gemm_sched.c schedules the GEMMs of every SIMD level.
  * gemm_amx.c is the AMX level: the AVX-512 table with the bf16 and int8
  * linear layers on tiles, through the tile operations of amx_tile.h
