@@ -167,35 +167,11 @@ const me_gemm_tile_fn me_neon_tile_bf16_mmla[NB_ROWS] = {tile_bfmmla_1, tile_bfm
 double me_neon_peak_mmla(int bf16, int64_t iters)
 {
     if (bf16) {
-        float32x4_t a[16];
         bfloat16x8_t x = vreinterpretq_bf16_u16(vdupq_n_u16(0x3a83)); /* ~1e-3 */
-#pragma GCC unroll 16
-        for (int i = 0; i < 16; i++)
-            a[i] = vdupq_n_f32(0.0f);
-        for (int64_t it = 0; it < iters; it++) {
-#pragma GCC unroll 16
-            for (int i = 0; i < 16; i++)
-                a[i] = vbfmmlaq_f32(a[i], x, x);
-            __asm__ volatile("" : "+w"(a[0]), "+w"(a[1]), "+w"(a[2]), "+w"(a[3]), "+w"(a[4]),
-                             "+w"(a[5]), "+w"(a[6]), "+w"(a[7]));
-            __asm__ volatile("" : "+w"(a[8]), "+w"(a[9]), "+w"(a[10]), "+w"(a[11]), "+w"(a[12]),
-                             "+w"(a[13]), "+w"(a[14]), "+w"(a[15]));
-        }
+        ME_NEON_PEAK_ROUNDS(float32x4_t, vdupq_n_f32(0.0f), x, vbfmmlaq_f32, iters);
         return (double)iters * 16 * 32;
     }
-    int32x4_t a[16];
     int8x16_t x = vdupq_n_s8(1);
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; i++)
-        a[i] = vdupq_n_s32(0);
-    for (int64_t it = 0; it < iters; it++) {
-#pragma GCC unroll 16
-        for (int i = 0; i < 16; i++)
-            a[i] = vmmlaq_s32(a[i], x, x);
-        __asm__ volatile("" : "+w"(a[0]), "+w"(a[1]), "+w"(a[2]), "+w"(a[3]), "+w"(a[4]),
-                         "+w"(a[5]), "+w"(a[6]), "+w"(a[7]));
-        __asm__ volatile("" : "+w"(a[8]), "+w"(a[9]), "+w"(a[10]), "+w"(a[11]), "+w"(a[12]),
-                         "+w"(a[13]), "+w"(a[14]), "+w"(a[15]));
-    }
+    ME_NEON_PEAK_ROUNDS(int32x4_t, vdupq_n_s32(0), x, vmmlaq_s32, iters);
     return (double)iters * 16 * 64;
 }

@@ -428,20 +428,8 @@ static double peak_neon(int32_t dtype, int64_t iters)
         /* without sdot: smull + addp + sadalp for 16 multiply-adds, whose
          * rate the fp32 loop below approximates */
     }
-    float32x4_t a[16];
     float32x4_t x = vdupq_n_f32(1e-3f);
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; i++)
-        a[i] = vdupq_n_f32(0.0f);
-    for (int64_t it = 0; it < iters; it++) {
-#pragma GCC unroll 16
-        for (int i = 0; i < 16; i++)
-            a[i] = vfmaq_f32(a[i], x, x);
-        __asm__ volatile("" : "+w"(a[0]), "+w"(a[1]), "+w"(a[2]), "+w"(a[3]), "+w"(a[4]),
-                         "+w"(a[5]), "+w"(a[6]), "+w"(a[7]));
-        __asm__ volatile("" : "+w"(a[8]), "+w"(a[9]), "+w"(a[10]), "+w"(a[11]), "+w"(a[12]),
-                         "+w"(a[13]), "+w"(a[14]), "+w"(a[15]));
-    }
+    ME_NEON_PEAK_ROUNDS(float32x4_t, vdupq_n_f32(0.0f), x, vfmaq_f32, iters);
     return (double)iters * 16 * 8;
 }
 
