@@ -39,7 +39,7 @@ MEDEMBED_TEST_RUNNER="$qemu -cpu max" bash "$here/run_unit.sh" "$build" "${all[@
 echo "== ARM64 under $qemu -cpu max: golden and level tests (generated set, neon level) =="
 MEDEMBED_SHARED=/nonexistent/shared-skipped-under-emulation MEDEMBED_TEST_HIDE_LEVELS=scalar \
     MEDEMBED_TEST_RUNNER="$qemu -cpu max" bash "$here/run_unit.sh" "$build" "${fwd[@]}" || rc=1
-echo "== ARM64 under $qemu -cpu cortex-a57 (no dot product): kernel tests =="
+echo "== ARM64 under $qemu -cpu cortex-a57 (no dot product, BF16 or I8MM): kernel tests =="
 MEDEMBED_TEST_RUNNER="$qemu -cpu cortex-a57" bash "$here/run_unit.sh" "$build" \
     "$build/tests/test_kernels" || rc=1
 exit $rc
