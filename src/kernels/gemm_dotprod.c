@@ -62,11 +62,11 @@ TILE_SDOT(6)
 const me_gemm_tile_fn me_neon_tile_i8_sdot[NB_ROWS] = {tile_sdot_1, tile_sdot_2, tile_sdot_3,
                                                        tile_sdot_4, tile_sdot_5, tile_sdot_6};
 
-/* me_kern.peak for int8 with sdot: 16 independent sdot a round, 64
- * multiply-adds (128 operations) each. */
+/* me_kern.peak for int8 with sdot: 16 independent sdot a round, 16
+ * multiply-adds (4 lanes x 4 products; 32 operations) each. */
 double me_neon_peak_sdot(int64_t iters)
 {
     int8x16_t x = vdupq_n_s8(1);
     ME_NEON_PEAK_ROUNDS(int32x4_t, vdupq_n_s32(0), x, vdotq_s32, iters);
-    return (double)iters * 16 * 128;
+    return (double)iters * 16 * 32;
 }
