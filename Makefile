@@ -3,7 +3,7 @@
 #
 # Sources are found by folder (src/*/*.c, tools/cli/*.c, tests/unit/test_*.c),
 # so adding a file needs no edit here. Files named *_avx2.c / *_avx512.c /
-# *_amx.c (x86-64) and *_neon.c / *_dotprod.c (ARM64) get their ISA flags and
+# *_amx.c (x86-64) and *_neon.c / *_dotprod.c / *_mmla.c (ARM64) get their ISA flags and
 # are built only when the compiler targets their architecture (`$(CC)
 # -dumpmachine`, not the host: `make CC=aarch64-linux-gnu-gcc` cross-builds);
 # nothing else is built with -m flags, and the choice of kernel happens at run
@@ -60,10 +60,12 @@ ISA_AMX    := $(ISA_AVX512) -mamx-tile -mamx-bf16 -mamx-int8
 # product files need FEAT_DotProd (Armv8.2-A's sdot/udot), checked at run time.
 ISA_NEON    :=
 ISA_DOTPROD := -march=armv8.2-a+dotprod
+# and the matrix multiply files FEAT_I8MM (smmla) and FEAT_BF16 (bfmmla).
+ISA_MMLA    := -march=armv8.2-a+dotprod+i8mm+bf16
 
 # The per-ISA files of the other architectures are left out.
 X86_SRC_PAT   := %_avx2.c %_avx512.c %_amx.c
-ARM64_SRC_PAT := %_neon.c %_dotprod.c
+ARM64_SRC_PAT := %_neon.c %_dotprod.c %_mmla.c
 ifneq (,$(filter x86_64 i386 i486 i586 i686,$(ARCH)))
 OTHER_ISA_PAT := $(ARM64_SRC_PAT)
 else ifeq ($(ARCH),aarch64)
@@ -142,6 +144,10 @@ $(BUILD)/obj/%_neon.o: %_neon.c
 $(BUILD)/obj/%_dotprod.o: %_dotprod.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(ISA_DOTPROD) -fvisibility=hidden -DMEDEMBED_BUILD -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%_mmla.o: %_mmla.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(ISA_MMLA) -fvisibility=hidden -DMEDEMBED_BUILD -MMD -MP -c $< -o $@
 
 $(BUILD)/obj/src/%.o: src/%.c
 	@mkdir -p $(dir $@)

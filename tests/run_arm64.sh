@@ -2,16 +2,20 @@
 # `make test-arm64`: the unit and golden-embedding tests of an ARM64 build
 # ($1, cross-compiled by the Makefile) under qemu-aarch64 (Debian's
 # qemu-user), twice:
-#   -cpu max         every optional extension (FEAT_DotProd used; FEAT_BF16 /
-#                    FEAT_I8MM detected): the NEON level with sdot;
-#   -cpu cortex-a57  Armv8.0-A without them: the fallbacks (int8 in smull/sadalp).
+#   -cpu max         every optional extension: the NEON level with smmla
+#                    (FEAT_I8MM) and bfmmla (FEAT_BF16), test_neon checking them
+#                    and, with them hidden, sdot and smull;
+#   -cpu cortex-a57  Armv8.0-A without any: the fallbacks (int8 in smull/sadalp,
+#                    bf16 in fmla).
 # Within CI's budget: under emulation an encoder forward pass is slow, so the
 # golden and level tests use the generated set ($1/golden, float64
 # references) at the NEON level only (the scalar level is tested natively,
 # and is ARM64's oracle in test_kernels), and ../shared's larger sets skip
 # visibly. test_determinism (whole embeddings across thread counts and
 # batch mixes) runs natively only; the NEON level's determinism is checked
-# here by test_kernels (each row alone, bit-identical) and test_levels. The second CPU runs the kernel tests: only int8 changes there.
+# here by test_kernels and test_neon (each row alone, and 1 or 3 threads,
+# bit-identical) and test_levels. The second CPU runs the kernel tests: only
+# the int8 and bf16 tiles change there.
 # Speed is not measured here: emulation says nothing about it (docs/ARM64.md).
 set -u
 build=$1
@@ -35,7 +39,7 @@ MEDEMBED_TEST_RUNNER="$qemu -cpu max" bash "$here/run_unit.sh" "$build" "${all[@
 echo "== ARM64 under $qemu -cpu max: golden and level tests (generated set, neon level) =="
 MEDEMBED_SHARED=/nonexistent/shared-skipped-under-emulation MEDEMBED_TEST_HIDE_LEVELS=scalar \
     MEDEMBED_TEST_RUNNER="$qemu -cpu max" bash "$here/run_unit.sh" "$build" "${fwd[@]}" || rc=1
-echo "== ARM64 under $qemu -cpu cortex-a57 (no dot product): kernel tests =="
+echo "== ARM64 under $qemu -cpu cortex-a57 (no dot product, BF16 or I8MM): kernel tests =="
 MEDEMBED_TEST_RUNNER="$qemu -cpu cortex-a57" bash "$here/run_unit.sh" "$build" \
     "$build/tests/test_kernels" || rc=1
 exit $rc

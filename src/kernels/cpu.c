@@ -8,17 +8,37 @@
 
 #include "kernels/kernels.h"
 
+/* Whether the comma-separated list names `name` exactly. */
+static int list_has(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ", ");
+        if (len == n && strncmp(p, name, n) == 0)
+            return 1;
+        p += len;
+        p += strspn(p, ", ");
+    }
+    return 0;
+}
+
 /* MEDEMBED_CPU_DISABLE=avx512_bf16,avx512_vnni hides those features, so the
  * fallback kernels (bf16 in fp32 FMA, int8 in vpmaddwd) can be run and
  * tested on a CPU that has them; amx (or amx_tile, amx_bf16, amx_int8:
- * the level needs all three) hides the AMX level. On ARM64, dotprod hides
- * FEAT_DotProd (int8 then multiplies in smull/sadalp), and neon the NEON
+ * the level needs all three) hides the AMX level. On ARM64, i8mm hides
+ * FEAT_I8MM (int8 then multiplies with sdot), dotprod FEAT_DotProd (int8
+ * in smull/sadalp where i8mm is hidden too), bf16 FEAT_BF16 (bf16 in fp32
+ * fmla; a whole name, not the tail of avx512_bf16), and neon the NEON
  * level. */
 static void apply_disable(me_cpu *c)
 {
     const char *env = getenv("MEDEMBED_CPU_DISABLE");
     if (!env)
         return;
+    if (list_has(env, "bf16"))
+        c->arm_bf16 = 0;
+    if (list_has(env, "i8mm"))
+        c->i8mm = 0;
     if (strstr(env, "avx512_bf16"))
         c->avx512_bf16 = 0;
     if (strstr(env, "avx512_vnni"))

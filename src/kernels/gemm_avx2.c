@@ -15,6 +15,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels/blocks.h"
 #include "kernels/gemm_sched.h"
 #include "kernels/kernels.h"
 #include "kernels/simd_avx2.h"
@@ -27,15 +28,10 @@ void me_gelu_avx2(float *x, int32_t n);
 float me_dot_f32_avx2(const float *a, const float *b, int32_t n);
 float me_dot_i8_avx2(const float *a, const int8_t *b, int32_t n);
 
-/* Packed layer: this header, then (64-byte aligned) the int8 scales, then
- * the wide column blocks. */
-typedef struct {
-    int32_t kind;  /* ME_PACK_* */
-    int32_t n_wb;  /* ceil(n_out / WB2_COLS) */
-    int32_t steps; /* k steps per block: K (fp32, bf16) or ceil(K / 2) (int8 pairs) */
-    float *scale;  /* int8: per-channel scales, one per (padded) output */
-    uint8_t *data;
-} pk256;
+/* Packed layer (blocks.h): the header, then (64-byte aligned) the int8
+ * scales, then the wide column blocks; n_b = ceil(n_out / WB2_COLS), steps
+ * K (fp32, bf16) or ceil(K / 2) (int8 pairs). */
+typedef me_blocks pk256;
 
 /* Wide column blocks, as gemm_avx512.c's (see its WB_COLS) at half the
  * width: a block holds WB2_COLS = 24 outputs; for each k step their 24
@@ -74,20 +70,12 @@ static size_t wb2_step_bytes(int32_t kind)
 
 static size_t wb2_block_bytes(const pk256 *pk)
 {
-    return (size_t)pk->steps * wb2_step_bytes(pk->kind);
+    return pk->block_bytes;
 }
 
 static int32_t cdiv(int32_t a, int32_t b)
 {
     return (a + b - 1) / b;
-}
-
-static int32_t kind256(int32_t dtype)
-{
-    return dtype == MEDEMBED_DTYPE_F32    ? ME_PACK_F32
-           : dtype == MEDEMBED_DTYPE_BF16 ? ME_PACK_BF16
-           : dtype == MEDEMBED_DTYPE_INT8 ? ME_PACK_INT8
-                                          : ME_PACK_NONE;
 }
 
 /* The packed form of an (N, K) layer of `kind`: header fields (pointers
@@ -98,45 +86,27 @@ static int32_t kind256(int32_t dtype)
  * packed bytes makes old cache files miss. */
 static size_t layout_256(int32_t N, int32_t K, int32_t kind, pk256 *h, size_t *side)
 {
-    int i8 = kind == ME_PACK_INT8;
-    size_t hdr = (sizeof(pk256) + 63) & ~(size_t)63;
-    memset(h, 0, sizeof *h);
-    h->kind = kind;
-    h->n_wb = cdiv(N, WB2_COLS);
-    h->steps = i8 ? cdiv(K, 2) : K;
-    *side = i8 ? ((size_t)h->n_wb * WB2_COLS * 4 + 63) & ~(size_t)63 : 0;
-    return hdr + *side + (size_t)h->n_wb * (size_t)h->steps * wb2_step_bytes(kind);
-}
-
-static void pk256_at(pk256 *pk, const pk256 *h, size_t side, const uint8_t *blob)
-{
-    size_t hdr = (sizeof(pk256) + 63) & ~(size_t)63;
-    *pk = *h;
-    pk->data = (uint8_t *)(uintptr_t)(blob + hdr + side);
-    if (h->kind == ME_PACK_INT8)
-        pk->scale = (float *)(uintptr_t)(blob + hdr);
+    return me_blocks_layout(h, kind, 0, cdiv(N, WB2_COLS), WB2_COLS,
+                            kind == ME_PACK_INT8 ? cdiv(K, 2) : K, wb2_step_bytes(kind), side);
 }
 
 static int pack256(me_linear *L, int32_t dtype)
 {
     int32_t N = L->n_out, K = L->n_in;
-    int32_t kind = kind256(dtype);
+    int32_t kind = me_pack_kind(dtype);
     if (kind == ME_PACK_NONE)
         return MEDEMBED_ERR_UNSUPPORTED;
     int i8 = kind == ME_PACK_INT8;
     pk256 h;
     size_t side, bytes = layout_256(N, K, kind, &h, &side);
-    int32_t nwb = h.n_wb;
-    uint8_t *blk = me_alloc_big(bytes);
+    int32_t nwb = h.n_b;
+    pk256 *pk = me_blocks_alloc(&h, side, bytes, 0); /* the loop writes every block byte */
     int8_t *q = i8 ? me_alloc_big((size_t)WB2_COLS * (size_t)K) : NULL;
-    if (!blk || (i8 && !q)) {
-        me_free_big(blk);
+    if (!pk || (i8 && !q)) {
+        me_free_big(pk);
         me_free_big(q);
         return MEDEMBED_ERR_NOMEM;
     }
-    pk256 *pk = (pk256 *)(void *)blk;
-    memset(blk, 0, (sizeof(pk256) + 63) / 64 * 64 + side); /* header, padding, scales */
-    pk256_at(pk, &h, side, blk);
     for (int32_t wb = 0; wb < nwb; wb++) {
         uint8_t *b = pk->data + (size_t)wb * wb2_block_bytes(pk);
         const float *rows[WB2_COLS];
@@ -170,10 +140,7 @@ static int pack256(me_linear *L, int32_t dtype)
                 ((int8_t *)(void *)b)[((size_t)(K / 2) * WB2_COLS + (size_t)c) * 2 + 1] = 0;
     }
     me_free_big(q);
-    L->packed = pk;
-    L->packed_kind = kind;
-    L->packed_dtype = dtype;
-    L->packed_bytes = bytes;
+    me_blocks_own(L, pk, dtype, bytes);
     return MEDEMBED_OK;
 }
 
@@ -471,7 +438,7 @@ static int plan256(const me_linear *L, me_gemm_plan *p)
                                        : &UK_WB2_I8;
     p->blocks = pk->data;
     p->block_bytes = wb2_block_bytes(pk);
-    p->n_blocks = pk->n_wb;
+    p->n_blocks = pk->n_b;
     p->steps = pk->steps;
     p->ldq = pk->kind == ME_PACK_F32    ? 0
              : pk->kind == ME_PACK_BF16 ? (size_t)L->n_in * 4
@@ -523,26 +490,14 @@ static double peak256(int32_t dtype, int64_t iters)
 
 /* A pack cache blob as L's packed form (me_kern.adopt): only the layout
  * layout_256 gives now (the blob's header is not read). */
-_Static_assert((sizeof(pk256) + 63) / 64 * 64 == ME_PACK_HDR, "pk256 header size");
 static int adopt256(me_linear *L, int32_t dtype, const uint8_t *blob, size_t bytes)
 {
-    int32_t kind = kind256(dtype);
+    int32_t kind = me_pack_kind(dtype);
     if (kind == ME_PACK_NONE)
         return MEDEMBED_ERR_UNSUPPORTED;
     pk256 h;
-    size_t side;
-    if (bytes != layout_256(L->n_out, L->n_in, kind, &h, &side) || ((uintptr_t)blob & 63))
-        return MEDEMBED_ERR_FORMAT;
-    pk256 *pk = malloc(sizeof *pk);
-    if (!pk)
-        return MEDEMBED_ERR_NOMEM;
-    pk256_at(pk, &h, side, blob);
-    L->packed = pk;
-    L->packed_kind = kind;
-    L->packed_dtype = dtype;
-    L->packed_bytes = bytes;
-    L->packed_borrowed = 1;
-    return MEDEMBED_OK;
+    size_t side, want = layout_256(L->n_out, L->n_in, kind, &h, &side);
+    return me_blocks_adopt(L, dtype, &h, side, want, blob, bytes);
 }
 
 const me_kern me_kern_avx2 = {

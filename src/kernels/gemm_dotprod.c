@@ -62,23 +62,11 @@ TILE_SDOT(6)
 const me_gemm_tile_fn me_neon_tile_i8_sdot[NB_ROWS] = {tile_sdot_1, tile_sdot_2, tile_sdot_3,
                                                        tile_sdot_4, tile_sdot_5, tile_sdot_6};
 
-/* me_kern.peak for int8 with sdot: 16 independent sdot a round, 64
- * multiply-adds (128 operations) each. */
+/* me_kern.peak for int8 with sdot: 16 independent sdot a round, 16
+ * multiply-adds (4 lanes x 4 products; 32 operations) each. */
 double me_neon_peak_sdot(int64_t iters)
 {
-    int32x4_t a[16];
     int8x16_t x = vdupq_n_s8(1);
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; i++)
-        a[i] = vdupq_n_s32(0);
-    for (int64_t it = 0; it < iters; it++) {
-#pragma GCC unroll 16
-        for (int i = 0; i < 16; i++)
-            a[i] = vdotq_s32(a[i], x, x);
-        __asm__ volatile("" : "+w"(a[0]), "+w"(a[1]), "+w"(a[2]), "+w"(a[3]), "+w"(a[4]),
-                         "+w"(a[5]), "+w"(a[6]), "+w"(a[7]));
-        __asm__ volatile("" : "+w"(a[8]), "+w"(a[9]), "+w"(a[10]), "+w"(a[11]), "+w"(a[12]),
-                         "+w"(a[13]), "+w"(a[14]), "+w"(a[15]));
-    }
-    return (double)iters * 16 * 128;
+    ME_NEON_PEAK_ROUNDS(int32x4_t, vdupq_n_s32(0), x, vdotq_s32, iters);
+    return (double)iters * 16 * 32;
 }

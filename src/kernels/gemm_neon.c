@@ -13,45 +13,40 @@
  *         me_f32_chunk(K) consecutive k, from 0, the chunk sums added in
  *         order: the arithmetic of the AVX2 and AVX-512 fp32 tiles, so an
  *         fp32 GEMM gives the same bits as on those levels.
- *   bf16: weights stored as bf16 and widened to fp32 as they are loaded
- *         (a shift), times a bf16-rounded fp32 copy of x, in the fp32
- *         chunks: the AVX2 level's bf16 arithmetic (exact products, fp32
- *         sums), whatever the CPU. FEAT_BF16's bfdot / bfmmla are not used:
- *         Arm defines their sums with their own rounding (round to odd
- *         between the pair sums, denormals flushed without FEAT_EBF16), so
- *         they would give other bits than every other level.
+ *   bf16: where the CPU has FEAT_BF16, bfmmla (gemm_mmla.c) on its own
+ *         layout ([quad][16][4] bf16) and a bf16 copy of x: Arm's BFDotAdd
+ *         sums (round to odd, denormals flushed; gemm_mmla.c says how), so
+ *         other bits than the other levels' within the bf16 budget. Else
+ *         weights stored as bf16 and widened to fp32 as they are loaded (a
+ *         shift), times a bf16-rounded fp32 copy of x, in the fp32 chunks:
+ *         the AVX2 level's bf16 arithmetic (exact products, fp32 sums). The
+ *         layout is chosen at pack time and the tiles follow it.
  *   int8: a step is a quad of k ([block][quad][16][4] int8), x a copy of
- *         q_x (int8, zero-padded to whole quads); sdot (gemm_dotprod.c)
- *         where the CPU has FEAT_DotProd, else smull + addp + sadalp: both
- *         the exact int32 sum of the scalar oracle, so the same bits.
+ *         q_x (int8, zero-padded to whole quads); smmla (gemm_mmla.c) where
+ *         the CPU has FEAT_I8MM, sdot (gemm_dotprod.c) where it has
+ *         FEAT_DotProd, else smull + addp + sadalp: all the exact int32 sum
+ *         of the scalar oracle, so the same bits.
  * Determinism as at every level: an output's arithmetic depends only on its
  * row of x and its row of W.
  */
 #include <arm_neon.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/blocks.h"
 #include "kernels/gemm_neon.h"
 #include "kernels/kernels.h"
+#include "kernels/simd_neon.h"
 #include "medembed.h"
 
-typedef struct {
-    int32_t kind;  /* ME_PACK_* */
-    int32_t n_b;   /* ceil(n_out / NB_COLS) */
-    int32_t steps; /* k steps per block: K (fp32, bf16) or ceil(K / 4) (int8 quads) */
-    float *scale;  /* int8: per-channel scales, one per (padded) output */
-    uint8_t *data;
-} pkneon;
+/* Packed layer (blocks.h): n_b = ceil(n_out / NB_COLS) blocks of `steps`
+ * steps: K (fp32, bf16) or ceil(K / 4) (int8 quads; bf16 quads in the
+ * bfmmla layout, variant 1, FEAT_BF16). */
+typedef me_blocks pkneon;
 
-static size_t step_bytes(int32_t kind)
+static size_t step_bytes(int32_t kind, int32_t mm)
 {
-    return NB_COLS * (size_t)(kind == ME_PACK_BF16 ? 2 : 4);
-}
-
-static size_t block_bytes(const pkneon *pk)
-{
-    return (size_t)pk->steps * step_bytes(pk->kind);
+    return NB_COLS * (size_t)(mm ? 8 : kind == ME_PACK_BF16 ? 2 : 4);
 }
 
 static int32_t cdiv(int32_t a, int32_t b)
@@ -59,57 +54,40 @@ static int32_t cdiv(int32_t a, int32_t b)
     return (a + b - 1) / b;
 }
 
-static int32_t kind_of(int32_t dtype)
-{
-    return dtype == MEDEMBED_DTYPE_F32    ? ME_PACK_F32
-           : dtype == MEDEMBED_DTYPE_BF16 ? ME_PACK_BF16
-           : dtype == MEDEMBED_DTYPE_INT8 ? ME_PACK_INT8
-                                          : ME_PACK_NONE;
-}
-
-/* The packed form of an (N, K) layer (shared by pack and adopt). */
+/* The packed form of an (N, K) layer on this CPU (shared by pack and
+ * adopt): bf16 takes the bfmmla layout where the CPU has FEAT_BF16
+ * (MEDEMBED_CPU_DISABLE=bf16 hides it). */
 static size_t layout_neon(int32_t N, int32_t K, int32_t kind, pkneon *h, size_t *side)
 {
-    int i8 = kind == ME_PACK_INT8;
-    size_t hdr = (sizeof(pkneon) + 63) & ~(size_t)63;
-    memset(h, 0, sizeof *h);
-    h->kind = kind;
-    h->n_b = cdiv(N, NB_COLS);
-    h->steps = i8 ? cdiv(K, 4) : K;
-    *side = i8 ? ((size_t)h->n_b * NB_COLS * 4 + 63) & ~(size_t)63 : 0;
-    return hdr + *side + (size_t)h->n_b * (size_t)h->steps * step_bytes(kind);
-}
-
-static void pk_at(pkneon *pk, const pkneon *h, size_t side, const uint8_t *blob)
-{
-    size_t hdr = (sizeof(pkneon) + 63) & ~(size_t)63;
-    *pk = *h;
-    pk->data = (uint8_t *)(uintptr_t)(blob + hdr + side);
-    if (h->kind == ME_PACK_INT8)
-        pk->scale = (float *)(uintptr_t)(blob + hdr);
+    int32_t mm = 0;
+    if (kind == ME_PACK_BF16) {
+        me_cpu c;
+        me_cpu_detect(&c);
+        mm = c.arm_bf16;
+    }
+    return me_blocks_layout(h, kind, mm, cdiv(N, NB_COLS), NB_COLS,
+                            kind == ME_PACK_INT8 || mm ? cdiv(K, 4) : K, step_bytes(kind, mm),
+                            side);
 }
 
 static int pack_neon(me_linear *L, int32_t dtype)
 {
     int32_t N = L->n_out, K = L->n_in;
-    int32_t kind = kind_of(dtype);
+    int32_t kind = me_pack_kind(dtype);
     if (kind == ME_PACK_NONE)
         return MEDEMBED_ERR_UNSUPPORTED;
     int i8 = kind == ME_PACK_INT8;
     pkneon h;
     size_t side, bytes = layout_neon(N, K, kind, &h, &side);
-    uint8_t *blk = me_alloc_big(bytes);
+    pkneon *pk = me_blocks_alloc(&h, side, bytes, 1); /* outputs past N, k past K: zero */
     int8_t *q = i8 ? me_alloc_big((size_t)NB_COLS * (size_t)K) : NULL;
-    if (!blk || (i8 && !q)) {
-        me_free_big(blk);
+    if (!pk || (i8 && !q)) {
+        me_free_big(pk);
         me_free_big(q);
         return MEDEMBED_ERR_NOMEM;
     }
-    pkneon *pk = (pkneon *)(void *)blk;
-    memset(blk, 0, bytes);
-    pk_at(pk, &h, side, blk);
     for (int32_t nb = 0; nb < h.n_b; nb++) {
-        uint8_t *b = pk->data + (size_t)nb * block_bytes(pk);
+        uint8_t *b = pk->data + (size_t)nb * pk->block_bytes;
         const float *rows[NB_COLS];
         for (int32_t c = 0; c < NB_COLS; c++) {
             int32_t n = nb * NB_COLS + c;
@@ -123,6 +101,9 @@ static int pack_neon(me_linear *L, int32_t dtype)
             for (int32_t k = 0; k < K; k++) {
                 if (kind == ME_PACK_F32)
                     ((float *)(void *)b)[(size_t)k * NB_COLS + (size_t)c] = rows[c][k];
+                else if (h.variant) /* bfmmla: [quad][16][4] */
+                    ((uint16_t *)(void *)b)[((size_t)(k / 4) * NB_COLS + (size_t)c) * 4 +
+                                            (size_t)(k % 4)] = me_f32_to_bf16(rows[c][k]);
                 else if (kind == ME_PACK_BF16)
                     ((uint16_t *)(void *)b)[(size_t)k * NB_COLS + (size_t)c] =
                         me_f32_to_bf16(rows[c][k]);
@@ -133,10 +114,7 @@ static int pack_neon(me_linear *L, int32_t dtype)
         }
     }
     me_free_big(q);
-    L->packed = pk;
-    L->packed_kind = kind;
-    L->packed_dtype = dtype;
-    L->packed_bytes = bytes;
+    me_blocks_own(L, pk, dtype, bytes);
     return MEDEMBED_OK;
 }
 
@@ -258,19 +236,21 @@ TILES(6)
 #undef TILE_F_ONE
 #undef TILE_I8
 
-/* GELU as the x86 levels compute it, 0.5 x erfc(-x / sqrt 2): no
+/* GELU as the x86 levels compute it, 0.5 x erfc(-x / sqrt 2) (no
  * cancellation for negative x, where 1 + erf(x / sqrt 2) loses the relative
- * accuracy (the scalar reference's form); per element, with the C library's
- * erfcf. */
-static inline float gelu1(float x)
-{
-    return 0.5f * x * erfcf(-x * 0.70710678118654752440f);
-}
-
+ * accuracy), 4 lanes at a time (simd_neon.h); the tail through a zeroed
+ * vector. */
 static void gelu_neon(float *x, int32_t n)
 {
-    for (int32_t i = 0; i < n; i++)
-        x[i] = gelu1(x[i]);
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        vst1q_f32(x + i, me_gelu_f32x4(vld1q_f32(x + i)));
+    if (i < n) {
+        float t[4] = {0};
+        memcpy(t, x + i, sizeof *t * (size_t)(n - i));
+        vst1q_f32(t, me_gelu_f32x4(vld1q_f32(t)));
+        memcpy(x + i, t, sizeof *t * (size_t)(n - i));
+    }
 }
 
 /* rows mt..mt+rows-1, outputs n0..n0+15, in the order of the other levels'
@@ -304,16 +284,12 @@ static inline __attribute__((always_inline)) void store_nb(const me_gemm_job *j,
                 v = ((const float32x4_t *)acc)[4 * r + c];
             if (b)
                 v = vaddq_f32(v, vb);
+            if (gelu)
+                v = me_gelu_f32x4(v);
             float t[4];
             vst1q_f32(t, v);
-            for (int32_t i = 0; i < nv; i++) {
-                float e = t[i];
-                if (gelu)
-                    e = gelu1(e);
-                if (resid)
-                    e += j->res[o + (size_t)i];
-                j->y[o + (size_t)i] = e;
-            }
+            for (int32_t i = 0; i < nv; i++)
+                j->y[o + (size_t)i] = resid ? t[i] + j->res[o + (size_t)i] : t[i];
         }
     }
 }
@@ -337,6 +313,19 @@ static void round_bf16_rows(const me_gemm_job *j, int32_t m0, int32_t m1)
         uint32_t *q = (uint32_t *)(void *)(j->xq + (size_t)m * j->ldq);
         for (int32_t k = 0; k < j->K; k++)
             q[k] = (uint32_t)me_f32_to_bf16(x[k]) << 16;
+    }
+}
+
+/* bf16 for bfmmla: x rounded to bf16 (me_f32_to_bf16), the last quad
+ * zero-padded. */
+static void bf16_rows(const me_gemm_job *j, int32_t m0, int32_t m1)
+{
+    for (int32_t m = m0; m < m1; m++) {
+        const float *x = j->x + (size_t)m * (size_t)j->K;
+        uint16_t *q = (uint16_t *)(void *)(j->xq + (size_t)m * j->ldq);
+        memset(q, 0, j->ldq);
+        for (int32_t k = 0; k < j->K; k++)
+            q[k] = me_f32_to_bf16(x[k]);
     }
 }
 
@@ -364,12 +353,31 @@ static const me_gemm_ukernel UK_BF16 = {
     UK_NB(store_float, round_bf16_rows),
     .tile = {tile_bf16_1, tile_bf16_2, tile_bf16_3, tile_bf16_4, tile_bf16_5, tile_bf16_6},
 };
+/* the bfmmla tiles are gemm_mmla.c's (uk_with) */
+static const me_gemm_ukernel UK_BF16_MM = {
+    UK_NB(store_float, bf16_rows),
+};
 static const me_gemm_ukernel UK_I8 = {
     UK_NB(store_i8, quant_i8_rows),
     .tile = {tile_i8_1, tile_i8_2, tile_i8_3, tile_i8_4, tile_i8_5, tile_i8_6},
 };
-static me_gemm_ukernel g_uk_i8_sdot;
+/* the tables with the extensions' tiles (gemm_dotprod.c, gemm_mmla.c),
+ * filled on first use */
+static me_gemm_ukernel g_uk_i8_sdot, g_uk_i8_smmla, g_uk_bf16_mm;
 #undef UK_NB
+
+/* *u = base with an extension's tiles, made on first use (the same fields
+ * each time: a benign race) */
+static const me_gemm_ukernel *uk_with(me_gemm_ukernel *u, const me_gemm_ukernel *base,
+                                      const me_gemm_tile_fn tiles[NB_ROWS])
+{
+    if (!u->cols) {
+        me_gemm_ukernel t = *base;
+        memcpy(t.tile, tiles, sizeof(me_gemm_tile_fn) * NB_ROWS);
+        *u = t;
+    }
+    return u;
+}
 
 static int plan_neon(const me_linear *L, me_gemm_plan *p)
 {
@@ -378,24 +386,22 @@ static int plan_neon(const me_linear *L, me_gemm_plan *p)
         return 0;
     memset(p, 0, sizeof *p);
     if (pk->kind == ME_PACK_INT8) {
+        /* MEDEMBED_CPU_DISABLE=i8mm: sdot; dotprod too: the smull tiles */
         me_cpu c;
-        me_cpu_detect(&c); /* MEDEMBED_CPU_DISABLE=dotprod: the smull tiles */
-        p->uk = &UK_I8;
-        if (c.dotprod) {
-            if (!g_uk_i8_sdot.cols) { /* the same fields each time: a benign race */
-                me_gemm_ukernel u = UK_I8;
-                memcpy(u.tile, me_neon_tile_i8_sdot, sizeof me_neon_tile_i8_sdot);
-                g_uk_i8_sdot = u;
-            }
-            p->uk = &g_uk_i8_sdot;
-        }
-    } else
+        me_cpu_detect(&c);
+        p->uk = c.i8mm      ? uk_with(&g_uk_i8_smmla, &UK_I8, me_neon_tile_i8_smmla)
+                : c.dotprod ? uk_with(&g_uk_i8_sdot, &UK_I8, me_neon_tile_i8_sdot)
+                            : &UK_I8;
+    } else if (pk->variant) /* the layout decides: pack chose it */
+        p->uk = uk_with(&g_uk_bf16_mm, &UK_BF16_MM, me_neon_tile_bf16_mmla);
+    else
         p->uk = pk->kind == ME_PACK_F32 ? &UK_F32 : &UK_BF16;
     p->blocks = pk->data;
-    p->block_bytes = block_bytes(pk);
+    p->block_bytes = pk->block_bytes;
     p->n_blocks = pk->n_b;
     p->steps = pk->steps;
     p->ldq = pk->kind == ME_PACK_F32    ? 0
+             : pk->variant              ? (size_t)pk->steps * 8
              : pk->kind == ME_PACK_BF16 ? (size_t)L->n_in * 4
                                         : (size_t)pk->steps * 4;
     p->scale = pk->kind == ME_PACK_INT8 ? pk->scale : NULL;
@@ -410,51 +416,31 @@ static void linear_neon(const me_linear *L, const float *x, int32_t M, float *y,
 
 static double peak_neon(int32_t dtype, int64_t iters)
 {
+    me_cpu c;
+    me_cpu_detect(&c);
+    if (dtype == MEDEMBED_DTYPE_BF16 && c.arm_bf16)
+        return me_neon_peak_mmla(1, iters);
     if (dtype == MEDEMBED_DTYPE_INT8) {
-        me_cpu c;
-        me_cpu_detect(&c);
+        if (c.i8mm)
+            return me_neon_peak_mmla(0, iters);
         if (c.dotprod)
             return me_neon_peak_sdot(iters);
         /* without sdot: smull + addp + sadalp for 16 multiply-adds, whose
          * rate the fp32 loop below approximates */
     }
-    float32x4_t a[16];
     float32x4_t x = vdupq_n_f32(1e-3f);
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; i++)
-        a[i] = vdupq_n_f32(0.0f);
-    for (int64_t it = 0; it < iters; it++) {
-#pragma GCC unroll 16
-        for (int i = 0; i < 16; i++)
-            a[i] = vfmaq_f32(a[i], x, x);
-        __asm__ volatile("" : "+w"(a[0]), "+w"(a[1]), "+w"(a[2]), "+w"(a[3]), "+w"(a[4]),
-                         "+w"(a[5]), "+w"(a[6]), "+w"(a[7]));
-        __asm__ volatile("" : "+w"(a[8]), "+w"(a[9]), "+w"(a[10]), "+w"(a[11]), "+w"(a[12]),
-                         "+w"(a[13]), "+w"(a[14]), "+w"(a[15]));
-    }
+    ME_NEON_PEAK_ROUNDS(float32x4_t, vdupq_n_f32(0.0f), x, vfmaq_f32, iters);
     return (double)iters * 16 * 8;
 }
 
-_Static_assert((sizeof(pkneon) + 63) / 64 * 64 == ME_PACK_HDR, "pkneon header size");
 static int adopt_neon(me_linear *L, int32_t dtype, const uint8_t *blob, size_t bytes)
 {
-    int32_t kind = kind_of(dtype);
+    int32_t kind = me_pack_kind(dtype);
     if (kind == ME_PACK_NONE)
         return MEDEMBED_ERR_UNSUPPORTED;
     pkneon h;
-    size_t side;
-    if (bytes != layout_neon(L->n_out, L->n_in, kind, &h, &side) || ((uintptr_t)blob & 63))
-        return MEDEMBED_ERR_FORMAT;
-    pkneon *pk = malloc(sizeof *pk);
-    if (!pk)
-        return MEDEMBED_ERR_NOMEM;
-    pk_at(pk, &h, side, blob);
-    L->packed = pk;
-    L->packed_kind = kind;
-    L->packed_dtype = dtype;
-    L->packed_bytes = bytes;
-    L->packed_borrowed = 1;
-    return MEDEMBED_OK;
+    size_t side, want = layout_neon(L->n_out, L->n_in, kind, &h, &side);
+    return me_blocks_adopt(L, dtype, &h, side, want, blob, bytes);
 }
 
 const me_kern me_kern_neon = {
@@ -464,9 +450,9 @@ const me_kern me_kern_neon = {
     .unpack = me_unpack_generic,
     .adopt = adopt_neon,
     .attention = me_attention_scalar,
-    .layernorm = me_layernorm_scalar,
+    .layernorm = me_layernorm_neon,
     .gelu = gelu_neon,
     .peak = peak_neon,
-    .dot_f32 = me_dot_f32_scalar,
-    .dot_i8 = me_dot_i8_scalar,
+    .dot_f32 = me_dot_f32_neon,
+    .dot_i8 = me_dot_i8_neon,
 };

@@ -5,7 +5,8 @@
  * the test oracles for the ISA files): gemm.c (linear layers in every
  * dtype), attn.c (attention, LayerNorm), dot.c (the search index's dot
  * products), pack.c (weight and row quantization shared by every level and
- * by the index). gemm_avx2.c / gemm_avx512.c (+ attn_*.c, dot_*.c) hold the
+ * by the index), blocks.c (the packed column-block form, header and
+ * pack cache adoption, that the AVX2 and NEON levels share). gemm_avx2.c / gemm_avx512.c (+ attn_*.c, dot_*.c) hold the
  * SIMD versions; gemm_sched.c schedules the GEMMs of every SIMD level.
  * gemm_amx.c is the AMX level: the AVX-512 table with the bf16 and int8
  * linear layers on tiles, through the tile operations of amx_tile.h
@@ -48,7 +49,9 @@
  *          fp32 FMA. AMX: tdpbf16ps, whose every instruction sums 32
  *          consecutive k (from k = 0) in two fp32 sums (even and odd k)
  *          and adds them to the output's running sum (amx_tile.h says
- *          how, with its denormal rules).
+ *          how, with its denormal rules). NEON with FEAT_BF16: bfmmla,
+ *          whose sums are Arm's BFDotAdd, two k a step, rounded to odd
+ *          with denormals flushed (gemm_mmla.c); without it, fp32 FMA.
  *   int8 : weights per output channel: s_w = max|W[n,:]| / 127,
  *          q_w = round(W / s_w) in [-127, 127]; input rows per row (dynamic):
  *          s_x = max|x[m,:]| / 127, q_x = round(x / s_x) in [-127, 127];

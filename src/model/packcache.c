@@ -152,6 +152,7 @@ static void pc_key(const medembed_model *m, uint8_t key[32])
     me_cpu_detect(&c); /* the layouts depend on these (bf16, int8 panels or blocks) */
     put_i64(&h, c.avx512_bf16);
     put_i64(&h, c.avx512_vnni);
+    put_i64(&h, c.arm_bf16); /* ARM64: bf16 in the bfmmla layout */
     put_i64(&h, m->dtype);
     for (int32_t d = 0; d <= MEDEMBED_DTYPE_INT8; d++) /* each dtype the layers use */
         for (int64_t t = 0; t < 4; t++)
@@ -215,7 +216,7 @@ static int pc_path(const medembed_model *m, const char *dir, const uint8_t key[3
     me_cpu c;
     me_cpu_detect(&c);
     int k = snprintf(out, n, "%s/%s-%.32s-%s%s%s-%s.mepack", dir, folder, hex,
-                     me_isa_name(m->kern->isa), c.avx512_bf16 ? "+bf16" : "",
+                     me_isa_name(m->kern->isa), c.avx512_bf16 || c.arm_bf16 ? "+bf16" : "",
                      c.avx512_vnni ? "+vnni" : "", me_dtype_name(m->dtype));
     return k > 0 && (size_t)k < n ? 0 : -1;
 }

@@ -33,9 +33,9 @@ static void usage(FILE *f)
         fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
     fprintf(f, "\nEnvironment: MEDEMBED_ISA=scalar|avx2|avx512|amx|neon forces a kernel level\n"
                "(amx-emu: the AMX kernels on emulated tiles, slow, for tests);\n"
-               "MEDEMBED_CPU_DISABLE=avx512_bf16,avx512_vnni,amx (ARM64: dotprod,neon) hides\n"
-               "those CPU features (their\n"
-               "fallback kernels run instead); MEDEMBED_PACK_CACHE=DIR keeps each model's\n"
+               "MEDEMBED_CPU_DISABLE=avx512_bf16,avx512_vnni,amx (ARM64: i8mm,bf16,dotprod,\n"
+               "neon) hides those CPU features (their fallback kernels run instead);\n"
+               "MEDEMBED_PACK_CACHE=DIR keeps each model's\n"
                "packed weights in a file in DIR that later loads map instead of packing again\n"
                "(faster loads, one shared copy; a new file replaces the same model's stale\n"
                "ones; `medembed info --dtype D` shows its status).\n");
