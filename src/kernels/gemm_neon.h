@@ -43,6 +43,7 @@ double me_neon_peak_mmla(int bf16, int64_t iters);
 /* The search dot products (dot_neon.c) and LayerNorm (attn_neon.c). */
 float me_dot_f32_neon(const float *a, const float *b, int32_t n);
 float me_dot_i8_neon(const float *a, const int8_t *b, int32_t n);
+void me_attention_neon(const me_attn_args *a);
 void me_layernorm_neon(float *x, int32_t rows, int32_t n, const float *g, const float *b,
                        double eps);
 
