@@ -317,9 +317,13 @@ def test_every_route_counts_toward_the_limit(model):
         # buffers hold, so the request stays in progress until the client reads or leaves
         big = json.dumps({"inputs": "word " * 300_000}).encode()
         sk = hold_slot(s.port, "/tokenize", big)
+        # the slot is taken once the body is complete, and the request is counted when it
+        # is parsed, after that: in flight alone (from the head on) would race the upload
+        seen = 'te_request_count{route="/tokenize",method="single"}'
         deadline = time.time() + 30
-        while s.metrics()["te_requests_in_flight"] < 2 and time.time() < deadline:
+        while s.metrics()[seen] < 1 and time.time() < deadline:
             time.sleep(0.02)
+        assert s.metrics()[seen] == 1, "the held request was never parsed"
         status, got = s.post("/tokenize", {"inputs": "a"})
         tei_error(status, got, 429, "Overloaded")
         tei_error(*s.post("/embed", {"inputs": "a"}), 429, "Overloaded")
