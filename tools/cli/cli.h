@@ -199,6 +199,10 @@ int cmd_rerank(int argc, char **argv); /* cmd_rerank.c */
 /* Loads -m as a reranker: a cross-encoder with one label (anything else is
  * refused with a message naming the model's kind) and a ctx for it.
  * Returns 0, or prints an error and returns 1 (nothing left to free). */
+/* --rerank-top for search and eval: refused without --rerank; defaults to
+ * max(MEDEMBED_RERANK_TOP_DEFAULT, k); refused below k. Returns 0, or
+ * prints the problem and returns 2. */
+int cli_rerank_top(const char *rerank, long k, long *rerank_top);
 int cli_load_reranker(const char *arg, int32_t dtype, long threads, medembed_model **m,
                       medembed_ctx **ctx);
 

@@ -171,19 +171,8 @@ static int parse(int argc, char **argv, eval_args *a)
         cli_error("--alpha applies to --mode hybrid");
         return 2;
     }
-    if (a->rerank_top && !a->rerank) {
-        cli_error("--rerank-top applies to --rerank CROSS_ENCODER");
+    if (cli_rerank_top(a->rerank, a->co.k, &a->rerank_top))
         return 2;
-    }
-    if (a->rerank && !a->rerank_top)
-        a->rerank_top = a->co.k > MEDEMBED_RERANK_TOP_DEFAULT ? a->co.k
-                                                              : MEDEMBED_RERANK_TOP_DEFAULT;
-    if (a->rerank && a->co.k > a->rerank_top) {
-        cli_error("-k %ld is more than --rerank-top %ld: the cross-encoder orders only the hits "
-                  "it reads (raise --rerank-top)",
-                  a->co.k, a->rerank_top);
-        return 2;
-    }
     if (a->co.overlap >= 0 && !a->co.chunk) {
         cli_error("--overlap needs --chunk-tokens");
         return 2;

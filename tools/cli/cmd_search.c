@@ -157,24 +157,11 @@ static int parse(int argc, char **argv, search_args *a)
         cli_error("--query-vectors has no words for --mode bm25 or hybrid: use -q or -i");
         return 2;
     }
-    if (a->rerank_top && !a->rerank) {
-        cli_error("--rerank-top applies to --rerank CROSS_ENCODER");
+    if (cli_rerank_top(a->rerank, a->co.k, &a->rerank_top))
         return 2;
-    }
-    if (a->rerank) {
-        if (a->qvec) {
-            cli_error("--rerank needs the query's words: use -q or -i, not --query-vectors");
-            return 2;
-        }
-        if (!a->rerank_top)
-            a->rerank_top = a->co.k > MEDEMBED_RERANK_TOP_DEFAULT ? a->co.k
-                                                                  : MEDEMBED_RERANK_TOP_DEFAULT;
-        if (a->co.k > a->rerank_top) {
-            cli_error("-k %ld is more than --rerank-top %ld: the cross-encoder orders only the "
-                      "hits it reads (raise --rerank-top)",
-                      a->co.k, a->rerank_top);
-            return 2;
-        }
+    if (a->rerank && a->qvec) {
+        cli_error("--rerank needs the query's words: use -q or -i, not --query-vectors");
+        return 2;
     }
     if (!a->qvec && !a->co.model && a->co.mode != MEDEMBED_SEARCH_BM25) {
         cli_error("no model given: pass -m MODEL_DIR (the one the index was built with)");

@@ -525,3 +525,22 @@ int cli_npy_end(cli_npy *w)
     w->held = NULL;
     return rc;
 }
+
+int cli_rerank_top(const char *rerank, long k, long *rerank_top)
+{
+    if (*rerank_top && !rerank) {
+        cli_error("--rerank-top applies to --rerank CROSS_ENCODER");
+        return 2;
+    }
+    if (!rerank)
+        return 0;
+    if (!*rerank_top)
+        *rerank_top = k > MEDEMBED_RERANK_TOP_DEFAULT ? k : MEDEMBED_RERANK_TOP_DEFAULT;
+    if (k > *rerank_top) {
+        cli_error("-k %ld is more than --rerank-top %ld: the cross-encoder orders only the hits "
+                  "it reads (raise --rerank-top)",
+                  k, *rerank_top);
+        return 2;
+    }
+    return 0;
+}
